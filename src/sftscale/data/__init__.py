@@ -189,9 +189,20 @@ def _read_file(path: Path, split: str | None = None) -> list[dict]:
     raise InputError(path, f"unsupported file type; expected one of {', '.join(_SUFFIXES)}")
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_numbered(path: str | os.PathLike, split: str | None = None) -> list[tuple[int, dict]]:
+    """Records of a local file with where each came from: the line number in a JSONL file,
+    the 1-based record index in a JSON or parquet file (for error messages)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "no such file")
+    if p.name.lower().endswith((".jsonl", ".jsonl.gz")):
+        return _read_jsonl(p, numbered=True)
+    return list(enumerate(_read_file(p, split), 1))
+
+
+def _read_jsonl(path: Path, numbered: bool = False) -> list:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    out: list[dict] = []
+    out: list = []
     with opener(path, "rt", encoding="utf-8") as f:
         for i, line in enumerate(f, 1):
             if not line.strip():
@@ -202,7 +213,7 @@ def _read_jsonl(path: Path) -> list[dict]:
                 raise InputError(path, f"not valid JSON ({e.msg})", line=i) from None
             if not isinstance(obj, dict):
                 raise InputError(path, "expected a JSON object", line=i)
-            out.append(obj)
+            out.append((i, obj) if numbered else obj)
     return out
 
 
@@ -224,4 +235,4 @@ def _json_records(path: Path, obj: Any, split: str | None) -> list[dict]:
 
 
 __all__ = ["DATA_ROOT", "DataIntegrityError", "dataset_dir", "dataset_names", "load_records",
-           "manifest", "split_file", "verify", "write_manifest"]
+           "manifest", "read_numbered", "split_file", "verify", "write_manifest"]
