@@ -1,0 +1,367 @@
+"""The study configuration: one YAML file describes a whole study.
+
+A study is models × tasks × a grid of N (finetuning examples) × seeds. The YAML is validated
+by pydantic v2 with ``extra="forbid"`` everywhere, and every error names the file, the LINE
+and the field (``models[1].ref``): the YAML is composed into a node tree whose marks give the
+line of each key, and a pydantic error location is walked through that tree.
+
+Example (see ``studies/toy.yaml`` for a full one)::
+
+    name: toy
+    models:
+      - {name: toy-S, ref: toy-S}
+    tasks:
+      - {name: toy-math, limit: 200}
+    n: [0, 16, 64]
+    seeds: [0, 1]
+
+Relative paths in the config (``output``, data paths inside task ``options``, ``train_data``)
+are taken relative to the current working directory, like any command-line path.
+
+Not handled here: whether a model or task actually resolves, and whether recipe override
+keys are valid ``Recipe`` fields (that needs torch/transformers; ``sftscale plan`` and
+``sftscale run`` check it before anything runs, and point at the line with ``StudyConfig.error``).
+YAML anchors/aliases are accepted; a key that appears twice in one mapping is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from .io import InputError, sha256_json
+
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+class _LocError(ValueError):
+    """A validation error that knows which sub-field it is about (for the line number)."""
+
+    def __init__(self, msg: str, *loc: Any):
+        super().__init__(msg)
+        self.loc = loc
+
+
+def _label_from_ref(ref: str) -> str:
+    base = ref.rstrip("/").split("/")[-1] or ref
+    if base.endswith(".gguf"):
+        base = base[:-5]
+    return re.sub(r"[^A-Za-z0-9._+-]", "-", base).lstrip("._+-") or "model"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class ModelEntry(_Strict):
+    """One base model of the study."""
+
+    ref: str = Field(description="toy name, HF id, local dir, .gguf file or GGUF alias")
+    name: str | None = Field(None, description="label used in cell keys and tables (default: from ref)")
+    recipe: str | dict[str, Any] | None = Field(
+        None, description="name of an entry of `recipes`, or inline Recipe overrides")
+    gpus: float = Field(0.0, ge=0, description="GPUs per cell (Ray resource request)")
+    cpus: float | None = Field(None, gt=0, description="CPUs per cell (default: executor.cpus_per_cell)")
+    chat: bool | None = Field(None, description="use the chat template (default: evaluation.chat)")
+
+    @model_validator(mode="after")
+    def _default_name(self) -> "ModelEntry":
+        if self.name is None:
+            self.name = _label_from_ref(self.ref)
+        if not _LABEL.match(self.name) or "__" in self.name:
+            raise _LocError(f"name {self.name!r}: use letters, digits and . _ + - (no '__')", "name")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or _label_from_ref(self.ref)
+
+
+class TaskEntry(_Strict):
+    """One task of the study."""
+
+    name: str = Field(description="registered task name (see `sftscale tasks`)")
+    label: str | None = Field(None, description="label in cell keys and tables (default: name)")
+    options: dict[str, Any] = Field(default_factory=dict, description="task constructor options")
+    limit: int | None = Field(None, ge=1, description="evaluate on the first LIMIT test items")
+    train_data: str | None = Field(
+        None, description="training data source (HF dataset id or local file), passed to the "
+                          "task as option `train_data`")
+    max_new_tokens: int | None = Field(None, ge=1, description="override the task's GenSpec")
+    n: list[int] | None = Field(None, description="this task's own N grid (default: the study's)")
+    recipe: dict[str, Any] = Field(default_factory=dict, description="Recipe overrides for this task")
+
+    @field_validator("n")
+    @classmethod
+    def _grid(cls, v: list[int] | None) -> list[int] | None:
+        return None if v is None else _check_grid(v)
+
+    @model_validator(mode="after")
+    def _default_label(self) -> "TaskEntry":
+        if self.label is None:
+            self.label = re.sub(r"[^A-Za-z0-9._+-]", "-", self.name)
+        if not _LABEL.match(self.label) or "__" in self.label:
+            raise _LocError(f"label {self.label!r}: use letters, digits and . _ + - (no '__')",
+                            "label" if "label" in self.model_fields_set else "name")
+        if self.train_data is not None and "train_data" in self.options:
+            raise _LocError("give train_data either as a field or in options, not both",
+                            "train_data")
+        return self
+
+    def task_options(self) -> dict[str, Any]:
+        """The keyword options the task constructor gets."""
+        opts = dict(self.options)
+        if self.train_data is not None:
+            opts["train_data"] = self.train_data
+        return opts
+
+
+class EvalSettings(_Strict):
+    limit: int | None = Field(None, ge=1, description="test items per task (task.limit wins)")
+    batch_size: int | None = Field(None, ge=1, description="generation batch size (default: auto)")
+    max_new_tokens: int | None = Field(None, ge=1, description="override every task's GenSpec")
+    chat: bool = Field(False, description="apply the chat template for training and evaluation")
+    allow_template_mismatch: bool = False
+
+
+class ExecutorSettings(_Strict):
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(None, description="Ray cluster address (default: $RAY_ADDRESS, "
+                                                   "else a local cluster)")
+    cpus_per_cell: float = Field(1.0, gt=0)
+    max_parallel: int | None = Field(None, ge=1, description="cells in flight at once (Ray)")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray cluster")
+
+
+class StudyConfig(_Strict):
+    name: str = "study"
+    description: str = ""
+    models: list[ModelEntry] = Field(min_length=1)
+    tasks: list[TaskEntry] = Field(min_length=1)
+    n: list[int] = Field(min_length=1, description="grid of finetuning set sizes; 0 = base model")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    recipe: dict[str, Any] = Field(default_factory=dict, description="Recipe overrides, all cells")
+    recipes: dict[str, dict[str, Any]] = Field(default_factory=dict, description="named overrides")
+    evaluation: EvalSettings = Field(default_factory=EvalSettings)
+    output: str | None = Field(None, description="run directory (default: runs/<name>)")
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    n_over_pool: Literal["error", "cap", "skip"] = Field(
+        "error", description="N larger than a task's training pool: error, cap to the pool, or skip")
+
+    _path: str | None = PrivateAttr(None)
+    _lines: dict[tuple, int] = PrivateAttr(default_factory=dict)
+
+    @field_validator("n")
+    @classmethod
+    def _grid(cls, v: list[int]) -> list[int]:
+        return _check_grid(v)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must be distinct")
+        if any(s < 0 for s in v):
+            raise ValueError("seeds must be >= 0")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _LABEL.match(v):
+            raise ValueError(f"name {v!r}: use letters, digits and . _ + -")
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self) -> "StudyConfig":
+        seen: set[str] = set()
+        for i, m in enumerate(self.models):
+            if m.label in seen:
+                raise _LocError(f"duplicate model name {m.label!r}", "models", i)
+            seen.add(m.label)
+            if isinstance(m.recipe, str) and m.recipe not in self.recipes:
+                raise _LocError(f"no recipe named {m.recipe!r} in `recipes`", "models", i, "recipe")
+        seen = set()
+        for i, t in enumerate(self.tasks):
+            if t.label in seen:
+                raise _LocError(f"duplicate task label {t.label!r} (give each a `label`)",
+                                "tasks", i)
+            seen.add(t.label)
+        return self
+
+    # --- helpers -------------------------------------------------------------------------
+    @property
+    def path(self) -> str | None:
+        return self._path
+
+    def output_dir(self) -> Path:
+        return Path(self.output) if self.output else Path("runs") / self.name
+
+    def recipe_overrides(self, model: ModelEntry, task: TaskEntry) -> dict[str, Any]:
+        """Study recipe < task recipe < model recipe (named or inline)."""
+        out = dict(self.recipe)
+        out.update(task.recipe)
+        if isinstance(model.recipe, str):
+            out.update(self.recipes[model.recipe])
+        elif isinstance(model.recipe, dict):
+            out.update(model.recipe)
+        return out
+
+    def chat_for(self, model: ModelEntry) -> bool:
+        return self.evaluation.chat if model.chat is None else model.chat
+
+    def grid_for(self, task: TaskEntry) -> list[int]:
+        return list(task.n) if task.n is not None else list(self.n)
+
+    def line_of(self, *loc: Any) -> int | None:
+        """Line of the deepest existing key along ``loc`` (None when not loaded from YAML)."""
+        for k in range(len(loc), -1, -1):
+            if tuple(loc[:k]) in self._lines:
+                return self._lines[tuple(loc[:k])]
+        return None
+
+    def error(self, reason: str, *loc: Any) -> InputError:
+        """An InputError pointing at ``loc`` (e.g. ``("models", 0, "ref")``) of this file."""
+        return InputError(self._path, reason, line=self.line_of(*loc), field=_loc_str(loc) or None)
+
+    def fingerprint(self) -> str:
+        return sha256_json(self.model_dump(mode="json"))
+
+
+def _check_grid(v: list[int]) -> list[int]:
+    if any(x < 0 for x in v):
+        raise ValueError("N must be >= 0")
+    if len(set(v)) != len(v):
+        raise ValueError("N values must be distinct")
+    return sorted(v)
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+def load_study(path: str | os.PathLike) -> StudyConfig:
+    """Read and validate a study YAML; errors are InputError(path, reason, line, field)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(p, "no such file") from None
+    except IsADirectoryError:
+        raise InputError(p, "is a directory, expected a study YAML file") from None
+    return parse_study(text, p)
+
+
+def parse_study(text: str, path: str | os.PathLike | None = None) -> StudyConfig:
+    where = str(path) if path is not None else "<study>"
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise InputError(where, f"not valid YAML: {e.problem or e}",
+                         line=mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as e:
+        raise InputError(where, f"not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise InputError(where, "expected a mapping (models:, tasks:, n:, ...) at the top level",
+                         line=1)
+    lines: dict[tuple, int] = {}
+    _index_lines(node, (), lines, where)
+    try:
+        cfg = StudyConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        exc = (err.get("ctx") or {}).get("error")
+        keep_last = err["type"] in ("missing", "extra_forbidden")
+        loc = _clean_loc(lines, tuple(err["loc"]), keep_last)
+        msg = err["msg"]
+        if isinstance(exc, _LocError):
+            loc = loc + tuple(exc.loc)
+            msg = str(exc)
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        line = _line_for(lines, loc)
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown field (allowed: {', '.join(_allowed_fields(loc))})"
+        elif err["type"] == "missing":
+            msg = "missing required field"
+        more = len(e.errors()) - 1
+        if more:
+            msg += f" (and {more} more error{'s' if more > 1 else ''})"
+        raise InputError(where, msg, line=line, field=_loc_str(loc) or None) from None
+    cfg._path = where
+    cfg._lines = lines
+    return cfg
+
+
+def _index_lines(node: yaml.Node, loc: tuple, out: dict[tuple, int], where: str) -> None:
+    """Map every key path to the 1-based line of its key (list items: of the item)."""
+    out.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for k, v in node.value:
+            key = k.value if isinstance(k, yaml.ScalarNode) else None
+            if key == "<<":  # merge key: index the merged mapping's keys at this level
+                _index_lines(v, loc, out, where)
+                continue
+            if key in seen:
+                raise InputError(where, f"key {key!r} appears twice", line=k.start_mark.line + 1,
+                                 field=_loc_str(loc + (key,)))
+            seen.add(key)
+            out[loc + (key,)] = k.start_mark.line + 1
+            _index_lines(v, loc + (key,), out, where)
+            out[loc + (key,)] = k.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _index_lines(v, loc + (i,), out, where)
+
+
+def _clean_loc(lines: dict[tuple, int], loc: tuple, keep_last: bool) -> tuple:
+    """Drop the union/validator tags pydantic inserts into locations (e.g. 'dict[str,any]')."""
+    clean: list[Any] = []
+    for i, part in enumerate(loc):
+        if tuple(clean + [part]) in lines or (keep_last and i == len(loc) - 1):
+            clean.append(part)
+    return tuple(clean)
+
+
+def _line_for(lines: dict[tuple, int], loc: tuple) -> int | None:
+    for k in range(len(loc), -1, -1):
+        if tuple(loc[:k]) in lines:
+            return lines[tuple(loc[:k])]
+    return None
+
+
+def _loc_str(loc: tuple) -> str:
+    s = ""
+    for part in loc:
+        if isinstance(part, int):
+            s += f"[{part}]"
+        else:
+            s += ("." if s else "") + str(part)
+    return s
+
+
+def _allowed_fields(loc: tuple) -> list[str]:
+    model: type[BaseModel] = StudyConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        f = model.model_fields.get(str(part))
+        if f is None:
+            break
+        ann = f.annotation
+        args = getattr(ann, "__args__", ()) or (ann,)
+        nxt = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if nxt is None:
+            break
+        model = nxt
+    return list(model.model_fields)
+
+
+__all__ = ["EvalSettings", "ExecutorSettings", "ModelEntry", "StudyConfig", "TaskEntry",
+           "load_study", "parse_study"]
