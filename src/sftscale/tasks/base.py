@@ -127,6 +127,50 @@ class Task(ABC):
             return item.question
         return None
 
+    #: JSONL keys that may hold the response text in `sftscale score` input, tried in order
+    response_keys: tuple[str, ...] = ("response",)
+
+    def resolve_line(self, obj: dict, line: int | None = None, path: Any = None) -> tuple[Item, str]:
+        """Map one `sftscale score` input line to (test item, response text).
+
+        The item is found by ``id``, else by the first of ``lookup_keys()`` present in the
+        line (matched against ``key_of(item, key)``, surrounding whitespace ignored). The
+        response is the first of ``response_keys`` present. Raises ``InputError`` naming
+        ``path``, ``line`` and the field. Override for lines needing more than a lookup.
+        """
+        from ..io import InputError
+
+        index = self.__dict__.get("_resolve_index")
+        if index is None:
+            index = {"id": {}}
+            for it in self.test_items():
+                index["id"][it.id] = it
+                for k in self.lookup_keys():
+                    v = self.key_of(it, k)
+                    if v is not None:
+                        index.setdefault(k, {}).setdefault(str(v).strip(), it)
+            self.__dict__["_resolve_index"] = index
+        for key in ("id", *self.lookup_keys()):
+            if key in obj:
+                val = obj[key]
+                if not isinstance(val, (str, int)):
+                    raise InputError(path, "must be a string", line=line, field=key)
+                item = index.get(key, {}).get(str(val).strip() if key != "id" else str(val))
+                if item is None:
+                    raise InputError(path, f"no test item of task {self.name!r} has this {key} "
+                                     f"({str(val)[:60]!r})", line=line, field=key)
+                break
+        else:
+            raise InputError(path, f"needs one of the keys {', '.join(('id', *self.lookup_keys()))}"
+                             f" to identify the item", line=line)
+        for rk in self.response_keys:
+            if rk in obj:
+                if not isinstance(obj[rk], str):
+                    raise InputError(path, "must be a string", line=line, field=rk)
+                return item, obj[rk]
+        raise InputError(path, f"missing the response (one of: {', '.join(self.response_keys)})",
+                         line=line, field=self.response_keys[0])
+
     def describe(self) -> dict:
         """Name, version, sizes and licence, for ``sftscale tasks`` and results JSON."""
         info = {"name": self.name, "version": self.version, "license": self.license,
