@@ -19,6 +19,17 @@ from .io import InputError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure how abilities grow with the amount of post-training data.")
 
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    """Measure how abilities grow with the amount of post-training data."""
+    if version:
+        from . import __version__
+        print(__version__)
+        raise typer.Exit()
+
+
 # command modules, in the order of the data flow
 _AREAS = ["data", "train", "evaluate", "study", "fit", "knowledge", "report", "toy"]
 
