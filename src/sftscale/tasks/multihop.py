@@ -241,7 +241,7 @@ class MultihopFile(_QATask):
     def __init__(self, path: str | None = None, limit: int | None = None, chain: bool = False,
                  use_context: bool = True):
         if not path:
-            raise ValueError("multihop-file needs path=<file of {question, answer, ...} records>")
+            raise ValueError("multihop-file needs path=FILE (CLI: --task-option path=FILE)")
         super().__init__(limit=limit, chain=chain, use_context=use_context)
         self.path = path
         self._loaded: tuple[list[Item], list[Item]] | None = None

@@ -1,0 +1,133 @@
+"""``sftscale tasks`` (what can be evaluated) and ``sftscale score`` (score a JSONL of responses).
+
+``score`` reads one JSON object per line, maps each to a test item with the task's
+``resolve_line`` (by ``id``, or a task-specific key such as ``question`` or ``task_id``),
+scores them all with ``task.score_many`` and prints ONE JSON object of aggregates on stdout;
+anything libraries print while loading goes to stderr. A bad line, an unknown id, a missing
+field or an item given twice stops with the file, line and reason (exit code 2), and then no
+samples file is written.
+
+Not handled: scoring several tasks in one call, several responses per item (pass@k),
+streaming huge files (all lines are read first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._util import InputError, fail
+
+
+def _parse_options(pairs: list[str]) -> dict:
+    out: dict = {}
+    for p in pairs:
+        key, sep, raw = p.partition("=")
+        if not sep or not key:
+            raise InputError(None, f"--task-option expects KEY=VALUE, got {p!r}")
+        try:
+            out[key] = json.loads(raw)  # numbers, true/false, null, quoted strings
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def tasks_table() -> list[dict]:
+    """describe() of every registered task; unavailable ones get ``status`` and a reason."""
+    from ..tasks import get_task, task_names
+
+    rows = []
+    for name in task_names():
+        try:
+            info = dict(get_task(name).describe(), status="ok")
+        except ModuleNotFoundError as e:  # an area not written/installed yet
+            info = {"name": name, "status": "unavailable", "reason": f"module {e.name} not found"}
+        except ValueError as e:  # the constructor needs options (e.g. multihop-file path=)
+            info = {"name": name, "status": "needs options", "reason": str(e).splitlines()[0]}
+        except Exception as e:  # missing data, a broken task...
+            info = {"name": name, "status": "unavailable",
+                    "reason": f"{type(e).__name__}: {e}".splitlines()[0][:120]}
+        rows.append(info)
+    return rows
+
+
+def score_file(task_name: str, responses: Path, samples_out: Optional[Path] = None,
+               limit: Optional[int] = None, options: Optional[dict] = None) -> dict:
+    """Score a responses JSONL for a task; write per-sample records if asked; return aggregates."""
+    from ..data import read_numbered
+    from ..io import atomic_write_jsonl
+    from ..tasks import get_task
+
+    try:
+        task = get_task(task_name, **(options or {}))
+    except KeyError as e:
+        raise InputError(None, str(e.args[0]), field="--task") from None
+    except TypeError as e:  # an option the task's constructor does not take
+        raise InputError(None, f"task {task_name!r}: {e}", field="--task-option") from None
+    if not str(responses).lower().endswith((".jsonl", ".jsonl.gz")):
+        raise InputError(responses, "expected a .jsonl or .jsonl.gz file of responses")
+    rows = read_numbered(responses)
+    if limit is not None:
+        rows = rows[:limit]
+    if not rows:
+        raise InputError(responses, "no response lines")
+    items, texts, seen = [], [], {}
+    for line, obj in rows:
+        item, text = task.resolve_line(obj, line, responses)
+        if item.id in seen:
+            raise InputError(responses, f"item {item.id!r} already given on line {seen[item.id]}",
+                             line=line)
+        seen[item.id] = line
+        items.append(item)
+        texts.append(text)
+    records = task.score_many(items, texts)
+    if samples_out is not None:
+        atomic_write_jsonl(samples_out, [{**r, "response": t} for r, t in zip(records, texts)])
+    return task.aggregate(records)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("tasks")
+    def tasks_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+        """List every registered task with its sizes (test/train), licence and primary metric."""
+        with contextlib.redirect_stdout(sys.stderr):
+            rows = tasks_table()
+        if as_json:
+            print(json.dumps(rows, indent=2))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="sftscale tasks")
+        for col in ("task", "test", "train", "licence", "primary metric", "status"):
+            table.add_column(col, justify="right" if col in ("test", "train") else "left",
+                             no_wrap=col != "status")
+        for r in rows:
+            if r["status"] == "ok":
+                table.add_row(r["name"], f"{r['n_test']:,}", f"{r['n_train']:,}" if r["n_train"] else "-",
+                              r.get("license") or "?", r.get("primary_metric", ""), "ok")
+            else:
+                table.add_row(r["name"], "-", "-", "-", "-", f"{r['status']}: {r['reason']}")
+        Console(width=max(Console().width, 120)).print(table)
+
+    @app.command("score")
+    def score_cmd(
+        task: str = typer.Option(..., "--task", "-t", help="Registered task name (see `sftscale tasks`)."),
+        responses: Path = typer.Option(..., "--responses", "-r", help="JSONL: one {id|question|..., response} per line."),
+        samples_out: Optional[Path] = typer.Option(None, "--samples-out", help="Write per-sample records here (JSONL)."),
+        limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N lines."),
+        task_option: list[str] = typer.Option([], "--task-option", "-o",
+                                               help="Task constructor option KEY=VALUE (repeatable), e.g. path=qa.jsonl."),
+    ) -> None:
+        """Score a JSONL of responses; print one JSON object of aggregates on stdout."""
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                agg = score_file(task, responses, samples_out, limit, _parse_options(task_option))
+        except InputError as e:
+            fail(e)
+        print(json.dumps(agg))
