@@ -1,0 +1,113 @@
+"""Expanding a study config into cells: model × task × N × seed.
+
+A cell is one finetuning run plus its evaluation. N = 0 (the base model, untrained) is
+seed-independent, so it appears once per model/task; it carries the study's first seed so
+that tables keep an integer seed column (documented in docs/notes/study.md).
+
+The cell key (``<model>__<task>__n<N>__s<seed>``, or ``<model>__<task>__n0`` for N = 0) names
+the cell's directory and its row in the store. ``spec`` is everything that determines the
+cell's outputs; its hash is stored, so a run directory is never silently reused for a
+different configuration of the same key.
+
+Not handled here: whether models and tasks resolve (``plan.py``), running (``runner.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from ..config import StudyConfig
+from ..io import InputError, sha256_json
+
+
+@dataclass
+class Cell:
+    model: str  # label
+    model_ref: str
+    task: str  # label
+    task_name: str
+    n: int
+    seed: int
+    task_options: dict[str, Any] = field(default_factory=dict)
+    recipe: dict[str, Any] = field(default_factory=dict)  # overrides of default_recipe(model_ref)
+    chat: bool = False
+    limit: int | None = None
+    batch_size: int | None = None
+    max_new_tokens: int | None = None
+    allow_template_mismatch: bool = False
+    gpus: float = 0.0
+    cpus: float = 1.0
+    n_requested: int | None = None  # the grid value before capping to the pool
+
+    @property
+    def key(self) -> str:
+        base = f"{self.model}__{self.task}__n{self.n}"
+        return base if self.n == 0 else f"{base}__s{self.seed}"
+
+    def spec(self) -> dict[str, Any]:
+        """What determines the outputs (resources and labels excluded)."""
+        return {"model_ref": self.model_ref, "task_name": self.task_name,
+                "task_options": self.task_options, "n": self.n,
+                "seed": None if self.n == 0 else self.seed, "recipe": self.recipe,
+                "chat": self.chat, "limit": self.limit, "max_new_tokens": self.max_new_tokens,
+                "allow_template_mismatch": self.allow_template_mismatch}
+
+    @property
+    def spec_hash(self) -> str:
+        return sha256_json(self.spec())[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Cell":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def expand_cells(cfg: StudyConfig, pool_sizes: Mapping[str, int] | None = None) -> list[Cell]:
+    """All cells of the study, model-major (so one worker can keep a base model loaded).
+
+    ``pool_sizes`` (task label -> training pool size) applies ``cfg.n_over_pool``: ``error``
+    raises an InputError pointing at the grid, ``cap`` replaces N by the pool size (once),
+    ``skip`` drops the cell. Without it, N is not checked against pools here (train does).
+    """
+    cells: list[Cell] = []
+    for mi, m in enumerate(cfg.models):
+        for ti, t in enumerate(cfg.tasks):
+            pool = None if pool_sizes is None else pool_sizes.get(t.label)
+            seen: set[tuple[int, int]] = set()
+            for n_req in cfg.grid_for(t):
+                n = n_req
+                if pool is not None and n > pool:
+                    if cfg.n_over_pool == "error":
+                        loc = ("tasks", ti, "n") if t.n is not None else ("n",)
+                        raise cfg.error(f"N={n} exceeds the training pool of task {t.label!r} "
+                                        f"({pool} items); set n_over_pool: cap or skip, or "
+                                        f"remove it from the grid", *loc)
+                    if cfg.n_over_pool == "skip":
+                        continue
+                    n = pool
+                seeds = cfg.seeds[:1] if n == 0 else cfg.seeds
+                for s in seeds:
+                    if (n, s) in seen:
+                        continue
+                    seen.add((n, s))
+                    cells.append(Cell(
+                        model=m.label, model_ref=m.ref, task=t.label or t.name, task_name=t.name,
+                        n=n, seed=s, task_options=t.task_options(),
+                        recipe=cfg.recipe_overrides(m, t), chat=cfg.chat_for(m),
+                        limit=t.limit if t.limit is not None else cfg.evaluation.limit,
+                        batch_size=cfg.evaluation.batch_size,
+                        max_new_tokens=(t.max_new_tokens if t.max_new_tokens is not None
+                                        else cfg.evaluation.max_new_tokens),
+                        allow_template_mismatch=cfg.evaluation.allow_template_mismatch,
+                        gpus=m.gpus, cpus=m.cpus if m.cpus is not None else cfg.executor.cpus_per_cell,
+                        n_requested=n_req))
+    keys = [c.key for c in cells]
+    if len(set(keys)) != len(keys):  # impossible with validated labels; guard anyway
+        raise InputError(cfg.path, "two cells share a key; make model/task labels distinct")
+    return cells
+
+
+__all__ = ["Cell", "expand_cells"]

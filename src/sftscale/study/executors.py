@@ -1,0 +1,133 @@
+"""Executors: where cells run. The driver alone writes the store, in its callbacks.
+
+``LocalExecutor`` runs cells one after another in the driver process (a worker keeps one base
+model's Generator between cells). ``RayExecutor`` submits each cell as a Ray task with
+``num_cpus``/``num_gpus`` from the config (a model's ``gpus``, ``executor.cpus_per_cell``),
+keeps at most ``max_parallel`` in flight, and hands each outcome back to the driver as it
+arrives. The run directory must be visible to every Ray worker at the same path (one
+machine, or a shared filesystem): workers write cell directories, the driver reads hashes.
+
+Not handled: stage-level progress from Ray workers (the display shows which cells are in
+flight), per-cell timeouts, preemption-aware rescheduling beyond what Ray retries
+(``max_retries=0``: a cell whose worker dies is recorded as failed; ``--retry-failed`` reruns).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+from ..config import StudyConfig
+from .cells import Cell
+
+OnStart = Callable[[Cell], None]
+OnStage = Callable[[str, str], None]
+OnDone = Callable[[Cell, dict], None]
+
+
+class Executor(Protocol):
+    def run(self, cells: Sequence[Cell], run_dir: Path, runner: Any, *, on_start: OnStart,
+            on_stage: OnStage, on_done: OnDone) -> None: ...
+
+
+class LocalExecutor:
+    """Sequential, in-process. Fine for CPU and one GPU."""
+
+    name = "local"
+
+    def run(self, cells: Sequence[Cell], run_dir: Path, runner: Any, *, on_start: OnStart,
+            on_stage: OnStage, on_done: OnDone) -> None:
+        for cell in cells:
+            on_start(cell)
+            on_done(cell, runner.run(cell, run_dir, on_stage=on_stage))
+
+
+def _ray_run_cell(runner: Any, cell_dict: dict, run_dir: str) -> dict:
+    """The Ray task body: one cell in a worker process."""
+    return runner.run(Cell.from_dict(cell_dict), run_dir)
+
+
+class RayExecutor:
+    """Cells as Ray tasks. ``address``: an existing cluster (or $RAY_ADDRESS); else a local one."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None,
+                 max_parallel: int | None = None, shutdown: bool | None = None):
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.num_cpus = num_cpus
+        self.max_parallel = max_parallel
+        self.shutdown = shutdown
+
+    def _init(self) -> bool:
+        import ray
+
+        if ray.is_initialized():
+            return False
+        kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True,
+                              "ignore_reinit_error": True}
+        if self.address:
+            kw["address"] = self.address
+        elif self.num_cpus:
+            kw["num_cpus"] = self.num_cpus
+        ray.init(**kw)
+        return True
+
+    def run(self, cells: Sequence[Cell], run_dir: Path, runner: Any, *, on_start: OnStart,
+            on_stage: OnStage, on_done: OnDone) -> None:
+        if not cells:
+            return
+        import ray
+
+        started = self._init()
+        try:
+            remote = ray.remote(max_retries=0)(_ray_run_cell)
+            runner_ref = ray.put(runner)
+            run_dir_s = str(Path(run_dir).resolve())
+            queue = list(cells)
+            inflight: dict[Any, Cell] = {}
+            limit = self.max_parallel or len(queue)
+            while queue or inflight:
+                while queue and len(inflight) < limit:
+                    cell = queue.pop(0)
+                    ref = remote.options(num_cpus=cell.cpus, num_gpus=cell.gpus or 0).remote(
+                        runner_ref, cell.to_dict(), run_dir_s)
+                    inflight[ref] = cell
+                    on_start(cell)
+                    on_stage(cell.key, "queued on ray")
+                ready, _ = ray.wait(list(inflight), num_returns=1)
+                for ref in ready:
+                    cell = inflight.pop(ref)
+                    t0 = time.perf_counter()
+                    try:
+                        outcome = ray.get(ref)
+                    except Exception as e:  # worker died, task error outside the runner, ...
+                        outcome = {"key": cell.key, "ok": False,
+                                   "error": f"ray: {type(e).__name__}: {str(e)[:2000]}",
+                                   "wall_s": time.perf_counter() - t0}
+                    on_done(cell, outcome)
+        except BaseException:
+            for ref in list(locals().get("inflight", {})):
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:
+                    pass
+            raise
+        finally:
+            if (self.shutdown if self.shutdown is not None else started):
+                ray.shutdown()
+
+
+def make_executor(kind: str, cfg: StudyConfig | None = None) -> Any:
+    ex = cfg.executor if cfg is not None else None
+    if kind == "local":
+        return LocalExecutor()
+    if kind == "ray":
+        return RayExecutor(address=ex.address if ex else None, num_cpus=ex.num_cpus if ex else None,
+                           max_parallel=ex.max_parallel if ex else None)
+    raise ValueError(f"unknown executor {kind!r} (local or ray)")
+
+
+__all__ = ["Executor", "LocalExecutor", "RayExecutor", "make_executor"]

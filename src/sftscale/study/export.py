@@ -1,0 +1,122 @@
+"""Tables out of a run directory, for the fit and report stages and for other tools.
+
+``load_tables(run_dir) -> (metrics_df, items_df)``:
+
+- ``metrics_df``: one row per done cell and metric, columns
+  ``model, task, metric, n, value, seed, n_items`` (long format; stderr metrics such as
+  ``accuracy_stderr`` are rows too). N = 0 cells carry the study's first seed.
+- ``items_df``: one row per done cell and evaluated item, columns
+  ``model, task, n, seed, item_id, correct, format_ok`` plus one column per other scalar
+  (bool/int/float) per-sample field the task reported (e.g. ``correct_flexible``, ``em``).
+  ``correct``/``format_ok`` are pandas nullable booleans.
+
+``export(run_dir, fmt, out=None)`` writes the metrics table as csv, parquet or jsonl
+(``DIR/export.<fmt>`` by default) and, beside it, the items table (``items.<fmt>``).
+``run_study`` writes ``export.csv`` and ``items.jsonl`` at the end of every run.
+
+Not handled: failed or pending cells (only done cells have rows; ``sftscale status`` shows
+the others), string per-sample fields (responses, extracted answers: read the cell's
+samples file, whose path the store keeps).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..io import InputError, atomic_open, atomic_write_jsonl
+from .store import Store
+
+METRIC_COLUMNS = ["model", "task", "metric", "n", "value", "seed", "n_items"]
+ITEM_COLUMNS = ["model", "task", "n", "seed", "item_id", "correct", "format_ok"]
+
+
+def _store_path(run_dir: str | os.PathLike) -> Path:
+    p = Path(run_dir)
+    if p.is_file() and p.suffix == ".sqlite":
+        return p
+    sp = p / "study.sqlite"
+    if not sp.exists():
+        raise InputError(p, "not a run directory (no study.sqlite)")
+    return sp
+
+
+def load_tables(run_dir: str | os.PathLike) -> tuple[Any, Any]:
+    """(metrics_df, items_df) of the done cells; see the module docstring for columns."""
+    import pandas as pd
+
+    with Store(_store_path(run_dir), readonly=True) as st:
+        cells = {r["key"]: r for r in st.cells("done")}
+        mrows = [{"model": cells[m["cell"]]["model"], "task": cells[m["cell"]]["task"],
+                  "metric": m["metric"], "n": cells[m["cell"]]["n"], "value": m["value"],
+                  "seed": cells[m["cell"]]["seed"], "n_items": cells[m["cell"]]["n_items"]}
+                 for m in st.metrics() if m["cell"] in cells]
+        irows = []
+        extra_cols: list[str] = []
+        for it in st.iter_items():
+            c = cells.get(it["cell"])
+            if c is None:
+                continue
+            row = {"model": c["model"], "task": c["task"], "n": c["n"], "seed": c["seed"],
+                   "item_id": it["item_id"],
+                   "correct": None if it["correct"] is None else bool(it["correct"]),
+                   "format_ok": None if it["format_ok"] is None else bool(it["format_ok"])}
+            for k, v in it["fields"].items():
+                if k in row:
+                    continue
+                if k not in extra_cols:
+                    extra_cols.append(k)
+                row[k] = v
+            irows.append(row)
+    metrics = pd.DataFrame(mrows, columns=METRIC_COLUMNS)
+    if len(metrics):
+        metrics = metrics.sort_values(["model", "task", "metric", "n", "seed"], kind="stable")
+        metrics = metrics.reset_index(drop=True)
+    metrics = metrics.astype({"n": "int64", "seed": "int64", "n_items": "Int64", "value": "float64"})
+    items = pd.DataFrame(irows, columns=ITEM_COLUMNS + extra_cols)
+    items = items.astype({"n": "int64", "seed": "int64", "correct": "boolean", "format_ok": "boolean",
+                          "item_id": "string"})
+    return metrics, items
+
+
+def export(run_dir: str | os.PathLike, fmt: str = "csv", out: str | os.PathLike | None = None
+           ) -> tuple[Path, Path]:
+    """Write metrics (``out`` or DIR/export.<fmt>) and items (items.<fmt> beside it)."""
+    if fmt not in ("csv", "parquet", "jsonl"):
+        raise InputError(None, f"unknown format {fmt!r} (csv, parquet or jsonl)", field="format")
+    metrics, items = load_tables(run_dir)
+    mpath = Path(out) if out is not None else Path(run_dir) / f"export.{fmt}"
+    ipath = mpath.with_name(f"items.{fmt}") if mpath.name != f"items.{fmt}" else \
+        mpath.with_name(f"items_table.{fmt}")
+    _write(metrics, mpath, fmt)
+    _write(items, ipath, fmt)
+    return mpath, ipath
+
+
+def _write(df: Any, path: Path, fmt: str) -> None:
+    if fmt == "csv":
+        with atomic_open(path, "w", encoding="utf-8", newline="") as f:
+            df.to_csv(f, index=False)
+    elif fmt == "parquet":
+        with atomic_open(path, "wb") as f:
+            df.to_parquet(f, index=False)
+    else:
+        atomic_write_jsonl(path, (_clean(r) for r in df.to_dict(orient="records")))
+
+
+def _clean(row: dict) -> dict:
+    import pandas as pd
+
+    return {k: (None if v is pd.NA or (isinstance(v, float) and v != v) else v)
+            for k, v in row.items()}
+
+
+def write_default_exports(run_dir: str | os.PathLike) -> None:
+    """``export.csv`` and ``items.jsonl`` in the run directory (what fit/report look for)."""
+    metrics, items = load_tables(run_dir)
+    _write(metrics, Path(run_dir) / "export.csv", "csv")
+    _write(items, Path(run_dir) / "items.jsonl", "jsonl")
+
+
+__all__ = ["ITEM_COLUMNS", "METRIC_COLUMNS", "export", "load_tables", "write_default_exports"]

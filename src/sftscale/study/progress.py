@@ -1,0 +1,131 @@
+"""The live display of a running study: cells done/total, current cell and stage, elapsed, ETA.
+
+On a terminal: a rich progress bar whose description shows the cell in flight and its stage
+(train, eval, score; "queued on ray" for Ray cells), plus one log line per finished cell.
+Not on a terminal (CI, redirected output): only the log lines, on stderr.
+
+ETA: the mean wall time of the cells finished in THIS invocation times the cells left
+(cells done before a resume are not counted: their time is unknown to this process).
+Not handled: per-step training progress (train_cell's own progress is not forwarded).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+class NullReporter:
+    def __enter__(self) -> "NullReporter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def start(self, cell: Any) -> None: ...
+
+    def stage(self, key: str, stage: str) -> None: ...
+
+    def done(self, cell: Any, outcome: dict) -> None: ...
+
+
+class RichReporter(NullReporter):
+    def __init__(self, total: int, done: int = 0, failed: int = 0, name: str = "study",
+                 run_dir: Path | None = None):
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.total, self.done_n, self.failed_n, self.name = total, done, failed, name
+        self.run_dir = run_dir
+        self.t0 = time.monotonic()
+        self.finished_walls: list[float] = []
+        self.current: dict[str, str] = {}
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> "RichReporter":
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.console.print(f"[bold]{self.name}[/]: {self.total} cells, {self.done_n} done, "
+                           f"{self.failed_n} failed, {self.total - self.done_n - self.failed_n} to run"
+                           + (f" → {self.run_dir}" if self.run_dir else ""))
+        if self.console.is_terminal:
+            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                     MofNCompleteColumn(), TextColumn("elapsed"), TimeElapsedColumn(),
+                                     TextColumn("ETA {task.fields[eta]}"), console=self.console,
+                                     transient=False)
+            self.progress.__enter__()
+            self.task = self.progress.add_task(self._desc(), total=self.total,
+                                               completed=self.done_n + self.failed_n, eta="?")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+        el = time.monotonic() - self.t0
+        self.console.print(f"{self.name}: {self.done_n} done, {self.failed_n} failed of "
+                           f"{self.total} in {_fmt(el)}")
+
+    def _desc(self) -> str:
+        if not self.current:
+            return self.name
+        items = list(self.current.items())
+        k, s = items[-1]
+        more = f" (+{len(items) - 1} more)" if len(items) > 1 else ""
+        return f"{k} · {s}{more}"
+
+    def _eta(self) -> str:
+        left = self.total - self.done_n - self.failed_n
+        if not self.finished_walls or left <= 0:
+            return "?" if left > 0 else "0s"
+        el = time.monotonic() - self.t0
+        per = el / len(self.finished_walls)
+        return _fmt(per * left)
+
+    def _refresh(self) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=self._desc(),
+                                 completed=self.done_n + self.failed_n, eta=self._eta())
+
+    def start(self, cell: Any) -> None:
+        self.current[cell.key] = "start"
+        self._refresh()
+
+    def stage(self, key: str, stage: str) -> None:
+        self.current[key] = stage
+        self._refresh()
+
+    def done(self, cell: Any, outcome: dict) -> None:
+        self.current.pop(cell.key, None)
+        self.finished_walls.append(float(outcome.get("wall_s") or 0.0))
+        if outcome.get("ok"):
+            self.done_n += 1
+            m = outcome.get("metrics_summary") or ""
+            line = (f"[green]done[/] {cell.key} (train {outcome.get('train_s', 0):.1f}s, "
+                    f"eval {outcome.get('eval_s', 0):.1f}s){m}")
+        else:
+            self.failed_n += 1
+            line = f"[red]FAILED[/] {cell.key}: {outcome.get('error', '?')}"
+        n = self.done_n + self.failed_n
+        self.console.print(f"[{n}/{self.total}] {line}  ETA {self._eta()}", highlight=False)
+        self._refresh()
+
+
+def _fmt(s: float) -> str:
+    s = int(round(s))
+    h, r = divmod(s, 3600)
+    m, s = divmod(r, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def make_reporter(progress: Any, **kw: Any) -> Any:
+    if progress is True:
+        return RichReporter(**kw)
+    if progress is False or progress is None:
+        return NullReporter()
+    return progress
+
+
+__all__ = ["NullReporter", "RichReporter", "make_reporter"]

@@ -1,0 +1,267 @@
+"""The study store: one SQLite file (``DIR/study.sqlite``, WAL) that the driver alone writes.
+
+Tables
+- ``meta(key, value)``: study name, config fingerprint, sftscale version, created time.
+- ``cells``: one row per cell (key, model, task, n, seed, spec + its hash, state
+  pending/running/done/failed, attempts, the cell's output paths relative to the run dir and
+  their sha256, n_items, timings train_s/eval_s/wall_s/overhead_s, error, traceback path,
+  worker, timestamps).
+- ``metrics(cell, metric, value)``: the evaluation aggregates of done cells.
+- ``items(cell, idx, item_id, correct, format_ok, fields)``: per-sample scores (``fields`` is
+  a JSON object of the other scalar per-sample fields), for the paired bootstrap.
+
+Crash safety: a cell's completion (state, paths, hashes, metrics, items) is ONE transaction,
+so after a SIGKILL at any moment a cell is either fully recorded or not at all; its metric
+and item rows are deleted and re-inserted in that transaction, so re-recording never
+duplicates. ``running`` rows found at start-up belong to a dead process and go back to
+``pending``.
+
+Not handled: several concurrent writer processes (one driver per run directory; SQLite's
+lock would serialise them, but two drivers would run the same cells twice), network
+filesystems with broken locking (keep the run directory's SQLite file on a local disk or
+a filesystem with working POSIX locks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from ..io import InputError
+from .cells import Cell
+
+STATES = ("pending", "running", "done", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS cells(
+  key TEXT PRIMARY KEY, ord INTEGER, model TEXT NOT NULL, model_ref TEXT, task TEXT NOT NULL,
+  task_name TEXT, n INTEGER NOT NULL, seed INTEGER, spec TEXT NOT NULL, spec_hash TEXT NOT NULL,
+  state TEXT NOT NULL DEFAULT 'pending'
+    CHECK (state IN ('pending', 'running', 'done', 'failed')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  cell_dir TEXT, train_meta TEXT, results TEXT, samples TEXT,
+  train_meta_sha TEXT, results_sha TEXT, samples_sha TEXT,
+  n_items INTEGER, train_s REAL, eval_s REAL, wall_s REAL, overhead_s REAL,
+  error TEXT, traceback TEXT, worker TEXT, started_at REAL, finished_at REAL
+);
+CREATE TABLE IF NOT EXISTS metrics(
+  cell TEXT NOT NULL, metric TEXT NOT NULL, value REAL, PRIMARY KEY (cell, metric));
+CREATE TABLE IF NOT EXISTS items(
+  cell TEXT NOT NULL, idx INTEGER NOT NULL, item_id TEXT NOT NULL, correct INTEGER,
+  format_ok INTEGER, fields TEXT, PRIMARY KEY (cell, idx));
+"""
+
+_OUTCOME_COLS = ("cell_dir", "train_meta", "results", "samples", "train_meta_sha", "results_sha",
+                 "samples_sha", "n_items", "train_s", "eval_s", "wall_s", "overhead_s", "worker",
+                 "started_at")
+
+
+class Store:
+    """Open (creating if needed) ``path``; use as a context manager or call ``close()``."""
+
+    def __init__(self, path: str | os.PathLike, readonly: bool = False):
+        self.path = Path(path)
+        if readonly:
+            if not self.path.exists():
+                raise InputError(self.path, "no study store here (expected study.sqlite)")
+            # a plain connection that never writes: mode=ro cannot open a WAL database whose
+            # -shm file is missing
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # durable across process kills in WAL
+            self.db.executescript(_SCHEMA)
+        self.db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # --- transactions ------------------------------------------------------------------
+    def _tx(self) -> "_Tx":
+        return _Tx(self.db)
+
+    # --- meta --------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, **kv: Any) -> None:
+        with self._tx():
+            self.db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                                [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in kv.items()])
+
+    # --- cells -------------------------------------------------------------------------
+    def sync(self, cells: Sequence[Cell]) -> tuple[int, list[str]]:
+        """Insert new cells as pending; return (number added, keys whose spec changed)."""
+        added, changed = 0, []
+        with self._tx():
+            have = {r["key"]: r["spec_hash"] for r in self.db.execute("SELECT key, spec_hash FROM cells")}
+            for i, c in enumerate(cells):
+                if c.key in have:
+                    if have[c.key] != c.spec_hash:
+                        changed.append(c.key)
+                    self.db.execute("UPDATE cells SET ord=? WHERE key=?", (i, c.key))
+                    continue
+                self.db.execute(
+                    "INSERT INTO cells(key, ord, model, model_ref, task, task_name, n, seed, spec,"
+                    " spec_hash, cell_dir) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (c.key, i, c.model, c.model_ref, c.task, c.task_name, c.n, c.seed,
+                     json.dumps(c.to_dict(), sort_keys=True), c.spec_hash, f"cells/{c.key}"))
+                added += 1
+        return added, changed
+
+    def replace_spec(self, cell: Cell) -> None:
+        """Forget a cell's results and give it a new spec (used with --rerun-changed)."""
+        with self._tx():
+            self._clear_results(cell.key)
+            self.db.execute("UPDATE cells SET spec=?, spec_hash=?, model_ref=?, task_name=?,"
+                            " state='pending', error=NULL, traceback=NULL WHERE key=?",
+                            (json.dumps(cell.to_dict(), sort_keys=True), cell.spec_hash,
+                             cell.model_ref, cell.task_name, cell.key))
+
+    def reset_interrupted(self) -> int:
+        """``running`` cells belong to a process that died: back to pending."""
+        with self._tx():
+            cur = self.db.execute("UPDATE cells SET state='pending' WHERE state='running'")
+            return cur.rowcount
+
+    def retry_failed(self) -> int:
+        with self._tx():
+            cur = self.db.execute(
+                "UPDATE cells SET state='pending', error=NULL, traceback=NULL WHERE state='failed'")
+            return cur.rowcount
+
+    def reset(self, key: str) -> None:
+        """Back to pending, forgetting recorded results (their files failed verification)."""
+        with self._tx():
+            self._clear_results(key)
+            self.db.execute("UPDATE cells SET state='pending' WHERE key=?", (key,))
+
+    def _clear_results(self, key: str) -> None:
+        self.db.execute("DELETE FROM metrics WHERE cell=?", (key,))
+        self.db.execute("DELETE FROM items WHERE cell=?", (key,))
+        self.db.execute("UPDATE cells SET train_meta=NULL, results=NULL, samples=NULL,"
+                        " train_meta_sha=NULL, results_sha=NULL, samples_sha=NULL, n_items=NULL"
+                        " WHERE key=?", (key,))
+
+    def mark_running(self, key: str, worker: str = "") -> None:
+        with self._tx():
+            self.db.execute("UPDATE cells SET state='running', attempts=attempts+1, worker=?,"
+                            " started_at=? WHERE key=?", (worker, time.time(), key))
+
+    def record_done(self, key: str, outcome: dict[str, Any], metrics: dict[str, float],
+                    items: Iterable[dict[str, Any]]) -> None:
+        """Everything about a finished cell, in one transaction."""
+        with self._tx():
+            self._clear_results(key)
+            self.db.executemany("INSERT INTO metrics(cell, metric, value) VALUES (?,?,?)",
+                                [(key, m, _num(v)) for m, v in metrics.items()])
+            self.db.executemany(
+                "INSERT INTO items(cell, idx, item_id, correct, format_ok, fields) VALUES (?,?,?,?,?,?)",
+                [(key, it["idx"], str(it["item_id"]), _bool(it.get("correct")),
+                  _bool(it.get("format_ok")), json.dumps(it.get("fields") or {}, sort_keys=True))
+                 for it in items])
+            cols = [c for c in _OUTCOME_COLS if c in outcome]
+            sets = ", ".join(f"{c}=?" for c in cols)
+            self.db.execute(f"UPDATE cells SET {sets}{', ' if sets else ''}state='done', error=NULL,"
+                            " traceback=NULL, finished_at=? WHERE key=?",
+                            [outcome[c] for c in cols] + [time.time(), key])
+
+    def record_failed(self, key: str, error: str, traceback_path: str | None = None,
+                      outcome: dict[str, Any] | None = None) -> None:
+        outcome = outcome or {}
+        with self._tx():
+            cols = [c for c in ("train_s", "eval_s", "wall_s", "overhead_s", "worker", "started_at")
+                    if c in outcome]
+            sets = "".join(f", {c}=?" for c in cols)
+            self.db.execute(f"UPDATE cells SET state='failed', error=?, traceback=?{sets},"
+                            " finished_at=? WHERE key=?",
+                            [error, traceback_path] + [outcome[c] for c in cols] + [time.time(), key])
+
+    def add_overhead(self, key: str, seconds: float) -> None:
+        with self._tx():
+            self.db.execute("UPDATE cells SET overhead_s=COALESCE(overhead_s, 0)+? WHERE key=?",
+                            (seconds, key))
+
+    # --- reading -----------------------------------------------------------------------
+    def cells(self, state: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT * FROM cells"
+        args: tuple = ()
+        if state is not None:
+            q += " WHERE state=?"
+            args = (state,)
+        return [dict(r) for r in self.db.execute(q + " ORDER BY ord, key", args)]
+
+    def cell(self, key: str) -> dict[str, Any] | None:
+        r = self.db.execute("SELECT * FROM cells WHERE key=?", (key,)).fetchone()
+        return None if r is None else dict(r)
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATES}
+        for s, k in self.db.execute("SELECT state, COUNT(*) FROM cells GROUP BY state"):
+            out[s] = k
+        return out
+
+    def metrics(self, key: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT cell, metric, value FROM metrics"
+        args: tuple = ()
+        if key is not None:
+            q += " WHERE cell=?"
+            args = (key,)
+        return [dict(r) for r in self.db.execute(q + " ORDER BY cell, metric", args)]
+
+    def iter_items(self, key: str | None = None) -> Iterator[dict[str, Any]]:
+        q = "SELECT cell, idx, item_id, correct, format_ok, fields FROM items"
+        args: tuple = ()
+        if key is not None:
+            q += " WHERE cell=?"
+            args = (key,)
+        for r in self.db.execute(q + " ORDER BY cell, idx", args):
+            d = dict(r)
+            d["fields"] = json.loads(d["fields"]) if d["fields"] else {}
+            yield d
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        if et is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")
+
+
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _bool(v: Any) -> int | None:
+    return None if v is None else int(bool(v))
+
+
+__all__ = ["STATES", "Store"]
