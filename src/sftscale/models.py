@@ -24,6 +24,7 @@ files, remote code (``trust_remote_code`` is never set), adapters (``generate.py
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -219,7 +220,7 @@ def ensure_converted(gguf: str | os.PathLike) -> Path:
     if (out / "sftscale_gguf.json").exists():
         return out
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -229,18 +230,34 @@ def ensure_converted(gguf: str | os.PathLike) -> Path:
         tok = AutoTokenizer.from_pretrained(src_dir, gguf_file=name)
         loaded = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=name,
                                                       dtype=torch.float32)
-        # a plain model from the same config: no GGUF/quantisation leftovers in the saved files
-        cfg = AutoConfig.from_pretrained(src_dir, gguf_file=name)
-        for k in ("quantization_config", "_name_or_path"):
+        # a plain model from the same config (no GGUF/quantisation leftovers in the saved
+        # files); built on the meta device and given the loaded tensors, so nothing is
+        # initialised twice
+        cfg = copy.deepcopy(loaded.config)
+        for k in ("quantization_config",):
             if hasattr(cfg, k):
                 with contextlib.suppress(AttributeError, TypeError):
                     delattr(cfg, k)
-        plain = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-        missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
+        with torch.device("meta"):
+            plain = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+        missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False, assign=True)
         missing = [m for m in missing if not _is_tied(plain, m)]
         if missing or unexpected:
             raise RuntimeError(f"GGUF conversion of {gguf}: missing {missing[:5]}, "
                                f"unexpected {unexpected[:5]}")
+        if getattr(cfg, "tie_word_embeddings", False):
+            plain.tie_weights()
+        # non-persistent buffers (rotary inv_freq) are not in state dicts: take them over
+        src_bufs = dict(loaded.named_buffers())
+        for name, buf in list(plain.named_buffers()):
+            if buf.is_meta and name in src_bufs:
+                mod_name, _, attr = name.rpartition(".")
+                mod = plain.get_submodule(mod_name) if mod_name else plain
+                mod._buffers[attr] = src_bufs[name]
+        leftover = [n for n, t in list(plain.named_parameters()) + list(plain.named_buffers())
+                    if t.is_meta]
+        if leftover:
+            raise RuntimeError(f"GGUF conversion of {gguf}: tensors not loaded: {leftover[:5]}")
         plain.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         meta = {"gguf": str(gguf), "gguf_sha256": _file_sha_cached(gguf),
