@@ -53,15 +53,16 @@ def dataset_names() -> list[str]:
     return sorted(p.parent.name for p in DATA_ROOT.glob(f"*/{MANIFEST}"))
 
 
-def dataset_dir(name: str) -> Path:
-    """Directory of a shipped dataset; KeyError if there is none by that name."""
-    d = DATA_ROOT / name
+def dataset_dir(name: str | os.PathLike) -> Path:
+    """Directory of a shipped dataset (or any directory holding a MANIFEST.json, given as a
+    path); KeyError if there is none."""
+    d = Path(name) if isinstance(name, os.PathLike) or os.sep in str(name) else DATA_ROOT / name
     if not (d / MANIFEST).is_file():
         raise KeyError(f"no shipped dataset {name!r}; shipped: {', '.join(dataset_names()) or 'none'}")
     return d
 
 
-def manifest(name: str) -> dict:
+def manifest(name: str | os.PathLike) -> dict:
     """The parsed MANIFEST.json of a shipped dataset (source, licence, version, sha256s)."""
     path = dataset_dir(name) / MANIFEST
     try:
@@ -76,7 +77,7 @@ def manifest(name: str) -> dict:
     return m
 
 
-def verify(name: str, count: bool = True) -> dict:
+def verify(name: str | os.PathLike, count: bool = True) -> dict:
     """Check every file of a shipped dataset against its manifest; return the manifest.
 
     Raises DataIntegrityError on a missing file, a sha256 mismatch, or (``count=True``) a
@@ -152,8 +153,29 @@ def _looks_like_local(s: str) -> bool:
     return s.startswith((".", "/", "~")) or s.lower().endswith(_SUFFIXES) or s.count("/") > 1
 
 
+def _hub_reachable() -> str | None:
+    """None if the hub's host resolves, else the reason. Without this check `datasets` spends
+    ~25 s in retries before failing on a machine with no network."""
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as e:
+        return f"cannot resolve {host} ({e}); set HF_HUB_OFFLINE=1 to use the local Hugging Face cache"
+    return None
+
+
 def _load_hub(dataset_id: str, split: str | None) -> list[dict]:
     repo, _, config = dataset_id.partition(":")
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    proxied = any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"))
+    if not offline and not proxied:
+        why = _hub_reachable()
+        if why:
+            raise InputError(dataset_id, f"not a shipped dataset or local file, and the Hugging Face "
+                             f"hub is unreachable: {why}; shipped: {', '.join(dataset_names())}")
     try:
         import datasets  # heavy: only for this path
     except ImportError as e:  # pragma: no cover - datasets is a dependency
