@@ -17,7 +17,7 @@ _LAZY = {
     "Store": "store",
     "CellRunner": "runner", "run_study": "runner", "StudyResult": "runner",
     "LocalExecutor": "executors", "RayExecutor": "executors",
-    "load_tables": "export", "export": "export",
+    "load_tables": "export",
     "plan_study": "plan", "check_study": "plan",
 }
 

@@ -1,0 +1,154 @@
+"""``sftscale run | status | plan | export``: the study runner's commands.
+
+- ``run STUDY.yaml [--out DIR] [--executor local|ray] [--retry-failed]``: run every cell not
+  yet done (resumable: rerun the same command after a crash). Exit 0 when every cell is
+  done, 1 when some failed (see ``status``), 2 for bad input.
+- ``status DIR``: the cell table (state, metrics, timings, errors).
+- ``plan STUDY.yaml [--gpu H100]``: cells, tokens, FLOPs, time estimates; checks that models
+  and tasks resolve, before anything runs.
+- ``export DIR --format csv|parquet|jsonl``: one row per cell and metric (+ items table).
+
+Not handled: editing a run directory's config in place (a changed cell spec is refused
+unless ``--rerun-changed``), remote run directories.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._util import InputError, fail
+
+
+def _load(path: Path):
+    from ..config import load_study
+
+    return load_study(path)
+
+
+def run_cmd(
+    study: Path = typer.Argument(..., help="study YAML"),
+    out: Optional[Path] = typer.Option(None, "--out", help="run directory (default: config's output)"),
+    executor: Optional[str] = typer.Option(None, "--executor", help="local or ray (default: config)"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="rerun cells that failed before"),
+    rerun_changed: bool = typer.Option(False, "--rerun-changed",
+                                       help="rerun cells whose spec changed in the config"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                              help="Ray cluster address (else $RAY_ADDRESS / local)"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="no live display"),
+) -> None:
+    """Run a study: train and evaluate every cell; resumable and crash-safe."""
+    from ..study.runner import run_study
+
+    try:
+        cfg = _load(study)
+        if executor not in (None, "local", "ray"):
+            raise InputError(None, f"unknown executor {executor!r} (local or ray)", field="--executor")
+        if ray_address:
+            cfg.executor.address = ray_address
+        res = run_study(cfg, out=out, executor=executor, retry_failed=retry_failed,
+                        rerun_changed=rerun_changed, progress=not no_progress)
+    except InputError as e:
+        fail(e)
+    c = res.counts
+    print(json.dumps({"run_dir": str(res.run_dir), **c, "ran": res.ran,
+                      "wall_s": round(res.wall_s, 2)}))
+    if c["failed"]:
+        print(f"{c['failed']} cell(s) failed: `sftscale status {res.run_dir}` shows why; "
+              f"rerun them with --retry-failed", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+def status_cmd(
+    run_dir: Path = typer.Argument(..., help="run directory"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per cell"),
+    failed: bool = typer.Option(False, "--failed", help="only failed cells, with their errors"),
+) -> None:
+    """Show the cells of a run: state, main metrics, timings, errors."""
+    from ..study.status import status_rows
+
+    try:
+        rows, counts = status_rows(run_dir)
+    except InputError as e:
+        fail(e)
+    if failed:
+        rows = [r for r in rows if r["state"] == "failed"]
+    if as_json:
+        for r in rows:
+            print(json.dumps(r))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{run_dir}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    for col in ("model", "task", "n", "seed", "state", "acc", "format", "items", "train s",
+                "eval s"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("error", overflow="fold")
+    colour = {"done": "green", "failed": "red", "running": "yellow", "pending": "dim"}
+    for r in rows:
+        t.add_row(r["model"], r["task"], str(r["n"]), str(r["seed"]),
+                  f"[{colour[r['state']]}]{r['state']}[/]",
+                  _f(r.get("accuracy")), _f(r.get("format_rate")), _i(r.get("n_items")),
+                  _f(r.get("train_s"), 1), _f(r.get("eval_s"), 1), (r.get("error") or "")[:120])
+    con = Console()
+    if not con.is_terminal:
+        con = Console(width=160)
+    con.print(t)
+
+
+def _f(v: Optional[float], nd: int = 3) -> str:
+    return "" if v is None else f"{v:.{nd}f}"
+
+
+def _i(v: Optional[int]) -> str:
+    return "" if v is None else str(v)
+
+
+def plan_cmd(
+    study: Path = typer.Argument(..., help="study YAML"),
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="estimate time on this GPU (H100, A100, ...)"),
+    mfu: Optional[float] = typer.Option(None, "--mfu", help="model FLOP utilisation assumed on the GPU"),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table"),
+    measure: bool = typer.Option(False, "--measure", help="measure this CPU's FLOP/s first"),
+) -> None:
+    """List the cells with tokens, FLOPs and time estimates; check models and tasks resolve."""
+    from ..study.plan import format_plan, plan_study
+
+    try:
+        cfg = _load(study)
+        plan = plan_study(cfg, gpu=gpu, mfu=mfu, measure=measure)
+    except InputError as e:
+        fail(e)
+    if as_json:
+        for r in plan.rows:
+            print(json.dumps(r))
+        print(json.dumps({"total": plan.totals, "assumptions": plan.assumptions}))
+        return
+    format_plan(plan)
+
+
+def export_cmd(
+    run_dir: Path = typer.Argument(..., help="run directory"),
+    fmt: str = typer.Option("csv", "--format", help="csv, parquet or jsonl"),
+    out: Optional[Path] = typer.Option(None, "--out", help="metrics file (default DIR/export.<fmt>)"),
+) -> None:
+    """Write one row per cell and metric (model, task, metric, n, value, seed, n_items)."""
+    from ..study.export import export
+
+    try:
+        mpath, ipath = export(run_dir, fmt, out)
+    except InputError as e:
+        fail(e)
+    print(json.dumps({"metrics": str(mpath), "items": str(ipath)}))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_cmd)
+    app.command("status")(status_cmd)
+    app.command("plan")(plan_cmd)
+    app.command("export")(export_cmd)
