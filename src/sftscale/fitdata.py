@@ -1,0 +1,242 @@
+"""Input tables for fitting and analysis: loading, validation, run-directory discovery.
+
+Two plain tables, independent of the study runner:
+
+(a) **long table** (CSV or DataFrame), one row per (model, task, metric, n[, seed]):
+    ``model, task, metric, n, value[, seed, n_items]``. ``n`` is the number of finetuning
+    examples (integer >= 0), ``value`` a finite number (a rate in [0, 1] for the
+    saturating forms and the binomial bootstrap), ``seed`` the subset seed (rows without
+    a seed column each count as their own seed), ``n_items`` the size of the test set the
+    value was measured on (used by the parametric binomial bootstrap).
+
+(b) **per-item table** (JSONL or CSV or DataFrame), one row per scored test item per cell:
+    ``model, task, n, item_id[, seed]`` plus one column per per-sample metric, e.g.
+    ``correct``, ``format_ok`` (bools or numbers). ``id`` is accepted for ``item_id``
+    (the evaluate stage's sample records use ``id``). For IFEval per-instruction curves,
+    rows may instead carry ``category`` and ``followed_strict`` (and ``followed_loose``).
+
+A run directory is searched for ``export.csv`` and ``items.jsonl`` (or ``items.csv``);
+if ``export.csv`` is missing and ``sftscale.study.export.load_tables(run_dir)`` exists, it
+is called and may return ``(long_df, items_df)`` or a dict with keys ``long``/``items``.
+
+Not handled: wide tables (one column per N), Excel files, multi-line quoted CSV fields
+(line numbers in errors then count records, not physical lines).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .io import InputError, read_jsonl
+
+LONG_REQUIRED = ("model", "task", "metric", "n", "value")
+ITEM_REQUIRED = ("model", "task", "n", "item_id")
+#: aggregate metric name -> per-sample column
+METRIC_TO_ITEM = {"accuracy": "correct", "format_rate": "format_ok"}
+
+
+def _num(raw: Any, path, line, field, *, integer=False, lo=None) -> float:
+    if isinstance(raw, bool):
+        v = float(raw)
+    else:
+        try:
+            v = float(raw)
+        except (TypeError, ValueError):
+            raise InputError(path, f"not a number: {raw!r}", line=line, field=field) from None
+    if not math.isfinite(v):
+        raise InputError(path, f"not a finite number: {raw!r}", line=line, field=field)
+    if integer and v != int(v):
+        raise InputError(path, f"not an integer: {raw!r}", line=line, field=field)
+    if lo is not None and v < lo:
+        raise InputError(path, f"must be >= {lo}: {raw!r}", line=line, field=field)
+    return v
+
+
+def _check_long_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
+    out = []
+    for row, line in zip(rows, lines):
+        for c in ("model", "task", "metric"):
+            if row.get(c) in (None, ""):
+                raise InputError(path, "empty value", line=line, field=c)
+        rec = {"model": str(row["model"]), "task": str(row["task"]), "metric": str(row["metric"]),
+               "n": int(_num(row.get("n"), path, line, "n", integer=True, lo=0)),
+               "value": _num(row.get("value"), path, line, "value"), "_line": line}
+        if row.get("seed") not in (None, ""):
+            rec["seed"] = str(row["seed"]).removesuffix(".0")
+        if row.get("n_items") not in (None, ""):
+            rec["n_items"] = int(_num(row["n_items"], path, line, "n_items", integer=True, lo=1))
+        out.append(rec)
+    if not out:
+        raise InputError(path, "no data rows")
+    df = pd.DataFrame(out)
+    if "seed" not in df:
+        df["seed"] = None
+    if "n_items" not in df:
+        df["n_items"] = None
+    return df
+
+
+def load_long(src: str | Path | pd.DataFrame) -> pd.DataFrame:
+    """Read and validate a long table; bad input raises InputError with line and field."""
+    if isinstance(src, pd.DataFrame):
+        missing = [c for c in LONG_REQUIRED if c not in src.columns]
+        if missing:
+            raise InputError(None, "missing column", field=missing[0])
+        rows = src.to_dict("records")
+        return _check_long_rows(rows, None, [i + 2 for i in range(len(rows))])
+    path = Path(src)
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        reader.fieldnames = header
+        for c in LONG_REQUIRED:
+            if c not in header:
+                raise InputError(path, f"missing column (header has: {', '.join(header) or 'nothing'})",
+                                 line=1, field=c)
+        rows, lines = [], []
+        for row in reader:
+            if None in row:
+                raise InputError(path, "more fields than the header", line=reader.line_num)
+            if all(v in (None, "") for v in row.values()):
+                continue
+            rows.append(row)
+            lines.append(reader.line_num)
+    return _check_long_rows(rows, path, lines)
+
+
+def _check_item_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
+    out = []
+    for row, line in zip(rows, lines):
+        if "item_id" not in row and "id" in row:
+            row = {**row, "item_id": row["id"]}
+        for c in ITEM_REQUIRED:
+            if row.get(c) in (None, ""):
+                raise InputError(path, "missing value", line=line, field=c)
+        rec = {"model": str(row["model"]), "task": str(row["task"]),
+               "n": int(_num(row["n"], path, line, "n", integer=True, lo=0)),
+               "item_id": str(row["item_id"]),
+               "seed": "0" if row.get("seed") in (None, "") else str(row["seed"]).removesuffix(".0")}
+        for k, v in row.items():
+            if k in rec or k in ("id", "_line"):
+                continue
+            if k == "category":
+                rec[k] = str(v)
+            elif isinstance(v, (bool, int, float)) and not isinstance(v, str):
+                rec[k] = float(v)
+            elif isinstance(v, str) and v.strip().lower() in ("true", "false"):
+                rec[k] = 1.0 if v.strip().lower() == "true" else 0.0
+            elif isinstance(v, str) and k in ("correct", "format_ok", "followed_strict", "followed_loose"):
+                rec[k] = _num(v, path, line, k)
+        out.append(rec)
+    if not out:
+        raise InputError(path, "no item rows")
+    return pd.DataFrame(out)
+
+
+def load_items(src: str | Path | pd.DataFrame) -> pd.DataFrame:
+    """Read a per-item table (JSONL or CSV or DataFrame), validated like ``load_long``."""
+    if isinstance(src, pd.DataFrame):
+        rows = src.to_dict("records")
+        return _check_item_rows(rows, None, [i + 2 for i in range(len(rows))])
+    path = Path(src)
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    if path.suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows, lines = [], []
+            for row in reader:
+                rows.append(row)
+                lines.append(reader.line_num)
+        return _check_item_rows(rows, path, lines)
+    rows = read_jsonl(path)
+    lines = []
+    with open(path, encoding="utf-8") as f:  # physical line numbers of non-empty lines
+        lines = [i for i, ln in enumerate(f, 1) if ln.strip()]
+    return _check_item_rows(rows, path, lines)
+
+
+def load_inputs(src: str | Path, items: str | Path | None = None
+                ) -> tuple[pd.DataFrame, pd.DataFrame | None, Path]:
+    """(long table, per-item table or None, directory for outputs) from a CSV or run dir."""
+    path = Path(src)
+    items_df = load_items(items) if items is not None else None
+    if path.is_dir():
+        export = path / "export.csv"
+        if export.is_file():
+            long_df = load_long(export)
+        else:
+            long_df, maybe_items = _runner_tables(path)
+            if items_df is None and maybe_items is not None:
+                items_df = load_items(maybe_items)
+        if items_df is None:
+            for name in ("items.jsonl", "items.csv"):
+                if (path / name).is_file():
+                    items_df = load_items(path / name)
+                    break
+        return long_df, items_df, path
+    return load_long(path), items_df, path.parent
+
+
+def _runner_tables(run_dir: Path) -> tuple[pd.DataFrame, Any]:
+    try:
+        mod = importlib.import_module("sftscale.study.export")
+    except ModuleNotFoundError:
+        mod = None
+    fn = getattr(mod, "load_tables", None)
+    if fn is None:
+        raise InputError(run_dir, "no export.csv in this directory (and no study exporter available)")
+    got = fn(run_dir)
+    if isinstance(got, dict):
+        long_df, items = got.get("long"), got.get("items")
+    elif isinstance(got, (tuple, list)):
+        long_df, items = got[0], (got[1] if len(got) > 1 else None)
+    else:
+        long_df, items = got, None
+    if long_df is None or len(long_df) == 0:
+        raise InputError(run_dir, "the study exporter returned no rows")
+    return load_long(pd.DataFrame(long_df)), (pd.DataFrame(items) if items is not None else None)
+
+
+def explode_ifeval(samples: pd.DataFrame | list[dict]) -> pd.DataFrame:
+    """Per-sample IFEval records -> one row per instruction with ``category`` and
+    ``followed_strict`` / ``followed_loose``.
+
+    Each record needs ``follow_instruction_list_strict`` (list of bools), optionally
+    ``..._loose``, and the instruction ids as ``instruction_id_list`` (or in ``target``
+    as a list or a dict with that key). The category is the id's prefix before ``:``.
+    """
+    recs = samples.to_dict("records") if isinstance(samples, pd.DataFrame) else list(samples)
+    out = []
+    for r in recs:
+        ids = r.get("instruction_id_list")
+        tgt = r.get("target")
+        if ids is None and isinstance(tgt, dict):
+            ids = tgt.get("instruction_id_list")
+        elif ids is None and isinstance(tgt, list):
+            ids = tgt
+        strict = r.get("follow_instruction_list_strict")
+        if ids is None or strict is None:
+            continue
+        loose = r.get("follow_instruction_list_loose") or [None] * len(strict)
+        for j, (iid, s, lo) in enumerate(zip(ids, strict, loose)):
+            row = {k: r.get(k) for k in ("model", "task", "n", "seed")}
+            row["item_id"] = f"{r.get('item_id', r.get('id'))}#{j}"
+            row["category"] = str(iid).split(":")[0]
+            row["followed_strict"] = float(bool(s))
+            if lo is not None:
+                row["followed_loose"] = float(bool(lo))
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+__all__ = ["ITEM_REQUIRED", "LONG_REQUIRED", "METRIC_TO_ITEM", "explode_ifeval", "load_inputs",
+           "load_items", "load_long"]

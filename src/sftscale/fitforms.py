@@ -1,0 +1,367 @@
+"""Scaling-law forms and a vectorised robust (Huber) Levenberg-Marquardt solver.
+
+Each form maps the number of finetuning examples N to a metric that is a success rate
+(higher is better, e.g. accuracy). A form is fitted in its own *fit space*:
+
+==================  =================================  ===========================  ========
+form                curve (metric space)               fit space (Huber residuals)  N = 0
+==================  =================================  ===========================  ========
+power               P = a * N^b                        log P                        excluded
+saturating          err = E + A * N^(-alpha)           log err, err = 1 - P         excluded
+saturating_offset   err = E + A * (N + N0)^(-alpha)    log err, err = 1 - P         included
+loglinear           P = c + d * log N                  P (linear)                   excluded
+==================  =================================  ===========================  ========
+
+Internally the parameters are ``theta`` (e.g. ``log a`` instead of ``a``, ``log A``,
+``log N0``) so that one box-bounded vector works for every form; ``Form.public`` turns a
+``theta`` array into the documented parameters.
+
+``lm_fit`` minimises the Huber loss for many data vectors at once (bootstrap replicates,
+leave-one-out folds, multi-start candidates): iteratively reweighted Gauss-Newton steps
+with per-row Levenberg damping, box bounds by projection with an active set, a step is
+kept only if it lowers that row's Huber loss. Everything is numpy broadcasting over a
+leading batch axis, so 1,000 replicates cost about as much as a few dozen scalar fits.
+
+Not handled: metrics where lower is better (pass 1 - metric), metrics outside [0, 1] for
+the saturating forms, forms with more than one asymptote, or weighting points by their
+standard errors (every N counts the same; intervals come from the bootstrap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_TINY = 1e-12
+
+
+def huber(r: np.ndarray, delta: float) -> np.ndarray:
+    """Elementwise Huber loss: r^2/2 inside |r| <= delta, linear outside."""
+    a = np.abs(r)
+    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+
+
+def huber_weight(r: np.ndarray, delta: float) -> np.ndarray:
+    """IRLS weight psi(r)/r of the Huber loss."""
+    a = np.abs(r)
+    return np.where(a <= delta, 1.0, delta / np.maximum(a, _TINY))
+
+
+@dataclass(frozen=True)
+class Form:
+    """A scaling-law family. Subclasses fill in the maths; all arrays are batched."""
+
+    name: str = ""
+    theta_names: tuple[str, ...] = ()
+    public_names: tuple[str, ...] = ()
+    space: str = ""
+    includes_zero: bool = False
+    log_space: bool = True
+    delta: float = 0.1  # default Huber threshold in fit-space units
+
+    @property
+    def n_params(self) -> int:
+        return len(self.theta_names)
+
+    # --- maps between metric and fit space ------------------------------------------
+    def to_fit_space(self, y: np.ndarray, floor: float) -> np.ndarray:
+        raise NotImplementedError
+
+    def to_metric(self, z: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    # --- curve ------------------------------------------------------------------------
+    def f(self, theta: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Fit-space prediction, theta (B, P), n (K,) -> (B, K)."""
+        raise NotImplementedError
+
+    def jac(self, theta: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """d f / d theta, (B, K, P)."""
+        raise NotImplementedError
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def starts(self, n: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Deterministic grid of starting points (S, P) from fit-space data z (K,)."""
+        raise NotImplementedError
+
+    def public(self, theta: np.ndarray) -> np.ndarray:
+        """theta (..., P) -> documented parameters (..., P)."""
+        raise NotImplementedError
+
+    def n_for(self, theta: np.ndarray, target: float) -> np.ndarray:
+        """Smallest N >= 0 where the metric reaches ``target``; inf when never, (B,)."""
+        raise NotImplementedError
+
+    def predict(self, theta: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Metric-space prediction (B, K)."""
+        return self.to_metric(self.f(np.atleast_2d(theta), np.asarray(n, float)))
+
+
+def _ols_line(x: np.ndarray, z: np.ndarray) -> tuple[float, float]:
+    X = np.stack([np.ones_like(x), x], 1)
+    coef, *_ = np.linalg.lstsq(X, z, rcond=None)
+    return float(coef[0]), float(coef[1])
+
+
+@dataclass(frozen=True)
+class PowerLaw(Form):
+    name: str = "power"
+    theta_names: tuple[str, ...] = ("log_a", "b")
+    public_names: tuple[str, ...] = ("a", "b")
+    space: str = "log(metric) vs log(N)"
+
+    def to_fit_space(self, y, floor):
+        return np.log(np.maximum(y, floor))
+
+    def to_metric(self, z):
+        return np.exp(z)
+
+    def f(self, theta, n):
+        return theta[:, :1] + theta[:, 1:2] * np.log(n)[None, :]
+
+    def jac(self, theta, n):
+        ln = np.broadcast_to(np.log(n)[None, :], (theta.shape[0], n.size))
+        return np.stack([np.ones_like(ln), ln], -1)
+
+    def bounds(self):
+        return np.array([-50.0, -10.0]), np.array([50.0, 10.0])
+
+    def starts(self, n, z):
+        c, d = _ols_line(np.log(n), z)
+        return np.array([[c, d], [float(np.mean(z)), 0.0]])
+
+    def public(self, theta):
+        out = np.array(theta, float, copy=True)
+        out[..., 0] = np.exp(out[..., 0])
+        return out
+
+    def n_for(self, theta, target):
+        la, b = theta[:, 0], theta[:, 1]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            n = np.exp((np.log(target) - la) / b)
+        return np.where((b > 0) & (target > 0), n, np.inf)
+
+
+@dataclass(frozen=True)
+class Saturating(Form):
+    name: str = "saturating"
+    theta_names: tuple[str, ...] = ("E", "log_A", "alpha")
+    public_names: tuple[str, ...] = ("E", "A", "alpha")
+    space: str = "log(1 - metric) vs N"
+
+    def to_fit_space(self, y, floor):
+        return np.log(np.maximum(1.0 - y, floor))
+
+    def to_metric(self, z):
+        return 1.0 - np.exp(z)
+
+    def _x(self, theta, n):
+        return np.asarray(n, float)[None, :]
+
+    def f(self, theta, n):
+        base = self._x(theta, n)
+        s = theta[:, :1] + np.exp(theta[:, 1:2]) * base ** (-theta[:, 2:3])
+        return np.log(np.maximum(s, _TINY))
+
+    def jac(self, theta, n):
+        base = self._x(theta, n)
+        A = np.exp(theta[:, 1:2])
+        x = base ** (-theta[:, 2:3])
+        s = np.maximum(theta[:, :1] + A * x, _TINY)
+        cols = [1.0 / s + 0 * x, A * x / s, -A * x * np.log(base) / s]
+        if self.n_params == 4:
+            n0 = np.exp(theta[:, 3:4])
+            cols.append(-A * theta[:, 2:3] * x / base * n0 / s)
+        return np.stack(cols, -1)
+
+    def bounds(self):
+        return np.array([0.0, -20.0, 0.0]), np.array([1.0, 10.0, 5.0])
+
+    def _grid(self, n, z, n0s):
+        err = np.exp(z)
+        emin = float(np.min(err))
+        rows = []
+        for n0 in n0s:
+            base = np.asarray(n, float) + (0.0 if n0 is None else n0)
+            for alpha in (0.05, 0.15, 0.3, 0.6, 1.0, 2.0):
+                for frac in (0.0, 0.5, 0.9):
+                    E = frac * emin
+                    la = float(np.mean(np.log(np.maximum(err - E, 1e-6)) + alpha * np.log(base)))
+                    row = [E, la, alpha]
+                    if n0 is not None:
+                        row.append(np.log(n0))
+                    rows.append(row)
+        lb, ub = self.bounds()
+        return np.clip(np.array(rows), lb, ub)
+
+    def starts(self, n, z):
+        return self._grid(n, z, [None])
+
+    def public(self, theta):
+        out = np.array(theta, float, copy=True)
+        out[..., 1] = np.exp(out[..., 1])
+        if out.shape[-1] == 4:
+            out[..., 3] = np.exp(out[..., 3])
+        return out
+
+    def n_for(self, theta, target):
+        E, A, alpha = theta[:, 0], np.exp(theta[:, 1]), theta[:, 2]
+        te = 1.0 - target
+        ok = (te > E) & (alpha > 0)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            n = (A / (te - E)) ** (1.0 / alpha)
+        if theta.shape[1] == 4:
+            n = n - np.exp(theta[:, 3])
+        return np.where(ok, np.maximum(n, 0.0), np.inf)
+
+
+@dataclass(frozen=True)
+class SaturatingOffset(Saturating):
+    name: str = "saturating_offset"
+    theta_names: tuple[str, ...] = ("E", "log_A", "alpha", "log_N0")
+    public_names: tuple[str, ...] = ("E", "A", "alpha", "N0")
+    space: str = "log(1 - metric) vs N + N0"
+    includes_zero: bool = True
+
+    def _x(self, theta, n):
+        return np.asarray(n, float)[None, :] + np.exp(theta[:, 3:4])
+
+    def bounds(self):
+        return np.array([0.0, -20.0, 0.0, np.log(1e-2)]), np.array([1.0, 30.0, 5.0, np.log(1e6)])
+
+    def starts(self, n, z):
+        return self._grid(n, z, [0.3, 3.0, 30.0, 300.0])
+
+
+@dataclass(frozen=True)
+class LogLinear(Form):
+    name: str = "loglinear"
+    theta_names: tuple[str, ...] = ("c", "d")
+    public_names: tuple[str, ...] = ("c", "d")
+    space: str = "metric (linear) vs log(N)"
+    log_space: bool = False
+    delta: float = 0.02
+
+    def to_fit_space(self, y, floor):
+        return np.asarray(y, float)
+
+    def to_metric(self, z):
+        return z
+
+    def f(self, theta, n):
+        return theta[:, :1] + theta[:, 1:2] * np.log(n)[None, :]
+
+    def jac(self, theta, n):
+        ln = np.broadcast_to(np.log(n)[None, :], (theta.shape[0], n.size))
+        return np.stack([np.ones_like(ln), ln], -1)
+
+    def bounds(self):
+        return np.array([-1e3, -1e3]), np.array([1e3, 1e3])
+
+    def starts(self, n, z):
+        c, d = _ols_line(np.log(n), z)
+        return np.array([[c, d], [float(np.mean(z)), 0.0]])
+
+    def public(self, theta):
+        return np.array(theta, float, copy=True)
+
+    def n_for(self, theta, target):
+        c, d = theta[:, 0], theta[:, 1]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            n = np.exp((target - c) / d)
+        return np.where(d > 0, n, np.inf)
+
+
+FORMS: dict[str, Form] = {f.name: f for f in (PowerLaw(), Saturating(), SaturatingOffset(), LogLinear())}
+ALIASES = {"sat": "saturating", "sat0": "saturating_offset", "offset": "saturating_offset",
+           "log": "loglinear", "powerlaw": "power"}
+
+
+def get_form(name: str) -> Form:
+    key = ALIASES.get(name, name)
+    if key not in FORMS:
+        raise KeyError(f"unknown form {name!r}; known: {', '.join(FORMS)}")
+    return FORMS[key]
+
+
+def huber_objective(form: Form, theta: np.ndarray, n: np.ndarray, z: np.ndarray,
+                    w: np.ndarray, delta: float) -> np.ndarray:
+    """Weighted Huber loss per row: theta (B, P), z (B, K), w (B, K) -> (B,)."""
+    r = z - form.f(theta, n)
+    return np.sum(w * huber(r, delta), axis=1)
+
+
+def lm_fit(form: Form, theta0: np.ndarray, n: np.ndarray, z: np.ndarray,
+           w: np.ndarray | None = None, delta: float | None = None,
+           max_iter: int = 60, tol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
+    """Robust LM for a batch: theta0 (B, P) or (P,), z (B, K), w (B, K) weights (0 = drop).
+
+    Returns (theta (B, P), loss (B,)). Rows whose data are not finite get NaN.
+    """
+    delta = form.delta if delta is None else delta
+    n = np.asarray(n, float)
+    z = np.atleast_2d(np.asarray(z, float))
+    B, K = z.shape
+    theta = np.array(np.broadcast_to(theta0, (B, form.n_params)), float)
+    w = np.ones((B, K)) if w is None else np.array(np.broadcast_to(w, (B, K)), float)
+    bad = ~np.all(np.isfinite(z) | (w == 0), axis=1)
+    z = np.where(np.isfinite(z), z, 0.0)
+    lb, ub = form.bounds()
+    theta = np.clip(theta, lb, ub)
+    loss = huber_objective(form, theta, n, z, w, delta)
+    lam = np.full(B, 1e-3)
+    eye = np.eye(form.n_params)
+    active = np.ones(B, bool)
+    for _ in range(max_iter):
+        idx = np.nonzero(active)[0]
+        if idx.size == 0:
+            break
+        th, zz, ww = theta[idx], z[idx], w[idx]
+        r = zz - form.f(th, n)
+        J = form.jac(th, n)
+        wi = ww * huber_weight(r, delta)
+        JW = J * wi[:, :, None]
+        JWt = JW.transpose(0, 2, 1)
+        H = JWt @ J
+        g = (JWt @ r[:, :, None])[:, :, 0]  # descent direction (negative gradient)
+        at_lb = (th <= lb + 1e-12) & (g < 0)
+        at_ub = (th >= ub - 1e-12) & (g > 0)
+        free = ~(at_lb | at_ub)
+        mask = free[:, :, None] & free[:, None, :]
+        diag = np.diagonal(H, axis1=1, axis2=2)
+        Hd = np.where(mask, H, 0.0) + eye * ((~free) + lam[idx, None] * np.maximum(diag, 1e-12)
+                                              + 1e-12)[:, None, :]
+        gf = np.where(free, g, 0.0)
+        try:
+            step = np.linalg.solve(Hd, gf[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            step = np.stack([np.linalg.lstsq(h, v, rcond=None)[0] for h, v in zip(Hd, gf)])
+        new = np.clip(th + step, lb, ub)
+        new_loss = huber_objective(form, new, n, zz, ww, delta)
+        old = loss[idx]
+        ok = np.isfinite(new_loss) & (new_loss <= old)
+        theta[idx[ok]] = new[ok]
+        loss[idx[ok]] = new_loss[ok]
+        lam[idx] = np.where(ok, np.maximum(lam[idx] / 3.0, 1e-9), lam[idx] * 4.0)
+        small = ok & ((old - new_loss) <= tol * (1.0 + old))
+        active[idx[small | (lam[idx] > 1e10)]] = False
+    theta[bad] = np.nan
+    loss[bad] = np.nan
+    return theta, loss
+
+
+def jacobian_condition(form: Form, theta: np.ndarray, n: np.ndarray) -> float:
+    """Condition number of the column-normalised Jacobian at one theta (P,)."""
+    J = form.jac(np.atleast_2d(theta), np.asarray(n, float))[0]
+    norms = np.linalg.norm(J, axis=0)
+    if np.any(norms < 1e-300) or not np.all(np.isfinite(J)):
+        return float("inf")
+    s = np.linalg.svd(J / norms, compute_uv=False)
+    return float(s[0] / s[-1]) if s[-1] > 0 else float("inf")
+
+
+__all__ = ["FORMS", "Form", "LogLinear", "PowerLaw", "Saturating", "SaturatingOffset",
+           "get_form", "huber", "huber_objective", "huber_weight", "jacobian_condition", "lm_fit"]
