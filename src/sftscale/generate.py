@@ -1,0 +1,622 @@
+"""Batched generation for evaluation: one loaded base, swappable adapters, cached results.
+
+``Generator(model, adapter=None, batch_size=None, device=None, cache_dir=None)`` where
+``model`` is
+
+- a model reference understood by ``models.load_model`` (toy name, local dir, hub id, GGUF):
+  the **transformers backend**, a hand-written greedy decode loop (below);
+- a ``(model, tokenizer)`` pair already in memory: the same backend;
+- ``openai:<base_url>/v1/<served model name>`` (e.g. ``openai:http://127.0.0.1:8000/v1/qwen``):
+  an **OpenAI-compatible completions client** for vLLM / TGI / SGLang servers (stdlib HTTP);
+- ``vllm:<model ref>``: the **vLLM offline engine** with multi-LoRA (imported lazily; not
+  installed on CPU machines, so not tested here).
+
+Transformers backend, per batch: prompts are tokenised one by one (the tokenizer adds its
+special tokens, e.g. BOS, unless the prompt already starts with the BOS text: the same rule as
+lm-evaluation-harness), sorted by length (longest first), left-padded, prefilled once, then
+decoded one token at a time with a ``DynamicCache``. A row that emits EOS, hits a stop string
+or reaches ``max_new_tokens`` is DROPPED from the batch (``Cache.batch_select_indices``), so
+finished rows cost nothing. Position ids follow the attention mask (as ``model.generate``
+does), so padding does not move positions: greedy output is the same for every batch size in
+fp32 on CPU (tests/test_generate.py checks 1 vs 32). In bf16 on GPU, padding and batch
+composition change reduction order, and an argmax that is a near-tie can flip; compare
+across batch sizes only in fp32. Sampling (``temperature > 0``) uses a torch generator seeded
+with 0 per batch; its draws depend on batch composition.
+
+Why not ``model.generate``: it keeps finished rows in the batch until the longest row ends
+and decodes every row's tail at every step for stop strings; the loop here is ~100 lines
+and measured faster (docs/notes/generate.md, benchmarks/bench_generate_vs_lmeval.py).
+
+Adapters: ``set_adapter(dir)`` on a peft adapter directory (``adapter_config.json``) loads
+it once into the SAME base object (peft ``PeftModel.from_pretrained`` the first time,
+``load_adapter`` after) and switches with ``set_adapter``; ``set_adapter(None)`` runs the
+base with adapters disabled. At most ``max_adapters`` stay loaded (oldest deleted). A
+directory with full weights (``config.json`` + safetensors) replaces the model instead.
+
+Caching: with ``cache_dir``, results are stored by content hash (``gencache.py``) of base
+weights, adapter weights, tokenizer, dtype, device type, prompt and GenSpec; reruns skip
+finished prompts and each batch is stored as soon as it is done.
+
+Not handled: continuous batching (a batch only shrinks, never refills), prompt caching
+across rows, beam search, models whose caches cannot select batch rows (linear-attention
+hybrids), multi-GPU (use the vLLM or server backends), token-level stop sequences other
+than EOS ids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .gencache import GenCache
+from .io import InputError, sha256_json, sha256_text
+from .tasks.base import GenSpec
+
+Progress = Callable[[int, int], None]
+
+
+# --------------------------------------------------------------------------- helpers
+def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Cut ``text`` at the earliest occurrence of any stop string (lm-eval's rule)."""
+    cut = len(text)
+    for s in stop:
+        if s:
+            i = text.find(s)
+            if 0 <= i < cut:
+                cut = i
+    return text[:cut]
+
+
+def spec_dict(spec: GenSpec) -> dict:
+    d = asdict(spec)
+    d["stop"] = list(d["stop"])
+    return d
+
+
+def checkpoint_kind(path: str | os.PathLike) -> str:
+    """``lora`` (peft adapter dir), ``full`` (config.json + weights) or raise InputError."""
+    p = Path(path)
+    if (p / "adapter_config.json").exists():
+        return "lora"
+    if (p / "config.json").exists():
+        return "full"
+    if (p / "ckpt").is_dir():
+        return checkpoint_kind(p / "ckpt")
+    raise InputError(p, "not a checkpoint: no adapter_config.json or config.json", field="adapter")
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A cell dir may be given for its ``ckpt/``; return the directory holding the weights."""
+    p = Path(path)
+    if not (p / "adapter_config.json").exists() and not (p / "config.json").exists() \
+            and (p / "ckpt").is_dir():
+        return p / "ckpt"
+    return p
+
+
+def checkpoint_hash(path: str | os.PathLike) -> str:
+    """Content hash of an adapter or full checkpoint: weight files plus adapter config."""
+    from .models import weights_hash
+
+    p = resolve_checkpoint(path)
+    parts = {"weights": weights_hash(p)}
+    cfg = p / "adapter_config.json"
+    if cfg.exists():
+        parts["adapter_config"] = sha256_text(cfg.read_text(encoding="utf-8"))
+    return sha256_json(parts)
+
+
+def _tokenizer_hash(tok: Any) -> str:
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None:
+        body = backend.to_str()
+    else:
+        body = json.dumps(sorted(tok.get_vocab().items()))
+    extra = {"bos": tok.bos_token, "eos": tok.eos_token, "pad": tok.pad_token}
+    return sha256_text(body + json.dumps(extra, sort_keys=True))
+
+
+def _state_hash(model: Any) -> str:
+    """Hash of an in-memory model's tensors (used only for models not loaded from a path)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- transformers
+class HFBackend:
+    """Greedy/sampled decoding over ``model.forward`` with a KV cache (see module doc)."""
+
+    name = "hf"
+
+    def __init__(self, model: Any, tokenizer: Any, ref: str | None, batch_size: int | None,
+                 max_adapters: int = 4):
+        import torch
+
+        self.model, self.tok, self.ref = model, tokenizer, ref
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.batch_size = batch_size
+        self.max_adapters = max_adapters
+        self.adapter: Path | None = None
+        self.adapter_hash: str | None = None
+        self._adapters: OrderedDict[str, str] = OrderedDict()  # hash -> peft adapter name
+        self._base_hash: str | None = None
+        self._tok_hash: str | None = None
+        self.stats = {"base_loads": 0, "adapter_loads": 0, "full_loads": 0}
+        if self.tok.pad_token_id is None:
+            self.tok.pad_token = self.tok.eos_token
+        ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        ids = [ids] if isinstance(ids, int) else list(ids or [])
+        if self.tok.eos_token_id is not None:
+            ids.append(self.tok.eos_token_id)
+        self.eos_ids = set(ids)
+        self._torch = torch
+
+    # ---- identity for the cache
+    def identity(self) -> dict:
+        if self._base_hash is None:
+            h = None
+            if self.ref is not None:
+                from .models import model_weights_hash
+
+                try:
+                    h = model_weights_hash(self.ref)
+                except (FileNotFoundError, InputError):
+                    h = None
+            self._base_hash = h or (f"ref:{self.ref}" if self.ref and "/" in self.ref
+                                    and not Path(self.ref).exists() else _state_hash(self.model))
+        if self._tok_hash is None:
+            self._tok_hash = _tokenizer_hash(self.tok)
+        return {"backend": "hf", "base": self._base_hash, "adapter": self.adapter_hash,
+                "tokenizer": self._tok_hash, "dtype": str(self.dtype).replace("torch.", ""),
+                "device": self.device.type, "rules": "bos-unless-prefixed/v1"}
+
+    # ---- adapters
+    def set_adapter(self, path: str | os.PathLike | None) -> None:
+        if path is None:
+            self.adapter, self.adapter_hash = None, None
+            return
+        p = resolve_checkpoint(path)
+        kind = checkpoint_kind(p)
+        h = checkpoint_hash(p)
+        if kind == "full":
+            from transformers import AutoModelForCausalLM
+
+            m = AutoModelForCausalLM.from_pretrained(str(p), dtype=self.dtype).to(self.device).eval()
+            self.model, self._adapters = m, OrderedDict()
+            self._base_hash, self.adapter, self.adapter_hash = h, None, None
+            self.stats["full_loads"] += 1
+            return
+        from peft import PeftModel
+
+        if h not in self._adapters:
+            name = f"a{h[:16]}"
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(str(p), adapter_name=name, is_trainable=False)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, str(p), adapter_name=name,
+                                                       is_trainable=False)
+            self._adapters[h] = name
+            self.stats["adapter_loads"] += 1
+            while len(self._adapters) > self.max_adapters:
+                old_h, old = next(iter(self._adapters.items()))
+                if old_h == h:
+                    break
+                self._adapters.pop(old_h)
+                self.model.delete_adapter(old)
+        self._adapters.move_to_end(h)
+        self.model.set_adapter(self._adapters[h])
+        self.model.eval()
+        self.adapter, self.adapter_hash = p, h
+
+    def _context(self):
+        import contextlib
+
+        if self.adapter is None and self._adapters:  # adapters we attached: run the bare base
+            return self.model.disable_adapter()
+        return contextlib.nullcontext()
+
+    # ---- batching
+    def encode(self, prompt: str) -> list[int]:
+        bos = self.tok.bos_token
+        add = not (bos and prompt.startswith(bos))
+        return list(self.tok(prompt, add_special_tokens=add)["input_ids"])
+
+    def auto_batch_size(self, max_len: int) -> int:
+        if self.batch_size:
+            return self.batch_size
+        if self.device.type != "cuda":
+            return 32
+        cfg = self.model.config
+        cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        heads = getattr(cfg, "num_attention_heads", 16)
+        kvh = getattr(cfg, "num_key_value_heads", None) or heads
+        hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+        per_tok = 2 * cfg.num_hidden_layers * kvh * hd * self._torch.finfo(self.dtype).bits // 8
+        per_seq = max_len * (per_tok + 16 * cfg.hidden_size) + 4 * cfg.vocab_size
+        free, _ = self._torch.cuda.mem_get_info(self.device)
+        return int(max(1, min(256, 0.5 * free // per_seq)))
+
+    def generate(self, prompts: list[str], spec: GenSpec, progress: Progress | None,
+                 on_batch: Callable[[list[int], list[tuple[str, int]]], None]) -> None:
+        enc = [self.encode(p) for p in prompts]
+        max_pos = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        if max_pos:
+            keep = max(1, max_pos - spec.max_new_tokens)
+            enc = [e[-keep:] for e in enc]
+        order = sorted(range(len(enc)), key=lambda i: (-len(enc[i]), i))
+        done = 0
+        i = 0
+        while i < len(order):
+            bs = self.auto_batch_size(len(enc[order[i]]) + spec.max_new_tokens)
+            idx = order[i:i + bs]
+            with self._context():
+                out = self._decode([enc[j] for j in idx], spec)
+            on_batch(idx, out)
+            i += len(idx)
+            done += len(idx)
+            if progress is not None:
+                progress(done, len(order))
+
+    def _decode(self, ids_list: list[list[int]], spec: GenSpec) -> list[tuple[str, int]]:
+        torch = self._torch
+        from transformers import DynamicCache
+
+        dev, B = self.device, len(ids_list)
+        L = max(len(x) for x in ids_list)
+        pad = self.tok.pad_token_id
+        input_ids = torch.full((B, L), pad, dtype=torch.long)
+        attn = torch.zeros((B, L), dtype=torch.long)
+        for r, x in enumerate(ids_list):
+            input_ids[r, L - len(x):] = torch.tensor(x, dtype=torch.long)
+            attn[r, L - len(x):] = 1
+        input_ids, attn = input_ids.to(dev), attn.to(dev)
+        pos = (attn.cumsum(-1) - 1).masked_fill(attn == 0, 0)
+        stops = [s for s in spec.stop if s]
+        window = 2 * max((len(s) for s in stops), default=0) + 4
+        gen: list[list[int]] = [[] for _ in range(B)]
+        active = list(range(B))
+        sampler = None
+        if spec.temperature and spec.temperature > 0:
+            sampler = torch.Generator(device=dev).manual_seed(0)
+        try:
+            cache = DynamicCache(config=self.model.config)
+        except TypeError:
+            cache = DynamicCache()
+        kw: dict[str, Any] = {"logits_to_keep": 1}
+        with torch.inference_mode():
+            try:
+                logits = self.model(input_ids=input_ids, attention_mask=attn, position_ids=pos,
+                                    cache=cache, use_cache=True, **kw).logits[:, -1, :]
+            except TypeError:  # a model without logits_to_keep
+                kw = {}
+                logits = self.model(input_ids=input_ids, attention_mask=attn, position_ids=pos,
+                                    cache=cache, use_cache=True).logits[:, -1, :]
+            last = pos[:, -1]
+            for _ in range(spec.max_new_tokens):
+                if sampler is None:
+                    nxt = logits.argmax(-1)
+                else:
+                    probs = torch.softmax(logits.float() / spec.temperature, -1)
+                    nxt = torch.multinomial(probs, 1, generator=sampler).squeeze(-1)
+                keep: list[int] = []
+                for j, t in enumerate(nxt.tolist()):
+                    row = active[j]
+                    if t in self.eos_ids:
+                        continue
+                    g = gen[row]
+                    g.append(t)
+                    if len(g) >= spec.max_new_tokens:
+                        continue
+                    if stops:
+                        tail = self.tok.decode(g[-window:], skip_special_tokens=True)
+                        if any(s in tail for s in stops):
+                            continue
+                    keep.append(j)
+                if not keep:
+                    break
+                if len(keep) < len(active):
+                    sel = torch.tensor(keep, device=dev)
+                    cache.batch_select_indices(sel)
+                    attn, last, nxt = attn[sel], last[sel], nxt[sel]
+                    active = [active[j] for j in keep]
+                attn = torch.cat([attn, attn.new_ones((len(active), 1))], dim=1)
+                last = last + 1
+                logits = self.model(input_ids=nxt[:, None], attention_mask=attn,
+                                    position_ids=last[:, None], cache=cache,
+                                    use_cache=True, **kw).logits[:, -1, :]
+        out = []
+        for g in gen:
+            text = self.tok.decode(g, skip_special_tokens=True)
+            out.append((truncate_at_stop(text, stops), len(g)))
+        return out
+
+    def describe(self) -> dict:
+        return {"backend": "hf", "device": str(self.device),
+                "dtype": str(self.dtype).replace("torch.", ""), "batch_size": self.batch_size or "auto"}
+
+
+# --------------------------------------------------------------------------- OpenAI server
+def parse_openai_ref(ref: str) -> tuple[str, str]:
+    """``openai:http://host:port/v1/<model>`` -> (``http://host:port/v1``, ``<model>``)."""
+    body = ref[len("openai:"):]
+    if "/v1/" not in body:
+        raise InputError(None, f"{ref!r}: expected openai:<http://host:port>/v1/<model name>",
+                         field="model")
+    base, model = body.split("/v1/", 1)
+    if not base.startswith(("http://", "https://")) or not model:
+        raise InputError(None, f"{ref!r}: expected openai:<http://host:port>/v1/<model name>",
+                         field="model")
+    return base + "/v1", model
+
+
+class OpenAIBackend:
+    """POST /v1/completions with a list of prompts per request, several requests in flight.
+
+    Adapters: ``set_adapter(name)`` uses ``name`` as the served model name (a LoRA module the
+    server was started with, e.g. vLLM ``--lora-modules name=path``). ``set_adapter(dir)``
+    asks the server to load it (vLLM ``POST /v1/load_lora_adapter``, needs
+    ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``) under a name derived from its hash. The cache
+    identity is the URL, the served name and the adapter hash: the server is trusted to
+    serve what it names.
+    """
+
+    name = "openai"
+
+    def __init__(self, ref: str, batch_size: int | None, concurrency: int = 8, timeout_s: float = 600):
+        self.base_url, self.model_name = parse_openai_ref(ref)
+        self.batch_size = batch_size or 16
+        self.concurrency, self.timeout_s = concurrency, timeout_s
+        self.served = self.model_name
+        self.adapter: str | None = None
+        self.adapter_hash: str | None = None
+        self.api_key = os.environ.get("OPENAI_API_KEY", "EMPTY")
+        self.stats = {"base_loads": 0, "adapter_loads": 0, "full_loads": 0}
+        self.tok = None
+
+    def _post(self, route: str, body: dict) -> dict:
+        req = urllib.request.Request(
+            f"{self.base_url}/{route}", data=json.dumps(body).encode(), method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as r:
+                return json.loads(r.read().decode("utf-8") or "{}")
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode("utf-8", "replace")[:500]
+            raise RuntimeError(f"{self.base_url}/{route}: HTTP {e.code}: {detail}") from None
+
+    def set_adapter(self, path: str | os.PathLike | None) -> None:
+        if path is None:
+            self.served, self.adapter, self.adapter_hash = self.model_name, None, None
+            return
+        p = Path(path)
+        if p.is_dir():
+            p = resolve_checkpoint(p)
+            h = checkpoint_hash(p)
+            name = f"sftscale-{h[:12]}"
+            self._post("load_lora_adapter", {"lora_name": name, "lora_path": str(p.resolve())})
+            self.stats["adapter_loads"] += 1
+            self.served, self.adapter, self.adapter_hash = name, str(p), h
+        else:
+            self.served, self.adapter, self.adapter_hash = str(path), str(path), f"name:{path}"
+
+    def identity(self) -> dict:
+        return {"backend": "openai", "url": self.base_url, "model": self.model_name,
+                "served": self.served, "adapter": self.adapter_hash}
+
+    def generate(self, prompts: list[str], spec: GenSpec, progress: Progress | None,
+                 on_batch: Callable[[list[int], list[tuple[str, int]]], None]) -> None:
+        stops = [s for s in spec.stop if s]
+        chunks = [list(range(i, min(i + self.batch_size, len(prompts))))
+                  for i in range(0, len(prompts), self.batch_size)]
+
+        def call(idx: list[int]) -> tuple[list[int], list[tuple[str, int]]]:
+            body: dict[str, Any] = {"model": self.served, "prompt": [prompts[i] for i in idx],
+                                    "max_tokens": spec.max_new_tokens,
+                                    "temperature": spec.temperature}
+            if stops:
+                body["stop"] = stops
+            res = self._post("completions", body)
+            choices = sorted(res.get("choices", []), key=lambda c: c.get("index", 0))
+            if len(choices) != len(idx):
+                raise RuntimeError(f"{self.base_url}: asked {len(idx)} completions, got {len(choices)}")
+            total = int((res.get("usage") or {}).get("completion_tokens", 0))
+            per = [total // len(idx)] * len(idx)
+            return idx, [(truncate_at_stop(c.get("text", ""), stops), n) for c, n in zip(choices, per)]
+
+        done = 0
+        with ThreadPoolExecutor(max_workers=self.concurrency) as ex:
+            for idx, out in ex.map(call, chunks):
+                on_batch(idx, out)
+                done += len(idx)
+                if progress is not None:
+                    progress(done, len(prompts))
+
+    def describe(self) -> dict:
+        return {"backend": "openai", "url": self.base_url, "served_model": self.served,
+                "batch_size": self.batch_size, "device": "server"}
+
+
+# --------------------------------------------------------------------------- vLLM offline
+class VLLMBackend:
+    """vLLM's offline ``LLM`` with ``enable_lora=True``; adapters are ``LoRARequest``s, so
+    swapping costs nothing. Untested here (no vLLM on CPU); kept small on purpose."""
+
+    name = "vllm"
+
+    def __init__(self, ref: str, batch_size: int | None):
+        from vllm import LLM  # noqa: F401  (lazy: GPU-only dependency)
+
+        from .models import local_dir, model_weights_hash, resolve_model
+
+        spec = resolve_model(ref)
+        path = local_dir(spec) or spec.hub_id
+        self.llm = LLM(model=str(path), enable_lora=True, max_lora_rank=64,
+                       max_num_seqs=batch_size or 256)
+        self.tok = self.llm.get_tokenizer()
+        self.ref, self.batch_size = ref, batch_size
+        self.base_hash = model_weights_hash(spec) or f"ref:{ref}"
+        self.adapter: Path | None = None
+        self.adapter_hash: str | None = None
+        self._lora: Any = None
+        self._ids: dict[str, int] = {}
+        self.stats = {"base_loads": 1, "adapter_loads": 0, "full_loads": 0}
+
+    def set_adapter(self, path: str | os.PathLike | None) -> None:
+        from vllm.lora.request import LoRARequest
+
+        if path is None:
+            self._lora, self.adapter, self.adapter_hash = None, None, None
+            return
+        p = resolve_checkpoint(path)
+        if checkpoint_kind(p) != "lora":
+            raise InputError(p, "the vllm backend swaps LoRA adapters only", field="adapter")
+        h = checkpoint_hash(p)
+        if h not in self._ids:
+            self._ids[h] = len(self._ids) + 1
+            self.stats["adapter_loads"] += 1
+        self._lora = LoRARequest(f"a{h[:16]}", self._ids[h], str(p))
+        self.adapter, self.adapter_hash = p, h
+
+    def identity(self) -> dict:
+        return {"backend": "vllm", "base": self.base_hash, "adapter": self.adapter_hash}
+
+    def generate(self, prompts: list[str], spec: GenSpec, progress: Progress | None,
+                 on_batch: Callable[[list[int], list[tuple[str, int]]], None]) -> None:
+        from vllm import SamplingParams
+
+        stops = [s for s in spec.stop if s]
+        sp = SamplingParams(temperature=spec.temperature, max_tokens=spec.max_new_tokens,
+                            stop=stops or None, seed=0)
+        outs = self.llm.generate(prompts, sp, lora_request=self._lora, use_tqdm=False)
+        res = [(truncate_at_stop(o.outputs[0].text, stops), len(o.outputs[0].token_ids)) for o in outs]
+        on_batch(list(range(len(prompts))), res)
+        if progress is not None:
+            progress(len(prompts), len(prompts))
+
+    def describe(self) -> dict:
+        return {"backend": "vllm", "batch_size": self.batch_size or "auto", "device": "cuda"}
+
+
+# --------------------------------------------------------------------------- front end
+class Generator:
+    """Generate for many prompts with one loaded model; see the module docstring."""
+
+    def __init__(self, model: Any, adapter: str | os.PathLike | None = None,
+                 batch_size: int | None = None, device: str | None = None,
+                 cache_dir: str | os.PathLike | None = None, dtype: Any = None,
+                 max_adapters: int = 4):
+        self.ref: str | None = None
+        if isinstance(model, (tuple, list)) and len(model) == 2:
+            self.backend: Any = HFBackend(model[0], model[1], None, batch_size, max_adapters)
+        elif isinstance(model, (str, os.PathLike)):
+            ref = str(model)
+            self.ref = ref
+            if ref.startswith("openai:"):
+                self.backend = OpenAIBackend(ref, batch_size)
+            elif ref.startswith("vllm:"):
+                self.backend = VLLMBackend(ref[len("vllm:"):], batch_size)
+            else:
+                from .models import load_model
+
+                m, tok = load_model(ref, device=device, dtype=dtype)
+                self.backend = HFBackend(m, tok, ref, batch_size, max_adapters)
+                self.backend.stats["base_loads"] = 1
+        else:
+            raise TypeError("model must be a reference string or a (model, tokenizer) pair")
+        self.cache = GenCache(cache_dir) if cache_dir is not None else None
+        self.last: dict[str, Any] = {}
+        if adapter is not None:
+            self.set_adapter(adapter)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.backend.tok
+
+    @property
+    def model(self) -> Any:
+        return getattr(self.backend, "model", None)
+
+    @property
+    def adapter(self) -> Any:
+        return self.backend.adapter
+
+    @property
+    def stats(self) -> dict:
+        return self.backend.stats
+
+    def set_adapter(self, path: str | os.PathLike | None) -> None:
+        """Switch to the adapter at ``path`` (None: the bare base) without reloading the base."""
+        self.backend.set_adapter(path)
+
+    def identity(self) -> dict:
+        """What the generations depend on (hashes, not paths): the cache key's model part."""
+        return self.backend.identity()
+
+    def describe(self) -> dict:
+        d = self.backend.describe()
+        d.update(model=self.ref, adapter=str(self.adapter) if self.adapter is not None else None)
+        return d
+
+    def generate(self, prompts: Sequence[str], spec: GenSpec = GenSpec(),
+                 progress: Progress | None = None) -> list[str]:
+        """One completion per prompt, in input order. Cached prompts are not regenerated."""
+        prompts = list(prompts)
+        t0 = time.perf_counter()
+        out: list[str | None] = [None] * len(prompts)
+        ntok = [0] * len(prompts)
+        todo = list(range(len(prompts)))
+        ident = sd = None
+        if self.cache is not None:
+            ident, sd = self.identity(), spec_dict(spec)
+            hits = self.cache.get_many(ident, sd, prompts)
+            for i, h in enumerate(hits):
+                if h is not None:
+                    out[i], ntok[i] = h["text"], int(h.get("n_tokens", 0))
+            todo = [i for i in range(len(prompts)) if out[i] is None]
+        n_cached = len(prompts) - len(todo)
+        gen_tokens = 0
+
+        def on_batch(local_idx: list[int], res: list[tuple[str, int]]) -> None:
+            nonlocal gen_tokens
+            rows = []
+            for li, (text, n) in zip(local_idx, res):
+                gi = todo[li]
+                out[gi], ntok[gi] = text, n
+                gen_tokens += n
+                rows.append((prompts[gi], text, n))
+            if self.cache is not None:
+                self.cache.put_many(ident, sd, rows)
+
+        if todo:
+            wrapped = None
+            if progress is not None:
+                progress(n_cached, len(prompts))
+                wrapped = lambda d, _t: progress(n_cached + d, len(prompts))  # noqa: E731
+            self.backend.generate([prompts[i] for i in todo], spec, wrapped, on_batch)
+        elif progress is not None:
+            progress(len(prompts), len(prompts))
+        wall = time.perf_counter() - t0
+        self.last = {"n_prompts": len(prompts), "n_cached": n_cached, "generated_tokens": gen_tokens,
+                     "wall_s": wall, "tokens_per_s": gen_tokens / wall if wall > 0 and gen_tokens else 0.0,
+                     "n_tokens": ntok}
+        return [o if o is not None else "" for o in out]
+
+
+__all__ = ["Generator", "HFBackend", "OpenAIBackend", "VLLMBackend", "checkpoint_hash",
+           "checkpoint_kind", "parse_openai_ref", "resolve_checkpoint", "truncate_at_stop"]
