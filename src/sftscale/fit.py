@@ -455,8 +455,9 @@ def n_for_target(fit: FitResult, target: float) -> dict:
         return {**out, "lo": None, "hi": None, "frac_reachable": None}
     nr = fo.n_for(fit.theta_reps, target)
     frac = float(np.mean(np.isfinite(nr)))
-    lo, hi = fit._q(np.where(np.isfinite(nr), nr, np.inf))
-    out.update(lo=float(lo) if np.isfinite(lo) else None, hi=float(hi) if np.isfinite(hi) else None,
+    big = 1e300  # stands for "never": quantiles of inf would give NaN
+    lo, hi = fit._q(np.where(np.isfinite(nr), np.minimum(nr, big), big))
+    out.update(lo=float(lo) if lo < big else None, hi=float(hi) if hi < big else None,
                frac_reachable=frac)
     if out["reachable"] and out["hi"] is None:
         out["note"] = f"upper bound unbounded: unreachable in {100 * (1 - frac):.0f}% of replicates"

@@ -1,0 +1,101 @@
+"""``sftscale fit``: scaling-law fits (fits.json) and the style/substance analysis (analysis.json).
+
+Input: a long CSV (model, task, metric, n, value[, seed, n_items]) from any tool, or a run
+directory (``export.csv`` / ``items.jsonl`` there, or the study exporter). Outputs go beside
+the CSV or into the run directory unless ``--out`` names a file for fits.json.
+
+Not handled: plotting (the report does it), fitting several metrics with different forms
+in one call (run the command once per metric).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("fit")
+    def fit_cmd(
+        src: Path = typer.Argument(..., help="long CSV (model,task,metric,n,value[,seed,n_items]) or run dir"),
+        metric: Optional[str] = typer.Option(None, "--metric", "-m", help="metric to fit (default: all)"),
+        form: list[str] = typer.Option([], "--form", "-f",
+                                       help="power, saturating, saturating_offset, loglinear (repeat or "
+                                            "comma-separate; default all)"),
+        target: list[float] = typer.Option([], "--target", "-t", help="metric value to reach: N needed"),
+        at: list[float] = typer.Option([], "--at", help="predict the metric at this N"),
+        items: Optional[Path] = typer.Option(None, "--items", help="per-item scores (JSONL or CSV)"),
+        n_boot: int = typer.Option(1000, "--n-boot", help="bootstrap replicates"),
+        seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
+        level: float = typer.Option(0.95, "--level", help="interval level"),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="fits.json path"),
+        analysis: bool = typer.Option(True, "--analysis/--no-analysis",
+                                      help="also write analysis.json when items have format_ok/correct"),
+    ) -> None:
+        """Fit scaling laws with bootstrap intervals; write fits.json and print a table."""
+        from ..fit import fit_table, fits_document
+        from ..fitdata import load_inputs
+        from ..io import InputError, atomic_write_json
+
+        if not 0 < level < 1:
+            raise InputError(None, f"--level must be in (0, 1), got {level}", field="level")
+        if n_boot < 0:
+            raise InputError(None, f"--n-boot must be >= 0, got {n_boot}", field="n-boot")
+        forms = [f.strip() for x in form for f in x.split(",") if f.strip()] or None
+        long_df, items_df, out_dir = load_inputs(src, items)
+        results = fit_table(long_df, items_df, metric=metric, forms=forms, n_boot=n_boot, seed=seed,
+                            level=level)
+        doc = fits_document(results, targets=target, predict_at=at, source=str(src))
+        fits_path = out or out_dir / "fits.json"
+        analysis_doc = None
+        if analysis and items_df is not None and {"format_ok", "correct"} <= set(items_df.columns):
+            from ..analysis import style_substance
+            analysis_doc = style_substance(items_df, n_boot=n_boot, seed=seed, level=level)
+        atomic_write_json(fits_path, doc)
+        if analysis_doc is not None:
+            atomic_write_json(fits_path.parent / "analysis.json", analysis_doc)
+        _print(doc, analysis_doc, fits_path)
+
+
+def _fmt(x, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}g}"
+
+
+def _print(doc: dict, analysis_doc: dict | None, path: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    t = Table(title=f"scaling-law fits ({int(round(100 * (doc['level'] or 0)))}% intervals; * = lowest AICc, "
+                    "or AIC when AICc is undefined)")
+    for c in ("curve", "form", "params [interval]", "R²", "AICc", "LOO rmse", "dof"):
+        t.add_column(c, overflow="fold")
+    for f in doc["fits"]:
+        ps = "\n".join(f"{k}={_fmt(v)} [{_fmt((f['param_ci'].get(k) or [None])[0])}, "
+                       f"{_fmt((f['param_ci'].get(k) or [None, None])[1])}]" for k, v in f["params"].items())
+        t.add_row(f"{f['model']}/{f['task']}/{f['metric']}", f["form"] + (" *" if f["best"] else ""), ps,
+                  _fmt(f["r2"]), _fmt(f["aicc"], 4) if f["aicc"] is not None else f"{_fmt(f['aic'], 4)} (AIC)",
+                  _fmt(f["loo"]["rmse"]), str(f["dof"]))
+    con.print(t)
+    for f in doc["fits"]:
+        for w in f["warnings"]:
+            con.print(f"[yellow]warning[/] {f['model']}/{f['task']}/{f['metric']} {f['form']}: {w}",
+                      markup=True, highlight=False)
+    for f in doc["fits"]:
+        for tg in f.get("targets", []):
+            if f["best"]:
+                n = _fmt(tg["n"], 4) if tg["reachable"] else "not reachable"
+                con.print(f"{f['model']}/{f['task']} {f['metric']} >= {tg['target']} ({f['form']}): N = {n} "
+                          f"[{_fmt(tg['lo'], 4)}, {_fmt(tg['hi'], 4) if tg['hi'] is not None else 'never'}]"
+                          + (f", reachable in {100 * tg['frac_reachable']:.0f}% of replicates"
+                             if tg["frac_reachable"] is not None else ""))
+    if analysis_doc:
+        for g in analysis_doc["groups"]:
+            if "style_saturation_n" in g:
+                con.print(f"{g['model']}/{g['task']}: style saturation N = {g['style_saturation_n']['n']}, "
+                          f"accuracy plateau N = {g['accuracy_plateau_n']['n']}"
+                          f"{' (still rising)' if g['accuracy_plateau_n']['still_rising'] else ''}, "
+                          f"r²(total, substance) = {_fmt(g['r2_total_vs_substance']['r2'])}")
+    con.print(f"wrote {path}" + (" and analysis.json" if analysis_doc else ""))
