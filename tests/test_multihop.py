@@ -50,6 +50,10 @@ def test_score_answer():
     assert r["extracted"] is None
     r = score_answer("Answer: 10", ["1"])                          # word boundaries for contains
     assert not r["contains"] and not r["em"]
+    # an article-only gold: plain SQuAD would turn "A" into "" and let "The" match it
+    assert score_answer("Answer: A", "a")["em"] and not score_answer("Answer: The", "A")["em"]
+    assert score_answer("Answer: vitamin A", "A")["contains"]
+    assert not score_answer("Answer: vitamin B", "A")["contains"]
     r = score_answer("Answer: London\nbut maybe Paris", ["Paris"])
     assert not r["em"] and r["f1"] == 0.0 and r["contains"]
 
@@ -58,7 +62,7 @@ def test_flatten_fanoutqa_answers():
     assert flatten_answer({"A": 1, "B": True}) == "A - 1, B - yes"
     assert flatten_answer(["x", 2.0, 2.5]) == "x, 2, 2.5"
     assert answer_parts({"K": "x", "B": ""}) == ["K", "x", "B"]   # empty parts dropped
-    assert answer_parts({"A": "x"}) == ["x"]   # SQuAD drops the article 'a': "A" is empty
+    assert answer_parts({"A": "x"}) == ["A", "x"]   # article-only answers are kept
     assert answer_parts([["x", "y"], "z"]) == ["x", "y", "z"]
 
 

@@ -99,13 +99,18 @@ def test_score_fanoutqa(tmp_path):
 
 
 def test_tasks_lists_sizes_without_crashing():
-    p = run_cli("tasks", "--json")
-    assert p.returncode == 0, p.stderr
+    # in-process (typer's runner): the second call reuses the cached task instances
+    from typer.testing import CliRunner
+
+    from sftscale.cli import app
+
+    p = CliRunner().invoke(app, ["tasks", "--json"])
+    assert p.exit_code == 0, p.output
     rows = {r["name"]: r for r in json.loads(p.stdout)}
     assert rows["gsm8k"]["n_test"] == 1319 and rows["gsm8k"]["n_train"] == 7473
     assert rows["gsm8k"]["license"] == "MIT"
     assert rows["fanoutqa"]["n_test"] == 310 and rows["fanoutqa"]["license"] == "CC-BY-SA-4.0"
     assert rows["multihop-file"]["status"] == "needs options"
     assert all(r["status"] in ("ok", "needs options", "unavailable") for r in rows.values())
-    table = run_cli("tasks")
-    assert table.returncode == 0 and "gsm8k" in table.stdout and "1,319" in table.stdout
+    table = CliRunner().invoke(app, ["tasks"])
+    assert table.exit_code == 0 and "gsm8k" in table.stdout and "1,319" in table.stdout

@@ -7,7 +7,9 @@ decomposition available it is ``"Sub-question: q1\\nSub-answer: a1\\n...\\nAnswe
 (sub-answers are labelled ``Sub-answer:`` so they are never taken for the final answer).
 
 Scoring (``score_answer``): SQuAD/HotpotQA normalisation (lowercase, drop punctuation, drop
-the articles a/an/the, collapse whitespace). The answer compared is the text after the FIRST
+the articles a/an/the, collapse whitespace), except that an answer made only of articles
+(``A``) is compared with its articles kept, so ``"The"`` does not exact-match ``"A"`` as it
+would under plain SQuAD rules (``f1`` keeps the SQuAD rule). The answer compared is the text after the FIRST
 line starting with ``Answer:`` (case-insensitive, ``Final answer:`` too; ``format_ok`` then);
 without such a line, the response's last non-empty line (``format_ok`` false). ``em`` and
 ``f1`` are the maxima over the gold aliases; ``f1`` is SQuAD token F1 with HotpotQA's rule that
@@ -51,6 +53,15 @@ def normalize_answer(s: str) -> str:
     return " ".join(_ARTICLES.sub(" ", s).split())
 
 
+def _light(s: str) -> str:
+    return " ".join(str(s).lower().translate(_PUNCT).split())
+
+
+def _norm_em(s: str) -> str:
+    """normalize_answer, except that an answer made only of articles ("A") keeps them."""
+    return normalize_answer(s) or _light(s)
+
+
 def extract_answer(response: str) -> tuple[str, bool]:
     """(answer text, format_ok): the first ``Answer:`` line, else the last non-empty line."""
     for m in _ANSWER_LINE.finditer(response):
@@ -76,9 +87,13 @@ def f1_score(pred: str, gold: str) -> float:
     return 2 * prec * rec / (prec + rec)
 
 
-def _contained(needle: str, haystack_norm: str) -> bool:
+def _contained(needle: str, haystack: str) -> bool:
     n = normalize_answer(needle)
-    return bool(n) and f" {n} " in f" {haystack_norm} "
+    if not n:  # an article-only answer such as "A": compare without dropping articles
+        n, hay = _light(needle), _light(haystack)
+    else:
+        hay = normalize_answer(haystack)
+    return bool(n) and f" {n} " in f" {hay} "
 
 
 def score_answer(response: str, golds: list[str] | str) -> dict:
@@ -86,10 +101,9 @@ def score_answer(response: str, golds: list[str] | str) -> dict:
     if isinstance(golds, str):
         golds = [golds]
     extracted, ok = extract_answer(response)
-    em = any(normalize_answer(extracted) == normalize_answer(g) for g in golds)
+    em = any(_norm_em(extracted) == _norm_em(g) for g in golds)
     f1 = max((f1_score(extracted, g) for g in golds), default=0.0)
-    resp_norm = normalize_answer(response)
-    contains = any(_contained(g, resp_norm) for g in golds)
+    contains = any(_contained(g, response) for g in golds)
     return {"correct": em, "format_ok": ok, "em": em, "f1": f1, "contains": contains,
             "extracted": extracted if ok else None}
 
@@ -111,13 +125,13 @@ def flatten_answer(ans: Any) -> str:
 
 def answer_parts(ans: Any) -> list[str]:
     """Atomic strings of a FanOutQA answer: list elements, dict keys and values, primitives.
-    Parts that normalise to nothing (one dev answer has an empty dict value) are dropped."""
+    Empty parts (one dev answer has an empty dict value) are dropped."""
     if isinstance(ans, list):
         return [p for a in ans for p in answer_parts(a)]
     if isinstance(ans, dict):
         return [p for k, v in ans.items() for p in answer_parts(k) + answer_parts(v)]
     s = flatten_answer(ans)
-    return [s] if normalize_answer(s) else []
+    return [s] if _norm_em(s) else []
 
 
 class _QATask(Task):
@@ -213,8 +227,7 @@ class FanOutQA(_QATask):
     def score(self, item: Item, response: str) -> dict:
         rec = score_answer(response, item.target)
         parts = item.meta["answer_parts"]
-        resp_norm = normalize_answer(response)
-        found = sum(_contained(p, resp_norm) for p in parts)
+        found = sum(_contained(p, response) for p in parts)
         rec["loose"] = found / len(parts) if parts else 0.0
         rec["all_found"] = bool(parts) and found == len(parts)
         return rec
