@@ -1,0 +1,47 @@
+"""CLI for the toy world: ``sftscale pretrain-toy`` and ``sftscale toy-info``.
+
+Not handled: pretraining on GPUs (the toy models are meant for the CPU), resuming.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("pretrain-toy")
+    def pretrain_toy_cmd(
+        size: str = typer.Option("S", help="toy model size: S, M or L"),
+        out: Path = typer.Option(..., help="output directory (config, weights, tokenizer, toy_meta.json)"),
+        seed: int = typer.Option(0, help="seed of the initialisation, corpus and batch order"),
+        steps: Optional[int] = typer.Option(None, help="optimizer steps (default: the size's recipe)"),
+        threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's)"),
+        eval_every: int = typer.Option(200, help="measure prose fact recall every this many steps"),
+    ) -> None:
+        """Pretrain a tiny toy base model on the toy-world corpus with the shared training loop."""
+        from ..io import InputError
+        from ..toyworld.pretrain import SIZES, pretrain_toy
+
+        if size not in SIZES:
+            raise InputError(None, f"unknown size {size!r}; known: {', '.join(SIZES)}", field="--size")
+        pretrain_toy(size, out, seed=seed, steps=steps, threads=threads, eval_every=eval_every)
+
+    @app.command("toy-info")
+    def toy_info_cmd() -> None:
+        """List the shipped toy models with their size and measured recall."""
+        import json
+
+        from ..toyworld import TOY_MODELS, toy_model_path
+
+        for name in TOY_MODELS:
+            try:
+                p = toy_model_path(name)
+            except FileNotFoundError as e:
+                typer.echo(f"{name}: not shipped ({e})")
+                continue
+            meta = json.loads((p / "toy_meta.json").read_text(encoding="utf-8"))
+            typer.echo(f"{name}: {meta['parameters']} params, {meta['steps']} steps, "
+                       f"recall {meta['recall']}, {p}")

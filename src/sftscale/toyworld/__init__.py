@@ -1,0 +1,44 @@
+"""The toy world: a synthetic world, its corpus, toy tasks and tiny pretrained base models.
+
+Public API: ``toy_model_path(name) -> Path`` for the shipped models (``toy-S``, ``toy-M``),
+``TOY_MODELS``, ``TOY_SFT_DEFAULTS`` (recommended finetuning hyperparameters for the toy
+models). Submodules: ``world``, ``corpus``, ``tokenizer``, ``pretrain``, ``tasks``.
+
+Not handled here: loading (``sftscale.models`` resolves the names through ``toy_model_path``).
+Importing this package imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+TOY_MODELS: tuple[str, ...] = ("toy-S", "toy-M")
+
+# Recommended full-finetuning recipe for the toy models (see docs/toy-models.md for the
+# measurements behind it): loss on completions only, AdamW, constant-after-warmup not needed.
+TOY_SFT_DEFAULTS: dict = {
+    "lr": 1e-3,
+    "batch_size": 16,
+    "epochs": 3,
+    "min_steps": 30,
+    "max_steps": 300,
+    "warmup_steps": 0,
+    "schedule": "cosine",
+    "weight_decay": 0.0,
+    "lora": False,
+}
+
+
+def toy_model_path(name: str) -> Path:
+    """Directory of a shipped toy model (``"toy-S"`` or ``"S"``); FileNotFoundError if absent."""
+    key = name if name.startswith("toy-") else f"toy-{name}"
+    if key not in TOY_MODELS and not (MODELS_DIR / key).is_dir():
+        raise FileNotFoundError(f"unknown toy model {name!r}; known: {', '.join(TOY_MODELS)}")
+    path = MODELS_DIR / key
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"toy model {key!r} is not shipped at {path}")
+    return path
+
+
+__all__ = ["MODELS_DIR", "TOY_MODELS", "TOY_SFT_DEFAULTS", "toy_model_path"]

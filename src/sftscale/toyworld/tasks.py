@@ -1,0 +1,277 @@
+"""The toy tasks, scored by the SAME scorers as the real benchmarks.
+
+``toy-math`` (``ToyMath``): 2-4 step arithmetic word problems about small numbers. Prompt
+``"Question: {q}\\nAnswer:"``; completion ``" "`` + step lines + ``"#### N"`` (the GSM8K task's
+format); scored with ``sftscale.tasks.gsm8k.score_response``. Options: ``n_train`` (pool size,
+default 10,000), ``n_test`` (default 200, at most 1,000), ``seed`` (0), ``limit``. Test problems
+are a reserved sequence kept out of the pretraining corpus and out of the pool.
+
+``toy-multihop`` (``ToyMultihop``): two-hop questions about corpus people, e.g. "In which country
+was the employer of X founded?", whose two facts the corpus states separately (the composed
+fact never). Prompt ``"Question: {q}\\n"``; completion writes both hops then the answer line:
+``"X works for C. C was founded in K.\\nAnswer: K"`` (``reasoning=False``: ``"Answer: K"`` only,
+a negative control). Scored with ``sftscale.tasks.multihop.score_answer``. The pool (>= 10,000
+items) is every (pool person, chain, question wording, wrapper); the test set (default 200)
+asks one wording per (test person, chain), test people never appearing in the pool.
+
+``toy-knowledge`` (``ToyKnowledge``): the held-out people (never in the corpus), for the
+knowledge-injection experiment. ``split`` selects:
+
+- ``"facts"``: test = cloze prompts (``"X was born in"``), correct when the first word of the
+  response is the object; train = fact STATEMENTS of the held-out people (4 paraphrases per
+  fact, empty prompt, loss on the whole statement). ``fact_pairs()`` gives them as
+  ``(prompt, completion)`` pairs, ``facts()`` as (subject, relation, object) triples;
+- ``"direct"``: test = direct questions about held-out people ("Where was X born?" ->
+  ``"X was born in C.\\nAnswer: C"``); train = the same kind of questions about corpus POOL
+  people (format training without the new facts);
+- ``"multihop"``: test = two-hop questions combining a new fact with a known one ("In which
+  country was X born?" needs X's new birth city and that city's corpus-known country); train =
+  the ``toy-multihop`` pool (corpus pool people).
+
+All three splits score ``"Answer:"`` style responses with the multihop scorer (facts: first word).
+``n_test`` default: every (held-out person, relation/chain) pair once (144).
+
+Not handled: toy-code, toy-instruct (see docs/notes/toyworld.md), chat-specific prompts beyond
+the base-class chat template (the user turn is the plain prompt without its trailing cue).
+"""
+
+from __future__ import annotations
+
+import random
+from functools import cached_property
+from typing import Any, Sequence
+
+from ..tasks.base import GenSpec, Item, Task, first_n, mean_metrics
+from .world import (CHAINS, DIRECT_QUESTIONS, MULTIHOP_QUESTIONS, PERSON_RELATIONS, QUESTION_WRAPPERS,
+                    TEMPLATES, Person, World, render_fact)
+
+_STOP = ("Question:", "<|endoftext|>")
+
+
+def _pid(name: str) -> str:
+    return name.replace(" ", "_")
+
+
+def hop_text(world: World, p: Person, chain: str) -> tuple[str, str]:
+    """(reasoning sentences, final answer) of a chain for person ``p``."""
+    r1, r2 = CHAINS[chain]
+    mid = p.obj(r1)
+    ans = world.city_country[mid] if r2 == "located_in" else world.company_country[mid]
+    return f"{render_fact(p.name, r1, mid, 0)} {render_fact(mid, r2, ans, 0)}", ans
+
+
+def multihop_item(world: World, p: Person, chain: str, t: int, w: int, split: str,
+                  reasoning: bool = True, prefix: str = "toy-multihop") -> Item:
+    q = QUESTION_WRAPPERS[w] + MULTIHOP_QUESTIONS[chain][t].format(p=p.name)
+    hops, ans = hop_text(world, p, chain)
+    completion = f"{hops}\nAnswer: {ans}" if reasoning else f"Answer: {ans}"
+    return Item(id=f"{prefix}/{split}/{_pid(p.name)}/{chain}/{t}/{w}", question=q, target=[ans],
+                completion=completion,
+                meta={"person": p.name, "chain": chain, "bridge": p.obj(CHAINS[chain][0])})
+
+
+def direct_item(p: Person, rel: str, t: int, w: int, split: str, prefix: str = "toy-knowledge") -> Item:
+    q = QUESTION_WRAPPERS[w] + DIRECT_QUESTIONS[rel][t].format(p=p.name)
+    o = p.obj(rel)
+    return Item(id=f"{prefix}/{split}/{_pid(p.name)}/{rel}/{t}/{w}", question=q, target=[o],
+                completion=f"{render_fact(p.name, rel, o, 0)}\nAnswer: {o}",
+                meta={"person": p.name, "relation": rel})
+
+
+class _ToyQA(Task):
+    """Prompt ``Question: q\\n``; completion ends with an ``Answer: X`` line."""
+
+    license = "Apache-2.0 (generated)"
+    gen = GenSpec(max_new_tokens=48, stop=_STOP)
+
+    def prompt_text(self, item: Item) -> str:
+        return f"Question: {item.question}\n"
+
+    def user_message(self, item: Item) -> str:
+        return item.question
+
+    def score(self, item: Item, response: str) -> dict:
+        from ..tasks.multihop import score_answer
+
+        return score_answer(response, item.target)
+
+
+class ToyMath(Task):
+    name = "toy-math"
+    version = "1"
+    primary_metric = "accuracy"
+    license = "Apache-2.0 (generated)"
+    gen = GenSpec(max_new_tokens=96, stop=_STOP)
+
+    def __init__(self, n_train: int = 10_000, n_test: int = 200, seed: int = 0, limit: int | None = None):
+        from .corpus import MATH_TEST_RESERVE
+
+        if not 1 <= n_test <= MATH_TEST_RESERVE:
+            raise ValueError(f"toy-math n_test must be in 1..{MATH_TEST_RESERVE}")
+        self.n_train, self.n_test, self.seed, self.limit = n_train, n_test, seed, limit
+
+    @staticmethod
+    def _item(p, split: str, i: int) -> Item:
+        return Item(id=f"toy-math/{split}/{i}", question=p.question(), target=str(p.answer),
+                    completion=p.solution(), meta={"steps": p.n_steps})
+
+    @cached_property
+    def _test(self) -> list[Item]:
+        from .corpus import math_test_problems
+
+        return [self._item(p, "test", i) for i, p in enumerate(math_test_problems(self.n_test, self.seed))]
+
+    @cached_property
+    def _train(self) -> list[Item]:
+        from .corpus import math_pool_problems
+
+        return [self._item(p, "train", i) for i, p in enumerate(math_pool_problems(self.n_train, self.seed))]
+
+    def test_items(self) -> list[Item]:
+        return first_n(self._test, self.limit)
+
+    def train_items(self) -> list[Item]:
+        return self._train
+
+    def prompt_text(self, item: Item) -> str:
+        return f"Question: {item.question}\nAnswer:"
+
+    def user_message(self, item: Item) -> str:
+        return item.question
+
+    def training_pair(self, item: Item, tokenizer: Any = None, chat: bool = False) -> tuple[str, str]:
+        prompt, completion = super().training_pair(item, tokenizer, chat)
+        return prompt, completion if chat else " " + completion
+
+    def score(self, item: Item, response: str) -> dict:
+        from ..tasks.gsm8k import score_response
+
+        return score_response(response, item.target)
+
+    def aggregate(self, records: Sequence[dict]) -> dict[str, float]:
+        return mean_metrics(records, rename={"correct_strict": "accuracy_strict",
+                                             "correct_flexible": "accuracy_flexible"})
+
+
+class ToyMultihop(_ToyQA):
+    name = "toy-multihop"
+    version = "1"
+    primary_metric = "accuracy"
+
+    def __init__(self, n_test: int = 200, seed: int = 0, limit: int | None = None, reasoning: bool = True):
+        self.n_test, self.seed, self.limit, self.reasoning = n_test, seed, limit, reasoning
+        self.world = World.generate(seed)
+
+    @cached_property
+    def _train(self) -> list[Item]:
+        items = [multihop_item(self.world, p, c, t, w, "train", self.reasoning)
+                 for p in self.world.group("pool") for c in CHAINS
+                 for t in range(len(MULTIHOP_QUESTIONS[c])) for w in range(len(QUESTION_WRAPPERS))]
+        random.Random(f"toy-multihop-train-{self.seed}").shuffle(items)
+        return items
+
+    @cached_property
+    def _test(self) -> list[Item]:
+        rng = random.Random(f"toy-multihop-test-{self.seed}")
+        pairs = [(p, c) for p in self.world.group("test") for c in CHAINS]
+        rng.shuffle(pairs)
+        out: list[Item] = []
+        r = 0
+        while len(out) < self.n_test:  # more than one wording per pair only past all pairs
+            for p, c in pairs:
+                if len(out) >= self.n_test:
+                    break
+                t = (rng.randrange(len(MULTIHOP_QUESTIONS[c])) + r) % len(MULTIHOP_QUESTIONS[c])
+                out.append(multihop_item(self.world, p, c, t, 0, "test", self.reasoning))
+            r += 1
+        return out
+
+    def test_items(self) -> list[Item]:
+        return first_n(self._test, self.limit)
+
+    def train_items(self) -> list[Item]:
+        return self._train
+
+
+class ToyKnowledge(_ToyQA):
+    name = "toy-knowledge"
+    version = "1"
+    primary_metric = "accuracy"
+
+    def __init__(self, split: str = "direct", n_test: int | None = None, seed: int = 0,
+                 limit: int | None = None):
+        if split not in ("facts", "direct", "multihop"):
+            raise ValueError(f"toy-knowledge split must be facts, direct or multihop, not {split!r}")
+        self.split, self.n_test, self.seed, self.limit = split, n_test, seed, limit
+        self.world = World.generate(seed)
+        if split == "facts":
+            self.gen = GenSpec(max_new_tokens=4, stop=(".", "\n"))
+
+    def facts(self) -> list[tuple[str, str, str]]:
+        """(subject, relation, object) of every held-out person fact."""
+        return self.world.person_facts(self.world.heldout_people)
+
+    def fact_pairs(self) -> list[tuple[str, str]]:
+        """Fact statements as (prompt, completion) training pairs: empty prompt, 4 paraphrases each."""
+        return [("", render_fact(s, r, o, t)) for s, r, o in self.facts() for t in range(len(TEMPLATES[r]))]
+
+    @cached_property
+    def _test(self) -> list[Item]:
+        held = self.world.heldout_people
+        if self.split == "facts":
+            from .world import cloze
+
+            items = [Item(id=f"toy-knowledge/facts/{_pid(p.name)}/{r}", question=cloze(p.name, r),
+                          target=[p.obj(r)], meta={"person": p.name, "relation": r})
+                     for p in held for r in PERSON_RELATIONS]
+        elif self.split == "direct":
+            rng = random.Random(f"toy-knowledge-direct-{self.seed}")
+            items = [direct_item(p, r, rng.randrange(len(DIRECT_QUESTIONS[r])), 0, "direct")
+                     for p in held for r in PERSON_RELATIONS]
+        else:
+            rng = random.Random(f"toy-knowledge-multihop-{self.seed}")
+            items = [multihop_item(self.world, p, c, rng.randrange(len(MULTIHOP_QUESTIONS[c])), 0,
+                                   "multihop", prefix="toy-knowledge") for p in held for c in CHAINS]
+        return items if self.n_test is None else items[:self.n_test]
+
+    @cached_property
+    def _train(self) -> list[Item]:
+        if self.split == "facts":
+            return [Item(id=f"toy-knowledge/facts-train/{i}", question="", completion=c, target=[o],
+                         meta={"subject": s, "relation": r})
+                    for i, ((_, c), (s, r, o)) in enumerate(zip(self.fact_pairs(),
+                                                                 [f for f in self.facts() for _ in range(4)]))]
+        if self.split == "direct":
+            items = [direct_item(p, r, t, w, "direct-train") for p in self.world.group("pool")
+                     for r in PERSON_RELATIONS for t in range(len(DIRECT_QUESTIONS[r]))
+                     for w in range(len(QUESTION_WRAPPERS))]
+        else:
+            items = [multihop_item(self.world, p, c, t, w, "multihop-train", prefix="toy-knowledge")
+                     for p in self.world.group("pool") for c in CHAINS
+                     for t in range(len(MULTIHOP_QUESTIONS[c])) for w in range(len(QUESTION_WRAPPERS))]
+        random.Random(f"toy-knowledge-{self.split}-{self.seed}").shuffle(items)
+        return items
+
+    def test_items(self) -> list[Item]:
+        return first_n(self._test, self.limit)
+
+    def train_items(self) -> list[Item]:
+        return self._train
+
+    def prompt_text(self, item: Item) -> str:
+        if self.split == "facts":
+            return item.question
+        return super().prompt_text(item)
+
+    def training_pair(self, item: Item, tokenizer: Any = None, chat: bool = False) -> tuple[str, str]:
+        if self.split == "facts":
+            return "", item.completion or ""
+        return super().training_pair(item, tokenizer, chat)
+
+    def score(self, item: Item, response: str) -> dict:
+        if self.split != "facts":
+            return super().score(item, response)
+        words = response.strip().split()
+        first = words[0].strip(".,") if words else ""
+        ok = first == item.target[0]
+        return {"correct": ok, "format_ok": bool(first), "extracted": first or None}
