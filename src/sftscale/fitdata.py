@@ -221,8 +221,8 @@ def explode_ifeval(samples: pd.DataFrame | list[dict]) -> pd.DataFrame:
         tgt = r.get("target")
         if ids is None and isinstance(tgt, dict):
             ids = tgt.get("instruction_id_list")
-        elif ids is None and isinstance(tgt, list):
-            ids = tgt
+        elif ids is None and isinstance(tgt, (list, tuple)) and tgt:
+            ids = tgt[0] if isinstance(tgt[0], (list, tuple)) else tgt  # (ids, kwargs) or ids
         strict = r.get("follow_instruction_list_strict")
         if ids is None or strict is None:
             continue
