@@ -120,15 +120,22 @@ def no_nltk_download() -> Iterator[None]:
 def import_ifeval_checkers() -> ModuleType:
     """Import ``lm_eval.tasks.ifeval.utils`` (strict/loose drivers over the instruction registry)
     with the shipped punkt_tab on the path and downloads refused. Also seeds ``langdetect`` so
-    the language checks are deterministic (it samples at random otherwise)."""
+    the language checks are deterministic (it samples at random otherwise) and quiets the
+    checkers' per-response "Unable to detect language" log lines."""
     use_shipped_nltk_data()
     utils = sys.modules.get("lm_eval.tasks.ifeval.utils")
     if utils is None:
         with no_nltk_download():
             from lm_eval.tasks.ifeval import utils
+    import logging
+
     import langdetect
 
     langdetect.DetectorFactory.seed = 0
+    # "Unable to detect language for text ..." is logged at ERROR for every response without
+    # letters (the checker then counts the instruction as followed): expected, and one line per
+    # response would flood a study's stderr.
+    logging.getLogger("lm_eval.tasks.ifeval.instructions").setLevel(logging.CRITICAL)
     return utils
 
 

@@ -53,10 +53,17 @@ def category(instruction_id: str) -> str:
     return instruction_id.split(":", 1)[0]
 
 
-def _checkers():
-    from ..nltk_offline import import_ifeval_checkers
+_UTILS: Any = None
 
-    return import_ifeval_checkers()
+
+def _checkers():
+    """lm-eval's ``lm_eval.tasks.ifeval.utils``, imported offline once (see ``nltk_offline``)."""
+    global _UTILS
+    if _UTILS is None:
+        from ..nltk_offline import import_ifeval_checkers
+
+        _UTILS = import_ifeval_checkers()
+    return _UTILS
 
 
 def score_response(prompt: str, instruction_ids: Sequence[str], kwargs: Sequence[dict],
