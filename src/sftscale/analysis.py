@@ -85,7 +85,7 @@ def _to_frame(items: Any) -> pd.DataFrame:
         rows = []
         for n, recs in items.items():
             for r in recs:
-                rows.append({"model": r.get("model", ""), "task": r.get("task", ""), "n": n,
+                rows.append({"model": r.get("model", "-"), "task": r.get("task", "-"), "n": n,
                              "seed": r.get("seed", 0), **{k: v for k, v in r.items()
                                                            if k not in ("model", "task", "n", "seed")}})
         items = pd.DataFrame(rows)

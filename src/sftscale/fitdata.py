@@ -125,7 +125,7 @@ def _check_item_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
                "item_id": str(row["item_id"]),
                "seed": "0" if row.get("seed") in (None, "") else str(row["seed"]).removesuffix(".0")}
         for k, v in row.items():
-            if k in rec or k in ("id", "_line"):
+            if k in rec or k in ("id", "_line") or v is None or (isinstance(v, float) and math.isnan(v)):
                 continue
             if k == "category":
                 rec[k] = str(v)
