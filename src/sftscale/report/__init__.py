@@ -1,0 +1,109 @@
+"""``sftscale report DIR``: a self-contained ``report.html`` plus PNG and SVG figures.
+
+Reads only files in the run directory: ``study.sqlite`` (through
+``study.export.load_tables``), the cells' sample files, ``knowledge/table.json`` when the
+knowledge experiment ran, and ``fits.json`` / ``analysis.json`` when present (they are
+computed and written here otherwise). Figures are embedded as base64 PNG so the page opens
+offline with no other file; the SVGs sit beside it for papers.
+
+Not handled: comparing several run directories in one report, interactive plots.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..io import atomic_write_json, atomic_write_text
+
+DEFAULT_TARGETS = (0.5, 0.8)
+
+
+def primary_metrics(metrics: Any) -> dict[str, str]:
+    """Task -> the metric plotted for it (the task's primary metric when it was recorded)."""
+    from ..tasks import get_task
+
+    out = {}
+    for task in sorted(metrics["task"].unique()):
+        have = set(metrics.loc[metrics["task"] == task, "metric"])
+        try:
+            pm = get_task(str(task).split("@")[0]).primary_metric
+        except Exception:  # a task label that is not a registered name
+            pm = "accuracy"
+        out[task] = pm if pm in have else ("accuracy" if "accuracy" in have else sorted(have)[0])
+    return out
+
+
+def compute_analysis(run_dir: Path, n_boot: int = 1000, targets: Sequence[float] = DEFAULT_TARGETS,
+                     seed: int = 0) -> dict:
+    """Fits (primary metric of each task, all forms) and the style/substance analysis.
+
+    Writes ``fits.json`` and ``analysis.json`` in the run directory and returns
+    ``{"metrics", "items", "fits", "fits_doc", "analysis", "metric_of"}``.
+    """
+    from ..analysis import style_substance
+    from ..fit import fit_table, fits_document
+    from ..study.export import load_tables
+
+    metrics, items = load_tables(run_dir)
+    metric_of = primary_metrics(metrics)
+    fits = []
+    for task, met in metric_of.items():
+        rows = metrics[(metrics["task"] == task) & (metrics["metric"] == met)]
+        if rows["n"].nunique() < 2:
+            continue
+        its = items[items["task"] == task].copy() if len(items) else None
+        if its is not None and met not in ("accuracy",):
+            its = None  # item-level 'correct' is the primary metric only when it is 'accuracy'
+        fits += fit_table(rows, items=its, n_boot=n_boot, seed=seed)
+    ns = sorted({float(n) for n in metrics["n"].unique()})
+    predict_at = sorted(set(ns + [max(ns) * 2, max(ns) * 4])) if ns else []
+    doc = fits_document(fits, targets=targets, predict_at=predict_at, source=str(run_dir))
+    atomic_write_json(run_dir / "fits.json", doc)
+    analysis = style_substance(items, n_boot=n_boot, seed=seed) if len(items) else {"groups": []}
+    atomic_write_json(run_dir / "analysis.json", analysis)
+    return {"metrics": metrics, "items": items, "fits": fits, "fits_doc": doc,
+            "analysis": analysis, "metric_of": metric_of}
+
+
+def write_report(run_dir: str | Path, knowledge_dir: str | Path | None = None, n_boot: int = 1000,
+                 targets: Sequence[float] = DEFAULT_TARGETS, title: str | None = None) -> Path:
+    """Compute fits and analysis, draw the figures, write ``DIR/report/report.html``."""
+    from . import figures, html, samples
+
+    run_dir = Path(run_dir)
+    t0 = time.perf_counter()
+    res = compute_analysis(run_dir, n_boot=n_boot, targets=targets)
+    out = run_dir / "report"
+    figs: dict[str, dict[str, Path]] = {}
+    if len(res["metrics"]):
+        figs["accuracy"] = figures.save(
+            figures.accuracy_figure(res["metrics"], res["fits"], res["metric_of"]), out, "accuracy_vs_n")
+    groups = [g for g in res["analysis"].get("groups", []) if "format_error" in g]
+    if groups:
+        figs["style"] = figures.save(figures.style_substance_figure(groups), out, "style_vs_substance")
+    ktable = _knowledge_table(run_dir, knowledge_dir)
+    if ktable and ktable.get("rows"):
+        figs["knowledge"] = figures.save(figures.knowledge_figure(ktable), out, "knowledge")
+    examples = samples.sample_responses(run_dir, k=3)
+    page = html.render(title=title or f"sftscale report · {run_dir.name}", run_dir=run_dir, res=res,
+                       figs=figs, knowledge=ktable, examples=examples, targets=targets)
+    path = out / "report.html"
+    atomic_write_text(path, page)
+    atomic_write_json(out / "report_meta.json", {"seconds": time.perf_counter() - t0,
+                                                  "figures": {k: {e: p.name for e, p in v.items()}
+                                                              for k, v in figs.items()}})
+    return path
+
+
+def _knowledge_table(run_dir: Path, knowledge_dir: str | Path | None) -> dict | None:
+    import json
+
+    for d in ([Path(knowledge_dir)] if knowledge_dir else []) + [run_dir / "knowledge", run_dir.parent / "knowledge"]:
+        p = d / "table.json" if d.name != "table.json" else d
+        if not p.exists() and (d / "knowledge" / "table.json").exists():
+            p = d / "knowledge" / "table.json"
+        if p.exists():
+            return json.loads(p.read_text())
+    return None

@@ -1,0 +1,210 @@
+"""Figures of a study, drawn with matplotlib (Agg) and saved as PNG and SVG.
+
+- ``accuracy_figure``: the primary metric against N on a log axis, one panel per task, one
+  colour per model; points are seed means with their spread, the curve is the best fit
+  (lowest AICc) with its bootstrap band. N = 0 sits at its own tick left of the first
+  positive N (a log axis has no zero); the dashed break marks it.
+- ``style_substance_figure``: format errors, substance errors and total errors against N,
+  with intervals, the style-saturation N and the N where accuracy stops rising marked.
+- ``knowledge_figure``: direct and multihop accuracy per starting point with intervals.
+
+Not handled: more than ~8 models per panel (colours repeat), metrics where lower is better.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 160, "font.size": 10,
+                         "axes.spines.top": False, "axes.spines.right": False,
+                         "svg.hashsalt": "sftscale", "svg.fonttype": "none"})
+    return plt
+
+
+def save(fig: Any, out_dir: Path, stem: str) -> dict[str, Path]:
+    """Save ``fig`` as PNG and SVG (deterministic SVG ids); return both paths."""
+    from ..io import atomic_open
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for ext in ("png", "svg"):
+        p = out_dir / f"{stem}.{ext}"
+        with atomic_open(p, "wb") as f:
+            fig.savefig(f, format=ext, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None)
+        paths[ext] = p
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return paths
+
+
+def zero_position(ns: Sequence[float]) -> float:
+    """Where N = 0 is drawn on the log axis: a factor 4 left of the smallest positive N."""
+    pos = [n for n in ns if n > 0]
+    return (min(pos) if pos else 1.0) / 4.0
+
+
+def _xaxis(ax: Any, ns: Sequence[float]) -> None:
+    x0 = zero_position(ns)
+    ticks = sorted(set(float(n) for n in ns))
+    ax.set_xscale("log")
+    ax.set_xticks([x0 if t == 0 else t for t in ticks])
+    ax.set_xticklabels(["0" if t == 0 else f"{int(t):,}" for t in ticks], rotation=0)
+    ax.minorticks_off()
+    if 0 in ticks:
+        pos = [t for t in ticks if t > 0]
+        if pos:
+            ax.axvline(math.sqrt(x0 * pos[0]), color="0.8", lw=0.8, ls="--", zorder=0)
+    ax.set_xlabel("finetuning examples N")
+
+
+def _xs(ns: np.ndarray, x0: float) -> np.ndarray:
+    return np.where(ns == 0, x0, ns)
+
+
+def accuracy_figure(metrics: Any, fits: Sequence[Any], metric_of: dict[str, str],
+                    title: str = "") -> Any:
+    """One panel per task: seed means (points, ±1 sd over seeds), best fit and its band."""
+    plt = _plt()
+    tasks = list(metric_of)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.8), squeeze=False)
+    models = sorted(metrics["model"].unique())
+    for ax, task in zip(axes[0], tasks):
+        met = metric_of[task]
+        sub = metrics[(metrics["task"] == task) & (metrics["metric"] == met)]
+        ns_all = sorted(sub["n"].unique())
+        x0 = zero_position(ns_all)
+        for ci, model in enumerate(models):
+            col = COLORS[ci % len(COLORS)]
+            g = sub[sub["model"] == model]
+            if g.empty:
+                continue
+            agg = g.groupby("n")["value"].agg(["mean", "std", "count"]).reset_index()
+            xs = _xs(agg["n"].to_numpy(float), x0)
+            ax.errorbar(xs, agg["mean"], yerr=agg["std"].fillna(0), fmt="o", ms=4.5, color=col,
+                        capsize=2, lw=1, label=model, zorder=3)
+            # individual seeds, faint
+            ax.scatter(_xs(g["n"].to_numpy(float), x0), g["value"], s=9, color=col, alpha=0.3, lw=0)
+            fit = _best_fit(fits, model, task, met)
+            if fit is not None:
+                lo_n = 0.0 if fit.form_obj.includes_zero and 0 in ns_all else max(1.0, min(n for n in ns_all if n > 0))
+                grid = np.unique(np.concatenate([[lo_n], np.geomspace(max(lo_n, 1.0), max(ns_all) * 1.5, 80)]))
+                mid, lo, hi = fit.predict(grid)
+                gx = _xs(grid, x0)
+                if fit.form_obj.includes_zero:  # the stretch from the N=0 tick to N=1 is cosmetic
+                    keep = grid >= 1
+                    ax.plot([x0, gx[keep][0]], [mid[0], mid[keep][0]], color=col, lw=1, ls=":")
+                    gx, mid, lo, hi = gx[keep], mid[keep], lo[keep], hi[keep]
+                ax.plot(gx, mid, color=col, lw=1.6,
+                        label=f"  fit: {fit.form} (R²={fit.r2_metric:.2f})")
+                if np.all(np.isfinite(lo)):
+                    ax.fill_between(gx, lo, hi, color=col, alpha=0.15, lw=0)
+        _xaxis(ax, ns_all)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel(met)
+        ax.set_title(task)
+        ax.grid(alpha=0.25)
+        ax.legend(fontsize=7.5, frameon=False, loc="upper left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _best_fit(fits: Sequence[Any], model: str, task: str, metric: str) -> Any:
+    cands = [f for f in fits if f.model == model and f.task == task and f.metric == metric]
+    best = [f for f in cands if f.best]
+    return (best or cands or [None])[0]
+
+
+def style_substance_figure(groups: Sequence[dict]) -> Any:
+    """One panel per (model, task): format / substance / total error with intervals."""
+    plt = _plt()
+    groups = [g for g in groups if "format_error" in g]
+    cols = min(4, max(1, len(groups)))
+    rows = math.ceil(len(groups) / cols) if groups else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(groups):]:
+        ax.axis("off")
+    for ax, g in zip(axes.flat, groups):
+        ns = np.asarray(g["n"], float)
+        x0 = zero_position(ns)
+        xs = _xs(ns, x0)
+        for key, col, lab in (("format_error", "#ff7f0e", "format errors"),
+                              ("substance_error", "#1f77b4", "substance errors"),
+                              ("total_error", "0.35", "total errors")):
+            b = g[key]
+            mid, lo, hi = (np.asarray([np.nan if v is None else v for v in b[k]], float)
+                           for k in ("mid", "lo", "hi"))
+            ax.plot(xs, mid, "o-", color=col, ms=3.5, lw=1.4, label=lab,
+                    ls="--" if key == "total_error" else "-")
+            if np.all(np.isfinite(lo)):
+                ax.fill_between(xs, lo, hi, color=col, alpha=0.15, lw=0)
+        sat = g.get("style_saturation_n") or {}
+        if sat.get("n") is not None:
+            ax.axvline(_xs(np.array([sat["n"]], float), x0)[0], color="#ff7f0e", lw=1, ls=":")
+            ax.text(_xs(np.array([sat["n"]], float), x0)[0], 0.97, f" style saturates\n N={int(sat['n'])}",
+                    color="#ff7f0e", fontsize=7, va="top")
+        plat = g.get("accuracy_plateau_n") or {}
+        if plat.get("n") is not None:
+            xp = _xs(np.array([plat["n"]], float), x0)[0]
+            ax.axvline(xp, color="#1f77b4", lw=1, ls=":")
+            txt = "accuracy still rising" if plat.get("still_rising") else f"accuracy stops rising\nN={int(plat['n'])}"
+            ax.text(xp, 0.80, " " + txt.replace("\n", "\n "), color="#1f77b4", fontsize=7, va="top")
+        r2 = (g.get("r2_total_vs_substance") or {}).get("r2")
+        _xaxis(ax, ns)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel("error rate")
+        ax.set_title(f"{g['model']} · {g['task']}" + (f"  (r² total~substance {r2:.2f})" if r2 is not None else ""),
+                     fontsize=9)
+        ax.grid(alpha=0.25)
+        ax.legend(fontsize=7, frameon=False, loc="center right")
+    fig.tight_layout()
+    return fig
+
+
+def knowledge_figure(table: dict) -> Any:
+    """Grouped bars: one group per question type, one bar per starting point, with intervals."""
+    plt = _plt()
+    rows = table.get("rows", [])
+    starts = list(dict.fromkeys(r["start"] for r in rows))
+    qtypes = list(dict.fromkeys(r["qtype"] for r in rows))
+    metric = table.get("metric", "em")
+    fig, ax = plt.subplots(figsize=(1.6 + 1.9 * len(qtypes) * max(1, len(starts)) / 2.5, 3.6))
+    w = 0.8 / max(1, len(starts))
+    for si, s in enumerate(starts):
+        xs, ys, lo, hi = [], [], [], []
+        for qi, q in enumerate(qtypes):
+            r = next((r for r in rows if r["start"] == s and r["qtype"] == q), None)
+            if r is None:
+                continue
+            m = r[metric]
+            xs.append(qi + (si - (len(starts) - 1) / 2) * w)
+            ys.append(m["mid"])
+            lo.append(m["mid"] - (m["lo"] if m.get("lo") is not None else m["mid"]))
+            hi.append((m["hi"] if m.get("hi") is not None else m["mid"]) - m["mid"])
+        ax.bar(xs, ys, w * 0.92, yerr=[lo, hi], capsize=3, color=COLORS[si % len(COLORS)], label=s)
+        for x, y in zip(xs, ys):
+            ax.text(x, y + 0.02, f"{100 * y:.0f}", ha="center", fontsize=7)
+    ax.set_xticks(range(len(qtypes)))
+    ax.set_xticklabels(qtypes)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=7.5, frameon=False, loc="upper right")
+    ax.set_title("knowledge injection")
+    ax.grid(axis="y", alpha=0.25)
+    fig.tight_layout()
+    return fig
