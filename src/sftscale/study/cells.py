@@ -49,7 +49,8 @@ class Cell:
         """What determines the outputs (resources and labels excluded)."""
         return {"model_ref": self.model_ref, "task_name": self.task_name,
                 "task_options": self.task_options, "n": self.n,
-                "seed": None if self.n == 0 else self.seed, "recipe": self.recipe,
+                "seed": None if self.n == 0 else self.seed,
+                "recipe": None if self.n == 0 else self.recipe,
                 "chat": self.chat, "limit": self.limit, "max_new_tokens": self.max_new_tokens,
                 "allow_template_mismatch": self.allow_template_mismatch}
 

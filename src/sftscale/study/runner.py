@@ -56,30 +56,20 @@ EvalFn = Callable[..., Any]  # (cell, train_dir: Path, out: Path) -> None; write
 
 # --- default stages ------------------------------------------------------------------------
 
-def train_stage(cell: Cell, out: Path, progress: Callable[..., None] | None = None) -> None:
-    """``sftscale.train.train_cell`` with the cell's model, task, N, seed and recipe."""
-    from .. import train as tr
+def train_stage(cell: Cell, out: Path, progress: Callable[[dict], None] | None = None) -> None:
+    """``sftscale.train.train_cell`` with the cell's model, task, N, seed and recipe overrides."""
+    from ..train import train_cell
 
-    recipe = None
-    if cell.recipe or cell.chat:
-        base = tr.default_recipe(cell.model_ref)
-        data = base.model_dump()
-        over = dict(cell.recipe)
-        if "chat" in data and "chat" not in over:
-            over["chat"] = cell.chat
-        unknown = sorted(set(over) - set(data))
-        if unknown:
-            raise InputError(None, f"unknown recipe field(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(data))}", field="recipe")
-        recipe = type(base).model_validate({**data, **over})
-    tr.train_cell(cell.model_ref, cell.task_name, cell.n, cell.seed, out, recipe=recipe,
-                  task_options=cell.task_options or None, progress=progress)
+    recipe = dict(cell.recipe)
+    recipe.setdefault("chat", cell.chat)
+    train_cell(cell.model_ref, _task_object(cell), cell.n, cell.seed, out, recipe=recipe,
+               task_options=cell.task_options or None, progress=progress)
 
 
 _GENERATORS: dict[tuple, Any] = {}  # per process: one loaded base model, reused across cells
 
 
-def _generator_for(model: str, batch_size: int | None, cache_dir: Path) -> Any:
+def _shared_generator(model: str, batch_size: int | None, cache_dir: Path | None) -> Any:
     from ..generate import Generator
 
     key = (model, batch_size, str(cache_dir))
@@ -89,31 +79,38 @@ def _generator_for(model: str, batch_size: int | None, cache_dir: Path) -> Any:
     return _GENERATORS[key]
 
 
-def eval_stage(cell: Cell, train_dir: Path, out: Path, cache_dir: Path | None = None) -> None:
-    """``sftscale.evaluate.evaluate`` on the cell's checkpoint (base model for N = 0).
+def eval_stage(cell: Cell, train_dir: Path, out: Path, cache_dir: Path | None = None,
+               share: bool = True, progress: Callable[[int, int], None] | None = None) -> None:
+    """``sftscale.evaluate.evaluate`` on the cell's checkpoint (the base model for N = 0).
 
-    A peft adapter is attached to one Generator per base model kept by the worker process;
-    a fully finetuned checkpoint is a model of its own and is loaded for the cell.
+    A peft adapter is attached to the worker's one Generator for the base model (loaded
+    once, reused by every cell of that base). A fully finetuned checkpoint is a model of its
+    own: it gets a Generator of its own (the shared one would have its base replaced), and
+    the chat-template guard is applied here since evaluate() only checks adapters.
     """
-    from ..evaluate import evaluate
+    from ..evaluate import check_template, evaluate
+    from ..generate import Generator
 
     meta = json.loads((train_dir / "train_meta.json").read_text())
-    ckpt = train_dir / "ckpt"
-    model, adapter = cell.model_ref, None
-    if cell.n > 0 and ckpt.is_dir():
-        if (ckpt / "adapter_config.json").exists():
-            adapter = str(ckpt)
-        else:
-            model = str(ckpt)
-    elif cell.n > 0:
-        raise RuntimeError(f"{train_dir}: trained cell without ckpt/ (train_meta n={meta.get('n')})")
-    gen = None
-    if cache_dir is not None:
-        gen = _generator_for(model, cell.batch_size, cache_dir)
+    ckpt = train_dir / (meta.get("checkpoint") or "ckpt")
     task = _task_object(cell)
-    evaluate(model, task, adapter=adapter, limit=cell.limit, out=out, generator=gen,
-             chat=cell.chat, batch_size=cell.batch_size,
-             allow_template_mismatch=cell.allow_template_mismatch)
+    common = dict(limit=cell.limit, out=out, chat=cell.chat, batch_size=cell.batch_size,
+                  allow_template_mismatch=cell.allow_template_mismatch, progress=progress)
+    if cell.n > 0 and not ckpt.is_dir():
+        raise RuntimeError(f"{train_dir}: trained cell without its checkpoint ({ckpt.name}/)")
+    if cell.n > 0 and not (ckpt / "adapter_config.json").exists():
+        from ..models import template_sha
+
+        gen = Generator(str(ckpt), batch_size=cell.batch_size, cache_dir=cache_dir)
+        check_template(ckpt, template_sha(gen.tokenizer, cell.chat), cell.allow_template_mismatch)
+        evaluate(str(ckpt), task, generator=gen, **common)
+        return
+    adapter = str(ckpt) if cell.n > 0 else None
+    if share:
+        gen = _shared_generator(cell.model_ref, cell.batch_size, cache_dir)
+    else:
+        gen = Generator(cell.model_ref, batch_size=cell.batch_size, cache_dir=cache_dir)
+    evaluate(cell.model_ref, task, adapter=adapter, generator=gen, **common)
 
 
 def _task_object(cell: Cell) -> Any:
@@ -160,7 +157,7 @@ class CellRunner:
                 _rmtree(tdir)
                 tmp = _fresh(cdir / "train.tmp")
                 ts = time.perf_counter()
-                self.train(cell, tmp, _progress_hook(run_dir, cell.key))
+                self.train(cell, tmp, _train_progress(run_dir, cell.key, on_stage))
                 out["train_s"] = time.perf_counter() - ts
                 if not (tmp / "train_meta.json").exists():
                     raise RuntimeError("training finished without writing train_meta.json")
@@ -174,8 +171,9 @@ class CellRunner:
                 tmp = _fresh(cdir / "eval.tmp")
                 ts = time.perf_counter()
                 if self.evaluate is eval_stage:
-                    self.evaluate(cell, tdir, tmp,
-                                  cache_dir=run_dir / "cache" / "gen" if self.share_generator else None)
+                    self.evaluate(cell, tdir, tmp, cache_dir=run_dir / "cache" / "gen",
+                                  share=self.share_generator,
+                                  progress=_eval_progress(cell.key, on_stage))
                 else:
                     self.evaluate(cell, tdir, tmp)
                 out["eval_s"] = time.perf_counter() - ts
@@ -295,12 +293,35 @@ def hook(point: str, run_dir: Path, key: str) -> None:
     time.sleep(3600)
 
 
-def _progress_hook(run_dir: Path, key: str) -> Callable[..., None] | None:
-    if not os.environ.get("SFTSCALE_STUDY_HOOK", "").startswith("train"):
+def _train_progress(run_dir: Path, key: str, on_stage: Callable[[str, str], None] | None
+                    ) -> Callable[..., None] | None:
+    """train_cell's per-step callback: stage text for the display, and the crash-test hook."""
+    hooked = os.environ.get("SFTSCALE_STUDY_HOOK", "").startswith("train")
+    if on_stage is None and not hooked:
         return None
+    last = [0.0]
 
-    def progress(*_a: Any, **_k: Any) -> None:
-        hook("train", run_dir, key)
+    def progress(m: Any = None, *_a: Any, **_k: Any) -> None:
+        if hooked:
+            hook("train", run_dir, key)
+        now = time.monotonic()
+        if on_stage is not None and isinstance(m, dict) and now - last[0] > 0.25:
+            last[0] = now
+            on_stage(key, f"train step {m.get('step', '?')}/{m.get('steps', '?')}")
+    return progress
+
+
+def _eval_progress(key: str, on_stage: Callable[[str, str], None] | None
+                   ) -> Callable[[int, int], None] | None:
+    if on_stage is None:
+        return None
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] > 0.25 or done == total:
+            last[0] = now
+            on_stage(key, f"eval {done}/{total}")
     return progress
 
 
