@@ -1,0 +1,45 @@
+"""``sftscale report DIR`` and ``sftscale demo [--out DIR]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._util import InputError, fail
+
+
+def report_cmd(
+    run_dir: Path = typer.Argument(..., help="run directory of a study"),
+    knowledge: Optional[Path] = typer.Option(None, "--knowledge", help="knowledge run dir (default: DIR/knowledge)"),
+    n_boot: int = typer.Option(1000, "--n-boot", help="bootstrap replicates"),
+) -> None:
+    """Write DIR/report/report.html (self-contained) and the figures as PNG and SVG."""
+    from ..report import write_report
+
+    try:
+        p = write_report(run_dir, knowledge_dir=knowledge, n_boot=n_boot)
+    except InputError as e:
+        fail(e)
+    print(p)
+
+
+def demo_cmd(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="where the demo writes its run directories"),
+    quick: bool = typer.Option(False, "--quick", help="a smaller grid (about 2 minutes)"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="no live display"),
+) -> None:
+    """The paper in miniature: toy study + knowledge injection + fits + report."""
+    from ..demo import run_demo
+
+    try:
+        p = run_demo(out, quick=quick, progress=not no_progress)
+    except InputError as e:
+        fail(e)
+    print(f"\nreport: {p.resolve()}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report_cmd)
+    app.command("demo")(demo_cmd)

@@ -1,0 +1,87 @@
+"""``sftscale demo``: the paper in miniature on a laptop CPU, from a fresh clone.
+
+Steps, each timed and printed:
+
+1. set-up: check that the shipped toy models load (the package install itself is timed by
+   ``make demo``'s set-up step; a second run finds both done and skips them);
+2. the toy study (``studies/toy.yaml``): toy-math and toy-multihop on two model sizes over an
+   N grid with two seeds — train, generate, score every cell (resumable: an interrupted
+   demo continues where it stopped);
+3. the knowledge-injection experiment (``studies/knowledge-toy.yaml``);
+4. fits, the style/substance analysis and the report.
+
+Not handled: real models (use ``sftscale run studies/smollm2.yaml`` or a GPU study), the
+study's 10-minute budget on slower machines (``--quick`` shrinks the grid).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+
+def studies_dir() -> Path:
+    """The repository's ``studies/`` folder (the demo configs live there)."""
+    here = Path(__file__).resolve()
+    for p in here.parents:
+        if (p / "studies" / "toy.yaml").exists():
+            return p / "studies"
+    raise FileNotFoundError("studies/toy.yaml not found: run the demo from a clone of the sftscale repository")
+
+
+def run_demo(out: Path, quick: bool = False, n_boot: int = 1000, progress: bool = True) -> Path:
+    from .config import load_study
+    from .report import write_report
+    from .study.runner import run_study
+
+    con = Console(stderr=True)
+    times: dict[str, float] = {}
+    out.mkdir(parents=True, exist_ok=True)
+
+    t = time.perf_counter()
+    from .toyworld import toy_model_path  # the shipped models: set-up is only checking them
+    from .models import load_model
+
+    cfg = load_study(studies_dir() / ("toy-quick.yaml" if quick else "toy.yaml"))
+    for m in cfg.models:
+        toy_model_path(m.ref)
+        load_model(m.ref)
+    times["set-up (check shipped models)"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    con.rule("[bold]1/3 the toy study: accuracy against N")
+    res = run_study(cfg, out=out / "study", progress=progress)
+    times["study (train + generate + score)"] = time.perf_counter() - t
+    if res.counts.get("failed"):
+        con.print(f"[red]{res.counts['failed']} cell(s) failed; see `sftscale status {res.run_dir}`")
+
+    t = time.perf_counter()
+    con.rule("[bold]2/3 knowledge injection")
+    from .knowledge import load_knowledge_config, run_knowledge
+
+    kcfg = load_knowledge_config(studies_dir() / ("knowledge-toy-quick.yaml" if quick else "knowledge-toy.yaml"))
+    run_knowledge(kcfg, out / "knowledge")
+    times["knowledge experiment"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    con.rule("[bold]3/3 fits, analysis, report")
+    report = write_report(out / "study", knowledge_dir=out / "knowledge", n_boot=n_boot,
+                          title="sftscale demo: the paper in miniature")
+    times["fits + report"] = time.perf_counter() - t
+
+    from rich.table import Table
+
+    tab = Table(title="demo timings (this machine)")
+    tab.add_column("stage")
+    tab.add_column("seconds", justify="right")
+    for k, v in times.items():
+        tab.add_row(k, f"{v:.1f}")
+    study_s = sum(v for k, v in times.items() if not k.startswith("set-up"))
+    tab.add_row("[bold]study total (without set-up)", f"[bold]{study_s:.1f}")
+    con.print(tab)
+    from .io import atomic_write_json
+
+    atomic_write_json(out / "demo_timings.json", {**times, "study_total_s": study_s})
+    return report
