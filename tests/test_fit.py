@@ -316,3 +316,25 @@ def test_cli_bad_csv_exit_2_and_no_output(tmp_path, cli):
     r = cli(str(p), "--form", "cubic", cwd=tmp_path)
     assert r.returncode == 2 and "cubic" in r.stderr
     assert not (tmp_path / "fits.json").exists()
+
+
+def test_nullable_dtypes_from_the_study_exporter():
+    """study.export.load_tables gives Int64 n_items, int seeds, nullable boolean scores."""
+    rng = np.random.default_rng(6)
+    ns = [0, 10, 100, 1000]
+    S = simulate_items(rng, "saturating_offset", TRUTH["saturating_offset"], ns, 120)
+    long, items = as_tables(S, ns)
+    long["seed"] = 0
+    long["n_items"] = pd.array([120, 120, None, 120], dtype="Int64")
+    items["correct"] = pd.array(items["correct"].astype(bool), dtype="boolean")
+    items.loc[3, "correct"] = pd.NA  # one unscored item
+    items["format_ok"] = pd.array([True] * len(items), dtype="boolean")
+    items["item_id"] = items["item_id"].astype("string")
+    res = fit_table(long.astype({"seed": "int64"}), items, forms=["saturating_offset"], n_boot=50)
+    assert res[0].method == "paired-items" and res[0].n.tolist() == ns
+    assert res[0].y[0] == pytest.approx(np.delete(S[0], 3).mean())
+    no_items = fit_table(long, forms=["saturating_offset"], n_boot=50)[0]
+    assert no_items.method == "none"  # one cell lacks n_items: no binomial bootstrap
+    from sftscale.analysis import style_substance
+    g = style_substance(items, n_boot=50)["groups"][0]
+    assert g["total_error"]["mid"][0] == pytest.approx(1 - np.delete(S[0], 3).mean())

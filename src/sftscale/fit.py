@@ -80,6 +80,12 @@ def _combine_seeds(M: np.ndarray, W: np.ndarray | None, G: np.ndarray) -> np.nda
     return np.where(den > 0, out, plain)  # no drawn seed present at this N: all its seeds
 
 
+def _counts(rng: np.random.Generator, n_boot: int, n_items: int) -> np.ndarray:
+    """(B, I) multinomial(I; uniform) counts, drawn as I uniform indices per row (fast)."""
+    idx = rng.integers(0, n_items, size=(n_boot, n_items)) + n_items * np.arange(n_boot)[:, None]
+    return np.bincount(idx.ravel(), minlength=n_boot * n_items).reshape(n_boot, n_items).astype(float)
+
+
 def paired_bootstrap_means(cell_n: Sequence, cell_seed: Sequence, S: np.ndarray, n_boot: int,
                            rng: np.random.Generator, paired: bool = True
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -104,16 +110,16 @@ def paired_bootstrap_means(cell_n: Sequence, cell_seed: Sequence, S: np.ndarray,
     with np.errstate(invalid="ignore", divide="ignore"):
         cell_point = Sz.sum(1) / P.sum(1)  # (C, m)
     point = _combine_seeds(cell_point[None], None, G)[0]
-    p = np.full(I, 1.0 / I)
+    m = S.shape[2]
     if paired:
-        cnt = rng.multinomial(I, p, size=n_boot).astype(float)  # (B, I)
-        num = np.einsum("bi,cim->bcm", cnt, Sz)
-        den = np.einsum("bi,cim->bcm", cnt, P)
+        cnt = _counts(rng, n_boot, I)  # (B, I): how often each item is drawn
+        num = (cnt @ Sz.transpose(1, 0, 2).reshape(I, C * m)).reshape(n_boot, C, m)
+        den = (cnt @ P.transpose(1, 0, 2).reshape(I, C * m)).reshape(n_boot, C, m)
     else:
-        num = np.empty((n_boot, C, S.shape[2]))
+        num = np.empty((n_boot, C, m))
         den = np.empty_like(num)
         for c in range(C):
-            cnt = rng.multinomial(I, p, size=n_boot).astype(float)
+            cnt = _counts(rng, n_boot, I)
             num[:, c] = cnt @ Sz[c]
             den[:, c] = cnt @ P[c]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -145,7 +151,7 @@ def item_matrix(items: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray, 
     piv = items.pivot_table(index=["n", "seed"], columns="item_id", values=col, aggfunc="mean")
     cell_n = np.array([k[0] for k in piv.index], float)
     cell_seed = np.array([str(k[1]) for k in piv.index])
-    return cell_n, cell_seed, piv.to_numpy(float)
+    return cell_n, cell_seed, piv.to_numpy(dtype=float, na_value=np.nan)
 
 
 def curve_data(rows: pd.DataFrame, items: pd.DataFrame | None, n_boot: int,
@@ -168,14 +174,14 @@ def curve_data(rows: pd.DataFrame, items: pd.DataFrame | None, n_boot: int,
                          int(S.shape[1]), notes)
     rows = rows.reset_index(drop=True)
     rank = rows.groupby("n").cumcount()  # rows without a seed: their rank within the N
-    cell_seed = np.array([str(s) if s is not None and s == s else f"#{r}"
+    cell_seed = np.array([f"#{r}" if pd.isna(s) else str(s)
                           for s, r in zip(rows["seed"].astype(object), rank)])
     cell_n = rows["n"].to_numpy(float)
     vals = rows["value"].to_numpy(float)
     levels, G = _groups(cell_n)
     point = _combine_seeds(vals[None], None, G)[0]
     m = rows["n_items"].to_numpy(object)
-    has_m = all(v is not None and v == v for v in m)
+    has_m = not any(pd.isna(v) for v in m)
     n_items = int(np.min(m.astype(float))) if has_m else None
     multi_seed = bool(np.any(G.sum(0) > 1))
     if n_boot <= 0:

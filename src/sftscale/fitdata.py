@@ -31,6 +31,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .io import InputError, read_jsonl
@@ -39,6 +40,16 @@ LONG_REQUIRED = ("model", "task", "metric", "n", "value")
 ITEM_REQUIRED = ("model", "task", "n", "item_id")
 #: aggregate metric name -> per-sample column
 METRIC_TO_ITEM = {"accuracy": "correct", "format_rate": "format_ok"}
+
+
+def _blank(v: Any) -> bool:
+    """None, "", NaN, pd.NA (nullable pandas columns) all mean "no value"."""
+    if v is None or (isinstance(v, str) and v == ""):
+        return True
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):  # lists and other non-scalars
+        return False
 
 
 def _num(raw: Any, path, line, field, *, integer=False, lo=None) -> float:
@@ -62,14 +73,14 @@ def _check_long_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
     out = []
     for row, line in zip(rows, lines):
         for c in ("model", "task", "metric"):
-            if row.get(c) in (None, ""):
+            if _blank(row.get(c)):
                 raise InputError(path, "empty value", line=line, field=c)
         rec = {"model": str(row["model"]), "task": str(row["task"]), "metric": str(row["metric"]),
                "n": int(_num(row.get("n"), path, line, "n", integer=True, lo=0)),
                "value": _num(row.get("value"), path, line, "value"), "_line": line}
-        if row.get("seed") not in (None, ""):
+        if not _blank(row.get("seed")):
             rec["seed"] = str(row["seed"]).removesuffix(".0")
-        if row.get("n_items") not in (None, ""):
+        if not _blank(row.get("n_items")):
             rec["n_items"] = int(_num(row["n_items"], path, line, "n_items", integer=True, lo=1))
         out.append(rec)
     if not out:
@@ -118,18 +129,18 @@ def _check_item_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
         if "item_id" not in row and "id" in row:
             row = {**row, "item_id": row["id"]}
         for c in ITEM_REQUIRED:
-            if row.get(c) in (None, ""):
+            if _blank(row.get(c)):
                 raise InputError(path, "missing value", line=line, field=c)
         rec = {"model": str(row["model"]), "task": str(row["task"]),
                "n": int(_num(row["n"], path, line, "n", integer=True, lo=0)),
                "item_id": str(row["item_id"]),
-               "seed": "0" if row.get("seed") in (None, "") else str(row["seed"]).removesuffix(".0")}
+               "seed": "0" if _blank(row.get("seed")) else str(row["seed"]).removesuffix(".0")}
         for k, v in row.items():
-            if k in rec or k in ("id", "_line") or v is None or (isinstance(v, float) and math.isnan(v)):
+            if k in rec or k in ("id", "_line") or _blank(v):
                 continue
             if k == "category":
                 rec[k] = str(v)
-            elif isinstance(v, (bool, int, float)) and not isinstance(v, str):
+            elif isinstance(v, (bool, int, float, np.bool_, np.integer, np.floating)):
                 rec[k] = float(v)
             elif isinstance(v, str) and v.strip().lower() in ("true", "false"):
                 rec[k] = 1.0 if v.strip().lower() == "true" else 0.0
