@@ -85,7 +85,7 @@ def _toy_path(name: str) -> Path | None:
         return None
     try:
         p = toy_model_path(name)
-    except (KeyError, ValueError, FileNotFoundError) as e:
+    except (KeyError, ValueError, FileNotFoundError) as e:  # unknown or not shipped
         raise InputError(None, f"unknown toy model {name!r}: {e}", field="model") from None
     return Path(p) if p is not None else None
 
@@ -93,7 +93,7 @@ def _toy_path(name: str) -> Path | None:
 def _is_toy_dir(d: Path) -> bool:
     """A directory holds a toy model when its config says so (set by the toy world)."""
     cfg = d / "config.json"
-    if (d / "toy.json").exists():
+    if (d / "toy_meta.json").exists() or (d / "toy.json").exists():
         return True
     if cfg.exists():
         with contextlib.suppress(OSError, ValueError):

@@ -1,27 +1,40 @@
 """The one training loop: pretraining (loss on all tokens) and finetuning (loss on completions).
 
 Examples are ``(input_ids, labels)`` pairs of equal length, with ``labels[i] == -100`` where no
-loss is taken (prompt tokens, padding). Each optimizer step consumes ``batch_size`` examples
-(the effective batch), split into micro-batches of at most ``micro_batch_size``; the summed
-token losses of all micro-batches are divided by the number of target tokens in the whole
-effective batch, so the gradient does not depend on how the batch is split (1x16 and 4x4
-give the same update up to floating-point rounding). This is the fix for the old
-gradient-accumulation bug, where each micro-batch was normalised on its own.
+loss is taken (prompt tokens, padding); a third element ``position_ids`` marks a packed row
+(several examples in one row, positions restarting at 0 for each; see ``train.pack_examples``).
+Each optimizer step consumes ``batch_size`` examples (the effective batch), split into
+micro-batches of at most ``micro_batch_size``; the summed token losses of all micro-batches
+are divided by the number of target tokens in the whole effective batch, so the gradient does
+not depend on how the batch is split (1x16 and 4x4 give the same update up to floating-point
+rounding). This is the fix for the old gradient-accumulation bug, where each micro-batch was
+normalised on its own.
 
 Example order: a fresh seeded permutation per epoch; micro-batches are formed from
 length-sorted examples inside each effective batch (same gradient, less padding).
 
+Speed: a micro-batch without padding is run with no attention mask (SDPA's causal fast path);
+packed rows get ``position_ids`` and no mask, which transformers turns into a block-diagonal
+causal mask (no attention across packed examples). Logits are computed only from the first
+position that predicts a target onwards (``logits_to_keep``), which skips most of the
+lm-head work on long prompts.
+
+Multi-device: pass an ``accelerate.Accelerator`` (already holding the process group); every
+process computes the same seeded batch order and takes every ``world_size``-th micro-batch of
+each effective batch; the loss is normalised by the global target-token count, and scaled by
+``world_size`` because DDP averages gradients. Untested here (no GPUs); see docs/multi-gpu.md.
+
 Not handled here: which examples are chosen (``train.py``), LoRA wrapping (``train.py``),
-multi-device (accelerate, see ``docs/multi-gpu.md``), mixed precision beyond an optional
-autocast dtype, packing (``train.py`` builds packed examples when asked).
+mixed precision beyond an optional autocast dtype, checkpointing or resuming mid-run.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -87,25 +100,75 @@ def batch_order(n: int, batch_size: int, steps: int, seed: int) -> list[list[int
     return [order[i * batch_size:(i + 1) * batch_size] for i in range(steps)]
 
 
-def collate(examples: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int,
-            device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """Right-pad to the longest example. Padding has label -100 and attention 0."""
-    L = max(len(ids) for ids, _ in examples)
+def collate(examples: Sequence[Sequence[Sequence[int]]], pad_id: int,
+            device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Right-pad to the longest example. Padding has label -100 and attention 0.
+
+    ``attention_mask`` is None when nothing is padded (lets SDPA use its causal fast path).
+    Packed rows (3-tuples) get ``position_ids``; their padding tail is a segment of its own
+    (positions from 0), and ``attention_mask`` is None so transformers masks per segment.
+    """
+    L = max(len(ex[0]) for ex in examples)
+    packed = any(len(ex) > 2 for ex in examples)
     ids = torch.full((len(examples), L), pad_id, dtype=torch.long)
     lab = torch.full((len(examples), L), IGNORE, dtype=torch.long)
     att = torch.zeros((len(examples), L), dtype=torch.long)
-    for i, (x, y) in enumerate(examples):
+    pos = torch.zeros((len(examples), L), dtype=torch.long) if packed else None
+    for i, ex in enumerate(examples):
+        x, y = ex[0], ex[1]
         ids[i, :len(x)] = torch.as_tensor(x, dtype=torch.long)
         lab[i, :len(y)] = torch.as_tensor(y, dtype=torch.long)
         att[i, :len(x)] = 1
-    return {"input_ids": ids.to(device), "labels": lab.to(device), "attention_mask": att.to(device)}
+        if pos is not None:
+            p = ex[2] if len(ex) > 2 else range(len(x))
+            pos[i, :len(x)] = torch.as_tensor(list(p), dtype=torch.long)
+            pos[i, len(x):] = torch.arange(L - len(x))
+    out: dict[str, Any] = {"input_ids": ids.to(device), "labels": lab.to(device),
+                           "n_tokens": int(att.sum())}
+    if pos is not None:
+        out["position_ids"] = pos.to(device)
+        out["attention_mask"] = None
+    else:
+        out["attention_mask"] = None if bool(att.all()) else att.to(device)
+    return out
 
 
-def token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+_KEEP_CACHE: dict[type, bool] = {}
+
+
+def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+    """Whether the underlying HF model's forward takes ``logits_to_keep`` (peft and DDP
+    wrappers pass keyword arguments through)."""
+    base = getattr(model, "module", model)  # DDP
+    if hasattr(base, "get_base_model"):  # peft
+        base = base.get_base_model()
+    t = type(base)
+    if t not in _KEEP_CACHE:
+        try:
+            _KEEP_CACHE[t] = "logits_to_keep" in inspect.signature(base.forward).parameters
+        except (TypeError, ValueError):
+            _KEEP_CACHE[t] = False
+    return _KEEP_CACHE[t]
+
+
+def token_loss_sum(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
     """Sum of next-token cross-entropy over target positions, and their count."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"]
+    L = labels.size(1)
+    kw: dict[str, Any] = {"input_ids": batch["input_ids"],
+                          "attention_mask": batch.get("attention_mask")}
+    if batch.get("position_ids") is not None:
+        kw["position_ids"] = batch["position_ids"]
+    start = 0  # first logit position whose next token is a target
+    tgt = (labels[:, 1:] != IGNORE)
+    if _accepts_logits_to_keep(model):
+        cols = tgt.any(dim=0).nonzero()
+        start = int(cols[0]) if len(cols) else max(0, L - 2)
+        if start > 0:
+            kw["logits_to_keep"] = L - start
+    logits = model(**kw).logits
     shift_logits = logits[:, :-1, :].float()
-    shift_labels = batch["labels"][:, 1:]
+    shift_labels = labels[:, start + 1:]
     n = int((shift_labels != IGNORE).sum())
     loss = torch.nn.functional.cross_entropy(
         shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
@@ -125,19 +188,39 @@ def make_optimizer(model: torch.nn.Module, cfg: LoopConfig) -> torch.optim.Optim
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, foreach=True)
 
 
-def train_loop(model: torch.nn.Module, examples: Sequence[tuple[Sequence[int], Sequence[int]]],
+def _n_targets(labels: Sequence[int]) -> int:
+    return sum(1 for t in labels[1:] if t != IGNORE)
+
+
+def train_loop(model: torch.nn.Module, examples: Sequence[Sequence[Sequence[int]]],
                cfg: LoopConfig, pad_id: int,
-               on_step: Callable[[int, float], None] | None = None) -> LoopResult:
-    """Run ``cfg.steps`` optimizer steps over ``examples``. Deterministic on CPU for a seed."""
+               on_step: Callable[[int, float], None] | None = None,
+               on_metrics: Callable[[dict], None] | None = None,
+               accelerator: Any = None) -> LoopResult:
+    """Run ``cfg.steps`` optimizer steps over ``examples``. Deterministic on CPU for a seed.
+
+    ``on_step(step, loss)`` and ``on_metrics({"step", "loss", "lr", "tokens_seen",
+    "target_tokens", "elapsed_s"})`` are called after every optimizer step.
+    """
     if not examples:
         raise ValueError("no training examples")
-    for i, (x, y) in enumerate(examples):
-        if len(x) != len(y):
-            raise ValueError(f"example {i}: input_ids and labels differ in length")
+    if cfg.steps < 1:
+        raise ValueError("steps must be >= 1")
+    if cfg.micro_batch_size < 1 or cfg.batch_size < 1:
+        raise ValueError("batch_size and micro_batch_size must be >= 1")
+    for i, ex in enumerate(examples):
+        if len(ex[0]) != len(ex[1]) or (len(ex) > 2 and len(ex[2]) != len(ex[0])):
+            raise ValueError(f"example {i}: input_ids, labels (and position_ids) differ in length")
+    n_tgt = [_n_targets(ex[1]) for ex in examples]
     torch.manual_seed(cfg.seed)
-    device = next(model.parameters()).device
+    rank, world = 0, 1
+    if accelerator is not None:
+        rank, world = accelerator.process_index, accelerator.num_processes
+    device = accelerator.device if accelerator is not None else next(model.parameters()).device
     model.train()
     opt = make_optimizer(model, cfg)
+    if accelerator is not None:
+        model, opt = accelerator.prepare(model, opt)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg))
     params = [p for p in model.parameters() if p.requires_grad]
     amp = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
@@ -146,31 +229,55 @@ def train_loop(model: torch.nn.Module, examples: Sequence[tuple[Sequence[int], S
     t0 = time.perf_counter()
     for step, idx in enumerate(batch_order(len(examples), cfg.batch_size, cfg.steps, cfg.seed)):
         idx = sorted(idx, key=lambda i: len(examples[i][0]))
-        n_target = sum(sum(1 for t in examples[i][1][1:] if t != IGNORE) for i in idx)
+        n_target = sum(n_tgt[i] for i in idx)
         if n_target == 0:
             raise ValueError(f"step {step}: every target token of the batch is masked")
-        total = 0.0
-        for s in range(0, len(idx), cfg.micro_batch_size):
-            mb = collate([examples[i] for i in idx[s:s + cfg.micro_batch_size]], pad_id, device)
-            if amp is not None:
-                with amp:
+        micro = [idx[s:s + cfg.micro_batch_size] for s in range(0, len(idx), cfg.micro_batch_size)]
+        mine = micro[rank::world]
+        total = torch.zeros((), dtype=torch.float64)
+        for j, mb_idx in enumerate(mine):
+            mb = collate([examples[i] for i in mb_idx], pad_id, device)
+            ctx = amp if amp is not None else _null()
+            sync = (accelerator.no_sync(model) if accelerator is not None and j < len(mine) - 1
+                    else _null())
+            with sync:
+                with ctx:
                     loss_sum, _ = token_loss_sum(model, mb)
-            else:
-                loss_sum, _ = token_loss_sum(model, mb)
-            (loss_sum / n_target).backward()
-            total += float(loss_sum.detach())
-            res.tokens_seen += int(mb["attention_mask"].sum())
+                scaled = loss_sum * (world / n_target)
+                if accelerator is not None:
+                    accelerator.backward(scaled)
+                else:
+                    scaled.backward()
+            total += loss_sum.detach().double().cpu()
+            res.tokens_seen += mb["n_tokens"]
+        if world > 1:
+            total = accelerator.reduce(total.to(device), reduction="sum").cpu()
         if cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            if accelerator is not None:
+                accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         res.target_tokens += n_target
         res.steps += 1
-        loss = total / n_target
+        loss = float(total) / n_target
         res.losses.append(loss)
         if on_step is not None:
             on_step(step, loss)
+        if on_metrics is not None:
+            on_metrics({"step": step, "loss": loss, "lr": sched.get_last_lr()[0],
+                        "tokens_seen": res.tokens_seen, "target_tokens": res.target_tokens,
+                        "elapsed_s": time.perf_counter() - t0})
     res.wall_s = time.perf_counter() - t0
     model.eval()
     return res
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: Any) -> bool:
+        return False
