@@ -246,6 +246,7 @@ class RunResult:
     isolation: str = "none"
     fs_readonly: bool = False
     cpu_s: float = 0.0  # CPU seconds used by the program and its reaped children
+    workdir: str = ""  # the private directory it ran in (deleted when the run returns)
 
     @property
     def ok(self) -> bool:
@@ -412,7 +413,8 @@ def _run(prog: Program) -> RunResult:
                          exc_type=exc.get("type") if exc else None,
                          exc_msg=exc.get("msg") if exc else None, events=user_events,
                          stdout=_read_tail(out_f), stderr=_read_tail(err_f), isolation=mode,
-                         fs_readonly=bool(start.get("fs_readonly")), cpu_s=cpu_used)
+                         fs_readonly=bool(start.get("fs_readonly")), cpu_s=cpu_used,
+                         workdir=tmp)
     finally:
         if proc is not None and proc.returncode is None:
             _kill_group(proc.pid)
