@@ -156,7 +156,8 @@ def token_loss_sum(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch
     labels = batch["labels"]
     L = labels.size(1)
     kw: dict[str, Any] = {"input_ids": batch["input_ids"],
-                          "attention_mask": batch.get("attention_mask")}
+                          "attention_mask": batch.get("attention_mask"),
+                          "use_cache": False}  # no KV cache: faster, and needed for packing
     if batch.get("position_ids") is not None:
         kw["position_ids"] = batch["position_ids"]
     start = 0  # first logit position whose next token is a target
