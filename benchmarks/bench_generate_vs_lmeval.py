@@ -1,0 +1,98 @@
+"""Generated tokens/s: sftscale's Generator vs lm-evaluation-harness's ``hf`` backend.
+
+Same loaded model object, same prompts (benchmarks/lmeval_parity/prompts.jsonl), same stop
+strings, max new tokens and batch size, greedy, in one process and one run; the two are
+interleaved ``--repeats`` times and the best time of each is kept. Both sides must return
+identical responses (checked, reported). Throughput = tokens in the final responses
+(sftscale's per-row token count, up to and including the stop) / wall time of generation
+only (model loading and lm-eval's task building are excluded), so the ratio of tokens/s is
+the ratio of wall times.
+
+    .venv/bin/python benchmarks/bench_generate_vs_lmeval.py                 # toy-S if shipped, else a random tiny Llama
+    .venv/bin/python benchmarks/bench_generate_vs_lmeval.py --model DIR --batch-size 16 --max-new-tokens 64
+
+Not handled: GPU timing (runs wherever ``models.load_model`` puts the model; pass --device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "lmeval_parity"))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+import parity  # noqa: E402
+
+
+def _model_ref(arg: str | None, tmp: Path, hidden: int, layers: int) -> str:
+    if arg:
+        return arg
+    try:
+        from sftscale.models import resolve_model
+
+        resolve_model("toy-S")
+        return "toy-S"
+    except Exception:
+        from test_generate import make_tiny_lm
+
+        return str(make_tiny_lm(tmp / "tiny", seed=0, layers=layers, hidden=hidden))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--n", type=int, default=48, help="number of prompts")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--hidden", type=int, default=256, help="random tiny model width")
+    ap.add_argument("--layers", type=int, default=4, help="random tiny model depth")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    a = ap.parse_args()
+
+    parity.offline()
+    import torch
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    from sftscale.generate import Generator
+    from sftscale.models import load_model
+
+    with tempfile.TemporaryDirectory() as td:
+        ref = _model_ref(a.model, Path(td), a.hidden, a.layers)
+        model, tok = load_model(ref, device=a.device, dtype="float32")
+        rows = (parity.load_rows() * ((a.n + 47) // 48))[:a.n]
+        prompts = [r["prompt"] for r in rows]
+        task = parity.ParityTask(rows, a.max_new_tokens)
+        gen = Generator((model, tok), batch_size=a.batch_size)
+        lm = parity.lmeval_hflm(model, tok, a.batch_size)
+        # warm-up (allocator, lazy inits) on a few prompts
+        gen.generate(prompts[:2], task.gen)
+        parity.lmeval_generate(lm, prompts[:2], a.max_new_tokens)
+        t_ours, t_theirs = float("inf"), float("inf")
+        ours = theirs = None
+        for _ in range(a.repeats):
+            t0 = time.perf_counter()
+            theirs = parity.lmeval_generate(lm, prompts, a.max_new_tokens)
+            t_theirs = min(t_theirs, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            ours = gen.generate(prompts, task.gen)
+            t_ours = min(t_ours, time.perf_counter() - t0)
+        tokens = sum(gen.last["n_tokens"])
+        same = sum(x == y for x, y in zip(ours, theirs))
+        print(f"model={ref} device={a.device} prompts={len(prompts)} batch_size={a.batch_size} "
+              f"max_new_tokens={a.max_new_tokens} threads={torch.get_num_threads()}")
+        print(f"identical responses: {same}/{len(prompts)}; tokens in responses: {tokens}")
+        print(f"lm-eval hf : {t_theirs:8.2f} s  {tokens / t_theirs:9.1f} tok/s")
+        print(f"sftscale   : {t_ours:8.2f} s  {tokens / t_ours:9.1f} tok/s")
+        print(f"ratio (sftscale / lm-eval tokens/s): {t_theirs / t_ours:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
