@@ -47,7 +47,7 @@ import functools
 import json
 import math
 import os
-import pickle
+import marshal
 import secrets
 import shutil
 import signal
@@ -71,24 +71,26 @@ def main(code, tests, data, emit):
 '''
 
 # The bootstrap runs inside the child before any untrusted code. It reads its config
-# (pickled by the trusted parent) from stdin, then stdin becomes /dev/null.
+# (marshalled by the trusted parent) from stdin, then stdin becomes /dev/null. It imports
+# as little as possible (no json, pickle, re, enum, ctypes unless needed): interpreter
+# start-up is most of the cost of a short run.
 _BOOT = r'''
 import os, sys
 def _boot():
-    import builtins, json, pickle, resource, signal
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over RLIMIT_FSIZE: OSError, not death
+    import _signal, builtins, marshal, resource
+    _signal.signal(_signal.SIGXFSZ, _signal.SIG_IGN)  # over RLIMIT_FSIZE: OSError, not death
     chunks = []
     while True:
         b = os.read(0, 1 << 20)
         if not b:
             break
         chunks.append(b)
-    cfg = pickle.loads(b"".join(chunks)); del chunks
+    cfg = marshal.loads(b"".join(chunks)); del chunks
     nul = os.open(os.devnull, os.O_RDONLY); os.dup2(nul, 0); os.close(nul)
     fd, nonce = cfg["result_fd"], cfg["nonce"].encode()
-    _write, _dumps, _exit = os.write, json.dumps, os._exit
+    _write, _exit, enc = os.write, os._exit, _encoder()
     def emit(obj):
-        data = nonce + b" " + _dumps(obj, default=repr).encode("utf-8", "replace") + b"\n"
+        data = nonce + b" " + enc(obj).encode("utf-8", "replace") + b"\n"
         while data:
             data = data[_write(fd, data):]
     tmp = cfg["tmpdir"]
@@ -126,6 +128,37 @@ def _boot():
     emit({"event": "end"})
     _flush(); _exit(0)
 
+def _encoder():
+    # JSON for plain values without importing json (which pulls in re and enum)
+    from _json import encode_basestring_ascii as s_
+    inf = float("inf")
+    def enc(o):
+        t = type(o)
+        if o is None:
+            return "null"
+        if o is True:
+            return "true"
+        if o is False:
+            return "false"
+        if t is str:
+            return s_(o)
+        if t is int:
+            try:
+                return int.__repr__(o)
+            except ValueError:  # more digits than int->str allows
+                return s_(hex(o))
+        if t is float:
+            if o != o:
+                return "NaN"
+            return float.__repr__(o) if -inf < o < inf else ("Infinity" if o > 0 else "-Infinity")
+        if t is list or t is tuple:
+            return "[" + ",".join([enc(v) for v in o]) + "]"
+        if t is dict:
+            return "{" + ",".join([s_(k if type(k) is str else str(k)) + ":" + enc(v)
+                                   for k, v in o.items()]) + "}"
+        return s_(object.__repr__(o))
+    return enc
+
 def _flush():
     for s in (sys.stdout, sys.stderr):
         try:
@@ -154,7 +187,7 @@ def _readonly_fs(tmp):
     os.chdir(tmp)  # the old cwd still points into the read-only mount
 
 def _guard(tmp):
-    import builtins, io, shutil, signal, socket, subprocess
+    import builtins, io
     def deny(name):
         def denied(*a, **k):
             raise PermissionError(name + " is disabled in the sftscale sandbox")
@@ -171,15 +204,41 @@ def _guard(tmp):
         if hasattr(os, n):
             setattr(os, n, deny("os." + n))
     builtins.exit = deny("exit"); builtins.quit = deny("quit")
-    for n in ("rmtree", "move", "chown", "copy", "copy2", "copyfile", "copytree"):
-        setattr(shutil, n, deny("shutil." + n))
-    for n in ("Popen", "run", "call", "check_call", "check_output", "getoutput",
-              "getstatusoutput"):
-        setattr(subprocess, n, deny("subprocess." + n))
-    subprocess._posixsubprocess = None
-    socket.socket = deny("socket.socket"); socket.create_connection = deny("socket")
-    socket.socketpair = deny("socket"); socket.fromfd = deny("socket")
-    signal.pthread_kill = deny("signal.pthread_kill")
+    def p_shutil(m):
+        for n in ("rmtree", "move", "chown", "copy", "copy2", "copyfile", "copytree"):
+            setattr(m, n, deny("shutil." + n))
+    def p_subprocess(m):
+        for n in ("Popen", "run", "call", "check_call", "check_output", "getoutput",
+                  "getstatusoutput"):
+            setattr(m, n, deny("subprocess." + n))
+        m._posixsubprocess = None
+        sys.modules["_posixsubprocess"] = None
+    patches = {"shutil": p_shutil, "subprocess": p_subprocess}
+    for name, fn in patches.items():  # patched now if loaded, else when first imported
+        if name in sys.modules:
+            fn(sys.modules[name])
+    class Patcher:
+        @classmethod
+        def find_spec(cls, name, path=None, target=None):
+            if name not in patches:
+                return None
+            for f in sys.meta_path:
+                if f is not cls and hasattr(f, "find_spec"):
+                    spec = f.find_spec(name, path, target)
+                    if spec is not None:
+                        break
+            else:
+                return None
+            inner = spec.loader
+            class Loader:
+                def create_module(self, spec):
+                    return inner.create_module(spec)
+                def exec_module(self, module):
+                    inner.exec_module(module)
+                    patches[name](module)
+            spec.loader = Loader()
+            return spec
+    sys.meta_path.insert(0, Patcher)
     real_open, real_os_open, realpath, fspath = io.open, os.open, os.path.realpath, os.fspath
     root = realpath(tmp)
     def inside(p):
@@ -197,7 +256,7 @@ def _guard(tmp):
         return real_os_open(path, *a, **k)
     builtins.open = io.open = g_open
     os.open = g_os_open
-    for m in ("ctypes", "_ctypes", "_posixsubprocess", "multiprocessing", "resource",
+    for m in ("ctypes", "_ctypes", "multiprocessing", "_multiprocessing", "resource",
               "psutil", "_socket", "socket", "pty", "ipdb", "tkinter"):
         sys.modules[m] = None
 
@@ -211,8 +270,10 @@ _MAX_OUT = 64 * 1024  # bytes of stdout/stderr kept per run
 class Program:
     """One program to run. ``harness`` is trusted Python source defining
     ``main(code, tests, data, emit)`` (and optionally ``prepare(data)``, run before the
-    guard); ``data`` is any picklable object handed to it; ``emit(obj)`` sends a
-    JSON-serialisable event back to the parent (``RunResult.events``)."""
+    guard); ``data`` is handed to it and must be plain values (``marshal``-able: None,
+    bool, int, float, complex, str, bytes, list, tuple, dict, set, frozenset); ``emit(obj)``
+    sends a JSON-like event (dicts with str keys, lists, str, numbers, bool, None) back to
+    the parent (``RunResult.events``)."""
 
     code: str
     tests: str = ""
@@ -374,7 +435,11 @@ def _run(prog: Program) -> RunResult:
         cfg = {"result_fd": res_f.fileno(), "nonce": nonce, "tmpdir": tmp, "limits": limits, "hard": hard,
                "paths": list(_site_paths()), "harness": prog.harness, "code": prog.code,
                "tests": prog.tests, "data": prog.data, "readonly_fs": mode != "none"}
-        cfg_f.write(pickle.dumps(cfg, protocol=pickle.HIGHEST_PROTOCOL))
+        try:
+            blob = marshal.dumps(cfg)
+        except ValueError as e:
+            raise TypeError(f"Program.data must be plain values (marshal: {e})") from None
+        cfg_f.write(blob)
         cfg_f.flush()
         cfg_f.seek(0)
         cmd = [*prefix, sys.executable, "-I", "-S", "-B", "-c", _BOOT]

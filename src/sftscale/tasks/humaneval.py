@@ -43,8 +43,10 @@ from typing import Any, Sequence
 from ..io import InputError, atomic_write_json, sha256_json
 from .base import GenSpec, Item, Task, mean_metrics
 
-#: stop sequences for plain (continuation) generation, as evalplus uses for base models
-STOPS = ("\nif __name__", "\ndef main(", "\nprint(", "\n```")
+#: stop sequences for generation, as evalplus uses for base models (no fence: chat answers
+#: open one); a bare response is also cut at a closing fence when extracted
+GEN_STOPS = ("\nif __name__", "\ndef main(", "\nprint(")
+STOPS = GEN_STOPS + ("\n```",)
 STATUSES = ("pass", "fail", "timeout", "error", "no_code")
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.#-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
@@ -52,7 +54,7 @@ _PY_LANGS = ("", "python", "py", "python3", "py3")
 
 # --- harness code: runs INSIDE the sandbox child (trusted source, untrusted program) --------
 _HARNESS_COMMON = r'''
-import math, signal, time
+import _signal, math, time
 
 class _Timeout(BaseException):
     pass
@@ -174,11 +176,11 @@ def _poly(xs, x):
 def _group(fn, entry_point, inputs, expected, limits, atol, digests):
     for i, inp in enumerate(inputs):
         try:
-            signal.setitimer(signal.ITIMER_REAL, limits[i])
+            _signal.setitimer(_signal.ITIMER_REAL, limits[i])
             try:
                 out = fn(*inp)
             finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                _signal.setitimer(_signal.ITIMER_REAL, 0)
             exp = expected[i]
             exact = _eq(out, exp) if i in digests else out == exp
             if entry_point == "find_zero":
@@ -199,12 +201,12 @@ def _group(fn, entry_point, inputs, expected, limits, atol, digests):
         except _Timeout:
             return "timeout", i, "time limit %.2fs" % limits[i]
         except BaseException as e:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            _signal.setitimer(_signal.ITIMER_REAL, 0)
             return "fail", i, _msg(e)
     return "pass", len(inputs), ""
 
 def main(code, tests, data, emit):
-    signal.signal(signal.SIGALRM, _alarm)
+    _signal.signal(_signal.SIGALRM, _alarm)
     try:
         g, fn = _load(code, data["entry_point"])
     except BaseException as e:
@@ -347,7 +349,7 @@ class HumanEval(Task):
     version = "1"
     primary_metric = "pass@1_base"
     license = "MIT"
-    gen = GenSpec(max_new_tokens=512, stop=STOPS)
+    gen = GenSpec(max_new_tokens=512, stop=GEN_STOPS)
     response_keys = ("response", "completion", "solution")
     dataset = "humaneval"
     plus = False
@@ -445,6 +447,8 @@ class HumanEval(Task):
                 continue
             rec["format_ok"] = True
             todo.append((i, self._program(it, program, gt.get(it.id))))
+        if self.plus:  # longest first (canonical time as the estimate): a shorter tail
+            todo.sort(key=lambda t: -sum(gt[items[t[0]].id]["plus_time"]))
         results = sandbox.run_many([p for _, p in todo], workers=self.workers)
         for (i, _), res in zip(todo, results):
             records[i].update(self._verdict(res))
