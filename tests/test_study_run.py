@@ -1,0 +1,189 @@
+"""Real studies on a tiny model: SIGKILL at different stages and resume; Ray equals local.
+
+The model is a randomly initialised 2-layer Llama (hidden 32) with a byte-level BPE tokenizer
+trained here on 300 GSM8k train problems (shipped data); the cells really finetune it
+(full finetuning, a few steps) and really generate and score on GSM8k test problems.
+Greedy decoding of a deterministic CPU training run makes every table reproducible, so the
+killed-and-resumed study must reproduce the uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sftscale.config import load_study
+from sftscale.io import sha256_file
+from sftscale.study.export import load_tables
+from sftscale.study.runner import run_study
+
+CELLS = ["tiny__gsm8k__n0", "tiny__gsm8k__n8__s0", "tiny__gsm8k__n8__s1"]
+N_ITEMS = 4
+
+
+def _make_tiny_model(out: Path) -> None:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from sftscale.data import load_records
+
+    recs = load_records("gsm8k", split="train")[:300]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>", "</s>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([r["question"] + "\n" + r["answer"] for r in recs], trainer)
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                     pad_token="<pad>")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(hf_tok), hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                      max_position_embeddings=1024, tie_word_embeddings=True,
+                      bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
+                      pad_token_id=hf_tok.pad_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    hf_tok.save_pretrained(out)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("study")
+    _make_tiny_model(d / "tiny")
+    p = d / "study.yaml"
+    p.write_text(f"""\
+name: e2e
+models:
+  - {{name: tiny, ref: {d / 'tiny'}}}
+tasks:
+  - {{name: gsm8k, limit: 4, max_new_tokens: 8}}
+n: [0, 8]
+seeds: [0, 1]
+recipe: {{method: full, epochs: 1, batch_size: 4, micro_batch_size: 4, max_length: 512,
+         lr: 0.003, min_steps: 2}}
+executor: {{cpus_per_cell: 2, num_cpus: 2}}
+""")
+    return p
+
+
+@pytest.fixture(scope="module")
+def reference(study: Path) -> Path:
+    """The uninterrupted run, in this process."""
+    out = study.parent / "ref"
+    res = run_study(load_study(study), out=out, progress=False)
+    assert res.counts["done"] == len(CELLS), res
+    return out
+
+
+def _tables(run_dir: Path):
+    m, i = load_tables(run_dir)
+    return m.to_dict(orient="records"), i.to_dict(orient="records")
+
+
+def _weights(run_dir: Path) -> dict[str, str]:
+    return {k: sha256_file(run_dir / "cells" / k / "train" / "ckpt" / "model.safetensors")
+            for k in CELLS if "n0" not in k.split("__")[-1:]}
+
+
+def _run_until_hook_then_kill(study: Path, out: Path, hook: str) -> None:
+    """Start `sftscale run` in a subprocess, wait until it reaches ``hook``, SIGKILL it."""
+    point = hook.split("@")[0]
+    marker = out / f".hook-{point}"
+    env = {**os.environ, "SFTSCALE_STUDY_HOOK": hook, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "sftscale.cli", "run", str(study), "--out",
+                             str(out), "--no-progress"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.monotonic()
+        while not marker.exists():
+            if proc.poll() is not None:
+                pytest.fail(f"run ended before {hook}: {proc.stderr.read()[-3000:]}")
+            if time.monotonic() - t0 > 180:
+                pytest.fail(f"run did not reach {hook} in 180 s")
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    marker.unlink()
+
+
+def _states(out: Path) -> dict[str, str]:
+    db = sqlite3.connect(out / "study.sqlite")
+    try:
+        return dict(db.execute("SELECT key, state FROM cells"))
+    finally:
+        db.close()
+
+
+@pytest.mark.slow
+def test_sigkill_during_training_and_evaluation_then_resume(study, reference):
+    out = study.parent / "killed"
+    # 1) killed in the middle of training the 2nd cell (after its first optimizer step)
+    _run_until_hook_then_kill(study, out, "train@n8__s0")
+    st = _states(out)
+    assert [st[k] for k in CELLS] == ["done", "running", "pending"]
+    assert (out / "cells" / CELLS[1] / "train.tmp").is_dir()  # partial, never renamed
+    assert not (out / "cells" / CELLS[1] / "train").exists()
+    # 2) killed after the last cell's evaluation wrote its files, before they were moved in
+    _run_until_hook_then_kill(study, out, "eval@n8__s1")
+    st = _states(out)
+    assert [st[k] for k in CELLS] == ["done", "done", "running"]
+    assert (out / "cells" / CELLS[2] / "eval.tmp").is_dir()
+    assert (out / "cells" / CELLS[2] / "train" / "train_meta.json").is_file()
+    # 3) resume: the same final table as the uninterrupted run, no cell lost or duplicated
+    res = run_study(load_study(study), out=out, progress=False)
+    assert res.ran == 1 and res.counts["done"] == len(CELLS)
+    assert _tables(out) == _tables(reference)
+    assert _weights(out) == _weights(reference)  # the retrained cell's weights are identical
+    db = sqlite3.connect(out / "study.sqlite")
+    n_items = db.execute("SELECT COUNT(*), COUNT(DISTINCT cell || '/' || idx) FROM items").fetchone()
+    assert n_items == (len(CELLS) * N_ITEMS, len(CELLS) * N_ITEMS)
+    attempts = dict(db.execute("SELECT key, attempts FROM cells"))
+    assert [attempts[k] for k in CELLS] == [1, 2, 2]
+    db.close()
+    assert not list(out.glob("cells/*/*.tmp"))
+
+
+def test_reference_run_is_real(reference):
+    """The stages really trained and evaluated (not placeholders)."""
+    import json
+
+    meta = json.loads((reference / "cells" / CELLS[2] / "train" / "train_meta.json").read_text())
+    assert meta["n"] == 8 and meta["seed"] == 1 and meta["steps"] == 2
+    assert len(meta["subset_ids"]) == 8 and meta["tokens_seen"] > 0
+    m, items = load_tables(reference)
+    assert set(items["item_id"]) == {f"gsm8k/test/{i}" for i in range(N_ITEMS)}
+    assert {"accuracy", "format_rate"} <= set(m["metric"])
+
+
+@pytest.mark.slow
+def test_ray_executor_gives_the_local_table(study, reference):
+    pytest.importorskip("ray")
+    import ray
+
+    out = study.parent / "ray"
+    try:
+        res = run_study(load_study(study), out=out, executor="ray", progress=False)
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+    assert res.counts["done"] == len(CELLS) and not res.failed
+    assert _tables(out) == _tables(reference)
+    db = sqlite3.connect(out / "study.sqlite")
+    workers = {w for (w,) in db.execute("SELECT worker FROM cells")}
+    db.close()
+    assert all(w and int(w.rsplit(":", 1)[1]) != os.getpid() for w in workers)  # ran in Ray workers
