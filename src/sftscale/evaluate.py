@@ -7,7 +7,7 @@ prompts (plain or chat-templated), generates with ``generate.Generator`` (pass
 ``task.score_many`` and aggregates with ``task.aggregate``.
 
 Template guard: when the adapter's ``train_meta.json`` (in the checkpoint dir or the cell dir
-above ``ckpt/``) records ``chat_template_sha`` and it differs from the sha of the template
+above ``ckpt/``; for a fully finetuned checkpoint passed as ``model``, that model dir's) records ``chat_template_sha`` and it differs from the sha of the template
 used here (``models.template_sha(tokenizer, chat)``), evaluation is refused with an
 ``InputError`` naming that file, unless ``allow_template_mismatch=True``: an adapter trained
 on chat-formatted prompts and scored on plain ones (or the reverse) measures the mismatch,
@@ -171,7 +171,10 @@ def evaluate(model: Any, task: Any, adapter: str | os.PathLike | None = None,
         except ValueError as e:
             raise InputError(None, f"--chat: {e}", field="chat") from None
     adapter_dir = resolve_checkpoint(adapter) if adapter is not None else None
-    train_sha = check_template(adapter, eval_sha, allow_template_mismatch)
+    # an adapter, or a fully finetuned checkpoint given as the model itself
+    guarded = adapter if adapter is not None else (
+        model if isinstance(model, (str, os.PathLike)) and Path(model).is_dir() else None)
+    train_sha = check_template(guarded, eval_sha, allow_template_mismatch)
     if adapter_dir is not None:
         generator.set_adapter(adapter_dir)  # no reload when loaded; re-hashed if rewritten
     elif generator.adapter is not None:

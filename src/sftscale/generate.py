@@ -316,18 +316,16 @@ class HFBackend:
                     nxt = torch.multinomial(probs, 1, generator=sampler).squeeze(-1)
                 keep: list[int] = []
                 for j, t in enumerate(nxt.tolist()):
-                    row = active[j]
                     if t in self.eos_ids:
                         continue
-                    g = gen[row]
+                    g = gen[active[j]]
                     g.append(t)
-                    if len(g) >= spec.max_new_tokens:
-                        continue
-                    if stops:
-                        tail = self.tok.decode(g[-window:], skip_special_tokens=True)
-                        if any(s in tail for s in stops):
-                            continue
-                    keep.append(j)
+                    if len(g) < spec.max_new_tokens:
+                        keep.append(j)
+                if stops and keep:  # one batched decode of each row's tail
+                    tails = self.tok.batch_decode([gen[active[j]][-window:] for j in keep],
+                                                  skip_special_tokens=True)
+                    keep = [j for j, tail in zip(keep, tails) if not any(s in tail for s in stops)]
                 if not keep:
                     break
                 if len(keep) < len(active):
