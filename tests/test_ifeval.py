@@ -90,6 +90,38 @@ def test_sent_tokenize_offline_knows_abbreviations():
                                    "It rained.", "Did it?", "Yes!"]
 
 
+def test_group_writable_install_falls_back_to_a_private_copy(tmp_path, monkeypatch):
+    """NLTK refuses a data root others can write (umask 002 checkouts, shared venvs): the
+    shipped tables are then copied into a 0700 dir under the sftscale cache and used there."""
+    import shutil
+    import stat
+
+    import nltk
+
+    import sftscale.nltk_offline as no
+
+    shared = tmp_path / "shared_nltk_data"
+    shutil.copytree(NLTK_DATA_DIR, shared)
+    for p in [shared, *shared.rglob("*")]:
+        p.chmod(p.stat().st_mode | stat.S_IWGRP)
+    monkeypatch.setattr(no, "NLTK_DATA_DIR", shared)
+    monkeypatch.setattr(no, "_verified", False)
+    monkeypatch.setattr(nltk.data, "path", [p for p in nltk.data.path if "sftscale" not in p])
+    monkeypatch.setenv("SFTSCALE_CACHE", str(tmp_path / "cache"))
+    used = no.use_shipped_nltk_data()
+    assert used == tmp_path / "cache" / "nltk_data"
+    assert stat.S_IMODE(used.stat().st_mode) == 0o700
+    assert nltk.data.path[0] == str(used) and str(shared) not in nltk.data.path
+    found = nltk.data.find("tokenizers/punkt_tab/english/")
+    assert str(found).startswith(str(used))
+    for name in PUNKT_TAB_FILES:
+        assert (used / "tokenizers/punkt_tab/english" / name).read_bytes() == (shared / "tokenizers/punkt_tab/english" / name).read_bytes()
+    monkeypatch.undo()
+    no._verified = False
+    use_shipped_nltk_data()  # back to the shipped dir for the other tests
+    assert nltk.data.path[0] == str(NLTK_DATA_DIR)
+
+
 def test_import_and_score_with_network_and_downloads_forbidden(tmp_path):
     """In a fresh interpreter: no socket may open, nltk.download raises, ~/nltk_data is empty.
     Importing our task module must not even import nltk; scoring (which needs punkt_tab for

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Iterator
@@ -31,6 +32,7 @@ NLTK_DATA_DIR = Path(__file__).resolve().parent / "data" / "nltk_data"
 #: the four files ``nltk.tokenize.punkt.load_punkt_params`` reads
 PUNKT_TAB_FILES = ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab")
 _verified = False  # the shipped punkt_tab was found once through nltk.data.find
+_root = str(NLTK_DATA_DIR)  # the data root in use (the shipped dir or its private copy)
 
 
 def punkt_tab_dir(language: str = "english") -> Path:
@@ -77,28 +79,62 @@ def shipped_matches_conversion(language: str = "english") -> list[str]:
     return bad
 
 
-def use_shipped_nltk_data() -> None:
+def use_shipped_nltk_data() -> Path:
     """Put sftscale's NLTK data first on ``nltk.data.path`` (idempotent) and check punkt_tab.
 
-    Raises RuntimeError if the shipped English punkt_tab cannot be found through NLTK (a broken
-    install), rather than letting a caller fall through to a download.
+    NLTK >= 3.10 refuses a data root that another account could write to or that another
+    user owns (a checkout made with umask 002, a venv shared between users). Then the shipped
+    tables are copied once into a private (0700) directory under the sftscale cache
+    (``$SFTSCALE_CACHE`` or ``~/.cache/sftscale``) and that copy is used instead. Returns the
+    data root in use. Raises RuntimeError if neither can be read through NLTK, rather than
+    letting a caller fall through to a download.
     """
-    global _verified
+    global _verified, _root
     import nltk
 
-    root = str(NLTK_DATA_DIR)
-    if _verified and nltk.data.path and nltk.data.path[0] == root:
-        return
-    if not nltk.data.path or nltk.data.path[0] != root:
+    if _verified and nltk.data.path and nltk.data.path[0] == _root:
+        return Path(_root)
+    problems = []
+    for candidate in (NLTK_DATA_DIR, None):
+        try:
+            root = str(candidate if candidate is not None else _private_copy())
+        except OSError as e:
+            problems.append(f"private copy: {e}")
+            continue
         if root in nltk.data.path:
             nltk.data.path.remove(root)
         nltk.data.path.insert(0, root)
-    try:
-        nltk.data.find("tokenizers/punkt_tab/english/")
-    except LookupError as e:  # pragma: no cover - only on a broken install
-        raise RuntimeError(f"sftscale's shipped punkt_tab is missing under {root}; "
-                           "regenerate it with `python -m sftscale.nltk_offline --write`") from e
-    _verified = True
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # "NLTK will not read data from"
+                found = nltk.data.find("tokenizers/punkt_tab/english/")
+        except LookupError:
+            found = None
+        if found is not None and str(found).startswith(root):
+            _verified, _root = True, root
+            return Path(root)
+        nltk.data.path.remove(root)
+        problems.append(f"{root}: refused or incomplete")
+    raise RuntimeError("sftscale's shipped punkt_tab cannot be read through NLTK ("
+                       + "; ".join(problems) + "); regenerate it with "
+                       "`python -m sftscale.nltk_offline --write`")
+
+
+def _private_copy() -> Path:
+    """Copy the shipped punkt_tab into a 0700 directory NLTK accepts as a data root."""
+    from .models import cache_root
+
+    root = cache_root() / "nltk_data"
+    d = root / "tokenizers" / "punkt_tab" / "english"
+    root.mkdir(parents=True, exist_ok=True)
+    for p in (root, root / "tokenizers", root / "tokenizers" / "punkt_tab", d):
+        p.mkdir(exist_ok=True)
+        p.chmod(0o700)  # NLTK judges the data root and the dirs below it, not its ancestors
+    for name in PUNKT_TAB_FILES:
+        text = (punkt_tab_dir() / name).read_text(encoding="utf-8")
+        if not (d / name).is_file() or (d / name).read_text(encoding="utf-8") != text:
+            atomic_write_text(d / name, text)
+    return root
 
 
 @contextlib.contextmanager
