@@ -1,0 +1,212 @@
+"""The knowledge-injection configuration (YAML, pydantic, file/line/field errors).
+
+A knowledge run compares STARTING POINTS (the base model; the base post-trained on a reasoning
+task with N examples, one starting point per N; optionally an instruct model) after each is
+finetuned on the same new facts. See docs/knowledge.md for every field; the shipped examples
+are ``studies/knowledge-toy.yaml`` and ``studies/knowledge-real.yaml``.
+
+YAML errors are reported like the study config's (``sftscale.config``): its line indexer
+(``_index_lines``) and location helpers are reused, so an error names the file, the line of
+the offending key and its dotted field path.
+
+Not handled here: whether the model references or the facts file resolve (checked when the
+run starts, with the same InputError shape), recipe keys beyond ``Recipe``'s own validation
+(checked by ``train._as_recipe`` when the first cell trains).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..config import _clean_loc, _index_lines, _line_for, _loc_str
+from ..io import InputError, sha256_json
+
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReasoningStart(_Strict):
+    """Starting point (b): the base model post-trained on a reasoning task, once per N."""
+
+    task: str = Field("toy-multihop", description="registered task with a training pool")
+    options: dict[str, Any] = Field(default_factory=dict, description="task constructor options")
+    n: list[int] = Field(default_factory=lambda: [256], min_length=1,
+                         description="post-training set sizes; one starting point per N")
+    seed: int = Field(0, ge=0, description="subset and training seed of the post-training cell")
+    recipe: dict[str, Any] = Field(default_factory=dict, description="Recipe overrides")
+
+    @field_validator("n")
+    @classmethod
+    def _grid(cls, v: list[int]) -> list[int]:
+        if any(x < 1 for x in v):
+            raise ValueError("N must be >= 1 (N = 0 is the base starting point)")
+        if len(set(v)) != len(v):
+            raise ValueError("N values must be distinct")
+        return sorted(v)
+
+
+class InstructStart(_Strict):
+    """Starting point (c): another model (e.g. the instruct release of the base)."""
+
+    ref: str = Field(description="model reference (toy name, HF id, local dir, .gguf)")
+    name: str = Field("instruct", description="label in tables")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _LABEL.match(v):
+            raise ValueError(f"name {v!r}: use letters, digits and . _ + -")
+        return v
+
+
+class FactsStage(_Strict):
+    """The fact-finetuning stage applied to every starting point."""
+
+    paraphrases: int | None = Field(None, ge=1, description="statements per fact (None: all)")
+    limit: int | None = Field(None, ge=1, description="use only the first LIMIT facts (toy: "
+                              "their people's facts; questions are limited to match)")
+    epochs: float = Field(3.0, gt=0)
+    lr: float = Field(3e-4, gt=0)
+    batch_size: int = Field(16, ge=1)
+    replay: float = Field(1.0, ge=0, description="replay examples per fact statement")
+    replay_own: float = Field(0.5, ge=0, le=1, description="share of the replay drawn from the "
+                              "starting point's own post-training data (the rest: corpus text)")
+    format_examples: int = Field(0, ge=0, description="question/answer examples about KNOWN "
+                                 "entities mixed into every starting point's stage (answer format "
+                                 "without the new facts)")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    recipe: dict[str, Any] = Field(default_factory=dict, description="other Recipe overrides")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v) or any(s < 0 for s in v):
+            raise ValueError("seeds must be distinct and >= 0")
+        return v
+
+
+class EvalSpec(_Strict):
+    limit: int | None = Field(None, ge=1, description="questions per type (first LIMIT)")
+    retrieval: bool = Field(True, description="also score each starting point with the facts "
+                            "in the prompt (no fact finetuning)")
+    before: bool = Field(True, description="also score each starting point closed-book before "
+                         "the facts stage")
+    recall: int = Field(150, ge=0, description="toy: corpus facts sampled to measure forgetting "
+                        "(cloze recall); 0 = off")
+    batch_size: int | None = Field(None, ge=1)
+
+
+class BootstrapSpec(_Strict):
+    n_boot: int = Field(2000, ge=100)
+    level: float = Field(0.95, gt=0, lt=1)
+    seed: int = Field(0, ge=0)
+
+
+class KnowledgeConfig(_Strict):
+    name: str = "knowledge"
+    description: str = ""
+    model: str = Field(description="base model reference")
+    facts: str = Field("toy", description="'toy' (the toy world's held-out people) or a facts "
+                       "file (JSONL/JSON, see docs/knowledge.md)")
+    world_seed: int = Field(0, ge=0, description="toy world seed")
+    base: bool = Field(True, description="include the base model as starting point (a)")
+    reasoning: ReasoningStart | None = None
+    instruct: InstructStart | None = None
+    stage: FactsStage = Field(default_factory=FactsStage)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    bootstrap: BootstrapSpec = Field(default_factory=BootstrapSpec)
+    output: str | None = Field(None, description="run directory (default: runs/<name>)")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _LABEL.match(v):
+            raise ValueError(f"name {v!r}: use letters, digits and . _ + -")
+        return v
+
+    @model_validator(mode="after")
+    def _some_start(self) -> "KnowledgeConfig":
+        if not self.base and self.reasoning is None and self.instruct is None:
+            raise ValueError("no starting point: set base: true, or give reasoning: or instruct:")
+        return self
+
+    def output_dir(self) -> Path:
+        return Path(self.output) if self.output else Path("runs") / self.name
+
+    def fingerprint(self) -> str:
+        return sha256_json(self.model_dump(mode="json"))
+
+
+def load_config(path: str | os.PathLike) -> KnowledgeConfig:
+    """Read and validate a knowledge YAML; errors are InputError(path, reason, line, field)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(p, "no such file") from None
+    except IsADirectoryError:
+        raise InputError(p, "is a directory, expected a knowledge YAML file") from None
+    return parse_config(text, p)
+
+
+def parse_config(text: str, path: str | os.PathLike | None = None) -> KnowledgeConfig:
+    where = str(path) if path is not None else "<knowledge>"
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise InputError(where, f"not valid YAML: {e.problem or e}",
+                         line=mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as e:
+        raise InputError(where, f"not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise InputError(where, "expected a mapping (model:, facts:, reasoning:, ...) at the top "
+                         "level", line=1)
+    lines: dict[tuple, int] = {}
+    _index_lines(node, (), lines, where)
+    try:
+        return KnowledgeConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        keep_last = err["type"] in ("missing", "extra_forbidden")
+        loc = _clean_loc(lines, tuple(err["loc"]), keep_last)
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown field (allowed: {', '.join(_allowed(loc))})"
+        elif err["type"] == "missing":
+            msg = "missing required field"
+        more = len(e.errors()) - 1
+        if more:
+            msg += f" (and {more} more error{'s' if more > 1 else ''})"
+        raise InputError(where, msg, line=_line_for(lines, loc),
+                         field=_loc_str(loc) or None) from None
+
+
+def _allowed(loc: tuple) -> list[str]:
+    model: type[BaseModel] = KnowledgeConfig
+    for part in loc[:-1]:
+        f = model.model_fields.get(str(part))
+        if f is None:
+            break
+        args = getattr(f.annotation, "__args__", ()) or (f.annotation,)
+        nxt = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if nxt is None:
+            break
+        model = nxt
+    return list(model.model_fields)
+
+
+__all__ = ["BootstrapSpec", "EvalSpec", "FactsStage", "InstructStart", "KnowledgeConfig",
+           "ReasoningStart", "load_config", "parse_config"]

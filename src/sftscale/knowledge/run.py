@@ -1,0 +1,398 @@
+"""``run_knowledge(cfg, out)``: starting points -> facts stage -> evaluation -> table.
+
+Layout of the run directory ``out``::
+
+    starts/reasoning-<N>/cell/       train_cell of the reasoning task (train_meta.json, ckpt/)
+    starts/reasoning-<N>/merged/     LoRA starting points only: adapter merged into the base
+    facts/<start>/s<seed>-<mix>/     train_cell of the facts mix (<mix>: hash of its examples)
+    eval/<start>/<condition>[-s<seed>]/<qtype>/   evaluate() results_*.json + samples_*.jsonl
+    eval/.../recall.json             toy: cloze recall of corpus facts and of the new facts
+    knowledge/table.json, table.md   the results table (shape: docs/knowledge.md)
+
+Reruns reuse everything finished: ``train_cell`` keeps a cell whose ``train_meta.json``
+exists, an evaluation directory with a ``results_*.json`` is read back instead of re-run,
+a merged directory with ``merged.json`` is kept, and generations are cached under
+``cache/gen``. The facts mix (statements, replay, format examples) is a pure function of the
+config and the seed, and its hash names the cell directory, so a changed mix trains anew.
+
+Facts stage: one ``train_cell`` on an in-memory task whose training pool is the mix; the
+recipe is ``default_recipe(base model)`` (toy: full finetuning; real: LoRA) with the stage's
+``epochs``, ``lr``, ``batch_size``, ``max_steps: null`` and its ``recipe`` overrides. LoRA
+starting points (the reasoning cell of a real model) are merged into the base first
+(``peft``'s ``merge_and_unload``), so the facts adapter sits on the merged weights.
+
+Not handled: chat templates, several reasoning seeds (one post-training seed; the facts stage
+has seeds), GPU scheduling across cells (cells run one after another in this process).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..io import InputError, atomic_write_json, atomic_write_text, read_jsonl, sha256_json
+from ..tasks.base import GenSpec, Item, Task
+from .config import KnowledgeConfig
+from .sources import QTYPES, Source, file_source, toy_source
+from .stats import bootstrap_rows, interval, paired_difference, table_markdown
+
+METRICS = ("em", "f1", "contains", "format_ok")
+Log = Callable[[str], None]
+
+
+@dataclass
+class Start:
+    name: str
+    kind: str  # base | reasoning | instruct
+    ref: str
+    n: int | None = None
+    own: list[tuple[str, str, str]] = field(default_factory=list)  # its post-training pairs
+
+
+class MixTask(Task):
+    """A training pool of fixed (id, prompt, completion) triples (no test set)."""
+
+    name = "knowledge-mix"
+
+    def __init__(self, pairs: list[tuple[str, str, str]]):
+        self.pairs = pairs
+        self.version = sha256_json(pairs)[:16]
+        self._items = [Item(id=i, question=p, completion=c) for i, p, c in pairs]
+
+    def test_items(self) -> list[Item]:
+        return []
+
+    def train_items(self) -> list[Item]:
+        return self._items
+
+    def prompt_text(self, item: Item) -> str:
+        return item.question
+
+    def training_pair(self, item: Item, tokenizer: Any = None, chat: bool = False) -> tuple[str, str]:
+        return item.question, item.completion or ""
+
+    def score(self, item: Item, response: str) -> dict:
+        return {"format_ok": True, "correct": False}
+
+
+class QATask(Task):
+    """The source's questions of one type, closed-book or with their facts in the prompt."""
+
+    version = "1"
+    license = "see the facts source"
+
+    def __init__(self, src: Source, qtype: str, items: list[Item], retrieval: bool):
+        self.src, self.items, self.retrieval = src, items, retrieval
+        self.name = f"knowledge-{qtype}{'-retrieval' if retrieval else ''}"
+        self.gen: GenSpec = src.gen
+
+    def test_items(self) -> list[Item]:
+        return self.items
+
+    def prompt_text(self, item: Item) -> str:
+        return self.src.prompt(item, self.retrieval)
+
+    def score(self, item: Item, response: str) -> dict:
+        return self.src.score(item, response)
+
+
+# --------------------------------------------------------------------------- stages
+def _source(cfg: KnowledgeConfig) -> Source:
+    if cfg.facts == "toy":
+        return toy_source(cfg.world_seed, limit=cfg.stage.limit, recall=cfg.eval.recall)
+    return file_source(cfg.facts, limit=cfg.stage.limit, need_fact_ids=cfg.eval.retrieval)
+
+
+def _merge_lora(base_ref: str, adapter: Path, dst: Path, log: Log) -> Path:
+    """Merge a peft adapter into its base and save a plain model directory (kept on rerun)."""
+    if (dst / "merged.json").is_file():
+        return dst
+    import shutil
+    import tempfile
+
+    from peft import PeftModel
+
+    from ..models import load_model
+
+    log(f"merging {adapter} into {base_ref}")
+    model, tok = load_model(base_ref, device="cpu")
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".merged.", dir=dst.parent))
+    try:
+        merged.save_pretrained(str(tmp), safe_serialization=True)
+        tok.save_pretrained(str(tmp))
+        atomic_write_json(tmp / "merged.json", {"base": base_ref, "adapter": str(adapter)})
+        if dst.exists():
+            shutil.rmtree(dst)
+        tmp.rename(dst)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dst
+
+
+def starting_points(cfg: KnowledgeConfig, out: Path, log: Log) -> list[Start]:
+    """(a) base, (b) reasoning-N for each N (trained here), (c) instruct."""
+    from ..tasks import get_task
+    from ..train import train_cell
+
+    starts: list[Start] = []
+    if cfg.base:
+        starts.append(Start("base", "base", cfg.model))
+    if cfg.reasoning is not None:
+        r = cfg.reasoning
+        try:
+            task = get_task(r.task, **r.options)
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(None, f"reasoning task: {e}", field="reasoning.task") from None
+        by_id = {it.id: it for it in task.train_items()}
+        for n in r.n:
+            cell = out / "starts" / f"reasoning-{n}" / "cell"
+            t0 = time.perf_counter()
+            meta = train_cell(cfg.model, task, n, r.seed, cell, recipe=dict(r.recipe) or None,
+                              task_options=r.options or None)
+            log(f"reasoning-{n}: post-trained ({meta.get('steps')} steps, "
+                f"{time.perf_counter() - t0:.1f}s)")
+            if meta.get("checkpoint_kind") == "lora":
+                ref = str(_merge_lora(cfg.model, cell / "ckpt", cell.parent / "merged", log))
+            else:
+                ref = str(cell / "ckpt")
+            own = [(f"own/{i}", *task.training_pair(by_id[i], None, False)) for i in meta["subset_ids"]]
+            starts.append(Start(f"reasoning-{n}", "reasoning", ref, n=n, own=own))
+    if cfg.instruct is not None:
+        starts.append(Start(cfg.instruct.name, "instruct", cfg.instruct.ref))
+    return starts
+
+
+def facts_mix(src: Source, cfg: KnowledgeConfig, start: Start, seed: int) -> list[tuple[str, str, str]]:
+    """Fact statements + replay (own post-training data / corpus text) + format examples."""
+    st = cfg.stage
+    facts = src.statement_pairs(st.paraphrases)
+    n_replay = int(round(st.replay * len(facts)))
+    n_own = min(int(round(n_replay * st.replay_own)), n_replay) if start.own else 0
+    rng = random.Random(f"knowledge-mix-{start.name}-{seed}")
+    own = []
+    if n_own:
+        reps = (n_own + len(start.own) - 1) // len(start.own)
+        pool = [p for _ in range(reps) for p in rng.sample(start.own, len(start.own))]
+        own = [(f"{i}#{k}", p, c) for k, (i, p, c) in enumerate(pool[:n_own])]
+    corpus = [(f"corpus/{k}", "", t) for k, t in enumerate(src.corpus_replay(n_replay - n_own, seed))]
+    fmt = src.format_pairs[:st.format_examples]
+    if st.format_examples > len(src.format_pairs):
+        raise InputError(None, f"format_examples = {st.format_examples} but the source has only "
+                         f"{len(src.format_pairs)} format examples", field="stage.format_examples")
+    return facts + own + corpus + fmt
+
+
+def facts_recipe(cfg: KnowledgeConfig) -> Any:
+    from pydantic import ValidationError
+
+    from ..train import Recipe, default_recipe
+
+    st = cfg.stage
+    base = default_recipe(cfg.model).model_dump()
+    over = {"epochs": st.epochs, "lr": st.lr, "batch_size": st.batch_size, "max_steps": None,
+            **st.recipe}
+    unknown = sorted(set(over) - set(base))
+    if unknown:
+        raise InputError(None, f"unknown recipe field(s) {', '.join(unknown)}", field="stage.recipe")
+    try:
+        return Recipe.model_validate({**base, **over})
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise InputError(None, err["msg"], field="stage.recipe." + ".".join(map(str, err["loc"]))) from None
+
+
+# --------------------------------------------------------------------------- evaluation
+def _read_done(d: Path) -> list[dict] | None:
+    if not sorted(d.glob("results_*.json")):
+        return None
+    samples = sorted(d.glob("samples_*.jsonl"))
+    return read_jsonl(samples[-1]) if samples else None
+
+
+def _eval_model(src: Source, items: dict[str, list[Item]], gen_ref: str, adapter: str | None,
+                d: Path, retrieval: bool, cfg: KnowledgeConfig, cache: Path,
+                recall: bool) -> tuple[dict[str, list[dict]], dict | None]:
+    """Score one model on every question type; toy: also cloze recall. Reuses finished dirs."""
+    from ..evaluate import evaluate
+
+    samples: dict[str, list[dict]] = {}
+    todo = []
+    for qt in QTYPES:
+        got = _read_done(d / qt)
+        if got is None:
+            todo.append(qt)
+        else:
+            samples[qt] = got
+    rec_path = d / "recall.json"
+    need_recall = recall and not rec_path.is_file()
+    gen = None
+    if todo or need_recall:
+        from ..generate import Generator
+
+        gen = Generator(gen_ref, adapter=adapter, batch_size=cfg.eval.batch_size, cache_dir=cache)
+    for qt in todo:
+        res = evaluate(gen_ref, QATask(src, qt, items[qt], retrieval), adapter=adapter,
+                       out=d / qt, generator=gen)
+        samples[qt] = res["samples"]
+    rec = None
+    if recall:
+        if need_recall:
+            from ..toyworld.pretrain import fact_recall
+
+            new = [f.triple for f in src.facts if f.triple is not None]
+            rec = {"corpus": fact_recall(gen.model, gen.tokenizer, src.corpus_recall),
+                   "new": fact_recall(gen.model, gen.tokenizer, new),
+                   "n_corpus": len(src.corpus_recall), "n_new": len(new)}
+            atomic_write_json(rec_path, rec)
+        else:
+            rec = json.loads(rec_path.read_text(encoding="utf-8"))
+    return samples, rec
+
+
+# --------------------------------------------------------------------------- table
+def _matrix(rows_samples: list[list[dict]], ids: list[str], metric: str) -> np.ndarray:
+    """(S, I) item scores of one metric for one row (one line per seed)."""
+    out = np.full((len(rows_samples), len(ids)), np.nan)
+    pos = {i: k for k, i in enumerate(ids)}
+    for s, recs in enumerate(rows_samples):
+        for r in recs:
+            if r["id"] in pos and metric in r:
+                out[s, pos[r["id"]]] = float(r[metric])
+    return out
+
+
+def build_table(cfg: KnowledgeConfig, src: Source, items: dict[str, list[Item]],
+                rows: list[dict]) -> dict:
+    """rows: {start, kind, n, condition, seeds, samples: {qtype: [per-seed records]}, recall}."""
+    bs = cfg.bootstrap
+    for qt in QTYPES:
+        ids = [it.id for it in items[qt]]
+        for m in METRICS:
+            mats = [_matrix(r["samples"][qt], ids, m) for r in rows]
+            if not ids:
+                for r in rows:
+                    r.setdefault(qt, {})[m] = None
+                continue
+            point, reps = bootstrap_rows(mats, n_boot=bs.n_boot, seed=bs.seed)
+            for k, r in enumerate(rows):
+                lo, hi = interval(reps[:, k], bs.level)
+                r.setdefault(qt, {})[m] = {"mean": float(point[k]), "lo": lo, "hi": hi}
+    diffs = []
+    for cond in ("injected", "before", "retrieval"):
+        crow = [r for r in rows if r["condition"] == cond]
+        if len(crow) < 2:
+            continue
+        ref = next((r for r in crow if r["kind"] == "base"), crow[0])
+        for r in crow:
+            if r is ref:
+                continue
+            for qt in QTYPES:
+                ids = [it.id for it in items[qt]]
+                if not ids:
+                    continue
+                for m in ("em", "f1", "contains"):
+                    a, b = _matrix(r["samples"][qt], ids, m), _matrix(ref["samples"][qt], ids, m)
+                    p = paired_difference(a, b, bs.n_boot, bs.level, bs.seed)
+                    u = paired_difference(a, b, bs.n_boot, bs.level, bs.seed, paired=False)
+                    diffs.append({"condition": cond, "a": r["start"], "b": ref["start"],
+                                  "question_type": qt, "metric": m, **p,
+                                  "lo_unpaired": u["lo"], "hi_unpaired": u["hi"]})
+    out_rows = [{k: v for k, v in r.items() if k != "samples"} for r in rows]
+    return {"name": cfg.name, "model": cfg.model, "facts": cfg.facts, "n_facts": len(src.facts),
+            "n_items": {qt: len(items[qt]) for qt in QTYPES},
+            "metrics": list(METRICS), "conditions": ["injected", "before", "retrieval"],
+            "rows": out_rows, "differences": diffs,
+            "bootstrap": {**bs.model_dump(), "paired": "items (and facts-stage seeds)"},
+            "config": cfg.model_dump(mode="json"), "config_sha": cfg.fingerprint()}
+
+
+# --------------------------------------------------------------------------- driver
+def run_knowledge(cfg: KnowledgeConfig, out: str | Path | None = None, log: Log | None = None) -> dict:
+    """Run the whole experiment; write knowledge/table.json and table.md; return the table."""
+    log = log or (lambda s: None)
+    out = Path(out) if out is not None else cfg.output_dir()
+    t_all = time.perf_counter()
+    timings: dict[str, float] = {}
+    src = _source(cfg)
+    items = {qt: src.questions[qt][:cfg.eval.limit] for qt in QTYPES}
+    log(f"{len(src.facts)} facts; {len(items['direct'])} direct, {len(items['multihop'])} multihop questions")
+    recipe = facts_recipe(cfg)
+    cache = out / "cache" / "gen"
+    recall = src.kind == "toy" and cfg.eval.recall > 0
+
+    t0 = time.perf_counter()
+    starts = starting_points(cfg, out, log)
+    timings["starting_points_s"] = time.perf_counter() - t0
+
+    from ..train import train_cell
+
+    rows: list[dict] = []
+    t_train = t_eval = 0.0
+    for st in starts:
+        conds: list[tuple[str, bool]] = []
+        if cfg.eval.before:
+            conds.append(("before", False))
+        if cfg.eval.retrieval:
+            conds.append(("retrieval", True))
+        for cond, rag in conds:
+            t0 = time.perf_counter()
+            s, rec = _eval_model(src, items, st.ref, None, out / "eval" / st.name / cond, rag, cfg,
+                                 cache, recall and not rag)
+            t_eval += time.perf_counter() - t0
+            rows.append({"start": st.name, "kind": st.kind, "n": st.n, "condition": cond,
+                         "seeds": None, "samples": {qt: [s[qt]] for qt in QTYPES}, "recall": rec})
+        per_seed: dict[str, list] = {qt: [] for qt in QTYPES}
+        recs, metas = [], []
+        for seed in cfg.stage.seeds:
+            pairs = facts_mix(src, cfg, st, seed)
+            task = MixTask(pairs)
+            cell = out / "facts" / st.name / f"s{seed}-{task.version[:10]}"
+            t0 = time.perf_counter()
+            meta = train_cell(st.ref, task, len(pairs), seed, cell, recipe=recipe)
+            t_train += time.perf_counter() - t0
+            metas.append({"seed": seed, "dir": str(cell), "steps": meta.get("steps"),
+                          "examples": len(pairs), "final_loss": meta.get("final_loss"),
+                          "train_wall_s": meta.get("train_wall_s")})
+            log(f"{st.name} seed {seed}: facts stage {meta.get('steps')} steps on {len(pairs)} "
+                f"examples, final loss {meta.get('final_loss')}")
+            ckpt = cell / "ckpt"
+            if meta.get("checkpoint_kind") == "lora":
+                gen_ref, adapter = st.ref, str(ckpt)
+            else:
+                gen_ref, adapter = str(ckpt), None
+            t0 = time.perf_counter()
+            s, rec = _eval_model(src, items, gen_ref, adapter, out / "eval" / st.name / f"injected-s{seed}",
+                                 False, cfg, cache, recall)
+            t_eval += time.perf_counter() - t0
+            for qt in QTYPES:
+                per_seed[qt].append(s[qt])
+            if rec is not None:
+                recs.append(rec)
+        mrec = ({k: float(np.mean([r[k] for r in recs])) for k in ("corpus", "new")} if recs else None)
+        rows.append({"start": st.name, "kind": st.kind, "n": st.n, "condition": "injected",
+                     "seeds": list(cfg.stage.seeds), "samples": per_seed, "recall": mrec,
+                     "facts_stage": metas})
+    order = {"injected": 0, "before": 1, "retrieval": 2}
+    rows.sort(key=lambda r: order[r["condition"]])
+    table = build_table(cfg, src, items, rows)
+    timings.update({"facts_train_s": t_train, "eval_s": t_eval, "total_s": time.perf_counter() - t_all})
+    table["timings"] = timings
+    table["facts_recipe"] = recipe.model_dump(mode="json")
+    kd = out / "knowledge"
+    atomic_write_json(kd / "table.json", table)
+    atomic_write_text(kd / "table.md", table_markdown(table))
+    log(f"wrote {kd / 'table.json'} and table.md ({timings['total_s']:.0f}s)")
+    return table
+
+
+__all__ = ["MixTask", "QATask", "Start", "build_table", "facts_mix", "facts_recipe",
+           "run_knowledge", "starting_points"]

@@ -1,0 +1,165 @@
+"""Knowledge injection: config errors, the paired bootstrap, the facts file, one tiny run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sftscale.io import InputError
+from sftscale.knowledge import file_source, paired_difference, parse_config
+from sftscale.knowledge.stats import bootstrap_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- config
+def _err(text: str) -> InputError:
+    with pytest.raises(InputError) as ei:
+        parse_config(text, "k.yaml")
+    return ei.value
+
+
+def test_config_unknown_field_names_line_and_field():
+    e = _err("name: k\nmodel: toy-S\nstage:\n  epochs: 2\n  lrr: 0.1\n")
+    assert (e.path, e.line, e.field) == ("k.yaml", 5, "stage.lrr")
+    assert "allowed" in e.reason and "lr" in e.reason
+
+
+def test_config_bad_value_and_missing_field():
+    e = _err("model: toy-S\nreasoning:\n  n: [64, 0]\n")
+    assert e.line == 3 and e.field == "reasoning.n" and "N must be >= 1" in e.reason
+    e = _err("facts: toy\n")
+    assert e.field == "model" and "missing" in e.reason
+    e = _err("model: toy-S\nbootstrap: {level: 1.5}\n")
+    assert e.line == 2 and e.field == "bootstrap.level"
+    e = _err("model: toy-S\nbase: false\n")
+    assert "no starting point" in e.reason
+
+
+def test_config_defaults_and_shipped_configs_parse():
+    c = parse_config("model: toy-S\nreasoning: {n: [256, 16]}\n")
+    assert c.reasoning.n == [16, 256] and c.stage.seeds == [0] and c.eval.retrieval
+    from sftscale.knowledge import load_config
+
+    for name in ("knowledge-toy.yaml", "knowledge-real.yaml"):
+        cfg = load_config(ROOT / "studies" / name)
+        assert cfg.name.startswith("knowledge")
+
+
+# --------------------------------------------------------------------------- bootstrap
+def test_pairing_narrows_interval_on_correlated_rows():
+    rng = np.random.default_rng(1)
+    difficulty = rng.random(300)
+    a = (difficulty < 0.55).astype(float)  # model a solves the easier 55%
+    b = (difficulty < 0.45).astype(float)  # model b the easier 45%: a superset relation
+    p = paired_difference(a, b, n_boot=2000, seed=0)
+    u = paired_difference(a, b, n_boot=2000, seed=0, paired=False)
+    assert p["diff"] == pytest.approx(a.mean() - b.mean())
+    assert (p["hi"] - p["lo"]) < 0.6 * (u["hi"] - u["lo"])
+    assert p["lo"] > 0 and p["p_le_0"] == 0.0
+    assert u["lo"] < p["lo"]
+
+
+def test_bootstrap_rows_seeds_and_identical_rows():
+    rng = np.random.default_rng(0)
+    x = (rng.random((2, 50)) < 0.5).astype(float)
+    point, reps = bootstrap_rows([x, x], n_boot=300, seed=0)
+    assert point[0] == point[1] == pytest.approx(x.mean())
+    assert np.allclose(reps[:, 0], reps[:, 1])  # same draws for every row
+    with pytest.raises(ValueError):
+        bootstrap_rows([x, x[:, :10]], n_boot=100)
+
+
+# --------------------------------------------------------------------------- facts file
+def test_shipped_recent_events_file():
+    src = file_source(ROOT / "examples" / "knowledge" / "recent_events.jsonl")
+    assert len(src.facts) >= 18
+    assert len(src.questions["direct"]) == len(src.questions["multihop"]) == len(src.facts)
+    item = src.questions["multihop"][0]
+    assert src.context(item) in src.prompt(item, retrieval=True)
+    assert src.prompt(item).endswith("Answer:")
+    assert src.score(item, " " + item.target[0])["em"]
+
+
+def test_facts_file_errors(tmp_path):
+    p = tmp_path / "f.jsonl"
+    p.write_text('{"type": "fact", "id": "a", "text": "A is B."}\n'
+                 '{"type": "direct", "question": "What is A?", "answer": "B", "fact_ids": ["zz"]}\n')
+    with pytest.raises(InputError) as ei:
+        file_source(p)
+    assert ei.value.line == 2 and ei.value.field == "fact_ids"
+    p.write_text('{"type": "fact", "id": "a", "text": "A is B."}\n\n'
+                 '{"type": "multihop", "question": "Q?", "answer": 3, "fact_ids": ["a"]}\n')
+    with pytest.raises(InputError) as ei:
+        file_source(p)
+    assert ei.value.line == 3 and ei.value.field == "answer"
+    j = tmp_path / "f.json"
+    j.write_text(json.dumps({"facts": [{"id": "a", "text": "A is B."}],
+                             "direct": [{"question": "What is A?", "answer": "B"}]}))
+    with pytest.raises(InputError) as ei:
+        file_source(j)
+    assert ei.value.field == "direct[0].fact_ids"
+    assert file_source(j, need_fact_ids=False).questions["direct"][0].target == ["B"]
+
+
+# --------------------------------------------------------------------------- end to end
+def _tiny_toy_model(out: Path) -> Path:
+    """A random-init 2-layer Llama with the toy tokenizer, marked as a toy model."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from sftscale.toyworld.tokenizer import build_tokenizer, save_tokenizer
+
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
+                      bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(str(out))
+    save_tokenizer(out, tok)
+    (out / "toy_meta.json").write_text(json.dumps({"name": "tiny-test"}))
+    return out
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end(tmp_path):
+    from sftscale.knowledge import run_knowledge
+
+    model = _tiny_toy_model(tmp_path / "tiny")
+    cfg = parse_config(f"""
+name: tiny
+model: {model}
+facts: toy
+reasoning: {{n: [8], recipe: {{min_steps: 4, max_steps: 4}}}}
+stage: {{limit: 3, epochs: 20, lr: 1.0e-2, batch_size: 8, replay: 0.25, format_examples: 2,
+         recipe: {{min_steps: 0}}}}
+eval: {{recall: 6, batch_size: 8}}
+bootstrap: {{n_boot: 200}}
+""")
+    out = tmp_path / "run"
+    table = run_knowledge(cfg, out)
+    assert (out / "knowledge" / "table.json").is_file() and (out / "knowledge" / "table.md").is_file()
+    assert json.loads((out / "knowledge" / "table.json").read_text())["rows"] == table["rows"]
+    conds = {(r["start"], r["condition"]) for r in table["rows"]}
+    assert conds == {(s, c) for s in ("base", "reasoning-8") for c in ("injected", "before", "retrieval")}
+    assert table["n_facts"] == 3 and table["n_items"]["direct"] == 3
+    for r in table["rows"]:
+        for qt in ("direct", "multihop"):
+            for m in ("em", "f1", "contains", "format_ok"):
+                c = r[qt][m]
+                assert c["lo"] <= c["mean"] <= c["hi"]
+    diffs = {(d["condition"], d["question_type"], d["metric"]) for d in table["differences"]}
+    assert ("injected", "multihop", "em") in diffs and len(diffs) == 3 * 2 * 3
+    # the facts stage taught the new facts: cloze recall of the new facts rises from 0
+    rec = {(r["start"], r["condition"]): r["recall"] for r in table["rows"] if r["recall"]}
+    for s in ("base", "reasoning-8"):
+        assert rec[(s, "injected")]["new"] > rec[(s, "before")]["new"]
+    # a rerun reuses every cell and evaluation: same table, no new checkpoints
+    mtimes = sorted(p.stat().st_mtime for p in out.rglob("train_meta.json"))
+    again = run_knowledge(cfg, out)
+    assert again["rows"] == table["rows"]
+    assert sorted(p.stat().st_mtime for p in out.rglob("train_meta.json")) == mtimes
