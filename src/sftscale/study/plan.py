@@ -74,7 +74,7 @@ class CheckResult:
 def check_study(cfg: StudyConfig, recipes: bool = True) -> CheckResult:
     """Resolve every model and task; raise InputError (file, line, field) on the first problem."""
     from ..models import resolve_model
-    from ..tasks import get_task
+    from .taskdata import study_task
 
     res = CheckResult()
     for i, m in enumerate(cfg.models):
@@ -84,21 +84,25 @@ def check_study(cfg: StudyConfig, recipes: bool = True) -> CheckResult:
             raise cfg.error(f"model {m.ref!r}: {e.reason}", "models", i, "ref") from None
     for j, t in enumerate(cfg.tasks):
         try:
-            task = get_task(t.name, **t.task_options())
+            task = study_task(t.name, t.task_options())
+            n_test = len(task.test_items())  # many tasks read their data lazily
         except KeyError as e:
             raise cfg.error(str(e).strip("'\""), "tasks", j, "name") from None
         except InputError as e:
-            raise cfg.error(f"task {t.name!r}: {e}", "tasks", j, "options") from None
+            raise cfg.error(f"task {t.name!r}: {e}", "tasks", j, "options" if t.options else "name"
+                            ) from None
         except (TypeError, ValueError, FileNotFoundError) as e:
             raise cfg.error(f"task {t.name!r} with options {t.task_options()}: {e}",
                             "tasks", j, "options" if t.options else "name") from None
-        n_test = len(task.test_items())
         if n_test == 0:
             raise cfg.error(f"task {t.name!r} has no test items", "tasks", j, "name")
         res.test_sizes[t.label] = n_test if t.limit is None else min(n_test, t.limit)
         if any(n > 0 for n in cfg.grid_for(t)):
             try:
                 pool = len(task.train_items())
+            except InputError as e:
+                loc = ("tasks", j, "train_data") if t.train_data else ("tasks", j, "options")
+                raise cfg.error(f"training data of task {t.name!r}: {e}", *loc) from None
             except NotImplementedError:
                 raise cfg.error(f"task {t.name!r} has no training pool; give `train_data` "
                                 f"(a file or dataset id) or use only N = 0", "tasks", j, "name"
@@ -274,7 +278,7 @@ def measure_cpu_flops(seconds: float = 0.5) -> float:
 def plan_study(cfg: StudyConfig, gpu: str | None = None, mfu: float | None = None,
                measure: bool = False) -> Plan:
     """Check the study (raises InputError) and estimate every cell's cost."""
-    from ..tasks import get_task
+    from .taskdata import study_task
 
     chk = check_study(cfg)
     cells = expand_cells(cfg, chk.pool_sizes)
@@ -297,7 +301,7 @@ def plan_study(cfg: StudyConfig, gpu: str | None = None, mfu: float | None = Non
         P, p_how = params[c.model]
         skey = (c.model, c.task, c.chat)
         if skey not in stats:
-            task = get_task(c.task_name, **c.task_options)
+            task = study_task(c.task_name, c.task_options, c.max_new_tokens)
             stats[skey] = _token_stats(c.model_ref, task, c.chat, c.limit,
                                        chk.model_specs.get(c.model))
             stats[skey]["max_new"] = c.max_new_tokens or task.gen.max_new_tokens

@@ -114,17 +114,10 @@ def eval_stage(cell: Cell, train_dir: Path, out: Path, cache_dir: Path | None = 
 
 
 def _task_object(cell: Cell) -> Any:
-    """The task instance, with the cell's max_new_tokens override applied to a copy."""
-    import copy
-    import dataclasses
+    """The cell's task: max_new_tokens override and external training data applied."""
+    from .taskdata import study_task
 
-    from ..tasks import get_task
-
-    task = get_task(cell.task_name, **cell.task_options)
-    if cell.max_new_tokens is not None and task.gen.max_new_tokens != cell.max_new_tokens:
-        task = copy.copy(task)  # get_task caches instances: never mutate the shared one
-        task.gen = dataclasses.replace(task.gen, max_new_tokens=cell.max_new_tokens)
-    return task
+    return study_task(cell.task_name, cell.task_options, cell.max_new_tokens)
 
 
 # --- one cell (runs in the worker) ---------------------------------------------------------
