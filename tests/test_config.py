@@ -129,7 +129,7 @@ def test_n_over_pool_policies():
     assert len([c for c in capped if c.n == 50]) == 2  # one per seed
 
 
-@pytest.mark.parametrize("name", ["toy.yaml", "smollm2.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["toy.yaml", "toy-quick.yaml", "smollm2.yaml", "paper.yaml"])
 def test_shipped_studies_parse_and_say_how_to_run(name):
     path = ROOT / "studies" / name
     cfg = load_study(path)
