@@ -72,7 +72,13 @@ class RayExecutor:
             kw["address"] = self.address
         elif self.num_cpus:
             kw["num_cpus"] = self.num_cpus
-        ray.init(**kw)
+        try:
+            ray.init(**kw)
+        except ConnectionError as e:
+            from ..io import InputError
+            raise InputError(None, f"cannot connect to the Ray cluster at {self.address}: {e} "
+                             "(on a cluster node, RAY_ADDRESS=auto finds the local head)",
+                             field="executor.address") from None
         return True
 
     def run(self, cells: Sequence[Cell], run_dir: Path, runner: Any, *, on_start: OnStart,
