@@ -14,6 +14,7 @@ Run: ``nice -n 10 .venv/bin/python benchmarks/bench_fit.py [--coverage]``
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -66,17 +67,18 @@ def peer_fit(form, fit, reps):
 def speed(n_boot: int, peer_curves: int) -> None:
     rng = np.random.default_rng(0)
     long, items = tables(20, 500, rng)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = fit_table(long, items, forms=["saturating"], n_boot=n_boot, seed=0)
-    t_one = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t_one, c_one = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), time.process_time()
     fit_table(long, items, n_boot=n_boot, seed=0)
-    t_all = time.perf_counter() - t0
-    print(f"sftscale: 20 curves x {n_boot} replicates, saturating form: {t_one:.2f} s "
-          f"(all four forms: {t_all:.2f} s)")
+    t_all, c_all = time.perf_counter() - t0, time.process_time() - c0
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"sftscale: 20 curves x {n_boot} replicates, saturating form: {t_one:.2f} s wall, {c_one:.2f} s CPU "
+          f"(all four forms: {t_all:.2f} s wall, {c_all:.2f} s CPU)")
     # peer on the same replicates (regenerate them exactly as fit_table does)
     from sftscale.fit import _curve_seed, curve_data
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     diffs = []
     for r in res[:peer_curves]:
         rows = long[long["model"] == r.model]
@@ -85,8 +87,10 @@ def speed(n_boot: int, peer_curves: int) -> None:
         diffs.append(np.median(np.abs(FORMS["saturating"].public(th_peer) -
                                       FORMS["saturating"].public(r.theta_reps)), axis=0))
     t_peer = (time.perf_counter() - t0) * 20 / peer_curves
-    print(f"peer (scipy least_squares per replicate), scaled from {peer_curves} to 20 curves: {t_peer:.2f} s")
-    print(f"ratio peer / sftscale (saturating): {t_peer / t_one:.1f}x")
+    c_peer = (time.process_time() - c0) * 20 / peer_curves
+    print(f"peer (scipy least_squares per replicate), scaled from {peer_curves} to 20 curves: "
+          f"{t_peer:.2f} s wall, {c_peer:.2f} s CPU")
+    print(f"ratio peer / sftscale (saturating): {t_peer / t_one:.1f}x wall, {c_peer / c_one:.1f}x CPU")
     print("median |sftscale - peer| per parameter (E, A, alpha):", np.round(np.mean(diffs, axis=0), 6))
 
 
@@ -106,9 +110,12 @@ def coverage(n_studies: int, n_boot: int) -> None:
             est.append([r.params[k] for k in fo.public_names])
         est = np.array(est)
         print(f"{form}: {n_studies} studies x {n_boot} replicates in {time.perf_counter() - t0:.1f} s; "
-              f"90% coverage {dict(zip(fo.public_names, np.round(np.mean(hits, 0), 3)))}; "
-              f"bias/sd {dict(zip(fo.public_names, np.round((est.mean(0) - true) / est.std(0), 3)))}; "
-              f"median/true {dict(zip(fo.public_names, np.round(np.median(est, 0) / true, 3)))}")
+              f"90% coverage {_d(fo, np.mean(hits, 0))}; bias/sd {_d(fo, (est.mean(0) - true) / est.std(0))}; "
+              f"median/true {_d(fo, np.median(est, 0) / true)}")
+
+
+def _d(fo, arr) -> dict:
+    return {k: round(float(v), 3) for k, v in zip(fo.public_names, arr)}
 
 
 if __name__ == "__main__":

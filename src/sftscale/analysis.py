@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import isotonic_regression
 
-from .fit import _curve_seed, _finite, item_matrix, paired_bootstrap_means
+from .fit import _curve_seed, _finite, _single_threaded, item_matrix, paired_bootstrap_means
 from .fitdata import load_items
 
 
@@ -165,6 +165,7 @@ def category_curves(g: pd.DataFrame, value_col: str = "followed_strict", n_boot:
     return out
 
 
+@_single_threaded
 def style_substance(items: pd.DataFrame | Mapping[Any, Sequence[dict]] | str, n_boot: int = 1000,
                     seed: int = 0, level: float = 0.95, plateau_frac: float = 0.95) -> dict:
     """Style/substance analysis per (model, task); JSON-ready (NaN/inf become None)."""

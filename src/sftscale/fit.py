@@ -14,7 +14,7 @@ Public API (see ``fitforms`` for the four forms and ``fitdata`` for the input ta
 
 Method. Per curve the per-N value is the mean over seeds of the per-cell means. Each form
 is fitted in its fit space (``fitforms``) with a Huber loss: a deterministic grid of starts
-refined by a vectorised Levenberg-Marquardt, then scipy L-BFGS-B from the three best.
+refined by a vectorised Levenberg-Marquardt, then scipy L-BFGS-B from the best, polished by LM.
 Uncertainty, in order of preference:
 
 1. ``paired-items``: with per-item scores, each replicate draws item indices once
@@ -36,6 +36,7 @@ models, BCa intervals, weighting N by their standard errors.
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -46,10 +47,19 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from .fitdata import METRIC_TO_ITEM, load_items, load_long
-from .fitforms import FORMS, Form, get_form, huber, huber_weight, jacobian_condition, lm_fit
+from .fitforms import FORMS, Form, get_form, huber, huber_weight, jacobian_condition, lm_fit, one_blas_thread
 from .io import InputError
 
 DEFAULT_FORMS = ("power", "saturating", "saturating_offset", "loglinear")
+
+
+def _single_threaded(fn):
+    """Run ``fn`` with BLAS limited to one thread (see ``fitforms.one_blas_thread``)."""
+    @functools.wraps(fn)
+    def wrapper(*a, **k):
+        with one_blas_thread():
+            return fn(*a, **k)
+    return wrapper
 
 
 # --- bootstrap of per-N means -----------------------------------------------------------
@@ -69,15 +79,20 @@ def _seed_weights(cell_seed: np.ndarray, n_boot: int, rng: np.random.Generator) 
 
 def _combine_seeds(M: np.ndarray, W: np.ndarray | None, G: np.ndarray) -> np.ndarray:
     """Cell values M (B, C[, m]) -> per-N values (B, K[, m]) with seed weights W (B, C)."""
-    plain = np.einsum("bc...,ck->bk...", M, G) / G.sum(0).reshape((1, -1) + (1,) * (M.ndim - 2))
+    squeeze = M.ndim == 2
+    M3 = M[:, :, None] if squeeze else M
+    Mt = np.moveaxis(M3, 1, 2)  # (B, m, C)
+    plain = (Mt @ G) / G.sum(0)  # (B, m, K)
     if W is None:
-        return plain
-    Wx = W.reshape(W.shape + (1,) * (M.ndim - 2))
-    num = np.einsum("bc...,ck->bk...", M * Wx, G)
-    den = np.einsum("bc...,ck->bk...", np.broadcast_to(Wx, M.shape), G)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = num / den
-    return np.where(den > 0, out, plain)  # no drawn seed present at this N: all its seeds
+        out = plain
+    else:
+        Wt = W[:, None, :]
+        num = (Mt * Wt) @ G
+        den = np.broadcast_to(Wt, Mt.shape) @ G
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.where(den > 0, num / den, plain)  # no drawn seed at this N: all its seeds
+    out = np.moveaxis(out, 2, 1)
+    return out[:, :, 0] if squeeze else out
 
 
 def _counts(rng: np.random.Generator, n_boot: int, n_items: int) -> np.ndarray:
@@ -86,6 +101,7 @@ def _counts(rng: np.random.Generator, n_boot: int, n_items: int) -> np.ndarray:
     return np.bincount(idx.ravel(), minlength=n_boot * n_items).reshape(n_boot, n_items).astype(float)
 
 
+@_single_threaded
 def paired_bootstrap_means(cell_n: Sequence, cell_seed: Sequence, S: np.ndarray, n_boot: int,
                            rng: np.random.Generator, paired: bool = True
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -219,11 +235,12 @@ def _lbfgs(form: Form, theta0: np.ndarray, n: np.ndarray, z: np.ndarray, delta: 
 
 
 def point_fit(form: Form, n: np.ndarray, z: np.ndarray, delta: float) -> tuple[np.ndarray, float]:
-    """Deterministic multi-start grid -> batched LM -> L-BFGS-B from the best 3 -> LM polish."""
+    """Deterministic multi-start grid -> batched LM -> L-BFGS-B from the best -> LM polish of it
+    and of the two best grid solutions; the lowest loss wins."""
     starts = form.starts(n, z)
     th, loss = lm_fit(form, starts, n, np.broadcast_to(z, (len(starts), z.size)), delta=delta)
-    order = np.argsort(np.where(np.isfinite(loss), loss, np.inf))[:3]
-    cands = [_lbfgs(form, th[i], n, z, delta) for i in order if np.all(np.isfinite(th[i]))]
+    order = np.argsort(np.where(np.isfinite(loss), loss, np.inf))[:2]
+    cands = [_lbfgs(form, th[i], n, z, delta) for i in order[:1] if np.all(np.isfinite(th[i]))]
     cands += [th[i] for i in order if np.all(np.isfinite(th[i]))]
     C = np.array(cands)
     th2, loss2 = lm_fit(form, C, n, np.broadcast_to(z, (len(C), z.size)), delta=delta)
@@ -331,6 +348,7 @@ def fit_law(n: Sequence[float], y: Sequence[float], form: str | Form, n_items: i
     return fit_curve(cd, form, delta=delta)
 
 
+@_single_threaded
 def fit_curve(cd: CurveData, form: str | Form, delta: float | None = None, level: float = 0.95) -> FitResult:
     """Fit one form to a CurveData, refit its bootstrap replicates, compute diagnostics."""
     fo = get_form(form) if isinstance(form, str) else form
@@ -475,11 +493,13 @@ def _curve_seed(seed: int, *keys: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), h])
 
 
+@_single_threaded
 def fit_table(df: pd.DataFrame | str, items: pd.DataFrame | str | None = None, metric: str | None = None,
               forms: Sequence[str] | None = None, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
               delta: float | None = None) -> list[FitResult]:
     """Fit every (model, task, metric) curve of a long table with each form.
 
+    ``metric=None`` fits every metric except ``*_stderr``, ``n`` and ``n_items``.
     The same bootstrap replicates (same items and seeds) are used by every form of a
     curve; the generator is seeded by (seed, model, task, metric), so results do not
     depend on the order of rows or on other curves.
@@ -496,6 +516,8 @@ def fit_table(df: pd.DataFrame | str, items: pd.DataFrame | str | None = None, m
         long = long[long["metric"] == metric]
         if long.empty:
             raise InputError(None, f"no rows with metric {metric!r}", field="metric")
+    else:  # standard errors and counts are not curves to fit
+        long = long[~(long["metric"].str.endswith("_stderr") | long["metric"].isin(["n", "n_items"]))]
     out: list[FitResult] = []
     for (model, task, met), rows in long.groupby(["model", "task", "metric"], sort=True):
         its = None
@@ -529,3 +551,4 @@ def fits_document(results: Sequence[FitResult], targets: Sequence[float] = (),
 
 __all__ = ["DEFAULT_FORMS", "CurveData", "FitResult", "curve_data", "fit_curve", "fit_law", "fit_table",
            "fits_document", "item_matrix", "n_for_target", "paired_bootstrap_means", "point_fit"]
+

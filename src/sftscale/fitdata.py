@@ -126,7 +126,7 @@ def load_long(src: str | Path | pd.DataFrame) -> pd.DataFrame:
 def _check_item_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
     out = []
     for row, line in zip(rows, lines):
-        if "item_id" not in row and "id" in row:
+        if _blank(row.get("item_id")) and not _blank(row.get("id")):
             row = {**row, "item_id": row["id"]}
         for c in ITEM_REQUIRED:
             if _blank(row.get(c)):
