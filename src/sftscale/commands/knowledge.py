@@ -21,14 +21,24 @@ def register(app: typer.Typer) -> None:
                                            help="run directory (default: the config's output, "
                                                 "else runs/<name>)"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
+        threads: Optional[int] = typer.Option(None, "--threads",
+                                              help="torch CPU threads (1 is much faster on a busy "
+                                                   "machine)"),
     ) -> None:
         """Finetune starting points on new facts; table of direct/multihop accuracy with
         paired bootstrap intervals."""
         import sys
 
+        from ..io import InputError
         from ..knowledge import load_config, run_knowledge, table_markdown
 
         cfg = load_config(config)
+        if threads is not None:
+            if threads < 1:
+                raise InputError(None, f"--threads must be >= 1, got {threads}", field="threads")
+            import torch
+
+            torch.set_num_threads(threads)
 
         def log(s: str) -> None:
             if not quiet:
