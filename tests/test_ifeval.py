@@ -19,7 +19,7 @@ from sftscale.io import InputError
 from sftscale.nltk_offline import (NLTK_DATA_DIR, PUNKT_TAB_FILES, punkt_tab_dir, punkt_tab_texts,
                                    shipped_matches_conversion, use_shipped_nltk_data)
 from sftscale.tasks import get_task
-from sftscale.tasks.ifeval import (FORMAT_CATEGORIES, IFEval, aggregate_records, category,
+from sftscale.tasks.ifeval import (CONTENT_CATEGORIES, FORMAT_CATEGORIES, IFEval, aggregate_records, category,
                                    score_response)
 
 
@@ -351,6 +351,9 @@ def test_format_ok_counts_only_form_instructions():
     assert rec["format_ok"] and not rec["correct"]
     assert category("detectable_format:title") in FORMAT_CATEGORIES
     assert category("keywords:existence") not in FORMAT_CATEGORIES
+    # every category of the data is exactly one of form / content
+    assert not FORMAT_CATEGORIES & CONTENT_CATEGORIES
+    assert {category(i) for i in INSTRUCTION_IDS} == FORMAT_CATEGORIES | CONTENT_CATEGORIES
 
 
 # --- responses used for parity and lookup tests ----------------------------------------------------
