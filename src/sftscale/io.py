@@ -41,6 +41,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kw) -> Iterator[Any]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         with os.fdopen(fd, mode, **kw) as f:
             yield f
             f.flush()
@@ -50,6 +51,12 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kw) -> Iterator[Any]
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
