@@ -12,8 +12,10 @@ shows to be wrong: a check that non-pass verdicts agree too). Rounds: ``cold`` (
 compute the canonical outputs first) and ``warm`` (both reuse their caches).
 
 It checks that base and plus verdicts agree problem by problem (pass vs not pass; plus =
-base and extra inputs pass, as evalplus reports HumanEval+) and prints both wall times and
-the ratio evalplus / sftscale (> 1: sftscale is faster).
+base and extra inputs pass, as evalplus reports HumanEval+), lists known evalplus defects
+apart (``KNOWN``), and prints both wall times and the ratio evalplus / sftscale (> 1:
+sftscale is faster). Verdicts that hinge on time limits (max(1 s, 4 x canonical time) per
+input, in both) can differ on a loaded machine: rerun before blaming either side.
 
     python benchmarks/bench_humaneval_vs_evalplus.py [--workers 2] [--sets canonical,original]
 """
@@ -33,6 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "src/sftscale/data/humanevalplus/HumanEvalPlus.jsonl.gz"
 ORIG = ROOT / "src/sftscale/data/humaneval/HumanEval.jsonl.gz"
+
+#: evalplus 0.3.1 can never pass HumanEval/32: its find_zero oracle ``continue``s before
+#: recording the input as passed, so the details list stays empty and the verdict is fail.
+KNOWN = {"HumanEval/32": "evalplus 0.3.1 find_zero oracle never records a pass"}
 
 _OURS = r'''
 import json, sys
@@ -71,7 +77,7 @@ def run_ours(samples: Path, work: Path, workers: int) -> tuple[float, dict]:
                    check=True, cwd=ROOT)
     wall = time.perf_counter() - t0
     got = json.loads(out.read_text())
-    return wall, {k: (v[0] == "pass", v[1] == "pass") for k, v in got.items()}
+    return wall, {k: (v[0] == "pass", v[1] == "pass", f"{v[0]}/{v[1]}") for k, v in got.items()}
 
 
 def run_evalplus(samples: Path, work: Path, workers: int) -> tuple[float, dict]:
@@ -84,7 +90,8 @@ def run_evalplus(samples: Path, work: Path, workers: int) -> tuple[float, dict]:
     wall = time.perf_counter() - t0
     res = json.loads(result.read_text())["eval"]
     return wall, {k: (v[0]["base_status"] == "pass",
-                      v[0]["base_status"] == "pass" and v[0]["plus_status"] == "pass")
+                      v[0]["base_status"] == "pass" and v[0]["plus_status"] == "pass",
+                      f"{v[0]['base_status']}/{v[0]['plus_status']}")
                   for k, v in res.items()}
 
 
@@ -119,11 +126,15 @@ def main() -> int:
             print(f"{name:10} {rnd:5} {t_ours:11.1f} {t_theirs:11.1f} {t_theirs / t_ours:6.2f}  "
                   f"{agree_b:>6}/{len(ids)} {agree_p:>6}/{len(ids)}  {pb}/{pp} | {tb}/{tp}",
                   flush=True)
-            bad = [i for i in ids if ours[i] != theirs[i]]
-            if bad:
+            bad = [i for i in ids if ours[i][:2] != theirs[i][:2]]
+            known = [i for i in bad if i in KNOWN]
+            if known:
+                print(f"  known evalplus defects: " + ", ".join(f"{i} ({KNOWN[i]})" for i in known))
+            other = [i for i in bad if i not in KNOWN]
+            if other:
                 ok = False
-                print(f"  disagreements ({len(bad)}): " + ", ".join(
-                    f"{i} ours={ours[i]} evalplus={theirs[i]}" for i in bad[:20]))
+                print(f"  disagreements ({len(other)}), base/plus statuses: " + ", ".join(
+                    f"{i} ours={ours[i][2]} evalplus={theirs[i][2]}" for i in other[:20]))
     return 0 if ok else 1
 
 

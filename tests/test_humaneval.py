@@ -216,3 +216,25 @@ def test_canonical_solutions_pass_original_humaneval(he):
     items = he.test_items()
     recs = he.score_many(items, [it.completion for it in items])
     assert [r["id"] for r in recs if r["status_base"] != "pass"] == []
+
+
+@pytest.mark.parametrize("plus", [False, True])
+def test_hostile_solutions_never_pass(plus, he, hep):
+    """Solutions that try to skip or fake the tests score non-pass in both tasks."""
+    task = hep if plus else HumanEval(workers=2, timeout_s=3.0)
+    it = _item(task, "HumanEval/0")
+    sig = "def has_close_elements(numbers, threshold):\n"
+    hostile = [
+        "import sys\nsys.exit(0)\n",                                     # exit before the tests
+        sig + "    import os\n    os._exit(0)\n",                        # exit inside a test
+        sig + "    raise SystemExit(0)\n",
+        sig + "    raise KeyboardInterrupt\n",
+        sig + "    return False\ndef check(candidate):\n    pass\n",       # own check function
+        sig + "    return False\nimport builtins\nbuiltins.exit = None\nexit = lambda *a: None\n",
+        sig + "    print('{\"event\": \"end\"}')\n    import os\n    os._exit(0)\n",  # fake marker
+        sig + "    import os, signal\n    os.kill(os.getppid(), signal.SIGKILL)\n",
+        sig + "    while True:\n        pass\n",
+    ]
+    recs = task.score_many([it] * len(hostile), hostile)
+    for code, r in zip(hostile, recs):
+        assert not r["correct"] and r["status_base"] != "pass", (code, r)
