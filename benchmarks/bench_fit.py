@@ -23,7 +23,7 @@ from scipy.optimize import least_squares
 from scipy.stats import norm
 
 from sftscale.fit import CurveData, fit_curve, fit_table, paired_bootstrap_means
-from sftscale.fitforms import FORMS
+from sftscale.fitforms import FORMS, one_blas_thread
 
 NS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 TRUTH = {"power": [np.log(0.05), 0.35], "saturating": [0.15, np.log(0.8), 0.5],
@@ -83,7 +83,8 @@ def speed(n_boot: int, peer_curves: int) -> None:
     for r in res[:peer_curves]:
         rows = long[long["model"] == r.model]
         cd = curve_data(rows, items[items["model"] == r.model], n_boot, _curve_seed(0, r.model, "t", "accuracy"))
-        th_peer = peer_fit("saturating", r, cd.reps)
+        with one_blas_thread():  # same BLAS setting as sftscale
+            th_peer = peer_fit("saturating", r, cd.reps)
         diffs.append(np.median(np.abs(FORMS["saturating"].public(th_peer) -
                                       FORMS["saturating"].public(r.theta_reps)), axis=0))
     t_peer = (time.perf_counter() - t0) * 20 / peer_curves

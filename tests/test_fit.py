@@ -338,3 +338,12 @@ def test_nullable_dtypes_from_the_study_exporter():
     from sftscale.analysis import style_substance
     g = style_substance(items, n_boot=50)["groups"][0]
     assert g["total_error"]["mid"][0] == pytest.approx(1 - np.delete(S[0], 3).mean())
+
+
+def test_items_missing_for_some_n_are_reported():
+    rng = np.random.default_rng(12)
+    S = simulate_items(rng, "power", TRUTH["power"], NS, 200)
+    long, items = as_tables(S, NS)
+    r = fit_table(long, items[items["n"] != 1024], forms=["power"], n_boot=50)[0]
+    assert 1024 not in r.n.tolist() and len(r.n) == len(NS) - 1
+    assert any("N=[1024]" in w and "no per-item scores" in w for w in r.warnings)

@@ -182,6 +182,9 @@ def curve_data(rows: pd.DataFrame, items: pd.DataFrame | None, n_boot: int,
         levels, point, reps = paired_bootstrap_means(cell_n, cell_seed, S, n_boot, rng)
         agg = rows.groupby("n")["value"].mean()
         diff = [int(k) for k in levels if k in agg.index and abs(agg[k] - point[levels == k][0]) > 1e-6]
+        missing = sorted(int(k) for k in set(agg.index) - set(levels.tolist()))
+        if missing:
+            notes.append(f"N={missing} have aggregates but no per-item scores: left out of this curve")
         if diff:
             notes.append(f"aggregate {metric} differs from the per-item mean of '{col}' at N={diff}; "
                          "the per-item means are used")
