@@ -123,3 +123,9 @@ def test_ifeval_gap_and_categories():
     assert cats["detectable_format"]["mid"] == [0.5, 1.0]
     assert cats["length_constraints"]["mid"] == [0.0, 1.0]
     assert cats["length_constraints"]["n_instructions"] == 4
+
+
+def test_no_bootstrap_gives_points_without_intervals():
+    g = style_substance(hand_table(), n_boot=0)["groups"][0]
+    assert g["total_error"]["mid"] == [0.75, 0.25, 0.0] and g["total_error"]["lo"] == [None] * 3
+    assert g["accuracy_plateau_n"]["n"] is None and g["style_saturation_n"]["n"] == 10

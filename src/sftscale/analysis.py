@@ -41,6 +41,9 @@ from .fitdata import load_items
 
 def _band(point: np.ndarray, reps: np.ndarray, level: float) -> dict:
     t = (1.0 - level) / 2.0
+    if reps.shape[0] == 0:
+        nan = np.full(np.shape(point), np.nan)
+        return {"mid": point, "lo": nan, "hi": nan}
     return {"mid": point, "lo": np.quantile(reps, t, axis=0), "hi": np.quantile(reps, 1 - t, axis=0)}
 
 
@@ -56,6 +59,9 @@ def plateau_n(levels: np.ndarray, acc: np.ndarray, reps: np.ndarray, level: floa
     """Smallest N after which no larger N has a significant paired accuracy gain."""
     a = 1.0 - level
     K = levels.size
+    if reps.shape[0] == 0:
+        return {"n": None, "still_rising": None, "steps": [],
+                "definition": "needs bootstrap replicates (n_boot > 0)"}
     chosen = K - 1
     for k in range(K):
         later = reps[:, k + 1:] - reps[:, [k]]

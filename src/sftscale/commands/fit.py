@@ -87,10 +87,14 @@ def _print(doc: dict, analysis_doc: dict | None, path: Path) -> None:
         for tg in f.get("targets", []):
             if f["best"]:
                 n = _fmt(tg["n"], 4) if tg["reachable"] else "not reachable"
-                con.print(f"{f['model']}/{f['task']} {f['metric']} >= {tg['target']} ({f['form']}): N = {n} "
-                          f"[{_fmt(tg['lo'], 4)}, {_fmt(tg['hi'], 4) if tg['hi'] is not None else 'never'}]"
-                          + (f", reachable in {100 * tg['frac_reachable']:.0f}% of replicates"
-                             if tg["frac_reachable"] is not None else ""))
+                if tg["frac_reachable"] is None:
+                    ci = " (no interval: no bootstrap)"
+                else:
+                    hi = _fmt(tg["hi"], 4) if tg["hi"] is not None else "never"
+                    ci = (f" [{_fmt(tg['lo'], 4)}, {hi}], reachable in {100 * tg['frac_reachable']:.0f}% "
+                          "of replicates")
+                con.print(f"{f['model']}/{f['task']} {f['metric']} >= {tg['target']} ({f['form']}): "
+                          f"N = {n}{ci}")
     if analysis_doc:
         for g in analysis_doc["groups"]:
             if "style_saturation_n" in g:
