@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from sftscale.fit import CurveData, fit_curve, fit_law, fit_table, n_for_target, paired_bootstrap_means
+from sftscale.fit import CurveData, bootstrap_fit, fit_curve, fit_law, fit_table, n_for_target, paired_bootstrap_means
 from sftscale.fitdata import load_items, load_long
 from sftscale.fitforms import FORMS, lm_fit
 from sftscale.io import InputError
@@ -347,3 +347,13 @@ def test_items_missing_for_some_n_are_reported():
     r = fit_table(long, items[items["n"] != 1024], forms=["power"], n_boot=50)[0]
     assert 1024 not in r.n.tolist() and len(r.n) == len(NS) - 1
     assert any("N=[1024]" in w and "no per-item scores" in w for w in r.warnings)
+
+
+def test_bootstrap_fit_on_caller_replicates_matches_fit_table():
+    rng = np.random.default_rng(13)
+    S = simulate_items(rng, "loglinear", TRUTH["loglinear"], NS, 300)
+    lv, pt, reps = paired_bootstrap_means(np.array(NS, float), np.zeros(len(NS)), S, 200, rng)
+    r = bootstrap_fit(lv, pt, reps, "loglinear", n_items=300)
+    assert r.method == "user" and r.n_boot == 200 and len(r.theta_reps) == 200
+    lo, hi = r.param_ci["d"]
+    assert lo < r.params["d"] < hi and hi - lo < 0.02

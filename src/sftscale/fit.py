@@ -5,7 +5,8 @@ Public API (see ``fitforms`` for the four forms and ``fitdata`` for the input ta
 - ``fit_table(df, items=None, metric=None, forms=None, n_boot=1000, seed=0, level=0.95)
   -> list[FitResult]``: one fit per (model, task, metric, form); ``best`` marks the lowest
   AICc per curve.
-- ``fit_law(n, y, form, n_items=None) -> FitResult``: a single point fit (no bootstrap).
+- ``fit_law(n, y, form, n_items=None) -> FitResult``: a single point fit (no bootstrap);
+  ``bootstrap_fit(n, y, replicates, form)``: the same plus refits of given replicates (B, K).
 - ``FitResult.predict(n) -> (mid, lo, hi)`` arrays in metric space;
   ``FitResult.n_for_target(x)`` / ``n_for_target(fit, x) -> dict``; ``FitResult.to_dict()``.
 - ``paired_bootstrap_means(cell_n, cell_seed, S, n_boot, rng, paired=True)``: per-N means of
@@ -351,6 +352,15 @@ def fit_law(n: Sequence[float], y: Sequence[float], form: str | Form, n_items: i
     return fit_curve(cd, form, delta=delta)
 
 
+def bootstrap_fit(n: Sequence[float], y: Sequence[float], replicates: np.ndarray, form: str | Form,
+                  n_items: int | None = None, level: float = 0.95, method: str = "user",
+                  delta: float | None = None) -> FitResult:
+    """Point fit of per-N values ``y`` plus refits of caller-made replicates (B, K) of them."""
+    cd = CurveData("", "", "", np.asarray(n, float), np.asarray(y, float), np.asarray(replicates, float),
+                   method, n_items)
+    return fit_curve(cd, form, delta=delta, level=level)
+
+
 @_single_threaded
 def fit_curve(cd: CurveData, form: str | Form, delta: float | None = None, level: float = 0.95) -> FitResult:
     """Fit one form to a CurveData, refit its bootstrap replicates, compute diagnostics."""
@@ -552,6 +562,6 @@ def fits_document(results: Sequence[FitResult], targets: Sequence[float] = (),
             "fits": [r.to_dict(targets=targets, predict_at=predict_at) for r in results]}
 
 
-__all__ = ["DEFAULT_FORMS", "CurveData", "FitResult", "curve_data", "fit_curve", "fit_law", "fit_table",
+__all__ = ["DEFAULT_FORMS", "CurveData", "FitResult", "bootstrap_fit", "curve_data", "fit_curve", "fit_law", "fit_table",
            "fits_document", "item_matrix", "n_for_target", "paired_bootstrap_means", "point_fit"]
 
