@@ -25,6 +25,9 @@ tokens are exactly those the model sees at generation time (no merge across the 
 A completion tokenised on its own may differ from its in-context tokenisation for
 SentencePiece tokenizers that add a prefix space; not handled.
 
+Multi-GPU: under ``accelerate launch`` (WORLD_SIZE > 1) the cell trains data-parallel (see
+docs/multi-gpu.md); only the main process saves. Not tested here (no GPUs).
+
 Not handled: resuming a half-finished run (it restarts), multi-turn conversations, packing
 with TRL, training on GPUs with less memory than the model needs (no gradient checkpointing
 flag), quantised (QLoRA) training.
@@ -271,9 +274,9 @@ def _clean(out: Path) -> list[str]:
     for child in out.iterdir():
         if child.name == "ckpt" or child.name.startswith((".ckpt", f".{META}")):
             if child.is_dir():
-                shutil.rmtree(child)
+                shutil.rmtree(child, ignore_errors=True)
             else:
-                child.unlink()
+                child.unlink(missing_ok=True)
             removed.append(child.name)
     return removed
 
@@ -372,7 +375,8 @@ def train_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
 
     from .models import default_device, load_model, model_weights_hash, template_sha
 
-    dev = device or default_device()
+    accelerator = _launched_accelerator()
+    dev = str(accelerator.device) if accelerator is not None else (device or default_device())
     on_gpu = str(dev).startswith("cuda")
     train_dtype = _train_dtype(rec, on_gpu)
     load_dtype = torch.bfloat16 if (train_dtype == "bf16" and rec.method == "lora") else torch.float32
@@ -407,7 +411,11 @@ def train_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
                              min_lr_ratio=rec.min_lr_ratio, weight_decay=rec.weight_decay,
                              betas=tuple(rec.betas), max_grad_norm=rec.max_grad_norm,
                              seed=int(seed), autocast_dtype="bf16" if train_dtype == "bf16" else None)
-            res = train_loop(mdl, rows, cfg, pad_id=_pad_id(tok), on_metrics=cb)
+            res = train_loop(mdl, rows, cfg, pad_id=_pad_id(tok), on_metrics=cb,
+                             accelerator=accelerator)
+        if accelerator is not None and not accelerator.is_main_process:
+            accelerator.wait_for_everyone()  # the main process saves and writes the meta
+            return meta
         _save_ckpt(mdl, tok, out, rec)
     wall = time.perf_counter() - t_start
     meta.update({
@@ -427,8 +435,22 @@ def train_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
         "device": str(dev), "dtype": train_dtype, "backend": rec.train_backend,
         "threads": torch.get_num_threads(), "versions": _versions(),
     })
+    if accelerator is not None:
+        meta["processes"] = accelerator.num_processes
     atomic_write_json(out / META, meta)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
     return meta
+
+
+def _launched_accelerator() -> Any:
+    """An ``accelerate.Accelerator`` when this process was started by ``accelerate launch``
+    (or torchrun) with more than one process; None otherwise (the normal case)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import Accelerator
+
+    return Accelerator(mixed_precision="no")  # the loop autocasts itself
 
 
 def _safe(fn: Callable, *a: Any) -> Any:

@@ -20,9 +20,11 @@ position that predicts a target onwards (``logits_to_keep``), which skips most o
 lm-head work on long prompts.
 
 Multi-device: pass an ``accelerate.Accelerator`` (already holding the process group); every
-process computes the same seeded batch order and takes every ``world_size``-th micro-batch of
-each effective batch; the loss is normalised by the global target-token count, and scaled by
-``world_size`` because DDP averages gradients. Untested here (no GPUs); see docs/multi-gpu.md.
+process computes the same seeded batch order and takes every ``world_size``-th example of
+each length-sorted effective batch (then splits its share into micro-batches; only the last
+backward of a step synchronises); the loss is normalised by the global target-token count and
+scaled by ``world_size`` because DDP averages gradients. ``tokens_seen`` counts this process's
+tokens only. Only the one-process path is tested here (no GPUs); see docs/multi-gpu.md.
 
 Not handled here: which examples are chosen (``train.py``), LoRA wrapping (``train.py``),
 mixed precision beyond an optional autocast dtype, checkpointing or resuming mid-run.
@@ -217,6 +219,9 @@ def train_loop(model: torch.nn.Module, examples: Sequence[Sequence[Sequence[int]
     rank, world = 0, 1
     if accelerator is not None:
         rank, world = accelerator.process_index, accelerator.num_processes
+        if cfg.batch_size < world:
+            raise ValueError(f"batch_size {cfg.batch_size} < {world} processes: every process "
+                             "needs at least one example per step")
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
     model.train()
     opt = make_optimizer(model, cfg)
@@ -233,8 +238,8 @@ def train_loop(model: torch.nn.Module, examples: Sequence[Sequence[Sequence[int]
         n_target = sum(n_tgt[i] for i in idx)
         if n_target == 0:
             raise ValueError(f"step {step}: every target token of the batch is masked")
-        micro = [idx[s:s + cfg.micro_batch_size] for s in range(0, len(idx), cfg.micro_batch_size)]
-        mine = micro[rank::world]
+        share = idx[rank::world]  # this process's examples (all of them on one process)
+        mine = [share[s:s + cfg.micro_batch_size] for s in range(0, len(share), cfg.micro_batch_size)]
         total = torch.zeros((), dtype=torch.float64)
         for j, mb_idx in enumerate(mine):
             mb = collate([examples[i] for i in mb_idx], pad_id, device)
