@@ -105,6 +105,21 @@ def test_batch_size_1_equals_32_and_model_generate(loaded):
         assert got == truncate_at_stop(ref, spec.stop)
 
 
+def test_dropping_finished_rows_and_trimming_padding_keep_outputs(loaded):
+    """The longest prompt stops at once: its row is dropped and the left padding it forced on
+    the other rows is cut from the cache; every output must equal its batch-of-one output."""
+    model, tok = loaded
+    prompts = ["short?", "a bit longer prompt", "Q: " + "much longer prompt " * 4, "mid size one"]
+    free = Generator((model, tok), batch_size=1).generate(prompts, GenSpec(max_new_tokens=10))
+    spec = GenSpec(max_new_tokens=10, stop=(free[2][0],))
+    g = Generator((model, tok), batch_size=4)
+    batched = g.generate(prompts, spec)
+    single = Generator((model, tok), batch_size=1).generate(prompts, spec)
+    assert batched == single
+    assert g.last["n_tokens"][2] == 1 and max(g.last["n_tokens"]) > 1
+    assert g.stats["trimmed_columns"] > 0
+
+
 def test_stop_and_max_tokens_and_order(loaded):
     model, tok = loaded
     g = Generator((model, tok), batch_size=4)

@@ -157,7 +157,7 @@ class HFBackend:
         self._adapters: OrderedDict[str, str] = OrderedDict()  # hash -> peft adapter name
         self._base_hash: str | None = None
         self._tok_hash: str | None = None
-        self.stats = {"base_loads": 0, "adapter_loads": 0, "full_loads": 0}
+        self.stats = {"base_loads": 0, "adapter_loads": 0, "full_loads": 0, "trimmed_columns": 0}
         if self.tok.pad_token_id is None:
             self.tok.pad_token = self.tok.eos_token
         ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -333,6 +333,7 @@ class HFBackend:
                     cache.batch_select_indices(sel)
                     attn, last, nxt = attn[sel], last[sel], nxt[sel]
                     active = [active[j] for j in keep]
+                    attn = self._trim_left_padding(cache, attn)
                 attn = torch.cat([attn, attn.new_ones((len(active), 1))], dim=1)
                 last = last + 1
                 logits = self.model(input_ids=nxt[:, None], attention_mask=attn,
@@ -343,6 +344,27 @@ class HFBackend:
             text = self.tok.decode(g, skip_special_tokens=True)
             out.append((truncate_at_stop(text, stops), len(g)))
         return out
+
+    def _trim_left_padding(self, cache: Any, attn: Any) -> Any:
+        """Drop leading cache columns that are padding for every remaining row.
+
+        Only for plain full-attention ``DynamicLayer`` caches (sliding-window and other layer
+        types keep their own bookkeeping); positions are explicit, so nothing else moves."""
+        from transformers.cache_utils import DynamicLayer
+
+        empty = (attn == 0).all(dim=0)
+        if not bool(empty[0]):
+            return attn
+        n = int(empty.long().cumprod(0).sum())
+        layers = getattr(cache, "layers", None)
+        if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+            return attn
+        for layer in layers:
+            if getattr(layer, "is_initialized", False) and layer.keys is not None and layer.keys.numel():
+                layer.keys = layer.keys[:, :, n:, :]
+                layer.values = layer.values[:, :, n:, :]
+        self.stats["trimmed_columns"] += n
+        return attn[:, n:]
 
     def describe(self) -> dict:
         return {"backend": "hf", "device": str(self.device),
