@@ -10,6 +10,10 @@ the ratio of wall times.
 
     .venv/bin/python benchmarks/bench_generate_vs_lmeval.py                 # toy-S if shipped, else a random tiny Llama
     .venv/bin/python benchmarks/bench_generate_vs_lmeval.py --model DIR --batch-size 16 --max-new-tokens 64
+    .venv/bin/python benchmarks/bench_generate_vs_lmeval.py --model toy-S --task toy-math   # a task's prompts, stops, max tokens
+
+With a random model every row runs to ``max_new_tokens`` (the worst case for sftscale: no
+finished rows to drop); a trained model on its task stops rows at different lengths.
 
 Not handled: GPU timing (runs wherever ``models.load_model`` puts the model; pass --device).
 """
@@ -50,6 +54,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--n", type=int, default=48, help="number of prompts")
+    ap.add_argument("--task", default=None, help="use this registered task's test prompts and GenSpec")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--hidden", type=int, default=256, help="random tiny model width")
     ap.add_argument("--layers", type=int, default=4, help="random tiny model depth")
@@ -67,29 +72,37 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as td:
         ref = _model_ref(a.model, Path(td), a.hidden, a.layers)
         model, tok = load_model(ref, device=a.device, dtype="float32")
-        rows = (parity.load_rows() * ((a.n + 47) // 48))[:a.n]
-        prompts = [r["prompt"] for r in rows]
-        task = parity.ParityTask(rows, a.max_new_tokens)
+        if a.task:
+            from sftscale.tasks import get_task
+
+            task = get_task(a.task)
+            prompts = [task.build_prompt(it, tok, False) for it in task.test_items()[:a.n]]
+        else:
+            rows = (parity.load_rows() * ((a.n + 47) // 48))[:a.n]
+            prompts = [r["prompt"] for r in rows]
+            task = parity.ParityTask(rows, a.max_new_tokens)
+        spec = task.gen
         gen = Generator((model, tok), batch_size=a.batch_size)
         lm = parity.lmeval_hflm(model, tok, a.batch_size)
         # warm-up (allocator, lazy inits) on a few prompts
-        gen.generate(prompts[:2], task.gen)
-        parity.lmeval_generate(lm, prompts[:2], a.max_new_tokens)
+        gen.generate(prompts[:2], spec)
+        parity.lmeval_generate(lm, prompts[:2], spec.max_new_tokens, spec.stop)
         t_ours = t_theirs = c_ours = c_theirs = float("inf")
         ours = theirs = None
         for _ in range(a.repeats):
             t0, c0 = time.perf_counter(), time.process_time()
-            theirs = parity.lmeval_generate(lm, prompts, a.max_new_tokens)
+            theirs = parity.lmeval_generate(lm, prompts, spec.max_new_tokens, spec.stop)
             t_theirs = min(t_theirs, time.perf_counter() - t0)
             c_theirs = min(c_theirs, time.process_time() - c0)
             t0, c0 = time.perf_counter(), time.process_time()
-            ours = gen.generate(prompts, task.gen)
+            ours = gen.generate(prompts, spec)
             t_ours = min(t_ours, time.perf_counter() - t0)
             c_ours = min(c_ours, time.process_time() - c0)
         tokens = sum(gen.last["n_tokens"])
         same = sum(x == y for x, y in zip(ours, theirs))
-        print(f"model={ref} device={a.device} prompts={len(prompts)} batch_size={a.batch_size} "
-              f"max_new_tokens={a.max_new_tokens} threads={torch.get_num_threads()}")
+        print(f"model={ref} task={a.task or 'parity'} device={a.device} prompts={len(prompts)} "
+              f"batch_size={a.batch_size} max_new_tokens={spec.max_new_tokens} stop={list(spec.stop)} "
+              f"threads={torch.get_num_threads()}")
         print(f"identical responses: {same}/{len(prompts)}; tokens in responses: {tokens}")
         print(f"lm-eval hf : {t_theirs:8.2f} s wall {tokens / t_theirs:9.1f} tok/s  ({c_theirs:.2f} s CPU)")
         print(f"sftscale   : {t_ours:8.2f} s wall {tokens / t_ours:9.1f} tok/s  ({c_ours:.2f} s CPU)")

@@ -117,10 +117,11 @@ def lmeval_hflm(model: Any, tokenizer: Any, batch_size: int) -> Any:
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device="cpu")
 
 
-def lmeval_generate(lm: Any, prompts: Sequence[str], max_gen_toks: int = MAX_GEN) -> list[str]:
+def lmeval_generate(lm: Any, prompts: Sequence[str], max_gen_toks: int = MAX_GEN,
+                    until: Sequence[str] = UNTIL) -> list[str]:
     """lm-eval's generate_until on raw prompts, as its evaluator calls it."""
     from lm_eval.api.instance import Instance
 
-    kw = {"until": list(UNTIL), "max_gen_toks": max_gen_toks, "do_sample": False, "temperature": 0.0}
+    kw = {"until": list(until), "max_gen_toks": max_gen_toks, "do_sample": False, "temperature": 0.0}
     reqs = [Instance("generate_until", {}, (p, dict(kw)), i) for i, p in enumerate(prompts)]
     return lm.generate_until(reqs, disable_tqdm=True)
