@@ -462,7 +462,6 @@ def _identifiability(r: FitResult, fo: Form, cd: CurveData) -> None:
             w.append("asymptote not reached: more than half of the reducible error remains at the "
                      "largest N, so E (the ceiling 1 - E) is an extrapolation")
     if r.theta_reps is not None and len(r.theta_reps):
-        pr = fo.public(r.theta_reps)
         for i, nm in enumerate(fo.public_names):
             lo, hi = r.param_ci[nm]
             est = abs(r.params[nm])
@@ -473,7 +472,6 @@ def _identifiability(r: FitResult, fo: Form, cd: CurveData) -> None:
             th_col = r.theta_reps[:, i]
             if fo.theta_names[i] != "E" and np.mean((th_col <= lb[i] + 1e-9) | (th_col >= ub[i] - 1e-9)) > 0.1:
                 w.append(f"{nm} hits its bound in more than 10% of bootstrap replicates")
-        del pr
 
 
 def n_for_target(fit: FitResult, target: float) -> dict:
