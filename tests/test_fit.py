@@ -357,3 +357,22 @@ def test_bootstrap_fit_on_caller_replicates_matches_fit_table():
     assert r.method == "user" and r.n_boot == 200 and len(r.theta_reps) == 200
     lo, hi = r.param_ci["d"]
     assert lo < r.params["d"] < hi and hi - lo < 0.02
+
+
+def test_items_dataframe_fast_path_equals_row_by_row_validation():
+    from sftscale.fitdata import _check_item_rows
+    rng = np.random.default_rng(14)
+    df = pd.DataFrame({"model": "m", "task": "t", "n": np.repeat([0, 10, 100], 50), "seed": 3,
+                       "id": [f"q{i % 50}" for i in range(150)],
+                       "correct": pd.array(rng.random(150) < 0.5, dtype="boolean"),
+                       "format_ok": rng.random(150) < 0.9, "score": rng.random(150), "response": "x"})
+    df.loc[7, "correct"] = pd.NA
+    fast = load_items(df)
+    slow = _check_item_rows(df.to_dict("records"), None, list(range(150)))
+    cols = ["model", "task", "n", "item_id", "seed", "correct", "format_ok", "score"]
+    assert fast[cols].astype(str).equals(slow[cols].astype(str)) and "response" not in fast
+    bad = df.assign(n=df["n"].astype(float))
+    bad.loc[9, "n"] = 2.5
+    with pytest.raises(InputError) as e:
+        load_items(bad)  # falls back to the row path, which names the row and field
+    assert e.value.field == "n" and e.value.line == 11

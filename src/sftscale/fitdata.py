@@ -152,9 +152,39 @@ def _check_item_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _items_frame_fast(df: pd.DataFrame) -> pd.DataFrame | None:
+    """Vectorised validation of a clean DataFrame; None sends it to the row-by-row path
+    (which names the first bad row and field)."""
+    if "item_id" not in df.columns and "id" in df.columns:
+        df = df.rename(columns={"id": "item_id"})
+    if len(df) == 0 or any(c not in df.columns or df[c].isna().any() for c in ITEM_REQUIRED):
+        return None
+    n = pd.to_numeric(df["n"], errors="coerce")
+    if n.isna().any() or (n < 0).any() or (n != n.round()).any():
+        return None
+    out = pd.DataFrame({"model": df["model"].astype(str), "task": df["task"].astype(str),
+                        "n": n.astype("int64"), "item_id": df["item_id"].astype(str)})
+    seed = df["seed"] if "seed" in df.columns else pd.Series("0", index=df.index)
+    out["seed"] = ["0" if _blank(v) else str(v).removesuffix(".0") for v in seed]
+    for k in df.columns:
+        if k in out.columns or k == "id":
+            continue
+        col = df[k]
+        if k == "category":
+            out[k] = col.astype(object).where(col.notna(), None).map(lambda v: None if v is None else str(v))
+        elif pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+            out[k] = col.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+        elif k in ("correct", "format_ok", "followed_strict", "followed_loose"):
+            return None  # strings or mixed objects: validate row by row
+    return out.reset_index(drop=True)
+
+
 def load_items(src: str | Path | pd.DataFrame) -> pd.DataFrame:
     """Read a per-item table (JSONL or CSV or DataFrame), validated like ``load_long``."""
     if isinstance(src, pd.DataFrame):
+        fast = _items_frame_fast(src)
+        if fast is not None:
+            return fast
         rows = src.to_dict("records")
         return _check_item_rows(rows, None, [i + 2 for i in range(len(rows))])
     path = Path(src)
