@@ -59,9 +59,9 @@ def run_demo(out: Path, quick: bool = False, n_boot: int = 1000, progress: bool 
 
     t = time.perf_counter()
     con.rule("[bold]2/3 knowledge injection")
-    from .knowledge import load_knowledge_config, run_knowledge
+    from .knowledge import load_config, run_knowledge
 
-    kcfg = load_knowledge_config(studies_dir() / ("knowledge-toy-quick.yaml" if quick else "knowledge-toy.yaml"))
+    kcfg = load_config(studies_dir() / ("knowledge-toy-quick.yaml" if quick else "knowledge-toy.yaml"))
     run_knowledge(kcfg, out / "knowledge")
     times["knowledge experiment"] = time.perf_counter() - t
 

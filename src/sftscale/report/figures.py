@@ -149,7 +149,7 @@ def style_substance_figure(groups: Sequence[dict]) -> Any:
             b = g[key]
             mid, lo, hi = (np.asarray([np.nan if v is None else v for v in b[k]], float)
                            for k in ("mid", "lo", "hi"))
-            ax.plot(xs, mid, "o-", color=col, ms=3.5, lw=1.4, label=lab,
+            ax.plot(xs, mid, marker="o", color=col, ms=3.5, lw=1.4, label=lab,
                     ls="--" if key == "total_error" else "-")
             if np.all(np.isfinite(lo)):
                 ax.fill_between(xs, lo, hi, color=col, alpha=0.15, lw=0)
@@ -162,8 +162,10 @@ def style_substance_figure(groups: Sequence[dict]) -> Any:
         if plat.get("n") is not None:
             xp = _xs(np.array([plat["n"]], float), x0)[0]
             ax.axvline(xp, color="#1f77b4", lw=1, ls=":")
-            txt = "accuracy still rising" if plat.get("still_rising") else f"accuracy stops rising\nN={int(plat['n'])}"
-            ax.text(xp, 0.80, " " + txt.replace("\n", "\n "), color="#1f77b4", fontsize=7, va="top")
+            txt = "accuracy still\nrising" if plat.get("still_rising") else f"accuracy stops\nrising at N={int(plat['n'])}"
+            right = plat["n"] >= max(ns)
+            ax.text(xp, 0.80, txt + " " if right else " " + txt.replace("\n", "\n "), color="#1f77b4",
+                    fontsize=7, va="top", ha="right" if right else "left")
         r2 = (g.get("r2_total_vs_substance") or {}).get("r2")
         _xaxis(ax, ns)
         ax.set_ylim(-0.02, 1.02)
@@ -176,34 +178,43 @@ def style_substance_figure(groups: Sequence[dict]) -> Any:
     return fig
 
 
-def knowledge_figure(table: dict) -> Any:
-    """Grouped bars: one group per question type, one bar per starting point, with intervals."""
+def knowledge_figure(table: dict, metric: str = "em") -> Any:
+    """Grouped bars per question type: one bar per starting point after the facts stage
+    (with its paired-bootstrap interval); markers show the same model before the facts
+    stage (x) and with the fact given in the prompt (retrieval, diamond)."""
     plt = _plt()
     rows = table.get("rows", [])
+    qtypes = [q for q in ("direct", "multihop") if any(isinstance(r.get(q), dict) for r in rows)]
     starts = list(dict.fromkeys(r["start"] for r in rows))
-    qtypes = list(dict.fromkeys(r["qtype"] for r in rows))
-    metric = table.get("metric", "em")
-    fig, ax = plt.subplots(figsize=(1.6 + 1.9 * len(qtypes) * max(1, len(starts)) / 2.5, 3.6))
+    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(qtypes) * max(1, len(starts)) / 2, 3.8))
     w = 0.8 / max(1, len(starts))
+
+    def cell(start: str, cond: str, q: str) -> dict | None:
+        r = next((r for r in rows if r["start"] == start and r["condition"] == cond), None)
+        c = (r or {}).get(q) or {}
+        return c.get(metric)
+
     for si, s in enumerate(starts):
-        xs, ys, lo, hi = [], [], [], []
+        col = COLORS[si % len(COLORS)]
         for qi, q in enumerate(qtypes):
-            r = next((r for r in rows if r["start"] == s and r["qtype"] == q), None)
-            if r is None:
-                continue
-            m = r[metric]
-            xs.append(qi + (si - (len(starts) - 1) / 2) * w)
-            ys.append(m["mid"])
-            lo.append(m["mid"] - (m["lo"] if m.get("lo") is not None else m["mid"]))
-            hi.append((m["hi"] if m.get("hi") is not None else m["mid"]) - m["mid"])
-        ax.bar(xs, ys, w * 0.92, yerr=[lo, hi], capsize=3, color=COLORS[si % len(COLORS)], label=s)
-        for x, y in zip(xs, ys):
-            ax.text(x, y + 0.02, f"{100 * y:.0f}", ha="center", fontsize=7)
+            x = qi + (si - (len(starts) - 1) / 2) * w
+            c = cell(s, "injected", q)
+            if c and c.get("mean") is not None:
+                err = [[c["mean"] - c["lo"]], [c["hi"] - c["mean"]]]
+                ax.bar([x], [c["mean"]], w * 0.9, yerr=err, capsize=3, color=col,
+                       label=f"{s}: facts finetuned" if qi == 0 else None)
+                ax.text(x, c["hi"] + 0.02, f"{100 * c['mean']:.0f}", ha="center", fontsize=7)
+            for cond, mk in (("before", "x"), ("retrieval", "D")):
+                c2 = cell(s, cond, q)
+                if c2 and c2.get("mean") is not None:
+                    ax.plot([x], [c2["mean"]], mk, color="0.15", ms=5, mfc="none" if mk == "D" else None,
+                            label=("before the facts" if cond == "before" else "fact in the prompt")
+                            if (si == 0 and qi == 0) else None)
     ax.set_xticks(range(len(qtypes)))
-    ax.set_xticklabels(qtypes)
-    ax.set_ylim(0, 1.1)
-    ax.set_ylabel(metric)
-    ax.legend(fontsize=7.5, frameon=False, loc="upper right")
+    ax.set_xticklabels([f"{q} questions" for q in qtypes])
+    ax.set_ylim(0, 1.12)
+    ax.set_ylabel(f"{metric} (new facts)")
+    ax.legend(fontsize=7, frameon=False, loc="upper right")
     ax.set_title("knowledge injection")
     ax.grid(axis="y", alpha=0.25)
     fig.tight_layout()
