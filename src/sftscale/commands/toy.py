@@ -29,6 +29,37 @@ def register(app: typer.Typer) -> None:
             raise InputError(None, f"unknown size {size!r}; known: {', '.join(SIZES)}", field="--size")
         pretrain_toy(size, out, seed=seed, steps=steps, threads=threads, eval_every=eval_every)
 
+    @app.command("toy-probe")
+    def toy_probe_cmd(
+        model: str = typer.Option("toy-S", help="toy model name or directory"),
+        task: str = typer.Option("toy-multihop", help="toy task"),
+        n: str = typer.Option("0,32,256", help="comma-separated numbers of finetuning examples"),
+        seeds: str = typer.Option("0", help="comma-separated seeds"),
+        limit: Optional[int] = typer.Option(None, help="evaluate on the first LIMIT test items"),
+        lr: float = typer.Option(1e-3, help="finetuning learning rate"),
+        epochs: int = typer.Option(3, help="epochs over the N examples"),
+        min_steps: int = typer.Option(30, help="floor on optimizer steps"),
+        max_steps: int = typer.Option(300, help="cap on optimizer steps"),
+        out: Optional[Path] = typer.Option(None, help="write the rows as JSON here"),
+    ) -> None:
+        """Learnability probe: finetune a toy model on N examples (loss on completions), score."""
+        from ..io import InputError, atomic_write_json
+        from ..toyworld.probe import probe
+
+        try:
+            ns = [int(x) for x in n.split(",") if x.strip()]
+            sd = [int(x) for x in seeds.split(",") if x.strip()]
+        except ValueError:
+            raise InputError(None, "expected comma-separated integers", field="--n/--seeds") from None
+        rows = probe(model, task, ns, sd, limit=limit, lr=lr, epochs=epochs, min_steps=min_steps,
+                     max_steps=max_steps)
+        for r in rows:
+            typer.echo(f"n={r['n']:5d} seed={r['seed']} format_rate={r['format_rate']:.3f} "
+                       f"accuracy={r['accuracy']:.3f} steps={r.get('steps', 0)} "
+                       f"train_s={r.get('train_s', 0)} eval_s={r['eval_s']}")
+        if out:
+            atomic_write_json(out, rows)
+
     @app.command("toy-info")
     def toy_info_cmd() -> None:
         """List the shipped toy models with their size and measured recall."""

@@ -1,0 +1,110 @@
+"""Learnability probe of a toy model: finetune on N task examples, generate greedily, score.
+
+A small self-contained check used to measure the shipped models (docs/toy-models.md) and to pick
+``TOY_SFT_DEFAULTS``; the real study path is ``train.py`` + ``generate.py`` + ``evaluate.py``.
+Finetuning goes through THE shared loop (``trainloop.train_loop``) with the loss on completion
+tokens only (prompt labels -100) and an end-of-text token after each completion.
+
+``probe(model_ref, task, ns, seeds)`` returns one row per (n, seed) with format_rate and
+accuracy; n = 0 is the base model zero-shot.
+
+Not handled: LoRA, chat templates, batching beyond one padded batch per generation chunk,
+sampling (greedy only).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from typing import Any, Sequence
+
+from ..tasks.base import Task
+
+
+def sft_examples(tok, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+    """(input_ids, labels) with labels only on the completion and its end-of-text token."""
+    out = []
+    for prompt, completion in pairs:
+        p = tok(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+        c = tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        out.append((p + c, [-100] * len(p) + c))
+    return out
+
+
+def finetune(model, tok, task: Task, n: int, seed: int, lr: float = 1e-3, epochs: int = 3,
+             min_steps: int = 30, max_steps: int = 300, batch_size: int = 16) -> dict:
+    """Full finetuning in place on a seeded subset of ``n`` training items."""
+    from ..trainloop import LoopConfig, train_loop
+
+    pool = task.train_items()
+    idx = random.Random(f"probe-{seed}").sample(range(len(pool)), n)
+    ex = sft_examples(tok, [task.training_pair(pool[i]) for i in idx])
+    steps = min(max_steps, max(min_steps, -(-epochs * n // batch_size)))
+    cfg = LoopConfig(steps=steps, lr=lr, batch_size=min(batch_size, n), micro_batch_size=16,
+                     warmup_steps=0, schedule="cosine", weight_decay=0.0, seed=seed)
+    res = train_loop(model, ex, cfg, pad_id=tok.pad_token_id)
+    return {"steps": res.steps, "train_s": round(res.wall_s, 1), "final_loss": round(res.losses[-1], 4)}
+
+
+def generate(model, tok, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = (),
+             batch_size: int = 50) -> list[str]:
+    """Greedy continuations, cut at the first stop string."""
+    import torch
+
+    out: list[str] = []
+    old = tok.padding_side
+    tok.padding_side = "left"
+    try:
+        for i in range(0, len(prompts), batch_size):
+            enc = tok(list(prompts[i:i + batch_size]), return_tensors="pt", padding=True,
+                      add_special_tokens=False)
+            with torch.no_grad():
+                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                     pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+            for row in gen[:, enc["input_ids"].shape[1]:]:
+                text = tok.decode(row, skip_special_tokens=True)
+                for s in stop:
+                    if s and s in text:
+                        text = text[:text.index(s)]
+                out.append(text)
+    finally:
+        tok.padding_side = old
+    return out
+
+
+def evaluate(model, tok, task: Task, limit: int | None = None) -> dict[str, Any]:
+    items = task.test_items()[:limit] if limit else task.test_items()
+    resp = generate(model, tok, [task.prompt_text(it) for it in items], task.gen.max_new_tokens,
+                    task.gen.stop)
+    recs = task.score_many(items, resp)
+    agg = task.aggregate(recs)
+    return {"format_rate": agg.get("format_rate", 0.0), "accuracy": agg.get("accuracy", 0.0),
+            "examples": resp[:2]}
+
+
+def probe(model_ref: str, task_name: str, ns: Sequence[int], seeds: Sequence[int] = (0,),
+          limit: int | None = None, task_options: dict | None = None, **sft: Any) -> list[dict]:
+    """Rows {n, seed, format_rate, accuracy, steps, train_s, eval_s} for each (n, seed)."""
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..tasks import get_task
+    from . import toy_model_path
+
+    path = Path(model_ref) if Path(model_ref).is_dir() else toy_model_path(model_ref)
+    base = AutoModelForCausalLM.from_pretrained(str(path))
+    tok = AutoTokenizer.from_pretrained(str(path))
+    task = get_task(task_name, **(task_options or {}))
+    rows = []
+    for n in ns:
+        for seed in (seeds if n else seeds[:1]):
+            model = copy.deepcopy(base)
+            info: dict[str, Any] = {}
+            if n:
+                info = finetune(model, tok, task, n, seed, **sft)
+            t0 = time.perf_counter()
+            ev = evaluate(model, tok, task, limit)
+            rows.append({"n": n, "seed": seed, **info, "eval_s": round(time.perf_counter() - t0, 1), **ev})
+    return rows
