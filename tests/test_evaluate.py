@@ -15,6 +15,9 @@ from sftscale.tasks.base import GenSpec, Item, Task
 from test_generate import make_lora, make_tiny_lm
 
 
+from test_generate import _one_torch_thread  # noqa: E402,F401  (autouse fixture)
+
+
 class FirstCharTask(Task):
     """Correct when the response's first character equals the target."""
 

@@ -27,6 +27,9 @@ from test_generate import make_tiny_lm  # noqa: E402
 N, MAX_GEN = 8, 16
 
 
+from test_generate import _one_torch_thread  # noqa: E402,F401  (autouse fixture)
+
+
 @pytest.mark.slow
 def test_responses_and_accuracy_equal_lm_eval(tmp_path):
     model_dir = make_tiny_lm(tmp_path / "m", seed=11)
