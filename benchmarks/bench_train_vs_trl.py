@@ -4,7 +4,9 @@
 
 For each model, both backends train a fresh copy of the model on the SAME pre-tokenised rows
 (prompt masked with -100), with the same effective batch, micro batch, steps, lr and
-schedule. Rounds alternate ours/TRL so that load on a shared machine hits both alike; the
+schedule. ``ours`` is our loop as train_cell runs it on CPU (micro-batches also capped at
+1024 padded tokens: same gradient, less padding); ``ours_same_micro`` uses TRL's split
+exactly (micro_batch_size examples per micro-batch). Rounds alternate ours/TRL so that load on a shared machine hits both alike; the
 best round of each is reported. Timed: the optimizer steps only (model loading, dataset
 preparation and trainer construction excluded; TRL's time runs from on_train_begin to
 on_train_end).
@@ -56,12 +58,12 @@ def count_params(model) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-def run_ours(model, rows, rec, steps: int, pad_id: int):
+def run_ours(model, rows, rec, steps: int, pad_id: int, micro_batch_tokens=None):
     from sftscale.trainloop import LoopConfig, train_loop
 
     cfg = LoopConfig(steps=steps, lr=rec.lr, batch_size=rec.batch_size,
                      micro_batch_size=rec.micro_batch_size, warmup_steps=0,
-                     schedule=rec.schedule, seed=0)
+                     schedule=rec.schedule, seed=0, micro_batch_tokens=micro_batch_tokens)
     return train_loop(model, rows, cfg, pad_id=pad_id)
 
 
@@ -106,15 +108,20 @@ def bench_model(name: str, steps: int, rounds: int, peak: float) -> dict:
                      warmup_ratio=0.0)
         rows = synthetic_rows(16, model.config.vocab_size, (20, 60), (20, 60), seed=0)
     params = count_params(model)
-    results: dict[str, list[dict]] = {"ours": [], "trl": []}
+    from sftscale.train import CPU_MICRO_BATCH_TOKENS
+
+    results: dict[str, list[dict]] = {"ours": [], "ours_same_micro": [], "trl": []}
     for r in range(rounds):
-        for backend in ("ours", "trl"):
+        for backend in results:
             m = copy.deepcopy(model)
             if rec.method == "lora":
                 m = _wrap_lora(m, rec, seed=0)
             m.train()
-            res = (run_ours(m, rows, rec, steps, tok.pad_token_id) if backend == "ours"
-                   else run_trl(m, tok, rows, rec, steps))
+            if backend == "trl":
+                res = run_trl(m, tok, rows, rec, steps)
+            else:
+                mbt = CPU_MICRO_BATCH_TOKENS if backend == "ours" else None
+                res = run_ours(m, rows, rec, steps, tok.pad_token_id, mbt)
             tps = res.tokens_seen / res.wall_s
             results[backend].append({"round": r, "wall_s": res.wall_s, "tokens": res.tokens_seen,
                                      "tokens_per_s": tps, "first_loss": res.losses[0],
@@ -127,12 +134,13 @@ def bench_model(name: str, steps: int, rounds: int, peak: float) -> dict:
     out = {"model": label, "params": params, "method": rec.method, "steps": steps,
            "batch": rec.batch_size, "micro_batch": rec.micro_batch_size,
            "max_length": rec.max_length, "rounds": results}
-    for b in ("ours", "trl"):
+    for b in results:
         flops = 6 * params * best[b]["tokens_per_s"]
         out[f"{b}_tokens_per_s"] = best[b]["tokens_per_s"]
         out[f"{b}_gflops"] = flops / 1e9
         out[f"{b}_fraction_of_peak"] = flops / 1e9 / peak
     out["ratio_ours_over_trl"] = out["ours_tokens_per_s"] / out["trl_tokens_per_s"]
+    out["ratio_same_micro_over_trl"] = out["ours_same_micro_tokens_per_s"] / out["trl_tokens_per_s"]
     return out
 
 
@@ -141,24 +149,27 @@ def main() -> None:
     ap.add_argument("--models", default="toy,smollm2")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     a = ap.parse_args()
     import torch
 
-    torch.set_num_threads(cores())
+    torch.set_num_threads(a.threads or cores())
     load0 = os.getloadavg()[0]
-    peak = peak_gflops(2048, 10)
+    peak = peak_gflops(2048, 10, torch.get_num_threads())
     print(f"matmul peak: {peak['best_gflops']:.1f} GFLOP/s fp32 ({peak['threads']} threads)",
           file=sys.stderr)
     report = {"matmul_peak": peak, "threads": torch.get_num_threads(), "load_avg_1m_start": load0,
               "torch": torch.__version__, "models": []}
     for name in a.models.split(","):
         report["models"].append(bench_model(name.strip(), a.steps, a.rounds, peak["best_gflops"]))
-    report["matmul_peak_end"] = peak_gflops(2048, 5)
+    report["matmul_peak_end"] = peak_gflops(2048, 5, torch.get_num_threads())
     report["load_avg_1m_end"] = os.getloadavg()[0]
     for m in report["models"]:
-        print(f"{m['model']}: ours {m['ours_tokens_per_s']:,.0f} tok/s, TRL "
-              f"{m['trl_tokens_per_s']:,.0f} tok/s, ratio {m['ratio_ours_over_trl']:.2f}x; "
+        print(f"{m['model']}: ours {m['ours_tokens_per_s']:,.0f} tok/s (same micro-batches as "
+              f"TRL: {m['ours_same_micro_tokens_per_s']:,.0f}), TRL "
+              f"{m['trl_tokens_per_s']:,.0f} tok/s, ratio {m['ratio_ours_over_trl']:.2f}x "
+              f"({m['ratio_same_micro_over_trl']:.2f}x); "
               f"ours {m['ours_gflops']:.1f} GFLOP/s = {100 * m['ours_fraction_of_peak']:.0f}% of "
               f"matmul peak (TRL {100 * m['trl_fraction_of_peak']:.0f}%)", file=sys.stderr)
     text = json.dumps(report, indent=2)

@@ -159,3 +159,21 @@ def test_on_metrics_reports_every_step():
                pad_id=0, on_metrics=seen.append)
     assert [m["step"] for m in seen] == [0, 1, 2]
     assert seen[-1]["tokens_seen"] > seen[0]["tokens_seen"] > 0
+
+
+def test_token_capped_micro_batches_same_update():
+    from sftscale.trainloop import split_micro
+
+    lengths = [3, 4, 5, 8, 9, 20, 21, 40]
+    groups = split_micro(lengths, 16, 40)
+    assert [k for g in groups for k in g] == list(range(8))
+    assert all(len(g) * max(lengths[k] for k in g) <= 40 or len(g) == 1 for g in groups)
+    assert groups[-1] == [7] and len(groups) > 2
+    assert split_micro(lengths, 3, None) == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    base = tiny_llama()
+    ex = sft_examples(16, seed=17)
+    a, b = copy.deepcopy(base), copy.deepcopy(base)
+    cfg = dict(steps=1, lr=1e-2, batch_size=16, micro_batch_size=16, max_grad_norm=None)
+    train_loop(a, ex, LoopConfig(**cfg), pad_id=0)
+    train_loop(b, ex, LoopConfig(**cfg, micro_batch_tokens=30), pad_id=0)
+    assert max_param_diff(a, b) < 1e-2 * 1e-2

@@ -53,6 +53,9 @@ from .io import InputError, atomic_write_json, sha256_json
 
 IGNORE = -100
 META = "train_meta.json"
+#: on CPU, micro-batches hold at most this many padded tokens unless the recipe says otherwise
+#: (less padding work; measured in docs/notes/train.md)
+CPU_MICRO_BATCH_TOKENS = 1024
 META_VERSION = 1
 
 
@@ -75,6 +78,9 @@ class Recipe(BaseModel):
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
     batch_size: int = Field(16, ge=1)
     micro_batch_size: int = Field(4, ge=1)
+    micro_batch_tokens: int | None = Field(
+        None, ge=1, description="cap on a micro-batch's padded tokens; None: 1024 on CPU, "
+        "no cap on GPU (the gradient does not depend on the split)")
     max_length: int = Field(1024, ge=2)
     weight_decay: float = Field(0.0, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
@@ -397,6 +403,7 @@ def train_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
         trainable = sum(p.numel() for p in mdl.parameters() if p.requires_grad)
         total_params = sum(p.numel() for p in mdl.parameters())
         cb = _progress_cb(progress, steps)
+        mbt = None
         if rec.train_backend == "trl":
             from .trl_adapter import train_trl
 
@@ -405,8 +412,10 @@ def train_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
         else:
             from .trainloop import LoopConfig, train_loop
 
+            mbt = rec.micro_batch_tokens or (None if on_gpu else CPU_MICRO_BATCH_TOKENS)
             cfg = LoopConfig(steps=steps, lr=rec.lr, batch_size=rec.batch_size,
                              micro_batch_size=min(rec.micro_batch_size, rec.batch_size),
+                             micro_batch_tokens=mbt,
                              warmup_steps=warm, schedule=rec.schedule,
                              min_lr_ratio=rec.min_lr_ratio, weight_decay=rec.weight_decay,
                              betas=tuple(rec.betas), max_grad_norm=rec.max_grad_norm,
@@ -433,6 +442,7 @@ def train_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
         "tokens_per_s": res.tokens_seen / res.wall_s if res.wall_s > 0 else None,
         "params": total_params, "trainable_params": trainable,
         "device": str(dev), "dtype": train_dtype, "backend": rec.train_backend,
+        "micro_batch_tokens_used": (mbt if rec.train_backend == "loop" else None),
         "threads": torch.get_num_threads(), "versions": _versions(),
     })
     if accelerator is not None:
