@@ -54,6 +54,10 @@ def run_cmd(
                         rerun_changed=rerun_changed, progress=not no_progress)
     except InputError as e:
         fail(e)
+    except KeyboardInterrupt:
+        print("interrupted: finished cells are saved; rerun the same command to resume",
+              file=sys.stderr)
+        raise typer.Exit(130)
     c = res.counts
     print(json.dumps({"run_dir": str(res.run_dir), **c, "ran": res.ran,
                       "wall_s": round(res.wall_s, 2)}))
