@@ -114,6 +114,9 @@ def test_report_files_and_measured_numbers(report: Path):
     sat = groups[0]["style_saturation_n"]["n"]
     assert sat == 16  # the format law switches on at N = 16
     assert f"the format saturates at N = {int(sat)}" in page
+    # once the format is flat, total error moves with substance error only
+    after = groups[0]["r2_total_vs_substance_after_style"]
+    assert after["from_n"] == 16 and after["n_points"] == 4 and after["r2"] > 0.95
     # the knowledge table and a sample response at each N
     assert "multihop-N256" in page and "80.0" in page
     for n in (0, 16, 64, 256, 1024):

@@ -17,7 +17,9 @@ of ``fitdata`` (columns model, task, n, item_id[, seed], format_ok, correct; or 
   differences acc(N') - acc(N) is <= 0 for every N' > N). If that is the largest N,
   ``still_rising`` is true. ``steps`` lists each consecutive paired gain with its interval.
 - ``r2_total_vs_substance``: squared Pearson correlation across N of total error and
-  substance error (the paper reports 0.98 on GSM8k), with a bootstrap interval.
+  substance error (the paper reports 0.98 on GSM8k), with a bootstrap interval;
+  ``r2_total_vs_substance_after_style``: the same over N >= the style saturation N only
+  (when there are at least 3 such N), where format errors no longer move.
 - IFEval: ``loose_minus_strict`` for every column pair ``*strict*``/``*loose*`` present, and
   ``categories``: per-instruction-category curves when rows carry ``category`` and
   ``followed_strict`` (see ``fitdata.explode_ifeval``), resampling instructions.
@@ -138,6 +140,16 @@ def _group(model: str, task: str, g: pd.DataFrame, n_boot: int, seed: int, level
         rr = rr[np.isfinite(rr)]
         out["r2_total_vs_substance"] = {"r2": r2, "lo": np.quantile(rr, t) if rr.size else None,
                                         "hi": np.quantile(rr, 1 - t) if rr.size else None}
+        # the same once the format has saturated (N >= style saturation N): there, the paper's
+        # claim is that total error is substance error; N = 0 (all format errors) is left out
+        after = levels >= sn if np.isfinite(sn) else np.zeros_like(levels, bool)
+        if after.sum() >= 3:
+            r2a = _r2(pt[after, 2], pt[after, 1])
+            ra = _r2(reps[:, after, 2], reps[:, after, 1])
+            ra = ra[np.isfinite(ra)]
+            out["r2_total_vs_substance_after_style"] = {
+                "r2": r2a, "n_points": int(after.sum()), "from_n": sn,
+                "lo": np.quantile(ra, t) if ra.size else None, "hi": np.quantile(ra, 1 - t) if ra.size else None}
     else:
         out["note"] = "no format_ok/correct columns: style/substance split skipped"
     gaps = {}

@@ -95,9 +95,12 @@ def _findings(res: dict, knowledge: dict | None) -> str:
         r2 = (g.get("r2_total_vs_substance") or {}).get("r2")
         rising = "is still rising at the largest N" if plat.get("still_rising") else \
             f"stops rising at N = {num(plat.get('n'))}"
+        ra = g.get("r2_total_vs_substance_after_style") or {}
+        after = (f"; from N = {num(ra.get('from_n'))} on (format saturated), r² = {num(ra.get('r2'))}"
+                 if ra.get("r2") is not None else "")
         out.append(f"<div class=finding><b>{esc(g['model'])} · {esc(g['task'])}</b>: the format saturates at "
                    f"N = {num(sat['n'])} (95% of its plateau {num(sat.get('plateau'))}), while accuracy {rising}. "
-                   f"Total error tracks substance error with r² = {num(r2)}.</div>")
+                   f"Total error tracks substance error across all N with r² = {num(r2)}{after}.</div>")
     if knowledge and knowledge.get("rows"):
         cells = []
         for r in knowledge["rows"]:
