@@ -39,7 +39,8 @@ def run_cmd(
                                        help="rerun cells whose spec changed in the config"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address",
                                               help="Ray cluster address (else $RAY_ADDRESS / local)"),
-    no_progress: bool = typer.Option(False, "--no-progress", help="no live display"),
+    no_progress: bool = typer.Option(False, "--no-progress",
+                                     help="no live display (one log line per cell still)"),
 ) -> None:
     """Run a study: train and evaluate every cell; resumable and crash-safe."""
     from ..study.runner import run_study
@@ -51,7 +52,8 @@ def run_cmd(
         if ray_address:
             cfg.executor.address = ray_address
         res = run_study(cfg, out=out, executor=executor, retry_failed=retry_failed,
-                        rerun_changed=rerun_changed, progress=not no_progress)
+                        rerun_changed=rerun_changed,
+                        progress="lines" if no_progress else True)
     except InputError as e:
         fail(e)
     except KeyboardInterrupt:

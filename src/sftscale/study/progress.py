@@ -33,7 +33,7 @@ class NullReporter:
 
 class RichReporter(NullReporter):
     def __init__(self, total: int, done: int = 0, failed: int = 0, name: str = "study",
-                 run_dir: Path | None = None):
+                 run_dir: Path | None = None, live: bool = True):
         from rich.console import Console
 
         self.console = Console(stderr=True)
@@ -44,6 +44,7 @@ class RichReporter(NullReporter):
         self.current: dict[str, str] = {}
         self.progress: Any = None
         self.task: Any = None
+        self.live = live
 
     def __enter__(self) -> "RichReporter":
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -51,7 +52,7 @@ class RichReporter(NullReporter):
         self.console.print(f"[bold]{self.name}[/]: {self.total} cells, {self.done_n} done, "
                            f"{self.failed_n} failed, {self.total - self.done_n - self.failed_n} to run"
                            + (f" → {self.run_dir}" if self.run_dir else ""))
-        if self.console.is_terminal:
+        if self.live and self.console.is_terminal:
             self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                      MofNCompleteColumn(), TextColumn("elapsed"), TimeElapsedColumn(),
                                      TextColumn("ETA {task.fields[eta]}"), console=self.console,
@@ -121,8 +122,11 @@ def _fmt(s: float) -> str:
 
 
 def make_reporter(progress: Any, **kw: Any) -> Any:
+    """True: live display + log lines; "lines": log lines only; False/None: silent."""
     if progress is True:
         return RichReporter(**kw)
+    if progress == "lines":
+        return RichReporter(live=False, **kw)
     if progress is False or progress is None:
         return NullReporter()
     return progress

@@ -387,7 +387,8 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike | None = None, executor: 
 
     ``executor``: "local", "ray", an executor object (see executors.py), or None for the
     config's ``executor.kind``.
-    ``progress``: True for the rich display, False for none, or a ``Reporter``-like object.
+    ``progress``: True for the rich display, "lines" for log lines only, False for none, or a
+    ``Reporter``-like object.
     """
     from .executors import make_executor
     from .progress import make_reporter
@@ -426,6 +427,9 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike | None = None, executor: 
             tc = time.perf_counter()
             hook("commit", run_dir, cell.key)
             if outcome.get("ok"):
+                ms = outcome.get("metrics") or {}
+                outcome["metrics_summary"] = "".join(
+                    f" {k}={ms[k]:.3f}" for k in ("format_rate", "accuracy") if k in ms)
                 st.record_done(cell.key, outcome, outcome.pop("metrics", {}),
                                outcome.pop("items", []))
             else:
