@@ -103,8 +103,10 @@ def test_batch_size_1_equals_32_and_model_generate(loaded):
     spec = GenSpec(max_new_tokens=20, stop=("\n", "?!"))
     a = Generator((model, tok), batch_size=32).generate(PROMPTS, spec)
     b = Generator((model, tok), batch_size=1).generate(PROMPTS, spec)
-    c = Generator((model, tok), batch_size=7).generate(PROMPTS, spec)
+    g7 = Generator((model, tok), batch_size=7)
+    c = g7.generate(PROMPTS, spec)
     assert a == b == c
+    assert g7.stats["merged_groups"] > 0  # queued prompts joined a running batch
     assert len(set(a)) > 3  # the toy model does not emit one constant string
     # reference: transformers' own generate, one prompt at a time, then the same stop rule
     import torch

@@ -157,7 +157,8 @@ class HFBackend:
         self._adapters: OrderedDict[str, str] = OrderedDict()  # hash -> peft adapter name
         self._base_hash: str | None = None
         self._tok_hash: str | None = None
-        self.stats = {"base_loads": 0, "adapter_loads": 0, "full_loads": 0, "trimmed_columns": 0}
+        self.stats = {"base_loads": 0, "adapter_loads": 0, "full_loads": 0, "trimmed_columns": 0,
+                      "merged_groups": 0}
         if self.tok.pad_token_id is None:
             self.tok.pad_token = self.tok.eos_token
         ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -254,96 +255,163 @@ class HFBackend:
 
     def generate(self, prompts: list[str], spec: GenSpec, progress: Progress | None,
                  on_batch: Callable[[list[int], list[tuple[str, int]]], None]) -> None:
+        """Continuous batching: rows leave when done; queued prompts (longest first) are
+        prefilled and merged into the running batch when a quarter of it is free."""
+        torch = self._torch
         enc = [self.encode(p) for p in prompts]
         max_pos = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
         if max_pos:
-            keep = max(1, max_pos - spec.max_new_tokens)
-            enc = [e[-keep:] for e in enc]
-        order = sorted(range(len(enc)), key=lambda i: (-len(enc[i]), i))
-        done = 0
-        i = 0
-        while i < len(order):
-            bs = self.auto_batch_size(len(enc[order[i]]) + spec.max_new_tokens)
-            idx = order[i:i + bs]
-            with self._context():
-                out = self._decode([enc[j] for j in idx], spec)
-            on_batch(idx, out)
-            i += len(idx)
-            done += len(idx)
-            if progress is not None:
-                progress(done, len(order))
+            keep_len = max(1, max_pos - spec.max_new_tokens)
+            enc = [e[-keep_len:] for e in enc]
+        queue = sorted(range(len(enc)), key=lambda i: (-len(enc[i]), i))
+        if not queue:
+            return
+        bs = self.auto_batch_size(len(enc[queue[0]]) + spec.max_new_tokens)
+        stops = [s for s in spec.stop if s]
+        window = 2 * max((len(s) for s in stops), default=0) + 4
+        sampler = None
+        if spec.temperature and spec.temperature > 0:
+            sampler = torch.Generator(device=self.device).manual_seed(0)
+        gen: dict[int, list[int]] = {}
+        done_rows: list[int] = []
+        n_done = 0
 
-    def _decode(self, ids_list: list[list[int]], spec: GenSpec) -> list[tuple[str, int]]:
+        def pick(logits: Any) -> Any:
+            if sampler is None:
+                return logits.argmax(-1)
+            probs = torch.softmax(logits.float() / spec.temperature, -1)
+            return torch.multinomial(probs, 1, generator=sampler).squeeze(-1)
+
+        def advance(rows: list[int], nxt: Any) -> list[int]:
+            """Append the chosen tokens; return the positions (in ``rows``) still running."""
+            keep: list[int] = []
+            for j, t in enumerate(nxt.tolist()):
+                if t in self.eos_ids:
+                    done_rows.append(rows[j])
+                    continue
+                g = gen[rows[j]]
+                g.append(t)
+                if len(g) < spec.max_new_tokens:
+                    keep.append(j)
+                else:
+                    done_rows.append(rows[j])
+            if stops and keep:  # one batched decode of each row's tail
+                tails = self.tok.batch_decode([gen[rows[j]][-window:] for j in keep],
+                                              skip_special_tokens=True)
+                still = []
+                for j, tail in zip(keep, tails):
+                    (done_rows.append(rows[j]) if any(s in tail for s in stops) else still.append(j))
+                keep = still
+            return keep
+
+        def flush(force: bool) -> None:
+            nonlocal n_done
+            if done_rows and (force or len(done_rows) >= bs):
+                res = []
+                for r in done_rows:
+                    text = self.tok.decode(gen[r], skip_special_tokens=True)
+                    res.append((truncate_at_stop(text, stops), len(gen[r])))
+                on_batch(list(done_rows), res)
+                n_done += len(done_rows)
+                done_rows.clear()
+                if progress is not None:
+                    progress(n_done, len(enc))
+
+        with self._context(), torch.inference_mode():
+            rows: list[int] = []
+            cache = attn = last = nxt = None
+            while queue or rows:
+                free = bs - len(rows)
+                if queue and (not rows or (free >= max(1, bs // 4) and self._mergeable(cache))):
+                    new, queue = queue[:free], queue[free:]
+                    for r in new:
+                        gen[r] = []
+                    c2, a2, l2, logits = self._prefill([enc[r] for r in new])
+                    n2 = pick(logits)
+                    k2 = advance(new, n2)
+                    if k2:
+                        sel = torch.tensor(k2, device=self.device)
+                        if len(k2) < len(new):
+                            c2.batch_select_indices(sel)
+                            a2, l2, n2 = a2[sel], l2[sel], n2[sel]
+                        new = [new[j] for j in k2]
+                        if rows:
+                            cache, attn = self._merge(cache, attn, c2, a2)
+                            self.stats["merged_groups"] += 1
+                            last, nxt = torch.cat([last, l2]), torch.cat([nxt, n2])
+                            rows = rows + new
+                        else:
+                            cache, attn, last, nxt, rows = c2, a2, l2, n2, new
+                    flush(False)
+                    if not rows:
+                        continue
+                attn = torch.cat([attn, attn.new_ones((len(rows), 1))], dim=1)
+                last = last + 1
+                logits = self.model(input_ids=nxt[:, None], attention_mask=attn,
+                                    position_ids=last[:, None], cache=cache, use_cache=True,
+                                    **self._kw).logits[:, -1, :]
+                nxt = pick(logits)
+                keep = advance(rows, nxt)
+                if len(keep) < len(rows):
+                    if not keep:
+                        rows, cache = [], None
+                    else:
+                        sel = torch.tensor(keep, device=self.device)
+                        cache.batch_select_indices(sel)
+                        attn, last, nxt = attn[sel], last[sel], nxt[sel]
+                        rows = [rows[j] for j in keep]
+                        attn = self._trim_left_padding(cache, attn)
+                flush(False)
+        flush(True)
+
+    _kw: dict = {"logits_to_keep": 1}
+
+    def _prefill(self, ids_list: list[list[int]]) -> tuple[Any, Any, Any, Any]:
+        """Left-padded prefill of a group: (cache, attention mask, last positions, logits)."""
         torch = self._torch
         from transformers import DynamicCache
 
         dev, B = self.device, len(ids_list)
         L = max(len(x) for x in ids_list)
-        pad = self.tok.pad_token_id
-        input_ids = torch.full((B, L), pad, dtype=torch.long)
+        input_ids = torch.full((B, L), self.tok.pad_token_id, dtype=torch.long)
         attn = torch.zeros((B, L), dtype=torch.long)
         for r, x in enumerate(ids_list):
             input_ids[r, L - len(x):] = torch.tensor(x, dtype=torch.long)
             attn[r, L - len(x):] = 1
         input_ids, attn = input_ids.to(dev), attn.to(dev)
         pos = (attn.cumsum(-1) - 1).masked_fill(attn == 0, 0)
-        stops = [s for s in spec.stop if s]
-        window = 2 * max((len(s) for s in stops), default=0) + 4
-        gen: list[list[int]] = [[] for _ in range(B)]
-        active = list(range(B))
-        sampler = None
-        if spec.temperature and spec.temperature > 0:
-            sampler = torch.Generator(device=dev).manual_seed(0)
         try:
             cache = DynamicCache(config=self.model.config)
         except TypeError:
             cache = DynamicCache()
-        kw: dict[str, Any] = {"logits_to_keep": 1}
-        with torch.inference_mode():
-            try:
-                logits = self.model(input_ids=input_ids, attention_mask=attn, position_ids=pos,
-                                    cache=cache, use_cache=True, **kw).logits[:, -1, :]
-            except TypeError:  # a model without logits_to_keep
-                kw = {}
-                logits = self.model(input_ids=input_ids, attention_mask=attn, position_ids=pos,
-                                    cache=cache, use_cache=True).logits[:, -1, :]
-            last = pos[:, -1]
-            for _ in range(spec.max_new_tokens):
-                if sampler is None:
-                    nxt = logits.argmax(-1)
-                else:
-                    probs = torch.softmax(logits.float() / spec.temperature, -1)
-                    nxt = torch.multinomial(probs, 1, generator=sampler).squeeze(-1)
-                keep: list[int] = []
-                for j, t in enumerate(nxt.tolist()):
-                    if t in self.eos_ids:
-                        continue
-                    g = gen[active[j]]
-                    g.append(t)
-                    if len(g) < spec.max_new_tokens:
-                        keep.append(j)
-                if stops and keep:  # one batched decode of each row's tail
-                    tails = self.tok.batch_decode([gen[active[j]][-window:] for j in keep],
-                                                  skip_special_tokens=True)
-                    keep = [j for j, tail in zip(keep, tails) if not any(s in tail for s in stops)]
-                if not keep:
-                    break
-                if len(keep) < len(active):
-                    sel = torch.tensor(keep, device=dev)
-                    cache.batch_select_indices(sel)
-                    attn, last, nxt = attn[sel], last[sel], nxt[sel]
-                    active = [active[j] for j in keep]
-                    attn = self._trim_left_padding(cache, attn)
-                attn = torch.cat([attn, attn.new_ones((len(active), 1))], dim=1)
-                last = last + 1
-                logits = self.model(input_ids=nxt[:, None], attention_mask=attn,
-                                    position_ids=last[:, None], cache=cache,
-                                    use_cache=True, **kw).logits[:, -1, :]
-        out = []
-        for g in gen:
-            text = self.tok.decode(g, skip_special_tokens=True)
-            out.append((truncate_at_stop(text, stops), len(g)))
-        return out
+        try:
+            out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=pos,
+                             cache=cache, use_cache=True, **self._kw)
+        except TypeError:  # a model without logits_to_keep
+            self._kw = {}
+            out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=pos,
+                             cache=cache, use_cache=True)
+        return cache, attn, pos[:, -1], out.logits[:, -1, :]
+
+    @staticmethod
+    def _mergeable(cache: Any) -> bool:
+        """Rows can join a running batch only when every cache layer is a plain DynamicLayer."""
+        from transformers.cache_utils import DynamicLayer
+
+        layers = getattr(cache, "layers", None)
+        return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+    def _merge(self, c1: Any, a1: Any, c2: Any, a2: Any) -> tuple[Any, Any]:
+        """Stack two running groups: left-pad the shorter cache/mask with masked zeros."""
+        F = self._torch.nn.functional
+        L1, L2 = a1.shape[1], a2.shape[1]
+        L = max(L1, L2)
+        for l1, l2 in zip(c1.layers, c2.layers):
+            l1.keys = self._torch.cat([F.pad(l1.keys, (0, 0, L - L1, 0)), F.pad(l2.keys, (0, 0, L - L2, 0))])
+            l1.values = self._torch.cat([F.pad(l1.values, (0, 0, L - L1, 0)),
+                                         F.pad(l2.values, (0, 0, L - L2, 0))])
+        attn = self._torch.cat([F.pad(a1, (L - L1, 0)), F.pad(a2, (L - L2, 0))])
+        return c1, attn
 
     def _trim_left_padding(self, cache: Any, attn: Any) -> Any:
         """Drop leading cache columns that are padding for every remaining row.
@@ -561,6 +629,8 @@ class Generator:
             raise TypeError("model must be a reference string or a (model, tokenizer) pair")
         self.cache = GenCache(cache_dir) if cache_dir is not None else None
         self.last: dict[str, Any] = {}
+        if self.cache is not None:
+            self.identity()  # pin the base hash before any adapter is injected into the model
         if adapter is not None:
             self.set_adapter(adapter)
 
