@@ -13,19 +13,23 @@
 
 Transformers backend, per batch: prompts are tokenised one by one (the tokenizer adds its
 special tokens, e.g. BOS, unless the prompt already starts with the BOS text: the same rule as
-lm-evaluation-harness), sorted by length (longest first), left-padded, prefilled once, then
+lm-evaluation-harness), sorted by length (longest first), left-padded, prefilled, then
 decoded one token at a time with a ``DynamicCache``. A row that emits EOS, hits a stop string
 or reaches ``max_new_tokens`` is DROPPED from the batch (``Cache.batch_select_indices``), so
-finished rows cost nothing. Position ids follow the attention mask (as ``model.generate``
+finished rows cost nothing, and leading cache columns that became padding for every remaining
+row are cut. Continuous batching: when a quarter of the batch is free, the next queued prompts
+are prefilled as a group and merged into the running batch (caches left-padded with masked
+zeros), so the batch stays full until the queue is empty. Position ids follow the attention mask (as ``model.generate``
 does), so padding does not move positions: greedy output is the same for every batch size in
 fp32 on CPU (tests/test_generate.py checks 1 vs 32). In bf16 on GPU, padding and batch
 composition change reduction order, and an argmax that is a near-tie can flip; compare
 across batch sizes only in fp32. Sampling (``temperature > 0``) uses a torch generator seeded
 with 0 per batch; its draws depend on batch composition.
 
-Why not ``model.generate``: it keeps finished rows in the batch until the longest row ends
-and decodes every row's tail at every step for stop strings; the loop here is ~100 lines
-and measured faster (docs/notes/generate.md, benchmarks/bench_generate_vs_lmeval.py).
+Why not ``model.generate``: it keeps finished rows in the batch until the longest row ends,
+cannot refill a batch, and decodes every row's tail at every step for stop strings; the loop
+here is ~200 lines; measurements in docs/notes/generate.md
+(benchmarks/bench_generate_vs_lmeval.py).
 
 Adapters: ``set_adapter(dir)`` on a peft adapter directory (``adapter_config.json``) loads
 it once into the SAME base object (peft ``PeftModel.from_pretrained`` the first time,
@@ -37,8 +41,8 @@ Caching: with ``cache_dir``, results are stored by content hash (``gencache.py``
 weights, adapter weights, tokenizer, dtype, device type, prompt and GenSpec; reruns skip
 finished prompts and each batch is stored as soon as it is done.
 
-Not handled: continuous batching (a batch only shrinks, never refills), prompt caching
-across rows, beam search, models whose caches cannot select batch rows (linear-attention
+Not handled: merging into caches other than plain ``DynamicLayer`` ones (sliding-window
+models fall back to static batches that only shrink), prompt caching across rows, beam search, models whose caches cannot select batch rows (linear-attention
 hybrids), multi-GPU (use the vLLM or server backends), token-level stop sequences other
 than EOS ids.
 """
