@@ -501,11 +501,12 @@ class HumanEval(Task):
         """Canonical outputs and times per item id, computed in the sandbox once and cached."""
         from .. import sandbox
         out: dict[str, dict] = {}
-        todo = []
+        todo, seen = [], set()
         for it in items:
-            key = self._gt_key(it)
-            if it.id in out:
+            if it.id in seen:
                 continue
+            seen.add(it.id)
+            key = self._gt_key(it)
             got = _GT_MEMO.get(key) or (self._gt_disk_load(key) if self.gt_cache else None)
             if got is not None:
                 _GT_MEMO[key] = got
