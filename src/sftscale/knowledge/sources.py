@@ -5,13 +5,15 @@ on; (2) DIRECT questions (answerable from one new fact) and MULTIHOP questions (
 combined with knowledge the base model already has), each naming the ``fact_ids`` it needs;
 (3) the prompt of a question, closed-book or with its facts in the prompt (the retrieval
 baseline); (4) replay text (toy: fresh corpus documents; file: its ``replay`` lines) and
-answer-format examples about KNOWN entities; (5) toy only: corpus facts whose cloze recall
-measures forgetting.
+answer-format examples about KNOWN entities (toy: direct and two-hop questions about corpus
+pool people, alternating, so every starting point sees both answer formats); (5) toy only:
+corpus facts whose cloze recall measures forgetting.
 
 Toy source (``facts: toy``): the held-out people of ``World.generate(world_seed)`` (never in
 the pretraining corpus), through ``toyworld.tasks.ToyKnowledge``: statements are the 4
 paraphrase templates per fact, questions its ``direct`` and ``multihop`` test splits, format
-examples its ``direct`` training pool (questions about corpus people).
+examples its ``direct`` and ``multihop`` training pools alternating (questions about corpus
+people, whose facts the model knows).
 
 File source: JSONL, one object per line with a ``type``; or JSON ``{"facts": [...],
 "direct": [...], "multihop": [...], "replay": [...], "format": [...]}`` (schema in
@@ -129,8 +131,12 @@ def toy_source(world_seed: int = 0, limit: int | None = None, recall: int = 150)
                 items.append(Item(id=it.id, question=it.question, target=it.target,
                                   meta={**it.meta, "fact_ids": [fid]}))
         questions[qt] = items
-    fmt_task = ToyKnowledge(split="direct", seed=world_seed)
-    fmt = [(f"format/{it.id}", *fmt_task.training_pair(it)) for it in fmt_task.train_items()]
+    # format examples: direct and two-hop questions about CORPUS pool people, alternating
+    per = []
+    for qt in QTYPES:
+        t = ToyKnowledge(split=qt, seed=world_seed)
+        per.append([(f"format/{it.id}", *t.training_pair(it)) for it in t.train_items()])
+    fmt = [p for pair in zip(*per) for p in pair]
     corpus = recall_sets(facts_task.world, n=recall)["corpus"] if recall else []
     return Source(kind="toy", facts=facts, questions=questions, gen=facts_task_gen(),
                   format_pairs=fmt, corpus_recall=corpus, world=facts_task.world)
