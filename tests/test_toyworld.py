@@ -1,0 +1,164 @@
+"""Tests of the toy world: determinism, corpus hygiene, splits, tokenizer, scoring, shipped models."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from sftscale.tasks import get_task
+from sftscale.toyworld import TOY_MODELS, TOY_SFT_DEFAULTS, toy_model_path
+from sftscale.toyworld.corpus import build_corpus, math_pool_problems, math_test_problems
+from sftscale.toyworld.world import COUNTRIES, CHAINS, World
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World.generate(0)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(toy_model_path("toy-S")))
+
+
+def test_world_deterministic_per_seed():
+    a, b, c = World.generate(3), World.generate(3), World.generate(4)
+    assert a.people == b.people and a.company_country == b.company_country
+    assert a.people != c.people
+    assert len({p.name for p in a.people}) == len(a.people)
+    groups = {g: len(a.group(g)) for g in ("heldout", "test", "pool")}
+    assert groups["heldout"] == round(0.2 * len(a.people)) and min(groups.values()) > 0
+
+
+def test_corpus_hygiene(world):
+    docs, stats = build_corpus(world, 40_000, seed=1)
+    text = "\n".join(docs)
+    assert stats["tokens"] >= 40_000 and all(v > 0 for v in stats["tokens_by_kind"].values())
+    for p in world.heldout_people:  # held-out people never appear
+        assert p.name not in text
+    corpus_names = [p.name for p in world.corpus_people]
+    assert sum(n in text for n in corpus_names) > 0.9 * len(corpus_names)
+    country_re = re.compile(r"\b(" + "|".join(COUNTRIES) + r")\b")
+    for d in docs:  # composed facts (person -> country) never stated: no bio names a country
+        if any(n in d for n in corpus_names):
+            assert not country_re.search(d), d
+    # no task formats in the corpus
+    assert "####" not in text and "\nAnswer:" not in text and "Question:" not in text
+    assert "Answer key:" in text or "Part Q:" in text  # the format tokens are seen elsewhere
+
+
+def test_splits_disjoint(world):
+    test_keys = {p.key() for p in math_test_problems(200)}
+    assert len(test_keys) == 200
+    assert not test_keys & {p.key() for p in math_pool_problems(2000)}
+    mh = get_task("toy-multihop")
+    tr, te = mh.train_items(), mh.test_items()
+    assert len(tr) >= 10_000 and len(te) == 200
+    train_people = {i.meta["person"] for i in tr}
+    test_people = {i.meta["person"] for i in te}
+    assert not train_people & test_people
+    assert test_people <= {p.name for p in world.group("test")}
+    assert len({(i.meta["person"], i.meta["chain"]) for i in te}) == 200
+    held = {p.name for p in world.heldout_people}
+    for split in ("facts", "direct", "multihop"):
+        kt = get_task("toy-knowledge", split=split)
+        assert {i.meta["person"] for i in kt.test_items()} <= held
+        if split != "facts":
+            assert not {i.meta["person"] for i in kt.train_items()} & held
+    assert len(get_task("toy-math").train_items()) >= 10_000
+
+
+def test_tokenizer_round_trip_and_chat(tok):
+    for s in ("#### 12", "Answer: Veloria", "Then Mia has 12 + 5 = 17 pens.\n#### 17",
+              "Question: In which country was Ada Baker born?\n"):
+        ids = tok(s, add_special_tokens=False)["input_ids"]
+        assert tok.unk_token_id not in ids
+        assert tok.decode(ids) == s
+    assert len(tok("1234", add_special_tokens=False)["input_ids"]) == 4  # one token per digit
+    held = World.generate(0).heldout_people[0].name  # held-out names are tokenisable
+    assert tok.unk_token_id not in tok(held, add_special_tokens=False)["input_ids"]
+    chat = tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
+                                   add_generation_prompt=True)
+    assert chat == "<|user|>\nHi\n<|assistant|>\n"
+    assert tok.eos_token_id is not None and tok.pad_token_id is not None
+    assert tok.pad_token_id != tok.eos_token_id
+
+
+def test_shipped_tokenizer_is_reproducible(tok):
+    from sftscale.toyworld.tokenizer import build_tokenizer
+
+    assert build_tokenizer().get_vocab() == tok.get_vocab()
+
+
+@pytest.mark.parametrize("name,opts", [("toy-math", {}), ("toy-multihop", {}),
+                                       ("toy-multihop", {"reasoning": False}),
+                                       ("toy-knowledge", {"split": "direct"}),
+                                       ("toy-knowledge", {"split": "multihop"})])
+def test_gold_completions_score_correct(name, opts, tok):
+    task = get_task(name, **opts)
+    items = task.test_items()[:40] + task.train_items()[:40]
+    for it in items:
+        prompt, completion = task.training_pair(it)
+        ids = tok(prompt + completion, add_special_tokens=False)["input_ids"]
+        assert tok.unk_token_id not in ids
+        response = tok.decode(tok(completion, add_special_tokens=False)["input_ids"])
+        rec = task.score(it, response)
+        assert rec["format_ok"] and rec["correct"], (it.id, response, rec)
+        wrong = task.score(it, response.rsplit(" ", 1)[0] + " Nowhere")
+        assert not wrong["correct"]
+
+
+def test_knowledge_facts_split():
+    kt = get_task("toy-knowledge", split="facts")
+    item = kt.test_items()[0]
+    assert kt.score(item, " " + item.target[0] + ".")["correct"]
+    assert not kt.score(item, " Nowhere.")["correct"]
+    pairs = kt.fact_pairs()
+    assert len(pairs) == 4 * len(kt.facts()) and all(p == "" for p, _ in pairs)
+
+
+@pytest.mark.parametrize("name", TOY_MODELS)
+def test_shipped_model_loads_and_recalls(name, world):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sftscale.toyworld.pretrain import fact_recall
+
+    path = toy_model_path(name)
+    t0 = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(str(path))
+    tok = AutoTokenizer.from_pretrained(str(path))
+    load_s = time.perf_counter() - t0
+    assert load_s < 10  # < 2 s measured on an idle machine; margin for a loaded CI box
+    meta = json.loads((path / "toy_meta.json").read_text())
+    assert model.config.tie_word_embeddings and model.config.model_type == "llama"
+    import random
+
+    rng = random.Random(7)
+    corpus = rng.sample(world.person_facts(world.corpus_people), 50)
+    held = rng.sample(world.person_facts(world.heldout_people), 50)
+    rc, rh = fact_recall(model, tok, corpus), fact_recall(model, tok, held)
+    # margin below the recall measured at the end of pretraining (toy_meta.json)
+    assert rc >= meta["recall"]["corpus"] - 0.15, (rc, meta["recall"])
+    assert rh <= 0.2, rh  # chance is about 1/48 (cities) to 1/40 (companies)
+
+
+def test_sft_defaults_are_complete():
+    for k in ("lr", "batch_size", "epochs", "min_steps"):
+        assert k in TOY_SFT_DEFAULTS
+
+
+def test_pretrain_smoke(tmp_path):
+    """A few steps through the CLI path: output loads and carries its meta."""
+    from transformers import AutoModelForCausalLM
+
+    from sftscale.toyworld.pretrain import pretrain_toy
+
+    meta = pretrain_toy("S", tmp_path / "m", seed=1, steps=2, eval_every=2, log=lambda *_: None)
+    assert meta["steps"] == 2 and meta["tokens"] == 2 * 16 * 128
+    assert AutoModelForCausalLM.from_pretrained(str(tmp_path / "m")).num_parameters() == meta["parameters"]
+    assert set(CHAINS) == {"birth_country", "home_country", "employer_country"}
