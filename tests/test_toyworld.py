@@ -158,7 +158,12 @@ def test_pretrain_smoke(tmp_path):
 
     from sftscale.toyworld.pretrain import pretrain_toy
 
+    from sftscale.io import sha256_file
+
     meta = pretrain_toy("S", tmp_path / "m", seed=1, steps=2, eval_every=2, log=lambda *_: None)
     assert meta["steps"] == 2 and meta["tokens"] == 2 * 16 * 128
     assert AutoModelForCausalLM.from_pretrained(str(tmp_path / "m")).num_parameters() == meta["parameters"]
+    again = pretrain_toy("S", tmp_path / "m2", seed=1, steps=2, eval_every=2, log=lambda *_: None)
+    assert again["final_loss"] == meta["final_loss"]  # reproducible from the seed
+    assert sha256_file(tmp_path / "m" / "model.safetensors") == sha256_file(tmp_path / "m2" / "model.safetensors")
     assert set(CHAINS) == {"birth_country", "home_country", "employer_country"}

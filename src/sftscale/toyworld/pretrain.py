@@ -32,7 +32,7 @@ SIZES: dict[str, dict[str, int]] = {
 # Pretraining recipe per size (prototype: lr 3e-3, wd 0.1, betas (0.9, 0.98), warm-up 100).
 RECIPES: dict[str, dict[str, Any]] = {
     "S": dict(steps=1500, lr=3e-3),
-    "M": dict(steps=1200, lr=2e-3),
+    "M": dict(steps=900, lr=2e-3),
     "L": dict(steps=1500, lr=1.5e-3),
 }
 BATCH, SEQ_LEN = 16, 128
