@@ -9,6 +9,7 @@ only (model loading and lm-eval's task building are excluded), so the ratio of t
 the ratio of wall times.
 
     .venv/bin/python benchmarks/bench_generate_vs_lmeval.py                 # toy-S if shipped, else a random tiny Llama
+    .venv/bin/python benchmarks/bench_generate_vs_lmeval.py --random --hidden 64 --layers 2
     .venv/bin/python benchmarks/bench_generate_vs_lmeval.py --model DIR --batch-size 16 --max-new-tokens 64
     .venv/bin/python benchmarks/bench_generate_vs_lmeval.py --model toy-S --task toy-math   # a task's prompts, stops, max tokens
 
@@ -33,10 +34,12 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 import parity  # noqa: E402
 
 
-def _model_ref(arg: str | None, tmp: Path, hidden: int, layers: int) -> str:
+def _model_ref(arg: str | None, tmp: Path, hidden: int, layers: int, random: bool) -> str:
     if arg:
         return arg
     try:
+        if random:
+            raise LookupError("random model asked for")
         from sftscale.models import resolve_model
 
         resolve_model("toy-S")
@@ -56,6 +59,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=48, help="number of prompts")
     ap.add_argument("--task", default=None, help="use this registered task's test prompts and GenSpec")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--random", action="store_true", help="a random tiny Llama even if toy-S is shipped")
     ap.add_argument("--hidden", type=int, default=256, help="random tiny model width")
     ap.add_argument("--layers", type=int, default=4, help="random tiny model depth")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
@@ -70,7 +74,7 @@ def main() -> None:
     from sftscale.models import load_model
 
     with tempfile.TemporaryDirectory() as td:
-        ref = _model_ref(a.model, Path(td), a.hidden, a.layers)
+        ref = _model_ref(a.model, Path(td), a.hidden, a.layers, a.random)
         model, tok = load_model(ref, device=a.device, dtype="float32")
         if a.task:
             from sftscale.tasks import get_task
