@@ -53,8 +53,9 @@ from .io import InputError, atomic_write_json, sha256_json
 
 IGNORE = -100
 META = "train_meta.json"
-#: on CPU, micro-batches hold at most this many padded tokens unless the recipe says otherwise
-#: (less padding work; measured in docs/notes/train.md)
+#: a useful ``micro_batch_tokens`` on a CPU with one thread per process (1.5x faster on the
+#: 4M-parameter model); with 2 threads on a loaded machine it was 2.5x SLOWER (many small ops,
+#: each paying a thread barrier), so it is not the default: see docs/notes/train.md
 CPU_MICRO_BATCH_TOKENS = 1024
 META_VERSION = 1
 
@@ -79,8 +80,8 @@ class Recipe(BaseModel):
     batch_size: int = Field(16, ge=1)
     micro_batch_size: int = Field(4, ge=1)
     micro_batch_tokens: int | None = Field(
-        None, ge=1, description="cap on a micro-batch's padded tokens; None: 1024 on CPU, "
-        "no cap on GPU (the gradient does not depend on the split)")
+        None, ge=1, description="also cap a micro-batch's padded tokens (examples x longest); "
+        "None: split by micro_batch_size only (the gradient does not depend on the split)")
     max_length: int = Field(1024, ge=2)
     weight_decay: float = Field(0.0, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
@@ -412,7 +413,7 @@ def train_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
         else:
             from .trainloop import LoopConfig, train_loop
 
-            mbt = rec.micro_batch_tokens or (None if on_gpu else CPU_MICRO_BATCH_TOKENS)
+            mbt = rec.micro_batch_tokens
             cfg = LoopConfig(steps=steps, lr=rec.lr, batch_size=rec.batch_size,
                              micro_batch_size=min(rec.micro_batch_size, rec.batch_size),
                              micro_batch_tokens=mbt,
