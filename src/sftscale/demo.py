@@ -61,7 +61,8 @@ def run_demo(out: Path, quick: bool = False, n_boot: int = 1000, progress: bool 
     con.rule("[bold]2/3 knowledge injection")
     from .knowledge import load_config, run_knowledge
 
-    kcfg = load_config(studies_dir() / ("knowledge-toy-quick.yaml" if quick else "knowledge-toy.yaml"))
+    kpath = studies_dir() / "knowledge-toy-quick.yaml"
+    kcfg = load_config(kpath if quick and kpath.exists() else studies_dir() / "knowledge-toy.yaml")
     run_knowledge(kcfg, out / "knowledge")
     times["knowledge experiment"] = time.perf_counter() - t
 
