@@ -79,8 +79,9 @@ def evaluate(model, tok, task: Task, limit: int | None = None) -> dict[str, Any]
                     task.gen.stop)
     recs = task.score_many(items, resp)
     agg = task.aggregate(recs)
+    extra = {k: round(v, 4) for k, v in agg.items() if k.endswith("_ok") or k == "bridge_ok"}
     return {"format_rate": agg.get("format_rate", 0.0), "accuracy": agg.get("accuracy", 0.0),
-            "examples": resp[:2]}
+            **extra, "examples": resp[:2]}
 
 
 def probe(model_ref: str, task_name: str, ns: Sequence[int], seeds: Sequence[int] = (0,),

@@ -158,6 +158,13 @@ class ToyMultihop(_ToyQA):
     version = "1"
     primary_metric = "accuracy"
 
+    def score(self, item: Item, response: str) -> dict:
+        """Multihop scorer fields plus ``bridge_ok``: the first hop's entity ends the first sentence."""
+        rec = super().score(item, response)
+        first = response.strip().split(".")[0].split()
+        rec["bridge_ok"] = bool(first) and first[-1] == item.meta.get("bridge")
+        return rec
+
     def __init__(self, n_test: int = 200, seed: int = 0, limit: int | None = None, reasoning: bool = True):
         self.n_test, self.seed, self.limit, self.reasoning = n_test, seed, limit, reasoning
         self.world = World.generate(seed)
