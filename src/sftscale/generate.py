@@ -271,6 +271,7 @@ class HFBackend:
         if not queue:
             return
         bs = self.auto_batch_size(len(enc[queue[0]]) + spec.max_new_tokens)
+        self.last_batch_size = bs
         stops = [s for s in spec.stop if s]
         window = 2 * max((len(s) for s in stops), default=0) + 4
         sampler = None
@@ -439,8 +440,10 @@ class HFBackend:
         return attn[:, n:]
 
     def describe(self) -> dict:
+        bs = self.batch_size or getattr(self, "last_batch_size", None) or "auto"
         return {"backend": "hf", "device": str(self.device),
-                "dtype": str(self.dtype).replace("torch.", ""), "batch_size": self.batch_size or "auto"}
+                "dtype": str(self.dtype).replace("torch.", ""), "batch_size": bs,
+                "batch_size_auto": self.batch_size is None}
 
 
 # --------------------------------------------------------------------------- OpenAI server
