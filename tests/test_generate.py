@@ -290,3 +290,20 @@ def test_openai_backend_batches_orders_and_stops(server, tiny, tmp_path):
     loads = [b for path, b in _Handler.seen if path.endswith("/load_lora_adapter")]
     assert len(loads) == 1 and loads[0]["lora_path"] == str(ad.resolve())
     assert all(loads[0]["lora_name"] in o for o in out2)
+
+
+def test_full_checkpoint_replaces_model_and_progress_and_sampling(tiny, tmp_path):
+    other = make_tiny_lm(tmp_path / "full", seed=21)  # a "fully finetuned" checkpoint
+    spec = GenSpec(max_new_tokens=8)
+    g = Generator(str(tiny), batch_size=4)
+    base = g.generate(PROMPTS[:6], spec)
+    g.set_adapter(other)
+    seen: list[tuple[int, int]] = []
+    swapped = g.generate(PROMPTS[:6], spec, progress=lambda d, t: seen.append((d, t)))
+    assert g.stats["full_loads"] == 1 and swapped != base
+    assert swapped == Generator(str(other), batch_size=4).generate(PROMPTS[:6], spec)
+    assert seen[-1] == (6, 6) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    # sampling: reproducible for a fixed batch size, and not the greedy output
+    hot = GenSpec(max_new_tokens=8, temperature=5.0)
+    s1 = g.generate(PROMPTS[:6], hot)
+    assert s1 == g.generate(PROMPTS[:6], hot) and s1 != swapped
