@@ -106,8 +106,8 @@ def _run_until_hook_then_kill(study: Path, out: Path, hook: str) -> None:
         while not marker.exists():
             if proc.poll() is not None:
                 pytest.fail(f"run ended before {hook}: {proc.stderr.read()[-3000:]}")
-            if time.monotonic() - t0 > 180:
-                pytest.fail(f"run did not reach {hook} in 180 s")
+            if time.monotonic() - t0 > 400:  # generous: a loaded 2-core machine is slow
+                pytest.fail(f"run did not reach {hook} in 400 s")
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -171,10 +171,12 @@ def test_reference_run_is_real(reference):
 
 
 @pytest.mark.slow
-def test_ray_executor_gives_the_local_table(study, reference):
+def test_ray_executor_gives_the_local_table(study, reference, monkeypatch):
     pytest.importorskip("ray")
     import ray
 
+    # a loaded machine can take more than Ray's default 60 s to register the local node
+    monkeypatch.setenv("RAY_raylet_start_wait_time_s", "300")
     out = study.parent / "ray"
     try:
         res = run_study(load_study(study), out=out, executor="ray", progress=False)
