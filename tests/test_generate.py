@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sftscale.generate import Generator, checkpoint_hash, parse_openai_ref, truncate_at_stop
+from sftscale.generate import Generator, checkpoint_hash, truncate_at_stop
+from sftscale.genremote import parse_openai_ref
 from sftscale.io import InputError
 from sftscale.tasks.base import GenSpec
 

@@ -7,9 +7,10 @@
   the **transformers backend**, a hand-written greedy decode loop (below);
 - a ``(model, tokenizer)`` pair already in memory: the same backend;
 - ``openai:<base_url>/v1/<served model name>`` (e.g. ``openai:http://127.0.0.1:8000/v1/qwen``):
-  an **OpenAI-compatible completions client** for vLLM / TGI / SGLang servers (stdlib HTTP);
-- ``vllm:<model ref>``: the **vLLM offline engine** with multi-LoRA (imported lazily; not
-  installed on CPU machines, so not tested here).
+  an **OpenAI-compatible completions client** for vLLM / TGI / SGLang servers (stdlib HTTP,
+  ``genremote.py``);
+- ``vllm:<model ref>``: the **vLLM offline engine** with multi-LoRA (``genremote.py``, imported
+  lazily; not installed on CPU machines, so not tested here).
 
 Transformers backend, per batch: prompts are tokenised one by one (the tokenizer adds its
 special tokens, e.g. BOS, unless the prompt already starts with the BOS text: the same rule as
@@ -52,10 +53,7 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.error
-import urllib.request
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -446,168 +444,6 @@ class HFBackend:
                 "batch_size_auto": self.batch_size is None}
 
 
-# --------------------------------------------------------------------------- OpenAI server
-def parse_openai_ref(ref: str) -> tuple[str, str]:
-    """``openai:http://host:port/v1/<model>`` -> (``http://host:port/v1``, ``<model>``)."""
-    body = ref[len("openai:"):]
-    if "/v1/" not in body:
-        raise InputError(None, f"{ref!r}: expected openai:<http://host:port>/v1/<model name>",
-                         field="model")
-    base, model = body.split("/v1/", 1)
-    if not base.startswith(("http://", "https://")) or not model:
-        raise InputError(None, f"{ref!r}: expected openai:<http://host:port>/v1/<model name>",
-                         field="model")
-    return base + "/v1", model
-
-
-class OpenAIBackend:
-    """POST /v1/completions with a list of prompts per request, several requests in flight.
-
-    Adapters: ``set_adapter(name)`` uses ``name`` as the served model name (a LoRA module the
-    server was started with, e.g. vLLM ``--lora-modules name=path``). ``set_adapter(dir)``
-    asks the server to load it (vLLM ``POST /v1/load_lora_adapter``, needs
-    ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``) under a name derived from its hash. The cache
-    identity is the URL, the served name and the adapter hash: the server is trusted to
-    serve what it names.
-    """
-
-    name = "openai"
-
-    def __init__(self, ref: str, batch_size: int | None, concurrency: int = 8, timeout_s: float = 600):
-        self.base_url, self.model_name = parse_openai_ref(ref)
-        self.batch_size = batch_size or 16
-        self.concurrency, self.timeout_s = concurrency, timeout_s
-        self.served = self.model_name
-        self.adapter: str | None = None
-        self.adapter_hash: str | None = None
-        self.api_key = os.environ.get("OPENAI_API_KEY", "EMPTY")
-        self.stats = {"base_loads": 0, "adapter_loads": 0, "full_loads": 0}
-        self.tok = None
-
-    def _post(self, route: str, body: dict) -> dict:
-        req = urllib.request.Request(
-            f"{self.base_url}/{route}", data=json.dumps(body).encode(), method="POST",
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as r:
-                return json.loads(r.read().decode("utf-8") or "{}")
-        except urllib.error.HTTPError as e:
-            detail = e.read().decode("utf-8", "replace")[:500]
-            raise RuntimeError(f"{self.base_url}/{route}: HTTP {e.code}: {detail}") from None
-
-    def set_adapter(self, path: str | os.PathLike | None) -> None:
-        if path is None:
-            self.served, self.adapter, self.adapter_hash = self.model_name, None, None
-            return
-        p = Path(path)
-        if p.is_dir():
-            p = resolve_checkpoint(p)
-            h = checkpoint_hash(p)
-            name = f"sftscale-{h[:12]}"
-            self._post("load_lora_adapter", {"lora_name": name, "lora_path": str(p.resolve())})
-            self.stats["adapter_loads"] += 1
-            self.served, self.adapter, self.adapter_hash = name, str(p), h
-        else:
-            self.served, self.adapter, self.adapter_hash = str(path), str(path), f"name:{path}"
-
-    def identity(self) -> dict:
-        return {"backend": "openai", "url": self.base_url, "model": self.model_name,
-                "served": self.served, "adapter": self.adapter_hash}
-
-    def generate(self, prompts: list[str], spec: GenSpec, progress: Progress | None,
-                 on_batch: Callable[[list[int], list[tuple[str, int]]], None]) -> None:
-        stops = [s for s in spec.stop if s]
-        chunks = [list(range(i, min(i + self.batch_size, len(prompts))))
-                  for i in range(0, len(prompts), self.batch_size)]
-
-        def call(idx: list[int]) -> tuple[list[int], list[tuple[str, int]]]:
-            body: dict[str, Any] = {"model": self.served, "prompt": [prompts[i] for i in idx],
-                                    "max_tokens": spec.max_new_tokens,
-                                    "temperature": spec.temperature}
-            if stops:
-                body["stop"] = stops
-            res = self._post("completions", body)
-            choices = sorted(res.get("choices", []), key=lambda c: c.get("index", 0))
-            if len(choices) != len(idx):
-                raise RuntimeError(f"{self.base_url}: asked {len(idx)} completions, got {len(choices)}")
-            total = int((res.get("usage") or {}).get("completion_tokens", 0))
-            per = [total // len(idx)] * len(idx)
-            return idx, [(truncate_at_stop(c.get("text", ""), stops), n) for c, n in zip(choices, per)]
-
-        done = 0
-        with ThreadPoolExecutor(max_workers=self.concurrency) as ex:
-            for idx, out in ex.map(call, chunks):
-                on_batch(idx, out)
-                done += len(idx)
-                if progress is not None:
-                    progress(done, len(prompts))
-
-    def describe(self) -> dict:
-        return {"backend": "openai", "url": self.base_url, "served_model": self.served,
-                "batch_size": self.batch_size, "device": "server"}
-
-
-# --------------------------------------------------------------------------- vLLM offline
-class VLLMBackend:
-    """vLLM's offline ``LLM`` with ``enable_lora=True``; adapters are ``LoRARequest``s, so
-    swapping costs nothing. Untested here (no vLLM on CPU); kept small on purpose."""
-
-    name = "vllm"
-
-    def __init__(self, ref: str, batch_size: int | None):
-        from vllm import LLM  # noqa: F401  (lazy: GPU-only dependency)
-
-        from .models import local_dir, model_weights_hash, resolve_model
-
-        spec = resolve_model(ref)
-        path = local_dir(spec) or spec.hub_id
-        self.llm = LLM(model=str(path), enable_lora=True, max_lora_rank=64,
-                       max_num_seqs=batch_size or 256)
-        self.tok = self.llm.get_tokenizer()
-        self.ref, self.batch_size = ref, batch_size
-        self.base_hash = model_weights_hash(spec) or f"ref:{ref}"
-        self.adapter: Path | None = None
-        self.adapter_hash: str | None = None
-        self._lora: Any = None
-        self._ids: dict[str, int] = {}
-        self.stats = {"base_loads": 1, "adapter_loads": 0, "full_loads": 0}
-
-    def set_adapter(self, path: str | os.PathLike | None) -> None:
-        from vllm.lora.request import LoRARequest
-
-        if path is None:
-            self._lora, self.adapter, self.adapter_hash = None, None, None
-            return
-        p = resolve_checkpoint(path)
-        if checkpoint_kind(p) != "lora":
-            raise InputError(p, "the vllm backend swaps LoRA adapters only", field="adapter")
-        h = checkpoint_hash(p)
-        if h not in self._ids:
-            self._ids[h] = len(self._ids) + 1
-            self.stats["adapter_loads"] += 1
-        self._lora = LoRARequest(f"a{h[:16]}", self._ids[h], str(p))
-        self.adapter, self.adapter_hash = p, h
-
-    def identity(self) -> dict:
-        return {"backend": "vllm", "base": self.base_hash, "adapter": self.adapter_hash}
-
-    def generate(self, prompts: list[str], spec: GenSpec, progress: Progress | None,
-                 on_batch: Callable[[list[int], list[tuple[str, int]]], None]) -> None:
-        from vllm import SamplingParams
-
-        stops = [s for s in spec.stop if s]
-        sp = SamplingParams(temperature=spec.temperature, max_tokens=spec.max_new_tokens,
-                            stop=stops or None, seed=0)
-        outs = self.llm.generate(prompts, sp, lora_request=self._lora, use_tqdm=False)
-        res = [(truncate_at_stop(o.outputs[0].text, stops), len(o.outputs[0].token_ids)) for o in outs]
-        on_batch(list(range(len(prompts))), res)
-        if progress is not None:
-            progress(len(prompts), len(prompts))
-
-    def describe(self) -> dict:
-        return {"backend": "vllm", "batch_size": self.batch_size or "auto", "device": "cuda"}
-
-
 # --------------------------------------------------------------------------- front end
 class Generator:
     """Generate for many prompts with one loaded model; see the module docstring."""
@@ -623,8 +459,12 @@ class Generator:
             ref = str(model)
             self.ref = ref
             if ref.startswith("openai:"):
+                from .genremote import OpenAIBackend
+
                 self.backend = OpenAIBackend(ref, batch_size)
             elif ref.startswith("vllm:"):
+                from .genremote import VLLMBackend
+
                 self.backend = VLLMBackend(ref[len("vllm:"):], batch_size)
             else:
                 from .models import load_model
@@ -715,5 +555,5 @@ class Generator:
         return [o if o is not None else "" for o in out]
 
 
-__all__ = ["Generator", "HFBackend", "OpenAIBackend", "VLLMBackend", "checkpoint_hash",
-           "checkpoint_kind", "parse_openai_ref", "resolve_checkpoint", "truncate_at_stop"]
+__all__ = ["Generator", "HFBackend", "checkpoint_hash", "checkpoint_kind", "resolve_checkpoint",
+           "spec_dict", "truncate_at_stop"]
