@@ -238,7 +238,10 @@ class HFBackend:
     def encode(self, prompt: str) -> list[int]:
         bos = self.tok.bos_token
         add = not (bos and prompt.startswith(bos))
-        return list(self.tok(prompt, add_special_tokens=add)["input_ids"])
+        ids = list(self.tok(prompt, add_special_tokens=add)["input_ids"])
+        if not ids:  # an empty prompt and no BOS: start from EOS, as a document boundary
+            ids = [self.tok.bos_token_id if self.tok.bos_token_id is not None else self.tok.eos_token_id]
+        return ids
 
     def auto_batch_size(self, max_len: int) -> int:
         if self.batch_size:
