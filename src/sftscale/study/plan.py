@@ -13,9 +13,10 @@ Estimates per cell (all documented in docs/notes/study.md):
   FLOPs = 6 · params · tokens (LoRA skips the weight gradients, so it is an upper bound);
 - evaluation: generated tokens = test items · max_new_tokens (an upper bound: generation
   stops early at EOS or a stop string); FLOPs = 2 · params · (prompt + generated tokens);
-- time on this machine: FLOPs / measured effective FLOP/s (constants ``CPU_TRAIN_FLOPS``,
-  ``CPU_EVAL_FLOPS`` measured with toy models on the 2-core dev machine; ``--measure`` rescales
-  them by a quick matmul benchmark of the current machine) plus a fixed per-cell cost;
+- time on this machine: FLOPs / effective FLOP/s (``CPU_TRAIN_FLOPS`` from toy-model
+  training speeds on the 2-core dev machine, ``CPU_EVAL_FLOPS`` an assumption; ``--measure``
+  rescales both by a quick matmul benchmark of the current machine) plus a per-step and a
+  per-cell cost (see docs/notes/study.md, "Plan constants");
 - time on a GPU (``--gpu H100``): training FLOPs / (peak bf16 dense FLOP/s · MFU, default 0.35);
   decoding is memory-bound, so each decode step costs max(compute, weight bytes / bandwidth)
   with batches of ``EVAL_BATCH_GPU`` sequences; divided by the model's ``gpus``.
@@ -48,6 +49,10 @@ from .cells import Cell, expand_cells
 CPU_TRAIN_FLOPS = 5.0e10
 CPU_EVAL_FLOPS = 1.0e10
 CPU_CELL_OVERHEAD_S = 1.5  # model load, task build, file writes
+#: per optimizer step on CPU beyond the FLOPs (Python, optimizer, small-matrix inefficiency):
+#: the toy prototype's N=512 cell took 17 s for 96 steps of ~30-token examples (0.18 s/step)
+#: where 6·P·tokens / CPU_TRAIN_FLOPS gives 0.06 s/step
+CPU_STEP_OVERHEAD_S = 0.12
 #: reference matmul speed of that machine (FLOP/s of a 512x512 fp32 matmul loop), for --measure
 CPU_REF_MATMUL_FLOPS = 6.0e10
 
@@ -324,7 +329,7 @@ def plan_study(cfg: StudyConfig, gpu: str | None = None, mfu: float | None = Non
             ef = 2 * P * (prompt_tok + gen_tok)
             row.update(train_flops=tf, eval_flops=ef,
                        cpu_s=tf / (CPU_TRAIN_FLOPS * scale) + ef / (CPU_EVAL_FLOPS * scale)
-                       + CPU_CELL_OVERHEAD_S)
+                       + steps * CPU_STEP_OVERHEAD_S + CPU_CELL_OVERHEAD_S)
             if gpu is not None:
                 peak, bw = GPUS[gpu]
                 ngpu = max(1.0, c.gpus or 1.0)
@@ -348,7 +353,8 @@ def plan_study(cfg: StudyConfig, gpu: str | None = None, mfu: float | None = Non
     skipped = _skipped(cfg, chk.pool_sizes)
     notes.extend(skipped)
     assumptions = {"cpu_train_flops": CPU_TRAIN_FLOPS * scale, "cpu_eval_flops": CPU_EVAL_FLOPS * scale,
-                   "cpu_cell_overhead_s": CPU_CELL_OVERHEAD_S, "gpu": gpu, "mfu": mfu,
+                   "cpu_cell_overhead_s": CPU_CELL_OVERHEAD_S,
+                   "cpu_step_overhead_s": CPU_STEP_OVERHEAD_S, "gpu": gpu, "mfu": mfu,
                    "eval_batch_gpu": EVAL_BATCH_GPU,
                    "gpu_peak_flops": GPUS[gpu][0] if gpu else None,
                    "gpu_bandwidth": GPUS[gpu][1] if gpu else None}
@@ -397,7 +403,8 @@ def format_plan(plan: Plan) -> None:
         con.print(f"  {n}", highlight=False)
     a = plan.assumptions
     line = (f"  assumptions: CPU {a['cpu_train_flops']:.2g} FLOP/s training, "
-            f"{a['cpu_eval_flops']:.2g} FLOP/s generation, +{a['cpu_cell_overhead_s']} s/cell")
+            f"{a['cpu_eval_flops']:.2g} FLOP/s generation, +{a['cpu_step_overhead_s']} s/step, "
+            f"+{a['cpu_cell_overhead_s']} s/cell")
     if gpu:
         line += (f"; {gpu}: {a['gpu_peak_flops']:.3g} FLOP/s peak bf16 × MFU {a['mfu']}, "
                  f"{a['gpu_bandwidth']:.3g} B/s, decode batch {a['eval_batch_gpu']}")
