@@ -129,11 +129,12 @@ def test_shipped_model_loads_and_recalls(name, world):
     from sftscale.toyworld.pretrain import fact_recall
 
     path = toy_model_path(name)
+    AutoModelForCausalLM.from_pretrained(str(path))  # pays transformers' lazy imports once
     t0 = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(str(path))
     tok = AutoTokenizer.from_pretrained(str(path))
     load_s = time.perf_counter() - t0
-    assert load_s < 10  # < 2 s measured on an idle machine; margin for a loaded CI box
+    assert load_s < 2  # 0.13 s measured here at load average ~15
     meta = json.loads((path / "toy_meta.json").read_text())
     assert model.config.tie_word_embeddings and model.config.model_type == "llama"
     import random
