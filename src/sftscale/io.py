@@ -86,10 +86,16 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a JSONL file; a bad line raises InputError naming the file and line."""
-    out: list[dict] = []
-    with open(path, encoding="utf-8") as f:
+def read_jsonl(path: str | os.PathLike, numbered: bool = False) -> list:
+    """Read a JSONL file (``.gz`` too); a bad line raises InputError naming the file and line.
+
+    ``numbered=True`` returns ``(line_number, object)`` pairs, for error messages later on.
+    """
+    import gzip
+
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    out: list = []
+    with opener(path, "rt", encoding="utf-8") as f:
         for i, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -99,7 +105,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
                 raise InputError(path, f"not valid JSON ({e.msg})", line=i) from None
             if not isinstance(obj, dict):
                 raise InputError(path, "expected a JSON object", line=i)
-            out.append(obj)
+            out.append((i, obj) if numbered else obj)
     return out
 
 

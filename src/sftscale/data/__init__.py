@@ -36,7 +36,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..io import InputError, atomic_write_json, sha256_file
+from ..io import InputError, atomic_write_json, read_jsonl, sha256_file
 
 DATA_ROOT = Path(__file__).resolve().parent
 MANIFEST = "MANIFEST.json"
@@ -192,7 +192,7 @@ def _load_hub(dataset_id: str, split: str | None) -> list[dict]:
 def _read_file(path: Path, split: str | None = None) -> list[dict]:
     name = path.name.lower()
     if name.endswith((".jsonl", ".jsonl.gz")):
-        return _read_jsonl(path)
+        return read_jsonl(path)
     if name.endswith((".json", ".json.gz")):
         opener = gzip.open if name.endswith(".gz") else open
         with opener(path, "rt", encoding="utf-8") as f:
@@ -218,25 +218,8 @@ def read_numbered(path: str | os.PathLike, split: str | None = None) -> list[tup
     if not p.is_file():
         raise InputError(p, "no such file")
     if p.name.lower().endswith((".jsonl", ".jsonl.gz")):
-        return _read_jsonl(p, numbered=True)
+        return read_jsonl(p, numbered=True)
     return list(enumerate(_read_file(p, split), 1))
-
-
-def _read_jsonl(path: Path, numbered: bool = False) -> list:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    out: list = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(path, f"not valid JSON ({e.msg})", line=i) from None
-            if not isinstance(obj, dict):
-                raise InputError(path, "expected a JSON object", line=i)
-            out.append((i, obj) if numbered else obj)
-    return out
 
 
 def _json_records(path: Path, obj: Any, split: str | None) -> list[dict]:
