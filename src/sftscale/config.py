@@ -243,20 +243,27 @@ def _check_grid(v: list[int]) -> list[int]:
 
 # --- loading ---------------------------------------------------------------------------------
 
-def load_study(path: str | os.PathLike) -> StudyConfig:
-    """Read and validate a study YAML; errors are InputError(path, reason, line, field)."""
+def read_config_text(path: str | os.PathLike, what: str) -> tuple[str, Path]:
+    """The text of a YAML config file; a missing file or a directory is an InputError."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8"), p
     except FileNotFoundError:
         raise InputError(p, "no such file") from None
     except IsADirectoryError:
-        raise InputError(p, "is a directory, expected a study YAML file") from None
+        raise InputError(p, f"is a directory, expected a {what} YAML file") from None
+
+
+def load_study(path: str | os.PathLike) -> StudyConfig:
+    """Read and validate a study YAML; errors are InputError(path, reason, line, field)."""
+    text, p = read_config_text(path, "study")
     return parse_study(text, p)
 
 
-def parse_study(text: str, path: str | os.PathLike | None = None) -> StudyConfig:
-    where = str(path) if path is not None else "<study>"
+def validate_yaml(text: str, model: type[BaseModel], where: str, top_hint: str
+                  ) -> tuple[Any, dict[tuple, int]]:
+    """Parse YAML and validate it with a pydantic model; every error is an InputError naming
+    the file, the line and the field. Returns (instance, {field path: line})."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -267,12 +274,11 @@ def parse_study(text: str, path: str | os.PathLike | None = None) -> StudyConfig
     except yaml.YAMLError as e:
         raise InputError(where, f"not valid YAML: {e}") from None
     if not isinstance(data, dict):
-        raise InputError(where, "expected a mapping (models:, tasks:, n:, ...) at the top level",
-                         line=1)
+        raise InputError(where, f"expected a mapping ({top_hint}) at the top level", line=1)
     lines: dict[tuple, int] = {}
     _index_lines(node, (), lines, where)
     try:
-        cfg = StudyConfig.model_validate(data)
+        return model.model_validate(data), lines
     except ValidationError as e:
         err = e.errors()[0]
         exc = (err.get("ctx") or {}).get("error")
@@ -286,13 +292,18 @@ def parse_study(text: str, path: str | os.PathLike | None = None) -> StudyConfig
             msg = msg[len("Value error, "):]
         line = _line_for(lines, loc)
         if err["type"] == "extra_forbidden":
-            msg = f"unknown field (allowed: {', '.join(_allowed_fields(loc))})"
+            msg = f"unknown field (allowed: {', '.join(_allowed_fields(model, loc))})"
         elif err["type"] == "missing":
             msg = "missing required field"
         more = len(e.errors()) - 1
         if more:
             msg += f" (and {more} more error{'s' if more > 1 else ''})"
         raise InputError(where, msg, line=line, field=_loc_str(loc) or None) from None
+
+
+def parse_study(text: str, path: str | os.PathLike | None = None) -> StudyConfig:
+    where = str(path) if path is not None else "<study>"
+    cfg, lines = validate_yaml(text, StudyConfig, where, "models:, tasks:, n:, ...")
     cfg._path = where
     cfg._lines = lines
     return cfg
@@ -346,8 +357,8 @@ def _loc_str(loc: tuple) -> str:
     return s
 
 
-def _allowed_fields(loc: tuple) -> list[str]:
-    model: type[BaseModel] = StudyConfig
+def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The fields allowed at ``loc`` (for "unknown field" messages)."""
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
@@ -364,4 +375,4 @@ def _allowed_fields(loc: tuple) -> list[str]:
 
 
 __all__ = ["EvalSettings", "ExecutorSettings", "ModelEntry", "StudyConfig", "TaskEntry",
-           "load_study", "parse_study"]
+           "load_study", "parse_study", "read_config_text", "validate_yaml"]

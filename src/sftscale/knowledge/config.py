@@ -21,11 +21,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..config import _clean_loc, _index_lines, _line_for, _loc_str
-from ..io import InputError, sha256_json
+from ..config import read_config_text, validate_yaml
+from ..io import sha256_json
 
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -148,64 +147,14 @@ class KnowledgeConfig(_Strict):
 
 def load_config(path: str | os.PathLike) -> KnowledgeConfig:
     """Read and validate a knowledge YAML; errors are InputError(path, reason, line, field)."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(p, "no such file") from None
-    except IsADirectoryError:
-        raise InputError(p, "is a directory, expected a knowledge YAML file") from None
+    text, p = read_config_text(path, "knowledge")
     return parse_config(text, p)
 
 
 def parse_config(text: str, path: str | os.PathLike | None = None) -> KnowledgeConfig:
     where = str(path) if path is not None else "<knowledge>"
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        raise InputError(where, f"not valid YAML: {e.problem or e}",
-                         line=mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as e:
-        raise InputError(where, f"not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise InputError(where, "expected a mapping (model:, facts:, reasoning:, ...) at the top "
-                         "level", line=1)
-    lines: dict[tuple, int] = {}
-    _index_lines(node, (), lines, where)
-    try:
-        return KnowledgeConfig.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        keep_last = err["type"] in ("missing", "extra_forbidden")
-        loc = _clean_loc(lines, tuple(err["loc"]), keep_last)
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown field (allowed: {', '.join(_allowed(loc))})"
-        elif err["type"] == "missing":
-            msg = "missing required field"
-        more = len(e.errors()) - 1
-        if more:
-            msg += f" (and {more} more error{'s' if more > 1 else ''})"
-        raise InputError(where, msg, line=_line_for(lines, loc),
-                         field=_loc_str(loc) or None) from None
-
-
-def _allowed(loc: tuple) -> list[str]:
-    model: type[BaseModel] = KnowledgeConfig
-    for part in loc[:-1]:
-        f = model.model_fields.get(str(part))
-        if f is None:
-            break
-        args = getattr(f.annotation, "__args__", ()) or (f.annotation,)
-        nxt = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        if nxt is None:
-            break
-        model = nxt
-    return list(model.model_fields)
+    cfg, _ = validate_yaml(text, KnowledgeConfig, where, "model:, facts:, reasoning:, ...")
+    return cfg
 
 
 __all__ = ["BootstrapSpec", "EvalSpec", "FactsStage", "InstructStart", "KnowledgeConfig",
