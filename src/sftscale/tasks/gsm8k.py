@@ -77,7 +77,29 @@ def clean_solution(answer: str) -> str:
     return _CALC.sub("", answer).strip()
 
 
-class GSM8K(Task):
+class GSM8KFormat(Task):
+    """The GSM8k prompt, completion and scoring format, shared by every task that answers
+    word problems with step lines and a final ``#### N`` (gsm8k, toy-math)."""
+
+    def prompt_text(self, item: Item) -> str:
+        return f"Question: {item.question}\nAnswer:"
+
+    def user_message(self, item: Item) -> str:
+        return item.question
+
+    def training_pair(self, item: Item, tokenizer: Any = None, chat: bool = False) -> tuple[str, str]:
+        prompt, completion = super().training_pair(item, tokenizer, chat)
+        return prompt, completion if chat else " " + completion
+
+    def score(self, item: Item, response: str) -> dict:
+        return score_response(response, item.target)
+
+    def aggregate(self, records: Sequence[dict]) -> dict[str, float]:
+        return mean_metrics(records, rename={"correct_strict": "accuracy_strict",
+                                             "correct_flexible": "accuracy_flexible"})
+
+
+class GSM8K(GSM8KFormat):
     """GSM8K test set (1,319) and training pool (7,473) from the shipped copy.
 
     Options: ``limit`` (first N test items), ``path`` (a local file of
@@ -108,22 +130,6 @@ class GSM8K(Task):
             self._train = _load(self.train_path, "train")
         return self._train
 
-    def prompt_text(self, item: Item) -> str:
-        return f"Question: {item.question}\nAnswer:"
-
-    def user_message(self, item: Item) -> str:
-        return item.question
-
-    def training_pair(self, item: Item, tokenizer: Any = None, chat: bool = False) -> tuple[str, str]:
-        prompt, completion = super().training_pair(item, tokenizer, chat)
-        return prompt, completion if chat else " " + completion
-
-    def score(self, item: Item, response: str) -> dict:
-        return score_response(response, item.target)
-
-    def aggregate(self, records: Sequence[dict]) -> dict[str, float]:
-        return mean_metrics(records, rename={"correct_strict": "accuracy_strict",
-                                             "correct_flexible": "accuracy_flexible"})
 
 
 def _load(path: str | None, split: str) -> list[Item]:

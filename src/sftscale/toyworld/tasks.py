@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import random
 from functools import cached_property
-from typing import Any, Sequence
+from typing import Any
 
-from ..tasks.base import GenSpec, Item, Task, first_n, mean_metrics
+from ..tasks.base import GenSpec, Item, Task, first_n
+from ..tasks.gsm8k import GSM8KFormat
 from .world import (CHAINS, DIRECT_QUESTIONS, MULTIHOP_QUESTIONS, PERSON_RELATIONS, QUESTION_WRAPPERS,
                     TEMPLATES, Person, World, render_fact)
 
@@ -96,7 +97,7 @@ class _ToyQA(Task):
         return score_answer(response, item.target)
 
 
-class ToyMath(Task):
+class ToyMath(GSM8KFormat):
     name = "toy-math"
     version = "1"
     primary_metric = "accuracy"
@@ -133,24 +134,6 @@ class ToyMath(Task):
     def train_items(self) -> list[Item]:
         return self._train
 
-    def prompt_text(self, item: Item) -> str:
-        return f"Question: {item.question}\nAnswer:"
-
-    def user_message(self, item: Item) -> str:
-        return item.question
-
-    def training_pair(self, item: Item, tokenizer: Any = None, chat: bool = False) -> tuple[str, str]:
-        prompt, completion = super().training_pair(item, tokenizer, chat)
-        return prompt, completion if chat else " " + completion
-
-    def score(self, item: Item, response: str) -> dict:
-        from ..tasks.gsm8k import score_response
-
-        return score_response(response, item.target)
-
-    def aggregate(self, records: Sequence[dict]) -> dict[str, float]:
-        return mean_metrics(records, rename={"correct_strict": "accuracy_strict",
-                                             "correct_flexible": "accuracy_flexible"})
 
 
 class ToyMultihop(_ToyQA):
