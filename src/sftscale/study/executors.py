@@ -102,7 +102,7 @@ class RayExecutor:
                         runner_ref, cell.to_dict(), run_dir_s)
                     inflight[ref] = cell
                     on_start(cell)
-                    on_stage(cell.key, "queued on ray")
+                    on_stage(cell.key, "on ray")
                 ready, _ = ray.wait(list(inflight), num_returns=1)
                 for ref in ready:
                     cell = inflight.pop(ref)

@@ -13,10 +13,10 @@ Estimates per cell (all documented in docs/notes/study.md):
   FLOPs = 6 · params · tokens (LoRA skips the weight gradients, so it is an upper bound);
 - evaluation: generated tokens = test items · max_new_tokens (an upper bound: generation
   stops early at EOS or a stop string); FLOPs = 2 · params · (prompt + generated tokens);
-- time on this machine: FLOPs / effective FLOP/s (``CPU_TRAIN_FLOPS`` from toy-model
-  training speeds on the 2-core dev machine, ``CPU_EVAL_FLOPS`` an assumption; ``--measure``
-  rescales both by a quick matmul benchmark of the current machine) plus a per-step and a
-  per-cell cost (see docs/notes/study.md, "Plan constants");
+- time on this machine: FLOPs / effective FLOP/s plus per-step, per-generated-token and
+  per-cell costs, constants fitted to a measured toy study on the 2-core dev machine
+  (``--measure`` rescales the FLOP/s by a quick matmul benchmark of the current machine; see
+  docs/notes/study.md, "Plan constants");
 - time on a GPU (``--gpu H100``): training FLOPs / (peak bf16 dense FLOP/s · MFU, default 0.35);
   decoding is memory-bound, so each decode step costs max(compute, weight bytes / bandwidth)
   with batches of ``EVAL_BATCH_GPU`` sequences; divided by the model's ``gpus``.
@@ -44,16 +44,19 @@ from ..config import StudyConfig
 from ..io import InputError
 from .cells import Cell, expand_cells
 
-#: effective FLOP/s of this project's CPU reference machine (2 cores), measured with the toy
-#: models: see docs/notes/study.md ("plan constants") for the commands and numbers
-CPU_TRAIN_FLOPS = 5.0e10
+#: CPU constants, measured on this project's 2-core machine with studies/toy-quick.yaml
+#: (8 real toy-S cells, 9 min 14 s wall at load 3-5 under `nice -n 10`; docs/notes/study.md,
+#: "Plan constants"): fitted as time = FLOPs / CPU_*_FLOPS + per-step and per-token costs.
+#: They describe that (shared, niced) machine; an idle one is about 2-3x faster.
+CPU_TRAIN_FLOPS = 1.5e10
 CPU_EVAL_FLOPS = 1.0e10
+#: per optimizer step beyond the FLOPs (Python, optimizer, small-matrix inefficiency)
+CPU_STEP_OVERHEAD_S = 0.6
+#: per generated token, charged on the max_new_tokens upper bound (decode-loop overhead)
+CPU_GEN_TOKEN_S = 0.003
 CPU_CELL_OVERHEAD_S = 1.5  # model load, task build, file writes
-#: per optimizer step on CPU beyond the FLOPs (Python, optimizer, small-matrix inefficiency):
-#: the toy prototype's N=512 cell took 17 s for 96 steps of ~30-token examples (0.18 s/step)
-#: where 6·P·tokens / CPU_TRAIN_FLOPS gives 0.06 s/step
-CPU_STEP_OVERHEAD_S = 0.12
-#: reference matmul speed of that machine (FLOP/s of a 512x512 fp32 matmul loop), for --measure
+#: reference matmul speed (FLOP/s of a 512x512 fp32 matmul loop) assumed for that machine,
+#: for --measure
 CPU_REF_MATMUL_FLOPS = 6.0e10
 
 #: peak dense bf16 FLOP/s and memory bandwidth (bytes/s) from vendor data sheets
@@ -329,7 +332,8 @@ def plan_study(cfg: StudyConfig, gpu: str | None = None, mfu: float | None = Non
             ef = 2 * P * (prompt_tok + gen_tok)
             row.update(train_flops=tf, eval_flops=ef,
                        cpu_s=tf / (CPU_TRAIN_FLOPS * scale) + ef / (CPU_EVAL_FLOPS * scale)
-                       + steps * CPU_STEP_OVERHEAD_S + CPU_CELL_OVERHEAD_S)
+                       + steps * CPU_STEP_OVERHEAD_S + gen_tok * CPU_GEN_TOKEN_S
+                       + CPU_CELL_OVERHEAD_S)
             if gpu is not None:
                 peak, bw = GPUS[gpu]
                 ngpu = max(1.0, c.gpus or 1.0)
@@ -354,7 +358,8 @@ def plan_study(cfg: StudyConfig, gpu: str | None = None, mfu: float | None = Non
     notes.extend(skipped)
     assumptions = {"cpu_train_flops": CPU_TRAIN_FLOPS * scale, "cpu_eval_flops": CPU_EVAL_FLOPS * scale,
                    "cpu_cell_overhead_s": CPU_CELL_OVERHEAD_S,
-                   "cpu_step_overhead_s": CPU_STEP_OVERHEAD_S, "gpu": gpu, "mfu": mfu,
+                   "cpu_step_overhead_s": CPU_STEP_OVERHEAD_S, "cpu_gen_token_s": CPU_GEN_TOKEN_S,
+                   "gpu": gpu, "mfu": mfu,
                    "eval_batch_gpu": EVAL_BATCH_GPU,
                    "gpu_peak_flops": GPUS[gpu][0] if gpu else None,
                    "gpu_bandwidth": GPUS[gpu][1] if gpu else None}
@@ -404,6 +409,7 @@ def format_plan(plan: Plan) -> None:
     a = plan.assumptions
     line = (f"  assumptions: CPU {a['cpu_train_flops']:.2g} FLOP/s training, "
             f"{a['cpu_eval_flops']:.2g} FLOP/s generation, +{a['cpu_step_overhead_s']} s/step, "
+            f"+{a['cpu_gen_token_s']} s/generated token, "
             f"+{a['cpu_cell_overhead_s']} s/cell")
     if gpu:
         line += (f"; {gpu}: {a['gpu_peak_flops']:.3g} FLOP/s peak bf16 × MFU {a['mfu']}, "

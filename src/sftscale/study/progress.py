@@ -1,7 +1,7 @@
 """The live display of a running study: cells done/total, current cell and stage, elapsed, ETA.
 
 On a terminal: a rich progress bar whose description shows the cell in flight and its stage
-(train, eval, score; "queued on ray" for Ray cells), plus one log line per finished cell.
+(train, eval, score; "on ray" for cells submitted to Ray), plus one log line per finished cell.
 Not on a terminal (CI, redirected output): only the log lines, on stderr.
 
 ETA: the mean wall time of the cells finished in THIS invocation times the cells left
@@ -110,7 +110,8 @@ class RichReporter(NullReporter):
             self.failed_n += 1
             line = f"[red]FAILED[/] {cell.key}: {outcome.get('error', '?')}"
         n = self.done_n + self.failed_n
-        self.console.print(f"[{n}/{self.total}] {line}  ETA {self._eta()}", highlight=False)
+        self.console.print(f"[{n}/{self.total}] {line}  ETA {self._eta()}", highlight=False,
+                           soft_wrap=True)
         self._refresh()
 
 
