@@ -136,6 +136,10 @@ class ExecutorSettings(_Strict):
     cpus_per_cell: float = Field(1.0, gt=0)
     max_parallel: int | None = Field(None, ge=1, description="cells in flight at once (Ray)")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray cluster")
+    workers: int = Field(1, ge=1, description="local executor: cells run at once, each in its own "
+                                                 "process (1 = in the driver process)")
+    threads: int | None = Field(None, ge=1, description="torch threads per cell (default: torch's "
+                                                           "choice; 1 is fastest when workers fill the cores)")
 
 
 class StudyConfig(_Strict):
