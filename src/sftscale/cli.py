@@ -44,6 +44,11 @@ for _area in _AREAS:
 
 
 def main() -> None:
+    # our own rich progress displays replace transformers' per-load tqdm bars ("Loading
+    # weights ...") that would otherwise interleave with them; set before transformers loads
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app()
     except InputError as e:

@@ -61,6 +61,9 @@ def run_demo(out: Path, quick: bool = False, n_boot: int = 1000, progress: bool 
     con.rule("[bold]2/3 knowledge injection")
     from .knowledge import load_config, run_knowledge
 
+    import torch
+
+    torch.set_num_threads(1)  # measured: one thread is steadier than two on a 2-core CPU
     kpath = studies_dir() / "knowledge-toy-quick.yaml"
     kcfg = load_config(kpath if quick and kpath.exists() else studies_dir() / "knowledge-toy.yaml")
     run_knowledge(kcfg, out / "knowledge")
