@@ -21,20 +21,7 @@ from typing import Optional
 
 import typer
 
-from ._util import InputError, fail
-
-
-def _parse_options(pairs: list[str]) -> dict:
-    out: dict = {}
-    for p in pairs:
-        key, sep, raw = p.partition("=")
-        if not sep or not key:
-            raise InputError(None, f"--task-option expects KEY=VALUE, got {p!r}")
-        try:
-            out[key] = json.loads(raw)  # numbers, true/false, null, quoted strings
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
+from ._util import InputError, fail, parse_task_options
 
 
 def tasks_table() -> list[dict]:
@@ -127,7 +114,7 @@ def register(app: typer.Typer) -> None:
         """Score a JSONL of responses; print one JSON object of aggregates on stdout."""
         try:
             with contextlib.redirect_stdout(sys.stderr):
-                agg = score_file(task, responses, samples_out, limit, _parse_options(task_option))
+                agg = score_file(task, responses, samples_out, limit, parse_task_options(task_option))
         except InputError as e:
             fail(e)
         print(json.dumps(agg))

@@ -17,20 +17,7 @@ from typing import Optional
 
 import typer
 
-from ._util import InputError, fail
-
-
-def _parse_options(pairs: list[str]) -> dict:
-    out: dict = {}
-    for p in pairs:
-        key, sep, raw = p.partition("=")
-        if not sep or not key:
-            raise InputError(None, f"expects KEY=VALUE, got {p!r}", field="task-option")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
+from ._util import InputError, fail, parse_task_options
 
 
 def register(app: typer.Typer) -> None:
@@ -61,7 +48,7 @@ def register(app: typer.Typer) -> None:
             raise InputError(adapter, "no such adapter directory", field="adapter")
         if batch_size is not None and batch_size < 1:
             raise InputError(None, "must be at least 1", field="batch-size")
-        opts = _parse_options(task_option)
+        opts = parse_task_options(task_option)
         console = Console(stderr=True)
         show = not no_progress and console.is_terminal
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -16,20 +16,7 @@ from typing import Optional
 
 import typer
 
-from ._util import InputError, fail
-
-
-def _parse_options(pairs: list[str]) -> dict:
-    out: dict = {}
-    for p in pairs:
-        key, sep, raw = p.partition("=")
-        if not sep or not key:
-            raise InputError(None, f"--task-option expects KEY=VALUE, got {p!r}")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
+from ._util import InputError, fail, parse_task_options
 
 
 def register(app: typer.Typer) -> None:
@@ -55,7 +42,7 @@ def register(app: typer.Typer) -> None:
         from ..train import Recipe, default_recipe, train_cell
 
         try:
-            opts = _parse_options(task_option)
+            opts = parse_task_options(task_option)
             rec = default_recipe(model)
             if recipe is not None:
                 rec = Recipe.from_yaml(recipe, base=rec)
