@@ -134,7 +134,7 @@ def style_substance_figure(groups: Sequence[dict]) -> Any:
     """One panel per (model, task): format / substance / total error with intervals."""
     plt = _plt()
     groups = [g for g in groups if "format_error" in g]
-    cols = min(4, max(1, len(groups)))
+    cols = min(2, max(1, len(groups)))
     rows = math.ceil(len(groups) / cols) if groups else 1
     fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.4 * rows), squeeze=False)
     for ax in axes.flat[len(groups):]:
@@ -156,7 +156,7 @@ def style_substance_figure(groups: Sequence[dict]) -> Any:
         sat = g.get("style_saturation_n") or {}
         if sat.get("n") is not None:
             ax.axvline(_xs(np.array([sat["n"]], float), x0)[0], color="#ff7f0e", lw=1, ls=":")
-            ax.text(_xs(np.array([sat["n"]], float), x0)[0], 0.97, f" style saturates\n N={int(sat['n'])}",
+            ax.text(_xs(np.array([sat["n"]], float), x0)[0], 0.55, f" style saturates\n N={int(sat['n'])}",
                     color="#ff7f0e", fontsize=7, va="top")
         plat = g.get("accuracy_plateau_n") or {}
         if plat.get("n") is not None:
@@ -167,11 +167,16 @@ def style_substance_figure(groups: Sequence[dict]) -> Any:
             ax.text(xp, 0.80, txt + " " if right else " " + txt.replace("\n", "\n "), color="#1f77b4",
                     fontsize=7, va="top", ha="right" if right else "left")
         r2 = (g.get("r2_total_vs_substance") or {}).get("r2")
+        ra = (g.get("r2_total_vs_substance_after_style") or {}).get("r2")
         _xaxis(ax, ns)
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("error rate")
-        ax.set_title(f"{g['model']} · {g['task']}" + (f"  (r² total~substance {r2:.2f})" if r2 is not None else ""),
-                     fontsize=9)
+        sub = ""
+        if r2 is not None:
+            sub = f"  r² total~substance: {r2:.2f} all N"
+            if ra is not None:
+                sub += f", {ra:.2f} once the format saturated"
+        ax.set_title(f"{g['model']} · {g['task']}\n{sub.strip()}", fontsize=9)
         ax.grid(alpha=0.25)
         ax.legend(fontsize=7, frameon=False, loc="center right")
     fig.tight_layout()
