@@ -29,14 +29,24 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .io import InputError, sha256_json
 
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def _check_label(v: str) -> str:
+    if not _LABEL.match(v):
+        raise ValueError(f"name {v!r}: use letters, digits and . _ + -")
+    return v
+
+
+#: a name used in file names, cell keys and tables
+Label = Annotated[str, AfterValidator(_check_label)]
 
 
 class _LocError(ValueError):
@@ -143,7 +153,7 @@ class ExecutorSettings(_Strict):
 
 
 class StudyConfig(_Strict):
-    name: str = "study"
+    name: Label = "study"
     description: str = ""
     models: list[ModelEntry] = Field(min_length=1)
     tasks: list[TaskEntry] = Field(min_length=1)
@@ -172,13 +182,6 @@ class StudyConfig(_Strict):
             raise ValueError("seeds must be distinct")
         if any(s < 0 for s in v):
             raise ValueError("seeds must be >= 0")
-        return v
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _LABEL.match(v):
-            raise ValueError(f"name {v!r}: use letters, digits and . _ + -")
         return v
 
     @model_validator(mode="after")
@@ -379,4 +382,4 @@ def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
 
 
 __all__ = ["EvalSettings", "ExecutorSettings", "ModelEntry", "StudyConfig", "TaskEntry",
-           "load_study", "parse_study", "read_config_text", "validate_yaml"]
+           "Label", "load_study", "parse_study", "read_config_text", "validate_yaml"]

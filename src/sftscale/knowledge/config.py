@@ -17,16 +17,14 @@ run starts, with the same InputError shape), recipe keys beyond ``Recipe``'s own
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..config import read_config_text, validate_yaml
+from ..config import Label, read_config_text, validate_yaml
 from ..io import sha256_json
 
-_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
 class _Strict(BaseModel):
@@ -57,14 +55,7 @@ class InstructStart(_Strict):
     """Starting point (c): another model (e.g. the instruct release of the base)."""
 
     ref: str = Field(description="model reference (toy name, HF id, local dir, .gguf)")
-    name: str = Field("instruct", description="label in tables")
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _LABEL.match(v):
-            raise ValueError(f"name {v!r}: use letters, digits and . _ + -")
-        return v
+    name: Label = Field("instruct", description="label in tables")
 
 
 class FactsStage(_Strict):
@@ -111,7 +102,7 @@ class BootstrapSpec(_Strict):
 
 
 class KnowledgeConfig(_Strict):
-    name: str = "knowledge"
+    name: Label = "knowledge"
     description: str = ""
     model: str = Field(description="base model reference")
     facts: str = Field("toy", description="'toy' (the toy world's held-out people) or a facts "
@@ -124,13 +115,6 @@ class KnowledgeConfig(_Strict):
     eval: EvalSpec = Field(default_factory=EvalSpec)
     bootstrap: BootstrapSpec = Field(default_factory=BootstrapSpec)
     output: str | None = Field(None, description="run directory (default: runs/<name>)")
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _LABEL.match(v):
-            raise ValueError(f"name {v!r}: use letters, digits and . _ + -")
-        return v
 
     @model_validator(mode="after")
     def _some_start(self) -> "KnowledgeConfig":
