@@ -123,7 +123,23 @@ def _ols_line(x: np.ndarray, z: np.ndarray) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
-class PowerLaw(Form):
+class _LineInLogN(Form):
+    """Forms that are a straight line in log N in their fit space: z = c + d log N."""
+
+    def f(self, theta, n):
+        return theta[:, :1] + theta[:, 1:2] * np.log(n)[None, :]
+
+    def jac(self, theta, n):
+        ln = np.broadcast_to(np.log(n)[None, :], (theta.shape[0], n.size))
+        return np.stack([np.ones_like(ln), ln], -1)
+
+    def starts(self, n, z):
+        c, d = _ols_line(np.log(n), z)
+        return np.array([[c, d], [float(np.mean(z)), 0.0]])
+
+
+@dataclass(frozen=True)
+class PowerLaw(_LineInLogN):
     name: str = "power"
     theta_names: tuple[str, ...] = ("log_a", "b")
     public_names: tuple[str, ...] = ("a", "b")
@@ -135,19 +151,8 @@ class PowerLaw(Form):
     def to_metric(self, z):
         return np.exp(z)
 
-    def f(self, theta, n):
-        return theta[:, :1] + theta[:, 1:2] * np.log(n)[None, :]
-
-    def jac(self, theta, n):
-        ln = np.broadcast_to(np.log(n)[None, :], (theta.shape[0], n.size))
-        return np.stack([np.ones_like(ln), ln], -1)
-
     def bounds(self):
         return np.array([-50.0, -10.0]), np.array([50.0, 10.0])
-
-    def starts(self, n, z):
-        c, d = _ols_line(np.log(n), z)
-        return np.array([[c, d], [float(np.mean(z)), 0.0]])
 
     def public(self, theta):
         out = np.array(theta, float, copy=True)
@@ -253,7 +258,7 @@ class SaturatingOffset(Saturating):
 
 
 @dataclass(frozen=True)
-class LogLinear(Form):
+class LogLinear(_LineInLogN):
     name: str = "loglinear"
     theta_names: tuple[str, ...] = ("c", "d")
     public_names: tuple[str, ...] = ("c", "d")
@@ -267,19 +272,8 @@ class LogLinear(Form):
     def to_metric(self, z):
         return z
 
-    def f(self, theta, n):
-        return theta[:, :1] + theta[:, 1:2] * np.log(n)[None, :]
-
-    def jac(self, theta, n):
-        ln = np.broadcast_to(np.log(n)[None, :], (theta.shape[0], n.size))
-        return np.stack([np.ones_like(ln), ln], -1)
-
     def bounds(self):
         return np.array([-1e3, -1e3]), np.array([1e3, 1e3])
-
-    def starts(self, n, z):
-        c, d = _ols_line(np.log(n), z)
-        return np.array([[c, d], [float(np.mean(z)), 0.0]])
 
     def public(self, theta):
         return np.array(theta, float, copy=True)
