@@ -3,7 +3,7 @@
 Both score the same samples (``{"task_id", "solution"}`` JSONL) against the vendored
 ``src/sftscale/data/humanevalplus/HumanEvalPlus.jsonl.gz``; evalplus reads it through
 ``HUMANEVAL_OVERRIDE_PATH`` (no network) and keeps its ground-truth cache under a private
-``XDG_CACHE_HOME``; sftscale keeps its own under a private ``SFTSCALE_CACHE_DIR``. Each
+``XDG_CACHE_HOME``; sftscale keeps its own under a private ``SFTSCALE_CACHE``. Each
 evaluator runs in its own subprocess with the same number of workers.
 
 Sample sets: ``canonical`` (HumanEval+ canonical solutions: every verdict should be pass)
@@ -71,7 +71,7 @@ def _write_samples(path: Path, rows: list[dict]) -> None:
 
 def run_ours(samples: Path, work: Path, workers: int) -> tuple[float, dict]:
     out = work / f"ours_{samples.stem}.json"
-    env = {**os.environ, "SFTSCALE_CACHE_DIR": str(work / "sftscale_cache")}
+    env = {**os.environ, "SFTSCALE_CACHE": str(work / "sftscale_cache")}
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", _OURS, str(samples), str(out), str(workers)], env=env,
                    check=True, cwd=ROOT)

@@ -24,13 +24,13 @@ def he():
 @pytest.fixture(scope="module")
 def hep(cache_dir):
     import os
-    old = os.environ.get("SFTSCALE_CACHE_DIR")
-    os.environ["SFTSCALE_CACHE_DIR"] = str(cache_dir)  # ground truth computed here, not reused
+    old = os.environ.get("SFTSCALE_CACHE")
+    os.environ["SFTSCALE_CACHE"] = str(cache_dir)  # ground truth computed here, not reused
     yield HumanEvalPlus(workers=2)
     if old is None:
-        os.environ.pop("SFTSCALE_CACHE_DIR", None)
+        os.environ.pop("SFTSCALE_CACHE", None)
     else:
-        os.environ["SFTSCALE_CACHE_DIR"] = old
+        os.environ["SFTSCALE_CACHE"] = old
 
 
 def _item(task, tid):

@@ -477,16 +477,23 @@ def _as_recipe(recipe: Any, model_ref: str) -> Recipe:
     if isinstance(recipe, Recipe):
         return recipe
     if isinstance(recipe, dict):
-        base = default_recipe(model_ref).model_dump()
-        unknown = sorted(set(recipe) - set(base))
-        if unknown:
-            raise InputError(None, f"unknown recipe field(s) {', '.join(unknown)}", field="recipe")
-        try:
-            return Recipe.model_validate({**base, **recipe})
-        except ValidationError as e:
-            err = e.errors()[0]
-            raise InputError(None, err["msg"], field=".".join(map(str, err["loc"]))) from None
+        return recipe_with(model_ref, recipe)
     return Recipe.from_yaml(recipe, base=default_recipe(model_ref))
+
+
+def recipe_with(model_ref: str, overrides: dict, where: str = "recipe") -> Recipe:
+    """``default_recipe(model_ref)`` with ``overrides``; an unknown or invalid field is an
+    InputError whose field names ``where`` (the config location of the overrides)."""
+    base = default_recipe(model_ref).model_dump()
+    unknown = sorted(set(overrides) - set(base))
+    if unknown:
+        raise InputError(None, f"unknown recipe field(s) {', '.join(unknown)}", field=where)
+    try:
+        return Recipe.model_validate({**base, **overrides})
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(map(str, err["loc"]))
+        raise InputError(None, err["msg"], field=loc if where == "recipe" else f"{where}.{loc}") from None
 
 
 def _check_same(done: dict, ident: dict, out: Path) -> None:

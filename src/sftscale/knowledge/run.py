@@ -192,22 +192,12 @@ def facts_mix(src: Source, cfg: KnowledgeConfig, start: Start, seed: int) -> lis
 
 
 def facts_recipe(cfg: KnowledgeConfig) -> Any:
-    from pydantic import ValidationError
-
-    from ..train import Recipe, default_recipe
+    from ..train import recipe_with
 
     st = cfg.stage
-    base = default_recipe(cfg.model).model_dump()
     over = {"epochs": st.epochs, "lr": st.lr, "batch_size": st.batch_size, "max_steps": None,
             **st.recipe}
-    unknown = sorted(set(over) - set(base))
-    if unknown:
-        raise InputError(None, f"unknown recipe field(s) {', '.join(unknown)}", field="stage.recipe")
-    try:
-        return Recipe.model_validate({**base, **over})
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise InputError(None, err["msg"], field="stage.recipe." + ".".join(map(str, err["loc"]))) from None
+    return recipe_with(cfg.model, over, where="stage.recipe")
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -98,12 +98,13 @@ def write_report(run_dir: str | Path, knowledge_dir: str | Path | None = None, n
 
 
 def _knowledge_table(run_dir: Path, knowledge_dir: str | Path | None) -> dict | None:
+    """The knowledge experiment's table.json: in ``knowledge_dir`` (or its ``knowledge/``), else
+    beside the study (``DIR/knowledge`` or ``DIR/../knowledge``, as the demo lays them out)."""
     import json
 
-    for d in ([Path(knowledge_dir)] if knowledge_dir else []) + [run_dir / "knowledge", run_dir.parent / "knowledge"]:
-        p = d / "table.json" if d.name != "table.json" else d
-        if not p.exists() and (d / "knowledge" / "table.json").exists():
-            p = d / "knowledge" / "table.json"
-        if p.exists():
-            return json.loads(p.read_text())
+    dirs = ([Path(knowledge_dir)] if knowledge_dir else []) + [run_dir / "knowledge", run_dir.parent / "knowledge"]
+    for d in dirs:
+        for p in (d / "table.json", d / "knowledge" / "table.json"):
+            if p.exists():
+                return json.loads(p.read_text())
     return None

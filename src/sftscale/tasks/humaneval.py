@@ -6,7 +6,7 @@
 ``humaneval+``: EvalPlus v0.1.9. ``status_base`` runs the original test inputs
 (``base_input``) and ``status_plus`` the base and the extra inputs (``plus_input``); both
 compare the sample's outputs with the canonical solution's outputs, computed once in the
-sandbox and cached (in memory, and on disk under ``$SFTSCALE_CACHE_DIR`` or
+sandbox and cached (in memory, and on disk under ``$SFTSCALE_CACHE`` or
 ``~/.cache/sftscale``). The verdicts follow evalplus 0.3: exact ``==`` first; for float
 results (or problems with an ``atol``) the same type, the same length, then closeness with
 ``rtol=1e-7`` and ``atol`` (1e-6 once a float answer was seen when the problem's ``atol``
@@ -35,7 +35,6 @@ from __future__ import annotations
 import ast
 import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -540,8 +539,9 @@ class HumanEval(Task):
 
     @staticmethod
     def _gt_dir() -> Path:
-        root = os.environ.get("SFTSCALE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "sftscale")
-        return Path(root) / "humanevalplus_gt"
+        from ..models import cache_root  # the one cache root ($SFTSCALE_CACHE)
+
+        return cache_root() / "humanevalplus_gt"
 
     def _gt_disk_load(self, key: str) -> dict | None:
         p = self._gt_dir() / f"{key}.json"
