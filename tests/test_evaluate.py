@@ -70,7 +70,7 @@ def test_results_shape_and_scores_follow_items(gen, tmp_path):
     assert res["versions"]["firstchar-test"] == "3"
     assert res["configs"]["firstchar-test"]["generation_kwargs"]["until"] == ["\n"]
     assert res["config"]["limit"] == 8 and res["config"]["backend"] == "hf"
-    assert res["config"]["batch_size"] == 32  # the automatic CPU batch size actually used
+    assert res["config"]["batch_size"] == 64  # the automatic CPU batch size actually used
     assert res["chat_template_sha"] and res["task_hashes"]["firstchar-test"]
     assert res["versions_of_libraries"]["transformers"]
     written = json.loads(open(res["paths"]["results"]).read())

@@ -244,10 +244,12 @@ class HFBackend:
         return ids
 
     def auto_batch_size(self, max_len: int) -> int:
+        """The ``batch_size`` flag, else as many rows as fit: on CUDA half the free memory
+        (up to 256 rows); on CPU a quarter of the available RAM, up to 64 rows (a CPU decode
+        step costs nearly the same for 16 or 64 rows, so wider batches mean fewer steps;
+        past 64 the gain stops: docs/notes/generate.md)."""
         if self.batch_size:
             return self.batch_size
-        if self.device.type != "cuda":
-            return 32
         cfg = self.model.config
         cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
         heads = getattr(cfg, "num_attention_heads", 16)
@@ -255,8 +257,14 @@ class HFBackend:
         hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
         per_tok = 2 * cfg.num_hidden_layers * kvh * hd * self._torch.finfo(self.dtype).bits // 8
         per_seq = max_len * (per_tok + 16 * cfg.hidden_size) + 4 * cfg.vocab_size
-        free, _ = self._torch.cuda.mem_get_info(self.device)
-        return int(max(1, min(256, 0.5 * free // per_seq)))
+        if self.device.type == "cuda":
+            free, _ = self._torch.cuda.mem_get_info(self.device)
+            return int(max(1, min(256, 0.5 * free // per_seq)))
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):  # not POSIX: assume 4 GiB free
+            free = 4 << 30
+        return int(max(1, min(64, 0.25 * free // per_seq)))
 
     def generate(self, prompts: list[str], spec: GenSpec, progress: Progress | None,
                  on_batch: Callable[[list[int], list[tuple[str, int]]], None]) -> None:
