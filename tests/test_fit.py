@@ -125,6 +125,23 @@ def test_predict_interval_and_determinism():
     assert not np.array_equal(a.theta_reps, c.theta_reps)
 
 
+def test_interval_of_infinite_replicate_predictions_is_infinite_not_nan():
+    """Replicates that predict -inf on both sides of a quantile must give -inf (the limit), not
+    NaN from numpy's inf - inf interpolation, and must not warn."""
+    import warnings
+
+    rng = np.random.default_rng(9)
+    S = simulate_items(rng, "power", TRUTH["power"], NS, 100)
+    long, items = as_tables(S, NS)
+    r = fit_table(long, items, forms=["power"], n_boot=50, seed=4)[0]
+    reps = np.array([[-np.inf, 0.1], [-np.inf, 0.2], [-np.inf, 0.3], [-np.inf, 0.4]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        lo, hi = r._q(reps)
+    assert lo[0] == hi[0] == -np.inf
+    assert (lo[1], hi[1]) == pytest.approx((np.quantile(reps[:, 1], 0.025), np.quantile(reps[:, 1], 0.975)))
+
+
 def test_lm_batch_equals_single_fits():
     rng = np.random.default_rng(2)
     fo = FORMS["saturating"]

@@ -310,8 +310,18 @@ class FitResult:
         return FORMS[self.form]
 
     def _q(self, a: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Percentile interval. Replicates may predict +-inf (a power law far from its data);
+        linear interpolation between two equal infinities gives NaN (inf - inf), so those
+        entries take the nearest-rank quantile instead, which is that infinity."""
         t = (1.0 - self.level) / 2.0
-        return np.quantile(a, t, axis=axis), np.quantile(a, 1.0 - t, axis=axis)
+        out = []
+        for p in (t, 1.0 - t):
+            with np.errstate(invalid="ignore"):
+                q = np.quantile(a, p, axis=axis)
+            if np.isnan(q).any() and not np.isnan(a).any():
+                q = np.where(np.isnan(q), np.quantile(a, p, axis=axis, method="nearest"), q)
+            out.append(q)
+        return out[0], out[1]
 
     def predict(self, n: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Metric-space prediction at n with its percentile interval (NaN when no bootstrap)."""
