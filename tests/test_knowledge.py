@@ -10,7 +10,7 @@ import pytest
 
 from sftscale.io import InputError
 from sftscale.knowledge import file_source, paired_difference, parse_config
-from sftscale.knowledge.stats import bootstrap_rows
+from sftscale.knowledge.stats import bootstrap_rows, paired_contrast
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,6 +61,20 @@ def test_pairing_narrows_interval_on_correlated_rows():
     assert (p["hi"] - p["lo"]) < 0.6 * (u["hi"] - u["lo"])
     assert p["lo"] > 0 and p["p_le_0"] == 0.0
     assert u["lo"] < p["lo"]
+
+
+def test_gain_contrast_removes_a_closed_book_head_start():
+    """Start a answers 12% closed book and 20% after injection; start b 0% and 10%. a leads
+    after injection (+10 pts), yet it gained less from the facts (8 vs 10 pts): the contrast
+    of gains is -2 pts, with the same paired draws as the plain difference."""
+    i = np.arange(200)
+    a_inj, a_bef = (i < 40).astype(float), (i < 24).astype(float)
+    b_inj, b_bef = ((i >= 100) & (i < 120)).astype(float), np.zeros(200)
+    d = paired_contrast([a_inj, b_inj], [1, -1], n_boot=500, seed=0)
+    assert d == paired_difference(a_inj, b_inj, n_boot=500, seed=0)
+    assert d["diff"] == pytest.approx(0.10) and d["lo"] > 0
+    g = paired_contrast([a_inj, a_bef, b_inj, b_bef], [1, -1, -1, 1], n_boot=500, seed=0)
+    assert g["diff"] == pytest.approx(-0.02) and g["lo"] < 0 < g["hi"] and g["p_le_0"] > 0.5
 
 
 def test_bootstrap_rows_seeds_and_identical_rows():
@@ -162,7 +176,15 @@ bootstrap: {{n_boot: 200}}
                 c = r[qt][m]
                 assert c["lo"] <= c["mean"] <= c["hi"]
     diffs = {(d["condition"], d["question_type"], d["metric"]) for d in table["differences"]}
-    assert ("injected", "multihop", "em") in diffs and len(diffs) == 3 * 2 * 3
+    assert ("injected", "multihop", "em") in diffs and len(diffs) == 4 * 2 * 3
+    # the gain contrast is the difference of the rows' own gains over closed book
+    mean = {(r["start"], r["condition"]): r["multihop"]["em"]["mean"] for r in table["rows"]}
+    g = next(d for d in table["differences"] if d["condition"] == "gain"
+             and d["question_type"] == "multihop" and d["metric"] == "em")
+    assert (g["a"], g["b"]) == ("reasoning-8", "base")
+    assert g["diff"] == pytest.approx((mean[("reasoning-8", "injected")] - mean[("reasoning-8", "before")])
+                                      - (mean[("base", "injected")] - mean[("base", "before")]))
+    assert g["lo"] <= g["diff"] <= g["hi"]
     # the facts stage taught the new facts: cloze recall of the new facts rises from 0
     rec = {(r["start"], r["condition"]): r["recall"] for r in table["rows"] if r["recall"]}
     for s in ("base", "reasoning-8"):

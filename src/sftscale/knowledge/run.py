@@ -40,7 +40,7 @@ from ..io import InputError, atomic_write_json, atomic_write_text, read_jsonl, s
 from ..tasks.base import GenSpec, Item, Task
 from .config import KnowledgeConfig
 from .sources import QTYPES, Source, file_source, toy_source
-from .stats import bootstrap_rows, interval, paired_difference, table_markdown
+from .stats import bootstrap_rows, interval, paired_contrast, paired_difference, table_markdown
 
 METRICS = ("em", "f1", "contains", "format_ok")
 Log = Callable[[str], None]
@@ -260,6 +260,33 @@ def _matrix(rows_samples: list[list[dict]], ids: list[str], metric: str) -> np.n
     return out
 
 
+def _gain_contrasts(rows: list[dict], items: dict[str, list[Item]], bs: Any) -> list[dict]:
+    """Difference of gains: (injected - before) of each start minus that of the base start,
+    paired over questions (and seeds). Separates learning the facts from answering closed book."""
+    inj = {r["start"]: r for r in rows if r["condition"] == "injected"}
+    bef = {r["start"]: r for r in rows if r["condition"] == "before"}
+    starts = [s for s in inj if s in bef]
+    if len(starts) < 2:
+        return []
+    ref = next((s for s in starts if inj[s]["kind"] == "base"), starts[0])
+    out = []
+    for s in starts:
+        if s == ref:
+            continue
+        for qt in QTYPES:
+            ids = [it.id for it in items[qt]]
+            if not ids:
+                continue
+            for m in ("em", "f1", "contains"):
+                mats = [_matrix(r["samples"][qt], ids, m) for r in (inj[s], bef[s], inj[ref], bef[ref])]
+                w = [1.0, -1.0, -1.0, 1.0]
+                p = paired_contrast(mats, w, bs.n_boot, bs.level, bs.seed)
+                u = paired_contrast(mats, w, bs.n_boot, bs.level, bs.seed, paired=False)
+                out.append({"condition": "gain", "a": s, "b": ref, "question_type": qt, "metric": m,
+                            **p, "lo_unpaired": u["lo"], "hi_unpaired": u["hi"]})
+    return out
+
+
 def build_table(cfg: KnowledgeConfig, src: Source, items: dict[str, list[Item]],
                 rows: list[dict]) -> dict:
     """rows: {start, kind, n, condition, seeds, samples: {qtype: [per-seed records]}, recall}."""
@@ -296,6 +323,7 @@ def build_table(cfg: KnowledgeConfig, src: Source, items: dict[str, list[Item]],
                     diffs.append({"condition": cond, "a": r["start"], "b": ref["start"],
                                   "question_type": qt, "metric": m, **p,
                                   "lo_unpaired": u["lo"], "hi_unpaired": u["hi"]})
+    diffs += _gain_contrasts(rows, items, bs)
     out_rows = [{k: v for k, v in r.items() if k != "samples"} for r in rows]
     return {"name": cfg.name, "model": cfg.model, "facts": cfg.facts, "n_facts": len(src.facts),
             "n_items": {qt: len(items[qt]) for qt in QTYPES},

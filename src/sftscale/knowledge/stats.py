@@ -51,17 +51,24 @@ def interval(reps: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def paired_contrast(rows: Sequence[np.ndarray], weights: Sequence[float], n_boot: int = 2000,
+                    level: float = 0.95, seed: int = 0, paired: bool = True) -> dict:
+    """sum_r weights[r] * mean(rows[r]) over the same items, with a bootstrap interval.
+
+    ``rows[r]``: (I,) or (S, I) per-item scores. Returns diff, lo, hi and ``p_le_0`` (share of
+    replicates with a contrast <= 0). ``[a, b]`` with ``[1, -1]`` is a difference of means;
+    ``[a_after, a_before, b_after, b_before]`` with ``[1, -1, -1, 1]`` a difference of gains."""
+    point, reps = bootstrap_rows(rows, n_boot=n_boot, seed=seed, paired=paired)
+    w = np.asarray(weights, float)
+    d = reps @ w
+    lo, hi = interval(d, level)
+    return {"diff": float(point @ w), "lo": lo, "hi": hi, "p_le_0": float(np.mean(d <= 0))}
+
+
 def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, level: float = 0.95,
                       seed: int = 0, paired: bool = True) -> dict:
-    """Mean(a) - mean(b) over the same items with a bootstrap interval.
-
-    ``a``, ``b``: (I,) or (S, I) per-item scores. Returns diff, lo, hi and ``p_le_0`` (share of
-    replicates with a difference <= 0)."""
-    point, reps = bootstrap_rows([a, b], n_boot=n_boot, seed=seed, paired=paired)
-    d = reps[:, 0] - reps[:, 1]
-    lo, hi = interval(d, level)
-    return {"diff": float(point[0] - point[1]), "lo": lo, "hi": hi,
-            "p_le_0": float(np.mean(d <= 0))}
+    """Mean(a) - mean(b) over the same items with a bootstrap interval (see paired_contrast)."""
+    return paired_contrast([a, b], [1.0, -1.0], n_boot, level, seed, paired)
 
 
 def _fmt(c: dict | None, pct: bool = True) -> str:
@@ -96,6 +103,10 @@ def table_markdown(table: dict) -> str:
     diffs = [d for d in table.get("differences", []) if d["metric"] in ("em", "contains")]
     if diffs:
         out += ["## Differences between starting points (paired over questions; f1 in table.json)", "",
+                "`gain` compares what the facts stage added: (injected − before) of a minus "
+                "(injected − before) of b. A start that already answers some questions closed "
+                "book (the right answer format and a lucky guess) leads after injection by that "
+                "much without having learnt the facts any better.", "",
                 "| condition | a − b | question type | metric | difference (pts) | paired interval "
                 "| unpaired interval | P(diff ≤ 0) |", "|---|---|---|---|---|---|---|---|"]
         for d in diffs:
@@ -116,4 +127,4 @@ def table_markdown(table: dict) -> str:
     return "\n".join(out)
 
 
-__all__ = ["bootstrap_rows", "interval", "paired_difference", "table_markdown"]
+__all__ = ["bootstrap_rows", "interval", "paired_contrast", "paired_difference", "table_markdown"]

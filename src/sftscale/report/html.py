@@ -109,10 +109,17 @@ def _findings(res: dict, knowledge: dict | None) -> str:
             d, m = ((r.get(q) or {}).get("em") or {} for q in ("direct", "multihop"))
             if d.get("mean") is not None and m.get("mean") is not None:
                 cells.append(f"{esc(r['start'])}: direct/multihop {100 * d['mean']:.0f}%/{100 * m['mean']:.0f}%")
+        gains = [d for d in knowledge.get("differences", [])
+                 if d.get("condition") == "gain" and d.get("metric") == "em"]
+        gain_s = "; ".join(
+            f"{esc(d['question_type'])} {100 * d['diff']:+.1f} pts [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]"
+            for d in gains)
         if cells:
             out.append("<div class=finding><b>Knowledge injection</b> (exact match after finetuning on the new "
                        f"facts): {'; '.join(cells)}. The paper reports 81%/55% when first post-trained for "
-                       "reasoning vs 65%/37% for the base model.</div>")
+                       "reasoning vs 65%/37% for the base model."
+                       + (f" Gain over closed book, {esc(gains[0]['a'])} minus {esc(gains[0]['b'])}: {gain_s}."
+                          if gains else "") + "</div>")
     return "\n".join(out)
 
 
@@ -200,6 +207,8 @@ def _knowledge(k: dict, fig: dict | None, met: str = "em") -> str:
     out.append("</table>")
     diffs = [d for d in k.get("differences", []) if d.get("metric") == met]
     if diffs:
+        out.append("<p class=sub><i>gain</i>: (injected − before) of a minus (injected − before) of b, i.e. "
+                   "what the facts stage added beyond what each start already answered closed book.</p>")
         out.append("<table><tr><th class=l>difference</th><th class=l>condition</th><th class=l>questions</th>"
                    "<th>Δ % [paired]</th><th>unpaired interval</th></tr>")
         for d in diffs:
