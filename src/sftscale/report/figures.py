@@ -185,8 +185,9 @@ def style_substance_figure(groups: Sequence[dict]) -> Any:
 
 def knowledge_figure(table: dict, metric: str = "em") -> Any:
     """Grouped bars per question type: one bar per starting point after the facts stage
-    (with its paired-bootstrap interval); markers show the same model before the facts
-    stage (x) and with the fact given in the prompt (retrieval, diamond)."""
+    (with its paired-bootstrap interval); the hatched white part of a bar is what the same
+    model answered before the facts stage (closed book), so the coloured rest is what the
+    facts stage added; a diamond marks the fact given in the prompt (retrieval)."""
     plt = _plt()
     rows = table.get("rows", [])
     qtypes = [q for q in ("direct", "multihop") if any(isinstance(r.get(q), dict) for r in rows)]
@@ -209,12 +210,17 @@ def knowledge_figure(table: dict, metric: str = "em") -> Any:
                 ax.bar([x], [c["mean"]], w * 0.9, yerr=err, capsize=3, color=col,
                        label=f"{s}: facts finetuned" if qi == 0 else None)
                 ax.text(x, c["hi"] + 0.02, f"{100 * c['mean']:.0f}", ha="center", fontsize=7)
-            for cond, mk in (("before", "x"), ("retrieval", "D")):
-                c2 = cell(s, cond, q)
-                if c2 and c2.get("mean") is not None:
-                    ax.plot([x], [c2["mean"]], mk, color="0.15", ms=5, mfc="none" if mk == "D" else None,
-                            label=("before the facts" if cond == "before" else "fact in the prompt")
-                            if (si == 0 and qi == 0) else None)
+            b = cell(s, "before", q)
+            if b and b.get("mean"):
+                ax.bar([x], [b["mean"]], w * 0.9, color="white", alpha=0.85, hatch="///",
+                       edgecolor="0.3", linewidth=0.5)
+            c2 = cell(s, "retrieval", q)
+            if c2 and c2.get("mean") is not None:
+                ax.plot([x], [c2["mean"]], "D", color="0.15", ms=5, mfc="none")
+    # legend entries for the overlays, once, whatever the data
+    ax.bar([0], [0], 0, color="white", hatch="///", edgecolor="0.3", linewidth=0.5,
+           label="answered before the facts (closed book)")
+    ax.plot([], [], "D", color="0.15", ms=5, mfc="none", label="fact in the prompt")
     ax.set_xticks(range(len(qtypes)))
     ax.set_xticklabels([f"{q} questions" for q in qtypes])
     ax.set_ylim(0, 1.12)
