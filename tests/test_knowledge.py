@@ -192,3 +192,14 @@ bootstrap: {{n_boot: 200}}
     # a rerun reuses every cell and evaluation: same table, no new checkpoints
     assert again["rows"] == table["rows"]
     assert sorted(p.stat().st_mtime for p in out.rglob("train_meta.json")) == mtimes
+    # facts stages trained in two spawned processes give the same table
+    par = run_knowledge(cfg.model_copy(update={"stage": cfg.stage.model_copy(update={"workers": 2})}),
+                        tmp_path / "par")
+    def scores(t):  # everything but where and how fast the facts stages ran
+        return [{k: v for k, v in r.items() if k != "facts_stage"} for r in t["rows"]]
+
+    def losses(t):
+        return [[f["final_loss"] for f in r.get("facts_stage") or []] for r in t["rows"]]
+
+    assert scores(par) == scores(table) and par["differences"] == table["differences"]
+    assert losses(par) == losses(table) and any(losses(table))

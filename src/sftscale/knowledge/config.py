@@ -75,6 +75,9 @@ class FactsStage(_Strict):
                                  "without the new facts)")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     recipe: dict[str, Any] = Field(default_factory=dict, description="other Recipe overrides")
+    workers: int = Field(1, ge=1, description="train the facts stages (every start x seed) in "
+                         "this many spawned processes of one torch thread each (CPU); results "
+                         "do not depend on it")
 
     @field_validator("seeds")
     @classmethod

@@ -334,6 +334,46 @@ def build_table(cfg: KnowledgeConfig, src: Source, items: dict[str, list[Item]],
 
 
 # --------------------------------------------------------------------------- driver
+def _facts_cell(cfg: KnowledgeConfig, src: Source, st: Start, seed: int, out: Path
+                ) -> tuple[list[tuple[str, str, str]], MixTask, Path]:
+    pairs = facts_mix(src, cfg, st, seed)
+    task = MixTask(pairs)
+    return pairs, task, out / "facts" / st.name / f"s{seed}-{task.version[:10]}"
+
+
+def _train_facts_job(job: tuple) -> dict:
+    """One facts-stage training in a pool worker (module level so it pickles)."""
+    from ..train import train_cell
+
+    ref, pairs, seed, cell, recipe = job
+    return train_cell(ref, MixTask(pairs), len(pairs), seed, cell, recipe=recipe)
+
+
+def _train_facts_parallel(cfg: KnowledgeConfig, src: Source, starts: list, out: Path,
+                          recipe: Any, log: Log) -> None:
+    """Train every (start, seed) facts stage in ``cfg.stage.workers`` spawned processes; the
+    sequential loop then finds each cell done (``train_cell`` returns the existing meta)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ..study.executors import set_threads
+    from ..train import read_meta
+
+    jobs = []
+    for st in starts:
+        for seed in cfg.stage.seeds:
+            pairs, _, cell = _facts_cell(cfg, src, st, seed, out)
+            if read_meta(cell) is None:
+                jobs.append((st.ref, pairs, seed, cell, recipe))
+    if len(jobs) < 2:
+        return
+    workers = min(cfg.stage.workers, len(jobs))
+    log(f"facts stages: {len(jobs)} trainings in {workers} processes")
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=set_threads,
+                             initargs=(1,)) as ex:
+        list(ex.map(_train_facts_job, jobs))
+
+
 def run_knowledge(cfg: KnowledgeConfig, out: str | Path | None = None, log: Log | None = None) -> dict:
     """Run the whole experiment; write knowledge/table.json and table.md; return the table."""
     log = log or (lambda s: None)
@@ -355,6 +395,10 @@ def run_knowledge(cfg: KnowledgeConfig, out: str | Path | None = None, log: Log 
 
     rows: list[dict] = []
     t_train = t_eval = 0.0
+    if cfg.stage.workers > 1:
+        t0 = time.perf_counter()
+        _train_facts_parallel(cfg, src, starts, out, recipe, log)
+        t_train += time.perf_counter() - t0
     for st in starts:
         conds: list[tuple[str, bool]] = []
         if cfg.eval.before:
@@ -371,9 +415,7 @@ def run_knowledge(cfg: KnowledgeConfig, out: str | Path | None = None, log: Log 
         per_seed: dict[str, list] = {qt: [] for qt in QTYPES}
         recs, metas = [], []
         for seed in cfg.stage.seeds:
-            pairs = facts_mix(src, cfg, st, seed)
-            task = MixTask(pairs)
-            cell = out / "facts" / st.name / f"s{seed}-{task.version[:10]}"
+            pairs, task, cell = _facts_cell(cfg, src, st, seed, out)
             t0 = time.perf_counter()
             meta = train_cell(st.ref, task, len(pairs), seed, cell, recipe=recipe)
             t_train += time.perf_counter() - t0

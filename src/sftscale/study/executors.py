@@ -47,7 +47,7 @@ class LocalExecutor:
     def run(self, cells: Sequence[Cell], run_dir: Path, runner: Any, *, on_start: OnStart,
             on_stage: OnStage, on_done: OnDone) -> None:
         if self.workers <= 1 or len(cells) <= 1:
-            _set_threads(self.threads)
+            set_threads(self.threads)
             for cell in cells:
                 on_start(cell)
                 on_done(cell, runner.run(cell, run_dir, on_stage=on_stage))
@@ -58,7 +58,7 @@ class LocalExecutor:
         queue = sorted(cells, key=lambda c: -c.n)  # longest first: better packing of the workers
         run_dir_s = str(Path(run_dir).resolve())
         with ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                 initializer=_set_threads, initargs=(self.threads,)) as pool:
+                                 initializer=set_threads, initargs=(self.threads,)) as pool:
             inflight: dict[Any, Cell] = {}
             try:
                 while queue or inflight:
@@ -84,7 +84,8 @@ class LocalExecutor:
                 raise
 
 
-def _set_threads(threads: int | None) -> None:
+def set_threads(threads: int | None) -> None:
+    """Pool initializer: this process's torch intra-op threads (None: leave as is)."""
     if threads:
         import torch
 
