@@ -21,7 +21,16 @@ def _strays(workdirs: list[str]) -> list[str]:
     """Sandbox processes still alive: children of this process, or any process whose
     working directory is one of the runs' private directories."""
     me = psutil.Process()
-    out = [f"{p.pid} {p.name()}" for p in me.children(recursive=True)]
+    out = []
+    for p in me.children(recursive=True):
+        try:
+            cmd = " ".join(p.cmdline())
+        except psutil.Error:  # ended meanwhile
+            continue
+        # multiprocessing's resource tracker lives as long as pytest once any earlier test
+        # used a spawn pool (study workers, knowledge stage.workers); it is not a sandbox's
+        if "multiprocessing.resource_tracker" not in cmd:
+            out.append(f"{p.pid} {p.name()}")
     for p in psutil.process_iter(["pid", "cwd"]):
         cwd = p.info.get("cwd") or ""
         if any(cwd.startswith(w) for w in workdirs):
