@@ -40,7 +40,7 @@ from ..io import InputError, atomic_write_json, atomic_write_text, read_jsonl, s
 from ..tasks.base import GenSpec, Item, Task
 from .config import KnowledgeConfig
 from .sources import QTYPES, Source, file_source, toy_source
-from .stats import bootstrap_rows, interval, paired_contrast, paired_difference, table_markdown
+from .stats import bootstrap_rows, interval, paired_contrast, table_markdown
 
 METRICS = ("em", "f1", "contains", "format_ok")
 Log = Callable[[str], None]
@@ -260,30 +260,44 @@ def _matrix(rows_samples: list[list[dict]], ids: list[str], metric: str) -> np.n
     return out
 
 
-def _gain_contrasts(rows: list[dict], items: dict[str, list[Item]], bs: Any) -> list[dict]:
-    """Difference of gains: (injected - before) of each start minus that of the base start,
-    paired over questions (and seeds). Separates learning the facts from answering closed book."""
+def _contrasts(items: dict[str, list[Item]], bs: Any, cond: str, a: str, b: str,
+               terms: list[tuple[dict, float]]) -> list[dict]:
+    """sum(weight * row mean) per question type and metric, paired over questions (and seeds),
+    with the unpaired interval beside it for comparison."""
+    out = []
+    for qt in QTYPES:
+        ids = [it.id for it in items[qt]]
+        if not ids:
+            continue
+        for m in ("em", "f1", "contains"):
+            mats = [_matrix(r["samples"][qt], ids, m) for r, _ in terms]
+            w = [wt for _, wt in terms]
+            p = paired_contrast(mats, w, bs.n_boot, bs.level, bs.seed)
+            u = paired_contrast(mats, w, bs.n_boot, bs.level, bs.seed, paired=False)
+            out.append({"condition": cond, "a": a, "b": b, "question_type": qt, "metric": m,
+                        **p, "lo_unpaired": u["lo"], "hi_unpaired": u["hi"]})
+    return out
+
+
+def _differences(rows: list[dict], items: dict[str, list[Item]], bs: Any) -> list[dict]:
+    """Each start minus the base start under each condition; then ``gain``: (injected -
+    before) of each start minus that of the base start, which separates learning the facts
+    from answering closed book."""
+    out = []
+    for cond in ("injected", "before", "retrieval"):
+        crow = [r for r in rows if r["condition"] == cond]
+        ref = next((r for r in crow if r["kind"] == "base"), crow[0] if crow else None)
+        for r in crow:
+            if r is not ref:
+                out += _contrasts(items, bs, cond, r["start"], ref["start"], [(r, 1.0), (ref, -1.0)])
     inj = {r["start"]: r for r in rows if r["condition"] == "injected"}
     bef = {r["start"]: r for r in rows if r["condition"] == "before"}
     starts = [s for s in inj if s in bef]
-    if len(starts) < 2:
-        return []
-    ref = next((s for s in starts if inj[s]["kind"] == "base"), starts[0])
-    out = []
+    ref_s = next((s for s in starts if inj[s]["kind"] == "base"), starts[0] if starts else None)
     for s in starts:
-        if s == ref:
-            continue
-        for qt in QTYPES:
-            ids = [it.id for it in items[qt]]
-            if not ids:
-                continue
-            for m in ("em", "f1", "contains"):
-                mats = [_matrix(r["samples"][qt], ids, m) for r in (inj[s], bef[s], inj[ref], bef[ref])]
-                w = [1.0, -1.0, -1.0, 1.0]
-                p = paired_contrast(mats, w, bs.n_boot, bs.level, bs.seed)
-                u = paired_contrast(mats, w, bs.n_boot, bs.level, bs.seed, paired=False)
-                out.append({"condition": "gain", "a": s, "b": ref, "question_type": qt, "metric": m,
-                            **p, "lo_unpaired": u["lo"], "hi_unpaired": u["hi"]})
+        if s != ref_s:
+            out += _contrasts(items, bs, "gain", s, ref_s, [(inj[s], 1.0), (bef[s], -1.0),
+                                                           (inj[ref_s], -1.0), (bef[ref_s], 1.0)])
     return out
 
 
@@ -303,27 +317,7 @@ def build_table(cfg: KnowledgeConfig, src: Source, items: dict[str, list[Item]],
             for k, r in enumerate(rows):
                 lo, hi = interval(reps[:, k], bs.level)
                 r.setdefault(qt, {})[m] = {"mean": float(point[k]), "lo": lo, "hi": hi}
-    diffs = []
-    for cond in ("injected", "before", "retrieval"):
-        crow = [r for r in rows if r["condition"] == cond]
-        if len(crow) < 2:
-            continue
-        ref = next((r for r in crow if r["kind"] == "base"), crow[0])
-        for r in crow:
-            if r is ref:
-                continue
-            for qt in QTYPES:
-                ids = [it.id for it in items[qt]]
-                if not ids:
-                    continue
-                for m in ("em", "f1", "contains"):
-                    a, b = _matrix(r["samples"][qt], ids, m), _matrix(ref["samples"][qt], ids, m)
-                    p = paired_difference(a, b, bs.n_boot, bs.level, bs.seed)
-                    u = paired_difference(a, b, bs.n_boot, bs.level, bs.seed, paired=False)
-                    diffs.append({"condition": cond, "a": r["start"], "b": ref["start"],
-                                  "question_type": qt, "metric": m, **p,
-                                  "lo_unpaired": u["lo"], "hi_unpaired": u["hi"]})
-    diffs += _gain_contrasts(rows, items, bs)
+    diffs = _differences(rows, items, bs)
     out_rows = [{k: v for k, v in r.items() if k != "samples"} for r in rows]
     return {"name": cfg.name, "model": cfg.model, "facts": cfg.facts, "n_facts": len(src.facts),
             "n_items": {qt: len(items[qt]) for qt in QTYPES},
