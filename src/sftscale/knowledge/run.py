@@ -343,25 +343,22 @@ def _train_facts_job(job: tuple) -> dict:
     return train_cell(ref, MixTask(pairs), len(pairs), seed, cell, recipe=recipe)
 
 
-def _train_facts_parallel(cfg: KnowledgeConfig, src: Source, starts: list, out: Path,
-                          recipe: Any, log: Log) -> None:
-    """Train every (start, seed) facts stage in ``cfg.stage.workers`` spawned processes; the
-    sequential loop then finds each cell done (``train_cell`` returns the existing meta)."""
+def _train_facts_parallel(facts: dict, starts: list, workers: int, recipe: Any, log: Log) -> None:
+    """Train every (start, seed) facts stage not yet done in ``workers`` spawned processes;
+    the sequential loop then finds each cell done (``train_cell`` returns the existing meta).
+    ``facts``: (start name, seed) -> (pairs, task, cell dir), as ``_facts_cell`` builds them."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     from ..study.executors import set_threads
     from ..train import read_meta
 
-    jobs = []
-    for st in starts:
-        for seed in cfg.stage.seeds:
-            pairs, _, cell = _facts_cell(cfg, src, st, seed, out)
-            if read_meta(cell) is None:
-                jobs.append((st.ref, pairs, seed, cell, recipe))
+    ref = {st.name: st.ref for st in starts}
+    jobs = [(ref[name], pairs, seed, cell, recipe)
+            for (name, seed), (pairs, _, cell) in facts.items() if read_meta(cell) is None]
     if len(jobs) < 2:
         return
-    workers = min(cfg.stage.workers, len(jobs))
+    workers = min(workers, len(jobs))
     log(f"facts stages: {len(jobs)} trainings in {workers} processes")
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=set_threads,
                              initargs=(1,)) as ex:
@@ -389,9 +386,11 @@ def run_knowledge(cfg: KnowledgeConfig, out: str | Path | None = None, log: Log 
 
     rows: list[dict] = []
     t_train = t_eval = 0.0
+    facts = {(st.name, seed): _facts_cell(cfg, src, st, seed, out)
+             for st in starts for seed in cfg.stage.seeds}
     if cfg.stage.workers > 1:
         t0 = time.perf_counter()
-        _train_facts_parallel(cfg, src, starts, out, recipe, log)
+        _train_facts_parallel(facts, starts, cfg.stage.workers, recipe, log)
         t_train += time.perf_counter() - t0
     for st in starts:
         conds: list[tuple[str, bool]] = []
@@ -409,7 +408,7 @@ def run_knowledge(cfg: KnowledgeConfig, out: str | Path | None = None, log: Log 
         per_seed: dict[str, list] = {qt: [] for qt in QTYPES}
         recs, metas = [], []
         for seed in cfg.stage.seeds:
-            pairs, task, cell = _facts_cell(cfg, src, st, seed, out)
+            pairs, task, cell = facts[(st.name, seed)]
             t0 = time.perf_counter()
             meta = train_cell(st.ref, task, len(pairs), seed, cell, recipe=recipe)
             t_train += time.perf_counter() - t0

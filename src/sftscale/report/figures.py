@@ -200,6 +200,14 @@ def knowledge_figure(table: dict, metric: str = "em") -> Any:
         c = (r or {}).get(q) or {}
         return c.get(metric)
 
+    seen: set[str] = set()
+
+    def once(label: str) -> str | None:  # each legend entry on the first artist drawn for it
+        if label in seen:
+            return None
+        seen.add(label)
+        return label
+
     for si, s in enumerate(starts):
         col = COLORS[si % len(COLORS)]
         for qi, q in enumerate(qtypes):
@@ -208,19 +216,16 @@ def knowledge_figure(table: dict, metric: str = "em") -> Any:
             if c and c.get("mean") is not None:
                 err = [[c["mean"] - c["lo"]], [c["hi"] - c["mean"]]]
                 ax.bar([x], [c["mean"]], w * 0.9, yerr=err, capsize=3, color=col,
-                       label=f"{s}: facts finetuned" if qi == 0 else None)
+                       label=once(f"{s}: facts finetuned"))
                 ax.text(x, c["hi"] + 0.02, f"{100 * c['mean']:.0f}", ha="center", fontsize=7)
             b = cell(s, "before", q)
             if b and b.get("mean"):
                 ax.bar([x], [b["mean"]], w * 0.9, color="white", alpha=0.85, hatch="///",
-                       edgecolor="0.3", linewidth=0.5)
+                       edgecolor="0.3", linewidth=0.5, label=once("answered before the facts (closed book)"))
             c2 = cell(s, "retrieval", q)
             if c2 and c2.get("mean") is not None:
-                ax.plot([x], [c2["mean"]], "D", color="0.15", ms=5, mfc="none")
-    # legend entries for the overlays, once, whatever the data
-    ax.bar([0], [0], 0, color="white", hatch="///", edgecolor="0.3", linewidth=0.5,
-           label="answered before the facts (closed book)")
-    ax.plot([], [], "D", color="0.15", ms=5, mfc="none", label="fact in the prompt")
+                ax.plot([x], [c2["mean"]], "D", color="0.15", ms=5, mfc="none",
+                        label=once("fact in the prompt"))
     ax.set_xticks(range(len(qtypes)))
     ax.set_xticklabels([f"{q} questions" for q in qtypes])
     ax.set_ylim(0, 1.12)

@@ -79,7 +79,21 @@ def direct_item(p: Person, rel: str, t: int, w: int, split: str, prefix: str = "
                 meta={"person": p.name, "relation": rel})
 
 
-class _ToyQA(Task):
+class _Pools:
+    """``test_items``/``train_items`` from a task's cached ``_test``/``_train`` lists and ``limit``."""
+
+    _test: list[Item]
+    _train: list[Item]
+    limit: int | None
+
+    def test_items(self) -> list[Item]:
+        return first_n(self._test, self.limit)
+
+    def train_items(self) -> list[Item]:
+        return self._train
+
+
+class _ToyQA(_Pools, Task):
     """Prompt ``Question: q\\n``; completion ends with an ``Answer: X`` line."""
 
     license = "Apache-2.0 (generated)"
@@ -97,7 +111,7 @@ class _ToyQA(Task):
         return score_answer(response, item.target)
 
 
-class ToyMath(GSM8KFormat):
+class ToyMath(_Pools, GSM8KFormat):
     name = "toy-math"
     version = "1"
     primary_metric = "accuracy"
@@ -127,13 +141,6 @@ class ToyMath(GSM8KFormat):
         from .corpus import math_pool_problems
 
         return [self._item(p, "train", i) for i, p in enumerate(math_pool_problems(self.n_train, self.seed))]
-
-    def test_items(self) -> list[Item]:
-        return first_n(self._test, self.limit)
-
-    def train_items(self) -> list[Item]:
-        return self._train
-
 
 
 class ToyMultihop(_ToyQA):
@@ -175,12 +182,6 @@ class ToyMultihop(_ToyQA):
                 out.append(multihop_item(self.world, p, c, t, 0, "test", self.reasoning))
             r += 1
         return out
-
-    def test_items(self) -> list[Item]:
-        return first_n(self._test, self.limit)
-
-    def train_items(self) -> list[Item]:
-        return self._train
 
 
 class ToyKnowledge(_ToyQA):
@@ -241,12 +242,6 @@ class ToyKnowledge(_ToyQA):
                      for t in range(len(MULTIHOP_QUESTIONS[c])) for w in range(len(QUESTION_WRAPPERS))]
         random.Random(f"toy-knowledge-{self.split}-{self.seed}").shuffle(items)
         return items
-
-    def test_items(self) -> list[Item]:
-        return first_n(self._test, self.limit)
-
-    def train_items(self) -> list[Item]:
-        return self._train
 
     def prompt_text(self, item: Item) -> str:
         if self.split == "facts":
