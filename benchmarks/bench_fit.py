@@ -1,7 +1,7 @@
 """Benchmark: bootstrap scaling-law fits, sftscale's vectorised LM versus a scipy loop.
 
 1. Speed: 20 simulated curves (11 N, 500 paired items each), 1,000 bootstrap replicates
-   each, fitted by ``sftscale.fit.fit_table`` (one form, then all four forms), against the
+   each, fitted by ``sftscale.fit.fitting.fit_table`` (one form, then all four forms), against the
    peer: ``scipy.optimize.least_squares(loss="huber")`` called once per replicate, warm-
    started at the point estimate (timed on a few curves and scaled to 20). Prints both
    times, the ratio and how closely the two agree on the replicate parameters.
@@ -22,8 +22,8 @@ import pandas as pd
 from scipy.optimize import least_squares
 from scipy.stats import norm
 
-from sftscale.fit import CurveData, fit_curve, fit_table, paired_bootstrap_means
-from sftscale.fitforms import FORMS, one_blas_thread
+from sftscale.fit.fitting import CurveData, fit_curve, fit_table, paired_bootstrap_means
+from sftscale.fit.forms import FORMS, one_blas_thread
 
 NS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 TRUTH = {"power": [np.log(0.05), 0.35], "saturating": [0.15, np.log(0.8), 0.5],
@@ -77,7 +77,7 @@ def speed(n_boot: int, peer_curves: int) -> None:
     print(f"sftscale: 20 curves x {n_boot} replicates, saturating form: {t_one:.2f} s wall, {c_one:.2f} s CPU "
           f"(all four forms: {t_all:.2f} s wall, {c_all:.2f} s CPU)")
     # peer on the same replicates (regenerate them exactly as fit_table does)
-    from sftscale.fit import _curve_seed, curve_data
+    from sftscale.fit.fitting import _curve_seed, curve_data
     t0, c0 = time.perf_counter(), time.process_time()
     diffs = []
     for r in res[:peer_curves]:

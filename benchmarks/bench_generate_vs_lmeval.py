@@ -87,7 +87,7 @@ def main() -> None:
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    from sftscale.generate import Generator
+    from sftscale.generation.generator import Generator
     from sftscale.models import load_model
 
     with tempfile.TemporaryDirectory() as td:

@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
 
-    from sftscale.nltk_offline import import_ifeval_checkers
+    from sftscale.tasks.nltk_offline import import_ifeval_checkers
     from sftscale.tasks import get_task
 
     task = get_task("ifeval")

@@ -59,7 +59,7 @@ def count_params(model) -> int:
 
 
 def run_ours(model, rows, rec, steps: int, pad_id: int, micro_batch_tokens=None):
-    from sftscale.trainloop import LoopConfig, train_loop
+    from sftscale.train.loop import LoopConfig, train_loop
 
     cfg = LoopConfig(steps=steps, lr=rec.lr, batch_size=rec.batch_size,
                      micro_batch_size=rec.micro_batch_size, warmup_steps=0,
@@ -68,18 +68,18 @@ def run_ours(model, rows, rec, steps: int, pad_id: int, micro_batch_tokens=None)
 
 
 def run_trl(model, tok, rows, rec, steps: int):
-    from sftscale.trl_adapter import train_trl
+    from sftscale.train.trl_adapter import train_trl
 
     return train_trl(model, tok, rows, rec, steps=steps, warmup_steps=0, seed=0)
 
 
 def bench_model(name: str, steps: int, rounds: int, peak: float) -> dict:
-    from sftscale.train import CPU_MICRO_BATCH_TOKENS
+    from sftscale.train.cell import CPU_MICRO_BATCH_TOKENS
 
     import torch
 
     from sftscale.models import load_model, tiny_random_model
-    from sftscale.train import Recipe, _wrap_lora
+    from sftscale.train.cell import Recipe, _wrap_lora
 
     if name == "toy":
         ref = None
@@ -154,7 +154,7 @@ def main() -> None:
     a = ap.parse_args()
     import torch
 
-    from sftscale.train import CPU_MICRO_BATCH_TOKENS
+    from sftscale.train.cell import CPU_MICRO_BATCH_TOKENS
 
     torch.set_num_threads(a.threads or cores())
     load0 = os.getloadavg()[0]

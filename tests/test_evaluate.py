@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from sftscale.evaluate import evaluate
-from sftscale.generate import Generator
+from sftscale.evaluation.run import evaluate
+from sftscale.generation.generator import Generator
 from sftscale.io import InputError
 from sftscale.tasks.base import GenSpec, Item, Task
 

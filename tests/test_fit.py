@@ -1,4 +1,4 @@
-"""Tests for sftscale.fit / fitforms / fitdata and the ``sftscale fit`` command.
+"""Tests for sftscale.fit.fitting / fitforms / fitdata and the ``sftscale fit`` command.
 
 All data are simulated here from known laws with binomial noise on a finite test set.
 """
@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from sftscale.fit import CurveData, bootstrap_fit, fit_curve, fit_law, fit_table, n_for_target, paired_bootstrap_means
-from sftscale.fitdata import load_items, load_long
-from sftscale.fitforms import FORMS, lm_fit
+from sftscale.fit.fitting import CurveData, bootstrap_fit, fit_curve, fit_law, fit_table, n_for_target, paired_bootstrap_means
+from sftscale.fit.data import load_items, load_long
+from sftscale.fit.forms import FORMS, lm_fit
 from sftscale.io import InputError
 
 TRUTH = {  # internal theta of each form
@@ -352,7 +352,7 @@ def test_nullable_dtypes_from_the_study_exporter():
     assert res[0].y[0] == pytest.approx(np.delete(S[0], 3).mean())
     no_items = fit_table(long, forms=["saturating_offset"], n_boot=50)[0]
     assert no_items.method == "none"  # one cell lacks n_items: no binomial bootstrap
-    from sftscale.analysis import style_substance
+    from sftscale.fit.analysis import style_substance
     g = style_substance(items, n_boot=50)["groups"][0]
     assert g["total_error"]["mid"][0] == pytest.approx(1 - np.delete(S[0], 3).mean())
 
@@ -377,7 +377,7 @@ def test_bootstrap_fit_on_caller_replicates_matches_fit_table():
 
 
 def test_items_dataframe_fast_path_equals_row_by_row_validation():
-    from sftscale.fitdata import _check_item_rows
+    from sftscale.fit.data import _check_item_rows
     rng = np.random.default_rng(14)
     df = pd.DataFrame({"model": "m", "task": "t", "n": np.repeat([0, 10, 100], 50), "seed": 3,
                        "id": [f"q{i % 50}" for i in range(150)],

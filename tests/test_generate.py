@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sftscale.generate import Generator, checkpoint_hash, truncate_at_stop
-from sftscale.genremote import parse_openai_ref
+from sftscale.generation.generator import Generator, checkpoint_hash, truncate_at_stop
+from sftscale.generation.remote import parse_openai_ref
 from sftscale.io import InputError
 from sftscale.tasks.base import GenSpec
 

@@ -16,7 +16,7 @@ import pytest
 
 from sftscale.data import verify
 from sftscale.io import InputError
-from sftscale.nltk_offline import (NLTK_DATA_DIR, PUNKT_TAB_FILES, punkt_tab_dir, punkt_tab_texts,
+from sftscale.tasks.nltk_offline import (NLTK_DATA_DIR, PUNKT_TAB_FILES, punkt_tab_dir, punkt_tab_texts,
                                    shipped_matches_conversion, use_shipped_nltk_data)
 from sftscale.tasks import get_task
 from sftscale.tasks.ifeval import (CONTENT_CATEGORIES, FORMAT_CATEGORIES, IFEval, aggregate_records, category,
@@ -48,7 +48,7 @@ def test_shipped_data_and_manifest(items):
 
 
 def test_every_instruction_id_in_data_is_in_lm_eval_registry(items):
-    from sftscale.nltk_offline import import_ifeval_checkers
+    from sftscale.tasks.nltk_offline import import_ifeval_checkers
 
     registry = import_ifeval_checkers().instructions_registry.INSTRUCTION_DICT
     used = {i for it in items for i in it.target[0]}
@@ -98,7 +98,7 @@ def test_group_writable_install_falls_back_to_a_private_copy(tmp_path, monkeypat
 
     import nltk
 
-    import sftscale.nltk_offline as no
+    import sftscale.tasks.nltk_offline as no
 
     shared = tmp_path / "shared_nltk_data"
     shutil.copytree(NLTK_DATA_DIR, shared)
@@ -371,7 +371,7 @@ def _mixed_responses(items, n: int = 90) -> list[str]:
 
 
 def test_parity_with_lm_eval_process_results(task, items):
-    from sftscale.nltk_offline import import_ifeval_checkers
+    from sftscale.tasks.nltk_offline import import_ifeval_checkers
 
     lm_utils = import_ifeval_checkers()
     # keys 1122 and 1129 are left out: lm-eval's checker draws a random letter for them (their

@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "lme
 
 import parity  # noqa: E402
 
-from sftscale.evaluate import evaluate  # noqa: E402
-from sftscale.generate import Generator  # noqa: E402
+from sftscale.evaluation.run import evaluate  # noqa: E402
+from sftscale.generation.generator import Generator  # noqa: E402
 
 from test_generate import make_tiny_lm  # noqa: E402
 

@@ -130,7 +130,7 @@ def test_smollm2_gguf_converts_once_and_trains_lora(tmp_path, monkeypatch):
     assert time.perf_counter() - t1 < 5 and (conv / "model.safetensors").stat().st_mtime_ns == stamp
 
     from sftscale.tasks.base import Item, Task
-    from sftscale.train import Recipe, train_cell
+    from sftscale.train.cell import Recipe, train_cell
 
     class Capitals(Task):
         name = "capitals"

@@ -11,8 +11,8 @@ import time
 import psutil
 import pytest
 
-from sftscale import sandbox
-from sftscale.sandbox import Program, run_many, run_program
+from sftscale.tasks import sandbox
+from sftscale.tasks.sandbox import Program, run_many, run_program
 
 SECRET = "sftscale-canary-secret-4711"
 

@@ -14,7 +14,7 @@ import pytest
 
 from sftscale.io import InputError
 from sftscale.tasks.base import Item, Task
-from sftscale.train import (IGNORE, Recipe, check_masks, default_recipe, encode_pair,
+from sftscale.train.cell import (IGNORE, Recipe, check_masks, default_recipe, encode_pair,
                             pack_examples, read_meta, select_subset, steps_for, train_cell)
 
 

@@ -10,7 +10,7 @@ import copy
 import pytest
 import torch
 
-from sftscale.trainloop import IGNORE, LoopConfig, collate, lr_at, token_loss_sum, train_loop
+from sftscale.train.loop import IGNORE, LoopConfig, collate, lr_at, token_loss_sum, train_loop
 
 
 def tiny_llama(seed: int = 0, vocab: int = 97, hidden: int = 32):
@@ -162,7 +162,7 @@ def test_on_metrics_reports_every_step():
 
 
 def test_token_capped_micro_batches_same_update():
-    from sftscale.trainloop import split_micro
+    from sftscale.train.loop import split_micro
 
     lengths = [3, 4, 5, 8, 9, 20, 21, 40]
     groups = split_micro(lengths, 16, 40)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .io import InputError, sha256_file, sha256_text
+from .paths import cache_root
 
 #: PyPI-shipped GGUF models: alias -> (import name of the package, how to find the file)
 GGUF_ALIASES: dict[str, str] = {
@@ -72,12 +73,6 @@ class ModelSpec:
 
 
 # --------------------------------------------------------------------------- resolving
-def cache_root() -> Path:
-    """``$SFTSCALE_CACHE`` or ``~/.cache/sftscale``."""
-    env = os.environ.get("SFTSCALE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "sftscale"
-
-
 def _toy_path(name: str) -> Path | None:
     try:
         from .toyworld import toy_model_path  # type: ignore[attr-defined]
@@ -374,6 +369,21 @@ def load_model(ref: str | os.PathLike | ModelSpec, device: str | None = None,
 
 
 # --------------------------------------------------------------------------- hashes
+def encode_prompt(tok: Any, prompt: str) -> list[int]:
+    """Prompt ids as training and generation both build them (the one owner of this rule).
+
+    Special tokens are added unless the prompt already starts with the BOS text (chat
+    templates usually include it). An empty encoding (an empty prompt and no BOS) becomes one
+    document-boundary token, BOS or else EOS, so that generation has something to condition on.
+    """
+    bos = tok.bos_token
+    add = not (bos and prompt.startswith(bos))
+    ids = list(tok(prompt, add_special_tokens=add)["input_ids"])
+    if not ids:
+        ids = [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]
+    return ids
+
+
 def template_sha(tokenizer: Any, chat: bool) -> str:
     """sha256 of the chat template (chat=True) or of a fixed plain-prompt marker."""
     if not chat:
@@ -487,7 +497,7 @@ def tiny_random_model(out: str | os.PathLike, texts: Any = (), hidden: int = 64,
     return out
 
 
-__all__ = ["GGUF_ALIASES", "ModelSpec", "alias_gguf_path", "cache_root", "default_device",
+__all__ = ["GGUF_ALIASES", "ModelSpec", "alias_gguf_path", "cache_root", "default_device", "encode_prompt",
            "default_dtype", "ensure_converted", "is_toy", "load_model", "load_tokenizer",
            "local_dir", "model_weights_hash", "resolve_model", "template_sha", "tiny_random_model",
            "toy_names", "weights_hash"]

@@ -2,7 +2,7 @@
 
 Prints one JSON object of aggregates on stdout (format_rate, accuracy, ... with stderrs)
 and, with ``--out``, writes ``results_<ts>.json`` + ``samples_<task>_<ts>.jsonl`` there
-(see ``sftscale.evaluate``). A rich progress bar goes to stderr.
+(see ``sftscale.evaluation.run``). A rich progress bar goes to stderr.
 
 Not handled: several tasks or adapters per call (script it, or use ``sftscale study``, which
 reuses one loaded base across adapters).
@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from ..evaluate import evaluate
+        from ..evaluation.run import evaluate
 
         if adapter is not None and not adapter.exists():
             raise InputError(adapter, "no such adapter directory", field="adapter")

@@ -35,8 +35,8 @@ def register(app: typer.Typer) -> None:
                                       help="also write analysis.json when items have format_ok/correct"),
     ) -> None:
         """Fit scaling laws with bootstrap intervals; write fits.json and print a table."""
-        from ..fit import fit_table, fits_document
-        from ..fitdata import load_inputs
+        from ..fit.fitting import fit_table, fits_document
+        from ..fit.data import load_inputs
         from ..io import InputError, atomic_write_json
 
         if not 0 < level < 1:
@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         fits_path = out or out_dir / "fits.json"
         analysis_doc = None
         if analysis and items_df is not None and {"format_ok", "correct"} <= set(items_df.columns):
-            from ..analysis import style_substance
+            from ..fit.analysis import style_substance
             analysis_doc = style_substance(items_df, n_boot=n_boot, seed=seed, level=level)
         atomic_write_json(fits_path, doc)
         if analysis_doc is not None:

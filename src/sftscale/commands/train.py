@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
 
-        from ..train import Recipe, default_recipe, train_cell
+        from ..train.cell import Recipe, default_recipe, train_cell
 
         try:
             opts = parse_task_options(task_option)

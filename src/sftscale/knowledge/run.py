@@ -141,7 +141,7 @@ def _merge_lora(base_ref: str, adapter: Path, dst: Path, log: Log) -> Path:
 def starting_points(cfg: KnowledgeConfig, out: Path, log: Log) -> list[Start]:
     """(a) base, (b) reasoning-N for each N (trained here), (c) instruct."""
     from ..tasks import get_task
-    from ..train import train_cell
+    from ..train.cell import train_cell
 
     starts: list[Start] = []
     if cfg.base:
@@ -192,7 +192,7 @@ def facts_mix(src: Source, cfg: KnowledgeConfig, start: Start, seed: int) -> lis
 
 
 def facts_recipe(cfg: KnowledgeConfig) -> Any:
-    from ..train import recipe_with
+    from ..train.cell import recipe_with
 
     st = cfg.stage
     over = {"epochs": st.epochs, "lr": st.lr, "batch_size": st.batch_size, "max_steps": None,
@@ -212,7 +212,7 @@ def _eval_model(src: Source, items: dict[str, list[Item]], gen_ref: str, adapter
                 d: Path, retrieval: bool, cfg: KnowledgeConfig, cache: Path,
                 recall: bool) -> tuple[dict[str, list[dict]], dict | None]:
     """Score one model on every question type; toy: also cloze recall. Reuses finished dirs."""
-    from ..evaluate import evaluate
+    from ..evaluation.run import evaluate
 
     samples: dict[str, list[dict]] = {}
     todo = []
@@ -226,7 +226,7 @@ def _eval_model(src: Source, items: dict[str, list[Item]], gen_ref: str, adapter
     need_recall = recall and not rec_path.is_file()
     gen = None
     if todo or need_recall:
-        from ..generate import Generator
+        from ..generation.generator import Generator
 
         gen = Generator(gen_ref, adapter=adapter, batch_size=cfg.eval.batch_size, cache_dir=cache)
     for qt in todo:
@@ -337,7 +337,7 @@ def _facts_cell(cfg: KnowledgeConfig, src: Source, st: Start, seed: int, out: Pa
 
 def _train_facts_job(job: tuple) -> dict:
     """One facts-stage training in a pool worker (module level so it pickles)."""
-    from ..train import train_cell
+    from ..train.cell import train_cell
 
     ref, pairs, seed, cell, recipe = job
     return train_cell(ref, MixTask(pairs), len(pairs), seed, cell, recipe=recipe)
@@ -351,7 +351,7 @@ def _train_facts_parallel(facts: dict, starts: list, workers: int, recipe: Any, 
     from concurrent.futures import ProcessPoolExecutor
 
     from ..study.executors import set_threads
-    from ..train import read_meta
+    from ..train.cell import read_meta
 
     ref = {st.name: st.ref for st in starts}
     jobs = [(ref[name], pairs, seed, cell, recipe)
@@ -382,7 +382,7 @@ def run_knowledge(cfg: KnowledgeConfig, out: str | Path | None = None, log: Log 
     starts = starting_points(cfg, out, log)
     timings["starting_points_s"] = time.perf_counter() - t0
 
-    from ..train import train_cell
+    from ..train.cell import train_cell
 
     rows: list[dict] = []
     t_train = t_eval = 0.0

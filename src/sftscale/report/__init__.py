@@ -42,8 +42,8 @@ def compute_analysis(run_dir: Path, n_boot: int = 1000, targets: Sequence[float]
     Writes ``fits.json`` and ``analysis.json`` in the run directory and returns
     ``{"metrics", "items", "fits", "fits_doc", "analysis", "metric_of"}``.
     """
-    from ..analysis import style_substance
-    from ..fit import fit_table, fits_document
+    from ..fit.analysis import style_substance
+    from ..fit.fitting import fit_table, fits_document
     from ..study.export import load_tables
 
     metrics, items = load_tables(run_dir)

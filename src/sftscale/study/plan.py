@@ -125,7 +125,7 @@ def _check_recipes(cfg: StudyConfig, res: CheckResult) -> None:
     """Override keys must be Recipe fields and their values valid, for every model × task."""
     from pydantic import ValidationError
 
-    from ..train import Recipe, default_recipe
+    from ..train.cell import Recipe, default_recipe
 
     for i, m in enumerate(cfg.models):
         base = default_recipe(m.ref).model_dump()
@@ -196,7 +196,7 @@ def _safetensors_numel(path: Path) -> int:
 
 def _recipe_numbers(ref: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """The recipe numbers the estimate needs, from ``train.default_recipe`` + overrides."""
-    from ..train import Recipe, default_recipe
+    from ..train.cell import Recipe, default_recipe
 
     d = default_recipe(ref).model_dump()
     d.update(overrides)
@@ -207,7 +207,7 @@ def _recipe_numbers(ref: str, overrides: dict[str, Any]) -> dict[str, Any]:
 
 def train_steps(n: int, recipe: Any) -> int:
     """Optimizer steps for N examples: ``train.steps_for`` (the rule train_cell logs)."""
-    from ..train import steps_for
+    from ..train.cell import steps_for
 
     return steps_for(n, recipe)[0]
 

@@ -19,7 +19,7 @@ stages, so after a SIGKILL a rerun either finds the cell recorded (and verifies 
 hashes) or picks up whatever complete stage directories exist and carries on.
 
 Stages are pluggable (``CellRunner(train=..., evaluate=...)``): the defaults call
-``sftscale.train.train_cell`` and ``sftscale.evaluate.evaluate``. For crash tests the
+``sftscale.train.cell.train_cell`` and ``sftscale.evaluation.run.evaluate``. For crash tests the
 environment variable ``SFTSCALE_STUDY_HOOK=<point>[@<key substring>]`` makes the process
 write ``DIR/.hook-<point>`` and then sleep (or, with ``SFTSCALE_STUDY_HOOK_ACTION=kill``,
 SIGKILL itself) at ``train`` (inside training, after its first progress report),
@@ -57,8 +57,8 @@ EvalFn = Callable[..., Any]  # (cell, train_dir: Path, out: Path) -> None; write
 # --- default stages ------------------------------------------------------------------------
 
 def train_stage(cell: Cell, out: Path, progress: Callable[[dict], None] | None = None) -> None:
-    """``sftscale.train.train_cell`` with the cell's model, task, N, seed and recipe overrides."""
-    from ..train import train_cell
+    """``sftscale.train.cell.train_cell`` with the cell's model, task, N, seed and recipe overrides."""
+    from ..train.cell import train_cell
 
     recipe = dict(cell.recipe)
     recipe.setdefault("chat", cell.chat)
@@ -70,7 +70,7 @@ _GENERATORS: dict[tuple, Any] = {}  # per process: one loaded base model, reused
 
 
 def _shared_generator(model: str, batch_size: int | None, cache_dir: Path | None) -> Any:
-    from ..generate import Generator
+    from ..generation.generator import Generator
 
     key = (model, batch_size, str(cache_dir))
     if key not in _GENERATORS:
@@ -81,15 +81,15 @@ def _shared_generator(model: str, batch_size: int | None, cache_dir: Path | None
 
 def eval_stage(cell: Cell, train_dir: Path, out: Path, cache_dir: Path | None = None,
                share: bool = True, progress: Callable[[int, int], None] | None = None) -> None:
-    """``sftscale.evaluate.evaluate`` on the cell's checkpoint (the base model for N = 0).
+    """``sftscale.evaluation.run.evaluate`` on the cell's checkpoint (the base model for N = 0).
 
     A peft adapter is attached to the worker's one Generator for the base model (loaded
     once, reused by every cell of that base). A fully finetuned checkpoint is a model of its
     own: it gets a Generator of its own (the shared one would have its base replaced), and
     the chat-template guard is applied here since evaluate() only checks adapters.
     """
-    from ..evaluate import check_template, evaluate
-    from ..generate import Generator
+    from ..evaluation.run import check_template, evaluate
+    from ..generation.generator import Generator
 
     meta = json.loads((train_dir / "train_meta.json").read_text())
     ckpt = train_dir / (meta.get("checkpoint") or "ckpt")

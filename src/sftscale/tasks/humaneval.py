@@ -27,7 +27,7 @@ Not handled: a training pool (``train_items`` raises: HumanEval has none; the pa
 finetunes on separate code-instruction data, e.g. via a JSONL task), MBPP/MBPP+, the
 evalplus ``contract`` checks (evalplus does not apply them when evaluating either),
 evalplus's sanitizer (we do not delete code outside the function), and hostile code beyond
-what ``sftscale.sandbox`` says it stops.
+what ``sftscale.tasks.sandbox`` says it stops.
 """
 
 from __future__ import annotations
@@ -425,7 +425,7 @@ class HumanEval(Task):
         return rec
 
     def score_many(self, items: Sequence[Item], responses: Sequence[str]) -> list[dict]:
-        from .. import sandbox
+        from . import sandbox
         items, responses = list(items), list(responses)
         if len(items) != len(responses):
             raise ValueError(f"{len(items)} items but {len(responses)} responses")
@@ -456,7 +456,7 @@ class HumanEval(Task):
         return records
 
     def _program(self, it: Item, program: str, gt: dict | None) -> Any:
-        from .. import sandbox
+        from . import sandbox
         ep = it.target["entry_point"]
         if not self.plus:
             tests = it.target["test"] + f"\n\ncheck({ep})\n"
@@ -498,7 +498,7 @@ class HumanEval(Task):
     # ground truth (humaneval+)
     def ground_truth(self, items: Sequence[Item]) -> dict[str, dict]:
         """Canonical outputs and times per item id, computed in the sandbox once and cached."""
-        from .. import sandbox
+        from . import sandbox
         out: dict[str, dict] = {}
         todo, seen = [], set()
         for it in items:
@@ -539,7 +539,7 @@ class HumanEval(Task):
 
     @staticmethod
     def _gt_dir() -> Path:
-        from ..models import cache_root  # the one cache root ($SFTSCALE_CACHE)
+        from ..paths import cache_root  # the one cache root ($SFTSCALE_CACHE)
 
         return cache_root() / "humanevalplus_gt"
 

@@ -5,7 +5,7 @@ the prompt is given as is (lm-eval's ``ifeval``: no template, greedy, up to 1280
 
 Scoring uses lm-evaluation-harness's maintained copy of Google's checkers
 (``lm_eval.tasks.ifeval``: ``instructions_registry`` and the strict/loose drivers in
-``utils``), imported offline through ``sftscale.nltk_offline`` (shipped ``punkt_tab``, downloads
+``utils``), imported offline through ``sftscale.tasks.nltk_offline`` (shipped ``punkt_tab``, downloads
 refused). Per sample: ``follow_instruction_list_strict``/``_loose`` (one bool per
 instruction), ``prompt_level_strict``/``_loose`` (all instructions followed); strict tests
 the response as is, loose passes an instruction if any of 8 variants passes (the response,
@@ -60,7 +60,7 @@ def _checkers():
     """lm-eval's ``lm_eval.tasks.ifeval.utils``, imported offline once (see ``nltk_offline``)."""
     global _UTILS
     if _UTILS is None:
-        from ..nltk_offline import import_ifeval_checkers
+        from .nltk_offline import import_ifeval_checkers
 
         _UTILS = import_ifeval_checkers()
     return _UTILS

@@ -1,4 +1,4 @@
-"""Pretraining of the tiny toy base models with THE shared loop (``sftscale.trainloop.train_loop``).
+"""Pretraining of the tiny toy base models with THE shared loop (``sftscale.train.loop.train_loop``).
 
 ``pretrain_toy(size, out, seed=0)`` draws the world (seed 0 by default: the shipped models and
 the toy tasks share it), builds the tokenizer and a corpus of exactly ``steps * batch * seq_len``
@@ -110,7 +110,7 @@ def pretrain_toy(size: str, out: str | Path, seed: int = 0, steps: int | None = 
     """Pretrain one toy size into ``out``; returns the meta dict written to ``toy_meta.json``."""
     import torch
 
-    from ..trainloop import LoopConfig, train_loop
+    from ..train.loop import LoopConfig, train_loop
     from .corpus import MATH_TEST_RESERVE, build_corpus, math_test_problems
     from .tokenizer import build_tokenizer, save_tokenizer
     from .world import World

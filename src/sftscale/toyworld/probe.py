@@ -35,7 +35,7 @@ def sft_examples(tok, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int],
 def finetune(model, tok, task: Task, n: int, seed: int, lr: float = 1e-3, epochs: int = 3,
              min_steps: int = 30, max_steps: int = 300, batch_size: int = 16) -> dict:
     """Full finetuning in place on a seeded subset of ``n`` training items."""
-    from ..trainloop import LoopConfig, train_loop
+    from ..train.loop import LoopConfig, train_loop
 
     pool = task.train_items()
     idx = random.Random(f"probe-{seed}").sample(range(len(pool)), n)

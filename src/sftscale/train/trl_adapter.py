@@ -21,7 +21,7 @@ import tempfile
 import time
 from typing import Any, Callable, Sequence
 
-from .trainloop import LoopResult
+from .loop import LoopResult
 
 
 def train_trl(model: Any, tok: Any, rows: Sequence[Sequence[Sequence[int]]], recipe: Any,

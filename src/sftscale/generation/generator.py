@@ -58,9 +58,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .gencache import GenCache
-from .io import InputError, sha256_json, sha256_text
-from .tasks.base import GenSpec
+from .cache import GenCache
+from ..io import InputError, sha256_json, sha256_text
+from ..tasks.base import GenSpec
 
 Progress = Callable[[int, int], None]
 
@@ -106,7 +106,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 
 def checkpoint_hash(path: str | os.PathLike) -> str:
     """Content hash of an adapter or full checkpoint: weight files plus adapter config."""
-    from .models import weights_hash
+    from ..models import weights_hash
 
     p = resolve_checkpoint(path)
     parts = {"weights": weights_hash(p)}
@@ -175,7 +175,7 @@ class HFBackend:
         if self._base_hash is None:
             h = None
             if self.ref is not None:
-                from .models import model_weights_hash
+                from ..models import model_weights_hash
 
                 try:
                     h = model_weights_hash(self.ref)
@@ -470,15 +470,15 @@ class Generator:
             ref = str(model)
             self.ref = ref
             if ref.startswith("openai:"):
-                from .genremote import OpenAIBackend
+                from .remote import OpenAIBackend
 
                 self.backend = OpenAIBackend(ref, batch_size)
             elif ref.startswith("vllm:"):
-                from .genremote import VLLMBackend
+                from .remote import VLLMBackend
 
                 self.backend = VLLMBackend(ref[len("vllm:"):], batch_size)
             else:
-                from .models import load_model
+                from ..models import load_model
 
                 m, tok = load_model(ref, device=device, dtype=dtype)
                 self.backend = HFBackend(m, tok, ref, batch_size, max_adapters)

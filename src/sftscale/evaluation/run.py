@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from .io import InputError, atomic_write_json, atomic_write_jsonl, sha256_file, sha256_json
+from ..io import InputError, atomic_write_json, atomic_write_jsonl, sha256_file, sha256_json
 
 Progress = Callable[[int, int], None]
 
@@ -109,7 +109,7 @@ def _data_hashes(task: Any, task_options: dict) -> dict:
     if path and Path(str(path)).is_file():
         out["file"] = {"path": str(path), "sha256": sha256_file(path)}
     try:
-        from .data import manifest
+        from ..data import manifest
     except ImportError:
         return out
     names = [getattr(task, "data_name", None), task.name, task.name.replace("+", "plus"),
@@ -141,8 +141,8 @@ def evaluate(model: Any, task: Any, adapter: str | os.PathLike | None = None,
              cache_dir: str | os.PathLike | None = None, device: str | None = None,
              progress: Progress | None = None) -> dict:
     """Generate, score and aggregate one task; see the module docstring."""
-    from .generate import Generator, resolve_checkpoint
-    from .tasks import Task, get_task
+    from ..generation.generator import Generator, resolve_checkpoint
+    from ..tasks import Task, get_task
 
     task_options = dict(task_options or {})
     t_start = time.time()
@@ -164,7 +164,7 @@ def evaluate(model: Any, task: Any, adapter: str | os.PathLike | None = None,
 
     eval_sha: str | None = None
     if tok is not None:
-        from .models import template_sha
+        from ..models import template_sha
 
         try:
             eval_sha = template_sha(tok, chat)

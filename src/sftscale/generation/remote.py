@@ -23,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from .generate import Progress, checkpoint_hash, checkpoint_kind, resolve_checkpoint, truncate_at_stop
-from .io import InputError
-from .tasks.base import GenSpec
+from .generator import Progress, checkpoint_hash, checkpoint_kind, resolve_checkpoint, truncate_at_stop
+from ..io import InputError
+from ..tasks.base import GenSpec
 
 
 # --------------------------------------------------------------------------- OpenAI server
@@ -139,7 +139,7 @@ class VLLMBackend:
     def __init__(self, ref: str, batch_size: int | None):
         from vllm import LLM  # noqa: F401  (lazy: GPU-only dependency)
 
-        from .models import local_dir, model_weights_hash, resolve_model
+        from ..models import local_dir, model_weights_hash, resolve_model
 
         spec = resolve_model(ref)
         path = local_dir(spec) or spec.hub_id

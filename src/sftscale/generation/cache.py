@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from .io import sha256_json, sha256_text
+from ..io import sha256_json, sha256_text
 
 
 def group_key(model: dict, spec: dict) -> str:

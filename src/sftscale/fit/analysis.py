@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import isotonic_regression
 
-from .fit import _curve_seed, _finite, _single_threaded, item_matrix, paired_bootstrap_means
-from .fitdata import load_items
+from .fitting import _curve_seed, _finite, _single_threaded, item_matrix, paired_bootstrap_means
+from .data import load_items
 
 
 def _band(point: np.ndarray, reps: np.ndarray, level: float) -> dict:

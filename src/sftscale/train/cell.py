@@ -49,7 +49,7 @@ from typing import Any, Callable, Literal, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .io import InputError, atomic_write_json, sha256_json
+from ..io import InputError, atomic_write_json, sha256_json
 
 IGNORE = -100
 META = "train_meta.json"
@@ -138,7 +138,7 @@ class Recipe(BaseModel):
 
 def _toy_defaults() -> dict[str, Any]:
     try:
-        from .toyworld import TOY_SFT_DEFAULTS  # type: ignore[attr-defined]
+        from ..toyworld import TOY_SFT_DEFAULTS  # type: ignore[attr-defined]
         d = dict(TOY_SFT_DEFAULTS)
     except (ImportError, AttributeError):  # prototype values
         d = {"lr": 1e-3, "batch_size": 16, "epochs": 3, "min_steps": 30}
@@ -149,7 +149,7 @@ def _toy_defaults() -> dict[str, Any]:
 
 def default_recipe(model_ref: Any) -> Recipe:
     """The default recipe for a model: toy (full finetuning) or real (LoRA)."""
-    from .models import is_toy
+    from ..models import is_toy
 
     if is_toy(model_ref):
         base = {"method": "full", "lr": 1e-3, "batch_size": 16, "micro_batch_size": 16,
@@ -338,8 +338,8 @@ def train_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
     path, or None for the default. ``progress(metrics)`` is called after every step with
     ``step``, ``steps``, ``loss``, ``lr``, ``tokens_seen``, ``elapsed_s``.
     """
-    from .models import resolve_model
-    from .tasks import Task, get_task
+    from ..models import resolve_model
+    from ..tasks import Task, get_task
 
     out = Path(out)
     model_ref = str(model)
@@ -369,7 +369,7 @@ def train_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
         "cleaned_partial": removed,
     }
     if n == 0:
-        from .models import model_weights_hash
+        from ..models import model_weights_hash
 
         meta.update({"base_model": model_ref, "weights_hash": _safe(model_weights_hash, spec),
                      "trained": False, "steps": 0, "steps_rule": steps_for(0, rec)[1],
@@ -380,7 +380,7 @@ def train_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
     t_start = time.perf_counter()
     import torch
 
-    from .models import default_device, load_model, model_weights_hash, template_sha
+    from ..models import default_device, load_model, model_weights_hash, template_sha
 
     accelerator = _launched_accelerator()
     dev = str(accelerator.device) if accelerator is not None else (device or default_device())
@@ -411,7 +411,7 @@ def train_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
             res = train_trl(mdl, tok, rows, rec, steps=steps, warmup_steps=warm, seed=int(seed),
                             on_metrics=cb, bf16=(train_dtype == "bf16"))
         else:
-            from .trainloop import LoopConfig, train_loop
+            from .loop import LoopConfig, train_loop
 
             mbt = rec.micro_batch_tokens
             cfg = LoopConfig(steps=steps, lr=rec.lr, batch_size=rec.batch_size,

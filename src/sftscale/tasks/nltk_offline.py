@@ -10,7 +10,7 @@ English tables into the four files NLTK's ``load_punkt_params`` reads and ship t
 ``sftscale/data/nltk_data/tokenizers/punkt_tab/english/``; ``use_shipped_nltk_data()`` puts
 that directory first on ``nltk.data.path``.
 
-Regenerate the shipped files with ``python -m sftscale.nltk_offline --write`` (and check them
+Regenerate the shipped files with ``python -m sftscale.tasks.nltk_offline --write`` (and check them
 with ``--check``). Not handled: languages other than English (IFEval only needs English);
 the ``punkt`` pickles of NLTK < 3.9 (NLTK >= 3.9 maps ``tokenizers/punkt/*.pickle`` to
 ``punkt_tab``, which is what lm-eval's ``count_sentences`` relies on).
@@ -25,10 +25,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Iterator
 
-from .io import atomic_write_text
+from ..io import atomic_write_text
 
 #: root of sftscale's own NLTK data tree (the directory that goes on ``nltk.data.path``)
-NLTK_DATA_DIR = Path(__file__).resolve().parent / "data" / "nltk_data"
+NLTK_DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "nltk_data"
 #: the four files ``nltk.tokenize.punkt.load_punkt_params`` reads
 PUNKT_TAB_FILES = ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab")
 _verified = False  # the shipped punkt_tab was found once through nltk.data.find
@@ -117,12 +117,12 @@ def use_shipped_nltk_data() -> Path:
         problems.append(f"{root}: refused or incomplete")
     raise RuntimeError("sftscale's shipped punkt_tab cannot be read through NLTK ("
                        + "; ".join(problems) + "); regenerate it with "
-                       "`python -m sftscale.nltk_offline --write`")
+                       "`python -m sftscale.tasks.nltk_offline --write`")
 
 
 def _private_copy() -> Path:
     """Copy the shipped punkt_tab into a 0700 directory NLTK accepts as a data root."""
-    from .models import cache_root
+    from ..paths import cache_root
 
     root = cache_root() / "nltk_data"
     d = root / "tokenizers" / "punkt_tab" / "english"
@@ -183,7 +183,7 @@ def _main(argv: list[str]) -> int:
         bad = shipped_matches_conversion()
         print("ok" if not bad else f"differ from a fresh conversion: {', '.join(bad)}")
         return 1 if bad else 0
-    print("usage: python -m sftscale.nltk_offline --write | --check", file=sys.stderr)
+    print("usage: python -m sftscale.tasks.nltk_offline --write | --check", file=sys.stderr)
     return 2
 
 

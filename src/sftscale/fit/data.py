@@ -26,7 +26,6 @@ Not handled: wide tables (one column per N), Excel files, multi-line quoted CSV 
 from __future__ import annotations
 
 import csv
-import importlib
 import math
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .io import InputError, read_jsonl
+from ..io import InputError, read_jsonl
+from ..study.export import load_tables
 
 LONG_REQUIRED = ("model", "task", "metric", "n", "value")
 ITEM_REQUIRED = ("model", "task", "n", "item_id")
@@ -228,22 +228,9 @@ def load_inputs(src: str | Path, items: str | Path | None = None
 
 
 def _runner_tables(run_dir: Path) -> tuple[pd.DataFrame, Any]:
-    try:
-        mod = importlib.import_module("sftscale.study.export")
-    except ModuleNotFoundError:
-        mod = None
-    fn = getattr(mod, "load_tables", None)
-    if fn is None:
-        raise InputError(run_dir, "no export.csv in this directory (and no study exporter available)")
-    got = fn(run_dir)
-    if isinstance(got, dict):
-        long_df, items = got.get("long"), got.get("items")
-    elif isinstance(got, (tuple, list)):
-        long_df, items = got[0], (got[1] if len(got) > 1 else None)
-    else:
-        long_df, items = got, None
+    long_df, items = load_tables(run_dir)
     if long_df is None or len(long_df) == 0:
-        raise InputError(run_dir, "the study exporter returned no rows")
+        raise InputError(run_dir, "the study has no finished cells yet; see `sftscale status` for its cells")
     return load_long(pd.DataFrame(long_df)), (pd.DataFrame(items) if items is not None else None)
 
 

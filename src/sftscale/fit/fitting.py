@@ -47,9 +47,9 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from .fitdata import METRIC_TO_ITEM, load_items, load_long
-from .fitforms import FORMS, Form, get_form, huber, huber_weight, jacobian_condition, lm_fit, one_blas_thread
-from .io import InputError
+from .data import METRIC_TO_ITEM, load_items, load_long
+from .forms import FORMS, Form, get_form, huber, huber_weight, jacobian_condition, lm_fit, one_blas_thread
+from ..io import InputError
 
 DEFAULT_FORMS = ("power", "saturating", "saturating_offset", "loglinear")
 
