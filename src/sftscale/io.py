@@ -87,25 +87,39 @@ def _json_default(o: Any) -> Any:
 
 
 def read_jsonl(path: str | os.PathLike, numbered: bool = False) -> list:
-    """Read a JSONL file (``.gz`` too); a bad line raises InputError naming the file and line.
+    """Read a JSONL file, gzip-compressed or not (told by its first bytes, not its name).
 
-    ``numbered=True`` returns ``(line_number, object)`` pairs, for error messages later on.
+    Every problem is an InputError naming the file, and the line when there is one: a
+    missing file, a directory, a damaged gzip stream, bytes that are not UTF-8, a line that
+    is not a JSON object. ``numbered=True`` returns ``(line_number, object)`` pairs, for
+    error messages later on.
     """
     import gzip
+    import zlib
 
-    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(path, "is a directory, not a JSONL file" if p.is_dir() else "no such file")
+    with open(p, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
     out: list = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(path, f"not valid JSON ({e.msg})", line=i) from None
-            if not isinstance(obj, dict):
-                raise InputError(path, "expected a JSON object", line=i)
-            out.append((i, obj) if numbered else obj)
+    i = 0
+    try:
+        with (gzip.open(p, "rt", encoding="utf-8") if gz else open(p, encoding="utf-8")) as f:
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise InputError(path, f"not valid JSON ({e.msg})", line=i) from None
+                if not isinstance(obj, dict):
+                    raise InputError(path, "expected a JSON object", line=i)
+                out.append((i, obj) if numbered else obj)
+    except UnicodeDecodeError:
+        raise InputError(path, "not UTF-8 text (a binary file?)", line=i + 1) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise InputError(path, f"damaged gzip data ({e or 'truncated'})", line=i + 1) from None
     return out
 
 
