@@ -51,7 +51,7 @@ def hf_generate(model, tok, prompts, spec, batch_size):
     """lm-eval hf's shape of work: sorted batches, one ``generate`` call each."""
     import torch
 
-    from sftscale.generation.generator import truncate_at_stop
+    from sftscale.generation import truncate_at_stop
 
     tok.padding_side = "left"
     order = sorted(range(len(prompts)), key=lambda i: -len(tok(prompts[i])["input_ids"]))
@@ -97,7 +97,7 @@ def main() -> None:
 
     import torch
 
-    from sftscale.generation.generator import Generator
+    from sftscale.generation import Generator
     from sftscale.models import load_model
     from sftscale.tasks import get_task
 

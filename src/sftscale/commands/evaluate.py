@@ -2,7 +2,7 @@
 
 Prints one JSON object of aggregates on stdout (format_rate, accuracy, ... with stderrs)
 and, with ``--out``, writes ``results_<ts>.json`` + ``samples_<task>_<ts>.jsonl`` there
-(see ``sftscale.evaluation.run``). A rich progress bar goes to stderr.
+(see ``sftscale.evaluation``). A rich progress bar (fed by ``ProgressEvent``s) goes to stderr.
 
 Not handled: several tasks or adapters per call (script it, or use ``sftscale study``, which
 reuses one loaded base across adapters).
@@ -42,7 +42,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from ..evaluation.run import evaluate
+        from ..evaluation import evaluate
+        from ..events import ProgressEvent
 
         if adapter is not None and not adapter.exists():
             raise InputError(adapter, "no such adapter directory", field="adapter")
@@ -55,8 +56,8 @@ def register(app: typer.Typer) -> None:
                       TimeElapsedColumn(), console=console, disable=not show) as prog:
             bar = prog.add_task(f"{task}", total=None)
 
-            def on_progress(done: int, total: int) -> None:
-                prog.update(bar, completed=done, total=total)
+            def on_progress(ev: ProgressEvent) -> None:
+                prog.update(bar, completed=ev.done, total=ev.total)
 
             try:
                 res = evaluate(model, task, adapter=adapter, limit=limit, out=out, chat=chat,

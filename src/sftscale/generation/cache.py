@@ -4,7 +4,7 @@ A generation is identified by the *content* that determines it, never by a path:
 
 - ``model``: a dict naming the backend and the hashes of what produced the text (base
   weights hash, adapter weights hash or None, tokenizer hash, dtype, device type...). The
-  generator builds it (see ``generate.Generator.identity``);
+  generator builds it (see ``generator.Generator.identity``);
 - ``spec``: the generation parameters (max_new_tokens, stop strings, temperature);
 - ``prompt``: the exact prompt string.
 

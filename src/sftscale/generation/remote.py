@@ -1,16 +1,17 @@
-"""Remote and external generation backends for ``generate.Generator``.
+"""Remote and external generation backends for ``generator.Generator``.
 
 - ``OpenAIBackend``: ``openai:<base_url>/v1/<served model name>``, an OpenAI-compatible
   completions client (stdlib ``urllib``) for vLLM / TGI / SGLang servers;
 - ``VLLMBackend``: ``vllm:<model ref>``, vLLM's offline engine with multi-LoRA (imported
   lazily: a GPU-only dependency, not installed on CPU machines, so untested here).
 
-Both follow the backend protocol of ``generate.HFBackend``: ``set_adapter``, ``identity``,
-``generate(prompts, spec, progress, on_batch)``, ``describe``, ``stats``, ``tok``.
+Both follow ``backend.Backend``: ``set_adapter``, ``identity``,
+``generate(prompts, spec, progress, on_batch)``, ``describe``, ``stats``, ``tok``, ``batch_size``.
 
 Not handled: the chat endpoint (prompts are already templated strings; chat over a server
 needs a local tokenizer), streaming, retries on HTTP errors, per-row token counts from servers
-that only report a total (split evenly).
+that only report a total (split evenly), resizing a running vLLM engine (``max_num_seqs`` is
+fixed when it loads; a later ``batch_size`` only changes what ``describe`` reports).
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .generator import Progress, checkpoint_hash, checkpoint_kind, resolve_checkpoint, truncate_at_stop
+from .backend import OnBatch, report, truncate_at_stop
+from .checkpoint import checkpoint_hash, checkpoint_kind, resolve_checkpoint
+from ..events import ProgressFn
 from ..io import InputError
 from ..tasks.base import GenSpec
 
@@ -57,7 +60,7 @@ class OpenAIBackend:
 
     def __init__(self, ref: str, batch_size: int | None, concurrency: int = 8, timeout_s: float = 600):
         self.base_url, self.model_name = parse_openai_ref(ref)
-        self.batch_size = batch_size or 16
+        self.batch_size: int | None = batch_size or 16
         self.concurrency, self.timeout_s = concurrency, timeout_s
         self.served = self.model_name
         self.adapter: str | None = None
@@ -96,11 +99,11 @@ class OpenAIBackend:
         return {"backend": "openai", "url": self.base_url, "model": self.model_name,
                 "served": self.served, "adapter": self.adapter_hash}
 
-    def generate(self, prompts: list[str], spec: GenSpec, progress: Progress | None,
-                 on_batch: Callable[[list[int], list[tuple[str, int]]], None]) -> None:
+    def generate(self, prompts: list[str], spec: GenSpec, progress: ProgressFn | None,
+                 on_batch: OnBatch) -> None:
         stops = [s for s in spec.stop if s]
-        chunks = [list(range(i, min(i + self.batch_size, len(prompts))))
-                  for i in range(0, len(prompts), self.batch_size)]
+        bs = self.batch_size or 16
+        chunks = [list(range(i, min(i + bs, len(prompts)))) for i in range(0, len(prompts), bs)]
 
         def call(idx: list[int]) -> tuple[list[int], list[tuple[str, int]]]:
             body: dict[str, Any] = {"model": self.served, "prompt": [prompts[i] for i in idx],
@@ -121,8 +124,7 @@ class OpenAIBackend:
             for idx, out in ex.map(call, chunks):
                 on_batch(idx, out)
                 done += len(idx)
-                if progress is not None:
-                    progress(done, len(prompts))
+                report(progress, done, len(prompts))
 
     def describe(self) -> dict:
         return {"backend": "openai", "url": self.base_url, "served_model": self.served,
@@ -173,8 +175,8 @@ class VLLMBackend:
     def identity(self) -> dict:
         return {"backend": "vllm", "base": self.base_hash, "adapter": self.adapter_hash}
 
-    def generate(self, prompts: list[str], spec: GenSpec, progress: Progress | None,
-                 on_batch: Callable[[list[int], list[tuple[str, int]]], None]) -> None:
+    def generate(self, prompts: list[str], spec: GenSpec, progress: ProgressFn | None,
+                 on_batch: OnBatch) -> None:
         from vllm import SamplingParams
 
         stops = [s for s in spec.stop if s]
@@ -183,8 +185,7 @@ class VLLMBackend:
         outs = self.llm.generate(prompts, sp, lora_request=self._lora, use_tqdm=False)
         res = [(truncate_at_stop(o.outputs[0].text, stops), len(o.outputs[0].token_ids)) for o in outs]
         on_batch(list(range(len(prompts))), res)
-        if progress is not None:
-            progress(len(prompts), len(prompts))
+        report(progress, len(prompts), len(prompts))
 
     def describe(self) -> dict:
         return {"backend": "vllm", "batch_size": self.batch_size or "auto", "device": "cuda"}
