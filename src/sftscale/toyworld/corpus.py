@@ -15,7 +15,7 @@ The mix is controlled by token share (``math_share``); the corpus is generated f
 budget, so a longer pretraining sees fresh stories and fresh bio combinations, not repeats.
 
 Not handled: any other domain text; the token count uses the tokenizer's pre-tokenizer regex
-(``tokenizer.PIECE_RE``), which matches the tokenizer exactly for in-vocabulary text.
+(``pieces.PIECE_RE``, the tokenizer's own pattern), which matches the tokenizer exactly for in-vocabulary text.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .tokenizer import count_tokens
+from .pieces import count_tokens
 from .world import FIRST_NAMES, TEMPLATES, World, render_fact
 
 ITEMS: tuple[str, ...] = ("apples", "pens", "books", "coins", "cards", "eggs", "stamps", "marbles",

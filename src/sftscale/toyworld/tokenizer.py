@@ -20,12 +20,10 @@ Not handled: non-ASCII letters (they map to ``<unk>``), words outside the vocabu
 
 from __future__ import annotations
 
-import re
 import string
 from pathlib import Path
 
-PIECE_PATTERN = r" ?[A-Za-z]+| ?\d| ?[^\w\s]|\n| "
-PIECE_RE = re.compile(PIECE_PATTERN)
+from .pieces import PIECE_PATTERN, PIECE_RE
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
 UNK = "<unk>"
@@ -53,11 +51,6 @@ knows knew true false correct wrong right left hello thanks thank you your yours
 them their he him his she her i me my mine word words sentence line lines text story stories
 code function return value values list add adds sub minus plus times equals equal each per day days
 year years time times today world example examples output input result results""".split()
-
-
-def count_tokens(text: str) -> int:
-    """Number of tokens of in-vocabulary ``text`` (no special tokens)."""
-    return len(PIECE_RE.findall(text))
 
 
 def vocabulary_texts() -> list[str]:
