@@ -22,22 +22,24 @@ import hashlib
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from sftscale.config import load_study, parse_study
 from sftscale.io import atomic_write_json, atomic_write_jsonl
 from sftscale.study.cells import expand_cells
-from sftscale.study.runner import CellRunner, prepare, run_study
+from sftscale.study.runner import CellRunner, StageContext, prepare, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 ITEMS = 200
 
 
-def train(cell, out: Path, progress=None) -> None:
-    atomic_write_json(Path(out) / "train_meta.json", {"n": cell.n, "seed": cell.seed, "complete": True})
+def train(cell, ctx: StageContext) -> None:
+    atomic_write_json(Path(ctx.out) / "train_meta.json", {"n": cell.n, "seed": cell.seed, "complete": True})
 
 
-def evaluate(cell, train_dir: Path, out: Path) -> None:
+def evaluate(cell, ctx: StageContext) -> None:
+    out = ctx.out
     rows = []
     for i in range(ITEMS):
         h = hashlib.sha256(f"{cell.key}/{i}".encode()).digest()
@@ -73,8 +75,10 @@ seeds: [0, 1, 2]
             d = tmp / "peer" / c.key
             (d / "train").mkdir(parents=True)
             (d / "eval").mkdir()
-            train(c, d / "train")
-            evaluate(c, d / "train", d / "eval")
+            ctx = StageContext(run_dir=tmp / "peer", cell_dir=d, out=d / "train",
+                               train_dir=d / "train", cache_dir=tmp / "peer" / "cache")
+            train(c, ctx)
+            evaluate(c, replace(ctx, out=d / "eval"))
         peer = time.perf_counter() - t0
         # sftscale
         runner = CellRunner(train=train, evaluate=evaluate)

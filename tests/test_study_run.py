@@ -93,14 +93,17 @@ def _weights(run_dir: Path) -> dict[str, str]:
             for k in CELLS if "n0" not in k.split("__")[-1:]}
 
 
+CRASH_DRIVER = Path(__file__).with_name("crash_driver.py")
+
+
 def _run_until_hook_then_kill(study: Path, out: Path, hook: str) -> None:
-    """Start `sftscale run` in a subprocess, wait until it reaches ``hook``, SIGKILL it."""
+    """Run the study in a subprocess (tests/crash_driver.py: the runner with a hook that
+    stops at ``hook``), wait until it gets there, SIGKILL it."""
     point = hook.split("@")[0]
     marker = out / f".hook-{point}"
-    env = {**os.environ, "SFTSCALE_STUDY_HOOK": hook, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "sftscale.cli", "run", str(study), "--out",
-                             str(out), "--no-progress"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, str(CRASH_DRIVER), str(study), str(out), hook],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         t0 = time.monotonic()
         while not marker.exists():

@@ -1,12 +1,12 @@
 """Store, resume, failure and export logic of the study runner, with cheap file-writing stages.
 
-The stages here write the same files as train_cell/evaluate (train_meta.json, results_*.json,
-samples_*.jsonl) in a few milliseconds; tests/test_study_run.py runs the real ones.
+The stages (``tests/study_helpers.py``) write the same files as train_cell/evaluate
+(train_meta.json, results_*.json, samples_*.jsonl) in a few milliseconds;
+tests/test_study_run.py runs the real ones.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from pathlib import Path
@@ -15,58 +15,20 @@ import pytest
 from typer.testing import CliRunner
 
 from sftscale.config import parse_study
-from sftscale.io import InputError, atomic_write_json, atomic_write_jsonl
+from sftscale.io import InputError
 from sftscale.study.export import export, load_tables
-from sftscale.study.runner import CellRunner, run_study
+from sftscale.study.runner import run_study
 from sftscale.study.status import status_rows
 from sftscale.study.store import Store
 
-STUDY = """\
-name: cheap
-models:
-  - {name: m1, ref: toy-S}
-  - {name: m2, ref: toy-M}
-tasks:
-  - {name: toy-math, limit: 6}
-n: [0, 8, 32]
-seeds: [3, 4]
-"""
+from study_helpers import RUNNER, STUDY, table as _table
+
 N_CELLS = 2 * (1 + 2 * 2)
-
-
-def cheap_train(cell, out: Path, progress=None) -> None:
-    (out / "ckpt").mkdir()
-    (out / "ckpt" / "w.bin").write_bytes(hashlib.sha256(cell.key.encode()).digest())
-    atomic_write_json(out / "train_meta.json", {"n": cell.n, "seed": cell.seed, "complete": True})
-
-
-def cheap_eval(cell, train_dir: Path, out: Path) -> None:
-    flag = Path(train_dir).parents[2] / "FAIL"
-    if flag.exists() and flag.read_text() in cell.key:
-        raise RuntimeError(f"deliberate failure of {cell.key}")
-    rows = []
-    for i in range(cell.limit):
-        h = hashlib.sha256(f"{cell.key}/{i}".encode()).digest()
-        rows.append({"id": f"toy/{i}", "response": "x", "correct": h[0] < 100 + cell.n,
-                     "format_ok": h[1] < 200, "score": h[2] / 255})
-    acc = sum(r["correct"] for r in rows) / len(rows)
-    atomic_write_jsonl(out / "samples_toy-math_t.jsonl", rows)
-    atomic_write_json(out / "results_t.json", {"results": {"toy-math": {
-        "alias": "toy-math", "accuracy,none": acc, "format_rate,none":
-        sum(r["format_ok"] for r in rows) / len(rows)}}})
-
-
-RUNNER = CellRunner(train=cheap_train, evaluate=cheap_eval)
 
 
 def _run(tmp_path: Path, text: str = STUDY, **kw):
     cfg = parse_study(text, "cheap.yaml")
     return run_study(cfg, out=tmp_path / "run", runner=RUNNER, progress=False, check=False, **kw)
-
-
-def _table(run_dir: Path):
-    m, i = load_tables(run_dir)
-    return m.to_dict(orient="records"), i.to_dict(orient="records")
 
 
 def test_run_then_resume_recomputes_nothing(tmp_path):
@@ -192,3 +154,59 @@ def test_cli_status_and_export(tmp_path):
     assert res.exit_code == 0 and (r.run_dir / "export.jsonl").exists()
     res = CliRunner().invoke(app, ["status", str(tmp_path / "nothing")])
     assert res.exit_code == 2
+
+
+def test_failed_export_logs_a_warning_naming_the_file(tmp_path, monkeypatch, caplog):
+    import sftscale.study.export as export_mod
+
+    def broken(run_dir):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export_mod, "write_default_exports", broken)
+    with caplog.at_level("WARNING", logger="sftscale.study.runner"):
+        r = _run(tmp_path)
+    assert r.counts["done"] == N_CELLS  # the run itself succeeded; the store has the results
+    assert not (r.run_dir / "export.csv").exists()
+    msgs = [rec.getMessage() for rec in caplog.records if rec.levelname == "WARNING"]
+    assert len(msgs) == 1
+    assert str(r.run_dir / "export.csv") in msgs[0] and "OSError: disk full" in msgs[0]
+
+
+def test_stages_and_the_reporter_share_one_progress_event(tmp_path):
+    from sftscale.events import ProgressEvent
+    from sftscale.study.runner import CellRunner
+    from study_helpers import cheap_eval, cheap_train
+
+    seen: list[ProgressEvent] = []
+
+    class Recorder:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def start(self, cell):
+            pass
+
+        def event(self, ev):
+            seen.append(ev)
+
+        def done(self, cell, outcome):
+            pass
+
+    def train_reporting(cell, ctx):
+        for step in (1, 2) if cell.n else ():  # N = 0: no optimizer step, no event
+            ctx.progress(ProgressEvent("train", step, 2))
+        cheap_train(cell, ctx)
+
+    hooked: list[tuple[str, str]] = []
+    runner = CellRunner(train=train_reporting, evaluate=cheap_eval,
+                        hooks=lambda point, run_dir, key: hooked.append((point, key)))
+    cfg = parse_study(STUDY, "cheap.yaml")
+    run_study(cfg, out=tmp_path / "run", runner=runner, progress=Recorder(), check=False)
+    key = "m1__toy-math__n8__s3"
+    mine = [ev.describe() for ev in seen if ev.cell == key]
+    assert mine[0] == "train" and "train step 2/2" in mine and mine[-2:] == ["eval", "score"]
+    assert [p for p, k in hooked if k == key] == ["train", "eval", "commit"]
+    assert [p for p, k in hooked if k == "m1__toy-math__n0"] == ["eval", "commit"]

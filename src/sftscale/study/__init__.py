@@ -15,7 +15,8 @@ from typing import Any
 _LAZY = {
     "Cell": "cells", "expand_cells": "cells",
     "Store": "store",
-    "CellRunner": "runner", "run_study": "runner", "StudyResult": "runner",
+    "CellRunner": "runner", "StageContext": "runner", "run_study": "runner",
+    "StudyResult": "runner",
     "LocalExecutor": "executors", "RayExecutor": "executors",
     "load_tables": "export",
     "plan_study": "plan", "check_study": "plan",

@@ -7,9 +7,14 @@ keeps at most ``max_parallel`` in flight, and hands each outcome back to the dri
 arrives. The run directory must be visible to every Ray worker at the same path (one
 machine, or a shared filesystem): workers write cell directories, the driver reads hashes.
 
-Not handled: stage-level progress from Ray workers (the display shows which cells are in
-flight), per-cell timeouts, preemption-aware rescheduling beyond what Ray retries
-(``max_retries=0``: a cell whose worker dies is recorded as failed; ``--retry-failed`` reruns).
+Progress: each executor reports ``sftscale.events.ProgressEvent``s to ``on_progress``: the
+runner's (cell entering a stage, training steps, generation) for cells run in the driver
+process, one ``in a worker`` / ``on ray`` event for a cell handed to another process.
+
+Not handled: stage-level progress from worker processes and Ray workers (the display shows
+which cells are in flight), per-cell timeouts, preemption-aware rescheduling beyond what Ray
+retries (``max_retries=0``: a cell whose worker dies is recorded as failed;
+``--retry-failed`` reruns).
 """
 
 from __future__ import annotations
@@ -20,16 +25,16 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from ..config import StudyConfig
+from ..events import ProgressEvent, ProgressFn
 from .cells import Cell
 
 OnStart = Callable[[Cell], None]
-OnStage = Callable[[str, str], None]
 OnDone = Callable[[Cell, dict], None]
 
 
 class Executor(Protocol):
     def run(self, cells: Sequence[Cell], run_dir: Path, runner: Any, *, on_start: OnStart,
-            on_stage: OnStage, on_done: OnDone) -> None: ...
+            on_progress: ProgressFn, on_done: OnDone) -> None: ...
 
 
 class LocalExecutor:
@@ -45,12 +50,12 @@ class LocalExecutor:
         self.workers, self.threads = workers, threads
 
     def run(self, cells: Sequence[Cell], run_dir: Path, runner: Any, *, on_start: OnStart,
-            on_stage: OnStage, on_done: OnDone) -> None:
+            on_progress: ProgressFn, on_done: OnDone) -> None:
         if self.workers <= 1 or len(cells) <= 1:
             set_threads(self.threads)
             for cell in cells:
                 on_start(cell)
-                on_done(cell, runner.run(cell, run_dir, on_stage=on_stage))
+                on_done(cell, runner.run(cell, run_dir, progress=on_progress))
             return
         import multiprocessing as mp
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -66,7 +71,7 @@ class LocalExecutor:
                         cell = queue.pop(0)
                         inflight[pool.submit(_ray_run_cell, runner, cell.to_dict(), run_dir_s)] = cell
                         on_start(cell)
-                        on_stage(cell.key, "in a worker")
+                        on_progress(ProgressEvent("in a worker", cell=cell.key))
                     done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
                     for fut in done:
                         cell = inflight.pop(fut)
@@ -130,7 +135,7 @@ class RayExecutor:
         return True
 
     def run(self, cells: Sequence[Cell], run_dir: Path, runner: Any, *, on_start: OnStart,
-            on_stage: OnStage, on_done: OnDone) -> None:
+            on_progress: ProgressFn, on_done: OnDone) -> None:
         if not cells:
             return
         import ray
@@ -150,7 +155,7 @@ class RayExecutor:
                         runner_ref, cell.to_dict(), run_dir_s)
                     inflight[ref] = cell
                     on_start(cell)
-                    on_stage(cell.key, "on ray")
+                    on_progress(ProgressEvent("on ray", cell=cell.key))
                 ready, _ = ray.wait(list(inflight), num_returns=1)
                 for ref in ready:
                     cell = inflight.pop(ref)

@@ -12,7 +12,8 @@
 
 ``export(run_dir, fmt, out=None)`` writes the metrics table as csv, parquet or jsonl
 (``DIR/export.<fmt>`` by default) and, beside it, the items table (``items.<fmt>``).
-``run_study`` writes ``export.csv`` and ``items.jsonl`` at the end of every run.
+``run_study`` writes ``export.csv`` and ``items.jsonl`` at the end of every run (a failure
+there is logged as a warning; the store keeps the results).
 
 Not handled: failed or pending cells (only done cells have rows; ``sftscale status`` shows
 the others), string per-sample fields (responses, extracted answers: read the cell's
@@ -112,11 +113,15 @@ def _clean(row: dict) -> dict:
             for k, v in row.items()}
 
 
+DEFAULT_EXPORTS = (("export.csv", "csv"), ("items.jsonl", "jsonl"))  # (metrics, items)
+
+
 def write_default_exports(run_dir: str | os.PathLike) -> None:
     """``export.csv`` and ``items.jsonl`` in the run directory (what fit/report look for)."""
-    metrics, items = load_tables(run_dir)
-    _write(metrics, Path(run_dir) / "export.csv", "csv")
-    _write(items, Path(run_dir) / "items.jsonl", "jsonl")
+    tables = load_tables(run_dir)
+    for df, (name, fmt) in zip(tables, DEFAULT_EXPORTS):
+        _write(df, Path(run_dir) / name, fmt)
 
 
-__all__ = ["ITEM_COLUMNS", "METRIC_COLUMNS", "export", "load_tables", "write_default_exports"]
+__all__ = ["DEFAULT_EXPORTS", "ITEM_COLUMNS", "METRIC_COLUMNS", "export", "load_tables",
+           "write_default_exports"]

@@ -125,7 +125,7 @@ def _check_recipes(cfg: StudyConfig, res: CheckResult) -> None:
     """Override keys must be Recipe fields and their values valid, for every model × task."""
     from pydantic import ValidationError
 
-    from ..train.cell import Recipe, default_recipe
+    from ..train import Recipe, default_recipe
 
     for i, m in enumerate(cfg.models):
         base = default_recipe(m.ref).model_dump()
@@ -196,7 +196,7 @@ def _safetensors_numel(path: Path) -> int:
 
 def _recipe_numbers(ref: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """The recipe numbers the estimate needs, from ``train.default_recipe`` + overrides."""
-    from ..train.cell import Recipe, default_recipe
+    from ..train import Recipe, default_recipe
 
     d = default_recipe(ref).model_dump()
     d.update(overrides)
@@ -290,12 +290,7 @@ def plan_study(cfg: StudyConfig, gpu: str | None = None, mfu: float | None = Non
 
     chk = check_study(cfg)
     cells = expand_cells(cfg, chk.pool_sizes)
-    if gpu is not None:
-        g = gpu.upper().replace(" ", "").replace("-", "")
-        g = next((k for k in GPUS if g.startswith(k.upper())), None)
-        if g is None:
-            raise InputError(None, f"unknown GPU {gpu!r}; known: {', '.join(GPUS)}", field="--gpu")
-        gpu = g
+    gpu = _gpu_name(gpu)
     mfu = DEFAULT_MFU if mfu is None else mfu
     scale = 1.0
     if measure:
@@ -306,43 +301,14 @@ def plan_study(cfg: StudyConfig, gpu: str | None = None, mfu: float | None = Non
     for c in cells:
         if c.model not in params:
             params[c.model] = count_params(c.model_ref, chk.model_specs.get(c.model))
-        P, p_how = params[c.model]
         skey = (c.model, c.task, c.chat)
         if skey not in stats:
             task = study_task(c.task_name, c.task_options, c.max_new_tokens)
             stats[skey] = _token_stats(c.model_ref, task, c.chat, c.limit,
                                        chk.model_specs.get(c.model))
             stats[skey]["max_new"] = c.max_new_tokens or task.gen.max_new_tokens
-        st = stats[skey]
-        rn = _recipe_numbers(c.model_ref, c.recipe)
-        steps = train_steps(c.n, rn["recipe"])
-        per_ex = st["train_tokens"] or 0.0
-        if rn["max_length"]:
-            per_ex = min(per_ex, float(rn["max_length"]))
-        train_tok = steps * rn["batch"] * per_ex
-        n_eval = chk.test_sizes.get(c.task, 0)
-        gen_tok = n_eval * st["max_new"]
-        prompt_tok = n_eval * st["prompt_tokens"]
-        row: dict[str, Any] = {"cell": c.key, "model": c.model, "task": c.task, "n": c.n,
-                               "seed": c.seed, "params": P, "steps": steps,
-                               "train_tokens": round(train_tok), "eval_items": n_eval,
-                               "prompt_tokens": round(prompt_tok), "gen_tokens_max": gen_tok}
-        if P is not None:
-            tf = 6 * P * train_tok
-            ef = 2 * P * (prompt_tok + gen_tok)
-            row.update(train_flops=tf, eval_flops=ef,
-                       cpu_s=tf / (CPU_TRAIN_FLOPS * scale) + ef / (CPU_EVAL_FLOPS * scale)
-                       + steps * CPU_STEP_OVERHEAD_S + gen_tok * CPU_GEN_TOKEN_S
-                       + CPU_CELL_OVERHEAD_S)
-            if gpu is not None:
-                peak, bw = GPUS[gpu]
-                ngpu = max(1.0, c.gpus or 1.0)
-                t_train = tf / (peak * mfu)
-                prefill = 2 * P * prompt_tok / (peak * mfu)
-                batches = math.ceil(n_eval / EVAL_BATCH_GPU) if n_eval else 0
-                decode = batches * st["max_new"] * max(2 * P * EVAL_BATCH_GPU / (peak * mfu), 2 * P / bw)
-                row["gpu_s"] = (t_train + prefill + decode) / ngpu
-        rows.append(row)
+        rows.append(_cell_row(c, params[c.model][0], stats[skey], chk.test_sizes.get(c.task, 0),
+                              scale, gpu, mfu))
     totals = {"cells": len(rows), "train_tokens": sum(r["train_tokens"] for r in rows),
               "gen_tokens_max": sum(r["gen_tokens_max"] for r in rows)}
     for k in ("train_flops", "eval_flops", "cpu_s", "gpu_s"):
@@ -364,6 +330,51 @@ def plan_study(cfg: StudyConfig, gpu: str | None = None, mfu: float | None = Non
                    "gpu_peak_flops": GPUS[gpu][0] if gpu else None,
                    "gpu_bandwidth": GPUS[gpu][1] if gpu else None}
     return Plan(rows=rows, totals=totals, assumptions=assumptions, notes=notes)
+
+
+def _gpu_name(gpu: str | None) -> str | None:
+    """``--gpu`` as a key of GPUS (``h100-sxm`` -> ``H100``), or InputError."""
+    if gpu is None:
+        return None
+    g = gpu.upper().replace(" ", "").replace("-", "")
+    name = next((k for k in GPUS if g.startswith(k.upper())), None)
+    if name is None:
+        raise InputError(None, f"unknown GPU {gpu!r}; known: {', '.join(GPUS)}", field="--gpu")
+    return name
+
+
+def _cell_row(c: Cell, P: float | None, st: dict[str, Any], n_eval: int, scale: float,
+              gpu: str | None, mfu: float) -> dict[str, Any]:
+    """One cell's plan row: steps and tokens; FLOPs and CPU (and GPU) seconds when P is known."""
+    rn = _recipe_numbers(c.model_ref, c.recipe)
+    steps = train_steps(c.n, rn["recipe"])
+    per_ex = st["train_tokens"] or 0.0
+    if rn["max_length"]:
+        per_ex = min(per_ex, float(rn["max_length"]))
+    train_tok = steps * rn["batch"] * per_ex
+    gen_tok = n_eval * st["max_new"]
+    prompt_tok = n_eval * st["prompt_tokens"]
+    row: dict[str, Any] = {"cell": c.key, "model": c.model, "task": c.task, "n": c.n,
+                           "seed": c.seed, "params": P, "steps": steps,
+                           "train_tokens": round(train_tok), "eval_items": n_eval,
+                           "prompt_tokens": round(prompt_tok), "gen_tokens_max": gen_tok}
+    if P is None:
+        return row
+    tf = 6 * P * train_tok
+    ef = 2 * P * (prompt_tok + gen_tok)
+    row.update(train_flops=tf, eval_flops=ef,
+               cpu_s=tf / (CPU_TRAIN_FLOPS * scale) + ef / (CPU_EVAL_FLOPS * scale)
+               + steps * CPU_STEP_OVERHEAD_S + gen_tok * CPU_GEN_TOKEN_S
+               + CPU_CELL_OVERHEAD_S)
+    if gpu is not None:
+        peak, bw = GPUS[gpu]
+        ngpu = max(1.0, c.gpus or 1.0)
+        t_train = tf / (peak * mfu)
+        prefill = 2 * P * prompt_tok / (peak * mfu)
+        batches = math.ceil(n_eval / EVAL_BATCH_GPU) if n_eval else 0
+        decode = batches * st["max_new"] * max(2 * P * EVAL_BATCH_GPU / (peak * mfu), 2 * P / bw)
+        row["gpu_s"] = (t_train + prefill + decode) / ngpu
+    return row
 
 
 def _skipped(cfg: StudyConfig, pools: dict[str, int]) -> list[str]:

@@ -1,20 +1,27 @@
 """The live display of a running study: cells done/total, current cell and stage, elapsed, ETA.
 
-On a terminal: a rich progress bar whose description shows the cell in flight and its stage
-(train, eval, score; "on ray" for cells submitted to Ray), plus one log line per finished cell.
-Not on a terminal (CI, redirected output): only the log lines, on stderr.
+On a terminal: a rich progress bar whose description shows the cell in flight and its latest
+``ProgressEvent`` (``ev.describe()``: ``train step 3/30``, ``eval``, ``score``; ``on ray`` for
+cells submitted to Ray), plus one log line per finished cell. Not on a terminal (CI,
+redirected output): only the log lines, on stderr.
+
+A reporter is a context manager with ``start(cell)``, ``event(ev)`` and ``done(cell,
+outcome)``; ``run_study(progress=obj)`` takes any such object. ``run_study`` rate-limits the
+events per cell (``events.Throttle``) before they reach ``event``.
 
 ETA: the mean wall time of the cells finished in THIS invocation times the cells left
 (cells done before a resume are not counted: their time is unknown to this process).
-Not handled: per-step training progress (train_cell's own progress is not forwarded).
+Not handled: progress from inside worker processes (``workers > 1``, Ray): such a cell shows
+``in a worker`` / ``on ray`` until it finishes.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from ..events import ProgressEvent
 
 
 class NullReporter:
@@ -26,7 +33,7 @@ class NullReporter:
 
     def start(self, cell: Any) -> None: ...
 
-    def stage(self, key: str, stage: str) -> None: ...
+    def event(self, ev: ProgressEvent) -> None: ...
 
     def done(self, cell: Any, outcome: dict) -> None: ...
 
@@ -94,8 +101,8 @@ class RichReporter(NullReporter):
         self.current[cell.key] = "start"
         self._refresh()
 
-    def stage(self, key: str, stage: str) -> None:
-        self.current[key] = stage
+    def event(self, ev: ProgressEvent) -> None:
+        self.current[ev.cell or "?"] = ev.describe()
         self._refresh()
 
     def done(self, cell: Any, outcome: dict) -> None:

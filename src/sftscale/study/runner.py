@@ -18,52 +18,90 @@ records a cell (with the sha256 of its output files) in one transaction after bo
 stages, so after a SIGKILL a rerun either finds the cell recorded (and verifies its
 hashes) or picks up whatever complete stage directories exist and carries on.
 
-Stages are pluggable (``CellRunner(train=..., evaluate=...)``): the defaults call
-``sftscale.train.cell.train_cell`` and ``sftscale.evaluation.run.evaluate``. For crash tests the
-environment variable ``SFTSCALE_STUDY_HOOK=<point>[@<key substring>]`` makes the process
-write ``DIR/.hook-<point>`` and then sleep (or, with ``SFTSCALE_STUDY_HOOK_ACTION=kill``,
-SIGKILL itself) at ``train`` (inside training, after its first progress report),
-``eval`` (evaluation outputs written, not yet renamed into place) or ``commit`` (the cell
-finished, the store not yet written).
+Stages are pluggable (``CellRunner(train=..., evaluate=...)``) and share one signature,
+``stage(cell, ctx: StageContext) -> None``: the stage writes its files into ``ctx.out``.
+The defaults call ``sftscale.train.cell.train_cell`` and ``sftscale.evaluation.run.evaluate``.
+
+Progress: the runner reports ``sftscale.events.ProgressEvent``s with ``cell`` set: one when
+a cell enters a stage (``train``, ``eval``, ``score``) and every event the stage itself
+reports through ``ctx.progress``. The display throttles them (``events.Throttle``).
+
+Hooks (``CellRunner(hooks=fn)``, for crash tests): ``fn(point, run_dir, cell_key)`` is
+called at ``train`` (inside training, after its first progress event), ``eval``
+(evaluation outputs written, not yet renamed into place) and ``commit`` (the cell
+finished, the store not yet written; called by ``run_study`` in the driver). A hook may
+stop the process there; tests/crash_driver.py does. Production code sets none.
+
+Exports: a failure to write ``export.csv``/``items.jsonl`` at the end is logged as a
+warning (logger ``sftscale.study.runner``) and does not fail the run: the store has the
+results and ``sftscale export`` writes them again.
 
 Not handled: cells whose process dies without an exception in the local executor (a
 segfault or the kernel's OOM killer end the whole run: rerun to resume; with the Ray
-executor such a cell is recorded as failed), cancelling a single cell.
+executor such a cell is recorded as failed), cancelling a single cell, hooks and progress
+events from worker processes (``workers > 1`` or Ray: the stages run without them).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
-import signal
 import socket
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..config import StudyConfig
+from ..events import ProgressEvent, ProgressFn, Throttle
 from ..io import InputError, atomic_write_json, atomic_write_text, sha256_file
 from .cells import Cell, expand_cells
 from .store import Store
 
-TrainFn = Callable[..., Any]  # (cell, out: Path, progress) -> None; writes out/train_meta.json
-EvalFn = Callable[..., Any]  # (cell, train_dir: Path, out: Path) -> None; writes results/samples
+log = logging.getLogger(__name__)
+
+Hooks = Callable[[str, Path, str], None]  # (point, run_dir, cell key) -> None; see the docstring
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """Everything a stage gets besides its cell.
+
+    ``out``: the (empty) directory the stage writes into, renamed into place afterwards;
+    ``train_dir``: the cell's completed ``train/`` (what the eval stage evaluates);
+    ``cache_dir``: the generation cache shared by the run's cells; ``share_generator``:
+    whether eval may reuse this process's Generator for the base model; ``progress``: where
+    the stage reports its ``ProgressEvent``s (None: nobody listens).
+    """
+
+    run_dir: Path
+    cell_dir: Path
+    out: Path
+    train_dir: Path
+    cache_dir: Path
+    share_generator: bool = True
+    progress: ProgressFn | None = None
+
+
+Stage = Callable[[Cell, StageContext], None]
+"""``stage(cell, ctx)``: train writes ``ctx.out/train_meta.json`` (and its checkpoint); eval
+writes ``ctx.out/results_*.json`` and ``ctx.out/samples_*.jsonl``."""
 
 
 # --- default stages ------------------------------------------------------------------------
 
-def train_stage(cell: Cell, out: Path, progress: Callable[[dict], None] | None = None) -> None:
+def train_stage(cell: Cell, ctx: StageContext) -> None:
     """``sftscale.train.cell.train_cell`` with the cell's model, task, N, seed and recipe overrides."""
     from ..train.cell import train_cell
 
     recipe = dict(cell.recipe)
     recipe.setdefault("chat", cell.chat)
-    train_cell(cell.model_ref, _task_object(cell), cell.n, cell.seed, out, recipe=recipe,
-               task_options=cell.task_options or None, progress=progress)
+    train_cell(cell.model_ref, _task_object(cell), cell.n, cell.seed, ctx.out, recipe=recipe,
+               task_options=cell.task_options or None, progress=ctx.progress)
 
 
 _GENERATORS: dict[tuple, Any] = {}  # per process: one loaded base model, reused across cells
@@ -79,23 +117,24 @@ def _shared_generator(model: str, batch_size: int | None, cache_dir: Path | None
     return _GENERATORS[key]
 
 
-def eval_stage(cell: Cell, train_dir: Path, out: Path, cache_dir: Path | None = None,
-               share: bool = True, progress: Callable[[int, int], None] | None = None) -> None:
+def eval_stage(cell: Cell, ctx: StageContext) -> None:
     """``sftscale.evaluation.run.evaluate`` on the cell's checkpoint (the base model for N = 0).
 
     A peft adapter is attached to the worker's one Generator for the base model (loaded
-    once, reused by every cell of that base). A fully finetuned checkpoint is a model of its
-    own: it gets a Generator of its own (the shared one would have its base replaced), and
-    the chat-template guard is applied here since evaluate() only checks adapters.
+    once, reused by every cell of that base, unless ``ctx.share_generator`` is off). A fully
+    finetuned checkpoint is a model of its own: it gets a Generator of its own (the shared
+    one would have its base replaced), and the chat-template guard is applied here since
+    evaluate() only checks adapters.
     """
     from ..evaluation.run import check_template, evaluate
     from ..generation.generator import Generator
 
+    train_dir, cache_dir = ctx.train_dir, ctx.cache_dir
     meta = json.loads((train_dir / "train_meta.json").read_text())
     ckpt = train_dir / (meta.get("checkpoint") or "ckpt")
     task = _task_object(cell)
-    common = dict(limit=cell.limit, out=out, chat=cell.chat, batch_size=cell.batch_size,
-                  allow_template_mismatch=cell.allow_template_mismatch, progress=progress)
+    common = dict(limit=cell.limit, out=ctx.out, chat=cell.chat, batch_size=cell.batch_size,
+                  allow_template_mismatch=cell.allow_template_mismatch, progress=ctx.progress)
     if cell.n > 0 and not ckpt.is_dir():
         raise RuntimeError(f"{train_dir}: trained cell without its checkpoint ({ckpt.name}/)")
     if cell.n > 0 and not (ckpt / "adapter_config.json").exists():
@@ -106,7 +145,7 @@ def eval_stage(cell: Cell, train_dir: Path, out: Path, cache_dir: Path | None = 
         evaluate(str(ckpt), task, generator=gen, **common)
         return
     adapter = str(ckpt) if cell.n > 0 else None
-    if share:
+    if ctx.share_generator:
         gen = _shared_generator(cell.model_ref, cell.batch_size, cache_dir)
     else:
         gen = Generator(cell.model_ref, batch_size=cell.batch_size, cache_dir=cache_dir)
@@ -124,14 +163,18 @@ def _task_object(cell: Cell) -> Any:
 
 @dataclass
 class CellRunner:
-    """Runs one cell's stages in a worker and returns a plain, picklable outcome dict."""
+    """Runs one cell's stages in a worker and returns a plain, picklable outcome dict.
 
-    train: TrainFn = train_stage
-    evaluate: EvalFn = eval_stage
+    ``hooks`` (tests only) must be picklable to reach worker processes (a module-level
+    function or an instance of a module-level class)."""
+
+    train: Stage = train_stage
+    evaluate: Stage = eval_stage
     share_generator: bool = True
+    hooks: Hooks | None = None
 
     def run(self, cell: Cell, run_dir: str | os.PathLike,
-            on_stage: Callable[[str, str], None] | None = None) -> dict[str, Any]:
+            progress: ProgressFn | None = None) -> dict[str, Any]:
         run_dir = Path(run_dir)
         cdir = run_dir / "cells" / cell.key
         t0 = time.perf_counter()
@@ -142,42 +185,15 @@ class CellRunner:
             cdir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(cdir / "cell.json", {"key": cell.key, "spec_hash": cell.spec_hash,
                                                    **cell.to_dict()})
-            # train
-            tdir = cdir / "train"
-            if not (tdir / "train_meta.json").exists():
-                if on_stage:
-                    on_stage(cell.key, "train")
-                _rmtree(tdir)
-                tmp = _fresh(cdir / "train.tmp")
-                ts = time.perf_counter()
-                self.train(cell, tmp, _train_progress(run_dir, cell.key, on_stage))
-                out["train_s"] = time.perf_counter() - ts
-                if not (tmp / "train_meta.json").exists():
-                    raise RuntimeError("training finished without writing train_meta.json")
-                os.replace(tmp, tdir)
-            # evaluate
-            edir = cdir / "eval"
-            if _eval_files(edir) is None:
-                if on_stage:
-                    on_stage(cell.key, "eval")
-                _rmtree(edir)
-                tmp = _fresh(cdir / "eval.tmp")
-                ts = time.perf_counter()
-                if self.evaluate is eval_stage:
-                    self.evaluate(cell, tdir, tmp, cache_dir=run_dir / "cache" / "gen",
-                                  share=self.share_generator,
-                                  progress=_eval_progress(cell.key, on_stage))
-                else:
-                    self.evaluate(cell, tdir, tmp)
-                out["eval_s"] = time.perf_counter() - ts
-                if _eval_files(tmp) is None:
-                    raise RuntimeError("evaluation finished without results_*.json and samples_*.jsonl")
-                hook("eval", run_dir, cell.key)
-                os.replace(tmp, edir)
-            if on_stage:
-                on_stage(cell.key, "score")
-            results, samples = _eval_files(edir)  # type: ignore[misc]
-            out.update(collect_outputs(run_dir, cell, tdir / "train_meta.json", results, samples))
+            ctx = StageContext(run_dir=run_dir, cell_dir=cdir, out=cdir / "train.tmp",
+                               train_dir=cdir / "train", cache_dir=run_dir / "cache" / "gen",
+                               share_generator=self.share_generator)
+            self._train(cell, ctx, progress, out)
+            self._evaluate(cell, ctx, progress, out)
+            _emit(progress, cell.key, "score")
+            results, samples = _eval_files(cdir / "eval")  # type: ignore[misc]
+            out.update(collect_outputs(run_dir, cell, ctx.train_dir / "train_meta.json",
+                                       results, samples))
             out["ok"] = True
         except BaseException as e:  # noqa: BLE001 - a cell's failure must not stop the study
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
@@ -191,6 +207,66 @@ class CellRunner:
         out["wall_s"] = time.perf_counter() - t0
         out["overhead_s"] = max(0.0, out["wall_s"] - out["train_s"] - out["eval_s"])
         return out
+
+    def _train(self, cell: Cell, ctx: StageContext, progress: ProgressFn | None,
+               out: dict[str, Any]) -> None:
+        """Train into ``train.tmp/``, rename it to ``train/`` (skipped when ``train/`` is
+        complete); the seconds spent go to ``out["train_s"]``."""
+        if (ctx.train_dir / "train_meta.json").exists():
+            return
+        _emit(progress, cell.key, "train")
+        _rmtree(ctx.train_dir)
+        tmp = _fresh(ctx.cell_dir / "train.tmp")
+        ts = time.perf_counter()
+        sctx = replace(ctx, out=tmp, progress=self._stage_progress("train", ctx.run_dir, cell.key,
+                                                                 progress))
+        self.train(cell, sctx)
+        out["train_s"] = time.perf_counter() - ts
+        if not (tmp / "train_meta.json").exists():
+            raise RuntimeError("training finished without writing train_meta.json")
+        os.replace(tmp, ctx.train_dir)
+
+    def _evaluate(self, cell: Cell, ctx: StageContext, progress: ProgressFn | None,
+                  out: dict[str, Any]) -> None:
+        """Evaluate into ``eval.tmp/``, rename it to ``eval/`` (skipped when ``eval/`` is
+        complete); the seconds spent go to ``out["eval_s"]``."""
+        edir = ctx.cell_dir / "eval"
+        if _eval_files(edir) is not None:
+            return
+        _emit(progress, cell.key, "eval")
+        _rmtree(edir)
+        tmp = _fresh(ctx.cell_dir / "eval.tmp")
+        ts = time.perf_counter()
+        self.evaluate(cell, replace(ctx, out=tmp, progress=self._stage_progress(
+            None, ctx.run_dir, cell.key, progress)))
+        out["eval_s"] = time.perf_counter() - ts
+        if _eval_files(tmp) is None:
+            raise RuntimeError("evaluation finished without results_*.json and samples_*.jsonl")
+        if self.hooks is not None:
+            self.hooks("eval", ctx.run_dir, cell.key)
+        os.replace(tmp, edir)
+
+    def _stage_progress(self, point: str | None, run_dir: Path, key: str,
+                        progress: ProgressFn | None) -> ProgressFn | None:
+        """The stage's ``ctx.progress``: events tagged with the cell, on to ``progress``;
+        with a hook ``point``, the hook is called once, at the stage's first event."""
+        hooks = self.hooks if point is not None else None
+        if progress is None and hooks is None:
+            return None
+        fired = [False]
+
+        def stage_progress(ev: ProgressEvent) -> None:
+            if hooks is not None and not fired[0]:
+                fired[0] = True
+                hooks(point, run_dir, key)  # type: ignore[arg-type]
+            if progress is not None:
+                progress(ev.for_cell(key))
+        return stage_progress
+
+
+def _emit(progress: ProgressFn | None, key: str, stage: str) -> None:
+    if progress is not None:
+        progress(ProgressEvent(stage, cell=key))
 
 
 def collect_outputs(run_dir: Path, cell: Cell, train_meta: Path, results: Path,
@@ -270,54 +346,6 @@ def _free_memory() -> None:
             torch.cuda.empty_cache()
 
 
-# --- crash-test hooks ----------------------------------------------------------------------
-
-def hook(point: str, run_dir: Path, key: str) -> None:
-    """Stop here if ``SFTSCALE_STUDY_HOOK`` names this point (see the module docstring)."""
-    spec = os.environ.get("SFTSCALE_STUDY_HOOK")
-    if not spec:
-        return
-    want, _, sub = spec.partition("@")
-    if want != point or (sub and sub not in key):
-        return
-    atomic_write_text(Path(run_dir) / f".hook-{point}", f"{os.getpid()} {key}\n")
-    if os.environ.get("SFTSCALE_STUDY_HOOK_ACTION") == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    time.sleep(3600)
-
-
-def _train_progress(run_dir: Path, key: str, on_stage: Callable[[str, str], None] | None
-                    ) -> Callable[..., None] | None:
-    """train_cell's per-step callback: stage text for the display, and the crash-test hook."""
-    hooked = os.environ.get("SFTSCALE_STUDY_HOOK", "").startswith("train")
-    if on_stage is None and not hooked:
-        return None
-    last = [0.0]
-
-    def progress(m: Any = None, *_a: Any, **_k: Any) -> None:
-        if hooked:
-            hook("train", run_dir, key)
-        now = time.monotonic()
-        if on_stage is not None and isinstance(m, dict) and now - last[0] > 0.25:
-            last[0] = now
-            on_stage(key, f"train step {m.get('step', '?')}/{m.get('steps', '?')}")
-    return progress
-
-
-def _eval_progress(key: str, on_stage: Callable[[str, str], None] | None
-                   ) -> Callable[[int, int], None] | None:
-    if on_stage is None:
-        return None
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] > 0.25 or done == total:
-            last[0] = now
-            on_stage(key, f"eval {done}/{total}")
-    return progress
-
-
 # --- the driver ----------------------------------------------------------------------------
 
 @dataclass
@@ -388,7 +416,8 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike | None = None, executor: 
     ``executor``: "local", "ray", an executor object (see executors.py), or None for the
     config's ``executor.kind``.
     ``progress``: True for the rich display, "lines" for log lines only, False for none, or a
-    ``Reporter``-like object.
+    ``Reporter``-like object (see progress.py).
+    ``runner``: the ``CellRunner`` (stages, hooks); None for the default stages.
     """
     from .executors import make_executor
     from .progress import make_reporter
@@ -402,59 +431,92 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike | None = None, executor: 
     ex = make_executor(executor, cfg) if isinstance(executor, str) else executor
     keys = [c.key for c in cells]
     with Store(run_dir / "study.sqlite") as st:
-        st.reset_interrupted()
-        verify_done(run_dir, st, keys)
-        if retry_failed:
-            st.retry_failed()
-        state = {r["key"]: r["state"] for r in st.cells()}
+        state = _reconcile(run_dir, st, keys, retry_failed)
         todo = [c for c in cells if state.get(c.key) == "pending"]
-        done0 = sum(1 for k in keys if state.get(k) == "done")
-        failed0 = sum(1 for k in keys if state.get(k) == "failed")
-        rep = make_reporter(progress, total=len(cells), done=done0, failed=failed0,
-                            name=cfg.name, run_dir=run_dir)
-        failed: list[str] = []
-        ran = 0
-
-        def on_start(cell: Cell) -> None:
-            st.mark_running(cell.key)
-            rep.start(cell)
-
-        def on_stage(key: str, stage: str) -> None:
-            rep.stage(key, stage)
-
-        def on_done(cell: Cell, outcome: dict[str, Any]) -> None:
-            nonlocal ran
-            tc = time.perf_counter()
-            hook("commit", run_dir, cell.key)
-            if outcome.get("ok"):
-                ms = outcome.get("metrics") or {}
-                outcome["metrics_summary"] = "".join(
-                    f" {k}={ms[k]:.3f}" for k in ("format_rate", "accuracy") if k in ms)
-                st.record_done(cell.key, outcome, outcome.pop("metrics", {}),
-                               outcome.pop("items", []))
-            else:
-                failed.append(cell.key)
-                st.record_failed(cell.key, outcome.get("error") or "unknown error",
-                                 outcome.get("traceback"), outcome)
-            st.add_overhead(cell.key, time.perf_counter() - tc)
-            ran += 1
-            rep.done(cell, outcome)
-
+        rep = make_reporter(progress, total=len(cells), name=cfg.name, run_dir=run_dir,
+                            done=sum(1 for k in keys if state.get(k) == "done"),
+                            failed=sum(1 for k in keys if state.get(k) == "failed"))
+        drv = _Driver(st, rep, run_dir, runner.hooks)
         try:
             with rep:
-                ex.run(todo, run_dir, runner, on_start=on_start, on_stage=on_stage, on_done=on_done)
+                ex.run(todo, run_dir, runner, on_start=drv.on_start,
+                       on_progress=drv.on_progress, on_done=drv.on_done)
         finally:
             st.reset_interrupted()  # cells still marked running (Ctrl-C) go back to pending
         counts = {s: 0 for s in ("pending", "running", "done", "failed")}
         for r in st.cells():
             if r["key"] in state or r["key"] in keys:
                 counts[r["state"]] += 1
-    with contextlib.suppress(Exception):
-        from .export import write_default_exports
-        write_default_exports(run_dir)
-    return StudyResult(run_dir=run_dir, counts=counts, ran=ran, failed=failed,
+    write_exports(run_dir)
+    return StudyResult(run_dir=run_dir, counts=counts, ran=drv.ran, failed=drv.failed,
                        wall_s=time.perf_counter() - t0)
 
 
-__all__ = ["CellRunner", "StudyResult", "collect_outputs", "eval_stage", "hook", "parse_results",
-           "prepare", "run_study", "train_stage", "verify_done"]
+def _reconcile(run_dir: Path, st: Store, keys: Sequence[str], retry_failed: bool
+               ) -> dict[str, str]:
+    """Interrupted cells back to pending, done cells verified; every cell's state."""
+    st.reset_interrupted()
+    verify_done(run_dir, st, keys)
+    if retry_failed:
+        st.retry_failed()
+    return {r["key"]: r["state"] for r in st.cells()}
+
+
+class _Driver:
+    """The executor's callbacks, in the driver: the only writer of the store; feeds the display
+    (one ``Throttle`` per cell in flight) and calls the runner's ``commit`` hook."""
+
+    def __init__(self, st: Store, rep: Any, run_dir: Path, hooks: Hooks | None):
+        self.st, self.rep, self.run_dir, self.hooks = st, rep, run_dir, hooks
+        self.ran = 0
+        self.failed: list[str] = []
+        self._display: dict[str | None, Throttle] = {}
+
+    def on_start(self, cell: Cell) -> None:
+        self.st.mark_running(cell.key)
+        self.rep.start(cell)
+
+    def on_progress(self, ev: ProgressEvent) -> None:
+        if ev.cell not in self._display:
+            self._display[ev.cell] = Throttle(self.rep.event)
+        self._display[ev.cell](ev)
+
+    def on_done(self, cell: Cell, outcome: dict[str, Any]) -> None:
+        tc = time.perf_counter()
+        if self.hooks is not None:
+            self.hooks("commit", self.run_dir, cell.key)
+        if outcome.get("ok"):
+            ms = outcome.get("metrics") or {}
+            outcome["metrics_summary"] = "".join(
+                f" {k}={ms[k]:.3f}" for k in ("format_rate", "accuracy") if k in ms)
+            self.st.record_done(cell.key, outcome, outcome.pop("metrics", {}),
+                                outcome.pop("items", []))
+        else:
+            self.failed.append(cell.key)
+            self.st.record_failed(cell.key, outcome.get("error") or "unknown error",
+                                  outcome.get("traceback"), outcome)
+        self.st.add_overhead(cell.key, time.perf_counter() - tc)
+        self._display.pop(cell.key, None)
+        self.ran += 1
+        self.rep.done(cell, outcome)
+
+
+def write_exports(run_dir: Path) -> bool:
+    """The default exports (export.py); a failure is logged as a warning naming the files and
+    the error, and does not fail the run (the store has the results). True when written."""
+    from .export import DEFAULT_EXPORTS, write_default_exports
+
+    try:
+        write_default_exports(run_dir)
+    except Exception as e:  # noqa: BLE001 - the cells are recorded; the tables can be rewritten
+        files = " and ".join(str(run_dir / name) for name, _ in DEFAULT_EXPORTS)
+        log.warning("could not write %s: %s: %s (the results are in %s; `sftscale export %s` "
+                    "writes the tables again)", files, type(e).__name__, e,
+                    run_dir / "study.sqlite", run_dir)
+        return False
+    return True
+
+
+__all__ = ["CellRunner", "Hooks", "Stage", "StageContext", "StudyResult", "collect_outputs",
+           "eval_stage", "parse_results", "prepare", "run_study", "train_stage", "verify_done",
+           "write_exports"]

@@ -22,7 +22,6 @@ prompts in the data, deduplication against the benchmark's test set (check your 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from functools import cached_property
 from pathlib import Path
@@ -37,14 +36,14 @@ _COMPLETION_KEYS = ("completion", "output", "response", "answer", "solution")
 
 def study_task(name: str, options: dict[str, Any] | None = None,
                max_new_tokens: int | None = None) -> Task:
-    """``get_task(name, **options)``; ``options["train_data"]`` becomes the training pool."""
+    """``get_task(name, **options)`` (a fresh instance: adjusting its ``gen`` is safe);
+    ``options["train_data"]`` becomes the training pool."""
     from ..tasks import get_task
 
     opts = dict(options or {})
     source = opts.pop("train_data", None)
     task = get_task(name, **opts)
     if max_new_tokens is not None and task.gen.max_new_tokens != max_new_tokens:
-        task = copy.copy(task)  # get_task caches instances: never mutate the shared one
         task.gen = dataclasses.replace(task.gen, max_new_tokens=max_new_tokens)
     if source is not None:
         task = ExternalTrainData(task, str(source))
