@@ -238,3 +238,49 @@ def test_hostile_solutions_never_pass(plus, he, hep):
     recs = task.score_many([it] * len(hostile), hostile)
     for code, r in zip(hostile, recs):
         assert not r["correct"] and r["status_base"] != "pass", (code, r)
+
+
+# --- the harness module, run directly (the sandbox runs its source) -----------------------
+def test_harness_module_directly():
+    import signal
+
+    from sftscale.tasks import humaneval as mod
+    from sftscale.tasks import humaneval_harness as hh
+
+    for src, main in ((mod.GT_HARNESS, "gt_main"), (mod.PLUS_HARNESS, "plus_main"),
+                      (mod.CHECK_HARNESS, "check_main")):
+        assert src.startswith('"""HumanEval harness') and src.rstrip().endswith(f"main = {main}")
+    code = "def sq(x):\n    return x * x\n"
+    events: list[dict] = []
+    hh.gt_main(code, "", {"entry_point": "sq", "groups": [("base", [[2], [3]])]}, events.append)
+    assert events[0]["group"] == "base" and events[0]["outputs"] == [4, 9]
+    assert len(events[0]["times"]) == 2
+    # values travel encoded, big ones as digests that _eq compares exactly
+    for v in (None, True, 1 << 60, float("inf"), (1, "a"), {1: [2.5]}, {3}, frozenset(), 1j, b"x"):
+        assert mod.decode_value(hh._encode(v)) == v
+    big = mod.decode_value(hh._encode("x" * 5000))
+    assert big[0] == mod.DIGEST_MARK and hh._eq("x" * 5000, big) and not hh._eq("y" * 5000, big)
+
+    events = []
+    hh.check_main(code, "assert sq(3) == 9\n", {"entry_point": "sq"}, events.append)
+    assert events == [{"group": "base", "status": "pass", "done": 1, "info": ""}]
+    events = []
+    hh.check_main(code, "assert sq(3) == 8\n", {"entry_point": "sq"}, events.append)
+    assert events[0]["status"] == "fail" and events[0]["info"].startswith("AssertionError")
+    events = []
+    hh.check_main(code, "", {"entry_point": "nope"}, events.append)
+    assert "load_error" in events[0]
+
+    handler, timer = signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)
+    try:  # plus_main sets SIGALRM and an interval timer: restore pytest-timeout's afterwards
+        events = []
+        data = {"entry_point": "sq", "atol": 0.0,
+                "groups": [("base", [[2], [1.5]], [4, 2.25 + 1e-9], [1.0, 1.0], []),
+                           ("plus", [[3]], [10], [1.0], [])]}
+        hh.plus_main(code, "", data, events.append)
+    finally:
+        signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, *timer)
+    # float answers: closeness (atol 1e-6 once a float is expected); 9 != 10 fails "plus"
+    assert [(e["group"], e["status"], e["done"]) for e in events] == [("base", "pass", 2),
+                                                                      ("plus", "fail", 0)]

@@ -76,6 +76,14 @@ def test_unknown_task_and_missing_file(tmp_path):
     assert p.returncode == 2 and "no such file" in p.stderr
 
 
+def test_bad_task_option_exit_2_naming_the_options(tmp_path):
+    resp = write_jsonl(tmp_path / "r.jsonl", [{"id": "gsm8k/test/0", "response": "#### 18"}])
+    p = run_cli("score", "--task", "gsm8k", "--task-option", "foo=1", "--responses", resp)
+    assert p.returncode == 2 and p.stdout == ""
+    assert "field '--task-option'" in p.stderr and "no option 'foo'" in p.stderr
+    assert "limit, path, train_path" in p.stderr and "Traceback" not in p.stderr
+
+
 def test_score_multihop_file_with_task_option(tmp_path):
     qa = write_jsonl(tmp_path / "qa.jsonl", [
         {"id": "q1", "question": "Capital of France?", "answer": "Paris"},
@@ -99,7 +107,7 @@ def test_score_fanoutqa(tmp_path):
 
 
 def test_tasks_lists_sizes_without_crashing():
-    # in-process (typer's runner): the second call reuses the cached task instances
+    # in-process (typer's runner)
     from typer.testing import CliRunner
 
     from sftscale.cli import app

@@ -9,16 +9,15 @@ Errors: an ``InputError`` (bad file, line or field) prints one line to stderr an
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import typer
 
+from .commands import data, evaluate, fit, knowledge, report, study, toy, train
 from .io import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure how abilities grow with the amount of post-training data.")
-
 
 
 @app.callback()
@@ -31,15 +30,7 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 
 
 # command modules, in the order of the data flow
-_AREAS = ["data", "train", "evaluate", "study", "fit", "knowledge", "report", "toy"]
-
-for _area in _AREAS:
-    try:
-        _mod = importlib.import_module(f"sftscale.commands.{_area}")
-    except ModuleNotFoundError as e:  # an area not written yet
-        if e.name != f"sftscale.commands.{_area}":
-            raise
-        continue
+for _mod in (data, train, evaluate, study, fit, knowledge, report, toy):
     _mod.register(app)
 
 

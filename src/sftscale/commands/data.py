@@ -32,10 +32,12 @@ def tasks_table() -> list[dict]:
     for name in task_names():
         try:
             info = dict(get_task(name).describe(), status="ok")
-        except ModuleNotFoundError as e:  # an area not written/installed yet
-            info = {"name": name, "status": "unavailable", "reason": f"module {e.name} not found"}
-        except ValueError as e:  # the constructor needs options (e.g. multihop-file path=)
-            info = {"name": name, "status": "needs options", "reason": str(e).splitlines()[0]}
+        except (InputError, ValueError) as e:  # the task needs options (e.g. multihop-file path=)
+            if isinstance(e, InputError) and not str(e.field).startswith("task option"):
+                info = {"name": name, "status": "unavailable", "reason": str(e).splitlines()[0][:120]}
+            else:
+                reason = e.reason if isinstance(e, InputError) else str(e)
+                info = {"name": name, "status": "needs options", "reason": reason.splitlines()[0]}
         except Exception as e:  # missing data, a broken task...
             info = {"name": name, "status": "unavailable",
                     "reason": f"{type(e).__name__}: {e}".splitlines()[0][:120]}
@@ -52,10 +54,9 @@ def score_file(task_name: str, responses: Path, samples_out: Optional[Path] = No
 
     try:
         task = get_task(task_name, **(options or {}))
-    except KeyError as e:
-        raise InputError(None, str(e.args[0]), field="--task") from None
-    except TypeError as e:  # an option the task's constructor does not take
-        raise InputError(None, f"task {task_name!r}: {e}", field="--task-option") from None
+    except InputError as e:  # an unknown name or option: name the command-line flag
+        flag = "--task" if e.field == "task" else "--task-option"
+        raise InputError(None, e.reason, field=flag) from None
     if not str(responses).lower().endswith((".jsonl", ".jsonl.gz")):
         raise InputError(responses, "expected a .jsonl or .jsonl.gz file of responses")
     rows = read_numbered(responses)

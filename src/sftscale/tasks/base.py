@@ -10,9 +10,12 @@ aggregation. Every per-sample record carries two uniform fields besides the task
 so that analysis can split errors into format errors (``not format_ok``) and substance
 errors (``format_ok and not correct``) for any task without knowing it.
 
-Not handled here: generation (see ``generate.py``), chat-template choice for a specific
-model (see ``models.py``); ``build_prompt(..., chat=True)`` only needs a tokenizer with
-``apply_chat_template``.
+A new task is a subclass in its own module, decorated with ``@register_task("name")``
+(``sftscale.tasks.registry``), the module listed in the ``sftscale.tasks`` entry-point group.
+
+Not handled here: registration and lookup (``registry``), generation (the ``generation``
+package), chat-template choice for a specific model (``models.py``);
+``build_prompt(..., chat=True)`` only needs a tokenizer with ``apply_chat_template``.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .base import GenSpec, Item, Task, first_n, mean_metrics
+from .registry import register_task
 
 _STRICT = re.compile(r"####[ \t]*\$?[ \t]*(-?[0-9.,]*[0-9][0-9.,]*)")
 _FLEX = re.compile(r"-?[$0-9.,]*[0-9][$0-9.,]*")
@@ -99,6 +100,7 @@ class GSM8KFormat(Task):
                                              "correct_flexible": "accuracy_flexible"})
 
 
+@register_task("gsm8k")
 class GSM8K(GSM8KFormat):
     """GSM8K test set (1,319) and training pool (7,473) from the shipped copy.
 

@@ -15,6 +15,9 @@ time limit of ``max(1 s, 4 x canonical time)``; a group stops at its first failu
 ``correct`` is ``status_plus == "pass"`` for humaneval+ and ``status_base == "pass"`` for
 humaneval. Statuses: pass, fail (a wrong answer or an exception in a test), timeout,
 error (the program does not parse, does not load, or ends without reporting), no_code.
+The code that runs inside the sandbox (ground truth and both candidate checks) is the module
+``sftscale.tasks.humaneval_harness``, sent as source (``GT_HARNESS``, ``PLUS_HARNESS``,
+``CHECK_HARNESS``).
 
 Prompts: the problem's code prompt, continued by the model; with a chat template, a user
 message asking for the complete function in a fenced python block. A response may be a
@@ -33,6 +36,7 @@ what ``sftscale.tasks.sandbox`` says it stops.
 from __future__ import annotations
 
 import ast
+import inspect
 import json
 import math
 import re
@@ -40,7 +44,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..io import InputError, atomic_write_json, sha256_json
+from . import humaneval_harness
 from .base import GenSpec, Item, Task, mean_metrics
+from .registry import register_task
 
 #: stop sequences for generation, as evalplus uses for base models (no fence: chat answers
 #: open one); a bare response is also cut at a closing fence when extracted
@@ -51,193 +57,23 @@ STATUSES = ("pass", "fail", "timeout", "error", "no_code")
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.#-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 _PY_LANGS = ("", "python", "py", "python3", "py3")
 
-# --- harness code: runs INSIDE the sandbox child (trusted source, untrusted program) --------
-_HARNESS_COMMON = r'''
-import _signal, math, time
 
-class _Timeout(BaseException):
-    pass
+# --- harness programs: the source of humaneval_harness, run INSIDE the sandbox child ------
+def _harness(main: str) -> str:
+    """The harness module's source with ``main`` bound to one of its entry functions."""
+    return inspect.getsource(humaneval_harness) + f"\n\nmain = {main}\n"
 
-def _alarm(signum, frame):
-    raise _Timeout()
-
-def _msg(e):
-    try:
-        return (type(e).__name__ + ": " + str(e))[:300]
-    except BaseException:
-        return type(e).__name__
-
-def _load(code, entry_point):
-    g = {"__name__": "__sandbox__"}
-    exec(compile(code, "<solution>", "exec"), g)
-    fn = g.get(entry_point)
-    if not callable(fn):
-        raise NameError("entry point " + repr(entry_point) + " is not defined")
-    return g, fn
-
-_MARK = "__sftscale_digest__"
-_BIG_STR, _BIG_INT_BITS = 4096, 16384
-
-def _sha(b):
-    import hashlib
-    return hashlib.sha256(b).hexdigest()
-
-def _encode(x):
-    t = type(x)
-    if t is str and len(x) > _BIG_STR:  # huge values travel as digests (see _eq)
-        return {"$h": ["str", _sha(x.encode("utf-8", "surrogatepass"))]}
-    if t is int and x.bit_length() > _BIG_INT_BITS:
-        return {"$h": ["int", _sha(hex(x).encode())]}
-    if x is None or t is bool or t is str:
-        return x
-    if t is int:
-        return x if -(1 << 53) < x < (1 << 53) else {"$i": hex(x)}
-    if t is float:
-        return x if math.isfinite(x) else {"$f": repr(x)}
-    if t is list:
-        return [_encode(v) for v in x]
-    if t is tuple:
-        return {"$t": [_encode(v) for v in x]}
-    if t is dict:
-        return {"$d": [[_encode(k), _encode(v)] for k, v in x.items()]}
-    if t is set or t is frozenset:
-        return {"$s" if t is set else "$fs": [_encode(v) for v in x]}
-    if t is complex:
-        return {"$c": [x.real, x.imag]}
-    if t is bytes:
-        return {"$b": x.hex()}
-    raise TypeError("cannot encode " + t.__name__)
-'''
 
 #: ground truth: run the canonical solution on every input, record outputs and times
-GT_HARNESS = _HARNESS_COMMON + r'''
-import copy
-def main(code, tests, data, emit):
-    g, fn = _load(code, data["entry_point"])
-    for name, inputs in data["groups"]:
-        outs, times = [], []
-        for inp in inputs:
-            inp = copy.deepcopy(inp)
-            t0 = time.perf_counter()
-            out = fn(*inp)
-            times.append(time.perf_counter() - t0)
-            outs.append(_encode(out))
-        emit({"group": name, "outputs": outs, "times": times})
-'''
-
+GT_HARNESS = _harness("gt_main")
 #: candidate, humaneval+: compare outputs with the expected ones, evalplus semantics
-PLUS_HARNESS = _HARNESS_COMMON + r'''
-def _is_floats(x):
-    if isinstance(x, float):
-        return True
-    if isinstance(x, (list, tuple)) and x:
-        return all(isinstance(i, float) for i in x)
-    if type(x).__name__ == "ndarray":
-        return str(x.dtype) in ("float64", "float32")
-    return False
-
-def _num(v):
-    return isinstance(v, (int, float)) and not isinstance(v, complex)
-
-def _close1(o, e, atol, rtol):
-    if math.isfinite(o) and math.isfinite(e):
-        return abs(o - e) <= atol + rtol * abs(e)
-    return o == e
-
-def _allclose(out, exp, atol, rtol=1e-07):
-    if _num(out) and _num(exp):
-        return _close1(out, exp, atol, rtol)
-    if (isinstance(out, (list, tuple)) and isinstance(exp, (list, tuple)) and len(out) == len(exp)
-            and all(_num(v) for v in out) and all(_num(v) for v in exp)):
-        return all(_close1(o, e, atol, rtol) for o, e in zip(out, exp))
-    import numpy
-    return bool(numpy.allclose(out, exp, rtol=rtol, atol=atol))
-
-def _eq(out, exp):
-    """``out == exp`` where exp may hold digests of huge str/int values (exact for those:
-    only a str equals a str, and no float equals an int above 2**16384)."""
-    if type(exp) is tuple and len(exp) == 3 and exp[0] == _MARK:
-        if exp[1] == "str":
-            return isinstance(out, str) and _sha(str(out).encode("utf-8", "surrogatepass")) == exp[2]
-        return (isinstance(out, int) and not isinstance(out, bool)
-                and _sha(hex(int(out)).encode()) == exp[2])
-    if type(exp) is list or type(exp) is tuple:
-        return (isinstance(out, type(exp)) and len(out) == len(exp)
-                and all(_eq(o, e) for o, e in zip(out, exp)))
-    if type(exp) is dict:
-        return (isinstance(out, dict) and out.keys() == exp.keys()
-                and all(_eq(out[k], exp[k]) for k in exp))
-    return out == exp
-
-def _poly(xs, x):
-    return sum(c * math.pow(x, i) for i, c in enumerate(xs))
-
-def _group(fn, entry_point, inputs, expected, limits, atol, digests):
-    for i, inp in enumerate(inputs):
-        try:
-            _signal.setitimer(_signal.ITIMER_REAL, limits[i])
-            try:
-                out = fn(*inp)
-            finally:
-                _signal.setitimer(_signal.ITIMER_REAL, 0)
-            exp = expected[i]
-            exact = _eq(out, exp) if i in digests else out == exp
-            if entry_point == "find_zero":
-                if not abs(_poly(*inp, out)) <= atol:
-                    return "fail", i, "wrong answer"
-                continue
-            if atol == 0 and _is_floats(exp):
-                atol = 1e-6
-            if not exact and atol != 0:
-                ok = type(out) == type(exp)
-                if ok and isinstance(exp, (list, tuple)):
-                    ok = len(out) == len(exp)
-                ok = ok and _allclose(out, exp, atol)
-            else:
-                ok = bool(exact)
-            if not ok:
-                return "fail", i, "wrong answer"
-        except _Timeout:
-            return "timeout", i, "time limit %.2fs" % limits[i]
-        except BaseException as e:
-            _signal.setitimer(_signal.ITIMER_REAL, 0)
-            return "fail", i, _msg(e)
-    return "pass", len(inputs), ""
-
-def main(code, tests, data, emit):
-    _signal.signal(_signal.SIGALRM, _alarm)
-    try:
-        g, fn = _load(code, data["entry_point"])
-    except BaseException as e:
-        emit({"load_error": _msg(e)})
-        return
-    for name, inputs, expected, limits, digests in data["groups"]:
-        status, n, info = _group(fn, data["entry_point"], inputs, expected, limits, data["atol"],
-                                 set(digests))
-        emit({"group": name, "status": status, "done": n, "info": info})
-        if status != "pass":
-            return
-'''
-
+PLUS_HARNESS = _harness("plus_main")
 #: candidate, humaneval: the program, then the problem's test code and check(entry_point)
-CHECK_HARNESS = _HARNESS_COMMON + r'''
-def main(code, tests, data, emit):
-    try:
-        g, fn = _load(code, data["entry_point"])
-    except BaseException as e:
-        emit({"load_error": _msg(e)})
-        return
-    try:
-        exec(compile(tests, "<tests>", "exec"), g)
-    except BaseException as e:
-        emit({"group": "base", "status": "fail", "done": 0, "info": _msg(e)})
-        return
-    emit({"group": "base", "status": "pass", "done": 1, "info": ""})
-'''
+CHECK_HARNESS = _harness("check_main")
 
 
 # --- decoding values sent back by the ground-truth harness --------------------------------
-DIGEST_MARK = "__sftscale_digest__"
+DIGEST_MARK = humaneval_harness._MARK  # "__sftscale_digest__"
 
 
 def decode_value(x: Any) -> Any:
@@ -341,6 +177,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 # --- tasks --------------------------------------------------------------------------------
+@register_task("humaneval")
 class HumanEval(Task):
     """The original HumanEval; see the module docstring."""
 
@@ -582,6 +419,7 @@ class HumanEval(Task):
         return out
 
 
+@register_task("humaneval+")
 class HumanEvalPlus(HumanEval):
     """HumanEval+ (EvalPlus v0.1.9): base and extra inputs; see the module docstring."""
 

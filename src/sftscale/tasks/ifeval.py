@@ -40,6 +40,7 @@ import random
 from typing import Any, Sequence
 
 from .base import GenSpec, Item, Task, first_n, mean_metrics
+from .registry import register_task
 
 #: instruction categories that constrain the form of the response (see module docstring)
 FORMAT_CATEGORIES = frozenset({"change_case", "combination", "detectable_format",
@@ -97,6 +98,7 @@ def score_response(prompt: str, instruction_ids: Sequence[str], kwargs: Sequence
     }
 
 
+@register_task("ifeval")
 class IFEval(Task):
     """The 541 IFEval prompts (shipped copy of google-research's ``input_data.jsonl``).
 

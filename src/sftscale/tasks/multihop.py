@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .base import GenSpec, Item, Task, first_n, mean_metrics
+from .registry import register_task
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -162,6 +163,7 @@ class _QATask(Task):
         return score_answer(response, item.target)
 
 
+@register_task("fanoutqa")
 class FanOutQA(_QATask):
     """FanOutQA dev (310 questions), closed-book. ``meta['sub_questions']`` holds the
     human decomposition (flattened depth-first), ``meta['answer_raw']`` the original answer.
@@ -236,6 +238,7 @@ class FanOutQA(_QATask):
         return mean_metrics(records, rename={"loose": "loose_accuracy", "all_found": "all_found_rate"})
 
 
+@register_task("multihop-file")
 class MultihopFile(_QATask):
     """Multi-hop QA from a user JSON/JSONL/parquet file (SubQA/HotpotQA-like records).
 

@@ -1,5 +1,9 @@
 """The toy tasks, scored by the SAME scorers as the real benchmarks.
 
+Each class registers itself (``@register_task``); this module is listed in the
+``sftscale.tasks`` entry-point group, so ``sftscale.tasks.get_task`` finds the toy tasks
+without the tasks package naming the toy world.
+
 ``toy-math`` (``ToyMath``): 2-4 step arithmetic word problems about small numbers. Prompt
 ``"Question: {q}\\nAnswer:"``; completion ``" "`` + step lines + ``"#### N"`` (the GSM8K task's
 format); scored with ``sftscale.tasks.gsm8k.score_response``. Options: ``n_train`` (pool size,
@@ -38,9 +42,10 @@ the base-class chat template (the user turn is the plain prompt without its trai
 from __future__ import annotations
 
 import random
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
+from ..tasks import register_task
 from ..tasks.base import GenSpec, Item, Task, first_n
 from ..tasks.gsm8k import GSM8KFormat
 from .world import (CHAINS, DIRECT_QUESTIONS, MULTIHOP_QUESTIONS, PERSON_RELATIONS, QUESTION_WRAPPERS,
@@ -111,6 +116,7 @@ class _ToyQA(_Pools, Task):
         return score_answer(response, item.target)
 
 
+@register_task("toy-math")
 class ToyMath(_Pools, GSM8KFormat):
     name = "toy-math"
     version = "1"
@@ -125,24 +131,28 @@ class ToyMath(_Pools, GSM8KFormat):
             raise ValueError(f"toy-math n_test must be in 1..{MATH_TEST_RESERVE}")
         self.n_train, self.n_test, self.seed, self.limit = n_train, n_test, seed, limit
 
-    @staticmethod
-    def _item(p, split: str, i: int) -> Item:
-        return Item(id=f"toy-math/{split}/{i}", question=p.question(), target=str(p.answer),
-                    completion=p.solution(), meta={"steps": p.n_steps})
-
     @cached_property
     def _test(self) -> list[Item]:
-        from .corpus import math_test_problems
-
-        return [self._item(p, "test", i) for i, p in enumerate(math_test_problems(self.n_test, self.seed))]
+        return list(_math_items("test", self.n_test, self.seed))
 
     @cached_property
     def _train(self) -> list[Item]:
-        from .corpus import math_pool_problems
-
-        return [self._item(p, "train", i) for i, p in enumerate(math_pool_problems(self.n_train, self.seed))]
+        return list(_math_items("train", self.n_train, self.seed))
 
 
+@lru_cache(maxsize=8)
+def _math_items(split: str, n: int, seed: int) -> tuple[Item, ...]:
+    """toy-math items, cached here rather than per task instance (``get_task`` builds a fresh
+    instance every call; the 10,000-item pool takes ~0.2 s to draw)."""
+    from .corpus import math_pool_problems, math_test_problems
+
+    problems = math_test_problems(n, seed) if split == "test" else math_pool_problems(n, seed)
+    return tuple(Item(id=f"toy-math/{split}/{i}", question=p.question(), target=str(p.answer),
+                      completion=p.solution(), meta={"steps": p.n_steps})
+                 for i, p in enumerate(problems))
+
+
+@register_task("toy-multihop")
 class ToyMultihop(_ToyQA):
     name = "toy-multihop"
     version = "1"
@@ -184,6 +194,7 @@ class ToyMultihop(_ToyQA):
         return out
 
 
+@register_task("toy-knowledge")
 class ToyKnowledge(_ToyQA):
     name = "toy-knowledge"
     version = "1"
