@@ -150,7 +150,9 @@ def starting_points(cfg: KnowledgeConfig, out: Path, log: Log) -> list[Start]:
         r = cfg.reasoning
         try:
             task = get_task(r.task, **r.options)
-        except (KeyError, TypeError, ValueError) as e:
+        except InputError as e:
+            raise InputError(None, f"reasoning task: {e.reason}", field="reasoning.task") from None
+        except ValueError as e:
             raise InputError(None, f"reasoning task: {e}", field="reasoning.task") from None
         by_id = {it.id: it for it in task.train_items()}
         for n in r.n:
@@ -192,7 +194,7 @@ def facts_mix(src: Source, cfg: KnowledgeConfig, start: Start, seed: int) -> lis
 
 
 def facts_recipe(cfg: KnowledgeConfig) -> Any:
-    from ..train.cell import recipe_with
+    from ..train import recipe_with
 
     st = cfg.stage
     over = {"epochs": st.epochs, "lr": st.lr, "batch_size": st.batch_size, "max_steps": None,
