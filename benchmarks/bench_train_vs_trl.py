@@ -32,7 +32,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -44,13 +43,15 @@ def synthetic_rows(n: int, vocab: int, p_len: tuple[int, int], c_len: tuple[int,
     """(ids, labels) rows: a masked prompt and a completion of random lengths."""
     import torch
 
+    from sftscale.train.examples import IGNORE
+
     g = torch.Generator().manual_seed(seed)
     rows = []
     for _ in range(n):
         lp = int(torch.randint(p_len[0], p_len[1] + 1, (1,), generator=g))
         lc = int(torch.randint(c_len[0], c_len[1] + 1, (1,), generator=g))
         ids = torch.randint(10, vocab, (lp + lc,), generator=g).tolist()
-        rows.append((ids, [-100] * lp + ids[lp:]))
+        rows.append((ids, [IGNORE] * lp + ids[lp:]))
     return rows
 
 
@@ -74,12 +75,12 @@ def run_trl(model, tok, rows, rec, steps: int):
 
 
 def bench_model(name: str, steps: int, rounds: int, peak: float) -> dict:
-    from sftscale.train.cell import CPU_MICRO_BATCH_TOKENS
-
     import torch
 
-    from sftscale.models import load_model, tiny_random_model
-    from sftscale.train.cell import Recipe, _wrap_lora
+    from sftscale.models import load_model
+    from sftscale.testing import tiny_model
+    from sftscale.train.cell import wrap_lora
+    from sftscale.train.recipe import CPU_MICRO_BATCH_TOKENS, Recipe
 
     if name == "toy":
         ref = None
@@ -96,8 +97,8 @@ def bench_model(name: str, steps: int, rounds: int, peak: float) -> dict:
             pass
         if ref is None:
             tmp = Path(tempfile.mkdtemp(prefix="bench-toy-"))
-            ref = str(tiny_random_model(tmp / "m", hidden=256, layers=4, heads=4,
-                                        intermediate=688, vocab_size=2048))
+            ref = str(tiny_model(tmp / "m", "words", hidden=256, layers=4, heads=4,
+                                 intermediate=688, vocab_size=2048))
             label = "random-llama-4M"
         model, tok = load_model(ref, device="cpu", dtype="fp32")
         rec = Recipe(method="full", lr=1e-3, batch_size=16, micro_batch_size=16, max_length=256,
@@ -115,7 +116,7 @@ def bench_model(name: str, steps: int, rounds: int, peak: float) -> dict:
         for backend in results:
             m = copy.deepcopy(model)
             if rec.method == "lora":
-                m = _wrap_lora(m, rec, seed=0)
+                m = wrap_lora(m, rec, seed=0)
             m.train()
             if backend == "trl":
                 res = run_trl(m, tok, rows, rec, steps)
@@ -154,7 +155,7 @@ def main() -> None:
     a = ap.parse_args()
     import torch
 
-    from sftscale.train.cell import CPU_MICRO_BATCH_TOKENS
+    from sftscale.train.recipe import CPU_MICRO_BATCH_TOKENS
 
     torch.set_num_threads(a.threads or cores())
     load0 = os.getloadavg()[0]

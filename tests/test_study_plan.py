@@ -41,7 +41,7 @@ def test_count_params_from_header_or_name(tmp_path):
 
 
 def test_plan_rows_follow_the_training_rule_and_flop_formulas(tmp_path):
-    from sftscale.train.cell import default_recipe, steps_for
+    from sftscale.train import default_recipe, steps_for
 
     text = _study(tmp_path, "recipe: {epochs: 2, batch_size: 8}\nevaluation: {max_new_tokens: 100}\n")
     cfg = parse_study(text, "p.yaml")

@@ -1,6 +1,6 @@
-"""train.py: subsets, steps rule, masks, recipes, and whole cells on a tiny random Llama.
+"""sftscale.train: subsets, steps rule, masks, recipes, and whole cells on a tiny random Llama.
 
-The model is built here (``models.tiny_random_model``) and the task is a small in-test Task
+The model comes from the ``tiny_model`` fixture (conftest.py) and the task is a small in-test Task
 (single-digit additions), so nothing is downloaded and every cell trains in about a second.
 """
 
@@ -14,8 +14,9 @@ import pytest
 
 from sftscale.io import InputError
 from sftscale.tasks.base import Item, Task
-from sftscale.train.cell import (IGNORE, Recipe, check_masks, default_recipe, encode_pair,
-                            pack_examples, read_meta, select_subset, steps_for, train_cell)
+from sftscale.train import (IGNORE, Recipe, default_recipe, read_meta, select_subset, steps_for,
+                            train_cell)
+from sftscale.train.examples import check_masks, encode_pair, pack_examples
 
 
 class AddTask(Task):
@@ -47,10 +48,8 @@ TEXTS = ["Question: What is plus ? Answer: ####"]
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    from sftscale.models import tiny_random_model
-
-    return tiny_random_model(tmp_path_factory.mktemp("tiny") / "m", texts=TEXTS, hidden=32)
+def tiny(tiny_model) -> Path:
+    return tiny_model("words", texts=TEXTS, hidden=32)
 
 
 def fast_recipe(**kw) -> Recipe:
@@ -244,10 +243,15 @@ def test_packing_cell_trains_on_fewer_rows(tiny, tmp_path):
 
 
 def test_progress_callback_gets_steps(tiny, tmp_path):
-    seen = []
-    train_cell(str(tiny), AddTask(), 8, 0, tmp_path / "pr", recipe=fast_recipe(), progress=seen.append)
+    events = []
+    train_cell(str(tiny), AddTask(), 8, 0, tmp_path / "pr", recipe=fast_recipe(), progress=events.append)
+    seen = [ev.metrics for ev in events]
     assert [m["step"] for m in seen] == [0, 1, 2] and seen[0]["steps"] == 3
     assert all(m["tokens_per_s"] > 0 for m in seen)
+    # the one progress event type: stage "train", done of total steps, loss and lr in metrics
+    assert [(ev.stage, ev.done, ev.total) for ev in events] == [("train", k, 3) for k in (1, 2, 3)]
+    assert events[-1].describe() == "train step 3/3"
+    assert all({"loss", "lr", "tokens_seen", "elapsed_s"} <= set(m) for m in seen)
 
 
 def test_cli_train_gsm8k_cell_and_bad_n(tiny, tmp_path):

@@ -1,6 +1,6 @@
 """The shared training loop: accumulation-invariant updates, masking, packing, determinism.
 
-Models are tiny randomly initialised Llamas built here (no tokenizer needed).
+Models are tiny randomly initialised Llamas (``sftscale.testing.tiny_llama``; no tokenizer).
 """
 
 from __future__ import annotations
@@ -10,17 +10,9 @@ import copy
 import pytest
 import torch
 
-from sftscale.train.loop import IGNORE, LoopConfig, collate, lr_at, token_loss_sum, train_loop
-
-
-def tiny_llama(seed: int = 0, vocab: int = 97, hidden: int = 32):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=4, intermediate_size=2 * hidden,
-                      max_position_embeddings=256, tie_word_embeddings=True)
-    return LlamaForCausalLM(cfg)
+from sftscale.testing import tiny_llama
+from sftscale.train.examples import IGNORE
+from sftscale.train.loop import LoopConfig, collate, lr_at, token_loss_sum, train_loop
 
 
 def sft_examples(n: int = 16, seed: int = 1, vocab: int = 97):
@@ -153,10 +145,11 @@ def test_single_process_accelerator_matches_plain_loop():
     assert max_param_diff(plain, acc) < 1e-6
 
 
-def test_on_metrics_reports_every_step():
-    seen = []
+def test_progress_reports_every_step():
+    events = []
     train_loop(tiny_llama(), sft_examples(8), LoopConfig(steps=3, batch_size=4, micro_batch_size=2),
-               pad_id=0, on_metrics=seen.append)
+               pad_id=0, progress=events.append)
+    seen = [ev.metrics for ev in events]
     assert [m["step"] for m in seen] == [0, 1, 2]
     assert seen[-1]["tokens_seen"] > seen[0]["tokens_seen"] > 0
 

@@ -5,6 +5,10 @@ by pydantic v2 with ``extra="forbid"`` everywhere, and every error names the fil
 and the field (``models[1].ref``): the YAML is composed into a node tree whose marks give the
 line of each key, and a pydantic error location is walked through that tree.
 
+THE YAML-to-InputError path of every config file (study, knowledge, recipe): ``parse_yaml``
+(YAML text -> mapping + line index) and ``validation_error`` (a pydantic ValidationError ->
+InputError with file, line and field); ``validate_yaml`` is the two together.
+
 Example (see ``studies/toy.yaml`` for a full one)::
 
     name: toy
@@ -259,6 +263,8 @@ def read_config_text(path: str | os.PathLike, what: str) -> tuple[str, Path]:
         raise InputError(p, "no such file") from None
     except IsADirectoryError:
         raise InputError(p, f"is a directory, expected a {what} YAML file") from None
+    except OSError as e:
+        raise InputError(p, f"cannot read the {what} file: {e.strerror}") from None
 
 
 def load_study(path: str | os.PathLike) -> StudyConfig:
@@ -267,10 +273,11 @@ def load_study(path: str | os.PathLike) -> StudyConfig:
     return parse_study(text, p)
 
 
-def validate_yaml(text: str, model: type[BaseModel], where: str, top_hint: str
-                  ) -> tuple[Any, dict[tuple, int]]:
-    """Parse YAML and validate it with a pydantic model; every error is an InputError naming
-    the file, the line and the field. Returns (instance, {field path: line})."""
+def parse_yaml(text: str, where: str, top_hint: str, empty_ok: bool = False
+               ) -> tuple[dict[str, Any], dict[tuple, int]]:
+    """YAML text -> (its top-level mapping, {key path: line}). Invalid YAML, a top level that
+    is not a mapping (an empty text too, unless ``empty_ok``: then ``{}``) and a key given twice
+    in one mapping are InputErrors naming ``where`` and the line."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -280,32 +287,53 @@ def validate_yaml(text: str, model: type[BaseModel], where: str, top_hint: str
                          line=mark.line + 1 if mark else None) from None
     except yaml.YAMLError as e:
         raise InputError(where, f"not valid YAML: {e}") from None
+    if data is None and empty_ok:
+        return {}, {}
     if not isinstance(data, dict):
         raise InputError(where, f"expected a mapping ({top_hint}) at the top level", line=1)
     lines: dict[tuple, int] = {}
     _index_lines(node, (), lines, where)
+    return data, lines
+
+
+def validation_error(e: ValidationError, model: type[BaseModel], where: str | os.PathLike | None,
+                     lines: dict[tuple, int] | None = None, prefix: tuple = ()) -> InputError:
+    """THE InputError for a pydantic ValidationError of ``model``: its first error, with the field
+    path (``models[1].ref``, behind ``prefix``: where the data sits in a larger config), the line
+    of that field from ``lines`` (``parse_yaml``'s index; None: the data came not from YAML
+    text, and the location is reported as pydantic gives it), plain messages for unknown and
+    missing fields, and how many more errors there are."""
+    err = e.errors()[0]
+    exc = (err.get("ctx") or {}).get("error")
+    loc = tuple(err["loc"])
+    if lines is not None:
+        loc = _clean_loc(lines, loc, keep_last=err["type"] in ("missing", "extra_forbidden"))
+    msg = err["msg"]
+    if isinstance(exc, _LocError):
+        loc = loc + tuple(exc.loc)
+        msg = str(exc)
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown field (allowed: {', '.join(_allowed_fields(model, loc))})"
+    elif err["type"] == "missing":
+        msg = "missing required field"
+    more = len(e.errors()) - 1
+    if more:
+        msg += f" (and {more} more error{'s' if more > 1 else ''})"
+    line = _line_for(lines, loc) if lines is not None else None
+    return InputError(where, msg, line=line, field=_loc_str(prefix + loc) or None)
+
+
+def validate_yaml(text: str, model: type[BaseModel], where: str, top_hint: str
+                  ) -> tuple[Any, dict[tuple, int]]:
+    """Parse YAML and validate it with a pydantic model; every error is an InputError naming
+    the file, the line and the field. Returns (instance, {field path: line})."""
+    data, lines = parse_yaml(text, where, top_hint)
     try:
         return model.model_validate(data), lines
     except ValidationError as e:
-        err = e.errors()[0]
-        exc = (err.get("ctx") or {}).get("error")
-        keep_last = err["type"] in ("missing", "extra_forbidden")
-        loc = _clean_loc(lines, tuple(err["loc"]), keep_last)
-        msg = err["msg"]
-        if isinstance(exc, _LocError):
-            loc = loc + tuple(exc.loc)
-            msg = str(exc)
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        line = _line_for(lines, loc)
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown field (allowed: {', '.join(_allowed_fields(model, loc))})"
-        elif err["type"] == "missing":
-            msg = "missing required field"
-        more = len(e.errors()) - 1
-        if more:
-            msg += f" (and {more} more error{'s' if more > 1 else ''})"
-        raise InputError(where, msg, line=line, field=_loc_str(loc) or None) from None
+        raise validation_error(e, model, where, lines) from None
 
 
 def parse_study(text: str, path: str | os.PathLike | None = None) -> StudyConfig:
@@ -382,4 +410,5 @@ def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
 
 
 __all__ = ["EvalSettings", "ExecutorSettings", "ModelEntry", "StudyConfig", "TaskEntry",
-           "Label", "load_study", "parse_study", "read_config_text", "validate_yaml"]
+           "Label", "load_study", "parse_study", "parse_yaml", "read_config_text", "validate_yaml",
+           "validation_error"]

@@ -39,7 +39,8 @@ def register(app: typer.Typer) -> None:
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
 
-        from ..train.cell import Recipe, default_recipe, train_cell
+        from ..events import ProgressEvent
+        from ..train import Recipe, default_recipe, train_cell
 
         try:
             opts = parse_task_options(task_option)
@@ -60,9 +61,9 @@ def register(app: typer.Typer) -> None:
                               console=console, transient=False) as bar:
                     tid = bar.add_task("train", total=None, loss=float("nan"), tps=0.0)
 
-                    def progress(m: dict) -> None:
-                        bar.update(tid, total=m["steps"], completed=m["step"] + 1,
-                                   loss=m["loss"], tps=m.get("tokens_per_s", 0.0))
+                    def progress(ev: ProgressEvent) -> None:
+                        bar.update(tid, total=ev.total, completed=ev.done,
+                                   loss=ev.metrics["loss"], tps=ev.metrics["tokens_per_s"])
 
                     meta = train_cell(model, task, n, seed, out, recipe=rec,
                                       task_options=opts or None, progress=progress, device=device)

@@ -5,13 +5,12 @@ task with N examples, one starting point per N; optionally an instruct model) af
 finetuned on the same new facts. See docs/knowledge.md for every field; the shipped examples
 are ``studies/knowledge-toy.yaml`` and ``studies/knowledge-real.yaml``.
 
-YAML errors are reported like the study config's (``sftscale.config``): its line indexer
-(``_index_lines``) and location helpers are reused, so an error names the file, the line of
-the offending key and its dotted field path.
+YAML errors are reported like the study config's, by ``sftscale.config.validate_yaml``: an
+error names the file, the line of the offending key and its dotted field path.
 
 Not handled here: whether the model references or the facts file resolve (checked when the
 run starts, with the same InputError shape), recipe keys beyond ``Recipe``'s own validation
-(checked by ``train._as_recipe`` when the first cell trains).
+(checked by ``train.recipe_with`` when the first cell trains).
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ..config import Label, read_config_text, validate_yaml
 from ..io import sha256_json
-
 
 
 class _Strict(BaseModel):

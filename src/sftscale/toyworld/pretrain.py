@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..events import ProgressEvent
 from ..io import atomic_write_json
 
 SIZES: dict[str, dict[str, int]] = {
@@ -146,15 +147,15 @@ def pretrain_toy(size: str, out: str | Path, seed: int = 0, steps: int | None = 
     history: list[dict] = []
     t0 = time.perf_counter()
 
-    def on_step(step: int, loss: float) -> None:
-        s = step + 1
+    def on_progress(ev: ProgressEvent) -> None:
+        s, loss = ev.done, ev.metrics["loss"]
         if s % eval_every == 0 or s == cfg.steps:
             rec = {k: round(fact_recall(model, tok, v), 4) for k, v in rsets.items()}
             history.append({"step": s, "loss": round(loss, 4), "time_s": round(time.perf_counter() - t0, 1), **rec})
             log(f"[toy-{size}] step {s}/{cfg.steps} loss {loss:.3f} recall corpus {rec['corpus']:.3f} "
                 f"entity {rec['entity']:.3f} heldout {rec['heldout']:.3f} ({time.perf_counter() - t0:.0f}s)")
 
-    res = train_loop(model, examples, cfg, pad_id=tok.pad_token_id, on_step=on_step)
+    res = train_loop(model, examples, cfg, pad_id=tok.pad_token_id, progress=on_progress)
     final = history[-1] if history else {}
     meta = {"name": f"toy-{size}", "size": size, "seed": seed, "world_seed": world_seed,
             "parameters": n_params, "steps": res.steps, "tokens": res.tokens_seen,

@@ -1,9 +1,12 @@
 """Learnability probe of a toy model: finetune on N task examples, generate greedily, score.
 
 A small self-contained check used to measure the shipped models (docs/toy-models.md) and to pick
-``TOY_SFT_DEFAULTS``; the real study path is ``train.py`` + ``generate.py`` + ``evaluate.py``.
-Finetuning goes through THE shared loop (``trainloop.train_loop``) with the loss on completion
-tokens only (prompt labels -100) and an end-of-text token after each completion.
+``TOY_SFT_DEFAULTS`` (whose values are ``finetune``'s defaults); the real study path is
+``train.train_cell`` + ``generation`` + ``evaluation``. Finetuning goes through THE shared loop
+(``train.loop.train_loop``) and THE steps rule (``train.recipe.steps_for``) with the loss on
+completion tokens only (prompt labels ``IGNORE``) and an end-of-text token after each
+completion. Unlike ``train_cell``, prompts are tokenised without special tokens and the subset is
+``random.Random(f"probe-{seed}").sample`` (the measurements in the docs were made so).
 
 ``probe(model_ref, task, ns, seeds)`` returns one row per (n, seed) with format_rate and
 accuracy; n = 0 is the base model zero-shot.
@@ -20,6 +23,8 @@ import time
 from typing import Any, Sequence
 
 from ..tasks.base import Task
+from ..train.examples import IGNORE
+from . import TOY_SFT_DEFAULTS
 
 
 def sft_examples(tok, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
@@ -28,21 +33,28 @@ def sft_examples(tok, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int],
     for prompt, completion in pairs:
         p = tok(prompt, add_special_tokens=False)["input_ids"] if prompt else []
         c = tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        out.append((p + c, [-100] * len(p) + c))
+        out.append((p + c, [IGNORE] * len(p) + c))
     return out
 
 
-def finetune(model, tok, task: Task, n: int, seed: int, lr: float = 1e-3, epochs: int = 3,
-             min_steps: int = 30, max_steps: int = 300, batch_size: int = 16) -> dict:
-    """Full finetuning in place on a seeded subset of ``n`` training items."""
+def finetune(model, tok, task: Task, n: int, seed: int, lr: float = TOY_SFT_DEFAULTS["lr"],
+             epochs: int = TOY_SFT_DEFAULTS["epochs"], min_steps: int = TOY_SFT_DEFAULTS["min_steps"],
+             max_steps: int = TOY_SFT_DEFAULTS["max_steps"],
+             batch_size: int = TOY_SFT_DEFAULTS["batch_size"]) -> dict:
+    """Full finetuning in place on a seeded subset of ``n`` >= 1 training items."""
     from ..train.loop import LoopConfig, train_loop
+    from ..train.recipe import Recipe, steps_for
 
     pool = task.train_items()
     idx = random.Random(f"probe-{seed}").sample(range(len(pool)), n)
     ex = sft_examples(tok, [task.training_pair(pool[i]) for i in idx])
-    steps = min(max_steps, max(min_steps, -(-epochs * n // batch_size)))
-    cfg = LoopConfig(steps=steps, lr=lr, batch_size=min(batch_size, n), micro_batch_size=16,
-                     warmup_steps=0, schedule="cosine", weight_decay=0.0, seed=seed)
+    d = TOY_SFT_DEFAULTS
+    rec = Recipe(**{**d, "lr": lr, "epochs": epochs, "min_steps": min_steps,
+                    "max_steps": max_steps, "batch_size": batch_size})
+    steps, _ = steps_for(n, rec)
+    cfg = LoopConfig(steps=steps, lr=rec.lr, batch_size=min(rec.batch_size, n),
+                     micro_batch_size=d["micro_batch_size"], warmup_steps=d["warmup_steps"],
+                     schedule=d["schedule"], weight_decay=d["weight_decay"], seed=seed)
     res = train_loop(model, ex, cfg, pad_id=tok.pad_token_id)
     return {"steps": res.steps, "train_s": round(res.wall_s, 1), "final_loss": round(res.losses[-1], 4)}
 

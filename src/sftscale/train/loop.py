@@ -1,8 +1,9 @@
 """The one training loop: pretraining (loss on all tokens) and finetuning (loss on completions).
 
-Examples are ``(input_ids, labels)`` pairs of equal length, with ``labels[i] == -100`` where no
-loss is taken (prompt tokens, padding); a third element ``position_ids`` marks a packed row
-(several examples in one row, positions restarting at 0 for each; see ``train.pack_examples``).
+Examples are ``(input_ids, labels)`` pairs of equal length, with ``labels[i] == IGNORE`` (-100,
+from ``train.examples``) where no loss is taken (prompt tokens, padding); a third element
+``position_ids`` marks a packed row (several examples in one row, positions restarting at 0 for
+each; see ``train.examples.pack_examples``).
 Each optimizer step consumes ``batch_size`` examples (the effective batch), split into
 micro-batches of at most ``micro_batch_size``; the summed token losses of all micro-batches
 are divided by the number of target tokens in the whole effective batch, so the gradient does
@@ -26,8 +27,13 @@ backward of a step synchronises); the loss is normalised by the global target-to
 scaled by ``world_size`` because DDP averages gradients. ``tokens_seen`` counts this process's
 tokens only. Only the one-process path is tested here (no GPUs); see docs/multi-gpu.md.
 
-Not handled here: which examples are chosen (``train.py``), LoRA wrapping (``train.py``),
-mixed precision beyond an optional autocast dtype, checkpointing or resuming mid-run.
+Progress: after every optimizer step the loop calls ``progress`` with ``train_event(...)``, THE
+training progress event (``sftscale.events.ProgressEvent``, stage ``train``); the TRL adapter
+sends the same.
+
+Not handled here: which examples are chosen (``train.examples``), LoRA wrapping
+(``train.cell``), mixed precision beyond an optional autocast dtype, checkpointing or resuming
+mid-run.
 """
 
 from __future__ import annotations
@@ -36,11 +42,12 @@ import inspect
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
-IGNORE = -100
+from ..events import ProgressEvent, ProgressFn
+from .examples import IGNORE, n_targets
 
 
 @dataclass
@@ -60,7 +67,6 @@ class LoopConfig:
     max_grad_norm: float | None = 1.0
     seed: int = 0
     autocast_dtype: str | None = None  # "bf16" on GPU; None = full precision
-    log_every: int = 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,9 +79,6 @@ class LoopResult:
     target_tokens: int  # tokens that carried loss
     losses: list[float] = field(default_factory=list)  # per optimizer step, token-mean
     wall_s: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def lr_at(step: int, cfg: LoopConfig) -> float:
@@ -107,7 +110,7 @@ def batch_order(n: int, batch_size: int, steps: int, seed: int) -> list[list[int
 
 def collate(examples: Sequence[Sequence[Sequence[int]]], pad_id: int,
             device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Right-pad to the longest example. Padding has label -100 and attention 0.
+    """Right-pad to the longest example. Padding has label ``IGNORE`` and attention 0.
 
     ``attention_mask`` is None when nothing is padded (lets SDPA use its causal fast path).
     Packed rows (3-tuples) get ``position_ids``; their padding tail is a segment of its own
@@ -211,19 +214,21 @@ def make_optimizer(model: torch.nn.Module, cfg: LoopConfig) -> torch.optim.Optim
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, foreach=True)
 
 
-def _n_targets(labels: Sequence[int]) -> int:
-    return sum(1 for t in labels[1:] if t != IGNORE)
+def train_event(step: int, steps: int, **metrics: Any) -> ProgressEvent:
+    """THE progress event after optimizer step ``step`` (0-based) of ``steps``: ``done`` is
+    ``step + 1``; ``metrics`` (``loss``, ``lr``, ``tokens_seen``, ``target_tokens``,
+    ``elapsed_s``) gain ``step``, ``steps`` and ``tokens_per_s``."""
+    m = {"step": step, "steps": steps, **metrics}
+    m["tokens_per_s"] = m["tokens_seen"] / m["elapsed_s"] if m["elapsed_s"] > 0 else 0.0
+    return ProgressEvent("train", done=step + 1, total=steps, metrics=m)
 
 
 def train_loop(model: torch.nn.Module, examples: Sequence[Sequence[Sequence[int]]],
-               cfg: LoopConfig, pad_id: int,
-               on_step: Callable[[int, float], None] | None = None,
-               on_metrics: Callable[[dict], None] | None = None,
+               cfg: LoopConfig, pad_id: int, progress: ProgressFn | None = None,
                accelerator: Any = None) -> LoopResult:
     """Run ``cfg.steps`` optimizer steps over ``examples``. Deterministic on CPU for a seed.
 
-    ``on_step(step, loss)`` and ``on_metrics({"step", "loss", "lr", "tokens_seen",
-    "target_tokens", "elapsed_s"})`` are called after every optimizer step.
+    ``progress`` gets ``train_event(step, cfg.steps, ...)`` after every optimizer step.
     """
     if not examples:
         raise ValueError("no training examples")
@@ -234,7 +239,7 @@ def train_loop(model: torch.nn.Module, examples: Sequence[Sequence[Sequence[int]
     for i, ex in enumerate(examples):
         if len(ex[0]) != len(ex[1]) or (len(ex) > 2 and len(ex[2]) != len(ex[0])):
             raise ValueError(f"example {i}: input_ids, labels (and position_ids) differ in length")
-    n_tgt = [_n_targets(ex[1]) for ex in examples]
+    n_tgt = [n_targets(ex[1]) for ex in examples]
     torch.manual_seed(cfg.seed)
     rank, world = 0, 1
     if accelerator is not None:
@@ -292,12 +297,10 @@ def train_loop(model: torch.nn.Module, examples: Sequence[Sequence[Sequence[int]
         res.steps += 1
         loss = float(total) / n_target
         res.losses.append(loss)
-        if on_step is not None:
-            on_step(step, loss)
-        if on_metrics is not None:
-            on_metrics({"step": step, "loss": loss, "lr": sched.get_last_lr()[0],
-                        "tokens_seen": res.tokens_seen, "target_tokens": res.target_tokens,
-                        "elapsed_s": time.perf_counter() - t0})
+        if progress is not None:
+            progress(train_event(step, cfg.steps, loss=loss, lr=sched.get_last_lr()[0],
+                                 tokens_seen=res.tokens_seen, target_tokens=res.target_tokens,
+                                 elapsed_s=time.perf_counter() - t0))
     res.wall_s = time.perf_counter() - t0
     model.eval()
     return res

@@ -1,7 +1,7 @@
 """A thin adapter over TRL 1.x's ``SFTTrainer``: the comparison backend (``train_backend="trl"``).
 
-It trains on the SAME pre-tokenised rows as our loop (``input_ids`` and ``labels`` with -100
-on prompt tokens, so TRL's own prompt/completion tokenisation and masking are bypassed and
+It trains on the SAME pre-tokenised rows as our loop (``input_ids`` and ``labels`` with
+``IGNORE`` on prompt tokens, so TRL's own prompt/completion tokenisation and masking are bypassed and
 both backends see identical tokens), with the same effective batch (``micro_batch_size``
 per device x gradient accumulation), steps, learning rate, warm-up and schedule. TRL (via
 transformers' Trainer) normalises the accumulated loss by the number of target tokens in the
@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import tempfile
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from .loop import LoopResult
+from ..events import ProgressFn
+from .examples import n_targets
+from .loop import LoopResult, train_event
 
 
 def train_trl(model: Any, tok: Any, rows: Sequence[Sequence[Sequence[int]]], recipe: Any,
-              steps: int, warmup_steps: int, seed: int,
-              on_metrics: Callable[[dict], None] | None = None, bf16: bool = False,
-              output_dir: str | None = None) -> LoopResult:
-    """Train ``model`` in place with SFTTrainer for ``steps`` optimizer steps."""
+              steps: int, warmup_steps: int, seed: int, progress: ProgressFn | None = None,
+              bf16: bool = False) -> LoopResult:
+    """Train ``model`` in place with SFTTrainer for ``steps`` optimizer steps; ``progress``
+    gets the loop's ``train_event`` after each (``lr`` NaN, ``target_tokens`` 0: not reported)."""
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
@@ -61,15 +63,15 @@ def train_trl(model: Any, tok: Any, rows: Sequence[Sequence[Sequence[int]]], rec
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             res.steps = state.global_step
             res.tokens_seen = int(getattr(state, "num_input_tokens_seen", 0) or 0)
-            if on_metrics is not None:
-                on_metrics({"step": state.global_step - 1,
-                            "loss": res.losses[-1] if res.losses else float("nan"),
-                            "lr": float("nan"), "tokens_seen": res.tokens_seen,
-                            "target_tokens": 0, "elapsed_s": time.perf_counter() - t0})
+            if progress is not None:
+                progress(train_event(state.global_step - 1, steps,
+                                     loss=res.losses[-1] if res.losses else float("nan"),
+                                     lr=float("nan"), tokens_seen=res.tokens_seen,
+                                     target_tokens=0, elapsed_s=time.perf_counter() - t0))
 
     with tempfile.TemporaryDirectory(prefix="sftscale-trl-") as tmp:
         args = SFTConfig(
-            output_dir=output_dir or tmp, max_steps=steps,
+            output_dir=tmp, max_steps=steps,
             per_device_train_batch_size=micro,
             gradient_accumulation_steps=recipe.batch_size // micro,
             learning_rate=recipe.lr, lr_scheduler_type=recipe.schedule,
@@ -91,7 +93,7 @@ def train_trl(model: Any, tok: Any, rows: Sequence[Sequence[Sequence[int]]], rec
     else:
         res.wall_s = time.perf_counter() - t0
     # estimate (the Trainer does not report it): mean targets per row x rows processed
-    per_row = sum(sum(1 for t in r[1][1:] if t != -100) for r in rows) / len(rows)
+    per_row = sum(n_targets(r[1]) for r in rows) / len(rows)
     res.target_tokens = round(per_row * res.steps * recipe.batch_size)
     model.eval()
     return res

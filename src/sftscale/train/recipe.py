@@ -1,0 +1,150 @@
+"""The recipe of a finetuning run and THE rule from N to optimizer steps.
+
+- ``Recipe``: every hyperparameter of a run (pydantic, unknown keys rejected); YAML files via
+  ``Recipe.from_yaml`` and override dicts via ``recipe_with``, both reporting errors through
+  ``config.validation_error`` (file, line and field).
+- ``default_recipe(model_ref)``: toy models get full finetuning with the toy world's
+  ``TOY_SFT_DEFAULTS`` (their one owner); real models get LoRA in the spirit of the paper
+  (r 32, alpha 64, 3 epochs, effective batch 16, lr 2e-4, cosine, 3% warm-up).
+- ``steps_for(n, recipe)``: ``steps = max(min_steps, ceil(epochs * rows / batch_size))``, capped
+  by ``max_steps`` when set; ``rows`` is N, or the number of packed rows when packing. Logged
+  in every meta.
+
+Not handled: per-model-size recipes (one default for all real models), validating override
+keys against the model (a LoRA field on a toy recipe is accepted and unused).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..config import parse_yaml, read_config_text, validation_error
+from ..io import InputError, sha256_json
+
+#: a useful ``micro_batch_tokens`` on a CPU with one thread per process (1.5x faster on the
+#: 4M-parameter model); with 2 threads on a loaded machine it was 2.5x SLOWER (many small ops,
+#: each paying a thread barrier), so it is not the default: see docs/notes/train.md
+CPU_MICRO_BATCH_TOKENS = 1024
+
+
+class Recipe(BaseModel):
+    """Hyperparameters of one finetuning run. ``batch_size`` is the effective batch."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    method: Literal["lora", "full"] = "lora"
+    lora_r: int = Field(32, ge=1)
+    lora_alpha: float = Field(64, gt=0)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_targets: list[str] | Literal["all-linear"] = "all-linear"
+    epochs: float = Field(3.0, gt=0)
+    lr: float = Field(2e-4, gt=0)
+    warmup_ratio: float = Field(0.03, ge=0, le=1)
+    warmup_steps: int | None = Field(None, ge=0, description="overrides warmup_ratio")
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    batch_size: int = Field(16, ge=1)
+    micro_batch_size: int = Field(4, ge=1)
+    micro_batch_tokens: int | None = Field(
+        None, ge=1, description="also cap a micro-batch's padded tokens (examples x longest); "
+        "None: split by micro_batch_size only (the gradient does not depend on the split)")
+    max_length: int = Field(1024, ge=2)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    max_grad_norm: float | None = 1.0
+    min_steps: int = Field(0, ge=0)
+    max_steps: int | None = Field(None, ge=1)
+    packing: bool = False
+    dtype: Literal["auto", "fp32", "bf16"] = "auto"
+    chat: bool = False
+    train_backend: Literal["loop", "trl"] = "loop"
+
+    @field_validator("lora_targets")
+    @classmethod
+    def _targets(cls, v: Any) -> Any:
+        if isinstance(v, list) and not v:
+            raise ValueError("lora_targets must name at least one module (or 'all-linear')")
+        return v
+
+    def sha(self) -> str:
+        return sha256_json(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, base: "Recipe | None" = None) -> "Recipe":
+        """Read a YAML mapping of fields over ``base`` (default: the class defaults); an empty
+        file is ``base``."""
+        text, p = read_config_text(path, "recipe")
+        data, lines = parse_yaml(text, str(p), "field: value, ...", empty_ok=True)
+        merged = {**(base.model_dump() if base is not None else {}), **data}
+        try:
+            return cls.model_validate(merged)
+        except ValidationError as e:
+            raise validation_error(e, cls, p, lines) from None
+
+
+def default_recipe(model_ref: Any) -> Recipe:
+    """The default recipe for a model: toy (full finetuning) or real (LoRA)."""
+    from ..models import is_toy
+    from ..toyworld import TOY_SFT_DEFAULTS
+
+    if is_toy(model_ref):
+        return Recipe(**TOY_SFT_DEFAULTS)
+    return Recipe()
+
+
+def resolve_recipe(recipe: "Recipe | dict | str | os.PathLike | None", model_ref: str) -> Recipe:
+    """A Recipe from what ``train_cell`` accepts: a Recipe, a dict of overrides of
+    ``default_recipe(model_ref)`` (``recipe_with``), a YAML path over that default, or None
+    (the default)."""
+    if recipe is None:
+        return default_recipe(model_ref)
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, dict):
+        return recipe_with(model_ref, recipe)
+    return Recipe.from_yaml(recipe, base=default_recipe(model_ref))
+
+
+def recipe_with(model_ref: str, overrides: dict, where: str = "recipe") -> Recipe:
+    """``default_recipe(model_ref)`` with ``overrides``; an unknown or invalid field is an
+    InputError whose field names ``where`` (the config location of the overrides; for the
+    default ``recipe`` the bare field name)."""
+    base = default_recipe(model_ref).model_dump()
+    unknown = sorted(set(overrides) - set(base))
+    if unknown:
+        raise InputError(None, f"unknown recipe field(s) {', '.join(unknown)}", field=where)
+    try:
+        return Recipe.model_validate({**base, **overrides})
+    except ValidationError as e:
+        prefix = () if where == "recipe" else (where,)
+        raise validation_error(e, Recipe, None, prefix=prefix) from None
+
+
+def steps_for(n: int, recipe: Recipe, rows: int | None = None) -> tuple[int, str]:
+    """(optimizer steps, the rule as text) for N examples (``rows`` packed rows if packing)."""
+    r = n if rows is None else rows
+    if n == 0:
+        return 0, "N = 0: no training"
+    raw = math.ceil(recipe.epochs * r / recipe.batch_size)
+    steps = max(recipe.min_steps, raw)
+    rule = (f"steps = max(min_steps={recipe.min_steps}, ceil(epochs={recipe.epochs:g} * "
+            f"{'rows' if rows is not None else 'N'}={r} / batch_size={recipe.batch_size}))")
+    if recipe.max_steps is not None and steps > recipe.max_steps:
+        steps = recipe.max_steps
+        rule += f", capped at max_steps={recipe.max_steps}"
+    return steps, f"{rule} = {steps}"
+
+
+def warmup_for(steps: int, recipe: Recipe) -> int:
+    """Warm-up steps: ``warmup_steps`` when set, else ``ceil(warmup_ratio * steps)``."""
+    if recipe.warmup_steps is not None:
+        return min(recipe.warmup_steps, steps)
+    return min(steps, math.ceil(recipe.warmup_ratio * steps))
+
+
+__all__ = ["CPU_MICRO_BATCH_TOKENS", "Recipe", "default_recipe", "recipe_with", "resolve_recipe",
+           "steps_for", "warmup_for"]
