@@ -10,6 +10,8 @@ from typing import Optional
 
 import typer
 
+from ..toyworld import TOY_SFT_DEFAULTS as TOY
+
 
 def register(app: typer.Typer) -> None:
     @app.command("pretrain-toy")
@@ -36,10 +38,10 @@ def register(app: typer.Typer) -> None:
         n: str = typer.Option("0,32,256", help="comma-separated numbers of finetuning examples"),
         seeds: str = typer.Option("0", help="comma-separated seeds"),
         limit: Optional[int] = typer.Option(None, help="evaluate on the first LIMIT test items"),
-        lr: float = typer.Option(1e-3, help="finetuning learning rate"),
-        epochs: int = typer.Option(3, help="epochs over the N examples"),
-        min_steps: int = typer.Option(30, help="floor on optimizer steps"),
-        max_steps: int = typer.Option(300, help="cap on optimizer steps"),
+        lr: float = typer.Option(TOY["lr"], help="finetuning learning rate"),
+        epochs: int = typer.Option(TOY["epochs"], help="epochs over the N examples"),
+        min_steps: int = typer.Option(TOY["min_steps"], help="floor on optimizer steps"),
+        max_steps: int = typer.Option(TOY["max_steps"], help="cap on optimizer steps"),
         out: Optional[Path] = typer.Option(None, help="write the rows as JSON here"),
     ) -> None:
         """Learnability probe: finetune a toy model on N examples (loss on completions), score."""
