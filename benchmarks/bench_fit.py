@@ -22,7 +22,8 @@ import pandas as pd
 from scipy.optimize import least_squares
 from scipy.stats import norm
 
-from sftscale.fit.fitting import CurveData, fit_curve, fit_table, paired_bootstrap_means
+from sftscale.fit.bootstrap import CurveData, paired_bootstrap_means
+from sftscale.fit.fitting import fit_curve, fit_table
 from sftscale.fit.forms import FORMS, one_blas_thread
 
 NS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
@@ -77,12 +78,12 @@ def speed(n_boot: int, peer_curves: int) -> None:
     print(f"sftscale: 20 curves x {n_boot} replicates, saturating form: {t_one:.2f} s wall, {c_one:.2f} s CPU "
           f"(all four forms: {t_all:.2f} s wall, {c_all:.2f} s CPU)")
     # peer on the same replicates (regenerate them exactly as fit_table does)
-    from sftscale.fit.fitting import _curve_seed, curve_data
+    from sftscale.fit.bootstrap import curve_data, curve_rng
     t0, c0 = time.perf_counter(), time.process_time()
     diffs = []
     for r in res[:peer_curves]:
         rows = long[long["model"] == r.model]
-        cd = curve_data(rows, items[items["model"] == r.model], n_boot, _curve_seed(0, r.model, "t", "accuracy"))
+        cd = curve_data(rows, items[items["model"] == r.model], n_boot, curve_rng(0, r.model, "t", "accuracy"))
         with one_blas_thread():  # same BLAS setting as sftscale
             th_peer = peer_fit("saturating", r, cd.reps)
         diffs.append(np.median(np.abs(FORMS["saturating"].public(th_peer) -

@@ -37,7 +37,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "lmeval_parity"))
-sys.path.insert(0, str(HERE.parent / "tests"))
 
 import parity  # noqa: E402
 
@@ -53,9 +52,9 @@ def _model_ref(arg: str | None, tmp: Path, hidden: int, layers: int, random: boo
         resolve_model("toy-S")
         return "toy-S"
     except Exception:
-        from test_generate import make_tiny_lm
+        from sftscale.testing import tiny_model
 
-        return str(make_tiny_lm(tmp / "tiny", seed=0, layers=layers, hidden=hidden))
+        return str(tiny_model(tmp / "tiny", "chars", seed=0, layers=layers, hidden=hidden))
 
 
 def _work(calls: list[tuple[int, int]]) -> dict:
@@ -87,7 +86,7 @@ def main() -> None:
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    from sftscale.generation.generator import Generator
+    from sftscale.generation import Generator
     from sftscale.models import load_model
 
     with tempfile.TemporaryDirectory() as td:

@@ -65,7 +65,7 @@ def test_accuracy_plateau_paired_rule():
     levels = np.array([0, 10, 100, 1000])
     easy = rng.random(2000)
     S = np.stack([(easy < p).astype(float) for p in (0.2, 0.5, 0.7, 0.7)])
-    from sftscale.fit.fitting import paired_bootstrap_means
+    from sftscale.fit.bootstrap import paired_bootstrap_means
     lv, pt, reps = paired_bootstrap_means(levels, np.zeros(4), S, 500, rng)
     res = plateau_n(lv, pt, reps, 0.95)
     assert res["n"] == 100 and not res["still_rising"]

@@ -7,15 +7,13 @@ import sys
 
 import pytest
 
-from sftscale.evaluation.run import evaluate
-from sftscale.generation.generator import Generator
+from sftscale.evaluation import evaluate
+from sftscale.generation import Generator
 from sftscale.io import InputError
 from sftscale.tasks.base import GenSpec, Item, Task
+from sftscale.testing import make_lora
 
-from test_generate import make_lora, make_tiny_lm
-
-
-from test_generate import _one_torch_thread  # noqa: E402,F401  (autouse fixture)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class FirstCharTask(Task):
@@ -45,8 +43,8 @@ class Interrupting(FirstCharTask):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_lm(tmp_path_factory.mktemp("tiny_eval") / "m", seed=5)
+def tiny(tiny_model):
+    return tiny_model("chars", seed=5)
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +136,13 @@ def test_cli_eval_gsm8k_and_template_error(tiny, tmp_path, monkeypatch, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "train_meta.json" in err and "allow-template-mismatch" in err
+
+
+def test_batch_size_and_progress_events_reach_the_generator(tiny):
+    from sftscale.events import ProgressEvent
+
+    g = Generator(str(tiny))
+    seen: list[ProgressEvent] = []
+    res = evaluate(None, FirstCharTask(["a"] * 5), generator=g, batch_size=2, progress=seen.append)
+    assert g.batch_size == 2 and res["config"]["batch_size"] == 2
+    assert {e.stage for e in seen} == {"generate"} and seen[-1].done == seen[-1].total == 5

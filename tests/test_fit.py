@@ -1,4 +1,4 @@
-"""Tests for sftscale.fit.fitting / fitforms / fitdata and the ``sftscale fit`` command.
+"""Tests for sftscale.fit (fitting, bootstrap, forms, data) and the ``sftscale fit`` command.
 
 All data are simulated here from known laws with binomial noise on a finite test set.
 """
@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from sftscale.fit.fitting import CurveData, bootstrap_fit, fit_curve, fit_law, fit_table, n_for_target, paired_bootstrap_means
+from sftscale.fit.bootstrap import CurveData, paired_bootstrap_means
 from sftscale.fit.data import load_items, load_long
-from sftscale.fit.forms import FORMS, lm_fit
+from sftscale.fit.fitting import bootstrap_fit, fit_curve, fit_law, fit_table, n_for_target
+from sftscale.fit.forms import FORMS, lm_fit, pearson_r2, r2_score
 from sftscale.io import InputError
 
 TRUTH = {  # internal theta of each form
@@ -174,6 +175,16 @@ def test_n_for_target_reachable_and_unreachable():
 
 
 # --- the paired bootstrap pairs -----------------------------------------------------------------
+def test_r2_batched_equals_row_by_row_and_constant_data_give_nan():
+    rng = np.random.default_rng(0)
+    obs, pred = rng.random((5, 7)), rng.random((5, 7))
+    rows = [1.0 - float(np.sum((o - p) ** 2)) / float(np.sum((o - o.mean()) ** 2)) for o, p in zip(obs, pred)]
+    assert r2_score(obs, pred).tolist() == rows
+    assert [float(pearson_r2(o, p)) for o, p in zip(obs, pred)] == pearson_r2(obs, pred).tolist()
+    assert float(pearson_r2(obs[0], 2 * obs[0] + 1)) == pytest.approx(1.0)
+    assert np.isnan(r2_score(np.ones(4), np.arange(4.0))) and np.isnan(pearson_r2(np.ones(4), np.arange(4.0)))
+
+
 def test_paired_bootstrap_difference_much_narrower_than_unpaired():
     rng = np.random.default_rng(3)
     I = 500

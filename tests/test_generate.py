@@ -1,89 +1,34 @@
 """Generator: batching invariance, stop strings, adapters on one base, the content cache,
 and the OpenAI-compatible client against a loopback server.
 
-The model is a tiny randomly initialised Llama with a character-level tokenizer built here
-(``make_tiny_lm``; other test files import it), so nothing is downloaded.
+The model is a tiny randomly initialised Llama with a character-level tokenizer (the
+``tiny_model("chars")`` fixture of conftest.py), so nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import json
-import string
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from sftscale.generation.generator import Generator, checkpoint_hash, truncate_at_stop
+from sftscale.generation import Generator, checkpoint_hash, truncate_at_stop
 from sftscale.generation.remote import parse_openai_ref
 from sftscale.io import InputError
 from sftscale.tasks.base import GenSpec
-
-CHAT_TEMPLATE = ("{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-                 "{% if add_generation_prompt %}assistant:{% endif %}")
-
-
-def make_tiny_lm(out: Path, seed: int = 0, layers: int = 2, hidden: int = 64) -> Path:
-    """Save a random tiny LlamaForCausalLM + char-level tokenizer (BOS added) to ``out``."""
-    import torch
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<s>", "</s>", "<unk>"]
-    chars = list(string.ascii_letters + string.digits + string.punctuation + " \n")
-    vocab = {t: i for i, t in enumerate(specials + chars)}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex("[\\s\\S]"), behavior="isolated")
-    tk.decoder = decoders.Fuse()
-    tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>",
-                                  pad_token="<pad>", unk_token="<unk>")
-    tok.chat_template = CHAT_TEMPLATE
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden,
-                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=2048, bos_token_id=1, eos_token_id=2,
-                      pad_token_id=0, tie_word_embeddings=False)
-    model = LlamaForCausalLM(cfg)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return Path(out)
-
-
-def make_lora(base_dir: Path, out: Path, seed: int) -> Path:
-    """A LoRA adapter with random (non-zero) weights on q/v projections."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(base_dir)
-    torch.manual_seed(seed)
-    cfg = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj"],
-                     init_lora_weights=False)
-    pm = get_peft_model(base, cfg)
-    pm.save_pretrained(out)
-    return Path(out)
-
+from sftscale.testing import make_lora
 
 PROMPTS = [f"Q{i}: add {i} and {3 * i}?" * (1 + i % 3) for i in range(20)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a loaded 2-core machine the
-    second thread's spin-waits cost up to 10x wall time; restored afterwards."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    return make_tiny_lm(tmp_path_factory.mktemp("tiny") / "m")
+def tiny(tiny_model) -> Path:
+    return tiny_model("chars")
 
 
 @pytest.fixture(scope="module")
@@ -293,14 +238,14 @@ def test_openai_backend_batches_orders_and_stops(server, tiny, tmp_path):
     assert all(loads[0]["lora_name"] in o for o in out2)
 
 
-def test_full_checkpoint_replaces_model_and_progress_and_sampling(tiny, tmp_path):
-    other = make_tiny_lm(tmp_path / "full", seed=21)  # a "fully finetuned" checkpoint
+def test_full_checkpoint_replaces_model_and_progress_and_sampling(tiny, tiny_model, tmp_path):
+    other = tiny_model("chars", seed=21)  # a "fully finetuned" checkpoint
     spec = GenSpec(max_new_tokens=8)
     g = Generator(str(tiny), batch_size=4)
     base = g.generate(PROMPTS[:6], spec)
     g.set_adapter(other)
     seen: list[tuple[int, int]] = []
-    swapped = g.generate(PROMPTS[:6], spec, progress=lambda d, t: seen.append((d, t)))
+    swapped = g.generate(PROMPTS[:6], spec, progress=lambda ev: seen.append((ev.done, ev.total)))
     assert g.stats["full_loads"] == 1 and swapped != base
     assert swapped == Generator(str(other), batch_size=4).generate(PROMPTS[:6], spec)
     assert seen[-1] == (6, 6) and [d for d, _ in seen] == sorted(d for d, _ in seen)
@@ -308,3 +253,29 @@ def test_full_checkpoint_replaces_model_and_progress_and_sampling(tiny, tmp_path
     hot = GenSpec(max_new_tokens=8, temperature=5.0)
     s1 = g.generate(PROMPTS[:6], hot)
     assert s1 == g.generate(PROMPTS[:6], hot) and s1 != swapped
+
+
+def test_progress_events_count_cached_prompts(loaded, tmp_path):
+    from sftscale.events import ProgressEvent
+
+    model, tok = loaded
+    spec = GenSpec(max_new_tokens=4)
+    g = Generator((model, tok), batch_size=2, cache_dir=tmp_path / "cache")
+    g.generate(PROMPTS[:3], spec)
+    seen: list[ProgressEvent] = []
+    g.generate(PROMPTS[:5], spec, progress=seen.append)
+    assert {e.stage for e in seen} == {"generate"} and {e.total for e in seen} == {5}
+    assert seen[0].done == 3 and seen[-1].done == 5
+    seen.clear()
+    g.generate(PROMPTS[:5], spec, progress=seen.append)  # all cached: one final event
+    assert [(e.done, e.total) for e in seen] == [(5, 5)]
+
+
+def test_encode_is_the_one_bos_rule(loaded):
+    from sftscale.generation import HFBackend
+    from sftscale.models import encode_prompt
+
+    model, tok = loaded
+    b = HFBackend(model, tok, None, 1)
+    for p in ["", "<s>already", "plain"]:
+        assert b.encode(p) == encode_prompt(tok, p)

@@ -120,30 +120,11 @@ def test_facts_file_errors(tmp_path):
 
 
 # --------------------------------------------------------------------------- end to end
-def _tiny_toy_model(out: Path) -> Path:
-    """A random-init 2-layer Llama with the toy tokenizer, marked as a toy model."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from sftscale.toyworld.tokenizer import build_tokenizer, save_tokenizer
-
-    tok = build_tokenizer()
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
-                      bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
-    LlamaForCausalLM(cfg).save_pretrained(str(out))
-    save_tokenizer(out, tok)
-    (out / "toy_meta.json").write_text(json.dumps({"name": "tiny-test"}))
-    return out
-
-
 @pytest.mark.slow
-def test_tiny_end_to_end(tmp_path):
+def test_tiny_end_to_end(tmp_path, tiny_model):
     from sftscale.knowledge import run_knowledge
 
-    model = _tiny_toy_model(tmp_path / "tiny")
+    model = tiny_model("toy")  # random-init 2-layer Llama with the toy tokenizer, marked toy
     cfg = parse_config(f"""
 name: tiny
 model: {model}

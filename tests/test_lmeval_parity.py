@@ -19,20 +19,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "lme
 
 import parity  # noqa: E402
 
-from sftscale.evaluation.run import evaluate  # noqa: E402
-from sftscale.generation.generator import Generator  # noqa: E402
-
-from test_generate import make_tiny_lm  # noqa: E402
+from sftscale.evaluation import evaluate  # noqa: E402
+from sftscale.generation import Generator  # noqa: E402
 
 N, MAX_GEN = 8, 16
 
-
-from test_generate import _one_torch_thread  # noqa: E402,F401  (autouse fixture)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.slow
-def test_responses_and_accuracy_equal_lm_eval(tmp_path):
-    model_dir = make_tiny_lm(tmp_path / "m", seed=11)
+def test_responses_and_accuracy_equal_lm_eval(tmp_path, tiny_model):
+    model_dir = tiny_model("chars", seed=11)
     rows = parity.load_rows()[:N]
     g = Generator(str(model_dir), batch_size=4)
     probe = g.generate([r["prompt"] for r in rows], parity.ParityTask(rows, MAX_GEN).gen)

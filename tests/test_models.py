@@ -13,14 +13,12 @@ from pathlib import Path
 import pytest
 
 from sftscale.io import InputError
-from sftscale.models import (is_toy, load_model, load_tokenizer, resolve_model, template_sha,
-                             tiny_random_model, weights_hash)
+from sftscale.models import is_toy, load_model, load_tokenizer, resolve_model, template_sha, weights_hash
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    return tiny_random_model(tmp_path_factory.mktemp("tinym") / "m",
-                             texts=["Question: What is 2 plus 3? Answer: 5"], hidden=32)
+def tiny(tiny_model) -> Path:
+    return tiny_model("words", texts=["Question: What is 2 plus 3? Answer: 5"], hidden=32)
 
 
 def test_resolve_kinds_and_errors(tiny, tmp_path):
@@ -130,7 +128,7 @@ def test_smollm2_gguf_converts_once_and_trains_lora(tmp_path, monkeypatch):
     assert time.perf_counter() - t1 < 5 and (conv / "model.safetensors").stat().st_mtime_ns == stamp
 
     from sftscale.tasks.base import Item, Task
-    from sftscale.train.cell import Recipe, train_cell
+    from sftscale.train import Recipe, train_cell
 
     class Capitals(Task):
         name = "capitals"

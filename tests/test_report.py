@@ -42,12 +42,14 @@ def law_fmt(n: float) -> float:  # format saturates by N ~ 16
     return 0.97 if n >= 16 else 0.05
 
 
-def train_stage(cell, out: Path, progress=None) -> None:
+def train_stage(cell, ctx) -> None:
+    out = ctx.out
     (out / "ckpt").mkdir()
     atomic_write_json(out / "train_meta.json", {"n": cell.n, "seed": cell.seed})
 
 
-def eval_stage(cell, train_dir: Path, out: Path) -> None:
+def eval_stage(cell, ctx) -> None:
+    out = ctx.out
     rng = np.random.default_rng([cell.seed, 7])
     u_item = np.random.default_rng(99).random(cell.limit)  # item difficulty, shared across N
     u_f = rng.random(cell.limit)

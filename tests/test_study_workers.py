@@ -7,7 +7,8 @@ from pathlib import Path
 from sftscale.config import parse_study
 from sftscale.study.executors import LocalExecutor
 from sftscale.study.runner import run_study
-from test_study_store import RUNNER, STUDY, _table
+
+from study_helpers import RUNNER, STUDY, table as _table
 
 
 def test_two_workers_equal_one(tmp_path: Path):

@@ -185,11 +185,10 @@ def resolve_model(ref: str | os.PathLike) -> ModelSpec:
 
 
 def toy_names() -> list[str]:
-    try:
-        from .toyworld import TOY_MODELS  # type: ignore[attr-defined]
-        return list(TOY_MODELS)
-    except (ImportError, AttributeError):
-        return ["toy-S", "toy-M", "toy-L"]
+    """The shipped toy models (``toyworld.TOY_MODELS``)."""
+    from .toyworld import TOY_MODELS
+
+    return list(TOY_MODELS)
 
 
 def is_toy(ref: str | os.PathLike | ModelSpec) -> bool:
@@ -438,66 +437,7 @@ def model_weights_hash(ref: str | os.PathLike | ModelSpec) -> str | None:
     return weights_hash(d) if d is not None else None
 
 
-# --------------------------------------------------------------------------- tiny models
-_PIECES = r" ?[A-Za-z]+| ?\d| ?[^\w\s]|\n| "
-TINY_CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}"
-    "{% if m['role'] == 'assistant' %}<|endoftext|>{% endif %}{{ '\\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{{ '\\n' }}{% endif %}")
-
-
-def tiny_random_model(out: str | os.PathLike, texts: Any = (), hidden: int = 64, layers: int = 2,
-                      heads: int = 4, intermediate: int | None = None, vocab_size: int | None = None,
-                      seed: int = 0, max_positions: int = 512) -> Path:
-    """Save a randomly initialised ``LlamaForCausalLM`` and a word-level tokenizer to ``out``.
-
-    For tests and benchmarks (nothing is downloaded). The vocabulary holds the special tokens,
-    digits, ASCII punctuation and every word piece of ``texts`` (pieces: a word with its
-    leading space, one digit, one punctuation mark, newline, space); other words map to
-    ``<unk>``. ``vocab_size`` pads the vocabulary with dummy tokens (to size the model).
-    """
-    import string
-
-    import torch
-    from tokenizers import Regex, Tokenizer, decoders, models as tk_models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    out = Path(out)
-    specials = ["<|pad|>", "<|endoftext|>", "<unk>", "<|user|>", "<|assistant|>", "<|system|>"]
-    pieces: list[str] = ["\n", " "]
-    for ch in string.digits + string.punctuation:
-        pieces += [ch, " " + ch]
-    rx = re.compile(_PIECES)
-    for t in texts:
-        for piece in rx.findall(str(t)):
-            w = piece.strip()
-            pieces += [w, " " + w] if w else [piece]
-    vocab: dict[str, int] = {}
-    for p in specials + pieces:
-        vocab.setdefault(p, len(vocab))
-    if vocab_size is not None:
-        while len(vocab) < vocab_size:
-            vocab[f"<extra_{len(vocab)}>"] = len(vocab)
-    tk = Tokenizer(tk_models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex(_PIECES), behavior="isolated")
-    tk.decoder = decoders.Fuse()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|endoftext|>",
-                                  pad_token="<|pad|>", unk_token="<unk>")
-    tok.chat_template = TINY_CHAT_TEMPLATE
-    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
-                      num_attention_heads=heads, num_key_value_heads=heads,
-                      intermediate_size=intermediate or 4 * hidden,
-                      max_position_embeddings=max_positions, tie_word_embeddings=True,
-                      pad_token_id=0, eos_token_id=1, bos_token_id=1)
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    return out
-
-
 __all__ = ["GGUF_ALIASES", "ModelSpec", "alias_gguf_path", "cache_root", "default_device", "encode_prompt",
            "default_dtype", "ensure_converted", "is_toy", "load_model", "load_tokenizer",
-           "local_dir", "model_weights_hash", "resolve_model", "template_sha", "tiny_random_model",
+           "local_dir", "model_weights_hash", "resolve_model", "template_sha",
            "toy_names", "weights_hash"]

@@ -1,13 +1,13 @@
 """Style versus substance: how format errors and substance errors move with N.
 
 ``style_substance(items, n_boot=1000, seed=0, level=0.95) -> dict`` takes the per-item table
-of ``fitdata`` (columns model, task, n, item_id[, seed], format_ok, correct; or a mapping
+of ``fit.data`` (columns model, task, n, item_id[, seed], format_ok, correct; or a mapping
 ``{n: [per-sample records]}``) and returns, per (model, task), at each N:
 
 - ``format_error`` = mean(not format_ok), ``substance_error`` = mean(format_ok and not
   correct), ``total_error`` = mean(not correct) (= 1 - accuracy), ``format_rate``,
   ``accuracy``; each ``{"mid", "lo", "hi"}`` with paired item (and seed) bootstrap
-  percentile intervals (``fit.paired_bootstrap_means``: the same resampled items at every N).
+  percentile intervals (``bootstrap.paired_bootstrap_means``: the same resampled items at every N).
 - ``style_saturation_n``: the plateau is the maximum of the isotonic (non-decreasing)
   regression of format_rate on N (= the mean of its top block, so one lucky N does not
   define it); the style saturation N is the smallest N whose isotonic value reaches
@@ -22,7 +22,7 @@ of ``fitdata`` (columns model, task, n, item_id[, seed], format_ok, correct; or 
   (when there are at least 3 such N), where format errors no longer move.
 - IFEval: ``loose_minus_strict`` for every column pair ``*strict*``/``*loose*`` present, and
   ``categories``: per-instruction-category curves when rows carry ``category`` and
-  ``followed_strict`` (see ``fitdata.explode_ifeval``), resampling instructions.
+  ``followed_strict`` (see ``fit.data.explode_ifeval``), resampling instructions.
 
 Not handled: multiple-comparison corrections in the plateau rule (it is a screening rule),
 intervals for ``accuracy_plateau_n``, tasks without ``format_ok``/``correct`` columns
@@ -37,8 +37,10 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import isotonic_regression
 
-from .fitting import _curve_seed, _finite, _single_threaded, item_matrix, paired_bootstrap_means
+from .bootstrap import curve_rng, item_matrix, paired_bootstrap_means
 from .data import load_items
+from .fitting import json_safe
+from .forms import pearson_r2, single_threaded
 
 
 def _band(point: np.ndarray, reps: np.ndarray, level: float) -> dict:
@@ -80,14 +82,6 @@ def plateau_n(levels: np.ndarray, acc: np.ndarray, reps: np.ndarray, level: floa
             "definition": "smallest N with no significant (one-sided, paired bootstrap) gain at any larger N"}
 
 
-def _r2(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Squared Pearson correlation along the last axis."""
-    xc = x - x.mean(-1, keepdims=True)
-    yc = y - y.mean(-1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (xc * yc).sum(-1) ** 2 / ((xc ** 2).sum(-1) * (yc ** 2).sum(-1))
-
-
 def _to_frame(items: Any) -> pd.DataFrame:
     if isinstance(items, Mapping):
         rows = []
@@ -106,7 +100,7 @@ def _to_frame(items: Any) -> pd.DataFrame:
 def _group(model: str, task: str, g: pd.DataFrame, n_boot: int, seed: int, level: float,
            plateau_frac: float) -> dict:
     out: dict[str, Any] = {"model": model, "task": task}
-    rng = _curve_seed(seed, model, task, "style_substance")
+    rng = curve_rng(seed, model, task, "style_substance")
     have = {"format_ok", "correct"} <= set(g.columns)
     if have:
         s = g[g["format_ok"].notna() & g["correct"].notna()].copy()
@@ -135,8 +129,8 @@ def _group(model: str, task: str, g: pd.DataFrame, n_boot: int, seed: int, level
             "definition": f"smallest N where the isotonic fit of format_rate reaches {plateau_frac} x "
                           "its maximum"}
         out["accuracy_plateau_n"] = plateau_n(levels, 1 - pt[:, 2], 1 - reps[:, :, 2], level)
-        r2 = _r2(pt[:, 2], pt[:, 1]) if levels.size >= 3 else np.nan
-        rr = _r2(reps[:, :, 2], reps[:, :, 1]) if levels.size >= 3 else np.array([np.nan])
+        r2 = pearson_r2(pt[:, 2], pt[:, 1]) if levels.size >= 3 else np.nan
+        rr = pearson_r2(reps[:, :, 2], reps[:, :, 1]) if levels.size >= 3 else np.array([np.nan])
         rr = rr[np.isfinite(rr)]
         out["r2_total_vs_substance"] = {"r2": r2, "lo": np.quantile(rr, t) if rr.size else None,
                                         "hi": np.quantile(rr, 1 - t) if rr.size else None}
@@ -144,8 +138,8 @@ def _group(model: str, task: str, g: pd.DataFrame, n_boot: int, seed: int, level
         # claim is that total error is substance error; N = 0 (all format errors) is left out
         after = levels >= sn if np.isfinite(sn) else np.zeros_like(levels, bool)
         if after.sum() >= 3:
-            r2a = _r2(pt[after, 2], pt[after, 1])
-            ra = _r2(reps[:, after, 2], reps[:, after, 1])
+            r2a = pearson_r2(pt[after, 2], pt[after, 1])
+            ra = pearson_r2(reps[:, after, 2], reps[:, after, 1])
             ra = ra[np.isfinite(ra)]
             out["r2_total_vs_substance_after_style"] = {
                 "r2": r2a, "n_points": int(after.sum()), "from_n": sn,
@@ -183,14 +177,14 @@ def category_curves(g: pd.DataFrame, value_col: str = "followed_strict", n_boot:
     return out
 
 
-@_single_threaded
+@single_threaded
 def style_substance(items: pd.DataFrame | Mapping[Any, Sequence[dict]] | str, n_boot: int = 1000,
                     seed: int = 0, level: float = 0.95, plateau_frac: float = 0.95) -> dict:
     """Style/substance analysis per (model, task); JSON-ready (NaN/inf become None)."""
     df = _to_frame(items)
     groups = [_group(str(m), str(t), g, n_boot, seed, level, plateau_frac)
               for (m, t), g in df.groupby(["model", "task"], sort=True)]
-    return _finite({"version": 1, "level": level, "n_boot": n_boot,
+    return json_safe({"version": 1, "level": level, "n_boot": n_boot,
                     "definitions": {
                         "format_error": "mean(not format_ok)",
                         "substance_error": "mean(format_ok and not correct)",

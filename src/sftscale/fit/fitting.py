@@ -1,6 +1,7 @@
 """Scaling-law fits with honest uncertainty: point fits, paired bootstrap, extrapolation.
 
-Public API (see ``fitforms`` for the four forms and ``fitdata`` for the input tables):
+Public API (see ``forms`` for the four forms, ``data`` for the input tables and
+``bootstrap`` for the per-N points and their replicates):
 
 - ``fit_table(df, items=None, metric=None, forms=None, n_boot=1000, seed=0, level=0.95)
   -> list[FitResult]``: one fit per (model, task, metric, form); ``best`` marks the lowest
@@ -9,14 +10,12 @@ Public API (see ``fitforms`` for the four forms and ``fitdata`` for the input ta
   ``bootstrap_fit(n, y, replicates, form)``: the same plus refits of given replicates (B, K).
 - ``FitResult.predict(n) -> (mid, lo, hi)`` arrays in metric space;
   ``FitResult.n_for_target(x)`` / ``n_for_target(fit, x) -> dict``; ``FitResult.to_dict()``.
-- ``paired_bootstrap_means(cell_n, cell_seed, S, n_boot, rng, paired=True)``: per-N means of
-  per-item scores under the paired item (and seed) bootstrap; ``analysis`` reuses it.
 - ``fits_document(results, ...)`` -> the ``fits.json`` object.
 
 Method. Per curve the per-N value is the mean over seeds of the per-cell means. Each form
-is fitted in its fit space (``fitforms``) with a Huber loss: a deterministic grid of starts
+is fitted in its fit space (``forms``) with a Huber loss: a deterministic grid of starts
 refined by a vectorised Levenberg-Marquardt, then scipy L-BFGS-B from the best, polished by LM.
-Uncertainty, in order of preference:
+Uncertainty (``bootstrap.curve_data``), in order of preference:
 
 1. ``paired-items``: with per-item scores, each replicate draws item indices once
    (multinomial counts) and applies them at every N (and draws seeds once, if there are
@@ -37,9 +36,7 @@ models, BCa intervals, weighting N by their standard errors.
 
 from __future__ import annotations
 
-import functools
 import math
-import zlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -47,179 +44,13 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from .data import METRIC_TO_ITEM, load_items, load_long
-from .forms import FORMS, Form, get_form, huber, huber_weight, jacobian_condition, lm_fit, one_blas_thread
+from .bootstrap import CurveData, curve_data, curve_rng
+from .data import load_items, load_long
+from .forms import (FORMS, Form, get_form, huber, huber_weight, jacobian_condition, lm_fit, r2_score,
+                    single_threaded)
 from ..io import InputError
 
 DEFAULT_FORMS = ("power", "saturating", "saturating_offset", "loglinear")
-
-
-def _single_threaded(fn):
-    """Run ``fn`` with BLAS limited to one thread (see ``fitforms.one_blas_thread``)."""
-    @functools.wraps(fn)
-    def wrapper(*a, **k):
-        with one_blas_thread():
-            return fn(*a, **k)
-    return wrapper
-
-
-# --- bootstrap of per-N means -----------------------------------------------------------
-def _groups(cell_n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    levels = np.unique(cell_n)
-    G = (cell_n[:, None] == levels[None, :]).astype(float)  # (C, K)
-    return levels, G
-
-
-def _seed_weights(cell_seed: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray | None:
-    seeds, seed_idx = np.unique(cell_seed, return_inverse=True)
-    if seeds.size < 2:
-        return None
-    SC = rng.multinomial(seeds.size, np.full(seeds.size, 1.0 / seeds.size), size=n_boot)
-    return SC[:, seed_idx].astype(float)  # (B, C)
-
-
-def _combine_seeds(M: np.ndarray, W: np.ndarray | None, G: np.ndarray) -> np.ndarray:
-    """Cell values M (B, C[, m]) -> per-N values (B, K[, m]) with seed weights W (B, C)."""
-    squeeze = M.ndim == 2
-    M3 = M[:, :, None] if squeeze else M
-    Mt = np.moveaxis(M3, 1, 2)  # (B, m, C)
-    plain = (Mt @ G) / G.sum(0)  # (B, m, K)
-    if W is None:
-        out = plain
-    else:
-        Wt = W[:, None, :]
-        num = (Mt * Wt) @ G
-        den = np.broadcast_to(Wt, Mt.shape) @ G
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.where(den > 0, num / den, plain)  # no drawn seed at this N: all its seeds
-    out = np.moveaxis(out, 2, 1)
-    return out[:, :, 0] if squeeze else out
-
-
-def _counts(rng: np.random.Generator, n_boot: int, n_items: int) -> np.ndarray:
-    """(B, I) multinomial(I; uniform) counts, drawn as I uniform indices per row (fast)."""
-    idx = rng.integers(0, n_items, size=(n_boot, n_items)) + n_items * np.arange(n_boot)[:, None]
-    return np.bincount(idx.ravel(), minlength=n_boot * n_items).reshape(n_boot, n_items).astype(float)
-
-
-@_single_threaded
-def paired_bootstrap_means(cell_n: Sequence, cell_seed: Sequence, S: np.ndarray, n_boot: int,
-                           rng: np.random.Generator, paired: bool = True
-                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-N means of per-item scores and their bootstrap replicates.
-
-    cell_n, cell_seed: (C,) the N and seed of each cell; S: (C, I) or (C, I, m) scores,
-    NaN where an item was not scored in a cell. ``paired=True`` draws one multinomial count
-    vector over items per replicate and uses it in every cell; ``paired=False`` draws a
-    fresh one per cell (for comparison only). Returns (levels (K,), point (K[, m]),
-    replicates (B, K[, m])).
-    """
-    cell_n = np.asarray(cell_n, float)
-    S = np.asarray(S, float)
-    squeeze = S.ndim == 2
-    if squeeze:
-        S = S[:, :, None]
-    C, I, _ = S.shape
-    present = np.isfinite(S)
-    Sz = np.where(present, S, 0.0)
-    P = present.astype(float)
-    levels, G = _groups(cell_n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cell_point = Sz.sum(1) / P.sum(1)  # (C, m)
-    point = _combine_seeds(cell_point[None], None, G)[0]
-    m = S.shape[2]
-    if paired:
-        cnt = _counts(rng, n_boot, I)  # (B, I): how often each item is drawn
-        num = (cnt @ Sz.transpose(1, 0, 2).reshape(I, C * m)).reshape(n_boot, C, m)
-        den = (cnt @ P.transpose(1, 0, 2).reshape(I, C * m)).reshape(n_boot, C, m)
-    else:
-        num = np.empty((n_boot, C, m))
-        den = np.empty_like(num)
-        for c in range(C):
-            cnt = _counts(rng, n_boot, I)
-            num[:, c] = cnt @ Sz[c]
-            den[:, c] = cnt @ P[c]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        M = np.where(den > 0, num / den, cell_point[None])
-    W = _seed_weights(np.asarray(cell_seed), n_boot, rng)
-    reps = _combine_seeds(M, W, G)
-    if squeeze:
-        return levels, point[:, 0], reps[:, :, 0]
-    return levels, point, reps
-
-
-@dataclass
-class CurveData:
-    """The per-N points of one (model, task, metric) curve and their bootstrap replicates."""
-
-    model: str
-    task: str
-    metric: str
-    n: np.ndarray
-    y: np.ndarray
-    reps: np.ndarray | None
-    method: str
-    n_items: int | None
-    notes: list[str] = field(default_factory=list)
-
-
-def item_matrix(items: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(cell_n (C,), cell_seed (C,), S (C, I)) from a per-item table for one curve."""
-    piv = items.pivot_table(index=["n", "seed"], columns="item_id", values=col, aggfunc="mean")
-    cell_n = np.array([k[0] for k in piv.index], float)
-    cell_seed = np.array([str(k[1]) for k in piv.index])
-    return cell_n, cell_seed, piv.to_numpy(dtype=float, na_value=np.nan)
-
-
-def curve_data(rows: pd.DataFrame, items: pd.DataFrame | None, n_boot: int,
-               rng: np.random.Generator) -> CurveData:
-    """Build a CurveData from long-table rows of one curve and, optionally, its items."""
-    model, task, metric = (str(rows[c].iloc[0]) for c in ("model", "task", "metric"))
-    notes: list[str] = []
-    col = METRIC_TO_ITEM.get(metric, metric)
-    if items is not None and col in items.columns and items[col].notna().any():
-        it = items[items[col].notna()]
-        cell_n, cell_seed, S = item_matrix(it, col)
-        levels, point, reps = paired_bootstrap_means(cell_n, cell_seed, S, n_boot, rng)
-        agg = rows.groupby("n")["value"].mean()
-        diff = [int(k) for k in levels if k in agg.index and abs(agg[k] - point[levels == k][0]) > 1e-6]
-        missing = sorted(int(k) for k in set(agg.index) - set(levels.tolist()))
-        if missing:
-            notes.append(f"N={missing} have aggregates but no per-item scores: left out of this curve")
-        if diff:
-            notes.append(f"aggregate {metric} differs from the per-item mean of '{col}' at N={diff}; "
-                         "the per-item means are used")
-        return CurveData(model, task, metric, levels, point, reps if n_boot > 0 else None,
-                         "paired-items" + ("+seeds" if np.unique(cell_seed).size > 1 else ""),
-                         int(S.shape[1]), notes)
-    rows = rows.reset_index(drop=True)
-    rank = rows.groupby("n").cumcount()  # rows without a seed: their rank within the N
-    cell_seed = np.array([f"#{r}" if pd.isna(s) else str(s)
-                          for s, r in zip(rows["seed"].astype(object), rank)])
-    cell_n = rows["n"].to_numpy(float)
-    vals = rows["value"].to_numpy(float)
-    levels, G = _groups(cell_n)
-    point = _combine_seeds(vals[None], None, G)[0]
-    m = rows["n_items"].to_numpy(object)
-    has_m = not any(pd.isna(v) for v in m)
-    n_items = int(np.min(m.astype(float))) if has_m else None
-    multi_seed = bool(np.any(G.sum(0) > 1))
-    if n_boot <= 0:
-        return CurveData(model, task, metric, levels, point, None, "none", n_items, notes)
-    if has_m and np.all((vals >= 0) & (vals <= 1)):
-        draws = rng.binomial(m.astype(np.int64)[None, :], vals[None, :], size=(n_boot, vals.size))
-        M = draws / m.astype(float)[None, :]
-        W = _seed_weights(cell_seed, n_boot, rng) if multi_seed else None
-        return CurveData(model, task, metric, levels, point, _combine_seeds(M, W, G),
-                         "binomial" + ("+seeds" if W is not None else ""), n_items, notes)
-    if multi_seed:
-        W = _seed_weights(cell_seed, n_boot, rng)
-        M = np.broadcast_to(vals[None, :], (n_boot, vals.size))
-        notes.append("no per-item scores or n_items: only seeds are resampled")
-        return CurveData(model, task, metric, levels, point, _combine_seeds(M, W, G), "seeds",
-                         n_items, notes)
-    notes.append("no per-item scores, no n_items and one seed: no uncertainty can be estimated")
-    return CurveData(model, task, metric, levels, point, None, "none", n_items, notes)
 
 
 # --- fitting ------------------------------------------------------------------------------
@@ -252,20 +83,14 @@ def point_fit(form: Form, n: np.ndarray, z: np.ndarray, delta: float) -> tuple[n
     return th2[best], float(loss2[best])
 
 
-def _r2(obs: np.ndarray, pred: np.ndarray) -> float:
-    ss_tot = float(np.sum((obs - obs.mean()) ** 2))
-    ss_res = float(np.sum((obs - pred) ** 2))
-    return 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
-
-
-def _finite(x: Any) -> Any:
+def json_safe(x: Any) -> Any:
     """JSON-safe: NaN/inf -> None, numpy -> Python, recursively."""
     if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
+        return {k: json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
+        return [json_safe(v) for v in x]
     if isinstance(x, np.ndarray):
-        return _finite(x.tolist())
+        return json_safe(x.tolist())
     if isinstance(x, (np.floating, float)):
         return float(x) if math.isfinite(x) else None
     if isinstance(x, np.integer):
@@ -352,7 +177,7 @@ class FitResult:
                                 for x, a, b, c in zip(predict_at, mid, lo, hi)]
         if len(targets):
             d["targets"] = [n_for_target(self, t) for t in targets]
-        return _finite(d)
+        return json_safe(d)
 
 
 def fit_law(n: Sequence[float], y: Sequence[float], form: str | Form, n_items: int | None = None,
@@ -371,7 +196,7 @@ def bootstrap_fit(n: Sequence[float], y: Sequence[float], replicates: np.ndarray
     return fit_curve(cd, form, delta=delta, level=level)
 
 
-@_single_threaded
+@single_threaded
 def fit_curve(cd: CurveData, form: str | Form, delta: float | None = None, level: float = 0.95) -> FitResult:
     """Fit one form to a CurveData, refit its bootstrap replicates, compute diagnostics."""
     fo = get_form(form) if isinstance(form, str) else form
@@ -423,8 +248,9 @@ def fit_curve(cd: CurveData, form: str | Form, delta: float | None = None, level
     loo = {"n": n, "error": loo_err,
            "rmse": float(np.sqrt(np.mean(loo_err ** 2))) if np.all(np.isfinite(loo_err)) else float("nan")}
     pub = fo.public(th)
+    r2_fit, r2_metric = float(r2_score(z, zhat)), float(r2_score(y, yhat))
     r = FitResult(cd.model, cd.task, cd.metric, fo.name, fo.space, n, y, yhat, res, th,
-                  dict(zip(fo.public_names, map(float, pub))), loss, _r2(z, zhat), _r2(y, yhat),
+                  dict(zip(fo.public_names, map(float, pub))), loss, r2_fit, r2_metric,
                   K - P, aic, aicc, loo, level=level, method=cd.method, warnings=warns)
     if cd.reps is not None and not nan_fit:
         R = cd.reps[:, keep]
@@ -509,12 +335,7 @@ def n_for_target(fit: FitResult, target: float) -> dict:
     return out
 
 
-def _curve_seed(seed: int, *keys: str) -> np.random.Generator:
-    h = zlib.crc32("\x1f".join(keys).encode())
-    return np.random.default_rng([int(seed), h])
-
-
-@_single_threaded
+@single_threaded
 def fit_table(df: pd.DataFrame | str, items: pd.DataFrame | str | None = None, metric: str | None = None,
               forms: Sequence[str] | None = None, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
               delta: float | None = None) -> list[FitResult]:
@@ -545,7 +366,7 @@ def fit_table(df: pd.DataFrame | str, items: pd.DataFrame | str | None = None, m
         if it is not None:
             its = it[(it["model"] == model) & (it["task"] == task)]
             its = its if len(its) else None
-        cd = curve_data(rows, its, n_boot, _curve_seed(seed, model, task, met))
+        cd = curve_data(rows, its, n_boot, curve_rng(seed, model, task, met))
         fits = [fit_curve(cd, f, delta=delta, level=level) for f in forms]
         scored = [f for f in fits if np.isfinite(f.aicc)] or [f for f in fits if np.isfinite(f.aic)]
         if scored:
@@ -570,6 +391,6 @@ def fits_document(results: Sequence[FitResult], targets: Sequence[float] = (),
             "fits": [r.to_dict(targets=targets, predict_at=predict_at) for r in results]}
 
 
-__all__ = ["DEFAULT_FORMS", "CurveData", "FitResult", "bootstrap_fit", "curve_data", "fit_curve", "fit_law", "fit_table",
-           "fits_document", "item_matrix", "n_for_target", "paired_bootstrap_means", "point_fit"]
+__all__ = ["DEFAULT_FORMS", "FitResult", "bootstrap_fit", "fit_curve", "fit_law", "fit_table",
+           "fits_document", "json_safe", "n_for_target", "point_fit"]
 

@@ -22,6 +22,10 @@ with per-row Levenberg damping, box bounds by projection with an active set, a s
 kept only if it lowers that row's Huber loss. Everything is numpy broadcasting over a
 leading batch axis, so 1,000 replicates cost about as much as a few dozen scalar fits.
 
+Also the one owner of the goodness-of-fit numbers (``r2_score``: coefficient of
+determination of a fit; ``pearson_r2``: squared correlation of two series) and of the BLAS
+thread limit (``one_blas_thread``, ``single_threaded``) used by every fit stage module.
+
 Not handled: metrics where lower is better (pass 1 - metric), metrics outside [0, 1] for
 the saturating forms, forms with more than one asymptote, or weighting points by their
 standard errors (every N counts the same; intervals come from the bootstrap).
@@ -30,6 +34,7 @@ standard errors (every N counts the same; intervals come from the bootstrap).
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +54,35 @@ def one_blas_thread() -> contextlib.AbstractContextManager:
     if not _CONTROLLER:
         _CONTROLLER.append(ThreadpoolController())
     return _CONTROLLER[0].limit(limits=1, user_api="blas")
+
+
+def single_threaded(fn):
+    """Decorator: run ``fn`` inside ``one_blas_thread()``."""
+    @functools.wraps(fn)
+    def wrapper(*a, **k):
+        with one_blas_thread():
+            return fn(*a, **k)
+    return wrapper
+
+
+def r2_score(obs: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Coefficient of determination ``1 - SS_res / SS_tot`` along the last axis (leading axes
+    are batch axes); NaN where ``SS_tot`` is 0 (constant observations)."""
+    obs, pred = np.asarray(obs, float), np.asarray(pred, float)
+    ss_tot = ((obs - obs.mean(-1, keepdims=True)) ** 2).sum(-1)
+    ss_res = ((obs - pred) ** 2).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), np.nan)
+
+
+def pearson_r2(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Squared Pearson correlation of ``x`` and ``y`` along the last axis (leading axes are
+    batch axes); NaN where either is constant. Not ``r2_score``: no fitted line is implied."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    xc = x - x.mean(-1, keepdims=True)
+    yc = y - y.mean(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (xc * yc).sum(-1) ** 2 / ((xc ** 2).sum(-1) * (yc ** 2).sum(-1))
 
 
 def huber(r: np.ndarray, delta: float) -> np.ndarray:
@@ -374,4 +408,5 @@ def jacobian_condition(form: Form, theta: np.ndarray, n: np.ndarray) -> float:
 
 
 __all__ = ["FORMS", "Form", "LogLinear", "one_blas_thread", "PowerLaw", "Saturating", "SaturatingOffset",
-           "get_form", "huber", "huber_objective", "huber_weight", "jacobian_condition", "lm_fit"]
+           "get_form", "huber", "huber_objective", "huber_weight", "jacobian_condition", "lm_fit",
+           "pearson_r2", "r2_score", "single_threaded"]

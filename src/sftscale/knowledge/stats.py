@@ -3,7 +3,7 @@
 Every row of the table (a starting point under a condition: after the facts stage, before
 it, or with the facts in the prompt) is scored on the SAME questions, so differences between
 rows are estimated with a PAIRED bootstrap: each replicate draws one multinomial count vector
-over question indices and applies it to every row (``sftscale.fit.fitting.paired_bootstrap_means``,
+over question indices and applies it to every row (``sftscale.fit.bootstrap.paired_bootstrap_means``,
 shared with the scaling-law fits); when a row has several facts-stage seeds, seeds are
 resampled too (the same draw for every row). Intervals are percentile intervals.
 
@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..fit.fitting import paired_bootstrap_means
+from ..fit.bootstrap import paired_bootstrap_means
 
 
 def bootstrap_rows(scores: Sequence[np.ndarray], n_boot: int = 2000, seed: int = 0,

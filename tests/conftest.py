@@ -1,0 +1,47 @@
+"""Shared fixtures: one tiny-model factory and one torch-thread guard.
+
+- ``tiny_model(kind="words"|"chars"|"toy", **cfg) -> Path``: a random tiny Llama with a
+  tokenizer, built by ``sftscale.testing.tiny_model`` once per session for each distinct
+  (kind, cfg) and shared read-only by every test that asks for the same one (copy it before
+  writing into it).
+- ``one_torch_thread``: torch limited to one intra-op thread for a module; opt in with
+  ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+
+Helpers that several test files share live in modules that are not test files
+(``tests/study_helpers.py``); test files do not import each other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Callable[..., Path]:
+    from sftscale import testing
+
+    cache: dict[str, Path] = {}
+
+    def make(kind: str = "words", **cfg: Any) -> Path:
+        key = repr((kind, sorted(cfg.items())))
+        if key not in cache:
+            out = tmp_path_factory.mktemp(f"tiny-{kind}") / "m"
+            cache[key] = testing.tiny_model(out, kind, **cfg)
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a loaded 2-core machine the
+    second thread's spin-waits cost up to 10x wall time; restored afterwards."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
