@@ -1,10 +1,12 @@
 # The two commands a newcomer needs:
 #   make demo   set up .venv (once) and run the paper in miniature; prints where the report is
-#   make test   set up .venv (once) and run the test suite
-.PHONY: demo test setup
+#   make test   set up .venv (once; plus Debian's chromium for the browser test) and run the tests
+.PHONY: demo test setup setup-tests
 setup:
 	@bash scripts/setup.sh
+setup-tests:
+	@bash scripts/setup.sh --tests
 demo: setup
 	.venv/bin/sftscale demo
-test: setup
+test: setup-tests
 	.venv/bin/python -m pytest -q

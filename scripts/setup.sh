@@ -1,10 +1,30 @@
 #!/usr/bin/env bash
 # Create .venv (once) and install sftscale with its dev extra.
+#   scripts/setup.sh           what `make demo` needs: Python packages only
+#   scripts/setup.sh --tests   what `make test` needs too: a headless Chromium for the report's
+#                              browser test (Debian's package: installed when we are root or have
+#                              passwordless sudo; otherwise we stop, before any test, with the
+#                              one command that installs it)
 # torch==2.13.0 is named in the same pip command as the rest: on this kind of
 # machine that takes the CPU wheel on disk instead of a multi-GB CUDA build.
 # Re-running is cheap: a stamp of pyproject.toml skips the install when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--tests" ] && ! command -v chromium >/dev/null 2>&1 \
+   && ! command -v chromium-browser >/dev/null 2>&1 && ! command -v google-chrome >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else sudo=none; fi
+  if [ "$sudo" = none ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] the tests need a headless Chromium, and this user cannot install it." >&2
+    echo "[setup] install it, then rerun 'make test':   sudo apt-get install -y chromium" >&2
+    exit 2
+  fi
+  echo "[setup] installing Debian's chromium for the report's browser test (once)"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq >/dev/null
+  $sudo apt-get install -y -qq chromium >/dev/null
+fi
+
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

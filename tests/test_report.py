@@ -136,7 +136,7 @@ def test_report_images_are_embedded_and_valid(report: Path):
 
 def _chromium() -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    assert exe, "Chromium is required for the browser test (.ci/run installs Debian's chromium)"
+    assert exe, "Chromium is required for the browser test (make test installs Debian's chromium)"
     return exe
 
 
