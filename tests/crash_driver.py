@@ -7,6 +7,13 @@ through a ``CellRunner(hooks=StopAt(...))``: at POINT (``train``, ``eval`` or ``
 ``sftscale.study.runner``) of the first cell whose key contains KEY_SUBSTRING, the hook writes
 ``OUT/.hook-POINT`` ("<pid> <key>") and then sleeps, for the test to SIGKILL the process, or
 with ``kill`` SIGKILLs the process itself. A helper script, not a test file.
+
+    python tests/crash_driver.py cli [--cheap] [--slow S] [--hook POINT[@KEY][:ACTION]] -- ARGS
+
+runs the real command line (``sftscale ARGS``: exit codes, messages, ``--wait``, SIGTERM) with
+``run_study`` given a ``CellRunner`` of the hook (if any) and, with ``--cheap``, the cheap
+file-writing stages of tests/study_helpers.py (each sleeping S seconds first, so that a test
+can interrupt it) and no model checks (used by tests/test_study_reliability.py).
 """
 
 from __future__ import annotations
@@ -37,8 +44,46 @@ class StopAt:
         time.sleep(3600)
 
 
+class Slow:
+    """A stage that sleeps ``seconds`` first (module-level, so that it pickles)."""
+
+    def __init__(self, stage, seconds: float):
+        self.stage, self.seconds = stage, seconds
+
+    def __call__(self, cell, ctx) -> None:
+        time.sleep(self.seconds)
+        self.stage(cell, ctx)
+
+
+def cli(argv: list[str]) -> int:
+    """``sftscale ARGS`` with an injected runner; see the module docstring."""
+    import functools
+
+    import sftscale.study.runner as runner_mod
+    from sftscale.cli import main as sftscale_main
+
+    opts, args = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+    kw: dict = {}
+    if "--hook" in opts:
+        spec, _, action = opts[opts.index("--hook") + 1].partition(":")
+        kw["hooks"] = StopAt(spec, action or "sleep")
+    if "--cheap" in opts:
+        from study_helpers import cheap_eval, cheap_train
+
+        slow = float(opts[opts.index("--slow") + 1]) if "--slow" in opts else 0.0
+        kw.update(train=Slow(cheap_train, slow), evaluate=Slow(cheap_eval, slow))
+    extra = {"check": False} if "--cheap" in opts else {}
+    runner_mod.run_study = functools.partial(runner_mod.run_study,
+                                             runner=runner_mod.CellRunner(**kw), **extra)
+    sys.argv = ["sftscale", *args]
+    sftscale_main()
+    return 0
+
+
 def main(argv: list[str]) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # as sftscale.cli.main does
+    if argv and argv[0] == "cli":
+        return cli(argv[1:])
     from sftscale.config import load_study
     from sftscale.study.runner import CellRunner, run_study
 

@@ -1,8 +1,12 @@
 """``sftscale run | status | plan | export``: the study runner's commands.
 
-- ``run STUDY.yaml [--out DIR] [--executor local|ray] [--retry-failed]``: run every cell not
-  yet done (resumable: rerun the same command after a crash). Exit 0 when every cell is
-  done, 1 when some failed (see ``status``), 2 for bad input.
+- ``run STUDY.yaml [--out DIR] [--executor local|ray] [--retry-failed] [--wait] [--repair]``:
+  run every cell not yet done (resumable: rerun the same command after a crash). ``run DIR``
+  (a run directory) reruns it with the config snapshot ``DIR/study.yaml``. Exit 0 when every
+  cell is done, 1 when some failed (see ``status``), 2 for bad input, a run directory
+  another run is writing (``--wait`` waits for it instead) or a damaged store (``--repair``
+  rebuilds it from the cell directories), 130 on Ctrl-C, 143 on SIGTERM (cells in flight go
+  back to pending; rerun to resume).
 - ``status DIR``: the cell table (state, metrics, timings, errors).
 - ``plan STUDY.yaml [--gpu H100]``: cells, tokens, FLOPs, time estimates; checks that models
   and tasks resolve, before anything runs.
@@ -41,21 +45,37 @@ def run_cmd(
                                               help="Ray cluster address (else $RAY_ADDRESS / local)"),
     no_progress: bool = typer.Option(False, "--no-progress",
                                      help="no live display (one log line per cell still)"),
+    wait: bool = typer.Option(False, "--wait",
+                              help="if another run writes the run directory, wait for it to end"),
+    repair: bool = typer.Option(False, "--repair", help="rebuild a damaged study.sqlite from the "
+                                "cell directories (the old file is kept beside it)"),
 ) -> None:
     """Run a study: train and evaluate every cell; resumable and crash-safe."""
     from ..study.runner import run_study
+    from ..study.signals import Terminated
 
     try:
+        if study.is_dir():  # a run directory: its config snapshot, written there
+            out = out if out is not None else study
+            study = study / "study.yaml"
+            if not study.is_file():
+                raise InputError(study.parent, "not a run directory (no study.yaml); give the "
+                                 "study YAML")
         cfg = _load(study)
         if executor not in (None, "local", "ray"):
             raise InputError(None, f"unknown executor {executor!r} (local or ray)", field="--executor")
         if ray_address:
             cfg.executor.address = ray_address
         res = run_study(cfg, out=out, executor=executor, retry_failed=retry_failed,
-                        rerun_changed=rerun_changed,
+                        rerun_changed=rerun_changed, repair=repair, wait=wait,
+                        on_wait=_say_waiting(out or cfg.output_dir()),
                         progress="lines" if no_progress else True)
     except InputError as e:
         fail(e)
+    except Terminated as e:
+        print("terminated (SIGTERM): finished cells are saved, cells in flight are pending "
+              "again; rerun the same command to resume", file=sys.stderr)
+        raise typer.Exit(e.exit_code)
     except KeyboardInterrupt:
         print("interrupted: finished cells are saved; rerun the same command to resume",
               file=sys.stderr)
@@ -69,13 +89,20 @@ def run_cmd(
         raise typer.Exit(1)
 
 
+def _say_waiting(run_dir: Path):
+    def on_wait(holder: dict) -> None:
+        print(f"waiting: another sftscale run writes {run_dir} (pid {holder.get('pid', '?')} on "
+              f"{holder.get('host', '?')}); starting when it ends", file=sys.stderr, flush=True)
+    return on_wait
+
+
 def status_cmd(
     run_dir: Path = typer.Argument(..., help="run directory"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per cell"),
     failed: bool = typer.Option(False, "--failed", help="only failed cells, with their errors"),
 ) -> None:
     """Show the cells of a run: state, main metrics, timings, errors."""
-    from ..study.status import status_rows
+    from ..study.status import FILES_MISSING, status_rows
 
     try:
         rows, counts = status_rows(run_dir)
@@ -95,7 +122,8 @@ def status_cmd(
                 "eval s"):
         t.add_column(col, no_wrap=True)
     t.add_column("error", overflow="fold")
-    colour = {"done": "green", "failed": "red", "running": "yellow", "pending": "dim"}
+    colour = {"done": "green", "failed": "red", "running": "yellow", "pending": "dim",
+              FILES_MISSING: "magenta"}
     for r in rows:
         t.add_row(r["model"], r["task"], str(r["n"]), str(r["seed"]),
                   f"[{colour[r['state']]}]{r['state']}[/]",

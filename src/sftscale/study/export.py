@@ -15,6 +15,10 @@
 ``run_study`` writes ``export.csv`` and ``items.jsonl`` at the end of every run (a failure
 there is logged as a warning; the store keeps the results).
 
+Reading: the store is opened read-only (works in a read-only run directory; a damaged store
+raises ``store.StoreDamaged``, an InputError naming ``sftscale run DIR --repair``); a file
+that cannot be written is an InputError naming it (use ``--out`` elsewhere).
+
 Not handled: failed or pending cells (only done cells have rows; ``sftscale status`` shows
 the others), string per-sample fields (responses, extracted answers: read the cell's
 samples file, whose path the store keeps).
@@ -90,8 +94,12 @@ def export(run_dir: str | os.PathLike, fmt: str = "csv", out: str | os.PathLike 
     mpath = Path(out) if out is not None else Path(run_dir) / f"export.{fmt}"
     ipath = mpath.with_name(f"items.{fmt}") if mpath.name != f"items.{fmt}" else \
         mpath.with_name(f"items_table.{fmt}")
-    _write(metrics, mpath, fmt)
-    _write(items, ipath, fmt)
+    for df, path in ((metrics, mpath), (items, ipath)):
+        try:
+            _write(df, path, fmt)
+        except OSError as e:
+            raise InputError(path, f"cannot write the table ({e.strerror or e}); choose another "
+                             "file with --out") from None
     return mpath, ipath
 
 

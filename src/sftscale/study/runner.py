@@ -14,9 +14,26 @@ Layout of a run directory::
 Crash safety: each stage works in ``train.tmp/`` or ``eval.tmp/`` and the directory is
 renamed into place only once the stage's last file exists, so ``train/`` and ``eval/``
 are always complete; a leftover ``*.tmp/`` is deleted before the stage reruns. The store
-records a cell (with the sha256 of its output files) in one transaction after both
-stages, so after a SIGKILL a rerun either finds the cell recorded (and verifies its
-hashes) or picks up whatever complete stage directories exist and carries on.
+records a cell (with the sha256 of its output files and of its checkpoint) in one
+transaction after both stages, so after a SIGKILL (of the whole process group, at any
+moment) a rerun either finds the cell recorded (and verifies its hashes) or picks up
+whatever complete stage directories exist and carries on: the tables equal those of an
+uninterrupted run (tests/test_study_reliability.py kills a study at random moments).
+
+Guarantees of ``run_study`` (see also lock.py, integrity.py, repair.py, signals.py):
+
+- One writer: the run directory's ``lock.RunLock`` is held from before the store is
+  opened until the exports are written; a second run is refused (``RunDirBusy``, naming the
+  holder) or, with ``wait=True``, waits for it. ``prepare`` takes it too when called alone.
+- Content checks on reuse: done cells are verified against the store's hashes at every run,
+  and a reused ``train/`` against the checkpoint hash sealed when it was trained; a missing or
+  changed file sends the cell back to training or to evaluation (integrity.py), never to
+  ``failed``. Retraining always discards the cell's old ``eval/``.
+- A missing store beside existing cell directories is rebuilt from them; a damaged one is
+  refused (``store.StoreDamaged``) unless ``repair=True`` (repair.py).
+- SIGTERM is handled like Ctrl-C (signals.py): cells in flight go back to ``pending``.
+- A cell that finishes removes its stale ``error.txt``; a reused stage keeps the timing its
+  files recorded (``train_meta`` ``wall_s``, the results' evaluation time), not 0.0.
 
 Stages are pluggable (``CellRunner(train=..., evaluate=...)``) and share one signature,
 ``stage(cell, ctx: StageContext) -> None``: the stage writes its files into ``ctx.out``.
@@ -60,6 +77,9 @@ from ..config import StudyConfig
 from ..events import ProgressEvent, ProgressFn, Throttle
 from ..io import InputError, atomic_write_json, atomic_write_text, sha256_file
 from .cells import Cell, expand_cells
+from .integrity import seal_train, train_complete, verify_done
+from .lock import RunLock
+from .signals import terminate_as_interrupt
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -193,8 +213,9 @@ class CellRunner:
             _emit(progress, cell.key, "score")
             results, samples = _eval_files(cdir / "eval")  # type: ignore[misc]
             out.update(collect_outputs(run_dir, cell, ctx.train_dir / "train_meta.json",
-                                       results, samples))
+                                       results, samples, ckpt_sha=out.pop("ckpt_sha", None)))
             out["ok"] = True
+            (cdir / "error.txt").unlink(missing_ok=True)
         except BaseException as e:  # noqa: BLE001 - a cell's failure must not stop the study
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -210,12 +231,22 @@ class CellRunner:
 
     def _train(self, cell: Cell, ctx: StageContext, progress: ProgressFn | None,
                out: dict[str, Any]) -> None:
-        """Train into ``train.tmp/``, rename it to ``train/`` (skipped when ``train/`` is
-        complete); the seconds spent go to ``out["train_s"]``."""
-        if (ctx.train_dir / "train_meta.json").exists():
+        """Train into ``train.tmp/``, seal its checkpoint hash, rename it to ``train/``
+        (skipped when ``train/`` passes ``integrity.train_complete``: its recorded time goes
+        to ``out["train_s"]``); the seconds spent go to ``out["train_s"]``, the checkpoint
+        hash to ``out["ckpt_sha"]``. Retraining discards the old ``eval/``."""
+        sha, why = train_complete(ctx.train_dir)
+        if sha is not None:
+            from .repair import file_times
+
+            out["train_s"] = file_times(ctx.train_dir, None)[0] or 0.0
+            out["ckpt_sha"] = sha
             return
+        if why:
+            log.warning("%s: %s; retraining it", cell.key, why)
         _emit(progress, cell.key, "train")
         _rmtree(ctx.train_dir)
+        _rmtree(ctx.cell_dir / "eval")
         tmp = _fresh(ctx.cell_dir / "train.tmp")
         ts = time.perf_counter()
         sctx = replace(ctx, out=tmp, progress=self._stage_progress("train", ctx.run_dir, cell.key,
@@ -224,6 +255,7 @@ class CellRunner:
         out["train_s"] = time.perf_counter() - ts
         if not (tmp / "train_meta.json").exists():
             raise RuntimeError("training finished without writing train_meta.json")
+        out["ckpt_sha"] = seal_train(tmp)
         os.replace(tmp, ctx.train_dir)
 
     def _evaluate(self, cell: Cell, ctx: StageContext, progress: ProgressFn | None,
@@ -231,7 +263,11 @@ class CellRunner:
         """Evaluate into ``eval.tmp/``, rename it to ``eval/`` (skipped when ``eval/`` is
         complete); the seconds spent go to ``out["eval_s"]``."""
         edir = ctx.cell_dir / "eval"
-        if _eval_files(edir) is not None:
+        files = _eval_files(edir)
+        if files is not None:
+            from .repair import file_times
+
+            out["eval_s"] = file_times(ctx.train_dir, files[0])[1] or 0.0
             return
         _emit(progress, cell.key, "eval")
         _rmtree(edir)
@@ -270,9 +306,11 @@ def _emit(progress: ProgressFn | None, key: str, stage: str) -> None:
 
 
 def collect_outputs(run_dir: Path, cell: Cell, train_meta: Path, results: Path,
-                    samples: Path) -> dict[str, Any]:
-    """Paths (relative to the run dir), hashes, metrics and per-item scores of a cell."""
+                    samples: Path, ckpt_sha: str | None = None) -> dict[str, Any]:
+    """Paths (relative to the run dir), hashes, metrics and per-item scores of a cell
+    (``ckpt_sha``: the checkpoint's hash if already known, else computed here)."""
     from ..io import read_jsonl
+    from .integrity import checkpoint_sha
 
     rows = read_jsonl(samples)
     metrics = parse_results(results, cell.task_name)
@@ -289,6 +327,7 @@ def collect_outputs(run_dir: Path, cell: Cell, train_meta: Path, results: Path,
     return {"train_meta": rel(train_meta), "results": rel(results), "samples": rel(samples),
             "train_meta_sha": sha256_file(train_meta), "results_sha": sha256_file(results),
             "samples_sha": sha256_file(samples), "n_items": len(rows),
+            "ckpt_sha": ckpt_sha or checkpoint_sha(Path(train_meta).parent),
             "metrics": metrics, "items": items}
 
 
@@ -358,18 +397,48 @@ class StudyResult:
 
 
 def prepare(cfg: StudyConfig, out: str | os.PathLike | None = None, *, check: bool = True,
-            pool_sizes: Mapping[str, int] | None = None, rerun_changed: bool = False
-            ) -> tuple[Path, list[Cell]]:
-    """Create the run dir and store, and reconcile them with the config's cells."""
+            pool_sizes: Mapping[str, int] | None = None, rerun_changed: bool = False,
+            repair: bool = False, locked: bool = False) -> tuple[Path, list[Cell]]:
+    """Create the run dir and store, and reconcile them with the config's cells.
+
+    Holds the run directory's lock meanwhile unless ``locked`` (the caller holds it).
+    A missing store beside cell directories is rebuilt from them; ``repair`` rebuilds a
+    damaged one (repair.py)."""
     run_dir = Path(out) if out is not None else cfg.output_dir()
     if check and pool_sizes is None:
         from .plan import check_study
         pool_sizes = check_study(cfg).pool_sizes
     cells = expand_cells(cfg, pool_sizes)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_run_dir(run_dir)
+    with contextlib.nullcontext() if locked else RunLock(run_dir).acquire():
+        _prepare_store(cfg, run_dir, cells, rerun_changed, repair)
+    return run_dir, cells
+
+
+def make_run_dir(run_dir: Path) -> None:
+    """``mkdir -p`` with an InputError (not a traceback) when it cannot be made."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(run_dir, "exists and is not a directory; choose another output "
+                         "(--out or the config's output:)", field="output") from None
+    except OSError as e:
+        raise InputError(run_dir, f"cannot create the run directory ({e.strerror}); choose "
+                         "another output (--out or the config's output:)", field="output") from None
+
+
+def _prepare_store(cfg: StudyConfig, run_dir: Path, cells: list[Cell], rerun_changed: bool,
+                   repair: bool) -> None:
+    from .repair import ensure_store
+
     src = Path(cfg.path) if cfg.path and Path(cfg.path).is_file() else None
     snap = src.read_text(encoding="utf-8") if src else json.dumps(cfg.model_dump(mode="json"), indent=2)
-    atomic_write_text(run_dir / "study.yaml", snap)
+    try:
+        atomic_write_text(run_dir / "study.yaml", snap)
+    except OSError as e:
+        raise InputError(run_dir, f"cannot write in the run directory ({e.strerror}); "
+                         "`sftscale status/export` can still read it") from None
+    ensure_store(run_dir, cells, repair=repair, rerun_changed=rerun_changed)
     with Store(run_dir / "study.sqlite") as st:
         if st.get_meta("name") is None:
             from .. import __version__
@@ -384,33 +453,13 @@ def prepare(cfg: StudyConfig, out: str | os.PathLike | None = None, *, check: bo
         for k in changed:
             st.replace_spec(by_key[k])
             _rmtree(run_dir / "cells" / k)
-    return run_dir, cells
-
-
-def verify_done(run_dir: Path, st: Store, keys: Sequence[str] | None = None) -> list[str]:
-    """Done cells whose files are missing or changed go back to pending; returns their keys."""
-    bad = []
-    wanted = None if keys is None else set(keys)
-    for row in st.cells("done"):
-        if wanted is not None and row["key"] not in wanted:
-            continue
-        for f, h in (("train_meta", "train_meta_sha"), ("results", "results_sha"),
-                     ("samples", "samples_sha")):
-            p = run_dir / (row[f] or "")
-            if not row[f] or not p.is_file() or sha256_file(p) != row[h]:
-                bad.append(row["key"])
-                st.reset(row["key"])
-                _rmtree(run_dir / row["cell_dir"] / ("train" if f == "train_meta" else "eval"))
-                if f == "train_meta":
-                    _rmtree(run_dir / row["cell_dir"] / "eval")
-                break
-    return bad
 
 
 def run_study(cfg: StudyConfig, out: str | os.PathLike | None = None, executor: Any = None,
               retry_failed: bool = False, runner: CellRunner | None = None,
               progress: bool | Any = True, check: bool = True, rerun_changed: bool = False,
-              pool_sizes: Mapping[str, int] | None = None) -> StudyResult:
+              pool_sizes: Mapping[str, int] | None = None, repair: bool = False,
+              wait: bool = False, on_wait: Callable[[dict], None] | None = None) -> StudyResult:
     """Run every cell not yet done; return the final counts.
 
     ``executor``: "local", "ray", an executor object (see executors.py), or None for the
@@ -418,13 +467,30 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike | None = None, executor: 
     ``progress``: True for the rich display, "lines" for log lines only, False for none, or a
     ``Reporter``-like object (see progress.py).
     ``runner``: the ``CellRunner`` (stages, hooks); None for the default stages.
+    ``wait``: when another process writes the run directory, wait for it (``on_wait(holder)``
+    is called once) instead of raising ``lock.RunDirBusy``. ``repair``: rebuild a damaged
+    store from the cell directories (repair.py). SIGTERM raises ``signals.Terminated``.
     """
+    if check and pool_sizes is None:
+        from .plan import check_study
+        pool_sizes = check_study(cfg).pool_sizes
+    run_dir = Path(out) if out is not None else cfg.output_dir()
+    make_run_dir(run_dir)
+    with terminate_as_interrupt(), RunLock(run_dir).acquire(wait=wait, on_wait=on_wait):
+        return _run_locked(cfg, run_dir, executor, retry_failed, runner, progress,
+                           rerun_changed, pool_sizes, repair)
+
+
+def _run_locked(cfg: StudyConfig, run_dir: Path, executor: Any, retry_failed: bool,
+                runner: CellRunner | None, progress: bool | Any, rerun_changed: bool,
+                pool_sizes: Mapping[str, int] | None, repair: bool) -> StudyResult:
+    """``run_study`` once the run directory's lock is held."""
     from .executors import make_executor
     from .progress import make_reporter
 
     t0 = time.perf_counter()
-    run_dir, cells = prepare(cfg, out, check=check, pool_sizes=pool_sizes,
-                             rerun_changed=rerun_changed)
+    run_dir, cells = prepare(cfg, run_dir, check=False, pool_sizes=pool_sizes,
+                             rerun_changed=rerun_changed, repair=repair, locked=True)
     runner = runner or CellRunner()
     if executor is None:
         executor = cfg.executor.kind

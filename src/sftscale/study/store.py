@@ -16,15 +16,31 @@ and item rows are deleted and re-inserted in that transaction, so re-recording n
 duplicates. ``running`` rows found at start-up belong to a dead process and go back to
 ``pending``.
 
-Not handled: several concurrent writer processes (one driver per run directory; SQLite's
-lock would serialise them, but two drivers would run the same cells twice), network
-filesystems with broken locking (keep the run directory's SQLite file on a local disk or
-a filesystem with working POSIX locks).
+Checkpoints: ``ckpt_sha`` is the hash of the cell's checkpoint directory (see
+``integrity.py``), kept beside the hashes of train_meta, results and samples. A store
+written before that column existed opens fine: the column is added (empty) on the first
+writable open, and a done cell's value is filled in the next time the cell is verified.
+
+Errors: an unreadable file is never a traceback. ``StoreDamaged`` (an ``InputError``) is
+raised when SQLite says the file is not a database or is malformed, on open or on any query
+inside ``with Store(...)``: the message names ``sftscale run DIR --repair`` (``repair.py``
+rebuilds the store from the cell directories). Other SQLite failures (a read-only or
+missing directory, a locked file) become an ``InputError`` naming the file and the reason.
+
+Read-only use (``Store(path, readonly=True)``: status, export, fit, report) opens the file
+with ``mode=ro`` and never writes; where SQLite cannot create the ``-shm`` file beside it (a
+read-only directory) it opens it ``immutable=1``, which does not see transactions still in a
+``-wal`` file left by a killed writer (a warning says so; a writable ``run`` folds them in).
+
+Not handled: several concurrent writer processes (``lock.RunLock`` keeps one writer per run
+directory; the store itself does not check), network filesystems with broken locking (keep
+the run directory on a local disk or a filesystem with working POSIX locks).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -33,6 +49,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from ..io import InputError
 from .cells import Cell
+
+log = logging.getLogger(__name__)
 
 STATES = ("pending", "running", "done", "failed")
 
@@ -45,7 +63,7 @@ CREATE TABLE IF NOT EXISTS cells(
     CHECK (state IN ('pending', 'running', 'done', 'failed')),
   attempts INTEGER NOT NULL DEFAULT 0,
   cell_dir TEXT, train_meta TEXT, results TEXT, samples TEXT,
-  train_meta_sha TEXT, results_sha TEXT, samples_sha TEXT,
+  train_meta_sha TEXT, results_sha TEXT, samples_sha TEXT, ckpt_sha TEXT,
   n_items INTEGER, train_s REAL, eval_s REAL, wall_s REAL, overhead_s REAL,
   error TEXT, traceback TEXT, worker TEXT, started_at REAL, finished_at REAL
 );
@@ -57,8 +75,30 @@ CREATE TABLE IF NOT EXISTS items(
 """
 
 _OUTCOME_COLS = ("cell_dir", "train_meta", "results", "samples", "train_meta_sha", "results_sha",
-                 "samples_sha", "n_items", "train_s", "eval_s", "wall_s", "overhead_s", "worker",
-                 "started_at")
+                 "samples_sha", "ckpt_sha", "n_items", "train_s", "eval_s", "wall_s", "overhead_s",
+                 "worker", "started_at")
+_ADDED_COLS = {"ckpt_sha": "TEXT"}  # columns newer than the first stores: added when missing
+
+
+class StoreDamaged(InputError):
+    """The store file is not a readable SQLite database (garbage, truncated, malformed)."""
+
+    def __init__(self, path: Path, detail: str):
+        self.detail = detail
+        super().__init__(path, f"the study store is damaged ({detail}); `sftscale run "
+                         f"{path.parent} --repair` moves it aside and rebuilds it from the "
+                         "cell directories")
+
+
+def _store_error(path: Path, e: sqlite3.Error) -> InputError:
+    """The InputError for a SQLite failure on ``path``."""
+    msg = str(e)
+    if not isinstance(e, sqlite3.OperationalError) or "malformed" in msg or "not a database" in msg:
+        return StoreDamaged(path, msg)
+    if "readonly" in msg or "read-only" in msg:
+        return InputError(path, f"cannot write the study store ({msg}): the run directory is "
+                          "read-only; status, export, fit and report can still read it")
+    return InputError(path, f"cannot use the study store ({msg})")
 
 
 class Store:
@@ -66,28 +106,47 @@ class Store:
 
     def __init__(self, path: str | os.PathLike, readonly: bool = False):
         self.path = Path(path)
-        if readonly:
-            if not self.path.exists():
-                raise InputError(self.path, "no study store here (expected study.sqlite)")
-            # a plain connection that never writes: mode=ro cannot open a WAL database whose
-            # -shm file is missing
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")  # durable across process kills in WAL
-            self.db.executescript(_SCHEMA)
+        self.db: sqlite3.Connection | None = None
+        try:
+            if readonly:
+                self.db = _connect_readonly(self.path)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")  # durable across process kills in WAL
+                self.db.executescript(_SCHEMA)
+                self._add_missing_columns()
+        except sqlite3.Error as e:
+            self.close()
+            raise _store_error(self.path, e) from None
         self.db.row_factory = sqlite3.Row
 
+    def _add_missing_columns(self) -> None:
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(cells)")}
+        for col, typ in _ADDED_COLS.items():
+            if col not in have:
+                self.db.execute(f"ALTER TABLE cells ADD COLUMN {col} {typ}")
+
+    def quick_check(self) -> str | None:
+        """None when SQLite's quick_check finds the file sound, else what it found."""
+        try:
+            rows = [r[0] for r in self.db.execute("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as e:
+            return str(e)
+        return None if rows == ["ok"] else "; ".join(rows[:3])
+
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
 
     def __enter__(self) -> "Store":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
         self.close()
+        if isinstance(ev, sqlite3.Error):  # a query inside the block: say what it means
+            raise _store_error(self.path, ev) from None
 
     # --- transactions ------------------------------------------------------------------
     def _tx(self) -> "_Tx":
@@ -154,7 +213,8 @@ class Store:
         self.db.execute("DELETE FROM metrics WHERE cell=?", (key,))
         self.db.execute("DELETE FROM items WHERE cell=?", (key,))
         self.db.execute("UPDATE cells SET train_meta=NULL, results=NULL, samples=NULL,"
-                        " train_meta_sha=NULL, results_sha=NULL, samples_sha=NULL, n_items=NULL"
+                        " train_meta_sha=NULL, results_sha=NULL, samples_sha=NULL, ckpt_sha=NULL,"
+                        " n_items=NULL"
                         " WHERE key=?", (key,))
 
     def mark_running(self, key: str, worker: str = "") -> None:
@@ -178,7 +238,14 @@ class Store:
             sets = ", ".join(f"{c}=?" for c in cols)
             self.db.execute(f"UPDATE cells SET {sets}{', ' if sets else ''}state='done', error=NULL,"
                             " traceback=NULL, finished_at=? WHERE key=?",
-                            [outcome[c] for c in cols] + [time.time(), key])
+                            [outcome[c] for c in cols] + [outcome.get("finished_at") or time.time(), key])
+
+    def set_hash(self, key: str, column: str, value: str) -> None:
+        """Fill in one hash of a done cell (``ckpt_sha`` of a cell recorded before it existed)."""
+        if column not in ("train_meta_sha", "results_sha", "samples_sha", "ckpt_sha"):
+            raise ValueError(column)
+        with self._tx():
+            self.db.execute(f"UPDATE cells SET {column}=? WHERE key=?", (value, key))
 
     def record_failed(self, key: str, error: str, traceback_path: str | None = None,
                       outcome: dict[str, Any] | None = None) -> None:
@@ -235,6 +302,38 @@ class Store:
             yield d
 
 
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """``mode=ro``; ``immutable=1`` where the -shm file cannot be made (read-only directory)."""
+    if not path.is_file():
+        raise InputError(path, "no study store here (expected study.sqlite)")
+    uri = "file:" + _uri_path(path) + "?mode=ro"
+    db = None
+    try:
+        db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.Error as e:
+        if db is not None:
+            db.close()
+        if not isinstance(e, sqlite3.OperationalError) or \
+                ("unable to open" not in str(e) and "readonly" not in str(e)):
+            raise
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        log.warning("%s: read-only directory with a -wal file: reading without the "
+                    "transactions still in it (a `sftscale run` with write access folds them in)",
+                    path)
+    db = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None, timeout=30)
+    db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    return db
+
+
+def _uri_path(path: Path) -> str:
+    from urllib.parse import quote
+
+    return quote(str(path.resolve()), safe="/")
+
+
 class _Tx:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
 
@@ -264,4 +363,4 @@ def _bool(v: Any) -> int | None:
     return None if v is None else int(bool(v))
 
 
-__all__ = ["STATES", "Store"]
+__all__ = ["STATES", "Store", "StoreDamaged"]
