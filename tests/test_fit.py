@@ -65,20 +65,28 @@ def test_jacobian_matches_finite_differences(name):
 def test_interval_coverage_and_bias(form):
     """200 simulated studies x 200 bootstrap replicates (the benchmark runs 1,000): the 90%
     percentile intervals cover each true parameter in 85-95% of studies, and the mean point
-    estimate is within 0.25 standard deviations (of the estimates) of the truth."""
+    estimate is within 0.25 standard deviations (of the estimates) of the truth. The 90%
+    interval of the N needed for a target inside the measured range (the true metric at
+    N = 16 and at N = 256) covers the true N in 85-95% of studies too."""
     rng = np.random.default_rng(123)
     fo = FORMS[form]
     true = fo.public(np.array(TRUTH[form]))
-    hits, est = [], []
+    n_true = (16.0, 256.0)
+    targets = fo.predict(np.array(TRUTH[form]), np.array(n_true))[0]
+    hits, est, t_hits = [], [], []
     for _ in range(200):
         S = simulate_items(rng, form, TRUTH[form], NS, 400)
         lv, pt, reps = paired_bootstrap_means(np.array(NS, float), np.zeros(len(NS)), S, 200, rng)
         r = fit_curve(CurveData("m", "t", "accuracy", lv, pt, reps, "paired-items", 400), form, level=0.9)
         hits.append([r.param_ci[k][0] <= v <= r.param_ci[k][1] for k, v in zip(fo.public_names, true)])
         est.append([r.params[k] for k in fo.public_names])
+        tg = [n_for_target(r, x) for x in targets]
+        t_hits.append([t["lo"] is not None and t["lo"] <= nt <= (t["hi"] or np.inf) for t, nt in zip(tg, n_true)])
     cover = np.mean(hits, axis=0)
+    t_cover = np.mean(t_hits, axis=0)
     est = np.array(est)
     assert np.all((cover >= 0.85) & (cover <= 0.95)), cover
+    assert np.all((t_cover >= 0.85) & (t_cover <= 0.95)), t_cover
     assert np.all(np.abs(est.mean(0) - true) < 0.25 * est.std(0)), (est.mean(0), true)
 
 

@@ -109,6 +109,12 @@ def test_report_files_and_measured_numbers(report: Path):
     # the page shows the measured R² of the best fit, not a constant
     assert f"R² = {best[0]['r2_metric']:.3g}" in page
     assert best[0]["r2_metric"] > 0.9  # data drawn from a smooth law
+    # the chosen form has 2+ residual dof and identified parameters; Findings print <= 3 digits
+    assert best[0]["dof"] >= 2 and best[0]["identified"] and best[0]["selection"]["eligible"]
+    from sftscale.report.fmt import printed_numbers, sig_digits
+    a = page.index("<h2>Findings")
+    nums = printed_numbers(page[a:page.index("<h2>", a + 5)])
+    assert nums and all(sig_digits(t) <= 3 for t in nums), [t for t in nums if sig_digits(t) > 3]
     # every fitted form is in the table with its leave-one-N-out error
     for form in ("power", "saturating", "saturating_offset", "loglinear"):
         assert f">{form}" in page
@@ -120,7 +126,7 @@ def test_report_files_and_measured_numbers(report: Path):
     after = groups[0]["r2_total_vs_substance_after_style"]
     assert after["from_n"] == 16 and after["n_points"] == 4 and after["r2"] > 0.95
     # the knowledge table and a sample response at each N
-    assert "multihop-N256" in page and "80.0" in page
+    assert "multihop-N256" in page and "80 <span class=sub>[68, 90]</span>" in page
     for n in (0, 16, 64, 256, 1024):
         assert f"answer at N={n} ####" in page or n == 0
 

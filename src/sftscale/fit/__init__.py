@@ -3,7 +3,8 @@
 Modules: ``forms`` (the curve families, the batched Levenberg-Marquardt solver, R²), ``data``
 (loading a CSV, an items table or a run directory), ``bootstrap`` (per-N points and their
 paired bootstrap replicates), ``fitting`` (fits, intervals, N for a target, ``fits.json``),
-``analysis`` (format errors vs substance errors).
+``selection`` (identifiability and the rule that chooses a form), ``joint`` (one fit across
+model sizes: exponent differences), ``analysis`` (format errors vs substance errors).
 Not handled here: drawing (``sftscale.report``).
 """
 

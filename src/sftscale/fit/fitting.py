@@ -4,13 +4,15 @@ Public API (see ``forms`` for the four forms, ``data`` for the input tables and
 ``bootstrap`` for the per-N points and their replicates):
 
 - ``fit_table(df, items=None, metric=None, forms=None, n_boot=1000, seed=0, level=0.95)
-  -> list[FitResult]``: one fit per (model, task, metric, form); ``best`` marks the lowest
-  AICc per curve.
+  -> list[FitResult]``: one fit per (model, task, metric, form); ``best`` marks the form
+  chosen by ``selection.select_best`` (>= 2 residual dof, identified, then AICc or
+  leave-one-N-out error; ``fit.selection`` says why each form was or was not eligible).
 - ``fit_law(n, y, form, n_items=None) -> FitResult``: a single point fit (no bootstrap);
   ``bootstrap_fit(n, y, replicates, form)``: the same plus refits of given replicates (B, K).
 - ``FitResult.predict(n) -> (mid, lo, hi)`` arrays in metric space;
   ``FitResult.n_for_target(x)`` / ``n_for_target(fit, x) -> dict``; ``FitResult.to_dict()``.
-- ``fits_document(results, ...)`` -> the ``fits.json`` object.
+- ``fits_document(results, ..., joint=None)`` -> the ``fits.json`` object (``joint``: the
+  exponent differences across models from ``joint.joint_fits``).
 
 Method. Per curve the per-N value is the mean over seeds of the per-cell means. Each form
 is fitted in its fit space (``forms``) with a Huber loss: a deterministic grid of starts
@@ -30,8 +32,8 @@ intervals are percentiles. AIC/AICc use the Gaussian likelihood of metric-space 
 on the N > 0 points (the same points for every form, so forms fitted in different spaces
 compare); leave-one-N-out errors are metric-space observed minus predicted.
 
-Not handled: metrics where lower is better (fit 1 - metric), joint fits across tasks or
-models, BCa intervals, weighting N by their standard errors.
+Not handled: metrics where lower is better (fit 1 - metric), joint fits across tasks (across
+models: ``joint``), BCa intervals, weighting N by their standard errors.
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ from scipy.optimize import minimize
 
 from .bootstrap import CurveData, curve_data, curve_rng
 from .data import load_items, load_long
-from .forms import (FORMS, Form, get_form, huber, huber_weight, jacobian_condition, lm_fit, r2_score,
-                    single_threaded)
+from .forms import FORMS, Form, get_form, huber, huber_weight, lm_fit, r2_score, single_threaded
+from .selection import RULE, identifiability, select_best
 from ..io import InputError
 
 DEFAULT_FORMS = ("power", "saturating", "saturating_offset", "loglinear")
@@ -129,6 +131,11 @@ class FitResult:
     param_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     best: bool = False
+    unidentified: list[str] = field(default_factory=list)  # why the parameters are not identified
+    selection: dict = field(default_factory=dict)  # set by selection.select_best
+    rep_ok: np.ndarray | None = None  # (n_boot,) which replicates refitted (theta_reps = those rows)
+    clipped: np.ndarray | None = None  # (K,) points clipped to the floor before taking logs
+    n_max: float = float("nan")  # largest measured N of the curve
 
     @property
     def form_obj(self) -> Form:
@@ -162,6 +169,23 @@ class FitResult:
     def n_for_target(self, target: float) -> dict:
         return n_for_target(self, target)
 
+    def paper_terms(self) -> dict:
+        """The power law in the paper's notation, P proportional to N^(1/b): our exponent b is the
+        paper's 1/b. Intervals: percentiles of 1/b and b over replicates (b <= 0 in a replicate
+        means no growth: its paper-b is +inf, so ``hi`` may be None)."""
+        b = float(self.theta[1])
+        out = {"one_over_b": {"mid": b, "lo": None, "hi": None},
+               "b": {"mid": 1.0 / b if b > 0 else None, "lo": None, "hi": None},
+               "note": "the paper writes P ~ N^(1/b); the power form here is P = a N^b, so its b is 1/b"}
+        if self.theta_reps is not None and len(self.theta_reps):
+            br = self.theta_reps[:, 1]
+            lo, hi = self._q(br)
+            out["one_over_b"].update(lo=float(lo), hi=float(hi))
+            big = 1e300
+            plo, phi = self._q(np.where(br > 0, np.minimum(1.0 / np.maximum(br, 1e-300), big), big))
+            out["b"].update(lo=float(plo) if plo < big else None, hi=float(phi) if phi < big else None)
+        return out
+
     def to_dict(self, targets: Sequence[float] = (), predict_at: Sequence[float] = ()) -> dict:
         d = {k: getattr(self, k) for k in ("model", "task", "metric", "form", "space", "best",
                                               "params", "dof", "loss", "r2", "r2_metric", "aic",
@@ -171,6 +195,15 @@ class FitResult:
         d["bootstrap"] = {"method": self.method, "n_boot": self.n_boot,
                           "n_ok": 0 if self.theta_reps is None else int(len(self.theta_reps))}
         d["points"] = {"n": self.n, "y": self.y, "y_hat": self.y_hat, "residual_fit_space": self.residuals}
+        d["identified"] = not self.unidentified
+        d["unidentified"] = list(self.unidentified)
+        d["selection"] = dict(self.selection)
+        d["n_max_measured"] = self.n_max
+        if np.all(np.isfinite(self.theta)) and np.isfinite(self.n_max) and self.n_max > 0:
+            mid, lo, hi = self.predict([2 * self.n_max])
+            d["prediction_2x"] = {"n": 2 * self.n_max, "mid": mid[0], "lo": lo[0], "hi": hi[0]}
+        if self.form == "power" and np.all(np.isfinite(self.theta)):
+            d["paper_terms"] = self.paper_terms()
         if len(predict_at):
             mid, lo, hi = self.predict(predict_at)
             d["predictions"] = [{"n": float(x), "mid": a, "lo": b, "hi": c}
@@ -251,85 +284,68 @@ def fit_curve(cd: CurveData, form: str | Form, delta: float | None = None, level
     r2_fit, r2_metric = float(r2_score(z, zhat)), float(r2_score(y, yhat))
     r = FitResult(cd.model, cd.task, cd.metric, fo.name, fo.space, n, y, yhat, res, th,
                   dict(zip(fo.public_names, map(float, pub))), loss, r2_fit, r2_metric,
-                  K - P, aic, aicc, loo, level=level, method=cd.method, warnings=warns)
+                  K - P, aic, aicc, loo, level=level, method=cd.method, warnings=warns,
+                  n_max=float(cd.n.max()) if cd.n.size else float("nan"))
+    if fo.log_space:
+        r.clipped = ((1.0 - y) if fo.name.startswith("saturating") else y) < floor
     if cd.reps is not None and not nan_fit:
-        R = cd.reps[:, keep]
-        Z = fo.to_fit_space(R, floor)
-        thr, _ = lm_fit(fo, th, n, Z, delta=delta)
-        ok = np.all(np.isfinite(thr), axis=1)
-        r.theta_reps, r.n_boot = thr[ok], int(len(thr))
-        if ok.mean() < 0.95:
-            warns.append(f"{(~ok).sum()} of {len(ok)} bootstrap refits failed")
-        pr = fo.public(r.theta_reps)
-        lo, hi = r._q(pr)
-        r.param_ci = {nm: (float(a), float(b)) for nm, a, b in zip(fo.public_names, lo, hi)}
+        _refit_replicates(r, fo, cd.reps[:, keep], floor, delta)
     elif cd.reps is None:
         warns.append("no bootstrap: intervals unavailable")
     if not nan_fit:
-        _identifiability(r, fo, cd)
+        alt = None
+        if fo.log_space and np.any(r.clipped):  # does the fit follow the clip value of zeros?
+            alt = point_fit(fo, n, fo.to_fit_space(y, floor / 10.0), delta)[0]
+        r.unidentified = identifiability(r, fo, cd, alt)
     return r
 
 
-def _identifiability(r: FitResult, fo: Form, cd: CurveData) -> None:
-    w = r.warnings
-    yr = float(np.ptp(cd.y)) if cd.y.size else 0.0
-    se = None
-    if cd.n_items:
-        p = float(np.clip(np.mean(cd.y), 0, 1))
-        se = math.sqrt(max(p * (1 - p), 1e-12) / cd.n_items)
-    if cd.reps is not None:
-        se = float(np.median(np.std(cd.reps, axis=0)))
-    if yr < 1e-3 or (se is not None and yr < 2.0 * se):
-        w.append(f"flat data: the metric varies by {yr:.3g} across N (noise ~{se if se else 0:.2g}); "
-                 "slopes and exponents are not identified")
-    cond = jacobian_condition(fo, r.theta, r.n)
-    if cond > 1e8:
-        w.append(f"near-singular Jacobian (condition {cond:.2g}): parameters trade off and are not "
-                 "separately identified")
-    lb, ub = fo.bounds()
-    at = [fo.theta_names[i] for i in range(fo.n_params)
-          if (r.theta[i] <= lb[i] + 1e-9 or r.theta[i] >= ub[i] - 1e-9) and fo.theta_names[i] != "E"]
-    if at:
-        w.append(f"parameter(s) at a bound: {', '.join(at)}")
-    if fo.name.startswith("saturating"):
-        E = r.theta[0]
-        err = 1.0 - fo.predict(r.theta, np.array([r.n.min(), r.n.max()]))[0]
-        if err[0] - E > 0 and (err[1] - E) / (err[0] - E) > 0.5:
-            w.append("asymptote not reached: more than half of the reducible error remains at the "
-                     "largest N, so E (the ceiling 1 - E) is an extrapolation")
-    if r.theta_reps is not None and len(r.theta_reps):
-        for i, nm in enumerate(fo.public_names):
-            lo, hi = r.param_ci[nm]
-            est = abs(r.params[nm])
-            scale = max(est, 0.05 if nm in ("E", "b", "alpha", "d", "c") else 1e-3)
-            if hi - lo > 10 * scale:
-                w.append(f"huge bootstrap spread for {nm}: interval [{lo:.3g}, {hi:.3g}] vs estimate "
-                         f"{r.params[nm]:.3g}")
-            th_col = r.theta_reps[:, i]
-            if fo.theta_names[i] != "E" and np.mean((th_col <= lb[i] + 1e-9) | (th_col >= ub[i] - 1e-9)) > 0.1:
-                w.append(f"{nm} hits its bound in more than 10% of bootstrap replicates")
+def _refit_replicates(r: FitResult, fo: Form, R: np.ndarray, floor: float, delta: float) -> None:
+    """Refit replicates R (B, K) warm-started at the point fit; fill theta_reps, rep_ok, param_ci."""
+    thr, _ = lm_fit(fo, r.theta, r.n, fo.to_fit_space(R, floor), delta=delta)
+    ok = np.all(np.isfinite(thr), axis=1)
+    r.theta_reps, r.n_boot, r.rep_ok = thr[ok], int(len(thr)), ok
+    if ok.mean() < 0.95:
+        r.warnings.append(f"{(~ok).sum()} of {len(ok)} bootstrap refits failed")
+    lo, hi = r._q(fo.public(r.theta_reps))
+    r.param_ci = {nm: (float(a), float(b)) for nm, a, b in zip(fo.public_names, lo, hi)}
+
+
+EXTRAPOLATION_FACTOR = 4.0  # N beyond this multiple of the largest measured N is an extrapolation
 
 
 def n_for_target(fit: FitResult, target: float) -> dict:
-    """N needed to reach ``target`` (metric space), its interval and how often it is reachable."""
+    """N needed to reach ``target`` (metric space), its interval and how often it is reachable.
+
+    ``lo``/``hi``: percentile interval over replicates, "never" counted as +inf, so ``hi`` is
+    None ("not determined by these data", ``hi_note``) when more than (1 - level)/2 of the
+    replicates never reach the target. ``extrapolation``: the point N is beyond
+    ``EXTRAPOLATION_FACTOR`` x the largest measured N, or the target is unreachable under the
+    fit (also a claim about N far beyond the data); ``x_largest_n`` = N / largest measured N.
+    """
     fo = fit.form_obj
-    out: dict[str, Any] = {"target": float(target), "form": fit.form}
+    nmax = fit.n_max if np.isfinite(fit.n_max) and fit.n_max > 0 else None
+    out: dict[str, Any] = {"target": float(target), "form": fit.form, "n_max_measured": nmax}
     if not np.all(np.isfinite(fit.theta)):
-        return {**out, "reachable": False, "n": None, "lo": None, "hi": None,
+        return {**out, "reachable": False, "n": None, "lo": None, "hi": None, "extrapolation": None,
                 "frac_reachable": None, "note": "form not fitted"}
     n0 = float(fo.n_for(fit.theta[None], target)[0])
     out["reachable"] = bool(np.isfinite(n0))
     out["n"] = n0 if np.isfinite(n0) else None
+    out["x_largest_n"] = n0 / nmax if nmax and np.isfinite(n0) else None
+    out["extrapolation"] = bool(not np.isfinite(n0) or (nmax is not None and n0 > EXTRAPOLATION_FACTOR * nmax))
     if not np.isfinite(n0):
         out["note"] = "not reachable under this fit"
     if fit.theta_reps is None or len(fit.theta_reps) == 0:
-        return {**out, "lo": None, "hi": None, "frac_reachable": None}
+        return {**out, "lo": None, "hi": None, "frac_reachable": None, "interval_note": "no bootstrap"}
     nr = fo.n_for(fit.theta_reps, target)
     frac = float(np.mean(np.isfinite(nr)))
     big = 1e300  # stands for "never": quantiles of inf would give NaN
     lo, hi = fit._q(np.where(np.isfinite(nr), np.minimum(nr, big), big))
     out.update(lo=float(lo) if lo < big else None, hi=float(hi) if hi < big else None,
                frac_reachable=frac)
+    if out["hi"] is None:
+        out["hi_note"] = "not determined by these data"
     if out["reachable"] and out["hi"] is None:
         out["note"] = f"upper bound unbounded: unreachable in {100 * (1 - frac):.0f}% of replicates"
     return out
@@ -368,10 +384,7 @@ def fit_table(df: pd.DataFrame | str, items: pd.DataFrame | str | None = None, m
             its = its if len(its) else None
         cd = curve_data(rows, its, n_boot, curve_rng(seed, model, task, met))
         fits = [fit_curve(cd, f, delta=delta, level=level) for f in forms]
-        scored = [f for f in fits if np.isfinite(f.aicc)] or [f for f in fits if np.isfinite(f.aic)]
-        if scored:
-            key = "aicc" if np.isfinite(scored[0].aicc) else "aic"
-            min(scored, key=lambda f: getattr(f, key)).best = True
+        select_best(fits)
         out += fits
     return out
 
@@ -381,14 +394,22 @@ def _is_items_frame(x: Any) -> bool:
 
 
 def fits_document(results: Sequence[FitResult], targets: Sequence[float] = (),
-                  predict_at: Sequence[float] = (), source: str = "") -> dict:
-    """The JSON object written to ``fits.json``."""
+                  predict_at: Sequence[float] = (), source: str = "", joint: Sequence[dict] | None = None
+                  ) -> dict:
+    """The JSON object written to ``fits.json`` (``joint``: ``joint.joint_fits`` output, if any)."""
     level = results[0].level if results else None
-    return {"version": 1, "source": source, "level": level,
-            "notes": ["AIC/AICc: Gaussian likelihood of metric-space residuals on N > 0 points",
-                      "loo.error: observed minus predicted (metric space) with that N left out",
-                      "param_ci / predictions / targets: bootstrap percentile intervals"],
-            "fits": [r.to_dict(targets=targets, predict_at=predict_at) for r in results]}
+    doc = {"version": 1, "source": source, "level": level,
+           "notes": ["AIC/AICc: Gaussian likelihood of metric-space residuals on N > 0 points",
+                     "loo.error: observed minus predicted (metric space) with that N left out",
+                     "param_ci / predictions / targets: bootstrap percentile intervals",
+                     f"best: {RULE}",
+                     f"targets.extrapolation: the point N is beyond {EXTRAPOLATION_FACTOR:g}x the largest "
+                     "measured N, or the target is unreachable under the fit",
+                     "paper_terms (power form): the paper writes P ~ N^(1/b); one_over_b is this fit's b"],
+           "fits": [r.to_dict(targets=targets, predict_at=predict_at) for r in results]}
+    if joint is not None:
+        doc["joint"] = json_safe(list(joint))
+    return doc
 
 
 __all__ = ["DEFAULT_FORMS", "FitResult", "bootstrap_fit", "fit_curve", "fit_law", "fit_table",

@@ -37,18 +37,20 @@ def primary_metrics(metrics: Any) -> dict[str, str]:
 
 def compute_analysis(run_dir: Path, n_boot: int = 1000, targets: Sequence[float] = DEFAULT_TARGETS,
                      seed: int = 0) -> dict:
-    """Fits (primary metric of each task, all forms) and the style/substance analysis.
+    """Fits (primary metric of each task, all forms; a joint fit across models when there are
+    several) and the style/substance analysis.
 
     Writes ``fits.json`` and ``analysis.json`` in the run directory and returns
     ``{"metrics", "items", "fits", "fits_doc", "analysis", "metric_of"}``.
     """
     from ..fit.analysis import style_substance
     from ..fit.fitting import fit_table, fits_document
+    from ..fit.joint import joint_fits
     from ..study.export import load_tables
 
     metrics, items = load_tables(run_dir)
     metric_of = primary_metrics(metrics)
-    fits = []
+    fits, joint = [], []
     for task, met in metric_of.items():
         rows = metrics[(metrics["task"] == task) & (metrics["metric"] == met)]
         if rows["n"].nunique() < 2:
@@ -57,9 +59,11 @@ def compute_analysis(run_dir: Path, n_boot: int = 1000, targets: Sequence[float]
         if its is not None and met not in ("accuracy",):
             its = None  # item-level 'correct' is the primary metric only when it is 'accuracy'
         fits += fit_table(rows, items=its, n_boot=n_boot, seed=seed)
+        if rows["model"].nunique() > 1:  # exponents of the model sizes, paired over items
+            joint += joint_fits(rows, items=its, n_boot=n_boot, seed=seed)
     ns = sorted({float(n) for n in metrics["n"].unique()})
     predict_at = sorted(set(ns + [max(ns) * 2, max(ns) * 4])) if ns else []
-    doc = fits_document(fits, targets=targets, predict_at=predict_at, source=str(run_dir))
+    doc = fits_document(fits, targets=targets, predict_at=predict_at, source=str(run_dir), joint=joint)
     atomic_write_json(run_dir / "fits.json", doc)
     analysis = style_substance(items, n_boot=n_boot, seed=seed) if len(items) else {"groups": []}
     atomic_write_json(run_dir / "analysis.json", analysis)

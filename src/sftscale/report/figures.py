@@ -2,7 +2,8 @@
 
 - ``accuracy_figure``: the primary metric against N on a log axis, one panel per task, one
   colour per model; points are seed means with their spread, the curve is the best fit
-  (lowest AICc) with its bootstrap band. N = 0 sits at its own tick left of the first
+  (``fit.selection.select_best``; none drawn when no form
+  is identified) with its bootstrap band. N = 0 sits at its own tick left of the first
   positive N (a log axis has no zero); the dashed break marks it.
 - ``style_substance_figure``: format errors, substance errors and total errors against N,
   with intervals, the style-saturation N and the N where accuracy stops rising marked.
@@ -127,7 +128,7 @@ def accuracy_figure(metrics: Any, fits: Sequence[Any], metric_of: dict[str, str]
 def _best_fit(fits: Sequence[Any], model: str, task: str, metric: str) -> Any:
     cands = [f for f in fits if f.model == model and f.task == task and f.metric == metric]
     best = [f for f in cands if f.best]
-    return (best or cands or [None])[0]
+    return best[0] if best else None  # no identified form: no curve is drawn
 
 
 def style_substance_figure(groups: Sequence[dict]) -> Any:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import html as _html
-import math
 from pathlib import Path
 from typing import Any, Sequence
+
+from .findings import NOT_DETERMINED, findings
+from .fmt import esc, interval, num, percent
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;margin:2em auto;
@@ -25,25 +26,6 @@ img{max-width:100%;height:auto;border:1px solid #eee}
 pre{white-space:pre-wrap;background:#fafafa;border:1px solid #eee;padding:.4em;margin:.2em 0;font-size:.82em}
 .ok{color:#2a7a2a}.bad{color:#b22}.warn{color:#a60;font-size:.8em}
 """
-
-
-def esc(x: Any) -> str:
-    return _html.escape(str(x))
-
-
-def num(x: Any, nd: int = 3) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    if isinstance(x, (int,)) or (isinstance(x, float) and abs(x) >= 1000):
-        return f"{x:,.0f}"
-    return f"{x:.{nd}g}" if isinstance(x, float) else esc(x)
-
-
-def interval(mid: Any, lo: Any, hi: Any, pct: bool = False) -> str:
-    f = (lambda v: "–" if v is None else f"{100 * v:.1f}") if pct else (lambda v: num(v))
-    if lo is None or hi is None:
-        return f(mid)
-    return f"{f(mid)} <span class=sub>[{f(lo)}, {f(hi)}]</span>"
 
 
 def img(path: Path, alt: str) -> str:
@@ -62,13 +44,15 @@ def render(title: str, run_dir: Path, res: dict, figs: dict, knowledge: dict | N
              "<p>Does finetuning only teach a model the <b>format</b> of answers, or also their "
              "<b>substance</b>? Every checkpoint below was finetuned on N examples (nested, seeded subsets) "
              "and scored with format and correctness kept apart.</p>"]
-    parts.append(_findings(res, knowledge))
+    parts.append(findings(res, knowledge))
     if "accuracy" in figs:
         parts.append("<h2>Accuracy against N</h2>" + img(figs["accuracy"]["png"], "accuracy against N")
                      + "<p class=sub>Points: mean over seeds (error bar ±1 sd, faint dots single seeds). "
-                     "Curve: the best form by AICc with its paired-bootstrap band.</p>")
+                     "Curve: the chosen form (see the fits table) with its paired-bootstrap band; no curve "
+                     "where no form is identified.</p>")
     parts.append(_fit_table(res["fits_doc"]))
     parts.append(_target_table(res["fits_doc"], targets))
+    parts.append(_joint_table(res["fits_doc"]))
     if "style" in figs:
         parts.append("<h2>Style versus substance</h2>" + img(figs["style"]["png"], "format and substance errors")
                      + _style_table(res["analysis"]))
@@ -80,87 +64,96 @@ def render(title: str, run_dir: Path, res: dict, figs: dict, knowledge: dict | N
     return "\n".join(parts)
 
 
-def _findings(res: dict, knowledge: dict | None) -> str:
-    out = ["<h2>Findings, as measured</h2>"]
-    best = [f for f in res["fits_doc"].get("fits", []) if f.get("best")]
-    for f in best:
-        p = ", ".join(f"{k}={num(v)}" for k, v in f["params"].items())
-        out.append(f"<div class=finding><b>{esc(f['model'])} · {esc(f['task'])}</b>: {esc(f['metric'])} "
-                   f"follows the <b>{esc(f['form'])}</b> law ({esc(p)}), R² = {num(f.get('r2_metric'))} "
-                   f"on {len(f['points']['n'])} points.</div>")
-    for g in res["analysis"].get("groups", []):
-        sat, plat = g.get("style_saturation_n") or {}, g.get("accuracy_plateau_n") or {}
-        if sat.get("n") is None:
-            continue
-        r2 = (g.get("r2_total_vs_substance") or {}).get("r2")
-        rising = "is still rising at the largest N" if plat.get("still_rising") else \
-            f"stops rising at N = {num(plat.get('n'))}"
-        ra = g.get("r2_total_vs_substance_after_style") or {}
-        after = (f"; from N = {num(ra.get('from_n'))} on (format saturated), r² = {num(ra.get('r2'))}"
-                 if ra.get("r2") is not None else "")
-        out.append(f"<div class=finding><b>{esc(g['model'])} · {esc(g['task'])}</b>: the format saturates at "
-                   f"N = {num(sat['n'])} (95% of its plateau {num(sat.get('plateau'))}), while accuracy {rising}. "
-                   f"Total error tracks substance error across all N with r² = {num(r2)}{after}.</div>")
-    if knowledge and knowledge.get("rows"):
-        cells = []
-        for r in knowledge["rows"]:
-            if r.get("condition") != "injected":
-                continue
-            d, m = ((r.get(q) or {}).get("em") or {} for q in ("direct", "multihop"))
-            if d.get("mean") is not None and m.get("mean") is not None:
-                cells.append(f"{esc(r['start'])}: direct/multihop {100 * d['mean']:.0f}%/{100 * m['mean']:.0f}%")
-        gains = [d for d in knowledge.get("differences", [])
-                 if d.get("condition") == "gain" and d.get("metric") == "em"]
-        gain_s = "; ".join(
-            f"{esc(d['question_type'])} {100 * d['diff']:+.1f} pts [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]"
-            for d in gains)
-        if cells:
-            out.append("<div class=finding><b>Knowledge injection</b> (exact match after finetuning on the new "
-                       f"facts): {'; '.join(cells)}. The paper reports 81%/55% when first post-trained for "
-                       "reasoning vs 65%/37% for the base model."
-                       + (f" Gain over closed book, {esc(gains[0]['a'])} minus {esc(gains[0]['b'])}: {gain_s}."
-                          if gains else "") + "</div>")
-    return "\n".join(out)
-
-
 def _fit_table(doc: dict) -> str:
     fits = doc.get("fits", [])
     if not fits:
         return ""
     rows = ["<h2>Scaling-law fits</h2><table><tr><th class=l>model</th><th class=l>task</th><th class=l>metric</th>"
             "<th class=l>form</th><th class=l>parameters [interval]</th><th>R²</th><th>dof</th><th>AICc</th>"
-            "<th>LOO RMSE</th><th class=l>warnings</th></tr>"]
+            "<th>LOO RMSE</th><th class=l>selection</th><th class=l>warnings</th></tr>"]
     for f in fits:
         ci = f.get("param_ci", {})
         ps = "<br>".join(f"{esc(k)} = {interval(v, *(ci.get(k) or (None, None)))}" for k, v in f["params"].items())
         loo = f.get("loo") or {}
+        sel = f.get("selection") or {}
+        if f.get("best"):
+            sel_s = f"chosen ({esc(sel.get('criterion') or 'AICc')})"
+        elif sel.get("eligible", True):
+            sel_s = "eligible"
+        else:
+            sel_s = "<span class=bad>not eligible</span>: " + esc("; ".join(sel.get("reasons") or []))
         rows.append(f"<tr class={'best' if f.get('best') else ''}><td class=l>{esc(f['model'])}</td>"
                     f"<td class=l>{esc(f['task'])}</td><td class=l>{esc(f['metric'])}</td>"
                     f"<td class=l>{esc(f['form'])}{' ★' if f.get('best') else ''}</td><td class=l>{ps}</td>"
                     f"<td>{num(f.get('r2_metric'))}</td><td>{num(f.get('dof'))}</td><td>{num(f.get('aicc'))}</td>"
-                    f"<td>{num(loo.get('rmse'))}</td><td class='l warn'>{'<br>'.join(esc(w) for w in f.get('warnings', []))}</td></tr>")
-    rows.append("</table><p class=sub>★ lowest AICc for the curve. R² in metric space. "
-                f"Intervals: {esc(int(100 * (doc.get('level') or 0.95)))}% bootstrap percentiles.</p>")
+                    f"<td>{num(loo.get('rmse'))}</td><td class=l>{sel_s}</td><td class='l warn'>{'<br>'.join(esc(w) for w in f.get('warnings', []))}</td></tr>")
+    rule = next((n[len("best: "):] for n in doc.get("notes", []) if n.startswith("best: ")), "lowest AICc")
+    rows.append(f"</table><p class=sub>★ the chosen form of the curve; rule: {esc(rule)}. R² in metric space. "
+                f"Intervals: {num(100 * (doc.get('level') or 0.95))}% bootstrap percentiles. Forms that are not "
+                "eligible are shown with their reasons; their parameters are not used anywhere else.</p>")
     return "\n".join(rows)
 
 
+def _target_cell(t: dict) -> str:
+    if not t.get("reachable"):
+        return "<td class=bad>not reachable under this fit</td>"
+    cell = interval(t["n"], t.get("lo"), t.get("hi"), hi_text=NOT_DETERMINED)
+    if t.get("lo") is None and t.get("hi") is None:
+        cell += " <span class=sub>(no interval)</span>"
+    if t.get("extrapolation"):
+        x = t.get("x_largest_n")
+        cell += (f"<br><span class=warn>extrapolation: {num(x)}× the largest N</span>" if x is not None
+                 else "<br><span class=warn>extrapolation</span>")
+    return f"<td>{cell}</td>"
+
+
 def _target_table(doc: dict, targets: Sequence[float]) -> str:
-    best = [f for f in doc.get("fits", []) if f.get("best") and f.get("targets")]
-    if not best:
+    curves: dict[tuple, list[dict]] = {}
+    for f in doc.get("fits", []):
+        curves.setdefault((f["model"], f["task"], f["metric"]), []).append(f)
+    if not any(f.get("targets") for c in curves.values() for f in c):
         return ""
-    head = "".join(f"<th>N for {esc(t)}</th>" for t in targets)
+    head = "".join(f"<th>N for {num(t)}</th>" for t in targets)
     rows = [f"<h3>Examples needed to reach a target</h3><table><tr><th class=l>model</th><th class=l>task</th>"
             f"<th class=l>metric (form)</th>{head}</tr>"]
-    for f in best:
-        cells = []
-        for t in f["targets"]:
-            if not t.get("reachable"):
-                cells.append("<td class=bad>not reachable under this fit</td>")
-            else:
-                cells.append(f"<td>{interval(t['n'], t.get('lo'), t.get('hi'))}</td>")
-        rows.append(f"<tr><td class=l>{esc(f['model'])}</td><td class=l>{esc(f['task'])}</td>"
-                    f"<td class=l>{esc(f['metric'])} ({esc(f['form'])})</td>{''.join(cells)}</tr>")
-    rows.append("</table>")
+    for (model, task, metric), c in curves.items():
+        best = next((f for f in c if f.get("best")), None)
+        if best is None:
+            cells = f"<td class=bad colspan={len(targets)}>no identified form: not estimated</td>"
+        else:
+            cells = "".join(_target_cell(t) for t in best.get("targets") or [])
+        rows.append(f"<tr><td class=l>{esc(model)}</td><td class=l>{esc(task)}</td>"
+                    f"<td class=l>{esc(metric)} ({esc(best['form'] if best else '–')})</td>{cells}</tr>")
+    rows.append(f"</table><p class=sub>Point N from the chosen form, interval over bootstrap replicates; "
+                f"\"{NOT_DETERMINED}\": too many replicates never reach the target. An extrapolation is an N "
+                "beyond 4× the largest measured N (or a target the fit never reaches).</p>")
+    return "\n".join(rows)
+
+
+def _joint_table(doc: dict) -> str:
+    joint = doc.get("joint") or []
+    if not joint:
+        return ""
+    rows = ["<h3>Exponents across model sizes (joint fit)</h3><table><tr><th class=l>task</th>"
+            "<th class=l>metric (form)</th><th class=l>model</th><th>exponent [interval]</th>"
+            "<th class=l>identified</th></tr>"]
+    for j in joint:
+        for m in j["models"]:
+            e = m["exponent"]
+            val = interval(e.get("mid"), e.get("lo"), e.get("hi")) if m.get("identified") else "–"
+            ok = "yes" if m.get("identified") else "<span class=bad>no</span>: " + esc(", ".join(m.get("reasons") or []))
+            rows.append(f"<tr><td class=l>{esc(j['task'])}</td><td class=l>{esc(j['metric'])} ({esc(j['form'])}, "
+                        f"{esc(j['exponent'])})</td><td class=l>{esc(m['model'])}</td><td>{val}</td>"
+                        f"<td class=l>{ok}</td></tr>")
+        for d in j["differences"]:
+            val = interval(d.get("diff"), d.get("lo"), d.get("hi")) if d.get("identified") else "–"
+            rows.append(f"<tr><td class=l>{esc(j['task'])}</td><td class=l>{esc(j['metric'])}</td>"
+                        f"<td class=l><b>{esc(d['a'])} − {esc(d['b'])}</b></td><td>{val}</td>"
+                        f"<td class=l>{'p = ' + num(d.get('p_two_sided')) if d.get('identified') else 'not identified'}"
+                        "</td></tr>")
+    rows.append("</table><p class=sub>Each model's curve fitted with the same form, its own parameters; with "
+                "per-item scores every bootstrap replicate draws the same items for all models, so the interval "
+                "of a difference is paired. p: two-sided bootstrap p-value of the difference.</p>")
     return "\n".join(rows)
 
 
@@ -215,7 +208,7 @@ def _knowledge(k: dict, fig: dict | None, met: str = "em") -> str:
             out.append(f"<tr><td class=l>{esc(d['a'])} − {esc(d['b'])}</td><td class=l>{esc(d['condition'])}</td>"
                        f"<td class=l>{esc(d['question_type'])}</td>"
                        f"<td>{interval(d['diff'], d.get('lo'), d.get('hi'), pct=True)}</td>"
-                       f"<td class=sub>[{100 * d['lo_unpaired']:.1f}, {100 * d['hi_unpaired']:.1f}]</td></tr>"
+                       f"<td class=sub>[{percent(d['lo_unpaired'])}, {percent(d['hi_unpaired'])}]</td></tr>"
                        if d.get("lo_unpaired") is not None else
                        f"<tr><td class=l>{esc(d['a'])} − {esc(d['b'])}</td><td class=l>{esc(d['condition'])}</td>"
                        f"<td class=l>{esc(d['question_type'])}</td>"
