@@ -35,6 +35,7 @@ from typing import Any, Sequence
 from ..io import InputError
 from .cells import Cell
 from .integrity import _rmtree, train_complete
+from .outputs import collect_outputs, eval_files
 from .store import Store, StoreDamaged
 
 log = logging.getLogger("sftscale.study")
@@ -132,7 +133,6 @@ def _refuse_stale(run_dir: Path, cells: Sequence[Cell], rerun_changed: bool) -> 
 
 def _restore_cell(run_dir: Path, st: Store, cell: Cell) -> int:
     """Record ``cell`` as done from its directory if both stages are complete; 1 if so."""
-    from .runner import _eval_files, collect_outputs
 
     cdir = run_dir / "cells" / cell.key
     if not cdir.is_dir():
@@ -142,7 +142,7 @@ def _restore_cell(run_dir: Path, st: Store, cell: Cell) -> int:
         _rmtree(cdir / "eval")
         return 0
     sha, _ = train_complete(cdir / "train")
-    files = _eval_files(cdir / "eval")
+    files = eval_files(cdir / "eval")
     if sha is None or files is None:
         return 0  # the runner redoes what is missing
     try:

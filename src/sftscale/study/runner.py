@@ -75,10 +75,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..config import StudyConfig
 from ..events import ProgressEvent, ProgressFn, Throttle
-from ..io import InputError, atomic_write_json, atomic_write_text, sha256_file
+from ..io import InputError, atomic_write_json, atomic_write_text
 from .cells import Cell, expand_cells
 from .integrity import seal_train, train_complete, verify_done
 from .lock import RunLock
+from .outputs import collect_outputs, eval_files, parse_results
 from .signals import terminate_as_interrupt
 from .store import Store
 
@@ -211,7 +212,7 @@ class CellRunner:
             self._train(cell, ctx, progress, out)
             self._evaluate(cell, ctx, progress, out)
             _emit(progress, cell.key, "score")
-            results, samples = _eval_files(cdir / "eval")  # type: ignore[misc]
+            results, samples = eval_files(cdir / "eval")  # type: ignore[misc]
             out.update(collect_outputs(run_dir, cell, ctx.train_dir / "train_meta.json",
                                        results, samples, ckpt_sha=out.pop("ckpt_sha", None)))
             out["ok"] = True
@@ -263,7 +264,7 @@ class CellRunner:
         """Evaluate into ``eval.tmp/``, rename it to ``eval/`` (skipped when ``eval/`` is
         complete); the seconds spent go to ``out["eval_s"]``."""
         edir = ctx.cell_dir / "eval"
-        files = _eval_files(edir)
+        files = eval_files(edir)
         if files is not None:
             from .repair import file_times
 
@@ -276,7 +277,7 @@ class CellRunner:
         self.evaluate(cell, replace(ctx, out=tmp, progress=self._stage_progress(
             None, ctx.run_dir, cell.key, progress)))
         out["eval_s"] = time.perf_counter() - ts
-        if _eval_files(tmp) is None:
+        if eval_files(tmp) is None:
             raise RuntimeError("evaluation finished without results_*.json and samples_*.jsonl")
         if self.hooks is not None:
             self.hooks("eval", ctx.run_dir, cell.key)
@@ -303,58 +304,6 @@ class CellRunner:
 def _emit(progress: ProgressFn | None, key: str, stage: str) -> None:
     if progress is not None:
         progress(ProgressEvent(stage, cell=key))
-
-
-def collect_outputs(run_dir: Path, cell: Cell, train_meta: Path, results: Path,
-                    samples: Path, ckpt_sha: str | None = None) -> dict[str, Any]:
-    """Paths (relative to the run dir), hashes, metrics and per-item scores of a cell
-    (``ckpt_sha``: the checkpoint's hash if already known, else computed here)."""
-    from ..io import read_jsonl
-    from .integrity import checkpoint_sha
-
-    rows = read_jsonl(samples)
-    metrics = parse_results(results, cell.task_name)
-    if not metrics:  # results without lm-eval shaped numbers: aggregate the samples ourselves
-        from ..tasks.base import mean_metrics
-        metrics = mean_metrics(rows)
-    items = []
-    for i, r in enumerate(rows):
-        fields = {k: v for k, v in r.items()
-                  if k not in ("id", "correct", "format_ok") and isinstance(v, (bool, int, float))}
-        items.append({"idx": i, "item_id": str(r.get("id", r.get("doc_id", i))),
-                      "correct": r.get("correct"), "format_ok": r.get("format_ok"), "fields": fields})
-    rel = lambda p: str(Path(p).resolve().relative_to(run_dir.resolve()))  # noqa: E731
-    return {"train_meta": rel(train_meta), "results": rel(results), "samples": rel(samples),
-            "train_meta_sha": sha256_file(train_meta), "results_sha": sha256_file(results),
-            "samples_sha": sha256_file(samples), "n_items": len(rows),
-            "ckpt_sha": ckpt_sha or checkpoint_sha(Path(train_meta).parent),
-            "metrics": metrics, "items": items}
-
-
-def parse_results(path: Path, task_name: str) -> dict[str, float]:
-    """Numbers of an lm-eval shaped results JSON: ``{"results": {task: {"acc,none": x}}}``."""
-    doc = json.loads(Path(path).read_text())
-    res = doc.get("results") if isinstance(doc, dict) else None
-    if not isinstance(res, dict) or not res:
-        return {}
-    block = res.get(task_name)
-    if not isinstance(block, dict):
-        block = next((v for v in res.values() if isinstance(v, dict)), {})
-    out: dict[str, float] = {}
-    for k, v in block.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            continue
-        name, _, filt = k.partition(",")
-        out[name if filt in ("", "none") else f"{name},{filt}"] = float(v)
-    return out
-
-
-def _eval_files(d: Path) -> tuple[Path, Path] | None:
-    if not d.is_dir():
-        return None
-    res = sorted(d.glob("results_*.json"))
-    smp = sorted(d.glob("samples_*.jsonl"))
-    return (res[-1], smp[-1]) if res and smp else None
 
 
 def _fresh(d: Path) -> Path:
