@@ -50,3 +50,214 @@ def test_gzip_without_gz_suffix_is_read(tmp_path):
     r = cli("score", "--task", "gsm8k", "--responses", f)
     assert r.returncode == 0, r.stderr
     assert '"accuracy"' in r.stdout
+
+
+# --- helpers for the findings below --------------------------------------------------------
+def toy_cell(root: Path, base: str = "toy-S", meta: bool = True) -> Path:
+    """A finished full-finetune cell of a toy model without training: ckpt/ is a copy of the
+    base's files (a legitimate checkpoint of it), train_meta.json records the base."""
+    import json
+    import shutil
+
+    from sftscale.toyworld import toy_model_path
+
+    cell = root / "cell"
+    shutil.copytree(toy_model_path(base), cell / "ckpt")
+    if meta:
+        (cell / "train_meta.json").write_text(json.dumps(
+            {"meta_version": 1, "complete": True, "model": base, "task": "toy-math", "n": 4,
+             "seed": 0, "trained": True, "checkpoint": "ckpt", "checkpoint_kind": "full"}))
+    return cell
+
+
+# --- finding 2 / item 4: a checkpoint of another base --------------------------------------
+def test_eval_refuses_checkpoint_of_another_base(tmp_path):
+    cell = toy_cell(tmp_path)
+    err = user_error(cli("eval", "--model", "toy-M", "--task", "toy-math", "--limit", "1",
+                         "--adapter", cell), "--adapter", "'toy-S'", "'toy-M'",
+                     "train_meta.json", "--base-from-checkpoint")
+    assert "wrote" not in err
+    # no train_meta.json: the full checkpoint's own config.json tells the architectures apart
+    bare = toy_cell(tmp_path / "bare", meta=False) / "ckpt"
+    user_error(cli("eval", "--model", "toy-M", "--task", "toy-math", "--limit", "1",
+                   "--adapter", bare), "config.json", "not a finetune of --model 'toy-M'")
+
+
+def test_eval_base_from_checkpoint_names_the_evaluated_model(tmp_path):
+    import json
+
+    study_cell = tmp_path / "study-cell"  # finding 9: a study cell dir (train/ inside) works
+    study_cell.mkdir()
+    toy_cell(tmp_path).rename(study_cell / "train")
+    r = cli("eval", "--task", "toy-math", "--limit", "1", "--adapter", study_cell,
+            "--base-from-checkpoint", "--out", tmp_path / "ev", "--batch-size", "1")
+    assert r.returncode == 0, r.stderr
+    assert "evaluating on toy-S" in r.stderr
+    (res,) = (tmp_path / "ev").glob("results_*.json")
+    config = json.loads(res.read_text())["config"]
+    assert config["model"] == "toy-S" and config["adapter"].endswith("train/ckpt")
+
+
+# --- finding 5 / item 5: fit --items that do not match the table ---------------------------
+def _fit_inputs(tmp_path: Path, item_model: str, cols=("correct", "format_ok")) -> tuple[Path, Path]:
+    import json
+
+    csv = tmp_path / "long.csv"
+    rows = ["model,task,metric,n,value,seed,n_items"]
+    for n, v in ((0, 0.1), (8, 0.3), (32, 0.5), (128, 0.6)):
+        rows += [f"m,t,accuracy,{n},{v},0,10", f"m,t,format_rate,{n},{min(1, 2 * v)},0,10"]
+    csv.write_text("\n".join(rows) + "\n")
+    items = tmp_path / "items.jsonl"
+    with items.open("w") as f:
+        for n, v in ((0, 0.1), (8, 0.3), (32, 0.5), (128, 0.6)):
+            for i in range(10):
+                rec = {"model": item_model, "task": "t", "n": n, "seed": 0, "item_id": f"q{i}",
+                       "correct": float(i < 10 * v), "format_ok": float(i < 20 * v)}
+                f.write(json.dumps({k: v for k, v in rec.items() if k not in
+                                    {"correct", "format_ok"} - set(cols)}) + "\n")
+    return csv, items
+
+
+def test_fit_items_of_another_model_warn_and_write_no_analysis(tmp_path):
+    csv, items = _fit_inputs(tmp_path, item_model="other")
+    r = cli("fit", csv, "--items", items, "--n-boot", "20", "--form", "power")
+    assert r.returncode == 0, r.stderr
+    assert "WARNING" in r.stderr and "other/t match no curve" in r.stderr, r.stderr
+    assert "no per-item scores" in r.stderr and "m/t" in r.stderr
+    assert not (tmp_path / "analysis.json").exists()  # never an analysis of 'other'
+    import json
+
+    doc = json.loads((tmp_path / "fits.json").read_text())
+    assert any("other/t" in w for w in doc["input_warnings"])
+
+
+def test_fit_items_without_correct_warn(tmp_path):
+    csv, items = _fit_inputs(tmp_path, item_model="m", cols=("format_ok",))
+    r = cli("fit", csv, "--items", items, "--n-boot", "20", "--form", "power")
+    assert r.returncode == 0, r.stderr
+    assert "no 'correct' values, so the accuracy curves of m/t" in r.stderr, r.stderr
+    assert "no analysis.json" in r.stderr and not (tmp_path / "analysis.json").exists()
+
+
+# --- finding 8: tracebacks that are now one clear line --------------------------------------
+def test_run_output_is_a_file_or_unwritable(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    study = tmp_path / "s.yaml"
+    for out in (f, "/sys/sftscale-unwritable/run"):  # /sys: not writable, even for root
+        study.write_text(f"name: s\noutput: {out}\nmodels: [{{ref: toy-S}}]\n"
+                         "tasks: [{name: toy-math, limit: 1}]\nn: [0]\n")
+        user_error(cli("run", study, "--no-progress"), str(out))
+
+
+def test_train_bad_inputs_are_clear_and_leave_nothing(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    base = ["train", "--model", "toy-S", "--n", "4", "-q"]
+    user_error(cli(*base, "--task", "toy-math", "--out", f), str(f), "--out", "not a directory")
+    cases = [(["--task", "gsm9k"], ["--task", "unknown task 'gsm9k'"]),
+             (["--task", "humaneval"], ["--task", "no training", "N = 0"]),
+             (["--task", "toy-math", "--device", "tpu9"], ["--device", "unknown device 'tpu9'"]),
+             (["--task", "multihop-file"], ["--task-option", "path="]),
+             (["--task", "toy-math", "--seed", "-1"], ["--seed", ">= 0"])]  # finding 9: as a study
+    for i, (args, needles) in enumerate(cases):
+        out = tmp_path / f"o{i}"
+        user_error(cli(*base, *args, "--out", out), *needles)
+        assert not out.exists(), args  # finding 9: validated before anything is created
+    user_error(cli(*base, "--task", "toy-math", "--out", "/sys/sftscale-unwritable/c"),
+               "/sys/sftscale-unwritable", "not permitted")
+
+
+def test_score_and_eval_bad_inputs(tmp_path):
+    resp = tmp_path / "r.jsonl"
+    resp.write_text('{"id": "gsm8k/test/0", "response": "#### 18"}\n')
+    user_error(cli("score", "--task", "gsm8k", "--responses", resp, "--samples-out", tmp_path),
+               "--samples-out", "is a directory")
+    user_error(cli("score", "--task", "multihop-file", "--responses", resp),
+               "--task-option", "path=")
+    user_error(cli("eval", "--model", "toy-S", "--task", "multihop-file", "--limit", "1"),
+               "--task-option", "path=")
+
+
+def test_eval_truncated_weights(tmp_path):
+    cell = toy_cell(tmp_path)
+    w = cell / "ckpt" / "model.safetensors"
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    user_error(cli("eval", "--model", "toy-S", "--task", "toy-math", "--limit", "1",
+                   "--adapter", cell), "damaged checkpoint weights", str(w))
+
+
+def test_plan_mfu_and_output_file(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    study = tmp_path / "s.yaml"
+    study.write_text("name: s\nmodels: [{ref: toy-S}]\ntasks: [{name: toy-math, limit: 1}]\n"
+                     "n: [0]\n")
+    for mfu in ("0", "-0.5", "1.5"):
+        user_error(cli("plan", study, "--gpu", "H100", "--mfu", mfu), "--mfu", "(0, 1]")
+    study.write_text(f"name: s\noutput: {f}\nmodels: [{{ref: toy-S}}]\n"
+                     "tasks: [{name: toy-math, limit: 1}]\nn: [0]\n")  # finding 9
+    user_error(cli("plan", study), f"{study}, line 2, field 'output'", "not a directory")
+
+
+# --- finding 9: smaller ones ----------------------------------------------------------------
+def test_fit_dev_null_and_empty_file(tmp_path):
+    user_error(cli("fit", "/dev/null"), "/dev/null", "not a regular file")
+    empty = tmp_path / "e.csv"
+    empty.write_text("")
+    user_error(cli("fit", empty), str(empty), "empty file")
+
+
+def test_unknown_toy_model_said_once(tmp_path):
+    err = user_error(cli("eval", "--model", "toy-X", "--task", "toy-math"), "--model", "toy-X")
+    assert err.count("unknown toy model") == 1, err
+
+
+def test_knowledge_unknown_model_at_its_line(tmp_path):
+    k = tmp_path / "k.yaml"
+    k.write_text("name: k\nfacts: toy\nmodel: toy-X\n")
+    user_error(cli("knowledge", k, "--out", tmp_path / "out"),
+               f"{k}, line 3, field 'model'", "toy-X")
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_adapter_of_an_untrained_cell(tmp_path):
+    import json
+
+    cell = tmp_path / "cell" / "train"
+    cell.mkdir(parents=True)
+    (cell / "train_meta.json").write_text(json.dumps({"complete": True, "n": 0, "model": "toy-S",
+                                                      "trained": False, "checkpoint": None}))
+    user_error(cli("eval", "--model", "toy-S", "--task", "toy-math", "--adapter", cell.parent),
+               "not trained (N = 0)", "without --adapter")
+
+
+# --- item 7: one top-level handler --------------------------------------------------------
+def _patched_cli(tmp_path: Path, raise_expr: str, *args: str) -> subprocess.CompletedProcess:
+    """The real ``cli.main`` with ``score_file`` replaced by one that raises ``raise_expr``."""
+    code = ("import errno, sys; import sftscale.commands.data as d\n"
+            f"def boom(*a, **k):\n    raise {raise_expr}\n"
+            "d.score_file = boom\nfrom sftscale import cli\n"
+            f"sys.argv = ['sftscale', 'score', '--task', 'gsm8k', '--responses', 'x.jsonl', *{args!r}]\n"
+            "cli.main()\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+
+
+def test_internal_error_keeps_traceback_and_says_report_it(tmp_path):
+    r = _patched_cli(tmp_path, "RuntimeError('a bug of ours')")
+    assert r.returncode == 1
+    assert "Traceback" in r.stderr and "RuntimeError: a bug of ours" in r.stderr
+    assert "internal error" in r.stderr and "please report it" in r.stderr
+    assert "command you ran and this traceback" in r.stderr
+
+
+def test_ctrl_c_and_disk_errors_are_one_line(tmp_path):
+    r = _patched_cli(tmp_path, "KeyboardInterrupt()")
+    assert r.returncode == 130 and "Traceback" not in r.stderr and "interrupted" in r.stderr
+    r = _patched_cli(tmp_path, "OSError(errno.ENOSPC, 'No space left on device', '/data/x')")
+    user_error(r, "/data/x", "no space left on device")
+    r = _patched_cli(tmp_path, "OSError(errno.EROFS, 'Read-only file system', '/mnt/ro/x')")
+    user_error(r, "/mnt/ro/x", "read-only file system")
+    r = _patched_cli(tmp_path, "FileNotFoundError(errno.ENOENT, 'No such file', 'gone.txt')")
+    user_error(r, "gone.txt", "no such file or directory")

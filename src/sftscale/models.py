@@ -81,7 +81,8 @@ def _toy_path(name: str) -> Path | None:
     try:
         p = toy_model_path(name)
     except (KeyError, ValueError, FileNotFoundError) as e:  # unknown or not shipped
-        raise InputError(None, f"unknown toy model {name!r}: {e}", field="model") from None
+        # the toy world's message already names the model and the known ones
+        raise InputError(None, str(e).strip("'\""), field="model") from None
     return Path(p) if p is not None else None
 
 
@@ -324,6 +325,31 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str | None) -> str | None:
+    """``device`` unchanged when torch knows it and it is present here (None: the default);
+    else an InputError (field ``device``) saying which devices exist."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        d = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise InputError(None, f"unknown device {device!r}; use cpu, cuda, cuda:N or mps",
+                         field="device") from None
+    n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if d.type == "cuda" and (d.index or 0) >= n_cuda:
+        have = f"{n_cuda} CUDA device(s)" if n_cuda else "no CUDA device"
+        raise InputError(None, f"device {device!r} is not available: this machine has {have}",
+                         field="device")
+    if d.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(None, "device 'mps' is not available on this machine", field="device")
+    if d.type not in ("cpu", "cuda", "mps"):
+        raise InputError(None, f"device {device!r} is not supported; use cpu, cuda, cuda:N or "
+                         "mps", field="device")
+    return device
+
+
 def default_dtype(device: str) -> Any:
     """bf16 on a GPU that supports it, fp32 otherwise."""
     import torch
@@ -353,7 +379,7 @@ def load_model(ref: str | os.PathLike | ModelSpec, device: str | None = None,
     from transformers import AutoModelForCausalLM
 
     spec = ref if isinstance(ref, ModelSpec) else resolve_model(ref)
-    device = device or default_device()
+    device = check_device(device) or default_device()
     dt = _as_dtype(dtype) or default_dtype(device)
     if spec.kind == "hub":
         model = _hub_kwargs_then_try(AutoModelForCausalLM.from_pretrained, spec.hub_id, dtype=dt)
@@ -437,7 +463,8 @@ def model_weights_hash(ref: str | os.PathLike | ModelSpec) -> str | None:
     return weights_hash(d) if d is not None else None
 
 
-__all__ = ["GGUF_ALIASES", "ModelSpec", "alias_gguf_path", "cache_root", "default_device", "encode_prompt",
+__all__ = ["GGUF_ALIASES", "ModelSpec", "alias_gguf_path", "cache_root", "check_device",
+           "default_device", "encode_prompt",
            "default_dtype", "ensure_converted", "is_toy", "load_model", "load_tokenizer",
            "local_dir", "model_weights_hash", "resolve_model", "template_sha",
            "toy_names", "weights_hash"]

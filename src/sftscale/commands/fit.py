@@ -4,6 +4,11 @@ Input: a long CSV (model, task, metric, n, value[, seed, n_items]) from any tool
 directory (``export.csv`` / ``items.jsonl`` there, or the study exporter). Outputs go beside
 the CSV or into the run directory unless ``--out`` names a file for fits.json.
 
+Per-item scores (``--items``, or found in the run directory) are used only for the curves of
+the table: rows for other curves are dropped, and every mismatch (items for no curve, curves
+without items, items without ``correct``/``format_ok``) is a warning on stderr, also listed
+under ``input_warnings`` in fits.json. analysis.json covers only the table's curves.
+
 Not handled: plotting (the report does it), fitting several metrics with different forms
 in one call (run the command once per metric).
 """
@@ -35,8 +40,8 @@ def register(app: typer.Typer) -> None:
                                       help="also write analysis.json when items have format_ok/correct"),
     ) -> None:
         """Fit scaling laws with bootstrap intervals; write fits.json and print a table."""
+        from ..fit.data import load_inputs, match_items
         from ..fit.fitting import fit_table, fits_document
-        from ..fit.data import load_inputs
         from ..io import InputError, atomic_write_json
 
         if not 0 < level < 1:
@@ -45,9 +50,20 @@ def register(app: typer.Typer) -> None:
             raise InputError(None, f"--n-boot must be >= 0, got {n_boot}", field="n-boot")
         forms = [f.strip() for x in form for f in x.split(",") if f.strip()] or None
         long_df, items_df, out_dir = load_inputs(src, items)
+        asked = long_df if metric is None else long_df[long_df["metric"] == metric]
+        items_df, warnings = match_items(asked if len(asked) else long_df, items_df,
+                                         items if items is not None else "of the run directory")
+        if analysis and items_df is not None and not {"format_ok", "correct"} <= set(items_df.columns):
+            warnings.append("no analysis.json: the per-item scores need both 'format_ok' and "
+                            "'correct' columns")
+        _warn(warnings)
         results = fit_table(long_df, items_df, metric=metric, forms=forms, n_boot=n_boot, seed=seed,
                             level=level)
-        doc = fits_document(results, targets=target, predict_at=at, source=str(src))
+        from ..fit.joint import joint_fits
+        joint = joint_fits(long_df, items_df, metric=metric, n_boot=n_boot, seed=seed, level=level)
+        doc = fits_document(results, targets=target, predict_at=at, source=str(src), joint=joint)
+        if warnings:
+            doc["input_warnings"] = warnings
         fits_path = out or out_dir / "fits.json"
         analysis_doc = None
         if analysis and items_df is not None and {"format_ok", "correct"} <= set(items_df.columns):
@@ -59,6 +75,14 @@ def register(app: typer.Typer) -> None:
         _print(doc, analysis_doc, fits_path)
 
 
+def _warn(lines: list[str]) -> None:
+    """Input warnings, loudly, on stderr (before the fits, which take a while)."""
+    import sys
+
+    for w in lines:
+        print(f"WARNING: {w}", file=sys.stderr)
+
+
 def _fmt(x, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}g}"
 
@@ -68,8 +92,8 @@ def _print(doc: dict, analysis_doc: dict | None, path: Path) -> None:
     from rich.table import Table
 
     con = Console()
-    t = Table(title=f"scaling-law fits ({int(round(100 * (doc['level'] or 0)))}% intervals; * = lowest AICc, "
-                    "or AIC when AICc is undefined)")
+    t = Table(title=f"scaling-law fits ({int(round(100 * (doc['level'] or 0)))}% intervals; * = chosen: 2+ dof, "
+                    "identified, lowest AICc or leave-one-N-out error; see fits.json notes)")
     for c in ("curve", "form", "params [interval]", "R²", "AICc", "LOO rmse", "dof"):
         t.add_column(c, overflow="fold")
     for f in doc["fits"]:
@@ -94,7 +118,12 @@ def _print(doc: dict, analysis_doc: dict | None, path: Path) -> None:
                     ci = (f" [{_fmt(tg['lo'], 4)}, {hi}], reachable in {100 * tg['frac_reachable']:.0f}% "
                           "of replicates")
                 con.print(f"{f['model']}/{f['task']} {f['metric']} >= {tg['target']} ({f['form']}): "
-                          f"N = {n}{ci}")
+                          f"N = {n}{ci}" + (" (extrapolation)" if tg.get("extrapolation") else ""))
+    from ..fit.joint import describe_difference
+    for j in doc.get("joint", []):
+        for d in j["differences"]:
+            con.print(f"{j['task']}/{j['metric']} ({j['form']}): {describe_difference(d)}"
+                      + ("" if d["identified"] else " (not identified)"))
     if analysis_doc:
         for g in analysis_doc["groups"]:
             if "style_saturation_n" in g:

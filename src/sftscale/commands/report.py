@@ -7,8 +7,6 @@ from typing import Optional
 
 import typer
 
-from ._util import InputError, fail
-
 
 def report_cmd(
     run_dir: Path = typer.Argument(..., help="run directory of a study"),
@@ -18,25 +16,19 @@ def report_cmd(
     """Write DIR/report/report.html (self-contained) and the figures as PNG and SVG."""
     from ..report import write_report
 
-    try:
-        p = write_report(run_dir, knowledge_dir=knowledge, n_boot=n_boot)
-    except InputError as e:
-        fail(e)
-    print(p)
+    print(write_report(run_dir, knowledge_dir=knowledge, n_boot=n_boot))
 
 
 def demo_cmd(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="where the demo writes its run directories"),
     quick: bool = typer.Option(False, "--quick", help="a smaller grid (about 2 minutes)"),
+    full: bool = typer.Option(False, "--full", help="the bigger grid (studies/toy-full.yaml; about 30 minutes)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="no live display"),
 ) -> None:
     """The paper in miniature: toy study + knowledge injection + fits + report."""
     from ..demo import run_demo
 
-    try:
-        p = run_demo(out, quick=quick, progress=not no_progress)
-    except InputError as e:
-        fail(e)
+    p = run_demo(out, quick=quick, full=full, progress=not no_progress)
     print(f"\nreport: {p.resolve()}")
 
 

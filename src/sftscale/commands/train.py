@@ -1,7 +1,11 @@
 """``sftscale train`` (one finetuning cell) and ``sftscale model`` (resolve / convert a model).
 
 ``train`` prints a rich progress bar (steps, loss, tokens/s) on stderr and, at the end, one
-JSON summary of the cell on stdout. A finished cell directory is not retrained.
+JSON summary of the cell on stdout. A finished cell directory is not retrained. Every input
+(model, task and its training data, N, seed >= 0, device, --out not a file, recipe) is checked
+before anything is written; a failed run leaves no directory it created. Errors go to
+``cli.main`` (exit 2 for bad input); the ValueErrors training raises about its data and recipe
+(unmasked prompts, a TRL batch that does not divide...) count as bad input.
 
 Not handled: several cells per call (use ``sftscale run`` with a study file), multi-GPU
 launching (see docs/multi-gpu.md).
@@ -16,7 +20,7 @@ from typing import Optional
 
 import typer
 
-from ._util import InputError, fail, parse_task_options
+from ._util import InputError, as_flag, parse_task_options
 
 
 def register(app: typer.Typer) -> None:
@@ -42,14 +46,14 @@ def register(app: typer.Typer) -> None:
         from ..events import ProgressEvent
         from ..train import Recipe, default_recipe, train_cell
 
+        opts = parse_task_options(task_option)
+        rec = default_recipe(model)
+        if recipe is not None:
+            rec = Recipe.from_yaml(recipe, base=rec)
+        if chat is not None:
+            rec = rec.model_copy(update={"chat": chat})
+        console = Console(stderr=True)
         try:
-            opts = parse_task_options(task_option)
-            rec = default_recipe(model)
-            if recipe is not None:
-                rec = Recipe.from_yaml(recipe, base=rec)
-            if chat is not None:
-                rec = rec.model_copy(update={"chat": chat})
-            console = Console(stderr=True)
             if quiet or n == 0:
                 meta = train_cell(model, task, n, seed, out, recipe=rec, task_options=opts or None,
                                   device=device)
@@ -67,8 +71,10 @@ def register(app: typer.Typer) -> None:
 
                     meta = train_cell(model, task, n, seed, out, recipe=rec,
                                       task_options=opts or None, progress=progress, device=device)
-        except (InputError, ValueError) as e:
-            fail(e)
+        except InputError as e:
+            raise as_flag(e) from None
+        except ValueError as e:  # training's checks of its data and recipe
+            raise InputError(out, f"cannot train this cell: {e}") from None
         summary = {k: meta.get(k) for k in ("model", "task", "n", "seed", "steps", "steps_rule",
                                             "final_loss", "tokens_per_s", "train_wall_s",
                                             "checkpoint")}
@@ -84,15 +90,12 @@ def register(app: typer.Typer) -> None:
         """Show what a model reference resolves to (converting GGUF once, into the cache)."""
         from ..models import is_toy, local_dir, model_weights_hash, resolve_model
 
-        try:
-            spec = resolve_model(ref)
-            info = spec.to_dict()
-            info["toy"] = is_toy(spec)
-            if convert or spec.kind != "gguf":
-                d = local_dir(spec)
-                info["local_dir"] = str(d) if d else None
-                info["weights_hash"] = model_weights_hash(spec)
-        except InputError as e:
-            fail(e)
+        spec = resolve_model(ref)
+        info = spec.to_dict()
+        info["toy"] = is_toy(spec)
+        if convert or spec.kind != "gguf":
+            d = local_dir(spec)
+            info["local_dir"] = str(d) if d else None
+            info["weights_hash"] = model_weights_hash(spec)
         print(json.dumps(info, indent=2))
         sys.stdout.flush()

@@ -102,8 +102,7 @@ def load_long(src: str | Path | pd.DataFrame) -> pd.DataFrame:
         rows = src.to_dict("records")
         return _check_long_rows(rows, None, [i + 2 for i in range(len(rows))])
     path = Path(src)
-    if not path.is_file():
-        raise InputError(path, "no such file")
+    _check_file(path, "a long CSV table or a run directory")
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in (reader.fieldnames or [])]
@@ -121,6 +120,54 @@ def load_long(src: str | Path | pd.DataFrame) -> pd.DataFrame:
             rows.append(row)
             lines.append(reader.line_num)
     return _check_long_rows(rows, path, lines)
+
+
+def _check_file(path: Path, what: str) -> None:
+    """InputError unless ``path`` is a non-empty regular file (saying which it is not)."""
+    if not path.exists():
+        raise InputError(path, f"no such file (expected {what})")
+    if path.is_dir():
+        raise InputError(path, f"is a directory (expected {what})")
+    if not path.is_file():
+        raise InputError(path, f"not a regular file (a device, pipe or socket; expected {what})")
+    if path.stat().st_size == 0:
+        raise InputError(path, f"empty file (expected {what})")
+
+
+def match_items(long_df: pd.DataFrame, items_df: pd.DataFrame | None, source: Any = None
+                ) -> tuple[pd.DataFrame | None, list[str]]:
+    """Per-item rows restricted to the long table's (model, task) curves, and warnings that
+    name the curves: items matching no curve (dropped), curves without items, and curves
+    whose metric has no per-item column (``METRIC_TO_ITEM``): these get no paired bootstrap.
+    ``source`` names the items in the warnings. None when no item row matches a curve."""
+    if items_df is None:
+        return None, []
+    where = f"per-item scores{f' ({source})' if source is not None else ''}"
+    curves = set(zip(long_df["model"], long_df["task"]))
+    keys = list(zip(items_df["model"], items_df["task"]))
+    out = []
+    extra = sorted(set(keys) - curves)
+    if extra:
+        out.append(f"{where} for {_names(extra)} match no curve of the table: ignored")
+    kept = items_df[[k in curves for k in keys]].reset_index(drop=True)
+    missing = sorted(curves - set(keys))
+    if missing:
+        out.append(f"no {where} for {_names(missing)}: their intervals use the binomial or "
+                   "seed bootstrap")
+    for metric, col in METRIC_TO_ITEM.items():
+        rows = long_df[long_df["metric"] == metric]
+        lacking = [k for k in sorted(set(zip(rows["model"], rows["task"])) - set(missing))
+                   if col not in kept.columns
+                   or kept.loc[(kept["model"] == k[0]) & (kept["task"] == k[1]), col].isna().all()]
+        if lacking:
+            out.append(f"{where} have no '{col}' values, so the {metric} curves of "
+                       f"{_names(lacking)} use the binomial or seed bootstrap")
+    return (kept if len(kept) else None), out
+
+
+def _names(keys: list[tuple]) -> str:
+    shown = ", ".join("/".join(map(str, k)) for k in keys[:6])
+    return shown + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
 
 
 def _check_item_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
@@ -188,8 +235,7 @@ def load_items(src: str | Path | pd.DataFrame) -> pd.DataFrame:
         rows = src.to_dict("records")
         return _check_item_rows(rows, None, [i + 2 for i in range(len(rows))])
     path = Path(src)
-    if not path.is_file():
-        raise InputError(path, "no such file")
+    _check_file(path, "a per-item JSONL or CSV file")
     if path.suffix == ".csv":
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
@@ -267,4 +313,4 @@ def explode_ifeval(samples: pd.DataFrame | list[dict]) -> pd.DataFrame:
 
 
 __all__ = ["ITEM_REQUIRED", "LONG_REQUIRED", "METRIC_TO_ITEM", "explode_ifeval", "load_inputs",
-           "load_items", "load_long"]
+           "load_items", "load_long", "match_items"]

@@ -6,10 +6,12 @@ finetuned on the same new facts. See docs/knowledge.md for every field; the ship
 are ``studies/knowledge-toy.yaml`` and ``studies/knowledge-real.yaml``.
 
 YAML errors are reported like the study config's, by ``sftscale.config.validate_yaml``: an
-error names the file, the line of the offending key and its dotted field path.
+error names the file, the line of the offending key and its dotted field path. The model
+references (``model``, ``instruct.ref``) are resolved here too (``models.resolve_model``: no
+download), so an unknown model is reported at its line.
 
-Not handled here: whether the model references or the facts file resolve (checked when the
-run starts, with the same InputError shape), recipe keys beyond ``Recipe``'s own validation
+Not handled here: whether the facts file resolves (checked when the run starts, with the
+same InputError shape), whether a hub model exists (resolving a hub id is offline), recipe keys beyond ``Recipe``'s own validation
 (checked by ``train.recipe_with`` when the first cell trains).
 """
 
@@ -21,8 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..config import Label, read_config_text, validate_yaml
-from ..io import sha256_json
+from ..config import Label, _line_for, _loc_str, read_config_text, validate_yaml
+from ..io import InputError, sha256_json
 
 
 class _Strict(BaseModel):
@@ -138,8 +140,26 @@ def load_config(path: str | os.PathLike) -> KnowledgeConfig:
 
 def parse_config(text: str, path: str | os.PathLike | None = None) -> KnowledgeConfig:
     where = str(path) if path is not None else "<knowledge>"
-    cfg, _ = validate_yaml(text, KnowledgeConfig, where, "model:, facts:, reasoning:, ...")
+    cfg, lines = validate_yaml(text, KnowledgeConfig, where, "model:, facts:, reasoning:, ...")
+    _check_models(cfg, where, lines)
     return cfg
+
+
+def _check_models(cfg: KnowledgeConfig, where: str, lines: dict[tuple, int]) -> None:
+    """Resolve the model references; an unknown one is reported at its file, line and field
+    (the study config's line index and field names: ``config._line_for`` / ``_loc_str``)."""
+    from ..models import resolve_model
+
+    refs = [(("model",), cfg.model)]
+    if cfg.instruct is not None:
+        refs.append((("instruct", "ref"), cfg.instruct.ref))
+    for loc, ref in refs:
+        try:
+            resolve_model(ref)
+        except InputError as e:
+            reason = e.reason if e.path is None else f"{e.path}: {e.reason}"
+            raise InputError(where, reason, line=_line_for(lines, loc),
+                             field=_loc_str(loc)) from None
 
 
 __all__ = ["BootstrapSpec", "EvalSpec", "FactsStage", "InstructStart", "KnowledgeConfig",

@@ -288,6 +288,7 @@ def plan_study(cfg: StudyConfig, gpu: str | None = None, mfu: float | None = Non
     """Check the study (raises InputError) and estimate every cell's cost."""
     from .taskdata import study_task
 
+    _check_plan_inputs(cfg, mfu)
     chk = check_study(cfg)
     cells = expand_cells(cfg, chk.pool_sizes)
     gpu = _gpu_name(gpu)
@@ -330,6 +331,17 @@ def plan_study(cfg: StudyConfig, gpu: str | None = None, mfu: float | None = Non
                    "gpu_peak_flops": GPUS[gpu][0] if gpu else None,
                    "gpu_bandwidth": GPUS[gpu][1] if gpu else None}
     return Plan(rows=rows, totals=totals, assumptions=assumptions, notes=notes)
+
+
+def _check_plan_inputs(cfg: StudyConfig, mfu: float | None) -> None:
+    """``--mfu`` in (0, 1]; the run directory, if it exists, a directory."""
+    if mfu is not None and not 0 < mfu <= 1:
+        raise InputError(None, f"must be in (0, 1] (the fraction of the GPU's peak FLOP/s "
+                         f"reached), got {mfu}", field="--mfu")
+    out = cfg.output_dir()
+    if out.exists() and not out.is_dir():
+        raise cfg.error(f"the run directory {str(out)!r} exists and is not a directory",
+                        "output" if cfg.output else "name")
 
 
 def _gpu_name(gpu: str | None) -> str | None:

@@ -1,8 +1,11 @@
 """One finetuning cell: (model, task, N, seed, recipe) -> checkpoint + train_meta.json.
 
-``train_cell`` resolves its inputs (``_Request``), returns the existing meta of a finished cell
-(never redone; a finished cell asked for with other inputs is an InputError), cleans what an
-interrupted run left (``ckpt/``, temporary files), and then either writes a meta pointing at the
+``train_cell`` resolves and checks its inputs (``_Request``: model, task and its training pool,
+N >= 0, seed >= 0, device, an output that is not a file) BEFORE it creates anything, returns the
+existing meta of a finished cell (never redone; a finished cell asked for with other inputs is
+an InputError), cleans what an interrupted run left (``ckpt/``, temporary files; an output
+directory this call created is removed again when it fails), and then either writes a meta
+pointing at the
 base model (N = 0) or trains: the seeded subset (``examples.select_subset``) is tokenised with
 the prompt masked (``examples.build_examples``), the masks are checked before the first step,
 the rows go through ``loop.train_loop`` (or TRL's SFTTrainer when ``train_backend="trl"``),
@@ -67,6 +70,8 @@ class _Request:
     seed: int
     rec: Recipe
     ident: dict
+    items: list  # the task's training pool (empty for N = 0 on a task without one)
+    device: str | None
 
 
 @dataclass
@@ -92,14 +97,28 @@ def train_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
     path, or None for the default. ``progress``: see the module docstring.
     """
     out = Path(out)
-    req = _resolve(model, task, n, seed, recipe, task_options)
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "exists and is not a directory (a cell's output is a directory)",
+                         field="out")
+    req = _resolve(model, task, n, seed, recipe, task_options, device)
     done = read_meta(out)
     if done is not None:
         _check_same(done, req.ident, out)
         return done
+    created = not out.exists()
+    try:
+        return _start(req, out, progress)
+    except BaseException:
+        if created:  # nothing half-written: no empty or partial directory of ours is left
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _start(req: _Request, out: Path, progress: ProgressFn | None) -> dict:
+    """Clean ``out``, then write the N = 0 meta or train (``_train``)."""
     removed = _clean(out)
     out.mkdir(parents=True, exist_ok=True)
-    items = req.task.train_items()
+    items = req.items
     subset = select_subset([it.id for it in items], req.n, req.seed)
     meta: dict[str, Any] = {
         "meta_version": META_VERSION, "complete": True, **req.ident,
@@ -117,22 +136,43 @@ def train_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
         atomic_write_json(out / META, meta)
         return meta
     by_id = {it.id: it for it in items}
-    return _train(req, [by_id[i] for i in subset], out, meta, progress, device)
+    return _train(req, [by_id[i] for i in subset], out, meta, progress, req.device)
 
 
 def _resolve(model: Any, task: Any, n: int, seed: int, recipe: Any,
-             task_options: dict | None) -> _Request:
-    from ..models import resolve_model
+             task_options: dict | None, device: str | None = None) -> _Request:
+    """Every input checked, nothing written: an InputError names the bad one."""
+    from ..models import check_device, resolve_model
     from ..tasks import Task, get_task
 
+    if int(n) < 0:
+        raise InputError(None, f"N must be >= 0, got {n}", field="n")
+    if int(seed) < 0:  # the rule of a study's `seeds`
+        raise InputError(None, f"seed must be >= 0, got {seed}", field="seed")
     model_ref = str(model)
     spec = resolve_model(model_ref)
-    task_obj = task if isinstance(task, Task) else get_task(str(task), **(task_options or {}))
+    check_device(device)
+    try:
+        task_obj = task if isinstance(task, Task) else get_task(str(task), **(task_options or {}))
+    except (TypeError, ValueError) as e:  # a task factory refusing its options
+        raise InputError(None, str(e), field="task options") from None
+    items = _pool(task_obj, int(n))
     rec = resolve_recipe(recipe, model_ref)
     ident = {"model": model_ref, "task": task_obj.name, "task_version": str(task_obj.version),
              "n": int(n), "seed": int(seed), "recipe_sha": rec.sha() if int(n) > 0 else None,
              "task_options": task_options or {}}
-    return _Request(model_ref, spec, task_obj, int(n), int(seed), rec, ident)
+    return _Request(model_ref, spec, task_obj, int(n), int(seed), rec, ident, items, device)
+
+
+def _pool(task: Any, n: int) -> list:
+    """The task's training items; a task without training data is an InputError for N > 0."""
+    try:
+        return task.train_items()
+    except NotImplementedError as e:
+        if n == 0:
+            return []
+        raise InputError(None, f"{e}; without training data only N = 0 (the base model) "
+                         "can be used", field="task") from None
 
 
 def _train(req: _Request, items: list, out: Path, meta: dict, progress: ProgressFn | None,
