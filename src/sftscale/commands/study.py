@@ -25,7 +25,7 @@ from typing import Optional
 
 import typer
 
-from ._util import InputError, fail
+from ._util import InputError
 
 
 def _load(path: Path):
@@ -70,8 +70,6 @@ def run_cmd(
                         rerun_changed=rerun_changed, repair=repair, wait=wait,
                         on_wait=_say_waiting(out or cfg.output_dir()),
                         progress="lines" if no_progress else True)
-    except InputError as e:
-        fail(e)
     except Terminated as e:
         print("terminated (SIGTERM): finished cells are saved, cells in flight are pending "
               "again; rerun the same command to resume", file=sys.stderr)
@@ -104,10 +102,7 @@ def status_cmd(
     """Show the cells of a run: state, main metrics, timings, errors."""
     from ..study.status import FILES_MISSING, status_rows
 
-    try:
-        rows, counts = status_rows(run_dir)
-    except InputError as e:
-        fail(e)
+    rows, counts = status_rows(run_dir)
     if failed:
         rows = [r for r in rows if r["state"] == "failed"]
     if as_json:
@@ -153,11 +148,8 @@ def plan_cmd(
     """List the cells with tokens, FLOPs and time estimates; check models and tasks resolve."""
     from ..study.plan import format_plan, plan_study
 
-    try:
-        cfg = _load(study)
-        plan = plan_study(cfg, gpu=gpu, mfu=mfu, measure=measure)
-    except InputError as e:
-        fail(e)
+    cfg = _load(study)
+    plan = plan_study(cfg, gpu=gpu, mfu=mfu, measure=measure)
     if as_json:
         for r in plan.rows:
             print(json.dumps(r))
@@ -174,10 +166,7 @@ def export_cmd(
     """Write one row per cell and metric (model, task, metric, n, value, seed, n_items)."""
     from ..study.export import export
 
-    try:
-        mpath, ipath = export(run_dir, fmt, out)
-    except InputError as e:
-        fail(e)
+    mpath, ipath = export(run_dir, fmt, out)
     print(json.dumps({"metrics": str(mpath), "items": str(ipath)}))
 
 
