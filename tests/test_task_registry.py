@@ -11,7 +11,7 @@ from sftscale.io import InputError
 from sftscale.tasks import Item, Task, get_task, register_task, registry, task_names
 
 SHIPPED = ["gsm8k", "humaneval", "humaneval+", "ifeval", "fanoutqa", "multihop-file",
-           "toy-math", "toy-multihop", "toy-knowledge"]
+           "toy-math", "toy-multihop", "toy-knowledge", "toy-code", "toy-instruct"]
 
 
 class _Echo(Task):

@@ -1,0 +1,311 @@
+"""``toy-instruct``: IFEval-style verifiable instructions applied to answers about the world.
+
+An item asks a direct question about a corpus person (``world.DIRECT_QUESTIONS``) followed by
+2-3 instructions; prompt ``"Question: Where does Ada Baker live? Use lowercase letters only.
+End with the phrase 'That is all.'\nResponse:\n"``. The gold response is the fact sentence
+(``render_fact`` template 0) with the instructions applied by code (``apply``):
+``"ada baker lives in amsk. that is all."``.
+
+Instructions (``KINDS``, one fixed wording each; lm-eval's IFEval instruction ids, scored by
+``tasks.ifeval.score_response``): lowercase (``change_case:english_lowercase``), at most M
+words (``length_constraints:number_words``, "less than" M + 1; M = the gold's word count plus
+0-3), end phrase (``startend:end_checker``), postscript (``detectable_content:postscript``,
+``P.S.``), a required word (``keywords:existence``), double quotes (``startend:quotation``).
+Every item has 2-3 of them, so the word bound (which a bare answer meets) never comes alone.
+
+langdetect: IFEval's case checkers also require ``langdetect`` to call the text English, and
+it often does not for short sentences of invented names (measured on the 576 corpus facts of
+seed 0, lowercased: 65% bare, 97-98% with an end phrase or a postscript; uppercase only 22% /
+55%, so capitals are not offered). A lowercase instruction therefore always comes with an end
+phrase or a postscript, and test items whose gold the lowercase checker rejects are dropped
+(checked lazily, ``gold_passes``; 8 of the first 568 lowercase test items for seed 0). Train
+items are NOT filtered (checking 4,500 costs ~15 s per process): a few of their lowercase
+golds would fail langdetect although they follow the instruction as meant.
+
+Scores: the IFEval fields (strict and loose, prompt and instruction level; aggregates by
+``tasks.ifeval.aggregate_records``), ``fact_ok`` = the object is named (any case) and no other
+entity of its kind is; ``format_ok`` = non-empty and every instruction followed (loose);
+``correct`` = every instruction followed (strict) AND ``fact_ok``. Loose is IFEval's: an
+instruction passes if any of 8 variants passes (first/last line dropped, ``*`` removed), so on
+two-line answers (a postscript) it forgives a broken first or last line.
+
+Split, by person: train items ask about the world's "pool" people, test items about its "test"
+people (the toy-multihop split); both know the facts from pretraining, no test fact is in the
+finetuning pool. 6 distinct prompts per (person, relation, question wording).
+
+Corpus (``corpus_documents``): prose about corpus people that uses the constraint words
+(facts retold in lowercase, word counts of sentences, notes that end with the end phrases,
+postscripts, quoted sentences, the keywords), never the ``Question: ... Response:`` format.
+Not handled: other IFEval instructions (sentence counts, JSON, bullets, sections...), capitals,
+other wordings of the instructions, questions about cities or companies.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
+
+from ..tasks import register_task
+from ..tasks.base import GenSpec, Item, Task, mean_metrics
+from .world import (CITIES, COMPANIES, DIRECT_QUESTIONS, PERSON_RELATIONS, TEMPLATES, Person, World,
+                    all_names, render_fact)
+
+END_PHRASES: tuple[str, ...] = ("That is all.", "Hope this helps.", "Any other questions?",
+                                "Thank you.")
+POSTSCRIPTS: tuple[str, ...] = ("I hope this helps.", "Ask me again any time.",
+                                "This is from my notes.", "Have a nice day.")
+KEYWORDS: tuple[str, ...] = ("indeed", "surely", "certainly", "clearly", "truly")
+# kind -> (IFEval instruction id, prompt sentence; {p} end phrase, {w} keyword, {m} words)
+KINDS: dict[str, tuple[str, str]] = {
+    "lower": ("change_case:english_lowercase", "Use lowercase letters only."),
+    "words": ("length_constraints:number_words", "Use at most {m} words."),
+    "end": ("startend:end_checker", "End with the phrase '{p}'"),
+    "ps": ("detectable_content:postscript", "Add a postscript starting with P.S."),
+    "keyword": ("keywords:existence", "Include the word {w}."),
+    "quote": ("startend:quotation", "Wrap your whole answer in double quotes."),
+}
+
+
+def count_words(text: str) -> int:
+    """Words as IFEval counts them (``nltk.RegexpTokenizer(r"\\w+")``)."""
+    return len(re.findall(r"\w+", text))
+
+
+# --- corpus ---------------------------------------------------------------------------------
+def _person_fact(p, rng: random.Random) -> str:
+    r = rng.choice(PERSON_RELATIONS)
+    return render_fact(p.name, r, p.obj(r), rng=rng)
+
+
+def _doc_case(world: World, rng: random.Random) -> str:
+    facts = " ".join(_person_fact(rng.choice(world.corpus_people), rng) for _ in range(rng.randint(1, 2)))
+    intro = rng.choice(("In small letters this reads:", "The same note in lowercase:",
+                        "Someone typed it all in lowercase:"))
+    return f"{facts} {intro} {facts.lower()}"
+
+
+def _doc_count(world: World, rng: random.Random) -> str:
+    s = _person_fact(rng.choice(world.corpus_people), rng)
+    n = count_words(s)
+    return rng.choice((f'The sentence "{s}" has {n} words.', f"{s} That sentence is {n} words long.",
+                       f'Count the words of "{s}" and you get {n}.'))
+
+
+def _doc_letter(world: World, rng: random.Random) -> str:
+    p = rng.choice(world.corpus_people)
+    body = " ".join(_person_fact(p, rng) for _ in range(rng.randint(1, 2)))
+    first = p.name.split()[0]
+    kind = rng.randrange(4)
+    if kind == 0:
+        return f"Dear {first}. {body} {rng.choice(END_PHRASES)}"
+    if kind == 1:
+        return f"{body}\nP.S. {rng.choice(POSTSCRIPTS)}"
+    if kind == 2:
+        who = rng.choice(world.corpus_people).name
+        return f'{who} wrote "{body}" in a short note.'
+    w = rng.choice(KEYWORDS)
+    return f"{w.capitalize()} {body} That is {w} so."
+
+
+def corpus_documents(world: World, rng: random.Random, n: int) -> list[str]:
+    """``n`` short prose documents about corpus people using the constraint vocabulary."""
+    makers = (_doc_case, _doc_count, _doc_letter)
+    return [" ".join(rng.choice(makers)(world, rng) for _ in range(rng.randint(1, 3))) for _ in range(n)]
+
+
+def _case_words() -> list[str]:
+    words = [*all_names(), *(w for ts in TEMPLATES.values() for t in ts for w in re.findall(r"[A-Za-z]+", t))]
+    words += [w for t in (*END_PHRASES, *POSTSCRIPTS, *KEYWORDS) for w in re.findall(r"[A-Za-z]+", t)]
+    words += ["P", "S", "Dear", "wrote", "note", "short", "so", "That", "is"]
+    return words
+
+
+def vocabulary_texts() -> list[str]:
+    """Texts whose pieces the toy tokenizer must hold: every name and fact word in lowercase
+    and capitalised (with and without a leading space), the instruction sentences, end phrases,
+    postscripts, keywords and the corpus's framing sentences."""
+    texts = []
+    for w in _case_words():
+        for v in (w, w.lower(), w.capitalize()):
+            texts += [v, " " + v]
+    texts += [s.format(p=p, w=w, m=12) for _, s in KINDS.values() for p in END_PHRASES for w in KEYWORDS]
+    texts += ["Question: X?\nResponse:\n", "P.S.", "p.s.", '"X."', *END_PHRASES, *POSTSCRIPTS]
+    framing = ["In small letters this reads:", "The same note in lowercase:", "Someone typed it all in lowercase:",
+              'The sentence "X" has 5 words.', "X That sentence is 5 words long.",
+              'Count the words of "X" and you get 5.', "Dear X.", 'X wrote "X" in a short note.',
+              "That is indeed so."]
+    texts += framing + [" " + t for t in framing]
+    texts += [PROMPT.format(q=t.replace("{p}", "X")) for ts in DIRECT_QUESTIONS.values() for t in ts]
+    texts += [" " + s.format(p=p, w=w, m=12) for _, s in KINDS.values() for p in END_PHRASES for w in KEYWORDS]
+    return texts
+
+
+# --- items ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Config:
+    """One instruction set: the kinds in prompt order and their parameters."""
+
+    kinds: tuple[str, ...]
+    end: str = ""
+    ps: str = ""
+    keyword: str = ""
+    extra_words: int = 0  # the word bound is the gold's word count plus this
+
+
+def draw_config(rng: random.Random) -> Config:
+    """2-3 kinds; lowercase only with an end phrase or a postscript (see the module docstring)."""
+    while True:
+        kinds = tuple(rng.sample(tuple(KINDS), rng.randint(2, 3)))
+        if "lower" in kinds and not {"end", "ps"} & set(kinds):
+            continue
+        return Config(kinds=kinds, end=rng.choice(END_PHRASES), ps=rng.choice(POSTSCRIPTS),
+                      keyword=rng.choice(KEYWORDS), extra_words=rng.randint(0, 3))
+
+
+def apply(fact: str, cfg: Config) -> str:
+    """The gold response: ``fact`` with the instructions of ``cfg`` applied."""
+    text = fact
+    if "keyword" in cfg.kinds:
+        text = f"{cfg.keyword.capitalize()} {text}"
+    if "ps" in cfg.kinds:
+        text += f"\nP.S. {cfg.ps}"
+    if "end" in cfg.kinds:
+        text += f" {cfg.end}"
+    if "quote" in cfg.kinds:
+        text = f'"{text}"'
+    if "lower" in cfg.kinds:
+        text = text.lower()
+    return text
+
+
+def instructions(cfg: Config, gold: str) -> tuple[str, list[str], list[dict]]:
+    """(prompt sentences, IFEval instruction ids, kwargs) of ``cfg`` for its ``gold``."""
+    m = count_words(gold) + cfg.extra_words
+    sentences, ids, kwargs = [], [], []
+    for k in cfg.kinds:
+        iid, sentence = KINDS[k]
+        sentences.append(sentence.format(p=cfg.end, w=cfg.keyword, m=m))
+        ids.append(iid)
+        kwargs.append({"words": {"relation": "less than", "num_words": m + 1}, "end": {"end_phrase": cfg.end},
+                       "ps": {"postscript_marker": "P.S."}, "keyword": {"keywords": [cfg.keyword]}}.get(k, {}))
+    return " ".join(sentences), ids, kwargs
+
+
+def make_item(p: Person, rel: str, t: int, cfg: Config, split: str, i: int) -> Item:
+    fact = render_fact(p.name, rel, p.obj(rel), 0)
+    gold = apply(fact, cfg)
+    text, ids, kwargs = instructions(cfg, gold)
+    q = f"{DIRECT_QUESTIONS[rel][t].format(p=p.name)} {text}"
+    return Item(id=f"toy-instruct/{split}/{p.name.replace(' ', '_')}/{rel}/{t}/{i}", question=q,
+                target={"instruction_id_list": ids, "kwargs": kwargs, "answer": p.obj(rel), "relation": rel},
+                completion=gold, meta={"person": p.name, "kinds": list(cfg.kinds)})
+
+
+@lru_cache(maxsize=4)
+def instruct_items(seed: int = 0, per_question: int = 6) -> dict[str, tuple[Item, ...]]:
+    """Candidate items by split ("train": pool people, "test": test people), each shuffled;
+    ``per_question`` distinct instruction sets per (person, relation, wording)."""
+    world = World.generate(seed)
+    out: dict[str, tuple[Item, ...]] = {}
+    for split, group in (("train", "pool"), ("test", "test")):
+        items = []
+        for p in world.group(group):
+            for rel in PERSON_RELATIONS:
+                for t in range(len(DIRECT_QUESTIONS[rel])):
+                    rng = random.Random(f"toy-instruct|{seed}|{p.name}|{rel}|{t}")
+                    seen: set = set()
+                    while len(seen) < per_question:  # distinct prompts (unused parameters aside)
+                        it = make_item(p, rel, t, draw_config(rng), split, len(seen))
+                        if it.question not in seen:
+                            seen.add(it.question)
+                            items.append(it)
+        random.Random(f"toy-instruct-{split}-{seed}").shuffle(items)
+        out[split] = tuple(items)
+    return out
+
+
+def fact_ok(response: str, answer: str, relation: str) -> bool:
+    """The object is named (any case) and no other entity of its kind is."""
+    pool = COMPANIES if relation == "works_for" else CITIES
+    words = set(re.findall(r"[a-z]+", response.lower()))
+    return {e for e in pool if e.lower() in words} == {answer}
+
+
+_GOLD_OK: dict[str, bool] = {}  # item id -> the gold passes the strict checker (langdetect is slow)
+
+
+def gold_passes(item: Item) -> bool:
+    """Whether IFEval's lowercase checker accepts the gold (``islower`` and langdetect says
+    English); True for items without the lowercase instruction, whose golds pass by construction
+    (tests/test_toy_instruct.py checks every one)."""
+    if "lower" not in item.meta["kinds"]:
+        return True
+    if item.id not in _GOLD_OK:
+        from ..tasks.ifeval import _checkers
+
+        checker = _checkers().instructions_registry.INSTRUCTION_DICT[KINDS["lower"][0]](KINDS["lower"][0])
+        _GOLD_OK[item.id] = bool(checker.check_following(item.completion or ""))
+    return _GOLD_OK[item.id]
+
+
+def score_item(item: Item, response: str) -> dict:
+    """IFEval fields (strict/loose) plus ``fact_ok``; see the module docstring for format/correct."""
+    from ..tasks.ifeval import score_response
+
+    t = item.target
+    rec = score_response(item.question, t["instruction_id_list"], t["kwargs"], response)
+    rec["fact_ok"] = fact_ok(response, t["answer"], t["relation"])
+    rec["format_ok"] = bool(response.strip()) and rec["prompt_level_loose"]
+    rec["correct"] = rec["prompt_level_strict"] and rec["fact_ok"]
+    return rec
+
+
+@register_task("toy-instruct")
+class ToyInstruct(Task):
+    """Verifiable instructions on questions about the world; see the module docstring.
+    Options: ``n_test`` (test items; default 2,000), ``seed``, ``limit``."""
+
+    name = "toy-instruct"
+    version = "1"
+    primary_metric = "accuracy"
+    license = "Apache-2.0 (generated)"
+    gen = GenSpec(max_new_tokens=48, stop=("<|endoftext|>", "\nQuestion:"))
+
+    def __init__(self, n_test: int = 2000, seed: int = 0, limit: int | None = None):
+        self.n_test, self.seed, self.limit = n_test, seed, limit
+
+    def test_items(self) -> list[Item]:
+        """The first ``min(n_test, limit)`` candidates whose gold passes (checked lazily)."""
+        want = self.n_test if self.limit is None else min(self.n_test, self.limit)
+        out = []
+        for it in instruct_items(self.seed)["test"]:
+            if len(out) >= want:
+                break
+            if gold_passes(it):
+                out.append(it)
+        return out
+
+    def train_items(self) -> list[Item]:
+        return list(instruct_items(self.seed)["train"])
+
+    def prompt_text(self, item: Item) -> str:
+        return PROMPT.format(q=item.question)
+
+    def user_message(self, item: Item) -> str:
+        return item.question
+
+    def score(self, item: Item, response: str) -> dict:
+        return score_item(item, response)
+
+    def aggregate(self, records: Sequence[dict]) -> dict[str, float]:
+        from ..tasks.ifeval import aggregate_records
+
+        out = aggregate_records(records)
+        out.update(mean_metrics([{"fact_ok": bool(r.get("fact_ok"))} for r in records]))
+        return out
+
+
+PROMPT = "Question: {q}\nResponse:\n"
