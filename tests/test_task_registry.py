@@ -64,8 +64,9 @@ def test_bad_option_is_an_input_error_listing_the_options():
         get_task("gsm8k", foo=1)
     assert e.value.field == "task option 'foo'"
     assert "no option 'foo'" in e.value.reason and "limit, path, train_path" in e.value.reason
-    with pytest.raises(ValueError, match="n_test"):  # a bad VALUE is the task's own error
+    with pytest.raises(InputError) as e:  # a bad VALUE: the factory's own message, as input error
         get_task("toy-math", n_test=0)
+    assert e.value.field == "task options" and "n_test" in e.value.reason
 
 
 def test_register_task_decorator_duplicates_and_name_mismatch(fresh_registry):

@@ -26,8 +26,8 @@ third-party module that fails to import is skipped with a warning (named again i
 ``get_task(name, **options)`` builds a FRESH instance on every call (tasks cache their data
 loading at module level where it is expensive, never the instance). An unknown name or an
 option the factory does not accept is an ``InputError`` (field ``task`` or ``task option
-'KEY'``) listing what is known; errors raised by the factory itself (e.g. a ``ValueError`` for
-a bad option value) pass through unchanged.
+'KEY'``) listing what is known; a ``ValueError`` or ``TypeError`` raised by the factory itself
+(a bad option value) becomes an ``InputError`` with field ``task options``.
 
 Not handled: a changed entry-point table before reinstalling (``pip install -e .`` writes the
 metadata; until then an installed sftscale uses its old list), unregistering, two tasks under
@@ -95,7 +95,10 @@ def get_task(name: str, **options: Any) -> Task:
                          field="task")
     factory = entry[0]
     _check_options(name, factory, options)
-    return factory(**options)
+    try:
+        return factory(**options)
+    except (TypeError, ValueError) as e:  # the factory refusing an option's value
+        raise InputError(None, f"task {name!r}: {e}", field="task options") from None
 
 
 def _check_options(name: str, factory: Callable[..., Task], options: dict) -> None:
