@@ -11,6 +11,12 @@ Progress: each executor reports ``sftscale.events.ProgressEvent``s to ``on_progr
 runner's (cell entering a stage, training steps, generation) for cells run in the driver
 process, one ``in a worker`` / ``on ray`` event for a cell handed to another process.
 
+Multi-process cells (``Cell.world > 1``: recipe ``sharding`` ddp/fsdp with several
+``gpus``/``processes``): the local executor's train stage starts them with torchrun; on Ray
+the cell's task holds no resources, trains through Ray Train's TorchTrainer (one worker per
+process, possibly on several nodes) and evaluates in a Ray task with the cell's CPUs and GPUs
+(``train.launch``). A failed worker fails the cell like any stage error.
+
 Not handled: stage-level progress from worker processes and Ray workers (the display shows
 which cells are in flight), per-cell timeouts, preemption-aware rescheduling beyond what Ray
 retries (``max_retries=0``: a cell whose worker dies is recorded as failed;
@@ -102,6 +108,50 @@ def _ray_run_cell(runner: Any, cell_dict: dict, run_dir: str) -> dict:
     return runner.run(Cell.from_dict(cell_dict), run_dir)
 
 
+def _ray_resources(cell: Cell) -> dict[str, float]:
+    """A cell's Ray task: its CPUs and GPUs; a multi-process cell's task only coordinates (0
+    CPUs, 0 GPUs): its Ray Train workers and its evaluation task hold the resources, so the
+    cell never waits for resources it holds itself."""
+    if cell.world > 1:
+        return {"num_cpus": 0, "num_gpus": 0}
+    return {"num_cpus": cell.cpus, "num_gpus": cell.gpus or 0}
+
+
+def _ray_cell_task(runner: Any, cell_dict: dict, run_dir: str) -> dict:
+    """The Ray task body: training of a multi-process cell goes through Ray Train
+    (``train.launch``), its evaluation into a Ray task of its own with the cell's resources."""
+    import dataclasses
+
+    from ..train.launch import LAUNCHER_ENV
+
+    os.environ[LAUNCHER_ENV] = "ray"
+    cell = Cell.from_dict(cell_dict)
+    if cell.world > 1 and dataclasses.is_dataclass(runner) and hasattr(runner, "evaluate"):
+        runner = dataclasses.replace(runner, evaluate=OnRay(runner.evaluate, cell.cpus,
+                                                            cell.gpus or 0))
+    return runner.run(cell, run_dir)
+
+
+class OnRay:
+    """A stage run as a Ray task with ``cpus``/``gpus`` (picklable; progress not forwarded)."""
+
+    def __init__(self, stage: Any, cpus: float, gpus: float):
+        self.stage, self.cpus, self.gpus = stage, cpus, gpus
+
+    def __call__(self, cell: Cell, ctx: Any) -> None:
+        import dataclasses
+
+        import ray
+
+        task = ray.remote(max_retries=0)(_call_stage).options(num_cpus=self.cpus,
+                                                              num_gpus=self.gpus)
+        ray.get(task.remote(self.stage, cell, dataclasses.replace(ctx, progress=None)))
+
+
+def _call_stage(stage: Any, cell: Cell, ctx: Any) -> None:
+    stage(cell, ctx)
+
+
 class RayExecutor:
     """Cells as Ray tasks. ``address``: an existing cluster (or $RAY_ADDRESS); else a local one."""
 
@@ -142,7 +192,7 @@ class RayExecutor:
 
         started = self._init()
         try:
-            remote = ray.remote(max_retries=0)(_ray_run_cell)
+            remote = ray.remote(max_retries=0)(_ray_cell_task)
             runner_ref = ray.put(runner)
             run_dir_s = str(Path(run_dir).resolve())
             queue = list(cells)
@@ -151,7 +201,7 @@ class RayExecutor:
             while queue or inflight:
                 while queue and len(inflight) < limit:
                     cell = queue.pop(0)
-                    ref = remote.options(num_cpus=cell.cpus, num_gpus=cell.gpus or 0).remote(
+                    ref = remote.options(**_ray_resources(cell)).remote(
                         runner_ref, cell.to_dict(), run_dir_s)
                     inflight[ref] = cell
                     on_start(cell)

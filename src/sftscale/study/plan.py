@@ -24,6 +24,11 @@ Estimates per cell (all documented in docs/notes/study.md):
 Parameters come from safetensors/GGUF headers (no weights are loaded), else from a size in
 the model's name (``Llama-3-8B`` → 8e9).
 
+Memory (``memory.py``): weights, gradients and AdamW state per training process under ddp
+(replicated) or fsdp (1/W each); with ``--gpu`` a cell whose share cannot fit that GPU is
+refused (an InputError at the model's ``gpus``). Multi-process cells are timed as ideal
+scaling over their GPUs.
+
 Not handled: exact token counts for hub models that are not in the local cache (then
 4 characters per token is assumed and said so), multi-GPU efficiency (ideal scaling is
 assumed), evaluation-time code execution (sandbox) and scoring costs.
@@ -43,6 +48,7 @@ from typing import Any
 from ..config import StudyConfig
 from ..io import InputError
 from .cells import Cell, expand_cells
+from .memory import check_fit, check_resources, train_memory
 
 #: CPU constants, measured on this project's 2-core machine with studies/toy-quick.yaml
 #: (8 real toy-S cells, 9 min 14 s wall at load 3-5 under `nice -n 10`; docs/notes/study.md,
@@ -80,44 +86,58 @@ class CheckResult:
 
 
 def check_study(cfg: StudyConfig, recipes: bool = True) -> CheckResult:
-    """Resolve every model and task; raise InputError (file, line, field) on the first problem."""
+    """Resolve every model and task; collect every problem (file, line, field) and raise them
+    together as one ``CheckProblems`` (an InputError listing them all)."""
     from ..models import resolve_model
     from .taskdata import study_task
 
     res = CheckResult()
+    bad: list[InputError] = []
+    check_resources(cfg)
     for i, m in enumerate(cfg.models):
         try:
             res.model_specs[m.label] = resolve_model(m.ref)
         except InputError as e:
-            raise cfg.error(f"model {m.ref!r}: {e.reason}", "models", i, "ref") from None
+            bad.append(cfg.error(f"model {m.ref!r}: {e.reason}", "models", i, "ref"))
     for j, t in enumerate(cfg.tasks):
         try:
             task = study_task(t.name, t.task_options())
             n_test = len(task.test_items())  # many tasks read their data lazily
         except KeyError as e:
-            raise cfg.error(str(e).strip("'\""), "tasks", j, "name") from None
+            bad.append(cfg.error(str(e).strip("'\""), "tasks", j, "name"))
+            continue
         except InputError as e:
-            raise cfg.error(f"task {t.name!r}: {e}", "tasks", j, "options" if t.options else "name"
-                            ) from None
+            bad.append(cfg.error(f"task {t.name!r}: {e}", "tasks", j,
+                                 "options" if t.options else "name"))
+            continue
         except (TypeError, ValueError, FileNotFoundError) as e:
-            raise cfg.error(f"task {t.name!r} with options {t.task_options()}: {e}",
-                            "tasks", j, "options" if t.options else "name") from None
+            bad.append(cfg.error(f"task {t.name!r} with options {t.task_options()}: {e}",
+                                 "tasks", j, "options" if t.options else "name"))
+            continue
         if n_test == 0:
-            raise cfg.error(f"task {t.name!r} has no test items", "tasks", j, "name")
+            bad.append(cfg.error(f"task {t.name!r} has no test items", "tasks", j, "name"))
         res.test_sizes[t.label] = n_test if t.limit is None else min(n_test, t.limit)
         if any(n > 0 for n in cfg.grid_for(t)):
             try:
                 pool = len(task.train_items())
             except InputError as e:
                 loc = ("tasks", j, "train_data") if t.train_data else ("tasks", j, "options")
-                raise cfg.error(f"training data of task {t.name!r}: {e}", *loc) from None
+                bad.append(cfg.error(f"training data of task {t.name!r}: {e}", *loc))
+                continue
             except NotImplementedError:
-                raise cfg.error(f"task {t.name!r} has no training pool; give `train_data` "
-                                f"(a file or dataset id) or use only N = 0", "tasks", j, "name"
-                                ) from None
+                bad.append(cfg.error(f"task {t.name!r} has no training pool; give `train_data` "
+                                     f"(a file or dataset id) or use only N = 0", "tasks", j, "name"))
+                continue
             res.pool_sizes[t.label] = pool
     if recipes:
-        _check_recipes(cfg, res)
+        try:
+            _check_recipes(cfg, res)
+        except InputError as e:
+            bad.append(e)
+    if bad:
+        from .problems import CheckProblems
+
+        raise CheckProblems(cfg, bad)
     return res
 
 
@@ -292,10 +312,10 @@ def plan_study(cfg: StudyConfig, gpu: str | None = None, mfu: float | None = Non
     chk = check_study(cfg)
     cells = expand_cells(cfg, chk.pool_sizes)
     gpu = _gpu_name(gpu)
-    mfu = DEFAULT_MFU if mfu is None else mfu
-    scale = 1.0
-    if measure:
-        scale = measure_cpu_flops() / CPU_REF_MATMUL_FLOPS
+    from .gpucal import gpu_mfu
+
+    mfu = gpu_mfu(gpu) if mfu is None else mfu  # gpu_calibration.json (gpucal.py)
+    scale = 1.0  # CPU seconds are replaced by calibrated ones below where measured (calibrate.py)
     params: dict[str, tuple[float | None, str]] = {}
     stats: dict[tuple[str, str, bool], dict[str, Any]] = {}
     rows = []
@@ -323,6 +343,7 @@ def plan_study(cfg: StudyConfig, gpu: str | None = None, mfu: float | None = Non
                      f"{st['prompt_tokens']:.0f} per prompt, max_new_tokens {st['max_new']} ({st['how']})")
     skipped = _skipped(cfg, chk.pool_sizes)
     notes.extend(skipped)
+    notes.extend(check_fit(cfg, cells, rows, gpu))  # refuses a cell that cannot fit the GPU
     assumptions = {"cpu_train_flops": CPU_TRAIN_FLOPS * scale, "cpu_eval_flops": CPU_EVAL_FLOPS * scale,
                    "cpu_cell_overhead_s": CPU_CELL_OVERHEAD_S,
                    "cpu_step_overhead_s": CPU_STEP_OVERHEAD_S, "cpu_gen_token_s": CPU_GEN_TOKEN_S,
@@ -330,7 +351,11 @@ def plan_study(cfg: StudyConfig, gpu: str | None = None, mfu: float | None = Non
                    "eval_batch_gpu": EVAL_BATCH_GPU,
                    "gpu_peak_flops": GPUS[gpu][0] if gpu else None,
                    "gpu_bandwidth": GPUS[gpu][1] if gpu else None}
-    return Plan(rows=rows, totals=totals, assumptions=assumptions, notes=notes)
+    plan = Plan(rows=rows, totals=totals, assumptions=assumptions, notes=notes)
+    from .calibrate import calibrate_plan
+
+    calibrate_plan(plan, cfg, chk.model_specs, measure=measure)
+    return plan
 
 
 def _check_plan_inputs(cfg: StudyConfig, mfu: float | None) -> None:
@@ -374,6 +399,7 @@ def _cell_row(c: Cell, P: float | None, st: dict[str, Any], n_eval: int, scale: 
         return row
     tf = 6 * P * train_tok
     ef = 2 * P * (prompt_tok + gen_tok)
+    row["train_mem_per_process"] = train_memory(P, rn["recipe"], c.world)["total"]
     row.update(train_flops=tf, eval_flops=ef,
                cpu_s=tf / (CPU_TRAIN_FLOPS * scale) + ef / (CPU_EVAL_FLOPS * scale)
                + steps * CPU_STEP_OVERHEAD_S + gen_tok * CPU_GEN_TOKEN_S

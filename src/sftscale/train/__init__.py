@@ -3,7 +3,9 @@
 Modules: ``recipe`` (``Recipe``, the default recipes, THE steps rule), ``examples`` (``IGNORE``,
 the seeded subset, tokenising with the prompt masked, mask checks, packing), ``cell``
 (``train_cell``, ``read_meta``), ``loop`` (the one training loop that pretraining and SFT share),
-``trl_adapter`` (TRL's ``SFTTrainer`` behind the same rows).
+``trl_adapter`` (TRL's ``SFTTrainer`` behind the same rows), ``distributed`` (DDP through
+accelerate, FSDP2 through torch, for a cell in several processes), ``launch`` (starting those
+processes: torchrun or Ray Train).
 
 Not handled here: evaluation of the checkpoint (``sftscale.evaluation``), scheduling cells
 (``sftscale.study``). Importing this package does not import torch.

@@ -16,8 +16,11 @@ Progress: ``progress`` (a ``sftscale.events.ProgressFn``) gets ``ProgressEvent("
 done=steps done, total=steps, metrics={step, steps, loss, lr, tokens_seen, target_tokens,
 elapsed_s, tokens_per_s})`` after every optimizer step (``loop.train_event``).
 
-Multi-GPU: under ``accelerate launch`` (WORLD_SIZE > 1) the cell trains data-parallel (see
-docs/multi-gpu.md); only the main process saves. Not tested here (no GPUs).
+Several processes: when launched with WORLD_SIZE > 1 (``train.launch``: torchrun or Ray Train;
+or ``accelerate launch``) the cell trains data-parallel (``recipe.sharding`` ddp, or none) or
+sharded (fsdp) through ``train.distributed``; only rank 0 saves ``ckpt/`` (the whole model,
+gathered) and writes the meta, which records ``processes`` and ``sharding``. See
+docs/multi-gpu.md (tested on CPUs with gloo; not on GPUs).
 
 Not handled: resuming a half-finished run (it restarts), multi-turn conversations, packing
 with TRL, training on GPUs with less memory than the model needs (no gradient checkpointing
@@ -38,6 +41,7 @@ from typing import Any, Callable, Sequence
 from ..events import ProgressFn
 from ..io import InputError, atomic_write_json, sha256_json
 from ..provenance import versions
+from .distributed import Fsdp2, dist_context, full_state_dict
 from .examples import build_examples, check_masks, pack_examples, select_subset
 from .recipe import Recipe, resolve_recipe, steps_for, warmup_for
 
@@ -184,12 +188,13 @@ def _train(req: _Request, items: list, out: Path, meta: dict, progress: Progress
 
     t_start = time.perf_counter()
     rec = req.rec
-    accelerator = _launched_accelerator()
+    accelerator = dist_context(rec.sharding)
     dev = str(accelerator.device) if accelerator is not None else (device or default_device())
     train_dtype = _train_dtype(rec, str(dev).startswith("cuda"))
     load_dtype = torch.bfloat16 if (train_dtype == "bf16" and rec.method == "lora") else torch.float32
-    with _deterministic(req.seed):
-        mdl, tok = load_model(req.spec, device=dev, dtype=load_dtype)
+    with _deterministic(req.seed):  # FSDP2 loads on the CPU and moves each rank's shard
+        mdl, tok = load_model(req.spec, device="cpu" if isinstance(accelerator, Fsdp2) else dev,
+                              dtype=load_dtype)
         if rec.chat and not getattr(tok, "chat_template", None):
             raise InputError(None, f"recipe has chat=true but {req.model_ref!r} has no chat "
                              "template", field="chat")
@@ -199,10 +204,11 @@ def _train(req: _Request, items: list, out: Path, meta: dict, progress: Progress
         trainable = sum(p.numel() for p in mdl.parameters() if p.requires_grad)
         total_params = sum(p.numel() for p in mdl.parameters())
         res = _run_backend(mdl, tok, plan, rec, req.seed, progress, train_dtype, accelerator)
+        full = full_state_dict(mdl, accelerator)  # FSDP2: gathered on rank 0 (collective)
         if accelerator is not None and not accelerator.is_main_process:
             accelerator.wait_for_everyone()  # the main process saves and writes the meta
             return meta
-        _save_ckpt(mdl, tok, out)
+        _save_ckpt(mdl, tok, out, state_dict=full)
     meta.update({
         "trained": True, "checkpoint": "ckpt", "checkpoint_kind": rec.method,
         "recipe": rec.model_dump(mode="json"),
@@ -216,8 +222,9 @@ def _train(req: _Request, items: list, out: Path, meta: dict, progress: Progress
         "micro_batch_tokens_used": (rec.micro_batch_tokens if rec.train_backend == "loop" else None),
         "threads": torch.get_num_threads(), "versions": versions(),
     })
-    if accelerator is not None:
-        meta["processes"] = accelerator.num_processes
+    meta["processes"] = accelerator.num_processes if accelerator is not None else 1
+    meta["sharding"] = ("none" if accelerator is None
+                        else "fsdp" if isinstance(accelerator, Fsdp2) else "ddp")
     atomic_write_json(out / META, meta)
     if accelerator is not None:
         accelerator.wait_for_everyone()
@@ -313,16 +320,6 @@ def _deterministic(seed: int):
         torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
 
 
-def _launched_accelerator() -> Any:
-    """An ``accelerate.Accelerator`` when this process was started by ``accelerate launch``
-    (or torchrun) with more than one process; None otherwise (the normal case)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
-    from accelerate import Accelerator
-
-    return Accelerator(mixed_precision="no")  # the loop autocasts itself
-
-
 def _safe(fn: Callable, *a: Any) -> Any:
     try:
         return fn(*a)
@@ -358,13 +355,15 @@ def wrap_lora(model: Any, rec: Recipe, seed: int) -> Any:
 
 
 
-def _save_ckpt(model: Any, tok: Any, out: Path) -> None:
-    """Save into a temporary dir beside ``ckpt`` and rename it into place."""
+def _save_ckpt(model: Any, tok: Any, out: Path, state_dict: dict | None = None) -> None:
+    """Save into a temporary dir beside ``ckpt`` and rename it into place (``state_dict``:
+    the gathered weights of a sharded model)."""
     import tempfile
 
     tmp = Path(tempfile.mkdtemp(prefix=".ckpt.", dir=out))
     try:
-        model.save_pretrained(str(tmp), safe_serialization=True)
+        kw = {"state_dict": state_dict} if state_dict is not None else {}
+        model.save_pretrained(str(tmp), safe_serialization=True, **kw)
         tok.save_pretrained(str(tmp))
         dst = out / "ckpt"
         if dst.exists():

@@ -24,8 +24,10 @@ Multi-device: pass an ``accelerate.Accelerator`` (already holding the process gr
 process computes the same seeded batch order and takes every ``world_size``-th example of
 each length-sorted effective batch (then splits its share into micro-batches; only the last
 backward of a step synchronises); the loss is normalised by the global target-token count and
-scaled by ``world_size`` because DDP averages gradients. ``tokens_seen`` counts this process's
-tokens only. Only the one-process path is tested here (no GPUs); see docs/multi-gpu.md.
+scaled by ``world_size`` because DDP (and FSDP2) average gradients. Progress events count
+this process's tokens; the result's ``tokens_seen`` is summed over the processes. An FSDP2
+helper (``train.distributed.Fsdp2``) shards the model before the optimizer is built.
+tests/test_distributed.py runs 2 gloo processes on the CPU; see docs/multi-gpu.md.
 
 Progress: after every optimizer step the loop calls ``progress`` with ``train_event(...)``, THE
 training progress event (``sftscale.events.ProgressEvent``, stage ``train``); the TRL adapter
@@ -249,6 +251,8 @@ def train_loop(model: torch.nn.Module, examples: Sequence[Sequence[Sequence[int]
                              "needs at least one example per step")
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
     model.train()
+    if hasattr(accelerator, "shard"):  # FSDP2 (train.distributed.Fsdp2): shard before the
+        model = accelerator.shard(model)  # optimizer sees the parameters
     opt = make_optimizer(model, cfg)
     if accelerator is not None:
         model, opt = accelerator.prepare(model, opt)
@@ -302,6 +306,10 @@ def train_loop(model: torch.nn.Module, examples: Sequence[Sequence[Sequence[int]
                                  tokens_seen=res.tokens_seen, target_tokens=res.target_tokens,
                                  elapsed_s=time.perf_counter() - t0))
     res.wall_s = time.perf_counter() - t0
+    if world > 1:  # the whole job's tokens, not this process's share
+        from .distributed import reduce_count
+
+        res.tokens_seen = reduce_count(accelerator, res.tokens_seen)
     model.eval()
     return res
 

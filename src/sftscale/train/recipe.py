@@ -62,6 +62,9 @@ class Recipe(BaseModel):
     dtype: Literal["auto", "fp32", "bf16"] = "auto"
     chat: bool = False
     train_backend: Literal["loop", "trl"] = "loop"
+    sharding: Literal["none", "ddp", "fsdp"] = Field(
+        "none", description="several processes per cell (the model's gpus/processes): ddp "
+        "(replicated weights) or fsdp (torch FSDP2, sharded); none: one process")
 
     @field_validator("lora_targets")
     @classmethod
@@ -71,7 +74,12 @@ class Recipe(BaseModel):
         return v
 
     def sha(self) -> str:
-        return sha256_json(self.model_dump(mode="json"))
+        """Hash of every field; ``sharding: none`` (the default) is left out so that recipes
+        written before the field existed keep their hash."""
+        d = self.model_dump(mode="json")
+        if d.get("sharding") == "none":
+            del d["sharding"]
+        return sha256_json(d)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, base: "Recipe | None" = None) -> "Recipe":
