@@ -7,8 +7,11 @@ The lm-eval task is a LOCAL yaml written next to a local JSONL (``dataset_path: 
 also what ``ParityTask`` scores. ``offline()`` sets the HF offline switches so neither
 library can reach the network.
 
-Not handled: chat templates (both sides use plain prompts), few-shot contexts, lm-eval's
-other model backends.
+Few-shot gsm8k: ``write_gsm8k_task`` copies lm-eval's own ``gsm8k`` yaml onto local JSONL copies
+of the shipped splits; ``lmeval_gsm8k_prompts`` builds its contexts without a model and
+``lmeval_gsm8k_evaluate`` runs it end to end on an already loaded model.
+
+Not handled: chat templates (both sides use plain prompts), lm-eval's other model backends.
 """
 
 from __future__ import annotations
@@ -107,6 +110,73 @@ def lmeval_simple_evaluate(model_dir: Path, rows: Sequence[dict], workdir: Path,
             "responses": [s["resps"][0][0] for s in samples],
             "prompts": [s["arguments"][0][0] if isinstance(s["arguments"][0], (list, tuple))
                         else s["arguments"]["gen_args_0"]["arg_0"] for s in samples]}
+
+
+GSM8K_TASK = "sftscale_gsm8k"
+
+
+def write_gsm8k_task(workdir: Path, test_rows: Sequence[dict] | None = None) -> Path:
+    """lm-eval's OWN ``gsm8k`` yaml (read from the installed package), with only the dataset
+    swapped for local JSONL copies of sftscale's shipped train and test splits (same rows,
+    same order as ``openai/gsm8k``) and the task renamed; everything else (prompt, target,
+    delimiters, few-shot split, filters, generation kwargs) is lm-eval's. ``test_rows``
+    replaces the test split (``{question, answer}`` records)."""
+    import lm_eval
+    import yaml
+
+    from sftscale.data import load_records
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for split in ("train", "test"):
+        files[split] = str(workdir / f"gsm8k_{split}.jsonl")
+        rows = test_rows if split == "test" and test_rows is not None else load_records("gsm8k", split)
+        Path(files[split]).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = yaml.safe_load((Path(lm_eval.__file__).parent / "tasks" / "gsm8k" / "gsm8k.yaml").read_text())
+    cfg.pop("tag", None)
+    cfg.pop("dataset_name", None)
+    cfg.update(task=GSM8K_TASK, dataset_path="json", dataset_kwargs={"data_files": files})
+    (workdir / f"{GSM8K_TASK}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return workdir
+
+
+def lmeval_gsm8k_prompts(workdir: Path, num_fewshot: int, limit: int) -> list[str]:
+    """The contexts lm-eval builds for the first ``limit`` gsm8k test items, as
+    ``simple_evaluate`` does (``set_config(num_fewshot)``, ``set_fewshot_seed`` with its
+    default seed, ``build_all_requests``), without running a model."""
+    offline()
+    from lm_eval.defaults import DEFAULT_OTHER_SEED
+    from lm_eval.tasks import TaskManager
+
+    write_gsm8k_task(workdir)
+    task = TaskManager(include_path=str(workdir)).load([GSM8K_TASK])["tasks"][GSM8K_TASK]
+    task.set_config(key="num_fewshot", value=num_fewshot)
+    task.set_fewshot_seed(seed=DEFAULT_OTHER_SEED)
+    task.build_all_requests(limit=limit, rank=0, world_size=1)
+    return [i.args[0] for i in sorted(task.instances, key=lambda i: i.doc_id)]
+
+
+def lmeval_gsm8k_evaluate(lm: Any, workdir: Path, num_fewshot: int, limit: int,
+                          test_rows: Sequence[dict] | None = None) -> dict[str, Any]:
+    """``simple_evaluate`` of lm-eval's gsm8k (local copy) with an HFLM: prompts, responses
+    and the strict / flexible exact-match accuracies."""
+    offline()
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    write_gsm8k_task(workdir, test_rows)
+    out = simple_evaluate(model=lm, tasks=[GSM8K_TASK], num_fewshot=num_fewshot, limit=limit,
+                          task_manager=TaskManager(include_path=str(workdir)), log_samples=True,
+                          bootstrap_iters=0)
+    samples = sorted(out["samples"][GSM8K_TASK], key=lambda s: s["doc_id"])
+    first = {}
+    for s in samples:  # one record per (doc, filter)
+        first.setdefault(s["doc_id"], s)
+    res = out["results"][GSM8K_TASK]
+    return {"prompts": [s["arguments"]["gen_args_0"]["arg_0"] if isinstance(s["arguments"], dict)
+                        else s["arguments"][0][0] for s in first.values()],
+            "responses": [s["resps"][0][0] for s in first.values()],
+            "strict": res["exact_match,strict-match"], "flexible": res["exact_match,flexible-extract"]}
 
 
 def lmeval_hflm(model: Any, tokenizer: Any, batch_size: int) -> Any:

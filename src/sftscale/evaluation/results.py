@@ -1,6 +1,6 @@
 """The files one evaluation writes: ``samples_<task>_<ts>.jsonl`` and ``results_<ts>.json``.
 
-- ``sample_records``: one record per item: id, prompt, response, n_tokens and the task's
+- ``sample_records``: one record per item (per sample when several): id, prompt, response, n_tokens and the task's
   per-sample scores (``format_ok``, ``correct``, ...);
 - ``results_object``: lm-evaluation-harness's shape: ``results`` ({task: {"metric,none":
   value, "metric_stderr,none": ...}}), ``configs``, ``versions``, ``n-shot``, ``n-samples``,
@@ -47,6 +47,8 @@ class EvalRecord:
     metrics: dict
     timings: dict
     t_start: float
+    gen: Any = None  # the GenSpec used (default: the task's)
+    num_fewshot: int = 0
 
 
 def data_hashes(task: Any, task_options: dict) -> dict:
@@ -79,10 +81,12 @@ def lm_eval_metrics(agg: dict[str, float]) -> dict[str, Any]:
 
 def sample_records(items: list, prompts: list[str], responses: list[str], scores: list[dict],
                    n_tokens: list[int]) -> list[dict]:
-    """One samples-file record per item (the task's scores after the generation fields)."""
+    """One samples-file record per item and sample (the task's scores after the generation
+    fields; ``sample``, the sample index, after ``id`` when several samples were drawn)."""
     samples = []
     for it, p, r, s, n in zip(items, prompts, responses, scores, n_tokens):
-        rec = {"id": it.id, "prompt": p, "response": r, "n_tokens": n}
+        rec = {"id": it.id, **({"sample": s["sample"]} if "sample" in s else {}),
+               "prompt": p, "response": r, "n_tokens": n}
         rec.update({k: v for k, v in s.items() if k != "id"})
         samples.append(rec)
     return samples
@@ -90,20 +94,24 @@ def sample_records(items: list, prompts: list[str], responses: list[str], scores
 
 def results_object(rec: EvalRecord) -> dict[str, Any]:
     """The results file's content (lm-eval's shape plus sftscale's provenance keys)."""
-    task, name, gen = rec.task, rec.task.name, rec.task.gen
+    task, name, gen = rec.task, rec.task.name, rec.gen or rec.task.gen
+    kwargs = {"until": list(gen.stop), "max_gen_toks": gen.max_new_tokens,
+              "do_sample": bool(gen.temperature and gen.temperature > 0),
+              "temperature": gen.temperature}
+    if gen.sampling or gen.n > 1:  # greedy results files stay as they were
+        kwargs.update(top_p=gen.top_p, seed=gen.seed)
     return {
         "results": {name: {"alias": name, **lm_eval_metrics(rec.metrics)}},
         "groups": {},
         "group_subtasks": {name: []},
         "configs": {name: {
-            "task": name, "output_type": "generate_until", "num_fewshot": 0,
-            "generation_kwargs": {"until": list(gen.stop), "max_gen_toks": gen.max_new_tokens,
-                                  "do_sample": bool(gen.temperature and gen.temperature > 0),
-                                  "temperature": gen.temperature},
+            "task": name, "output_type": "generate_until", "num_fewshot": rec.num_fewshot,
+            **({"repeats": gen.n} if gen.n > 1 else {}),
+            "generation_kwargs": kwargs,
             "metadata": {"version": task.version}, "task_options": rec.task_options,
             "primary_metric": task.primary_metric, "license": task.license}},
         "versions": {name: task.version},
-        "n-shot": {name: 0},
+        "n-shot": {name: rec.num_fewshot},
         "n-samples": {name: {"original": rec.n_total, "effective": len(rec.items)}},
         "config": rec.config,
         "model_identity": rec.identity,

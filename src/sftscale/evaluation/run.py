@@ -10,6 +10,11 @@ adapters; ``batch_size`` is applied to it), scores with ``task.score_many``, agg
 (``evaluation.results``). ``progress`` receives the generator's
 ``ProgressEvent("generate", done, total)`` events unchanged.
 
+Checks before anything is loaded (``evaluation.checkpoints``): ``adapter`` may be a
+checkpoint, a ``train_cell`` output or a study cell dir; a checkpoint whose recorded base is
+not ``model`` is refused (so the results file's ``config.model`` is always the model that was
+evaluated), and weights that do not open are "damaged checkpoint weights".
+
 Template guard: when the adapter's ``train_meta.json`` (in the checkpoint dir or the cell dir
 above ``ckpt/``; for a fully finetuned checkpoint passed as ``model``, that model dir's)
 records ``chat_template_sha`` and it differs from the sha of the template used here
@@ -28,7 +33,20 @@ provenance (``config``, ``git_hash``, library versions, ``chat_template_sha``,
 The returned dict is that results object plus ``metrics`` (the flat aggregate), ``samples``
 (the per-sample records) and ``paths``.
 
-Not handled: few-shot prompting (tasks build their own prompts), log-likelihood tasks,
+Sampling (``sampling={"temperature", "top_p", "n", "seed"}``, each optional; default the
+task's greedy GenSpec): ``n`` samples per item, each seeded on its own
+(``generation.generator``); sample records carry ``sample`` (0..n-1) and the results file's
+``config.sampling`` records the four values (greedy runs write neither, so their files are
+unchanged). Aggregates over n samples: the task's own (pass@k for code tasks: pass@1, @10,
+@100 up to n, evalplus' estimator), else the mean over all samples with the standard error
+of the per-item means (``tasks.base.mean_metrics``).
+
+Few-shot (``num_fewshot`` k > 0): the task's ``fewshot_prompts`` (lm-eval's context and
+sampler; ``fewshot_exclude`` ids are never used as examples: a study passes the cell's
+finetuning subset); refused with an InputError for tasks without a few-shot definition and
+with ``chat``. The results file's ``n-shot`` and ``configs.num_fewshot`` say k.
+
+Not handled: few-shot with chat templates, log-likelihood tasks,
 several tasks per call (call once per task; the generator is reusable), filters other
 than the task's own scorer (the filter name is always ``none``), progress of scoring.
 """
@@ -39,23 +57,15 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from dataclasses import replace
+from typing import Any, Sequence
 
+from .checkpoints import check_base, check_weights, find_train_meta, locate_adapter
 from .results import EvalRecord, results_object, sample_records, write_files
 from ..events import ProgressFn
 from ..generation import Generator, resolve_checkpoint
 from ..io import InputError
-from ..tasks.base import Task
-
-
-def find_train_meta(adapter: str | os.PathLike) -> Path | None:
-    """``train_meta.json`` of a checkpoint: in the dir itself or the cell dir above it."""
-    p = Path(adapter)
-    for cand in (p / "train_meta.json", p.parent / "train_meta.json",
-                 p / "ckpt" / "train_meta.json"):
-        if cand.is_file():
-            return cand
-    return None
+from ..tasks.base import GenSpec, Task
 
 
 def check_template(adapter: str | os.PathLike | None, eval_sha: str | None,
@@ -87,14 +97,30 @@ def evaluate(model: Any, task: Any, adapter: str | os.PathLike | None = None,
              generator: Any = None, chat: bool = False, batch_size: int | None = None,
              allow_template_mismatch: bool = False, task_options: dict | None = None,
              cache_dir: str | os.PathLike | None = None, device: str | None = None,
-             progress: ProgressFn | None = None) -> dict:
+             progress: ProgressFn | None = None, sampling: dict | None = None,
+             num_fewshot: int = 0, fewshot_exclude: Sequence[str] = ()) -> dict:
     """Generate, score and aggregate one task; see the module docstring."""
     task_options = dict(task_options or {})
     t_start = time.time()
     task_obj = _resolve_task(task, task_options)
     if limit is not None and limit < 1:
         raise InputError(None, "limit must be at least 1", field="limit")
+    spec = gen_spec(task_obj.gen, sampling)
+    if num_fewshot < 0 or (num_fewshot > 0 and task_obj.fewshot_pool() is None):
+        raise InputError(None, f"task {task_obj.name!r} has no few-shot definition: only 0 is "
+                         "possible" if num_fewshot > 0 else "must be at least 0",
+                         field="num_fewshot")
+    if num_fewshot > 0 and chat:
+        raise InputError(None, "few-shot contexts are built for plain prompts only (lm-eval's "
+                         "plain-text context); drop --chat or use num_fewshot 0",
+                         field="num_fewshot")
+    if adapter is not None:
+        adapter = locate_adapter(adapter)
+        check_base(model, adapter)
+        check_weights(resolve_checkpoint(adapter), field="adapter")
     if generator is None:
+        if isinstance(model, (str, os.PathLike)) and Path(model).is_dir():
+            check_weights(model, field="model")
         generator = Generator(model, batch_size=batch_size, device=device, cache_dir=cache_dir)
     if batch_size is not None:
         generator.batch_size = batch_size
@@ -106,13 +132,14 @@ def evaluate(model: Any, task: Any, adapter: str | os.PathLike | None = None,
     n_total = len(items)
     items = items if limit is None else items[:limit]
     try:
-        prompts = [task_obj.build_prompt(it, tok, chat) for it in items]
+        prompts = (task_obj.fewshot_prompts(items, num_fewshot, fewshot_exclude) if num_fewshot
+                   else [task_obj.build_prompt(it, tok, chat) for it in items])
     except ValueError as e:
-        raise InputError(None, str(e), field="chat") from None
-
-    responses, scores, agg, timings, ntok = _generate_and_score(generator, task_obj, items,
-                                                                prompts, progress)
-    samples = sample_records(items, prompts, responses, scores, ntok)
+        raise InputError(None, str(e), field="num_fewshot" if num_fewshot else "chat") from None
+    rows = [(it, p, s) for it, p in zip(items, prompts) for s in range(spec.n)]
+    responses, scores, agg, timings, ntok = _generate_and_score(generator, task_obj, spec, rows,
+                                                                progress)
+    samples = sample_records([r[0] for r in rows], [r[1] for r in rows], responses, scores, ntok)
     ident = generator.identity()
     desc = generator.describe()
     config = {"model": str(model) if model is not None else desc.get("model"),
@@ -121,10 +148,16 @@ def evaluate(model: Any, task: Any, adapter: str | os.PathLike | None = None,
               "dtype": desc.get("dtype"), "backend": desc.get("backend"), "limit": limit,
               "chat": chat, "allow_template_mismatch": allow_template_mismatch,
               "gen_cache": generator.cache is not None}
+    if spec.sampling or spec.n > 1:  # greedy results files stay as they were
+        config["sampling"] = {"temperature": spec.temperature, "top_p": spec.top_p, "n": spec.n,
+                              "seed": spec.seed}
+    if num_fewshot:
+        config.update(num_fewshot=num_fewshot, fewshot_seed=task_obj.fewshot_seed,
+                      fewshot_excluded=len(set(fewshot_exclude)))
     results = results_object(EvalRecord(
         task=task_obj, task_options=task_options, items=items, n_total=n_total, config=config,
         identity=ident, chat=chat, eval_sha=eval_sha, train_sha=train_sha, metrics=agg,
-        timings=timings, t_start=t_start))
+        timings=timings, t_start=t_start, gen=spec, num_fewshot=num_fewshot))
     paths = write_files(out, task_obj.name, samples, results) if out is not None else {}
     return {**results, "metrics": agg, "samples": samples, "paths": paths}
 
@@ -135,7 +168,10 @@ def _resolve_task(task: Any, task_options: dict) -> Task:
         return task
     from ..tasks import get_task
 
-    return get_task(str(task), **task_options)  # an unknown name or option: InputError
+    try:
+        return get_task(str(task), **task_options)  # an unknown name or option: InputError
+    except (TypeError, ValueError) as e:  # a task factory refusing its options
+        raise InputError(None, str(e), field="task options") from None
 
 
 def _template_sha(tok: Any, chat: bool) -> str | None:
@@ -167,15 +203,39 @@ def _use_adapter(generator: Any, model: Any, adapter: str | os.PathLike | None,
     return adapter_dir, train_sha
 
 
-def _generate_and_score(generator: Any, task: Task, items: list, prompts: list[str],
+def gen_spec(base: GenSpec, sampling: dict | None) -> GenSpec:
+    """The task's GenSpec with ``sampling`` (temperature, top_p, n, seed) applied and checked."""
+    over = {k: v for k, v in (sampling or {}).items() if v is not None}
+    bad = set(over) - {"temperature", "top_p", "n", "seed"}
+    if bad:
+        raise InputError(None, f"unknown sampling option(s) {sorted(bad)}", field="sampling")
+    checks = {"temperature": (lambda v: v >= 0, "must be >= 0 (0 is greedy)"),
+              "top_p": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+              "n": (lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
+              "seed": (lambda v: isinstance(v, int), "must be an integer")}
+    for k, v in over.items():
+        ok, why = checks[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(v):
+            raise InputError(None, f"{why} (got {v!r})", field=k.replace("_", "-"))
+    return replace(base, **over) if over else base
+
+
+def _generate_and_score(generator: Any, task: Task, spec: GenSpec, rows: list,
                         progress: ProgressFn | None) -> tuple[list, list, dict, dict, list]:
-    """(responses, per-sample scores, aggregate, timings, generated tokens per item)."""
+    """(responses, per-sample scores, aggregate, timings, generated tokens per row) for the
+    rows (item, prompt, sample index); several samples per item carry ``sample`` when
+    scored, so the aggregate knows (``tasks.base.mean_metrics``, pass@k)."""
+    items, prompts, idx = [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
     t0 = time.perf_counter()
-    responses = generator.generate(prompts, task.gen, progress=progress)
+    responses = generator.generate(prompts, spec, progress=progress,
+                                   **({"samples": idx} if spec.n > 1 else {}))
     t_gen = time.perf_counter() - t0
     gstats = dict(generator.last)
     t1 = time.perf_counter()
     scores = task.score_many(items, responses)
+    if spec.n > 1:
+        for sc, i in zip(scores, idx):
+            sc["sample"] = i
     agg = task.aggregate(scores)
     t_score = time.perf_counter() - t1
     timings = {"generate_s": t_gen, "score_s": t_score,

@@ -6,10 +6,13 @@ its own batched decode loop), ``remote.OpenAIBackend`` (an OpenAI-compatible ser
 reference and adds the content cache on top; a new backend implements ``Backend`` and gets a
 prefix in ``Generator.__init__`` (docs/architecture.md).
 
-Contract of ``Backend.generate(prompts, spec, progress, on_batch)``: every prompt gets exactly
-one ``on_batch(indices, [(text, n_tokens), ...])`` call (indices into ``prompts``, any order,
-in as many calls as the backend likes; text already cut with ``truncate_at_stop``), and after
-each such call ``progress(ProgressEvent("generate", done, len(prompts)))`` when given.
+Contract of ``Backend.generate(prompts, spec, progress, on_batch, seeds=None)``: every prompt
+gets exactly one ``on_batch(indices, [(text, n_tokens), ...])`` call (indices into
+``prompts``, any order, in as many calls as the backend likes; text already cut with
+``truncate_at_stop``), and after each such call ``progress(ProgressEvent("generate", done,
+len(prompts)))`` when given. When ``spec.sampling``, ``seeds`` gives one seed per prompt
+(``row_seed``); a backend that can seed rows on their own uses it, so a prompt's sample is
+the same in any batch.
 
 Not handled here: caching (``generator.Generator``), checkpoint identity (``checkpoint``),
 choosing a backend from a reference (``generator``).
@@ -22,6 +25,7 @@ from dataclasses import asdict
 from typing import Any, Callable, Protocol, Sequence
 
 from ..events import ProgressEvent, ProgressFn
+from ..io import sha256_text
 from ..tasks.base import GenSpec
 
 #: ``on_batch(indices, [(text, n_tokens), ...])``: finished prompts, reported as they finish
@@ -49,7 +53,7 @@ class Backend(Protocol):
         """Switch to an adapter (a checkpoint dir, or a served name); None: the bare base."""
 
     def generate(self, prompts: list[str], spec: GenSpec, progress: ProgressFn | None,
-                 on_batch: OnBatch) -> None:
+                 on_batch: OnBatch, seeds: list[int] | None = None) -> None:
         """Complete every prompt; report through ``on_batch`` and ``progress`` (module doc)."""
 
     def describe(self) -> dict:
@@ -74,10 +78,25 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
 
 
 def spec_dict(spec: GenSpec) -> dict:
-    """A GenSpec as the JSON dict the cache keys on (``stop`` as a list)."""
+    """A GenSpec as the JSON dict the cache keys on (``stop`` as a list).
+
+    Greedy specs give exactly the dict they gave before sampling existed (max_new_tokens,
+    stop, temperature), so greedy cache keys never change; sampling specs add ``top_p``,
+    ``seed`` and the sampler's version. ``n`` is never in it: the cache keys each sample by
+    its index (``generator.Generator``)."""
     d = asdict(spec)
     d["stop"] = list(d["stop"])
+    for k in ("top_p", "n", "seed"):
+        d.pop(k, None)
+    if spec.sampling:
+        d.update(top_p=spec.top_p, seed=spec.seed, sampler="row-seeded/v1")
     return d
 
 
-__all__ = ["Backend", "OnBatch", "report", "spec_dict", "truncate_at_stop"]
+def row_seed(seed: int, prompt: str, sample: int) -> int:
+    """The seed of one (prompt, sample index) row: 63 bits of sha256(seed, sample, prompt), so
+    a row's draws depend on nothing else (not its batch, position or neighbours)."""
+    return int(sha256_text(f"{int(seed)}\0{int(sample)}\0{prompt}")[:16], 16) >> 1
+
+
+__all__ = ["Backend", "OnBatch", "report", "row_seed", "spec_dict", "truncate_at_stop"]

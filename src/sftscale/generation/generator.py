@@ -32,7 +32,7 @@ import time
 from dataclasses import replace
 from typing import Any, Sequence
 
-from .backend import Backend, spec_dict
+from .backend import Backend, row_seed, spec_dict
 from .cache import GenCache
 from .hf import HFBackend
 from ..events import ProgressEvent, ProgressFn
@@ -114,48 +114,65 @@ class Generator:
         return d
 
     def generate(self, prompts: Sequence[str], spec: GenSpec = GenSpec(),
-                 progress: ProgressFn | None = None) -> list[str]:
-        """One completion per prompt, in input order. Cached prompts are not regenerated."""
+                 progress: ProgressFn | None = None,
+                 samples: Sequence[int] | None = None) -> list[str]:
+        """One completion per prompt, in input order. Cached prompts are not regenerated.
+
+        ``samples``: each row's sample index (default 0). When ``spec.sampling``, row i is
+        drawn with its own seed ``row_seed(spec.seed, prompt, samples[i])`` and cached under
+        (prompt, index), so a prompt repeated with indices 0..n-1 gives n reproducible
+        samples; greedy rows of one prompt are generated once and shared."""
         prompts = list(prompts)
+        samples = [0] * len(prompts) if samples is None else [int(x) for x in samples]
+        if len(samples) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(samples)} sample indices")
+        keys = [f"{p}\0#{x}" if spec.sampling else p for p, x in zip(prompts, samples)]
+        first: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        rows = list(first.values())  # one row per distinct (prompt[, sample]), first occurrence
         t0 = time.perf_counter()
-        out: list[str | None] = [None] * len(prompts)
-        ntok = [0] * len(prompts)
-        todo = list(range(len(prompts)))
+        out: dict[int, str] = {}
+        ntok: dict[int, int] = {}
+        todo = rows
         ident = sd = None
         if self.cache is not None:
             ident, sd = self.identity(), spec_dict(spec)
-            hits = self.cache.get_many(ident, sd, prompts)
-            for i, h in enumerate(hits):
+            for i, h in zip(rows, self.cache.get_many(ident, sd, [keys[i] for i in rows])):
                 if h is not None:
                     out[i], ntok[i] = h["text"], int(h.get("n_tokens", 0))
-            todo = [i for i in range(len(prompts)) if out[i] is None]
-        n_cached = len(prompts) - len(todo)
+            todo = [i for i in rows if i not in out]
+        n_cached = len(rows) - len(todo)
         gen_tokens = 0
 
         def on_batch(local_idx: list[int], res: list[tuple[str, int]]) -> None:
             nonlocal gen_tokens
-            rows = []
+            done = []
             for li, (text, n) in zip(local_idx, res):
                 gi = todo[li]
                 out[gi], ntok[gi] = text, n
                 gen_tokens += n
-                rows.append((prompts[gi], text, n))
+                done.append((keys[gi], text, n))
             if self.cache is not None:
-                self.cache.put_many(ident, sd, rows)
+                self.cache.put_many(ident, sd, done)
 
         if todo:
             wrapped = None
             if progress is not None:
-                progress(ProgressEvent("generate", n_cached, len(prompts)))
-                wrapped = _offset(progress, n_cached, len(prompts))
-            self.backend.generate([prompts[i] for i in todo], spec, wrapped, on_batch)
+                progress(ProgressEvent("generate", n_cached, len(rows)))
+                wrapped = _offset(progress, n_cached, len(rows))
+            seeds = ([row_seed(spec.seed, prompts[i], samples[i]) for i in todo]
+                     if spec.sampling else None)
+            kw = {"seeds": seeds} if seeds is not None else {}
+            self.backend.generate([prompts[i] for i in todo], spec, wrapped, on_batch, **kw)
         elif progress is not None:
-            progress(ProgressEvent("generate", len(prompts), len(prompts)))
+            progress(ProgressEvent("generate", len(rows), len(rows)))
         wall = time.perf_counter() - t0
+        src = [first[k] for k in keys]
         self.last = {"n_prompts": len(prompts), "n_cached": n_cached, "generated_tokens": gen_tokens,
                      "wall_s": wall, "tokens_per_s": gen_tokens / wall if wall > 0 and gen_tokens else 0.0,
-                     "n_tokens": ntok}
-        return [o if o is not None else "" for o in out]
+                     "n_tokens": [ntok.get(j, 0) for j in src]}
+        return [out.get(j, "") for j in src]
 
 
 def _offset(progress: ProgressFn, n_cached: int, total: int) -> ProgressFn:

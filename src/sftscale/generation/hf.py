@@ -16,8 +16,10 @@ attention mask (as ``model.generate`` does), so padding does not move positions:
 output is the same for every batch size in fp32 on CPU (tests/test_generate.py checks 1 vs
 32). In bf16 on GPU, padding and batch composition change reduction order, and an argmax
 that is a near-tie can flip; compare across batch sizes only in fp32. Sampling
-(``temperature > 0``) uses a torch generator seeded with 0 per call; its draws depend on
-batch composition.
+(``temperature > 0``): each row has its own ``torch.Generator`` seeded with the row's seed
+(``backend.row_seed``: seed, prompt, sample index) and draws one token per step from
+softmax(logits / temperature) cut to the ``top_p`` nucleus, so a row's draws do not depend
+on its batch neighbours (same fp32 caveat: its logits must be the same).
 
 Why not ``model.generate``: it keeps finished rows in the batch until the longest row ends,
 cannot refill a batch, and decodes every row's tail at every step for stop strings; the loop
@@ -175,9 +177,11 @@ class HFBackend:
         return int(max(1, min(64, 0.25 * free // per_seq)))
 
     def generate(self, prompts: list[str], spec: GenSpec, progress: ProgressFn | None,
-                 on_batch: OnBatch) -> None:
+                 on_batch: OnBatch, seeds: list[int] | None = None) -> None:
         """Continuous batching: rows leave when done; queued prompts (longest first) are
         prefilled and merged into the running batch when a quarter of it is free."""
+        if spec.sampling and seeds is None:
+            seeds = [spec.seed] * len(prompts)
         enc = [self.encode(p) for p in prompts]
         max_pos = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
         if max_pos:
@@ -207,13 +211,20 @@ class HFBackend:
                 if queue and batch.has_room():
                     n = bs - len(batch.rows)
                     group, queue = queue[:n], queue[n:]
-                    batch.admit([_Row(i, enc[i]) for i in group])
+                    batch.admit([_Row(i, enc[i], gen=self._row_generator(seeds, i))
+                                 for i in group])
                     flush(False)
                     if not batch.rows:
                         continue
                 batch.step()
                 flush(False)
         flush(True)
+
+    def _row_generator(self, seeds: list[int] | None, i: int) -> Any:
+        """Row i's own random generator (None when decoding greedily)."""
+        if seeds is None:
+            return None
+        return self._torch.Generator(device=self.device).manual_seed(int(seeds[i]))
 
     _kw: dict = {"logits_to_keep": 1}
 
@@ -263,6 +274,7 @@ class _Row:
     idx: int
     ids: list[int]
     out: list[int] = field(default_factory=list)
+    gen: Any = None  # the row's torch.Generator when sampling
 
 
 class _RunningBatch:
@@ -275,10 +287,7 @@ class _RunningBatch:
         self.b, self.size, self.max_new = backend, size, spec.max_new_tokens
         self.stops = [s for s in spec.stop if s]
         self.window = 2 * max((len(s) for s in self.stops), default=0) + 4
-        self.sampler = None
-        if spec.temperature and spec.temperature > 0:
-            self.sampler = backend._torch.Generator(device=backend.device).manual_seed(0)
-        self.temperature = spec.temperature
+        self.sampling, self.temperature, self.top_p = spec.sampling, spec.temperature, spec.top_p
         self.rows: list[_Row] = []
         self.finished: list[_Row] = []
         self.cache: Any = None
@@ -295,7 +304,7 @@ class _RunningBatch:
         """Prefill ``group``, pick its first tokens, and merge its unfinished rows in."""
         torch = self.b._torch
         cache, attn, last, logits = self.b.prefill([r.ids for r in group])
-        nxt = self._pick(logits)
+        nxt = self._pick(logits, group)
         keep = self._extend(group, nxt)
         if not keep:
             return
@@ -317,7 +326,7 @@ class _RunningBatch:
         self.attn = self.b._torch.cat([self.attn, self.attn.new_ones((len(self.rows), 1))], dim=1)
         self.last = self.last + 1
         logits = self.b.forward(self.nxt[:, None], self.attn, self.last[:, None], self.cache)
-        self.nxt = self._pick(logits)
+        self.nxt = self._pick(logits, self.rows)
         self.retire(self._extend(self.rows, self.nxt))
 
     def retire(self, keep: list[int]) -> None:
@@ -333,12 +342,13 @@ class _RunningBatch:
         self.rows = [self.rows[j] for j in keep]
         self.attn = _trim_left_padding(self.cache, self.attn, self.b.stats)
 
-    def _pick(self, logits: Any) -> Any:
-        if self.sampler is None:
+    def _pick(self, logits: Any, rows: list[_Row]) -> Any:
+        """Argmax, or one draw per row with the row's own generator (module doc)."""
+        if not self.sampling:
             return logits.argmax(-1)
-        torch = self.b._torch
-        probs = torch.softmax(logits.float() / self.temperature, -1)
-        return torch.multinomial(probs, 1, generator=self.sampler).squeeze(-1)
+        probs = nucleus_probs(self.b._torch, logits, self.temperature, self.top_p)
+        return self.b._torch.cat([self.b._torch.multinomial(probs[j], 1, generator=r.gen)
+                                  for j, r in enumerate(rows)])
 
     def _extend(self, rows: list[_Row], nxt: Any) -> list[int]:
         """Append each row's chosen token; rows that hit EOS, ``max_new_tokens`` or a stop
@@ -364,6 +374,20 @@ class _RunningBatch:
                     still.append(j)
             keep = still
         return keep
+
+
+def nucleus_probs(torch: Any, logits: Any, temperature: float, top_p: float) -> Any:
+    """softmax(logits / temperature) with the tokens outside the ``top_p`` nucleus zeroed
+    (transformers' ``TopPLogitsWarper`` rule: drop the least likely tokens whose cumulative
+    probability stays <= 1 - top_p; the most likely token always stays)."""
+    scores = logits.float() / temperature
+    if top_p < 1.0:
+        srt, order = torch.sort(scores, dim=-1, descending=False)
+        cum = srt.softmax(-1).cumsum(-1)
+        drop = cum <= 1 - top_p
+        drop[..., -1] = False
+        scores = scores.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return torch.softmax(scores, -1)
 
 
 # --------------------------------------------------------------------------- cache surgery

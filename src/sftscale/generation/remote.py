@@ -100,15 +100,22 @@ class OpenAIBackend:
                 "served": self.served, "adapter": self.adapter_hash}
 
     def generate(self, prompts: list[str], spec: GenSpec, progress: ProgressFn | None,
-                 on_batch: OnBatch) -> None:
+                 on_batch: OnBatch, seeds: list[int] | None = None) -> None:
+        """Greedy: ``batch_size`` prompts per request. Sampling: one prompt per request with
+        its row seed (``seed`` is per request in the OpenAI API, and the samples of one prompt
+        need different seeds), ``top_p`` passed on; reproducible only as far as the server
+        honours ``seed``."""
         stops = [s for s in spec.stop if s]
-        bs = self.batch_size or 16
+        bs = 1 if spec.sampling else (self.batch_size or 16)
         chunks = [list(range(i, min(i + bs, len(prompts)))) for i in range(0, len(prompts), bs)]
 
         def call(idx: list[int]) -> tuple[list[int], list[tuple[str, int]]]:
             body: dict[str, Any] = {"model": self.served, "prompt": [prompts[i] for i in idx],
                                     "max_tokens": spec.max_new_tokens,
                                     "temperature": spec.temperature}
+            if spec.sampling:
+                body.update(top_p=spec.top_p,
+                            seed=(seeds[idx[0]] if seeds else spec.seed) % (2 ** 31))
             if stops:
                 body["stop"] = stops
             res = self._post("completions", body)
@@ -176,12 +183,18 @@ class VLLMBackend:
         return {"backend": "vllm", "base": self.base_hash, "adapter": self.adapter_hash}
 
     def generate(self, prompts: list[str], spec: GenSpec, progress: ProgressFn | None,
-                 on_batch: OnBatch) -> None:
+                 on_batch: OnBatch, seeds: list[int] | None = None) -> None:
+        """Greedy: one SamplingParams. Sampling: one per prompt with its row seed and top_p."""
         from vllm import SamplingParams
 
         stops = [s for s in spec.stop if s]
-        sp = SamplingParams(temperature=spec.temperature, max_tokens=spec.max_new_tokens,
-                            stop=stops or None, seed=0)
+        sp: Any = SamplingParams(temperature=spec.temperature, max_tokens=spec.max_new_tokens,
+                                 stop=stops or None, seed=0)
+        if spec.sampling:
+            sp = [SamplingParams(temperature=spec.temperature, top_p=spec.top_p,
+                                 max_tokens=spec.max_new_tokens, stop=stops or None,
+                                 seed=(seeds[i] if seeds else spec.seed) % (2 ** 31))
+                  for i in range(len(prompts))]
         outs = self.llm.generate(prompts, sp, lora_request=self._lora, use_tqdm=False)
         res = [(truncate_at_stop(o.outputs[0].text, stops), len(o.outputs[0].token_ids)) for o in outs]
         on_batch(list(range(len(prompts))), res)

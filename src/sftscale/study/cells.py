@@ -39,6 +39,17 @@ class Cell:
     gpus: float = 0.0
     cpus: float = 1.0
     n_requested: int | None = None  # the grid value before capping to the pool
+    sampling: dict[str, Any] = field(default_factory=dict)  # evaluate(sampling=); {}: greedy
+    num_fewshot: int = 0
+    processes: int | None = None  # training processes with recipe sharding ddp/fsdp
+
+    @property
+    def world(self) -> int:
+        """Training processes of the cell: 1 unless the recipe asks for ``sharding`` ddp or
+        fsdp, then the model's ``processes`` (default: its whole ``gpus``)."""
+        if self.recipe.get("sharding", "none") == "none":
+            return 1
+        return self.processes or max(1, int(self.gpus))
 
     @property
     def key(self) -> str:
@@ -52,7 +63,10 @@ class Cell:
                 "seed": None if self.n == 0 else self.seed,
                 "recipe": None if self.n == 0 else self.recipe,
                 "chat": self.chat, "limit": self.limit, "max_new_tokens": self.max_new_tokens,
-                "allow_template_mismatch": self.allow_template_mismatch}
+                "allow_template_mismatch": self.allow_template_mismatch,
+                # only when set, so the specs (and hashes) of greedy zero-shot cells stay
+                **({"sampling": self.sampling} if self.sampling else {}),
+                **({"num_fewshot": self.num_fewshot} if self.num_fewshot else {})}
 
     @property
     def spec_hash(self) -> str:
@@ -104,11 +118,20 @@ def expand_cells(cfg: StudyConfig, pool_sizes: Mapping[str, int] | None = None) 
                                         else cfg.evaluation.max_new_tokens),
                         allow_template_mismatch=cfg.evaluation.allow_template_mismatch,
                         gpus=m.gpus, cpus=m.cpus if m.cpus is not None else cfg.executor.cpus_per_cell,
-                        n_requested=n_req))
+                        n_requested=n_req, sampling=_sampling(cfg),
+                        num_fewshot=cfg.evaluation.num_fewshot, processes=m.processes))
     keys = [c.key for c in cells]
     if len(set(keys)) != len(keys):  # impossible with validated labels; guard anyway
         raise InputError(cfg.path, "two cells share a key; make model/task labels distinct")
     return cells
+
+
+def _sampling(cfg: StudyConfig) -> dict[str, Any]:
+    """The evaluation section's sampling settings that differ from greedy (evaluate's names)."""
+    e = cfg.evaluation
+    vals = {"temperature": e.temperature, "top_p": e.top_p, "n": e.n_samples, "seed": e.seed}
+    dflt = {"temperature": 0.0, "top_p": 1.0, "n": 1, "seed": 0}
+    return {k: v for k, v in vals.items() if v != dflt[k]}
 
 
 __all__ = ["Cell", "expand_cells"]

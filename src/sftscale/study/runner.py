@@ -76,12 +76,15 @@ from typing import Any, Callable, Mapping, Sequence
 from ..config import StudyConfig
 from ..events import ProgressEvent, ProgressFn, Throttle
 from ..io import InputError, atomic_write_json, atomic_write_text
+from ..quiet import quiet_third_party_warnings
 from .cells import Cell, expand_cells
 from .integrity import seal_train, train_complete, verify_done
 from .lock import RunLock
 from .outputs import collect_outputs, eval_files, parse_results
+from .runplan import record_run, save_run_plan
 from .signals import terminate_as_interrupt
 from .store import Store
+from .tracking import NullTracker, open_tracker
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +119,16 @@ writes ``ctx.out/results_*.json`` and ``ctx.out/samples_*.jsonl``."""
 # --- default stages ------------------------------------------------------------------------
 
 def train_stage(cell: Cell, ctx: StageContext) -> None:
-    """``sftscale.train.cell.train_cell`` with the cell's model, task, N, seed and recipe overrides."""
-    from ..train.cell import train_cell
+    """``sftscale.train.cell.train_cell`` with the cell's model, task, N, seed and recipe overrides
+    (in ``cell.world`` processes through ``train.launch``: torchrun, or Ray Train on Ray)."""
+    from ..train.launch import train_cell_launched
 
     recipe = dict(cell.recipe)
     recipe.setdefault("chat", cell.chat)
-    train_cell(cell.model_ref, _task_object(cell), cell.n, cell.seed, ctx.out, recipe=recipe,
-               task_options=cell.task_options or None, progress=ctx.progress)
+    train_cell_launched(cell.model_ref, _task_object(cell), cell.n, cell.seed, ctx.out,
+                        recipe=recipe, task_options=cell.task_options or None,
+                        progress=ctx.progress, world=cell.world, use_gpu=cell.gpus > 0,
+                        cpus_per_worker=cell.cpus)
 
 
 _GENERATORS: dict[tuple, Any] = {}  # per process: one loaded base model, reused across cells
@@ -155,7 +161,9 @@ def eval_stage(cell: Cell, ctx: StageContext) -> None:
     ckpt = train_dir / (meta.get("checkpoint") or "ckpt")
     task = _task_object(cell)
     common = dict(limit=cell.limit, out=ctx.out, chat=cell.chat, batch_size=cell.batch_size,
-                  allow_template_mismatch=cell.allow_template_mismatch, progress=ctx.progress)
+                  allow_template_mismatch=cell.allow_template_mismatch, progress=ctx.progress,
+                  sampling=cell.sampling, num_fewshot=cell.num_fewshot,  # examples never from
+                  fewshot_exclude=meta.get("subset_ids") or ())  # the cell's finetuning subset
     if cell.n > 0 and not ckpt.is_dir():
         raise RuntimeError(f"{train_dir}: trained cell without its checkpoint ({ckpt.name}/)")
     if cell.n > 0 and not (ckpt / "adapter_config.json").exists():
@@ -196,6 +204,7 @@ class CellRunner:
 
     def run(self, cell: Cell, run_dir: str | os.PathLike,
             progress: ProgressFn | None = None) -> dict[str, Any]:
+        quiet_third_party_warnings()  # this may be a worker process or a Ray task
         run_dir = Path(run_dir)
         cdir = run_dir / "cells" / cell.key
         t0 = time.perf_counter()
@@ -420,6 +429,7 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike | None = None, executor: 
     is called once) instead of raising ``lock.RunDirBusy``. ``repair``: rebuild a damaged
     store from the cell directories (repair.py). SIGTERM raises ``signals.Terminated``.
     """
+    quiet_third_party_warnings()
     if check and pool_sizes is None:
         from .plan import check_study
         pool_sizes = check_study(cfg).pool_sizes
@@ -437,9 +447,10 @@ def _run_locked(cfg: StudyConfig, run_dir: Path, executor: Any, retry_failed: bo
     from .executors import make_executor
     from .progress import make_reporter
 
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     run_dir, cells = prepare(cfg, run_dir, check=False, pool_sizes=pool_sizes,
                              rerun_changed=rerun_changed, repair=repair, locked=True)
+    planned = save_run_plan(cfg, run_dir, pool_sizes)  # DIR/plan.json: the ETA's cell costs
     runner = runner or CellRunner()
     if executor is None:
         executor = cfg.executor.kind
@@ -450,10 +461,11 @@ def _run_locked(cfg: StudyConfig, run_dir: Path, executor: Any, retry_failed: bo
         todo = [c for c in cells if state.get(c.key) == "pending"]
         rep = make_reporter(progress, total=len(cells), name=cfg.name, run_dir=run_dir,
                             done=sum(1 for k in keys if state.get(k) == "done"),
-                            failed=sum(1 for k in keys if state.get(k) == "failed"))
-        drv = _Driver(st, rep, run_dir, runner.hooks)
+                            failed=sum(1 for k in keys if state.get(k) == "failed"),
+                            planned=planned, slots=cfg.executor.workers, todo=[c.key for c in todo])
+        drv = _Driver(st, rep, run_dir, runner.hooks, open_tracker(cfg, run_dir))
         try:
-            with rep:
+            with rep, drv.tracker:  # tracking.py: the study's parent run, closed with its status
                 ex.run(todo, run_dir, runner, on_start=drv.on_start,
                        on_progress=drv.on_progress, on_done=drv.on_done)
         finally:
@@ -463,6 +475,7 @@ def _run_locked(cfg: StudyConfig, run_dir: Path, executor: Any, retry_failed: bo
             if r["key"] in state or r["key"] in keys:
                 counts[r["state"]] += 1
     write_exports(run_dir)
+    record_run(cfg, run_dir, started, time.perf_counter() - t0)  # recalibrates later plans
     return StudyResult(run_dir=run_dir, counts=counts, ran=drv.ran, failed=drv.failed,
                        wall_s=time.perf_counter() - t0)
 
@@ -481,8 +494,10 @@ class _Driver:
     """The executor's callbacks, in the driver: the only writer of the store; feeds the display
     (one ``Throttle`` per cell in flight) and calls the runner's ``commit`` hook."""
 
-    def __init__(self, st: Store, rep: Any, run_dir: Path, hooks: Hooks | None):
+    def __init__(self, st: Store, rep: Any, run_dir: Path, hooks: Hooks | None,
+                 tracker: Any = None):
         self.st, self.rep, self.run_dir, self.hooks = st, rep, run_dir, hooks
+        self.tracker = tracker if tracker is not None else NullTracker()
         self.ran = 0
         self.failed: list[str] = []
         self._display: dict[str | None, Throttle] = {}
@@ -500,6 +515,7 @@ class _Driver:
         tc = time.perf_counter()
         if self.hooks is not None:
             self.hooks("commit", self.run_dir, cell.key)
+        snapshot = dict(outcome)  # for the tracker: record_done pops metrics and items
         if outcome.get("ok"):
             ms = outcome.get("metrics") or {}
             outcome["metrics_summary"] = "".join(
@@ -511,6 +527,7 @@ class _Driver:
             self.st.record_failed(cell.key, outcome.get("error") or "unknown error",
                                   outcome.get("traceback"), outcome)
         self.st.add_overhead(cell.key, time.perf_counter() - tc)
+        self.tracker.cell_done(cell, snapshot)  # after the store: a mirror, never fails the run
         self._display.pop(cell.key, None)
         self.ran += 1
         self.rep.done(cell, outcome)

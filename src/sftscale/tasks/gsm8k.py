@@ -1,10 +1,13 @@
 """GSM8K: grade-school math word problems, answer = the number after ``#### ``.
 
-Prompt (no few-shot): ``"Question: {question}\\nAnswer:"``, the zero-shot form of lm-eval's
-``gsm8k`` task. The training completion is ``" " + solution`` where the solution is the
-reference chain of thought with the ``<<48/2=24>>`` calculator annotations removed, ending
-in ``#### N``. With a chat template the user turn is the bare question and the completion
-has no leading space.
+Prompt: ``"Question: {question}\\nAnswer:"``, lm-eval's ``gsm8k`` ``doc_to_text``. Few-shot
+(``num_fewshot`` k, ``Task.fewshot_prompts``): lm-eval's context, k examples from the train
+split drawn by its sampler with its default seed (1234), each ``"Question: q\\nAnswer: "`` +
+the raw answer (annotations kept, lm-eval's ``doc_to_target``) + ``"\\n\\n"``. The
+training completion is ``" " + solution`` where the solution is the reference chain of
+thought with the ``<<48/2=24>>`` calculator annotations removed, ending in ``#### N``.
+With a chat template the user turn is the bare question and the completion has no leading
+space.
 
 Scoring (``score_response``), close to lm-eval's gsm8k ``strict-match``/``flexible-extract``:
 
@@ -132,6 +135,14 @@ class GSM8K(GSM8KFormat):
             self._train = _load(self.train_path, "train")
         return self._train
 
+    def fewshot_pool(self) -> list[Item]:
+        """lm-eval's gsm8k ``fewshot_split: train``, in the split's order."""
+        return self.train_items()
+
+    def fewshot_target(self, item: Item) -> str:
+        """lm-eval's ``doc_to_target: "{{answer}}"``: the raw solution, calculator
+        annotations (``<<48/2=24>>``) kept, unlike the training completion."""
+        return item.meta["answer"]
 
 
 def _load(path: str | None, split: str) -> list[Item]:
@@ -157,5 +168,5 @@ def _load(path: str | None, split: str) -> list[Item]:
         solution = clean_solution(answer) if "####" in answer else f"#### {answer.strip()}"
         items.append(Item(id=str(r.get("id") or f"{prefix}/{i}"), question=str(r["question"]),
                           target=gold, completion=solution if split == "train" else None,
-                          meta={"solution": solution}))
+                          meta={"solution": solution, "answer": answer}))
     return items

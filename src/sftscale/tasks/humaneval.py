@@ -38,14 +38,13 @@ from __future__ import annotations
 import ast
 import inspect
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..io import InputError, atomic_write_json, sha256_json
 from . import humaneval_harness
-from .base import GenSpec, Item, Task, mean_metrics
+from .base import GenSpec, Item, Task, mean_metrics, pass_at_k, pass_at_ks  # noqa: F401
 from .registry import register_task
 
 #: stop sequences for generation, as evalplus uses for base models (no fence: chat answers
@@ -167,13 +166,6 @@ def extract_program(prompt: str, entry_point: str, response: str) -> tuple[str |
     if blocks:
         return _join(prompt, blocks[0]), "block"
     return None, "none"
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k estimator (Chen et al. 2021): 1 - C(n-c, k) / C(n, k)."""
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
 # --- tasks --------------------------------------------------------------------------------
@@ -406,13 +398,10 @@ class HumanEval(Task):
             by_id.setdefault(str(r.get("id")), []).append(r)
         if not by_id:
             return out
-        n_min = min(len(v) for v in by_id.values())
-        for label, key in keys:
-            for k in (1, 10):
-                if n_min >= k:
-                    vals = [pass_at_k(len(v), sum(r.get(key) == "pass" for r in v), k)
-                            for v in by_id.values()]
-                    out[f"pass@{k}_{label}"] = sum(vals) / len(vals)
+        for label, key in keys:  # pass@k for k in 1, 10, 100 up to the smallest n (evalplus)
+            counts = [(len(v), sum(r.get(key) == "pass" for r in v)) for v in by_id.values()]
+            for k, val in pass_at_ks(counts).items():
+                out[f"pass@{k}_{label}"] = val
         for s in STATUSES:
             key = "status_plus" if self.plus else "status_base"
             out[f"rate_{s}"] = sum(r.get(key) == s for r in records) / len(records)

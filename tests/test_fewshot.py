@@ -1,0 +1,130 @@
+"""Few-shot evaluation: gsm8k contexts byte-identical to lm-eval's (its own gsm8k yaml, its
+sampler and default seed), the exclusion rule for a study cell's finetuning subset, refusals,
+and the study plumbing. The end-to-end parity on a real model is in test_lmeval_parity.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "lmeval_parity"))
+
+import parity  # noqa: E402
+
+from sftscale.evaluation import evaluate  # noqa: E402
+from sftscale.io import InputError  # noqa: E402
+from sftscale.tasks import get_task  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def gsm8k():
+    return get_task("gsm8k")
+
+
+def _examples(prompt: str) -> list[str]:
+    """The questions of a few-shot prompt's examples (all blocks but the last)."""
+    return prompt.split("\n\n")[:-1]
+
+
+@pytest.mark.parametrize("k", [5, 2])
+def test_gsm8k_fewshot_prompts_equal_lm_evals(tmp_path, gsm8k, k):
+    theirs = parity.lmeval_gsm8k_prompts(tmp_path / "lm", k, limit=25)
+    ours = gsm8k.fewshot_prompts(gsm8k.test_items()[:25], k)
+    assert ours == theirs
+    assert ours[0].endswith("Question: " + gsm8k.test_items()[0].question + "\nAnswer:")
+    assert ours[0].count("\nAnswer: ") == k and "<<" in ours[0]  # raw answers, annotations kept
+
+
+def test_fewshot_examples_follow_lm_evals_sampler(gsm8k):
+    """One Random(1234) across items, sample(train, k) per item, in order."""
+    pool = gsm8k.train_items()
+    rnd = random.Random(1234)
+    for it, got in zip(gsm8k.test_items()[:5], gsm8k.fewshot_prompts(gsm8k.test_items()[:5], 3)):
+        want = [pool[i] for i in rnd.sample(range(len(pool)), 3)]
+        assert got == "".join(f"Question: {e.question}\nAnswer: {e.meta['answer']}\n\n"
+                              for e in want) + f"Question: {it.question}\nAnswer:"
+
+
+def test_excluded_ids_are_replaced_by_the_next_allowed_ones(gsm8k):
+    items, pool = gsm8k.test_items()[:30], gsm8k.train_items()
+    plain = gsm8k.fewshot_prompts(items, 5)
+    pos = {it.question: i for i, it in enumerate(pool)}
+    drawn0 = [pos[b.split("\nAnswer: ")[0][len("Question: "):]] for b in _examples(plain[0])]
+    banned = {pool[drawn0[1]].id, pool[drawn0[1] + 1].id, pool[drawn0[3]].id}
+    got = gsm8k.fewshot_prompts(items, 5, exclude=banned)
+    used0 = [pos[b.split("\nAnswer: ")[0][len("Question: "):]] for b in _examples(got[0])]
+    nxt1 = drawn0[1] + 2 if drawn0[1] + 2 not in drawn0 else drawn0[1] + 3
+    assert used0[0] == drawn0[0] and used0[2] == drawn0[2] and used0[4] == drawn0[4]
+    assert used0[1] == nxt1 and used0[3] not in drawn0 and len(set(used0)) == 5
+    assert all(pool[i].id not in banned for i in used0)
+    # the draws stay lm-eval's: items whose examples were not excluded keep their prompts
+    for a, b in zip(plain[1:], got[1:]):
+        hit = any(pool[pos[x.split("\nAnswer: ")[0][len("Question: "):]]].id in banned
+                  for x in _examples(a))
+        assert (a == b) != hit
+
+
+def test_too_many_exclusions_and_tasks_without_fewshot_refuse(gsm8k, tiny_model):
+    small = get_task("gsm8k", train_path=None)
+    small._train = small.train_items()[:6]
+    with pytest.raises(ValueError, match="fewer than num_fewshot"):
+        small.fewshot_prompts(small.test_items()[:1], 5, exclude=[it.id for it in small._train[:2]])
+    model = str(tiny_model("chars"))
+    for task in ("humaneval", "toy-math"):
+        with pytest.raises(InputError, match="no few-shot definition") as ei:
+            evaluate(model, task, limit=1, num_fewshot=3)
+        assert ei.value.field == "num_fewshot"
+    with pytest.raises(InputError, match="plain prompts only"):
+        evaluate(model, "gsm8k", limit=1, num_fewshot=3, chat=True)
+
+
+def test_evaluate_fewshot_records_n_shot(tmp_path, tiny_model, gsm8k):
+    task = get_task("gsm8k")
+    task.gen = dataclasses.replace(task.gen, max_new_tokens=3)
+    res = evaluate(str(tiny_model("chars")), task, limit=3, num_fewshot=2, out=tmp_path)
+    assert [s["prompt"] for s in res["samples"]] == gsm8k.fewshot_prompts(gsm8k.test_items()[:3], 2)
+    saved = json.loads(Path(res["paths"]["results"]).read_text())
+    assert saved["n-shot"] == {"gsm8k": 2} and saved["configs"]["gsm8k"]["num_fewshot"] == 2
+    assert saved["config"]["num_fewshot"] == 2 and saved["config"]["fewshot_seed"] == 1234
+    zero = evaluate(str(tiny_model("chars")), task, limit=1)
+    assert zero["n-shot"] == {"gsm8k": 0} and "num_fewshot" not in zero["config"]
+
+
+def test_study_cell_passes_fewshot_and_excludes_its_subset(tmp_path, tiny_model, gsm8k):
+    from sftscale.config import parse_study
+    from sftscale.study.cells import expand_cells
+    from sftscale.study.runner import StageContext, eval_stage
+
+    base = "models: [{ref: toy-S}]\ntasks: [{name: toy-math}]\nn: [0, 4]\nseeds: [0]\n"
+    plain = expand_cells(parse_study(base))
+    cells = expand_cells(parse_study(base + "evaluation: {num_fewshot: 3, temperature: 0.5, "
+                                            "n_samples: 2}\n"))
+    assert all(c.num_fewshot == 3 and c.sampling == {"temperature": 0.5, "n": 2} for c in cells)
+    assert plain[0].spec_hash == expand_cells(parse_study(base))[0].spec_hash
+    assert "num_fewshot" not in plain[0].spec() and "sampling" not in plain[0].spec()
+    assert cells[0].spec_hash != plain[0].spec_hash
+
+    # eval_stage: the cell's subset (train_meta.json subset_ids) never appears in context
+    cell = dataclasses.replace(plain[0], model_ref=str(tiny_model("chars")), task_name="gsm8k",
+                               task="gsm8k", limit=2, max_new_tokens=2, num_fewshot=3)
+    first = gsm8k.fewshot_prompts(gsm8k.test_items()[:1], 3)[0]
+    by_q = {it.question: it.id for it in gsm8k.train_items()}
+    subset = [by_q[b.split("\nAnswer: ")[0][len("Question: "):]] for b in _examples(first)]
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    (train_dir / "train_meta.json").write_text(json.dumps({"subset_ids": subset}))
+    out = tmp_path / "eval"
+    out.mkdir()
+    eval_stage(cell, StageContext(run_dir=tmp_path, cell_dir=tmp_path, out=out, train_dir=train_dir,
+                                  cache_dir=tmp_path / "cache", share_generator=False))
+    rec = json.loads(next(out.glob("samples_*.jsonl")).read_text().splitlines()[0])
+    shots = [by_q[b.split("\nAnswer: ")[0][len("Question: "):]] for b in _examples(rec["prompt"])]
+    assert len(shots) == 3 and not set(shots) & set(subset)
