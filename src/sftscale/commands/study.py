@@ -7,9 +7,11 @@
   another run is writing (``--wait`` waits for it instead) or a damaged store (``--repair``
   rebuilds it from the cell directories), 130 on Ctrl-C, 143 on SIGTERM (cells in flight go
   back to pending; rerun to resume).
-- ``status DIR``: the cell table (state, metrics, timings, errors).
-- ``plan STUDY.yaml [--gpu H100]``: cells, tokens, FLOPs, time estimates; checks that models
-  and tasks resolve, before anything runs.
+- ``status DIR [--plan]``: the cell table (state, metrics, timings, errors); ``--plan``:
+  planned vs measured seconds per cell and in total.
+- ``plan STUDY.yaml [--gpu H100] [--measure] [--no-check]``: cells, tokens, FLOPs, time
+  estimates (calibrated on this machine when measured, see study/calibrate.py); checks that
+  models and tasks resolve, before anything runs, listing every problem at once.
 - ``export DIR --format csv|parquet|jsonl``: one row per cell and metric (+ items table).
 
 Not handled: editing a run directory's config in place (a changed cell spec is refused
@@ -98,9 +100,17 @@ def status_cmd(
     run_dir: Path = typer.Argument(..., help="run directory"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per cell"),
     failed: bool = typer.Option(False, "--failed", help="only failed cells, with their errors"),
+    plan: bool = typer.Option(False, "--plan", help="planned (DIR/plan.json, made before the "
+                              "run) vs measured time per cell and in total"),
 ) -> None:
     """Show the cells of a run: state, main metrics, timings, errors."""
     from ..study.status import FILES_MISSING, status_rows
+
+    if plan:
+        from ..study.status import print_plan_vs_measured
+
+        print_plan_vs_measured(run_dir, as_json)
+        return
 
     rows, counts = status_rows(run_dir)
     if failed:
@@ -143,19 +153,37 @@ def plan_cmd(
     gpu: Optional[str] = typer.Option(None, "--gpu", help="estimate time on this GPU (H100, A100, ...)"),
     mfu: Optional[float] = typer.Option(None, "--mfu", help="model FLOP utilisation assumed on the GPU"),
     as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table"),
-    measure: bool = typer.Option(False, "--measure", help="measure this CPU's FLOP/s first"),
+    measure: bool = typer.Option(False, "--measure", help="time a few real training steps and "
+                                 "generations of each model here first (cached per machine)"),
+    no_check: bool = typer.Option(False, "--no-check", help="resolve nothing: estimate from "
+                                  "params/arch in the study or the known-model table (offline)"),
 ) -> None:
-    """List the cells with tokens, FLOPs and time estimates; check models and tasks resolve."""
+    """List the cells with tokens, FLOPs and time estimates; check models and tasks resolve.
+
+    Every unresolved model, dataset and file is listed in one message (exit 2), after the
+    estimate of what could be estimated without them."""
+    from ..study.offline import plan_offline
     from ..study.plan import format_plan, plan_study
+    from ..study.problems import CheckProblems
 
     cfg = _load(study)
-    plan = plan_study(cfg, gpu=gpu, mfu=mfu, measure=measure)
+    problems = None
+    if no_check:
+        plan = plan_offline(cfg, gpu, mfu)
+    else:
+        try:
+            plan = plan_study(cfg, gpu=gpu, mfu=mfu, measure=measure)
+        except CheckProblems as e:
+            problems = e
+            plan = plan_offline(cfg, gpu, mfu)
     if as_json:
         for r in plan.rows:
             print(json.dumps(r))
         print(json.dumps({"total": plan.totals, "assumptions": plan.assumptions}))
-        return
-    format_plan(plan)
+    else:
+        format_plan(plan)
+    if problems is not None:
+        raise problems
 
 
 def export_cmd(

@@ -9,8 +9,11 @@ A reporter is a context manager with ``start(cell)``, ``event(ev)`` and ``done(c
 outcome)``; ``run_study(progress=obj)`` takes any such object. ``run_study`` rate-limits the
 events per cell (``events.Throttle``) before they reach ``event``.
 
-ETA: the mean wall time of the cells finished in THIS invocation times the cells left
-(cells done before a resume are not counted: their time is unknown to this process).
+ETA: ``eta.CostETA``: the remaining cells weighted by their planned seconds (``planned``:
+cell key -> seconds, from the run directory's ``plan.json``), rescaled by measured / planned
+seconds over the cells finished in THIS invocation, laid out on ``slots`` parallel cells.
+Without a plan every cell counts the same (the mean of the finished cells). Each log line
+shows the elapsed time and the ETA, so a log tells how good the ETA was.
 Not handled: progress from inside worker processes (``workers > 1``, Ray): such a cell shows
 ``in a worker`` / ``on ray`` until it finishes.
 """
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..events import ProgressEvent
+from .eta import CostETA
 
 
 class NullReporter:
@@ -40,14 +44,21 @@ class NullReporter:
 
 class RichReporter(NullReporter):
     def __init__(self, total: int, done: int = 0, failed: int = 0, name: str = "study",
-                 run_dir: Path | None = None, live: bool = True):
+                 run_dir: Path | None = None, live: bool = True,
+                 planned: dict[str, float] | None = None, slots: int = 1, todo: Any = ()):
         from rich.console import Console
 
         self.console = Console(stderr=True)
         self.total, self.done_n, self.failed_n, self.name = total, done, failed, name
         self.run_dir = run_dir
         self.t0 = time.monotonic()
-        self.finished_walls: list[float] = []
+        todo = list(todo)
+        self.eta = CostETA({k: planned[k] for k in todo if k in planned} if planned else
+                           {k: 1.0 for k in todo}, slots)
+        for k in todo:  # a cell the plan lacks: the mean planned cost
+            self.eta.add(k)
+        self.finished_n = 0
+        self.has_plan = bool(planned)
         self.current: dict[str, str] = {}
         self.progress: Any = None
         self.task: Any = None
@@ -86,11 +97,11 @@ class RichReporter(NullReporter):
 
     def _eta(self) -> str:
         left = self.total - self.done_n - self.failed_n
-        if not self.finished_walls or left <= 0:
-            return "?" if left > 0 else "0s"
-        el = time.monotonic() - self.t0
-        per = el / len(self.finished_walls)
-        return _fmt(per * left)
+        if left <= 0:
+            return "0s"
+        if not self.finished_n and not self.has_plan:
+            return "?"  # no plan and nothing finished: nothing to go by
+        return _fmt(self.eta.remaining(time.monotonic()))
 
     def _refresh(self) -> None:
         if self.progress is not None:
@@ -99,6 +110,7 @@ class RichReporter(NullReporter):
 
     def start(self, cell: Any) -> None:
         self.current[cell.key] = "start"
+        self.eta.start(cell.key, time.monotonic())
         self._refresh()
 
     def event(self, ev: ProgressEvent) -> None:
@@ -107,7 +119,8 @@ class RichReporter(NullReporter):
 
     def done(self, cell: Any, outcome: dict) -> None:
         self.current.pop(cell.key, None)
-        self.finished_walls.append(float(outcome.get("wall_s") or 0.0))
+        self.finished_n += 1
+        self.eta.finish(cell.key, time.monotonic(), float(outcome.get("wall_s") or 0.0))
         if outcome.get("ok"):
             self.done_n += 1
             m = outcome.get("metrics_summary") or ""
@@ -117,7 +130,9 @@ class RichReporter(NullReporter):
             self.failed_n += 1
             line = f"[red]FAILED[/] {cell.key}: {outcome.get('error', '?')}"
         n = self.done_n + self.failed_n
-        self.console.print(f"[{n}/{self.total}] {line}  ETA {self._eta()}", highlight=False,
+        el = _fmt(time.monotonic() - self.t0)
+        self.console.print(f"[{n}/{self.total}] {line}  elapsed {el} ETA {self._eta()}",
+                           highlight=False,
                            soft_wrap=True)
         self._refresh()
 

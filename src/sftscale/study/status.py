@@ -5,12 +5,16 @@ done cell whose files are gone (its directory deleted, or its train_meta, checkp
 results or samples file missing) is shown as ``done (files missing)`` and counted under
 ``files missing``, not ``done``: the next ``run`` redoes it (integrity.py).
 
+``print_plan_vs_measured`` (``status --plan``): the plan saved at the start of the run
+(runplan.py) against the cells' measured seconds.
+
 Not handled: cells of a config that was never run in DIR (they are not in the store yet);
 files whose content changed (``status`` checks presence only; ``run`` checks the hashes).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -50,4 +54,71 @@ def status_rows(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], dict[
     return rows, counts
 
 
-__all__ = ["FILES_MISSING", "status_rows"]
+def plan_vs_measured(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per cell: planned CPU seconds (DIR/plan.json) and measured wall (store); totals with
+    the planned and measured run wall time when known. InputError without a plan.json."""
+    from .runplan import read_run_plan
+
+    plan = read_run_plan(run_dir)
+    if plan is None:
+        raise InputError(Path(run_dir) / "plan.json", "no plan saved in this run directory "
+                         "(runs save it at their start since sftscale 0.x; rerun `sftscale run`)")
+    rows, _ = status_rows(run_dir)
+    out = []
+    for r in rows:
+        p = plan["rows"].get(r["key"], {})
+        out.append({"key": r["key"], "model": r["model"], "task": r["task"], "n": r["n"],
+                    "state": r["state"], "planned_s": p.get("cpu_s"), "wall_s": _wall(r),
+                    "train_s": r.get("train_s"), "eval_s": r.get("eval_s")})
+    both = [o for o in out if o["planned_s"] is not None and o["wall_s"] is not None]
+    tot = {"cells": len(out), "compared": len(both),
+           "planned_s": sum(o["planned_s"] for o in both),
+           "measured_s": sum(o["wall_s"] for o in both),
+           "planned_wall_s": plan.get("totals", {}).get("wall_s"),
+           "run_wall_s": plan.get("run_wall_s")}
+    return out, tot
+
+
+def _wall(r: dict[str, Any]) -> float | None:
+    if r["state"] != "done" or r.get("train_s") is None:
+        return None
+    return sum(r.get(k) or 0.0 for k in ("train_s", "eval_s", "overhead_s"))
+
+
+def print_plan_vs_measured(run_dir: str | os.PathLike, as_json: bool = False) -> None:
+    """``status --plan``: per cell planned seconds (DIR/plan.json) vs measured wall seconds,
+    and the totals (with the plan's predicted wall time and the run's when known)."""
+    rows, tot = plan_vs_measured(Path(run_dir))
+    if as_json:
+        for r in rows:
+            print(json.dumps(r))
+        print(json.dumps({"total": tot}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{run_dir}: planned vs measured ({tot['compared']} of {tot['cells']} cells)")
+    for col in ("model", "task", "n", "state", "planned s", "measured s", "measured/planned"):
+        t.add_column(col, no_wrap=True, justify="left" if col in ("model", "task") else "right")
+    for r in rows:
+        p, w = r["planned_s"], r["wall_s"]
+        t.add_row(r["model"], r["task"], str(r["n"]), r["state"], _s(p), _s(w),
+                  f"{w / p:.2f}" if p and w is not None else "")
+    ratio = tot["measured_s"] / tot["planned_s"] if tot["planned_s"] else None
+    t.add_row("total (cells)", "", "", "", _s(tot["planned_s"]), _s(tot["measured_s"]),
+              f"{ratio:.2f}" if ratio else "", style="bold")
+    con = Console()
+    if not con.is_terminal:
+        con = Console(width=160)
+    con.print(t)
+    pw, rw = tot.get("planned_wall_s"), tot.get("run_wall_s")
+    if pw is not None or rw is not None:
+        con.print(f"  wall time: planned {_s(pw)} s (whole `sftscale run`, start-up included), "
+                  f"measured {_s(rw)} s (the runner, from its lock to its exports)", highlight=False)
+
+
+def _s(v: float | None) -> str:
+    return "" if v is None else f"{v:.1f}"
+
+
+__all__ = ["FILES_MISSING", "print_plan_vs_measured", "status_rows"]
