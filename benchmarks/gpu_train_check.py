@@ -143,6 +143,17 @@ def main() -> int:
                       else {"skipped": "no GPU"})
     print("vllm", json.dumps(report["vllm"]), flush=True)
     (out / "gpu_train_check.json").write_text(json.dumps(report, indent=2))
+    if gpu:  # the planner's GPU constants (study/gpu_calibration.json), copied to --out too
+        from sftscale.study.gpucal import write_gpu_calibration
+        from sftscale.study.plan import GPUS
+
+        name = report["device"]
+        key = next((k for k in GPUS if k.lower() in name.lower()), name)
+        mfu = {m: report["runs"].get(f"single_{m}", {}).get("mfu") for m in ("lora", "full")}
+        cal = write_gpu_calibration(key, mfu_lora=mfu["lora"], mfu_full=mfu["full"],
+                                    source=f"benchmarks/gpu_train_check.py on {name}")
+        (out / cal.name).write_text(cal.read_text())
+        print("calibration", key, json.dumps(mfu), flush=True)
     return 0
 
 

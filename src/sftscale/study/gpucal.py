@@ -7,7 +7,8 @@ model through ``train.loop``, MFU = 6·params·tokens / (seconds · peak FLOP/s)
 6·P·T numerator, so LoRA's MFU is the planner's effective rate, not hardware utilisation).
 
 The shipped values are UNMEASURED DEFAULTS (``measured: false``, MFU 0.35) until a session with
-a GPU runs ``benchmarks/gpu_check.py`` and commits the file it rewrites.
+a GPU runs ``benchmarks/gpu_train_check.py`` and commits the file it rewrites (a copy comes back
+in its ``--out`` folder).
 
 Not handled: multi-GPU scaling (the planner assumes ideal scaling), decode efficiency (the
 planner bounds decoding by memory bandwidth instead).
