@@ -10,7 +10,9 @@ contains its text.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 from sftscale.io import atomic_write_json, atomic_write_jsonl
 from sftscale.study.export import load_tables
@@ -59,3 +61,28 @@ def table(run_dir: Path):
     """(metrics records, items records) of a run directory, for equality checks."""
     m, i = load_tables(run_dir)
     return m.to_dict(orient="records"), i.to_dict(orient="records")
+
+
+def cell_states(run_dir: Path) -> dict[str, str]:
+    """cell key -> state, read straight from the store."""
+    db = sqlite3.connect(Path(run_dir) / "study.sqlite")
+    try:
+        return dict(db.execute("SELECT key, state FROM cells"))
+    finally:
+        db.close()
+
+
+def run_on_ray(study_path: Path, out: Path, monkeypatch: Any) -> Any:
+    """``run_study`` of a study file through a local Ray instance, always shut down after."""
+    import ray
+
+    from sftscale.config import load_study
+    from sftscale.study.runner import run_study
+
+    # a loaded machine can take more than Ray's default 60 s to register the local node
+    monkeypatch.setenv("RAY_raylet_start_wait_time_s", "300")
+    try:
+        return run_study(load_study(study_path), out=out, executor="ray", progress=False)
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()

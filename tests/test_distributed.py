@@ -21,6 +21,7 @@ from sftscale.study.export import load_tables
 from sftscale.study.runner import CellRunner, run_study
 from sftscale.testing import tiny_model
 from sftscale.train.launch import train_cell_launched
+from study_helpers import run_on_ray
 
 RECIPE = dict(method="full", epochs=1, batch_size=8, micro_batch_size=4, max_length=128,
               lr=3e-3, min_steps=3, max_steps=3)
@@ -123,16 +124,9 @@ def test_killed_worker_fails_cell_then_rerun_equals(study, tmp_path):
 @pytest.mark.slow
 def test_ray_train_gives_the_local_table(study, monkeypatch):
     pytest.importorskip("ray")
-    import ray
-
     p, ref = study
-    monkeypatch.setenv("RAY_raylet_start_wait_time_s", "300")
     out = p.parent / "ray"
-    try:
-        res = run_study(load_study(p), out=out, executor="ray", progress=False)
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
+    res = run_on_ray(p, out, monkeypatch)
     assert res.counts["done"] == 1 and not res.failed, res
     assert _tables(out) == _tables(ref)
     meta = json.loads((out / "cells" / KEY / "train" / "train_meta.json").read_text())

@@ -14,7 +14,7 @@ import pytest
 SFTSCALE = [sys.executable, "-m", "sftscale.cli"]
 
 
-def cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run([*SFTSCALE, *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd, env=env)

@@ -28,7 +28,7 @@ from sftscale.study.runner import CellRunner, run_study
 from sftscale.study.status import FILES_MISSING, status_rows
 from sftscale.study.store import Store
 
-from study_helpers import RUNNER, STUDY, cheap_eval, cheap_train, table
+from study_helpers import RUNNER, STUDY, cell_states, cheap_eval, cheap_train, table
 
 N_CELLS = 10
 DRIVER = Path(__file__).with_name("crash_driver.py")
@@ -67,13 +67,6 @@ def _wait_until(cond, what: str, proc: subprocess.Popen | None = None, limit: fl
 def _holds_lock(run_dir: Path, pid: int):
     return lambda: RunLock(run_dir).holder().get("pid") == pid
 
-
-def _states(run_dir: Path) -> dict[str, str]:
-    db = sqlite3.connect(run_dir / "study.sqlite")
-    try:
-        return dict(db.execute("SELECT key, state FROM cells"))
-    finally:
-        db.close()
 
 
 @pytest.fixture(scope="module")
@@ -373,7 +366,7 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path, reference):
             proc.wait()
     assert proc.returncode == 143, err
     assert "terminated (SIGTERM)" in err and "Traceback" not in err
-    states = _states(out)
+    states = cell_states(out)
     assert "running" not in states.values() and states[KEY] == "pending"
     assert (out / "cells" / KEY / "eval.tmp").is_dir()
     (out / ".hook-eval").unlink()

@@ -23,6 +23,7 @@ from sftscale.config import load_study
 from sftscale.io import sha256_file
 from sftscale.study.export import load_tables
 from sftscale.study.runner import run_study
+from study_helpers import cell_states, run_on_ray
 
 CELLS = ["tiny__gsm8k__n0", "tiny__gsm8k__n8__s0", "tiny__gsm8k__n8__s1"]
 N_ITEMS = 4
@@ -124,26 +125,19 @@ def _run_until_hook_then_kill(study: Path, out: Path, hook: str) -> None:
     marker.unlink()
 
 
-def _states(out: Path) -> dict[str, str]:
-    db = sqlite3.connect(out / "study.sqlite")
-    try:
-        return dict(db.execute("SELECT key, state FROM cells"))
-    finally:
-        db.close()
-
 
 @pytest.mark.slow
 def test_sigkill_during_training_and_evaluation_then_resume(study, reference):
     out = study.parent / "killed"
     # 1) killed in the middle of training the 2nd cell (after its first optimizer step)
     _run_until_hook_then_kill(study, out, "train@n8__s0")
-    st = _states(out)
+    st = cell_states(out)
     assert [st[k] for k in CELLS] == ["done", "running", "pending"]
     assert (out / "cells" / CELLS[1] / "train.tmp").is_dir()  # partial, never renamed
     assert not (out / "cells" / CELLS[1] / "train").exists()
     # 2) killed after the last cell's evaluation wrote its files, before they were moved in
     _run_until_hook_then_kill(study, out, "eval@n8__s1")
-    st = _states(out)
+    st = cell_states(out)
     assert [st[k] for k in CELLS] == ["done", "done", "running"]
     assert (out / "cells" / CELLS[2] / "eval.tmp").is_dir()
     assert (out / "cells" / CELLS[2] / "train" / "train_meta.json").is_file()
@@ -176,16 +170,8 @@ def test_reference_run_is_real(reference):
 @pytest.mark.slow
 def test_ray_executor_gives_the_local_table(study, reference, monkeypatch):
     pytest.importorskip("ray")
-    import ray
-
-    # a loaded machine can take more than Ray's default 60 s to register the local node
-    monkeypatch.setenv("RAY_raylet_start_wait_time_s", "300")
     out = study.parent / "ray"
-    try:
-        res = run_study(load_study(study), out=out, executor="ray", progress=False)
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
+    res = run_on_ray(study, out, monkeypatch)
     assert res.counts["done"] == len(CELLS) and not res.failed
     assert _tables(out) == _tables(reference)
     db = sqlite3.connect(out / "study.sqlite")

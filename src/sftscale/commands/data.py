@@ -62,8 +62,6 @@ def score_file(task_name: str, responses: Path, samples_out: Optional[Path] = No
     except InputError as e:  # an unknown name or option: name the command-line flag
         flag = "--task" if e.field == "task" else "--task-option"
         raise InputError(None, e.reason, field=flag) from None
-    except (TypeError, ValueError) as e:  # the task's factory refusing its options
-        raise InputError(None, str(e), field="--task-option") from None
     if samples_out is not None and samples_out.is_dir():
         raise InputError(samples_out, "is a directory; --samples-out takes the path of a JSONL "
                          "file to write", field="--samples-out")

@@ -168,10 +168,7 @@ def _resolve_task(task: Any, task_options: dict) -> Task:
         return task
     from ..tasks import get_task
 
-    try:
-        return get_task(str(task), **task_options)  # an unknown name or option: InputError
-    except (TypeError, ValueError) as e:  # a task factory refusing its options
-        raise InputError(None, str(e), field="task options") from None
+    return get_task(str(task), **task_options)  # an unknown name or a bad option: InputError
 
 
 def _template_sha(tok: Any, chat: bool) -> str | None:

@@ -156,10 +156,7 @@ def _resolve(model: Any, task: Any, n: int, seed: int, recipe: Any,
     model_ref = str(model)
     spec = resolve_model(model_ref)
     check_device(device)
-    try:
-        task_obj = task if isinstance(task, Task) else get_task(str(task), **(task_options or {}))
-    except (TypeError, ValueError) as e:  # a task factory refusing its options
-        raise InputError(None, str(e), field="task options") from None
+    task_obj = task if isinstance(task, Task) else get_task(str(task), **(task_options or {}))
     items = _pool(task_obj, int(n))
     rec = resolve_recipe(recipe, model_ref)
     ident = {"model": model_ref, "task": task_obj.name, "task_version": str(task_obj.version),
