@@ -72,6 +72,9 @@ def main() -> None:
     import os
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from .quiet import quiet_third_party_warnings
+
+    quiet_third_party_warnings()  # warnings that are not the user's to act on (quiet.py)
     try:
         app()
     except SystemExit as e:  # typer's own exits: usage errors, --help, typer.Exit, Ctrl-C

@@ -53,6 +53,9 @@ Exports: a failure to write ``export.csv``/``items.jsonl`` at the end is logged 
 warning (logger ``sftscale.study.runner``) and does not fail the run: the store has the
 results and ``sftscale export`` writes them again.
 
+Tracking (``tracking:`` in the config): the driver mirrors each recorded cell to MLflow/W&B
+(tracking.py). Third-party warnings that are not the user's are filtered (quiet.py).
+
 Not handled: cells whose process dies without an exception in the local executor (a
 segfault or the kernel's OOM killer end the whole run: rerun to resume; with the Ray
 executor such a cell is recorded as failed), cancelling a single cell, hooks and progress
