@@ -212,6 +212,41 @@ class TrackingSettings(_Strict):
         return None if v is False else v
 
 
+class ValidationSplit(_Strict):
+    """The validation split of a recipe search, carved from each task's TRAINING pool."""
+
+    n: int = Field(64, ge=1, description="validation items per cell (disjoint from its subset)")
+    seed: int = Field(0, ge=0, description="seed of the permutation the items are taken from")
+
+
+class RecipeSearch(BaseModel):
+    """``recipe_search``: Recipe fields mapped to lists of values (a grid over all of them),
+    plus ``validation`` and ``keep_checkpoints``; see docs/recipe-search.md."""
+
+    model_config = ConfigDict(extra="allow")
+
+    validation: ValidationSplit = Field(default_factory=ValidationSplit)
+    keep_checkpoints: bool = Field(False, description="keep every candidate's checkpoint "
+                                   "(default: only the chosen one's)")
+
+    @model_validator(mode="after")
+    def _grid(self) -> "RecipeSearch":
+        grid = self.model_extra or {}
+        if not grid:
+            raise ValueError("name at least one recipe field with a list of values, e.g. "
+                             "{lr: [3e-4, 1e-3, 3e-3]}")
+        for k, v in grid.items():
+            if not isinstance(v, list) or not v:
+                raise _LocError("give a non-empty list of values", k)
+            if len({repr(x) for x in v}) != len(v):
+                raise _LocError("values must be distinct", k)
+        return self
+
+    def grid(self) -> dict[str, list[Any]]:
+        """Recipe field -> candidate values, in the order written."""
+        return dict(self.model_extra or {})
+
+
 class StudyConfig(_Strict):
     name: Label = "study"
     description: str = ""
@@ -228,6 +263,9 @@ class StudyConfig(_Strict):
         "error", description="N larger than a task's training pool: error, cap to the pool, or skip")
     tracking: TrackingSettings = Field(default_factory=TrackingSettings,
                                        description="MLflow / W&B tracking (off by default)")
+    recipe_search: RecipeSearch | None = Field(
+        None, description="choose recipe values per cell on a validation split of the training "
+                          "pool, e.g. {lr: [3e-4, 1e-3, 3e-3]} (docs/recipe-search.md)")
 
     _path: str | None = PrivateAttr(None)
     _lines: dict[tuple, int] = PrivateAttr(default_factory=dict)

@@ -123,8 +123,9 @@ def status_cmd(
     from rich.table import Table
 
     t = Table(title=f"{run_dir}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    searched = any(r.get("search") for r in rows)  # a recipe search: the chosen values
     for col in ("model", "task", "n", "seed", "state", "acc", "format", "items", "train s",
-                "eval s"):
+                "eval s") + (("chosen (validation)",) if searched else ()):
         t.add_column(col, no_wrap=True)
     t.add_column("error", overflow="fold")
     colour = {"done": "green", "failed": "red", "running": "yellow", "pending": "dim",
@@ -133,11 +134,18 @@ def status_cmd(
         t.add_row(r["model"], r["task"], str(r["n"]), str(r["seed"]),
                   f"[{colour[r['state']]}]{r['state']}[/]",
                   _f(r.get("accuracy")), _f(r.get("format_rate")), _i(r.get("n_items")),
-                  _f(r.get("train_s"), 1), _f(r.get("eval_s"), 1), (r.get("error") or "")[:120])
+                  _f(r.get("train_s"), 1), _f(r.get("eval_s"), 1),
+                  *((_choice(r.get("search")),) if searched else ()), (r.get("error") or "")[:120])
     con = Console()
     if not con.is_terminal:
         con = Console(width=160)
     con.print(t)
+
+
+def _choice(search: Optional[dict]) -> str:
+    from ..study.searchspec import describe_choice
+
+    return describe_choice(json.dumps(search)) if search else ""
 
 
 def _f(v: Optional[float], nd: int = 3) -> str:

@@ -53,6 +53,7 @@ def render(title: str, run_dir: Path, res: dict, figs: dict, knowledge: dict | N
     parts.append(_fit_table(res["fits_doc"]))
     parts.append(_target_table(res["fits_doc"], targets))
     parts.append(_joint_table(res["fits_doc"]))
+    parts.append(_search_table(res["metrics"]))
     if "style" in figs:
         parts.append("<h2>Style versus substance</h2>" + img(figs["style"]["png"], "format and substance errors")
                      + _style_table(res["analysis"]))
@@ -92,6 +93,43 @@ def _fit_table(doc: dict) -> str:
                 f"Intervals: {num(100 * (doc.get('level') or 0.95))}% bootstrap percentiles. Forms that are not "
                 "eligible are shown with their reasons; their parameters are not used anywhere else.</p>")
     return "\n".join(rows)
+
+
+def _search_table(metrics: Any) -> str:
+    """Recipe search (when the study ran one): per model, task and N, the values chosen per
+    seed and each candidate's validation score, mean over seeds; '' without a search."""
+    import json
+
+    if "search_candidates" not in getattr(metrics, "columns", ()):
+        return ""
+    cells = metrics.dropna(subset=["search_candidates"]).drop_duplicates(["model", "task", "n", "seed"])
+    if not len(cells):
+        return ""
+    fields = [c for c in metrics.columns if c.startswith("search_") and c not in
+              ("search_val", "search_candidates")]
+    rows = ["<h2>Recipe search</h2><p class=sub>Each N &gt; 0 cell trained every candidate on its "
+            "subset and kept the one with the best validation score (items of the training pool, "
+            "never the test set); the test results above are the chosen candidates'.</p><table>"
+            "<tr><th class=l>model</th><th class=l>task</th><th>N</th><th class=l>chosen (per seed)"
+            "</th><th class=l>validation score per candidate (mean over seeds)</th></tr>"]
+    for (m, t, n), g in cells.groupby(["model", "task", "n"], sort=True):
+        chosen = ", ".join(" ".join(f"{f[7:]}={_val(r[f])}" for f in fields) + f" (s{r['seed']})"
+                           for _, r in g.iterrows())
+        scores: dict[str, list[float]] = {}
+        for blob in g["search_candidates"]:
+            for c in json.loads(blob):
+                lab = " ".join(f"{k}={_val(v)}" for k, v in (c.get("values") or {}).items())
+                if c.get("score") is not None:
+                    scores.setdefault(lab, []).append(c["score"])
+        cand = "; ".join(f"{esc(k)}: {sum(v) / len(v):.2f}" for k, v in scores.items())
+        rows.append(f"<tr><td class=l>{esc(m)}</td><td class=l>{esc(t)}</td><td>{int(n)}</td>"
+                    f"<td class=l>{esc(chosen)}</td><td class=l>{cand}</td></tr>")
+    return "".join(rows) + "</table>"
+
+
+def _val(v: Any) -> str:
+    """A searched recipe value: numbers to 3 significant digits, anything else as text."""
+    return num(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
 
 def _target_cell(t: dict) -> str:
@@ -191,10 +229,10 @@ def _knowledge(k: dict, fig: dict | None, met: str = "em") -> str:
                f"{esc(met)} in %, with paired bootstrap intervals.</p>")
     rows = k.get("rows", [])
     out.append("<table><tr><th class=l>starting point</th><th class=l>condition</th><th>direct</th>"
-               "<th>multihop</th><th>corpus recall after</th></tr>")
+               "<th>multihop</th><th>corpus recall %</th></tr>")
     for r in rows:
         rec = r.get("recall")
-        rec_s = num(rec.get("mean") if isinstance(rec, dict) else rec) if rec is not None else "–"
+        rec_s = percent(rec.get("corpus") if isinstance(rec, dict) else rec) if rec is not None else "–"
         out.append(f"<tr><td class=l>{esc(r['start'])}</td><td class=l>{esc(r['condition'])}</td>"
                    f"{_kcell(r, 'direct', met)}{_kcell(r, 'multihop', met)}<td>{rec_s}</td></tr>")
     out.append("</table>")

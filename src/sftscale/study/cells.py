@@ -9,6 +9,9 @@ the cell's directory and its row in the store. ``spec`` is everything that deter
 cell's outputs; its hash is stored, so a run directory is never silently reused for a
 different configuration of the same key.
 
+A study's ``recipe_search`` (search.py) gives every N > 0 cell a ``search`` dict (the grid
+and the validation split), part of its spec and so of its hash.
+
 Not handled here: whether models and tasks resolve (``plan.py``), running (``runner.py``).
 """
 
@@ -19,6 +22,7 @@ from typing import Any, Mapping
 
 from ..config import StudyConfig
 from ..io import InputError, sha256_json
+from .searchspec import cell_search, search_spec
 
 
 @dataclass
@@ -42,6 +46,7 @@ class Cell:
     sampling: dict[str, Any] = field(default_factory=dict)  # evaluate(sampling=); {}: greedy
     num_fewshot: int = 0
     processes: int | None = None  # training processes with recipe sharding ddp/fsdp
+    search: dict[str, Any] = field(default_factory=dict)  # recipe search (search.py); {}: none
 
     @property
     def world(self) -> int:
@@ -66,7 +71,8 @@ class Cell:
                 "allow_template_mismatch": self.allow_template_mismatch,
                 # only when set, so the specs (and hashes) of greedy zero-shot cells stay
                 **({"sampling": self.sampling} if self.sampling else {}),
-                **({"num_fewshot": self.num_fewshot} if self.num_fewshot else {})}
+                **({"num_fewshot": self.num_fewshot} if self.num_fewshot else {}),
+                **({"recipe_search": search_spec(self.search)} if self.search and self.n else {})}
 
     @property
     def spec_hash(self) -> str:
@@ -88,9 +94,11 @@ def expand_cells(cfg: StudyConfig, pool_sizes: Mapping[str, int] | None = None) 
     ``skip`` drops the cell. Without it, N is not checked against pools here (train does).
     """
     cells: list[Cell] = []
+    search = cell_search(cfg)
     for mi, m in enumerate(cfg.models):
         for ti, t in enumerate(cfg.tasks):
             pool = None if pool_sizes is None else pool_sizes.get(t.label)
+            _check_search_task(cfg, ti, pool)
             seen: set[tuple[int, int]] = set()
             for n_req in cfg.grid_for(t):
                 n = n_req
@@ -119,11 +127,32 @@ def expand_cells(cfg: StudyConfig, pool_sizes: Mapping[str, int] | None = None) 
                         allow_template_mismatch=cfg.evaluation.allow_template_mismatch,
                         gpus=m.gpus, cpus=m.cpus if m.cpus is not None else cfg.executor.cpus_per_cell,
                         n_requested=n_req, sampling=_sampling(cfg),
-                        num_fewshot=cfg.evaluation.num_fewshot, processes=m.processes))
+                        num_fewshot=cfg.evaluation.num_fewshot, processes=m.processes,
+                        search=search if n > 0 else {}))
     keys = [c.key for c in cells]
     if len(set(keys)) != len(keys):  # impossible with validated labels; guard anyway
         raise InputError(cfg.path, "two cells share a key; make model/task labels distinct")
     return cells
+
+
+def _check_search_task(cfg: StudyConfig, ti: int, pool: int | None) -> None:
+    """A recipe search needs training items the task can score (not ``train_data``) and room
+    in the pool for the validation split beside the largest N."""
+    rs, t = cfg.recipe_search, cfg.tasks[ti]
+    if rs is None:
+        return
+    if "train_data" in t.task_options():
+        raise cfg.error("recipe_search scores validation items with the task's scorer, which "
+                        "cannot score external train_data records; drop one of them",
+                        "tasks", ti, "train_data" if t.train_data else "options")
+    if pool is None:
+        return
+    top = max((min(n, pool) for n in cfg.grid_for(t)
+               if n <= pool or cfg.n_over_pool == "cap"), default=0)
+    if top and top + rs.validation.n > pool:
+        raise cfg.error(f"task {t.label!r}: N = {top} plus {rs.validation.n} validation items "
+                        f"exceed its training pool ({pool}); lower validation.n or N",
+                        "recipe_search", "validation", "n")
 
 
 def _sampling(cfg: StudyConfig) -> dict[str, Any]:

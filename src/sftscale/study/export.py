@@ -4,7 +4,11 @@
 
 - ``metrics_df``: one row per done cell and metric, columns
   ``model, task, metric, n, value, seed, n_items`` (long format; stderr metrics such as
-  ``accuracy_stderr`` are rows too). N = 0 cells carry the study's first seed.
+  ``accuracy_stderr`` are rows too). N = 0 cells carry the study's first seed. A study with
+  ``recipe_search`` adds ``search_<field>`` (the value chosen for the cell, per searched
+  Recipe field), ``search_val`` (the chosen candidate's validation score of the task's primary
+  metric) and ``search_candidates`` (JSON: every candidate's values, score and validation
+  loss); empty for N = 0 cells. Without a search the columns are absent.
 - ``items_df``: one row per done cell and evaluated item, columns
   ``model, task, n, seed, item_id, correct, format_ok`` plus one column per other scalar
   (bool/int/float) per-sample field the task reported (e.g. ``correct_flexible``, ``em``).
@@ -74,7 +78,8 @@ def load_tables(run_dir: str | os.PathLike) -> tuple[Any, Any]:
                     extra_cols.append(k)
                 row[k] = v
             irows.append(row)
-    metrics = pd.DataFrame(mrows, columns=METRIC_COLUMNS)
+    extra = _search_columns(cells, mrows)
+    metrics = pd.DataFrame(mrows, columns=METRIC_COLUMNS + extra)
     if len(metrics):
         metrics = metrics.sort_values(["model", "task", "metric", "n", "seed"], kind="stable")
         metrics = metrics.reset_index(drop=True)
@@ -83,6 +88,28 @@ def load_tables(run_dir: str | os.PathLike) -> tuple[Any, Any]:
     items = items.astype({"n": "int64", "seed": "int64", "correct": "boolean", "format_ok": "boolean",
                           "item_id": "string"})
     return metrics, items
+
+
+def _search_columns(cells: dict[str, dict[str, Any]], mrows: list[dict[str, Any]]) -> list[str]:
+    """Add the recipe-search columns to ``mrows`` (in place; rows are in ``st.metrics()``
+    order, keyed back to their cell by model/task/n/seed); their names, [] without a search."""
+    import json
+
+    by_cell = {(c["model"], c["task"], c["n"], c["seed"]): json.loads(c["search"])
+               for c in cells.values() if c.get("search")}
+    if not by_cell:
+        return []
+    fields = list(dict.fromkeys(k for s in by_cell.values() for k in (s.get("chosen") or {})))
+    cols = [f"search_{k}" for k in fields] + ["search_val", "search_candidates"]
+    for r in mrows:
+        s = by_cell.get((r["model"], r["task"], r["n"], r["seed"]))
+        chosen = (s or {}).get("chosen") or {}
+        for k in fields:
+            r[f"search_{k}"] = chosen.get(k)
+        cands = (s or {}).get("candidates", [])
+        r["search_val"] = next((c.get("score") for c in cands if c.get("values") == chosen), None)
+        r["search_candidates"] = json.dumps(cands, sort_keys=True) if s else None
+    return cols
 
 
 def export(run_dir: str | os.PathLike, fmt: str = "csv", out: str | os.PathLike | None = None

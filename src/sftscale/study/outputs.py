@@ -37,12 +37,18 @@ def collect_outputs(run_dir: Path, cell: Cell, train_meta: Path, results: Path,
                   if k not in ("id", "correct", "format_ok") and isinstance(v, (bool, int, float))}
         items.append({"idx": i, "item_id": str(r.get("id", r.get("doc_id", i))),
                       "correct": r.get("correct"), "format_ok": r.get("format_ok"), "fields": fields})
+    from .searchspec import store_summary
+
+    try:
+        search = store_summary(json.loads(Path(train_meta).read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        search = None
     rel = lambda p: str(Path(p).resolve().relative_to(run_dir.resolve()))  # noqa: E731
     return {"train_meta": rel(train_meta), "results": rel(results), "samples": rel(samples),
             "train_meta_sha": sha256_file(train_meta), "results_sha": sha256_file(results),
             "samples_sha": sha256_file(samples), "n_items": len(rows),
             "ckpt_sha": ckpt_sha or checkpoint_sha(Path(train_meta).parent),
-            "metrics": metrics, "items": items}
+            "metrics": metrics, "items": items, **({"search": search} if search else {})}
 
 
 def parse_results(path: Path, task_name: str) -> dict[str, float]:

@@ -49,6 +49,7 @@ from ..config import StudyConfig
 from ..io import InputError
 from .cells import Cell, expand_cells
 from .memory import check_fit, check_resources, train_memory
+from .searchspec import candidates, check_search
 
 #: CPU constants, measured on this project's 2-core machine with studies/toy-quick.yaml
 #: (8 real toy-S cells, 9 min 14 s wall at load 3-5 under `nice -n 10`; docs/notes/study.md,
@@ -161,6 +162,9 @@ def _check_recipes(cfg: StudyConfig, res: CheckResult) -> None:
                 err = e.errors()[0]
                 k = str(err["loc"][0]) if err["loc"] else ""
                 raise cfg.error(f"recipe: {err['msg']}", *_recipe_loc(cfg, i, j, k)) from None
+            why = check_search(cfg, m.ref, over) if cfg.recipe_search is not None else None
+            if why:
+                raise cfg.error(why, "recipe_search")
 
 
 def _recipe_loc(cfg: StudyConfig, i: int, j: int, k: str) -> tuple:
@@ -388,9 +392,11 @@ def _cell_row(c: Cell, P: float | None, st: dict[str, Any], n_eval: int, scale: 
     per_ex = st["train_tokens"] or 0.0
     if rn["max_length"]:
         per_ex = min(per_ex, float(rn["max_length"]))
-    train_tok = steps * rn["batch"] * per_ex
-    gen_tok = n_eval * st["max_new"]
-    prompt_tok = n_eval * st["prompt_tokens"]
+    k = len(candidates(c.search)) if c.search else 1  # a recipe search: k trainings + k
+    n_gen = n_eval + (k * c.search["validation"]["n"] if c.search else 0)  # validations
+    train_tok = k * steps * rn["batch"] * per_ex
+    gen_tok = n_gen * st["max_new"]
+    prompt_tok = n_gen * st["prompt_tokens"]
     row: dict[str, Any] = {"cell": c.key, "model": c.model, "task": c.task, "n": c.n,
                            "seed": c.seed, "params": P, "steps": steps,
                            "train_tokens": round(train_tok), "eval_items": n_eval,
@@ -402,7 +408,7 @@ def _cell_row(c: Cell, P: float | None, st: dict[str, Any], n_eval: int, scale: 
     row["train_mem_per_process"] = train_memory(P, rn["recipe"], c.world)["total"]
     row.update(train_flops=tf, eval_flops=ef,
                cpu_s=tf / (CPU_TRAIN_FLOPS * scale) + ef / (CPU_EVAL_FLOPS * scale)
-               + steps * CPU_STEP_OVERHEAD_S + gen_tok * CPU_GEN_TOKEN_S
+               + k * steps * CPU_STEP_OVERHEAD_S + gen_tok * CPU_GEN_TOKEN_S
                + CPU_CELL_OVERHEAD_S)
     if gpu is not None:
         peak, bw = GPUS[gpu]

@@ -7,6 +7,7 @@ Layout of a run directory::
     DIR/cells/<key>/cell.json the cell's spec
     DIR/cells/<key>/train/    train_cell's output (ckpt/ + train_meta.json)
     DIR/cells/<key>/eval/     evaluate's results_<ts>.json + samples_<task>_<ts>.jsonl
+    DIR/cells/<key>/search/   recipe search candidates, one directory each (search.py)
     DIR/cells/<key>/error.txt traceback of the last failure
     DIR/cache/gen/            generation cache shared by the cells
     DIR/export.csv, DIR/items.jsonl   written at the end (see export.py)
@@ -102,7 +103,8 @@ class StageContext:
     ``train_dir``: the cell's completed ``train/`` (what the eval stage evaluates);
     ``cache_dir``: the generation cache shared by the run's cells; ``share_generator``:
     whether eval may reuse this process's Generator for the base model; ``progress``: where
-    the stage reports its ``ProgressEvent``s (None: nobody listens).
+    the stage reports its ``ProgressEvent``s (None: nobody listens); ``validation``: training
+    item ids that eval evaluates INSTEAD of the test items (a recipe search's candidate, search.py).
     """
 
     run_dir: Path
@@ -112,6 +114,7 @@ class StageContext:
     cache_dir: Path
     share_generator: bool = True
     progress: ProgressFn | None = None
+    validation: list[str] | None = None
 
 
 Stage = Callable[[Cell, StageContext], None]
@@ -163,6 +166,9 @@ def eval_stage(cell: Cell, ctx: StageContext) -> None:
     meta = json.loads((train_dir / "train_meta.json").read_text())
     ckpt = train_dir / (meta.get("checkpoint") or "ckpt")
     task = _task_object(cell)
+    if ctx.validation is not None:  # a search candidate: training items, never test items
+        from .search import validation_view
+        task = validation_view(task, ctx.validation)
     common = dict(limit=cell.limit, out=ctx.out, chat=cell.chat, batch_size=cell.batch_size,
                   allow_template_mismatch=cell.allow_template_mismatch, progress=ctx.progress,
                   sampling=cell.sampling, num_fewshot=cell.num_fewshot,  # examples never from
@@ -175,13 +181,16 @@ def eval_stage(cell: Cell, ctx: StageContext) -> None:
         gen = Generator(str(ckpt), batch_size=cell.batch_size, cache_dir=cache_dir)
         check_template(ckpt, template_sha(gen.tokenizer, cell.chat), cell.allow_template_mismatch)
         evaluate(str(ckpt), task, generator=gen, **common)
-        return
-    adapter = str(ckpt) if cell.n > 0 else None
-    if ctx.share_generator:
-        gen = _shared_generator(cell.model_ref, cell.batch_size, cache_dir)
     else:
-        gen = Generator(cell.model_ref, batch_size=cell.batch_size, cache_dir=cache_dir)
-    evaluate(cell.model_ref, task, adapter=adapter, generator=gen, **common)
+        adapter = str(ckpt) if cell.n > 0 else None
+        if ctx.share_generator:
+            gen = _shared_generator(cell.model_ref, cell.batch_size, cache_dir)
+        else:
+            gen = Generator(cell.model_ref, batch_size=cell.batch_size, cache_dir=cache_dir)
+        evaluate(cell.model_ref, task, adapter=adapter, generator=gen, **common)
+    if ctx.validation is not None:  # the search's tie-break
+        from .search import write_val_loss
+        write_val_loss(gen, task, cell, ctx.out)
 
 
 def _task_object(cell: Cell) -> Any:
@@ -264,7 +273,11 @@ class CellRunner:
         ts = time.perf_counter()
         sctx = replace(ctx, out=tmp, progress=self._stage_progress("train", ctx.run_dir, cell.key,
                                                                  progress))
-        self.train(cell, sctx)
+        if cell.search:  # a recipe search: k candidates, the chosen one lands in tmp
+            from .search import run_search
+            run_search(self, cell, sctx)
+        else:
+            self.train(cell, sctx)
         out["train_s"] = time.perf_counter() - ts
         if not (tmp / "train_meta.json").exists():
             raise RuntimeError("training finished without writing train_meta.json")

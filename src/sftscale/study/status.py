@@ -5,6 +5,10 @@ done cell whose files are gone (its directory deleted, or its train_meta, checkp
 results or samples file missing) is shown as ``done (files missing)`` and counted under
 ``files missing``, not ``done``: the next ``run`` redoes it (integrity.py).
 
+A recipe search's outcome (search.py) is the row's ``search``: the chosen values and every
+candidate's validation score (None for cells without a search);
+``search.describe_choice`` writes it as one line.
+
 ``print_plan_vs_measured`` (``status --plan``): the plan saved at the start of the run
 (runplan.py) against the cells' measured seconds.
 
@@ -46,7 +50,8 @@ def status_rows(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], dict[
                          "accuracy": ms.get("accuracy"), "format_rate": ms.get("format_rate"),
                          "n_items": c["n_items"], "train_s": c["train_s"], "eval_s": c["eval_s"],
                          "overhead_s": c["overhead_s"], "error": c["error"],
-                         "traceback": c["traceback"]})
+                         "traceback": c["traceback"],
+                         "search": json.loads(c["search"]) if c.get("search") else None})
     counts = {k: sum(r["state"] == k for r in rows) for k in STATES}
     missing = sum(r["state"] == FILES_MISSING for r in rows)
     if missing:

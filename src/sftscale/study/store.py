@@ -5,7 +5,8 @@ Tables
 - ``cells``: one row per cell (key, model, task, n, seed, spec + its hash, state
   pending/running/done/failed, attempts, the cell's output paths relative to the run dir and
   their sha256, n_items, timings train_s/eval_s/wall_s/overhead_s, error, traceback path,
-  worker, timestamps).
+  worker, timestamps; ``search``: a recipe search's chosen values and candidates' validation
+  scores as JSON, search.store_summary).
 - ``metrics(cell, metric, value)``: the evaluation aggregates of done cells.
 - ``items(cell, idx, item_id, correct, format_ok, fields)``: per-sample scores (``fields`` is
   a JSON object of the other scalar per-sample fields), for the paired bootstrap.
@@ -76,8 +77,8 @@ CREATE TABLE IF NOT EXISTS items(
 
 _OUTCOME_COLS = ("cell_dir", "train_meta", "results", "samples", "train_meta_sha", "results_sha",
                  "samples_sha", "ckpt_sha", "n_items", "train_s", "eval_s", "wall_s", "overhead_s",
-                 "worker", "started_at")
-_ADDED_COLS = {"ckpt_sha": "TEXT"}  # columns newer than the first stores: added when missing
+                 "worker", "started_at", "search")
+_ADDED_COLS = {"ckpt_sha": "TEXT", "search": "TEXT"}  # columns newer than the first stores: added when missing
 
 
 class StoreDamaged(InputError):

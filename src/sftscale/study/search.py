@@ -1,0 +1,243 @@
+"""Recipe search: per cell, train every candidate recipe, choose on a validation split.
+
+A study's ``recipe_search`` (``{lr: [3e-4, 1e-3, 3e-3], validation: {n: 64, seed: 0}}``;
+config.RecipeSearch) makes the train stage of every N > 0 cell a search
+(``run_search``, called by ``runner.CellRunner._train``):
+
+1. Candidates: the grid over the listed Recipe fields (all combinations, in the order
+   written), each on top of the cell's own recipe overrides.
+2. Validation split (``validation_ids``): ``validation.n`` items of the task's TRAINING pool,
+   the first of one permutation seeded by ``validation.seed`` (``examples.select_subset``'s
+   rule) among the pool items NOT in the cell's finetuning subset. Test items are never read:
+   the split depends only on ``train_items()``, and the validation evaluation sees a copy of
+   the task whose ``test_items()`` returns the validation items (``validation_view``). The
+   task's own training/test separation is the task's contract (the toy tasks split by entity
+   or template; a task whose pools overlap would leak into validation as into training).
+3. Each candidate trains on the cell's subset with the runner's own train stage into
+   ``cells/<key>/search/<cand>/train/`` and is evaluated on the validation split with the
+   runner's own eval stage (``StageContext.validation`` set) into ``.../val/``; its scores go
+   to ``.../val.json``, written last: a candidate with a ``val.json`` of the same values and
+   split is done, so a crash mid-search resumes without retraining finished candidates.
+4. Choice (``choose``): the highest validation score of the task's primary metric; ties go to
+   the lowest validation loss (mean next-token loss of the gold completions, computed by the
+   default eval stage, ``write_val_loss``), then to the first candidate in grid order.
+5. The chosen candidate's training directory is linked (hard links, else copies) into the
+   cell's ``train/``, its ``train_meta.json`` gaining ``recipe_search`` (grid, split, every
+   candidate's validation scores, the chosen values): the cell's test evaluation then runs
+   on that checkpoint only. Unless ``keep_checkpoints``, the other candidates' ``ckpt/`` are
+   deleted (their train_meta, validation samples and scores stay).
+
+Cost: k candidates = k trainings + k validation evaluations per N > 0 cell (docs/recipe-search.md).
+
+Not handled: searching N = 0 cells (nothing is trained), per-model or per-task grids (one
+grid for the study), tasks whose training items the scorer cannot score (``train_data``
+pools are refused), early stopping or successive halving (every candidate trains fully),
+reusing a candidate across cells of different N.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..io import atomic_write_json, read_jsonl, sha256_json
+from .searchspec import cand_id, candidates
+
+RULE = ("highest validation {metric}; ties: lowest validation loss, then the first candidate "
+        "in grid order")
+VAL_LOSS = "val_loss.json"
+
+
+# --- the validation split ------------------------------------------------------------------
+
+def validation_ids(pool_ids: Sequence[str], n: int, seed: int, search: dict[str, Any]
+                   ) -> tuple[list[str], list[str]]:
+    """(the cell's finetuning subset, its validation ids): see the module docstring, item 2."""
+    from ..train.examples import select_subset
+
+    subset = select_subset(pool_ids, n, seed)
+    taken = set(subset)
+    rest = [i for i in map(str, pool_ids) if i not in taken]
+    v = search["validation"]
+    if len(rest) < v["n"]:
+        from ..io import InputError
+
+        raise InputError(None, f"the training pool has {len(pool_ids)} items: N = {n} leaves "
+                         f"{len(rest)} for a validation split of {v['n']}; lower "
+                         "recipe_search.validation.n or N", field="recipe_search.validation.n")
+    return subset, select_subset(rest, v["n"], v["seed"])
+
+
+def validation_view(task: Any, ids: Sequence[str]) -> Any:
+    """A copy of ``task`` whose ``test_items()`` are the training items ``ids`` (in order)."""
+    by_id = {it.id: it for it in task.train_items()}
+    items = [by_id[i] for i in ids]
+    view = copy.copy(task)
+    view.test_items = lambda: list(items)  # the instance attribute shadows the method
+    return view
+
+
+def write_val_loss(gen: Any, task: Any, cell: Any, out: Path) -> None:
+    """``out/val_loss.json``: mean next-token loss of the validation items' gold completions
+    under the generator's current model (nothing when the backend has no torch model)."""
+    model = getattr(gen, "model", None)
+    if model is None or not hasattr(model, "parameters"):
+        return
+    import torch
+
+    from ..train.examples import build_examples
+    from ..train.loop import collate, token_loss_sum
+    from ..train.recipe import resolve_recipe
+
+    tok = gen.tokenizer
+    rec = resolve_recipe(dict(cell.recipe), cell.model_ref)
+    examples, _, _ = build_examples(task, task.test_items(), tok, rec.max_length, cell.chat)
+    dev = next(model.parameters()).device
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(examples), 16):
+            loss, n = token_loss_sum(model, collate(examples[i:i + 16], pad, dev))
+            total, count = total + float(loss), count + n
+    atomic_write_json(out / VAL_LOSS, {"val_loss": total / max(count, 1), "tokens": count})
+
+
+# --- running the search (the train stage of a search cell) ---------------------------------
+
+def run_search(runner: Any, cell: Any, ctx: Any) -> None:
+    """Train and validate every candidate (resuming finished ones), choose, and write the
+    chosen candidate's training directory into ``ctx.out`` (see the module docstring)."""
+    from .taskdata import study_task
+
+    task = study_task(cell.task_name, cell.task_options, cell.max_new_tokens)
+    pool = [it.id for it in task.train_items()]
+    _, val = validation_ids(pool, cell.n, cell.seed, cell.search)
+    split = {**cell.search["validation"], "ids_sha": sha256_json(val),
+             "drawn_from": "training pool minus the cell's finetuning subset"}
+    metric = task.primary_metric
+    records = []
+    for values in candidates(cell.search):
+        cdir = ctx.cell_dir / "search" / cand_id(values)
+        rec = _done(cdir, values, split["ids_sha"])
+        if rec is None:
+            rec = _run_candidate(runner, cell, ctx, cdir, values, val, split["ids_sha"])
+        records.append(rec)
+    best = choose(records, metric)
+    summary = {"grid": cell.search["grid"], "metric": metric, "rule": RULE.format(metric=metric),
+               "validation": split, "chosen": records[best]["values"],
+               "chosen_id": records[best]["id"], "candidates": records}
+    _install(ctx.cell_dir / "search" / records[best]["id"] / "train", ctx.out, summary)
+    if not cell.search.get("keep_checkpoints"):
+        for r in records:
+            if r["id"] != records[best]["id"]:
+                _rmtree(ctx.cell_dir / "search" / r["id"] / "train" / "ckpt")
+
+
+def choose(records: Sequence[dict[str, Any]], metric: str) -> int:
+    """Index of the chosen candidate: highest ``metrics[metric]``, then lowest ``val_loss``,
+    then the first (a missing or NaN score counts as the worst)."""
+    def key(i: int) -> tuple[float, float, int]:
+        m = records[i].get("metrics", {}).get(metric)
+        vl = records[i].get("val_loss")
+        m = -math.inf if m is None or m != m else float(m)
+        vl = math.inf if vl is None or vl != vl else float(vl)
+        return (-m, vl, i)
+    return min(range(len(records)), key=key)
+
+
+def _done(cdir: Path, values: dict[str, Any], ids_sha: str) -> dict[str, Any] | None:
+    """The candidate's ``val.json`` when it is for these values and this split."""
+    try:
+        rec = json.loads((cdir / "val.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if rec.get("values") != values or rec.get("ids_sha") != ids_sha:
+        return None
+    return rec
+
+
+def _run_candidate(runner: Any, cell: Any, ctx: Any, cdir: Path, values: dict[str, Any],
+                   val: list[str], ids_sha: str) -> dict[str, Any]:
+    """Train (unless its ``train/`` is complete) and validate one candidate; write val.json."""
+    import time
+
+    from .integrity import seal_train, train_complete
+    from .outputs import eval_files, parse_results
+
+    ccell = replace(cell, recipe={**cell.recipe, **values}, search={})
+    tdir = cdir / "train"
+    t0 = time.perf_counter()
+    if train_complete(tdir)[0] is None:
+        _rmtree(tdir)
+        tmp = _fresh(cdir / "train.tmp")
+        runner.train(ccell, replace(ctx, out=tmp))
+        if not (tmp / "train_meta.json").exists():
+            raise RuntimeError(f"candidate {values}: training wrote no train_meta.json")
+        seal_train(tmp)
+        os.replace(tmp, tdir)
+    t1 = time.perf_counter()
+    vtmp = _fresh(cdir / "val.tmp")
+    runner.evaluate(replace(ccell, limit=None), replace(ctx, out=vtmp, train_dir=tdir,
+                                                        validation=list(val)))
+    files = eval_files(vtmp)
+    if files is None:
+        raise RuntimeError(f"candidate {values}: validation wrote no results/samples")
+    metrics = parse_results(files[0], cell.task_name)
+    if not metrics:
+        from ..tasks.base import mean_metrics
+        metrics = mean_metrics(read_jsonl(files[1]))
+    vl = _json(vtmp / VAL_LOSS).get("val_loss")
+    _rmtree(cdir / "val")
+    os.replace(vtmp, cdir / "val")
+    meta = _json(tdir / "train_meta.json")
+    rec = {"id": cdir.name, "values": values, "ids_sha": ids_sha, "metrics": metrics,
+           "val_loss": vl, "final_train_loss": meta.get("final_loss"),
+           "train_s": round(t1 - t0, 3), "val_s": round(time.perf_counter() - t1, 3)}
+    atomic_write_json(cdir / "val.json", rec)
+    return rec
+
+
+def _install(src: Path, out: Path, summary: dict[str, Any]) -> None:
+    """Link (else copy) ``src`` into ``out``; its train_meta gains ``recipe_search``."""
+    shutil.copytree(src, out, dirs_exist_ok=True, copy_function=_link_or_copy)
+    meta = _json(src / "train_meta.json")
+    meta["recipe_search"] = summary
+    (out / "train_meta.json").unlink()  # a hard link to the candidate's: never write through it
+    atomic_write_json(out / "train_meta.json", meta)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _json(p: Path) -> dict[str, Any]:
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def _fresh(d: Path) -> Path:
+    _rmtree(d)
+    d.mkdir(parents=True)
+    return d
+
+
+def _rmtree(d: Path) -> None:
+    if d.is_symlink() or d.is_file():
+        d.unlink()
+    elif d.exists():
+        shutil.rmtree(d)
+
+
+__all__ = ["RULE", "choose", "run_search", "validation_ids", "validation_view", "write_val_loss"]
