@@ -52,6 +52,33 @@ def test_corpus_hygiene(world):
     assert "Answer key:" in text or "Part Q:" in text  # the format tokens are seen elsewhere
 
 
+def test_math_v2_chains_are_explicit_and_bounded():
+    """Every step of a toy-math answer is a correct equation within 0..MAX_VALUE; stories and drills
+    carry the same equations without the task format."""
+    import random
+
+    from sftscale.toyworld.arith import MAX_OPERAND, MAX_VALUE, drill, random_problem
+
+    eq = re.compile(r"(\d+) ([+-]) (\d+) = (\d+)\.")
+    rng = random.Random(3)
+    for p in math_test_problems(200) + [random_problem(rng) for _ in range(200)]:
+        sol = p.solution()
+        steps = eq.findall(sol)
+        assert len(steps) == p.n_steps in (2, 3) and sol.endswith(f"\n#### {p.answer}")
+        x = p.start
+        for a, sym, b, c in steps:  # a chain: each step starts from the previous result
+            a, b, c = int(a), int(b), int(c)
+            assert a == x and 1 <= b <= MAX_OPERAND and 0 <= c <= MAX_VALUE
+            assert c == (a + b if sym == "+" else a - b)
+            x = c
+        assert x == p.answer and str(p.start) in p.question() and "=" not in p.question()
+        story = p.story(rng)
+        assert eq.findall(story) == steps and "#" not in story and "How many" not in story
+    for _ in range(50):
+        for a, sym, b, c in eq.findall(drill(rng)):
+            assert int(c) == (int(a) + int(b) if sym == "+" else int(a) - int(b))
+
+
 def test_splits_disjoint(world):
     test_keys = {p.key() for p in math_test_problems(200)}
     assert len(test_keys) == 200
@@ -168,3 +195,22 @@ def test_pretrain_smoke(tmp_path):
     assert again["final_loss"] == meta["final_loss"]  # reproducible from the seed
     assert sha256_file(tmp_path / "m" / "model.safetensors") == sha256_file(tmp_path / "m2" / "model.safetensors")
     assert set(CHAINS) == {"birth_country", "home_country", "employer_country"}
+
+
+def test_demo_studies_cover_the_four_capabilities():
+    from sftscale.config import load_study
+    from sftscale.demo import study_file
+    from sftscale.io import InputError
+
+    four = {"toy-math", "toy-multihop", "toy-code", "toy-instruct"}
+    names = {}
+    for quick, full in ((False, False), (True, False), (False, True)):
+        cfg = load_study(study_file(quick, full))
+        assert {t.name for t in cfg.tasks} == four
+        names[(quick, full)] = {m.ref for m in cfg.models}
+    assert names[(False, True)] == {"toy-S", "toy-M"} and names[(False, False)] == {"toy-S"}
+    check = load_study(study_file().parent / "toy-check.yaml")  # the issue's done-when grid
+    assert {t.name for t in check.tasks} == four and check.n == [0, 64, 1024] and check.seeds == [0, 1]
+    assert all(t.limit == 60 for t in check.tasks)
+    with pytest.raises(InputError):
+        study_file(quick=True, full=True)

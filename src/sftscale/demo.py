@@ -4,10 +4,11 @@ Steps, each timed and printed:
 
 1. set-up: check that the shipped toy models load (the package install itself is timed by
    ``make demo``'s set-up step; a second run finds both done and skips them);
-2. the toy study (``studies/toy.yaml``): toy-math and toy-multihop on two model sizes over an
-   N grid with two seeds — train, generate, score every cell (resumable: an interrupted
-   demo continues where it stopped);
-3. the knowledge-injection experiment (``studies/knowledge-toy.yaml``);
+2. the toy study (``studies/toy.yaml``): the four capabilities (toy-math, toy-multihop,
+   toy-code, toy-instruct) over an N grid with two seeds — train, generate, score every cell
+   (resumable: an interrupted demo continues where it stopped). ``--quick`` runs
+   ``studies/toy-quick.yaml``, ``--full`` the bigger ``studies/toy-full.yaml`` (both sizes);
+3. the knowledge-injection experiment (``studies/knowledge-toy.yaml``; ``--full``: ``studies/knowledge-toy-full.yaml``);
 4. fits, the style/substance analysis and the report.
 
 Not handled: real models (use ``sftscale run studies/smollm2.yaml`` or a GPU study), the
@@ -31,7 +32,17 @@ def studies_dir() -> Path:
     raise FileNotFoundError("studies/toy.yaml not found: run the demo from a clone of the sftscale repository")
 
 
-def run_demo(out: Path, quick: bool = False, n_boot: int = 1000, progress: bool = True) -> Path:
+def study_file(quick: bool = False, full: bool = False) -> Path:
+    """The demo's study config: ``toy-quick.yaml``, ``toy-full.yaml`` or ``toy.yaml``."""
+    if quick and full:
+        from .io import InputError
+
+        raise InputError(None, "choose one of --quick and --full", field="--full")
+    return studies_dir() / ("toy-quick.yaml" if quick else "toy-full.yaml" if full else "toy.yaml")
+
+
+def run_demo(out: Path, quick: bool = False, n_boot: int = 1000, progress: bool = True,
+             full: bool = False) -> Path:
     from .config import load_study
     from .report import write_report
     from .study.runner import run_study
@@ -44,7 +55,7 @@ def run_demo(out: Path, quick: bool = False, n_boot: int = 1000, progress: bool 
     from .toyworld import toy_model_path  # the shipped models: set-up is only checking them
     from .models import load_model
 
-    cfg = load_study(studies_dir() / ("toy-quick.yaml" if quick else "toy.yaml"))
+    cfg = load_study(study_file(quick, full))
     for m in cfg.models:
         toy_model_path(m.ref)
         load_model(m.ref)
@@ -65,7 +76,8 @@ def run_demo(out: Path, quick: bool = False, n_boot: int = 1000, progress: bool 
 
     torch.set_num_threads(1)  # measured: one thread is steadier than two on a 2-core CPU
     kpath = studies_dir() / "knowledge-toy-quick.yaml"
-    kcfg = load_config(kpath if quick and kpath.exists() else studies_dir() / "knowledge-toy.yaml")
+    kfile = "knowledge-toy-full.yaml" if full else "knowledge-toy.yaml"  # --full: more people and seeds
+    kcfg = load_config(kpath if quick and kpath.exists() else studies_dir() / kfile)
     run_knowledge(kcfg, out / "knowledge")
     times["knowledge experiment"] = time.perf_counter() - t
 

@@ -29,7 +29,12 @@ def register(app: typer.Typer) -> None:
 
         if size not in SIZES:
             raise InputError(None, f"unknown size {size!r}; known: {', '.join(SIZES)}", field="--size")
-        pretrain_toy(size, out, seed=seed, steps=steps, threads=threads, eval_every=eval_every)
+        import shlex
+        import sys
+
+        command = "sftscale " + shlex.join(sys.argv[1:])
+        pretrain_toy(size, out, seed=seed, steps=steps, threads=threads, eval_every=eval_every,
+                     command=command)
 
     @app.command("toy-probe")
     def toy_probe_cmd(

@@ -32,7 +32,7 @@ SIZES: dict[str, dict[str, int]] = {
 }
 # Pretraining recipe per size (prototype: lr 3e-3, wd 0.1, betas (0.9, 0.98), warm-up 100).
 RECIPES: dict[str, dict[str, Any]] = {
-    "S": dict(steps=1500, lr=3e-3),
+    "S": dict(steps=2400, lr=3e-3),
     "M": dict(steps=900, lr=2e-3),
     "L": dict(steps=1500, lr=1.5e-3),
 }
@@ -106,8 +106,8 @@ def recall_sets(world, n: int = 150, seed: int = 0) -> dict[str, list[tuple[str,
 
 
 def pretrain_toy(size: str, out: str | Path, seed: int = 0, steps: int | None = None,
-                 world_seed: int = 0, eval_every: int = 200, math_share: float = 0.4,
-                 threads: int | None = None, log=print) -> dict:
+                 world_seed: int = 0, eval_every: int = 200, shares: dict | None = None,
+                 threads: int | None = None, log=print, command: str | None = None) -> dict:
     """Pretrain one toy size into ``out``; returns the meta dict written to ``toy_meta.json``."""
     import torch
 
@@ -128,7 +128,7 @@ def pretrain_toy(size: str, out: str | Path, seed: int = 0, steps: int | None = 
     n_chunks = recipe["steps"] * BATCH
     excl = {p.key() for p in math_test_problems(MATH_TEST_RESERVE, world_seed)}
     docs, stats = build_corpus(world, int(n_chunks * SEQ_LEN * 1.02) + 1000, seed=seed,
-                               math_share=math_share, exclude_math=excl)
+                               shares=shares, exclude_math=excl)
     chunks = pack(tok, docs, SEQ_LEN, n_chunks)
     examples = [(c, c) for c in chunks]
     log(f"[toy-{size}] corpus {stats['tokens']} tokens, {stats['docs']} docs, "
@@ -158,6 +158,7 @@ def pretrain_toy(size: str, out: str | Path, seed: int = 0, steps: int | None = 
     res = train_loop(model, examples, cfg, pad_id=tok.pad_token_id, progress=on_progress)
     final = history[-1] if history else {}
     meta = {"name": f"toy-{size}", "size": size, "seed": seed, "world_seed": world_seed,
+            "command": command, "corpus_version": 2,
             "parameters": n_params, "steps": res.steps, "tokens": res.tokens_seen,
             "train_time_s": round(res.wall_s, 1), "total_time_s": round(time.perf_counter() - t_start, 1),
             "torch_threads": torch.get_num_threads(), "loop": cfg.to_dict(), "corpus": stats,

@@ -4,9 +4,11 @@ Each class registers itself (``@register_task``); this module is listed in the
 ``sftscale.tasks`` entry-point group, so ``sftscale.tasks.get_task`` finds the toy tasks
 without the tasks package naming the toy world.
 
-``toy-math`` (``ToyMath``): 2-4 step arithmetic word problems about small numbers. Prompt
-``"Question: {q}\\nAnswer:"``; completion ``" "`` + step lines + ``"#### N"`` (the GSM8K task's
-format); scored with ``sftscale.tasks.gsm8k.score_response``. Options: ``n_train`` (pool size,
+``toy-math`` (``ToyMath``, v2): word problems with 2-3 steps of + and - (operands 1..9, every
+value 0..50; ``toyworld.arith``). Prompt ``"Question: {q}\\nAnswer:"``; completion ``" "`` + the
+story retold with each step's equation (``"Ada had 12 apples. Ada bought 7 more. 12 + 7 = 19.
+..."``) + ``"\\n#### N"`` (the GSM8K task's format); scored with
+``sftscale.tasks.gsm8k.score_response``. Options: ``n_train`` (pool size,
 default 10,000), ``n_test`` (default 200, at most 1,000), ``seed`` (0), ``limit``. Test problems
 are a reserved sequence kept out of the pretraining corpus and out of the pool.
 
@@ -35,7 +37,9 @@ knowledge-injection experiment. ``split`` selects:
 All three splits score ``"Answer:"`` style responses with the multihop scorer (facts: first word).
 ``n_test`` default: every (held-out person, relation/chain) pair once (144).
 
-Not handled: toy-code, toy-instruct (see docs/notes/toyworld.md), chat-specific prompts beyond
+toy-code and toy-instruct live in ``toyworld.code`` and ``toyworld.instruct``.
+
+Not handled: chat-specific prompts beyond
 the base-class chat template (the user turn is the plain prompt without its trailing cue).
 """
 
@@ -119,13 +123,13 @@ class _ToyQA(_Pools, Task):
 @register_task("toy-math")
 class ToyMath(_Pools, GSM8KFormat):
     name = "toy-math"
-    version = "1"
+    version = "2"
     primary_metric = "accuracy"
     license = "Apache-2.0 (generated)"
-    gen = GenSpec(max_new_tokens=96, stop=_STOP)
+    gen = GenSpec(max_new_tokens=80, stop=_STOP)
 
     def __init__(self, n_train: int = 10_000, n_test: int = 200, seed: int = 0, limit: int | None = None):
-        from .corpus import MATH_TEST_RESERVE
+        from .arith import MATH_TEST_RESERVE
 
         if not 1 <= n_test <= MATH_TEST_RESERVE:
             raise ValueError(f"toy-math n_test must be in 1..{MATH_TEST_RESERVE}")
@@ -144,7 +148,7 @@ class ToyMath(_Pools, GSM8KFormat):
 def _math_items(split: str, n: int, seed: int) -> tuple[Item, ...]:
     """toy-math items, cached here rather than per task instance (``get_task`` builds a fresh
     instance every call; the 10,000-item pool takes ~0.2 s to draw)."""
-    from .corpus import math_pool_problems, math_test_problems
+    from .arith import math_pool_problems, math_test_problems
 
     problems = math_test_problems(n, seed) if split == "test" else math_pool_problems(n, seed)
     return tuple(Item(id=f"toy-math/{split}/{i}", question=p.question(), target=str(p.answer),

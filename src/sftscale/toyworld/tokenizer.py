@@ -8,7 +8,8 @@ stays ``"Answer: Paris"`` (no ``"# # # #"``; prototype pitfall 5).
 
 The vocabulary holds every name of every pool (with and without a leading space, so held-out
 people are tokenisable), every word the corpus and the toy tasks can produce, digits,
-ASCII punctuation and a list of common English words. Special tokens: ``<|endoftext|>``
+ASCII punctuation, a list of common English words, and the ``vocabulary_texts()`` of
+``toyworld.code`` and ``toyworld.instruct`` when those modules are there. Special tokens: ``<|endoftext|>``
 (eos and bos), ``<|pad|>``, ``<unk>``, and the chat markers ``<|system|>``, ``<|user|>``,
 ``<|assistant|>``. Chat template::
 
@@ -57,7 +58,8 @@ def vocabulary_texts() -> list[str]:
     """Texts whose pieces make up the vocabulary (independent of any world seed)."""
     import random
 
-    from .corpus import HEADERS, build_corpus, random_problem
+    from .arith import drill
+    from .corpus import DOMAIN_MODULES, HEADERS, available_shares, build_corpus, domain_module, random_problem
     from .world import (DIRECT_QUESTIONS, MULTIHOP_QUESTIONS, QUESTION_WRAPPERS, TEMPLATES, World,
                         all_names)
 
@@ -73,8 +75,12 @@ def vocabulary_texts() -> list[str]:
     rng = random.Random(0)
     for _ in range(3000):
         p = random_problem(rng)
-        texts += [p.question(), p.solution(), p.story(rng)]
-    docs, _ = build_corpus(World.generate(0), 50_000, seed=0)
+        texts += [p.question(), p.solution(), p.story(rng), drill(rng)]
+    for kind in DOMAIN_MODULES:
+        mod = domain_module(kind)
+        if mod is not None:
+            texts += list(mod.vocabulary_texts())
+    docs, _ = build_corpus(World.generate(0), 50_000, seed=0, shares=available_shares())
     texts += docs
     return texts
 
