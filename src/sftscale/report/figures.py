@@ -81,9 +81,13 @@ def accuracy_figure(metrics: Any, fits: Sequence[Any], metric_of: dict[str, str]
     """One panel per task: seed means (points, ±1 sd over seeds), best fit and its band."""
     plt = _plt()
     tasks = list(metric_of)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.8), squeeze=False)
+    cols = len(tasks) if len(tasks) <= 3 else 2  # four capabilities read best as a 2 x 2 grid
+    rows = math.ceil(len(tasks) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(tasks):]:
+        ax.axis("off")
     models = sorted(metrics["model"].unique())
-    for ax, task in zip(axes[0], tasks):
+    for ax, task in zip(axes.flat, tasks):
         met = metric_of[task]
         sub = metrics[(metrics["task"] == task) & (metrics["metric"] == met)]
         ns_all = sorted(sub["n"].unique())
