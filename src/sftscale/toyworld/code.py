@@ -30,11 +30,12 @@ out: their tests could not tell the spec from its negation. Hidden tests use cor
 
 Split, by derivation: a derivation (family + constants) is a test derivation when a hash of it
 (with the seed) falls under ``TEST_SHARE``; train items come only from the other derivations,
-so no test (family, constants) pair is ever seen in finetuning, under any function name or
-wording (every family and every function name is seen in training).
+so no test (family, constants) pair is ever seen in finetuning, under either wording (every
+family is seen in training).
 
-Sizes (seed 0): 18 families, 10 function names (``FUNC_NAMES``), 2 spec wordings per family;
-4,660 train and 3,200 test items; prompt + answer at most 95 tokens. The corpus may show a
+Sizes (seed 0): 18 families, one entry point (``ENTRY``; the corpus uses all ten
+``FUNC_NAMES``), task constants wider than the corpus's (``task_constants``), 2 spec wordings
+per family: 2,554 train and 2,122 test items; prompt + answer at most 95 tokens. The corpus may show a
 test derivation's code under a docstring (that is the knowledge), never its spec sentence.
 
 Corpus (``corpus_documents``): short functions with docstrings (imperative paraphrases that
@@ -165,6 +166,22 @@ def constants(fam: Family) -> list[tuple]:
         return [(k, m) for k in range(2, 10) for m in range(1, 10)]
     pool = {"company": COMPANIES, "city": CITIES, "country": COUNTRIES}[fam.consts]
     return [(e,) for e in pool]
+
+
+#: the function every toy-code prompt asks for. Tiny models do not copy a name from the spec
+#: into the code: with ten names (FUNC_NAMES) toy-S wrote a correct body under the wrong name
+#: (format_rate 0.12 at N = 1,024; renamed, 1.00 and accuracy 0.56). The corpus keeps all ten.
+ENTRY = "solve"
+
+
+def task_constants(fam: Family) -> list[tuple]:
+    """The task's constants: the corpus's ranges widened (numbers up to 124, k·x+m up to 29·x+29)
+    so that pools with one entry point still hold >= 2,000 items each."""
+    if fam.consts == "k":
+        return [(k,) for k in range(constants(fam)[0][0], 125)]
+    if fam.consts == "km":
+        return [(k, m) for k in range(2, 30) for m in range(1, 30)]
+    return constants(fam)
 
 
 def _fill(text: str, fam: Family, c: tuple) -> str:
@@ -346,7 +363,7 @@ def code_items(seed: int = 0) -> dict[str, tuple[Item, ...]]:
     world = World.generate(seed)
     out: dict[str, list[Item]] = {"train": [], "test": []}
     for fam in FAMILIES:
-        for c in constants(fam):
+        for c in task_constants(fam):
             if not matches(fam, c, world):
                 continue  # no corpus person fits: the tests could not tell the spec from its negation
             split = split_of(fam, c, seed)
@@ -354,13 +371,12 @@ def code_items(seed: int = 0) -> dict[str, tuple[Item, ...]]:
             tests, names = _test_code(fam, c, world, rng)
             pre = preamble(world, names) if fam.consts in ("company", "city", "country") else ""
             tag = "-".join(str(v) for v in c)
-            for fname in FUNC_NAMES:
-                for w in range(len(fam.specs)):
-                    out[split].append(Item(
-                        id=f"toy-code/{split}/{fam.key}/{tag}/{fname}/{w}",
-                        question=spec_sentence(fam, c, fname, w), completion=completion(fam, c, fname),
-                        target={"entry_point": fname, "test": tests, "preamble": pre},
-                        meta={"family": fam.key, "constants": list(c), "entry_point": fname}))
+            for w in range(len(fam.specs)):
+                out[split].append(Item(
+                    id=f"toy-code/{split}/{fam.key}/{tag}/{ENTRY}/{w}",
+                    question=spec_sentence(fam, c, ENTRY, w), completion=completion(fam, c, ENTRY),
+                    target={"entry_point": ENTRY, "test": tests, "preamble": pre},
+                    meta={"family": fam.key, "constants": list(c), "entry_point": ENTRY}))
     for split, items in out.items():
         random.Random(f"toy-code-{split}-{seed}").shuffle(items)
     return {k: tuple(v) for k, v in out.items()}
