@@ -9,6 +9,7 @@ Pieces: ``" ?[A-Za-z]+"`` (a word with its leading space), ``" ?\\d"`` (ONE digi
 from __future__ import annotations
 
 import re
+import string
 
 PIECE_PATTERN = r" ?[A-Za-z]+| ?\d| ?[^\w\s]|\n| "
 PIECE_RE = re.compile(PIECE_PATTERN)
@@ -19,4 +20,12 @@ def count_tokens(text: str) -> int:
     return len(PIECE_RE.findall(text))
 
 
-__all__ = ["PIECE_PATTERN", "PIECE_RE", "count_tokens"]
+def vocabulary_pieces(texts) -> set[str]:
+    """The pieces of ``texts`` and of what every toy vocabulary holds (digits and ASCII
+    punctuation, with and without a leading space; newline; space)."""
+    base = [*string.digits, *string.punctuation, *(" " + c for c in string.digits + string.punctuation),
+            "\n", " "]
+    return {p for t in [*texts, *base] for p in PIECE_RE.findall(t)}
+
+
+__all__ = ["PIECE_PATTERN", "PIECE_RE", "count_tokens", "vocabulary_pieces"]

@@ -21,10 +21,9 @@ Not handled: non-ASCII letters (they map to ``<unk>``), words outside the vocabu
 
 from __future__ import annotations
 
-import string
 from pathlib import Path
 
-from .pieces import PIECE_PATTERN, PIECE_RE
+from .pieces import PIECE_PATTERN, vocabulary_pieces
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
 UNK = "<unk>"
@@ -66,9 +65,6 @@ def vocabulary_texts() -> list[str]:
     texts: list[str] = []
     for w in ("Q", "A", "Answer", *all_names(), *COMMON_WORDS):
         texts += [w, " " + w, " " + w.capitalize(), w.capitalize()]
-    texts += [c for c in string.digits + string.punctuation]
-    texts += [" " + c for c in string.digits + string.punctuation]
-    texts += ["\n", " "]
     tpl = [*(t for ts in TEMPLATES.values() for t in ts), *(t for ts in MULTIHOP_QUESTIONS.values() for t in ts),
            *(t for ts in DIRECT_QUESTIONS.values() for t in ts), *QUESTION_WRAPPERS, *HEADERS]
     texts += [t.replace("{s}", "X").replace("{o}", "Y").replace("{p}", "X").replace("{n}", "1") for t in tpl]
@@ -90,9 +86,7 @@ def build_tokenizer():
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    pieces: set[str] = set()
-    for t in vocabulary_texts():
-        pieces.update(PIECE_RE.findall(t))
+    pieces = vocabulary_pieces(vocabulary_texts())
     vocab = {s: i for i, s in enumerate(SPECIALS)}
     for p in sorted(pieces):
         vocab.setdefault(p, len(vocab))
