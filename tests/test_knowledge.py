@@ -44,9 +44,77 @@ def test_config_defaults_and_shipped_configs_parse():
     assert c.reasoning.n == [16, 256] and c.stage.seeds == [0] and c.eval.retrieval
     from sftscale.knowledge import load_config
 
-    for name in ("knowledge-toy.yaml", "knowledge-real.yaml"):
+    for name in ("knowledge-toy.yaml", "knowledge-toy-full.yaml", "knowledge-real.yaml"):
         cfg = load_config(ROOT / "studies" / name)
         assert cfg.name.startswith("knowledge")
+
+
+# --------------------------------------------------------------------------- toy source v2
+def test_toy_source_tests_only_people_whose_qa_it_never_trains():
+    from sftscale.knowledge import toy_source
+    from sftscale.toyworld.world import CHAINS, World
+
+    src = toy_source(0, people=96, qa_share=0.5, recall=0)
+    world = World.generate(0)
+    corpus = {p.name for p in world.corpus_people}
+    people = {f.triple[0] for f in src.facts}
+    assert len(people) == 96 and not people & corpus
+    assert {p.name for p in world.heldout_people} < people  # held-out first, then drawn names
+    qa = set(src.qa_people)
+    tested = {it.meta["person"] for qt in ("direct", "multihop") for it in src.questions[qt]}
+    assert len(qa) == 48 and len(tested) == 48 and not qa & tested and qa | tested == people
+    assert len(src.questions["direct"]) == len(src.questions["multihop"]) == 144
+    # no QA pair of the stage names a test person; every QA person has both question types
+    pairs = src.qa_examples(4, seed=0)
+    assert all(not any(t in p + c for t in tested) for _, p, c in pairs)
+    assert {k.split("/", 1)[1].split("|")[0] for k in src.qa_pool} == qa
+    # two-hop: the new fact's object (bridge) is written out, then the pretrained hop
+    for it in src.questions["multihop"]:
+        r1, r2 = CHAINS[it.meta["chain"]]
+        fact = next(f for f in src.facts if f.id == it.meta["fact_ids"][0])
+        assert fact.triple[1] == r1 and fact.triple[2] == it.meta["bridge"]
+        country = (world.city_country if r2 == "located_in" else world.company_country)[it.meta["bridge"]]
+        assert it.target == [country] and it.completion.endswith(f"{it.meta['bridge']} "
+                                                                 f"{'is a city in' if r2 == 'located_in' else 'was founded in'} {country}.\nAnswer: {country}")
+    assert {f.id for f in src.test_facts()} == {i for it in src.questions["direct"] for i in it.meta["fact_ids"]}
+
+
+def test_fact_documents_paraphrases_orders_and_exposures():
+    from sftscale.knowledge import toy_source
+
+    src = toy_source(0, limit=6, recall=0)  # two people
+    docs = src.fact_documents(paraphrases=5, exposures=40, seed=3)
+    assert len(docs) == 2 * 40
+    for uid, facts in src.units:
+        mine = [d for i, _, d in docs if i.startswith(f"fact/{uid}/")]
+        assert len(mine) == 40 and len(set(mine)) == 5
+        name = facts[0].triple[0]
+        for d in mine:  # all three facts, each with the full name, objects in the text
+            assert d.count(name) == 3 and all(f.triple[2] in d for f in facts)
+        orders = {tuple(sorted((f.triple[1] for f in facts), key=lambda r: d.index(
+            next(f.triple[2] for f in facts if f.triple[1] == r)))) for d in mine}
+        assert len(orders) >= 2  # the facts come in different orders
+    assert docs == src.fact_documents(paraphrases=5, exposures=40, seed=3)
+    assert docs != src.fact_documents(paraphrases=5, exposures=40, seed=4)
+    fresh = src.fact_documents(paraphrases=None, exposures=40, seed=3)
+    assert len(fresh) == 80 and len({d for _, _, d in fresh}) > 10
+
+
+def test_facts_mix_composition():
+    from sftscale.knowledge.run import Start, facts_mix
+    from sftscale.knowledge import toy_source
+
+    cfg = parse_config("model: toy-S\nstage: {people: 4, qa_share: 0.5, paraphrases: 3, exposures: 10, "
+                       "qa_examples: 2, replay: 0.5, replay_own: 0.5, format_examples: 6}\n")
+    src = toy_source(0, people=4, qa_share=0.5, recall=0)
+    own = [(f"own/{i}", "Question: q\n", "a") for i in range(3)]
+    mix = facts_mix(src, cfg, Start("reasoning-3", "reasoning", "toy-S", n=3, own=own), seed=0)
+    kinds = [i.split("/")[0].split("#")[0] for i, _, _ in mix]
+    assert kinds.count("fact") == 4 * 10 and kinds.count("qa") == 2 * 3 * 2 * 2
+    assert kinds.count("own") == 10 and kinds.count("corpus") == 10 and kinds.count("format") == 6
+    assert len({i for i, _, _ in mix}) == len(mix)  # unique ids (the training pool needs them)
+    base = facts_mix(src, cfg, Start("base", "base", "toy-S"), seed=0)
+    assert [i for i, _, _ in base].count("own") == 0 and sum(i.startswith("corpus/") for i, _, _ in base) == 20
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -130,8 +198,8 @@ name: tiny
 model: {model}
 facts: toy
 reasoning: {{n: [8], recipe: {{min_steps: 4, max_steps: 4}}}}
-stage: {{limit: 3, epochs: 60, lr: 1.0e-2, batch_size: 8, replay: 0.25, format_examples: 2,
-         recipe: {{min_steps: 0}}}}
+stage: {{limit: 6, paraphrases: 4, exposures: 48, qa_examples: 2, epochs: 20, lr: 1.0e-2,
+         batch_size: 8, packing: false, replay: 0.25, format_examples: 2, recipe: {{min_steps: 0}}}}
 eval: {{recall: 6, batch_size: 8}}
 bootstrap: {{n_boot: 200}}
 """)
@@ -150,7 +218,7 @@ bootstrap: {{n_boot: 200}}
     assert json.loads((out / "knowledge" / "table.json").read_text())["rows"] == table["rows"]
     conds = {(r["start"], r["condition"]) for r in table["rows"]}
     assert conds == {(s, c) for s in ("base", "reasoning-8") for c in ("injected", "before", "retrieval")}
-    assert table["n_facts"] == 3 and table["n_items"]["direct"] == 3
+    assert table["n_facts"] == 6 and table["n_items"]["direct"] == 3  # 1 QA + 1 test person
     for r in table["rows"]:
         for qt in ("direct", "multihop"):
             for m in ("em", "f1", "contains", "format_ok"):
@@ -184,3 +252,24 @@ bootstrap: {{n_boot: 200}}
 
     assert scores(par) == scores(table) and par["differences"] == table["differences"]
     assert losses(par) == losses(table) and any(losses(table))
+
+
+def test_report_states_knowledge_result_with_intervals():
+    from sftscale.report.findings import knowledge_finding
+    from sftscale.report.html import _knowledge
+
+    em = lambda m, lo, hi: {"em": {"mean": m, "lo": lo, "hi": hi}}  # noqa: E731
+    table = {"facts": "toy", "model": "toy-S", "n_facts": 288, "n_items": {"direct": 144, "multihop": 144},
+             "config": {"stage": {"qa_share": 0.5, "seeds": [0, 1, 2]}},
+             "rows": [{"start": "base", "condition": "injected", "direct": em(0.903, 0.854, 0.951),
+                       "multihop": em(0.861, 0.802, 0.917), "recall": {"corpus": 0.967, "new": 0.958}}],
+             "differences": [{"condition": "gain", "metric": "em", "question_type": "multihop", "a": "reasoning-256",
+                              "b": "base", "diff": -0.031, "lo": -0.094, "hi": 0.028}]}
+    f = knowledge_finding(table)
+    assert "90.3" in f and "85.4" in f and "95.1" in f and "86.1" in f
+    assert "never trained on" in f and "3 facts-stage seeds" in f
+    assert "multihop" in f and ("−3.1 pts" in f or "-3.1 pts" in f)
+    assert "96.7" in _knowledge(table, None)  # corpus recall after injection, in %
+    assert "not training randomness" not in f
+    table["config"]["stage"]["seeds"] = [0]
+    assert "not training randomness" in knowledge_finding(table)

@@ -61,13 +61,30 @@ class InstructStart(_Strict):
 class FactsStage(_Strict):
     """The fact-finetuning stage applied to every starting point."""
 
-    paraphrases: int | None = Field(None, ge=1, description="statements per fact (None: all)")
+    paraphrases: int | None = Field(8, ge=1, description="distinct documents per unit of facts "
+                                    "(toy: bios of a new person, each with all 3 facts in a random "
+                                    "order and wording; file: a fact's statements); None: a fresh "
+                                    "random variant for every exposure")
+    exposures: int | None = Field(100, ge=1, description="documents per unit in the stage (the "
+                                  "paraphrases repeated), i.e. times each new fact is seen; None: "
+                                  "each paraphrase once")
+    people: int | None = Field(None, ge=2, description="toy: new people (the world's held-out "
+                               "people first, then drawn unused names); None: the held-out ones")
+    qa_share: float = Field(0.5, ge=0, lt=1, description="toy: share of the new people whose "
+                            "direct and two-hop QA pairs are mixed into the stage; the others "
+                            "are the test people")
+    qa_examples: int = Field(16, ge=0, description="QA pairs per (QA person, question), "
+                             "wordings cycled")
     limit: int | None = Field(None, ge=1, description="use only the first LIMIT facts (toy: "
                               "their people's facts; questions are limited to match)")
-    epochs: float = Field(3.0, gt=0)
+    epochs: float = Field(1.0, gt=0, description="passes over the mix (the mix already "
+                          "repeats each fact `exposures` times)")
+    steps: int | None = Field(None, ge=1, description="optimizer steps (overrides epochs)")
     lr: float = Field(3e-4, gt=0)
     batch_size: int = Field(16, ge=1)
-    replay: float = Field(1.0, ge=0, description="replay examples per fact statement")
+    packing: bool = Field(True, description="pack the short documents into rows of the "
+                          "recipe's max_length (fewer, fuller steps)")
+    replay: float = Field(0.5, ge=0, description="replay examples per fact document")
     replay_own: float = Field(0.5, ge=0, le=1, description="share of the replay drawn from the "
                               "starting point's own post-training data (the rest: corpus text)")
     format_examples: int = Field(0, ge=0, description="question/answer examples about KNOWN "

@@ -39,7 +39,8 @@ import numpy as np
 from ..io import InputError, atomic_write_json, atomic_write_text, read_jsonl, sha256_json
 from ..tasks.base import GenSpec, Item, Task
 from .config import KnowledgeConfig
-from .sources import QTYPES, Source, file_source, toy_source
+from .sources import QTYPES, Source, file_source
+from .toy import toy_source
 from .stats import bootstrap_rows, interval, paired_contrast, table_markdown
 
 METRICS = ("em", "f1", "contains", "format_ok")
@@ -105,7 +106,12 @@ class QATask(Task):
 # --------------------------------------------------------------------------- stages
 def _source(cfg: KnowledgeConfig) -> Source:
     if cfg.facts == "toy":
-        return toy_source(cfg.world_seed, limit=cfg.stage.limit, recall=cfg.eval.recall)
+        st = cfg.stage
+        try:
+            return toy_source(cfg.world_seed, people=st.people, qa_share=st.qa_share,
+                              limit=st.limit, recall=cfg.eval.recall)
+        except ValueError as e:
+            raise InputError(None, str(e), field="stage.people") from None
     return file_source(cfg.facts, limit=cfg.stage.limit, need_fact_ids=cfg.eval.retrieval)
 
 
@@ -174,9 +180,11 @@ def starting_points(cfg: KnowledgeConfig, out: Path, log: Log) -> list[Start]:
 
 
 def facts_mix(src: Source, cfg: KnowledgeConfig, start: Start, seed: int) -> list[tuple[str, str, str]]:
-    """Fact statements + replay (own post-training data / corpus text) + format examples."""
+    """Fact documents (paraphrases x exposures) + QA pairs about the QA people + replay (own
+    post-training data / corpus text) + format examples about known entities."""
     st = cfg.stage
-    facts = src.statement_pairs(st.paraphrases)
+    facts = src.fact_documents(st.paraphrases, st.exposures, seed)
+    qa = src.qa_examples(st.qa_examples, seed) if st.qa_examples else []
     n_replay = int(round(st.replay * len(facts)))
     n_own = min(int(round(n_replay * st.replay_own)), n_replay) if start.own else 0
     rng = random.Random(f"knowledge-mix-{start.name}-{seed}")
@@ -190,7 +198,7 @@ def facts_mix(src: Source, cfg: KnowledgeConfig, start: Start, seed: int) -> lis
     if st.format_examples > len(src.format_pairs):
         raise InputError(None, f"format_examples = {st.format_examples} but the source has only "
                          f"{len(src.format_pairs)} format examples", field="stage.format_examples")
-    return facts + own + corpus + fmt
+    return facts + qa + own + corpus + fmt
 
 
 def facts_recipe(cfg: KnowledgeConfig) -> Any:
@@ -198,8 +206,10 @@ def facts_recipe(cfg: KnowledgeConfig) -> Any:
 
     st = cfg.stage
     over = {"epochs": st.epochs, "lr": st.lr, "batch_size": st.batch_size, "max_steps": None,
-            **st.recipe}
-    return recipe_with(cfg.model, over, where="stage.recipe")
+            "packing": st.packing}
+    if st.steps is not None:
+        over.update(min_steps=st.steps, max_steps=st.steps)
+    return recipe_with(cfg.model, {**over, **st.recipe}, where="stage.recipe")
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -240,7 +250,7 @@ def _eval_model(src: Source, items: dict[str, list[Item]], gen_ref: str, adapter
         if need_recall:
             from ..toyworld.pretrain import fact_recall
 
-            new = [f.triple for f in src.facts if f.triple is not None]
+            new = [f.triple for f in src.test_facts() if f.triple is not None]
             rec = {"corpus": fact_recall(gen.model, gen.tokenizer, src.corpus_recall),
                    "new": fact_recall(gen.model, gen.tokenizer, new),
                    "n_corpus": len(src.corpus_recall), "n_new": len(new)}

@@ -1,4 +1,4 @@
-"""Fact sources for the knowledge experiment: the toy world's held-out people, or a user file.
+"""Fact sources for the knowledge experiment: the toy world's new people, or a user file.
 
 A source gives (1) the new facts, each with one or more statements (paraphrases) to finetune
 on; (2) DIRECT questions (answerable from one new fact) and MULTIHOP questions (a new fact
@@ -9,11 +9,13 @@ answer-format examples about KNOWN entities (toy: direct and two-hop questions a
 pool people, alternating, so every starting point sees both answer formats); (5) toy only:
 corpus facts whose cloze recall measures forgetting.
 
-Toy source (``facts: toy``): the held-out people of ``World.generate(world_seed)`` (never in
-the pretraining corpus), through ``toyworld.tasks.ToyKnowledge``: statements are the 4
-paraphrase templates per fact, questions its ``direct`` and ``multihop`` test splits, format
-examples its ``direct`` and ``multihop`` training pools alternating (questions about corpus
-people, whose facts the model knows).
+Toy source (``facts: toy``): built in ``knowledge.toy`` (new people, bios, QA people and test
+people); it fills the same ``Source``.
+
+A source's facts come in UNITS stated together (toy: a person's three facts; file: each fact
+alone): ``fact_documents`` writes each unit in several variants (statement choice and order)
+and repeats them to a number of exposures; ``qa_examples`` draws question/answer pairs from
+``qa_pool`` (toy: about the QA people).
 
 File source: JSONL, one object per line with a ``type``; or JSON ``{"facts": [...],
 "direct": [...], "multihop": [...], "replay": [...], "format": [...]}`` (schema in
@@ -61,16 +63,59 @@ class Source:
     corpus_recall: list[tuple[str, str, str]] = field(default_factory=list)  # toy: (s, r, o)
     world: Any = None
     path: str | None = None
+    # groups of facts stated together in one document (toy: a person's 3 facts; file: each fact)
+    units: list[tuple[str, list[Fact]]] = field(default_factory=list)
+    # QA pairs about facts of the stage (toy: the QA people): question key -> (prompt, completion)
+    # variants (wordings and wrappers)
+    qa_pool: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    qa_people: list[str] = field(default_factory=list)
 
     def fact_by_id(self) -> dict[str, Fact]:
         return {f.id: f for f in self.facts}
 
-    def statement_pairs(self, paraphrases: int | None) -> list[tuple[str, str, str]]:
-        """(id, prompt, completion) fact-statement training pairs: empty prompt, loss on all."""
+    def test_facts(self) -> list[Fact]:
+        """The facts some test question needs (toy: the test people's, not the QA people's)."""
+        need = {i for items in self.questions.values() for it in items for i in it.meta.get("fact_ids", [])}
+        return [f for f in self.facts if f.id in need]
+
+    def fact_documents(self, paraphrases: int | None, exposures: int | None, seed: int
+                       ) -> list[tuple[str, str, str]]:
+        """(id, "", text) documents stating the facts: per unit, ``paraphrases`` distinct
+        documents (each fact of the unit in one of its statements, the facts in a random
+        order; fewer when the unit has fewer variants), cycled (reshuffled each round) to
+        ``exposures`` documents, so each fact is seen ``exposures`` times. ``exposures``
+        None: each variant once. ``paraphrases`` None: a fresh random variant per exposure."""
+        rng = random.Random(f"knowledge-docs-{seed}")
         out = []
-        for f in self.facts:
-            for j, s in enumerate(f.statements[:paraphrases]):
-                out.append((f"fact/{f.id}/{j}", "", s))
+        for uid, facts in self.units:
+            n_var = 1
+            for k, f in enumerate(facts, 1):
+                n_var *= len(f.statements) * k  # statement choices x orders
+            want = n_var if paraphrases is None else min(paraphrases, n_var)
+            if paraphrases is None and exposures is not None:
+                docs = [_variant(facts, rng) for _ in range(exposures)]
+            else:
+                seen: dict[str, None] = {}
+                while len(seen) < want:
+                    seen.setdefault(_variant(facts, rng))
+                variants = list(seen)
+                docs = list(variants)
+                while exposures is not None and len(docs) < exposures:
+                    docs += rng.sample(variants, len(variants))
+                docs = docs[:exposures] if exposures is not None else docs
+            out += [(f"fact/{uid}/{j}", "", d) for j, d in enumerate(docs)]
+        return out
+
+    def qa_examples(self, per_question: int, seed: int) -> list[tuple[str, str, str]]:
+        """``per_question`` (id, prompt, completion) pairs per question of ``qa_pool``, its
+        wordings cycled in a seeded order."""
+        rng = random.Random(f"knowledge-qa-examples-{seed}")
+        out = []
+        for key, variants in self.qa_pool.items():
+            picks: list[tuple[str, str]] = []
+            while len(picks) < per_question:
+                picks += rng.sample(variants, len(variants))
+            out += [(f"qa/{key}/{j}", p, c) for j, (p, c) in enumerate(picks[:per_question])]
         return out
 
     def context(self, item: Item) -> str:
@@ -104,48 +149,6 @@ class Source:
         rng = random.Random(f"knowledge-replay-{seed}")
         return [self.replay_texts[i % len(self.replay_texts)]
                 for i in rng.sample(range(max(n, len(self.replay_texts))), n)]
-
-
-# --------------------------------------------------------------------------- toy
-def toy_source(world_seed: int = 0, limit: int | None = None, recall: int = 150) -> Source:
-    """The toy world's held-out people as new facts (see module docstring)."""
-    from ..toyworld.pretrain import recall_sets
-    from ..toyworld.tasks import ToyKnowledge
-    from ..toyworld.world import CHAINS, TEMPLATES, render_fact
-
-    facts_task = ToyKnowledge(split="facts", seed=world_seed)
-    triples = facts_task.facts()
-    if limit is not None:
-        triples = triples[:limit]
-    facts = [Fact(id=f"{s}|{r}", statements=[render_fact(s, r, o, t) for t in range(len(TEMPLATES[r]))],
-                  triple=(s, r, o)) for s, r, o in triples]
-    ids = {f.id for f in facts}
-    questions: dict[str, list[Item]] = {}
-    for qt in QTYPES:
-        task = ToyKnowledge(split=qt, seed=world_seed)
-        items = []
-        for it in task.test_items():
-            rel = it.meta["relation"] if qt == "direct" else CHAINS[it.meta["chain"]][0]
-            fid = f"{it.meta['person']}|{rel}"
-            if fid in ids:
-                items.append(Item(id=it.id, question=it.question, target=it.target,
-                                  meta={**it.meta, "fact_ids": [fid]}))
-        questions[qt] = items
-    # format examples: direct and two-hop questions about CORPUS pool people, alternating
-    per = []
-    for qt in QTYPES:
-        t = ToyKnowledge(split=qt, seed=world_seed)
-        per.append([(f"format/{it.id}", *t.training_pair(it)) for it in t.train_items()])
-    fmt = [p for pair in zip(*per) for p in pair]
-    corpus = recall_sets(facts_task.world, n=recall)["corpus"] if recall else []
-    return Source(kind="toy", facts=facts, questions=questions, gen=facts_task_gen(),
-                  format_pairs=fmt, corpus_recall=corpus, world=facts_task.world)
-
-
-def facts_task_gen() -> GenSpec:
-    from ..toyworld.tasks import ToyKnowledge
-
-    return ToyKnowledge.gen  # the QA splits' GenSpec (48 new tokens, stop at "Question:")
 
 
 # --------------------------------------------------------------------------- file
@@ -218,8 +221,14 @@ def file_source(path: str | Path, limit: int | None = None, need_fact_ids: bool 
     if not qs["direct"] and not qs["multihop"]:
         raise InputError(p, "no questions (records with type 'direct' or 'multihop')", field="type")
     return Source(kind="file", facts=facts, questions=qs, answer_cue="Answer:",
+                  units=[(f.id, [f]) for f in facts],
                   gen=GenSpec(max_new_tokens=32, stop=("\n", "Question:")),
                   replay_texts=replay, format_pairs=fmt, path=str(p))
+
+
+def _variant(facts: list[Fact], rng: random.Random) -> str:
+    order = rng.sample(facts, len(facts))
+    return " ".join(rng.choice(f.statements) for f in order)
 
 
 def _str(rec: dict, key: str, bad: Any) -> str:
@@ -262,4 +271,4 @@ def _records(p: Path) -> list[tuple[dict, int | None, str | None]]:
     return rows
 
 
-__all__ = ["Fact", "QTYPES", "Source", "file_source", "toy_source"]
+__all__ = ["Fact", "QTYPES", "Source", "file_source"]

@@ -134,16 +134,25 @@ def knowledge_finding(knowledge: dict | None) -> str:
             continue
         d, m = ((r.get(q) or {}).get("em") or {} for q in ("direct", "multihop"))
         if d.get("mean") is not None and m.get("mean") is not None:
-            cells.append(f"{esc(r['start'])}: direct/multihop {percent(d['mean'])}%/{percent(m['mean'])}%")
+            cells.append(f"{esc(r['start'])}: direct {interval(d['mean'], d.get('lo'), d.get('hi'), pct=True)}, "
+                         f"two-hop {interval(m['mean'], m.get('lo'), m.get('hi'), pct=True)}")
     gains = [d for d in knowledge.get("differences", []) if d.get("condition") == "gain" and d.get("metric") == "em"]
     gain_s = "; ".join(f"{esc(d['question_type'])} {signed(100 * d['diff'])} pts "
                        f"[{signed(100 * d['lo'])}, {signed(100 * d['hi'])}]" for d in gains)
     if not cells:
         return ""
-    return ("<div class=finding><b>Knowledge injection</b> (exact match after finetuning on the new "
-            f"facts): {'; '.join(cells)}. The paper reports 81%/55% when first post-trained for "
+    st = (knowledge.get("config") or {}).get("stage") or {}
+    seeds = len(st.get("seeds") or []) or 1
+    who = ("questions only about new people whose QA was never trained on, "
+           if st.get("qa_share") and knowledge.get("facts") == "toy" else "")
+    return ("<div class=finding><b>Knowledge injection</b> (exact match in % after finetuning on the "
+            f"new facts; {who}{seeds} facts-stage seed{'s' if seeds > 1 else ''}): {'; '.join(cells)}. "
+            "The paper reports 81%/55% when first post-trained for "
             "reasoning vs 65%/37% for the base model."
             + (f" Gain over closed book, {esc(gains[0]['a'])} minus {esc(gains[0]['b'])}: {gain_s}." if gains else "")
+            + (" With one facts-stage seed the intervals cover the questions, not training "
+               "randomness: use several seeds (sftscale demo --full) before reading a difference."
+               if seeds == 1 else "")
             + "</div>")
 
 
