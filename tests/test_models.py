@@ -163,3 +163,21 @@ def test_smollm2_gguf_converts_once_and_trains_lora(tmp_path, monkeypatch):
     assert (tmp_path / "cell" / "ckpt" / "adapter_model.safetensors").exists()
     assert meta["weights_hash"] and meta["model_spec"]["kind"] == "gguf"
     assert meta["params"] > 100_000_000 > meta["trainable_params"] > 0
+
+
+def test_device_auto_places_the_model_and_generates_as_on_one_device():
+    """``device="auto"`` (a model spread over every visible GPU, through accelerate's
+    device_map) loads and generates like the plain device; on a CPU-only machine it is the
+    CPU (the multi-GPU placement itself needs GPUs and is untested here)."""
+    import torch
+
+    from sftscale.generation import Generator
+    from sftscale.models import check_device
+    from sftscale.tasks.base import GenSpec
+
+    assert check_device("auto") == "auto"
+    model, _ = load_model("toy-S", device="auto")
+    assert {p.device.type for p in model.parameters()} == {"cuda" if torch.cuda.is_available() else "cpu"}
+    prompts = ["Question: Where does Ada Baker live?\n", "Ada Baker was born in"]
+    spec = GenSpec(max_new_tokens=8)
+    assert Generator("toy-S", device="auto").generate(prompts, spec) == Generator("toy-S").generate(prompts, spec)

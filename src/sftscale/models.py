@@ -328,8 +328,8 @@ def default_device() -> str:
 def check_device(device: str | None) -> str | None:
     """``device`` unchanged when torch knows it and it is present here (None: the default);
     else an InputError (field ``device``) saying which devices exist."""
-    if device is None:
-        return None
+    if device is None or device == "auto":  # "auto": spread over every visible GPU (load_model)
+        return device
     import torch
 
     try:
@@ -375,20 +375,25 @@ def _as_dtype(dtype: Any) -> Any:
 def load_model(ref: str | os.PathLike | ModelSpec, device: str | None = None,
                dtype: Any = None) -> tuple[Any, Any]:
     """(model, tokenizer) in eval mode on ``device`` (default: cuda if present, else cpu),
-    in ``dtype`` (default: bf16 on a capable GPU, fp32 on CPU)."""
+    in ``dtype`` (default: bf16 on a capable GPU, fp32 on CPU). ``device="auto"`` spreads the
+    layers over every visible GPU (accelerate's ``device_map="auto"``), for a model that does
+    not fit one; untested on GPUs here (no device was available), on CPU it is plain CPU."""
     from transformers import AutoModelForCausalLM
 
     spec = ref if isinstance(ref, ModelSpec) else resolve_model(ref)
     device = check_device(device) or default_device()
-    dt = _as_dtype(dtype) or default_dtype(device)
+    placed = device == "auto"
+    dt = _as_dtype(dtype) or default_dtype(default_device() if placed else device)
+    kw = {"dtype": dt, **({"device_map": "auto"} if placed else {})}
     if spec.kind == "hub":
-        model = _hub_kwargs_then_try(AutoModelForCausalLM.from_pretrained, spec.hub_id, dtype=dt)
+        model = _hub_kwargs_then_try(AutoModelForCausalLM.from_pretrained, spec.hub_id, **kw)
     else:
-        model = AutoModelForCausalLM.from_pretrained(str(local_dir(spec)), dtype=dt)
+        model = AutoModelForCausalLM.from_pretrained(str(local_dir(spec)), **kw)
     tok = load_tokenizer(spec)
     if getattr(model.config, "pad_token_id", None) is None and tok.pad_token_id is not None:
         model.config.pad_token_id = tok.pad_token_id
-    model.to(device)
+    if not placed:
+        model.to(device)
     model.eval()
     return model, tok
 

@@ -140,13 +140,15 @@ def train_stage(cell: Cell, ctx: StageContext) -> None:
 _GENERATORS: dict[tuple, Any] = {}  # per process: one loaded base model, reused across cells
 
 
-def _shared_generator(model: str, batch_size: int | None, cache_dir: Path | None) -> Any:
+def _shared_generator(model: str, batch_size: int | None, cache_dir: Path | None,
+                      device: str | None = None) -> Any:
     from ..generation.generator import Generator
 
-    key = (model, batch_size, str(cache_dir))
+    key = (model, batch_size, str(cache_dir), device)
     if key not in _GENERATORS:
         _GENERATORS.clear()  # keep one base model in memory
-        _GENERATORS[key] = Generator(model, batch_size=batch_size, cache_dir=cache_dir)
+        _GENERATORS[key] = Generator(model, batch_size=batch_size, cache_dir=cache_dir,
+                                     device=device)
     return _GENERATORS[key]
 
 
@@ -175,18 +177,20 @@ def eval_stage(cell: Cell, ctx: StageContext) -> None:
                   fewshot_exclude=meta.get("subset_ids") or ())  # the cell's finetuning subset
     if cell.n > 0 and not ckpt.is_dir():
         raise RuntimeError(f"{train_dir}: trained cell without its checkpoint ({ckpt.name}/)")
+    dev = "auto" if cell.gpus > 1 else None  # a model granted several GPUs is spread over them
     if cell.n > 0 and not (ckpt / "adapter_config.json").exists():
         from ..models import template_sha
 
-        gen = Generator(str(ckpt), batch_size=cell.batch_size, cache_dir=cache_dir)
+        gen = Generator(str(ckpt), batch_size=cell.batch_size, cache_dir=cache_dir, device=dev)
         check_template(ckpt, template_sha(gen.tokenizer, cell.chat), cell.allow_template_mismatch)
         evaluate(str(ckpt), task, generator=gen, **common)
     else:
         adapter = str(ckpt) if cell.n > 0 else None
         if ctx.share_generator:
-            gen = _shared_generator(cell.model_ref, cell.batch_size, cache_dir)
+            gen = _shared_generator(cell.model_ref, cell.batch_size, cache_dir, dev)
         else:
-            gen = Generator(cell.model_ref, batch_size=cell.batch_size, cache_dir=cache_dir)
+            gen = Generator(cell.model_ref, batch_size=cell.batch_size, cache_dir=cache_dir,
+                            device=dev)
         evaluate(cell.model_ref, task, adapter=adapter, generator=gen, **common)
     if ctx.validation is not None:  # the search's tie-break
         from .search import write_val_loss
