@@ -86,3 +86,13 @@ def run_on_ray(study_path: Path, out: Path, monkeypatch: Any) -> Any:
     finally:
         if ray.is_initialized():
             ray.shutdown()
+
+
+def reap(proc: Any) -> None:
+    """Kill ``proc`` if it still runs, wait for it, and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for f in (proc.stdout, proc.stderr):
+        if f is not None:
+            f.close()

@@ -28,7 +28,7 @@ from sftscale.study.runner import CellRunner, run_study
 from sftscale.study.status import FILES_MISSING, status_rows
 from sftscale.study.store import Store
 
-from study_helpers import RUNNER, STUDY, cell_states, cheap_eval, cheap_train, table
+from study_helpers import RUNNER, STUDY, cell_states, cheap_eval, cheap_train, reap, table
 
 N_CELLS = 10
 DRIVER = Path(__file__).with_name("crash_driver.py")
@@ -403,11 +403,7 @@ def test_random_sigkills_then_resume_give_the_uninterrupted_tables(tmp_path, ref
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=60)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+            reap(proc)
         assert proc.returncode == -signal.SIGKILL  # killed, not finished
     r = _run(out)
     assert r.counts["done"] == N_CELLS and not r.failed

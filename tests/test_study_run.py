@@ -23,7 +23,7 @@ from sftscale.config import load_study
 from sftscale.io import sha256_file
 from sftscale.study.export import load_tables
 from sftscale.study.runner import run_study
-from study_helpers import cell_states, run_on_ray
+from study_helpers import cell_states, reap, run_on_ray
 
 CELLS = ["tiny__gsm8k__n0", "tiny__gsm8k__n8__s0", "tiny__gsm8k__n8__s1"]
 N_ITEMS = 4
@@ -117,11 +117,7 @@ def _run_until_hook_then_kill(study: Path, out: Path, hook: str) -> None:
         proc.wait(timeout=30)
         assert proc.returncode == -signal.SIGKILL
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        reap(proc)
     marker.unlink()
 
 

@@ -123,6 +123,24 @@ def read_jsonl(path: str | os.PathLike, numbered: bool = False) -> list:
     return out
 
 
+def remove_path(p: str | os.PathLike) -> None:
+    """Remove a file, a link or a whole directory tree; nothing when ``p`` does not exist."""
+    import shutil
+
+    p = Path(p)
+    if p.is_symlink() or p.is_file():
+        p.unlink()
+    elif p.exists():
+        shutil.rmtree(p)
+
+
+def fresh_dir(p: str | os.PathLike) -> Path:
+    """``p`` as a new, empty directory (whatever was there is removed first)."""
+    remove_path(p)
+    Path(p).mkdir(parents=True)
+    return Path(p)
+
+
 def sha256_bytes(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
 

@@ -31,11 +31,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..io import atomic_write_text, sha256_file
+from ..io import atomic_write_text, remove_path, sha256_file
 
 log = logging.getLogger("sftscale.study")
 
@@ -96,12 +95,6 @@ def train_complete(train_dir: Path) -> tuple[str | None, str | None]:
     return now, None
 
 
-def _rmtree(d: Path) -> None:
-    if d.is_symlink() or d.is_file():
-        d.unlink()
-    elif d.exists():
-        shutil.rmtree(d)
-
 
 def _changed(p: Path, sha: str | None) -> str | None:
     if not p.is_file():
@@ -146,9 +139,9 @@ def verify_done(run_dir: Path, st: Any, keys: Sequence[str] | None = None) -> li
         stage, why = found
         bad.append(row["key"])
         st.reset(row["key"])
-        _rmtree(cdir / "eval")
+        remove_path(cdir / "eval")
         if stage == "train":
-            _rmtree(cdir / "train")
+            remove_path(cdir / "train")
         log.warning("%s: %s; %s", row["key"], why,
                     "retraining and re-evaluating it" if stage == "train" else "re-evaluating it")
     return bad

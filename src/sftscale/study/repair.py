@@ -32,9 +32,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..io import InputError
+from ..io import InputError, remove_path
 from .cells import Cell
-from .integrity import _rmtree, train_complete
+from .integrity import train_complete
 from .outputs import collect_outputs, eval_files
 from .store import Store, StoreDamaged
 
@@ -94,7 +94,7 @@ def rebuild(run_dir: Path, cells: Sequence[Cell], *, rerun_changed: bool = False
     path = run_dir / STORE
     tmp = path.with_name(path.name + ".rebuild")
     for suffix in ("", "-wal", "-shm"):
-        _rmtree(tmp.with_name(tmp.name + suffix))
+        remove_path(tmp.with_name(tmp.name + suffix))
     done = 0
     with Store(tmp) as st:
         st.set_meta(rebuilt_at=time.time())
@@ -128,7 +128,7 @@ def _refuse_stale(run_dir: Path, cells: Sequence[Cell], rerun_changed: bool) -> 
                          f"{len(stale)} cell directorie(s) were made with a different spec "
                          f"(e.g. {stale[0].key}); use another --out, or --rerun-changed")
     for c in stale:
-        _rmtree(run_dir / "cells" / c.key)
+        remove_path(run_dir / "cells" / c.key)
 
 
 def _restore_cell(run_dir: Path, st: Store, cell: Cell) -> int:
@@ -138,8 +138,8 @@ def _restore_cell(run_dir: Path, st: Store, cell: Cell) -> int:
     if not cdir.is_dir():
         return 0
     if _spec_hash(cdir) is None:  # no cell.json: nothing says what made these files
-        _rmtree(cdir / "train")
-        _rmtree(cdir / "eval")
+        remove_path(cdir / "train")
+        remove_path(cdir / "eval")
         return 0
     sha, _ = train_complete(cdir / "train")
     files = eval_files(cdir / "eval")
@@ -150,7 +150,7 @@ def _restore_cell(run_dir: Path, st: Store, cell: Cell) -> int:
                               ckpt_sha=sha)
     except (InputError, OSError, ValueError) as e:
         log.warning("%s: its evaluation files are unreadable (%s); re-evaluating it", cell.key, e)
-        _rmtree(cdir / "eval")
+        remove_path(cdir / "eval")
         return 0
     train_s, eval_s, finished = file_times(cdir / "train", files[0])
     out.update(cell_dir=f"cells/{cell.key}", worker="rebuilt", train_s=train_s, eval_s=eval_s,

@@ -69,7 +69,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import socket
 import time
 import traceback
@@ -79,7 +78,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..config import StudyConfig
 from ..events import ProgressEvent, ProgressFn, Throttle
-from ..io import InputError, atomic_write_json, atomic_write_text
+from ..io import InputError, atomic_write_json, atomic_write_text, fresh_dir, remove_path
 from ..quiet import quiet_third_party_warnings
 from .cells import Cell, expand_cells
 from .integrity import seal_train, train_complete, verify_done
@@ -271,9 +270,9 @@ class CellRunner:
         if why:
             log.warning("%s: %s; retraining it", cell.key, why)
         _emit(progress, cell.key, "train")
-        _rmtree(ctx.train_dir)
-        _rmtree(ctx.cell_dir / "eval")
-        tmp = _fresh(ctx.cell_dir / "train.tmp")
+        remove_path(ctx.train_dir)
+        remove_path(ctx.cell_dir / "eval")
+        tmp = fresh_dir(ctx.cell_dir / "train.tmp")
         ts = time.perf_counter()
         sctx = replace(ctx, out=tmp, progress=self._stage_progress("train", ctx.run_dir, cell.key,
                                                                  progress))
@@ -300,8 +299,8 @@ class CellRunner:
             out["eval_s"] = file_times(ctx.train_dir, files[0])[1] or 0.0
             return
         _emit(progress, cell.key, "eval")
-        _rmtree(edir)
-        tmp = _fresh(ctx.cell_dir / "eval.tmp")
+        remove_path(edir)
+        tmp = fresh_dir(ctx.cell_dir / "eval.tmp")
         ts = time.perf_counter()
         self.evaluate(cell, replace(ctx, out=tmp, progress=self._stage_progress(
             None, ctx.run_dir, cell.key, progress)))
@@ -335,17 +334,6 @@ def _emit(progress: ProgressFn | None, key: str, stage: str) -> None:
         progress(ProgressEvent(stage, cell=key))
 
 
-def _fresh(d: Path) -> Path:
-    _rmtree(d)
-    d.mkdir(parents=True)
-    return d
-
-
-def _rmtree(d: Path) -> None:
-    if d.is_symlink() or d.is_file():
-        d.unlink()
-    elif d.exists():
-        shutil.rmtree(d)
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -430,7 +418,7 @@ def _prepare_store(cfg: StudyConfig, run_dir: Path, cells: list[Cell], rerun_cha
         by_key = {c.key: c for c in cells}
         for k in changed:
             st.replace_spec(by_key[k])
-            _rmtree(run_dir / "cells" / k)
+            remove_path(run_dir / "cells" / k)
 
 
 def run_study(cfg: StudyConfig, out: str | os.PathLike | None = None, executor: Any = None,

@@ -46,7 +46,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..io import atomic_write_json, read_jsonl, sha256_json
+from ..io import atomic_write_json, fresh_dir, read_jsonl, remove_path, sha256_json
 from .searchspec import cand_id, candidates
 
 RULE = ("highest validation {metric}; ties: lowest validation loss, then the first candidate "
@@ -136,7 +136,7 @@ def run_search(runner: Any, cell: Any, ctx: Any) -> None:
     if not cell.search.get("keep_checkpoints"):
         for r in records:
             if r["id"] != records[best]["id"]:
-                _rmtree(ctx.cell_dir / "search" / r["id"] / "train" / "ckpt")
+                remove_path(ctx.cell_dir / "search" / r["id"] / "train" / "ckpt")
 
 
 def choose(records: Sequence[dict[str, Any]], metric: str) -> int:
@@ -174,15 +174,15 @@ def _run_candidate(runner: Any, cell: Any, ctx: Any, cdir: Path, values: dict[st
     tdir = cdir / "train"
     t0 = time.perf_counter()
     if train_complete(tdir)[0] is None:
-        _rmtree(tdir)
-        tmp = _fresh(cdir / "train.tmp")
+        remove_path(tdir)
+        tmp = fresh_dir(cdir / "train.tmp")
         runner.train(ccell, replace(ctx, out=tmp))
         if not (tmp / "train_meta.json").exists():
             raise RuntimeError(f"candidate {values}: training wrote no train_meta.json")
         seal_train(tmp)
         os.replace(tmp, tdir)
     t1 = time.perf_counter()
-    vtmp = _fresh(cdir / "val.tmp")
+    vtmp = fresh_dir(cdir / "val.tmp")
     runner.evaluate(replace(ccell, limit=None), replace(ctx, out=vtmp, train_dir=tdir,
                                                         validation=list(val)))
     files = eval_files(vtmp)
@@ -193,7 +193,7 @@ def _run_candidate(runner: Any, cell: Any, ctx: Any, cdir: Path, values: dict[st
         from ..tasks.base import mean_metrics
         metrics = mean_metrics(read_jsonl(files[1]))
     vl = _json(vtmp / VAL_LOSS).get("val_loss")
-    _rmtree(cdir / "val")
+    remove_path(cdir / "val")
     os.replace(vtmp, cdir / "val")
     meta = _json(tdir / "train_meta.json")
     rec = {"id": cdir.name, "values": values, "ids_sha": ids_sha, "metrics": metrics,
@@ -227,17 +227,6 @@ def _json(p: Path) -> dict[str, Any]:
     return d if isinstance(d, dict) else {}
 
 
-def _fresh(d: Path) -> Path:
-    _rmtree(d)
-    d.mkdir(parents=True)
-    return d
-
-
-def _rmtree(d: Path) -> None:
-    if d.is_symlink() or d.is_file():
-        d.unlink()
-    elif d.exists():
-        shutil.rmtree(d)
 
 
 __all__ = ["RULE", "choose", "run_search", "validation_ids", "validation_view", "write_val_loss"]
