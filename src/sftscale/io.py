@@ -123,6 +123,16 @@ def read_jsonl(path: str | os.PathLike, numbered: bool = False) -> list:
     return out
 
 
+def read_json_dict(path: str | os.PathLike) -> dict:
+    """The JSON object in ``path``; {} when the file is missing, unreadable, not JSON or not an
+    object (for optional side files such as timings; never for user input, which must fail)."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def remove_path(p: str | os.PathLike) -> None:
     """Remove a file, a link or a whole directory tree; nothing when ``p`` does not exist."""
     import shutil

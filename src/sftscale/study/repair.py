@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..io import InputError, remove_path
+from ..io import InputError, read_json_dict, remove_path
 from .cells import Cell
 from .integrity import train_complete
 from .outputs import collect_outputs, eval_files
@@ -165,17 +165,10 @@ def file_times(train_dir: Path, results: Path | None) -> tuple[float | None, flo
                                                                 float | None]:
     """(train seconds, eval seconds, eval end time) as the stage files recorded them; None
     where a file does not say (an untrained N = 0 cell has no training time)."""
-    meta, res = _json(train_dir / "train_meta.json"), _json(results) if results else {}
+    meta, res = read_json_dict(train_dir / "train_meta.json"), read_json_dict(results) if results else {}
     return _float(meta.get("wall_s")), _float(res.get("total_evaluation_time_seconds")), \
         _float(res.get("end_time"))
 
-
-def _json(p: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
 
 
 def _float(v: Any) -> float | None:

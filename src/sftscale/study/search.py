@@ -46,7 +46,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..io import atomic_write_json, fresh_dir, read_jsonl, remove_path, sha256_json
+from ..io import atomic_write_json, fresh_dir, read_json_dict, read_jsonl, remove_path, sha256_json
 from .searchspec import cand_id, candidates
 
 RULE = ("highest validation {metric}; ties: lowest validation loss, then the first candidate "
@@ -192,10 +192,10 @@ def _run_candidate(runner: Any, cell: Any, ctx: Any, cdir: Path, values: dict[st
     if not metrics:
         from ..tasks.base import mean_metrics
         metrics = mean_metrics(read_jsonl(files[1]))
-    vl = _json(vtmp / VAL_LOSS).get("val_loss")
+    vl = read_json_dict(vtmp / VAL_LOSS).get("val_loss")
     remove_path(cdir / "val")
     os.replace(vtmp, cdir / "val")
-    meta = _json(tdir / "train_meta.json")
+    meta = read_json_dict(tdir / "train_meta.json")
     rec = {"id": cdir.name, "values": values, "ids_sha": ids_sha, "metrics": metrics,
            "val_loss": vl, "final_train_loss": meta.get("final_loss"),
            "train_s": round(t1 - t0, 3), "val_s": round(time.perf_counter() - t1, 3)}
@@ -206,7 +206,7 @@ def _run_candidate(runner: Any, cell: Any, ctx: Any, cdir: Path, values: dict[st
 def _install(src: Path, out: Path, summary: dict[str, Any]) -> None:
     """Link (else copy) ``src`` into ``out``; its train_meta gains ``recipe_search``."""
     shutil.copytree(src, out, dirs_exist_ok=True, copy_function=_link_or_copy)
-    meta = _json(src / "train_meta.json")
+    meta = read_json_dict(src / "train_meta.json")
     meta["recipe_search"] = summary
     (out / "train_meta.json").unlink()  # a hard link to the candidate's: never write through it
     atomic_write_json(out / "train_meta.json", meta)
@@ -218,13 +218,6 @@ def _link_or_copy(src: str, dst: str) -> None:
     except OSError:
         shutil.copy2(src, dst)
 
-
-def _json(p: Path) -> dict[str, Any]:
-    try:
-        d = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return d if isinstance(d, dict) else {}
 
 
 
