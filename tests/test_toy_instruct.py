@@ -27,10 +27,12 @@ def test_pools_are_large_and_disjoint_by_person(task):
     assert not {i.meta["person"] for i in train} & {i.meta["person"] for i in cands}
     assert len({(i.question) for i in train}) == len(train)
     kinds = {k for i in train for k in i.meta["kinds"]}
-    assert kinds == set(instruct.KINDS)
-    for i in train:  # the word bound never alone; lowercase always with an end phrase or a P.S.
-        assert len(i.meta["kinds"]) >= 2
-        assert "lower" not in i.meta["kinds"] or {"end", "ps"} & set(i.meta["kinds"])
+    assert kinds == {*instruct.TASK_KINDS, "words"}
+    for i in train:  # one style instruction, the word bound never alone
+        assert len(set(i.meta["kinds"]) & set(instruct.TASK_KINDS)) == 1
+        assert set(i.meta["kinds"]) - set(instruct.TASK_KINDS) <= {"words"}
+    both = sum(len(i.meta["kinds"]) == 2 for i in train) / len(train)
+    assert 0.4 < both < 0.6
 
 
 def test_same_seed_same_items(task):
@@ -50,17 +52,12 @@ def test_prompt_and_answer_fit_the_toy_models(task):
 
 
 def test_gold_answers_score_one(task):
-    # every gold without the lowercase instruction passes by construction (all of them checked);
-    # lowercase golds are filtered by langdetect, so the test items' golds all pass
-    no_lower = [i for i in instruct.instruct_items(0)["train"] + instruct.instruct_items(0)["test"]
-                if "lower" not in i.meta["kinds"]]
-    assert len(no_lower) > 3000
-    for it in no_lower:
+    every = instruct.instruct_items(0)["train"] + instruct.instruct_items(0)["test"]
+    for it in every:
         rec = task.score(it, it.completion)
         assert rec["correct"] and rec["format_ok"] and rec["fact_ok"], (it.question, it.completion)
     items = task.test_items()[:150]
     recs = [dict(id=i.id, **task.score(i, i.completion)) for i in items]
-    assert sum("lower" in i.meta["kinds"] for i in items) > 20
     agg = task.aggregate(recs)
     for k in ("accuracy", "format_rate", "prompt_level_strict_acc", "prompt_level_loose_acc",
               "inst_level_strict_acc", "inst_level_loose_acc", "fact_ok"):
@@ -77,7 +74,6 @@ def _with(task, *kinds, single_line=False):
 def test_format_errors_score_zero_for_the_broken_instruction(task):
     # each corruption breaks every variant the loose check tries (first/last line dropped)
     cases = [
-        (_with(task, "lower"), str.title, "change_case:english_lowercase"),  # every line
         (_with(task, "end"), lambda g: g.rstrip('"').rsplit(" ", 2)[0] + ('"' if g.endswith('"') else ""),
          "startend:end_checker"),
         (_with(task, "ps"), lambda g: g.replace("\nP.S.", " Also").replace("\np.s.", " also"),
@@ -100,13 +96,10 @@ def test_wrong_fact_is_format_ok_but_not_correct(task):
         ans = it.target["answer"]
         pool = COMPANIES if it.target["relation"] == "works_for" else CITIES
         other = pool[(pool.index(ans) + 1) % len(pool)]
-        case = str.lower if "lower" in it.meta["kinds"] else str
-        resp = it.completion.replace(case(ans), case(other))
+        resp = it.completion.replace(ans, other)
         rec = task.score(it, resp)
-        if "lower" in it.meta["kinds"] and not rec["follow_instruction_list_loose"][0]:
-            continue  # langdetect changed its mind on the new name: not this test's point
         assert rec["format_ok"] and not rec["fact_ok"] and not rec["correct"], resp
-        both = task.score(it, it.completion.replace(case(ans), f"{case(ans)} or {case(other)}"))
+        both = task.score(it, it.completion.replace(ans, f"{ans} or {other}"))
         assert not both["fact_ok"] and not both["correct"]  # naming two candidates is not the fact
 
 

@@ -1,26 +1,30 @@
 """``toy-instruct``: IFEval-style verifiable instructions applied to answers about the world.
 
 An item asks a direct question about a corpus person (``world.DIRECT_QUESTIONS``) followed by
-2-3 instructions; prompt ``"Question: Where does Ada Baker live? Use lowercase letters only.
-End with the phrase 'That is all.'\nResponse:\n"``. The gold response is the fact sentence
-(``render_fact`` template 0) with the instructions applied by code (``apply``):
-``"ada baker lives in amsk. that is all."``.
+one style instruction and, on half of the items, a word bound (in either order); prompt
+``"Question: Where does Ada Baker live? Use at most 9 words. End with the phrase 'That is
+all.'\nResponse:\n"``. The gold response is the fact sentence (``render_fact`` template 0) with
+the instructions applied by code (``apply``): ``"Ada Baker lives in Amsk. That is all."``.
 
-Instructions (``KINDS``, one fixed wording each; lm-eval's IFEval instruction ids, scored by
-``tasks.ifeval.score_response``): lowercase (``change_case:english_lowercase``), at most M
-words (``length_constraints:number_words``, "less than" M + 1; M = the gold's word count plus
-0-3), end phrase (``startend:end_checker``), postscript (``detectable_content:postscript``,
-``P.S.``), a required word (``keywords:existence``), double quotes (``startend:quotation``).
-Every item has 2-3 of them, so the word bound (which a bare answer meets) never comes alone.
+Instructions (lm-eval's IFEval instruction ids, scored by ``tasks.ifeval.score_response``):
+the style instruction is one of ``TASK_KINDS``: end phrase (``startend:end_checker``),
+postscript (``detectable_content:postscript``, ``P.S.``), a required word
+(``keywords:existence``), double quotes (``startend:quotation``); the word bound is
+``length_constraints:number_words`` ("less than" M + 1; M = the gold's word count plus 0-3),
+never alone (a bare answer meets it). Each style instruction has ONE phrase in the task
+(``TASK_END``, ``TASK_PS``, ``TASK_KEYWORD``); the corpus uses all of ``END_PHRASES``,
+``POSTSCRIPTS`` and ``KEYWORDS``.
 
-langdetect: IFEval's case checkers also require ``langdetect`` to call the text English, and
-it often does not for short sentences of invented names (measured on the 576 corpus facts of
-seed 0, lowercased: 65% bare, 97-98% with an end phrase or a postscript; uppercase only 22% /
-55%, so capitals are not offered). A lowercase instruction therefore always comes with an end
-phrase or a postscript, and test items whose gold the lowercase checker rejects are dropped
-(checked lazily, ``gold_passes``; 8 of the first 568 lowercase test items for seed 0). Train
-items are NOT filtered (checking 4,500 costs ~15 s per process): a few of their lowercase
-golds would fail langdetect although they follow the instruction as meant.
+Why this set (toy-S, default recipe, N = 64, first 60 test items, seeds 0/1; docs/toy-models.md):
+- task v1 drew 2-3 of six kinds with 4-5 phrases each: format rate 0.15/0.22 at N = 64.
+  The tiny models do not copy a phrase from the prompt after 64 examples (one kind plus the
+  bound, 4-5 phrases each: 0.48/0.48; one phrase each: 0.98/0.95); by N = 1,024 they do (1.00).
+- lowercase (``change_case:english_lowercase``, in ``KINDS`` for the corpus vocabulary) is
+  not drawn: with word-level tokens it rewrites every token of the answer, which toy-S learns
+  only by N ~ 1,000 (failed on 11 of 11 items at N = 64, on 0 of 12 at N = 1,024), so it
+  measures substance rather than format here. It would also need langdetect (IFEval's case
+  checkers require English, and short sentences of invented names often fail it).
+- 2-3 combined instructions (one phrase each, no lowercase): 0.58-0.82 at N = 64.
 
 Scores: the IFEval fields (strict and loose, prompt and instruction level; aggregates by
 ``tasks.ifeval.aggregate_records``), ``fact_ok`` = the object is named (any case) and no other
@@ -36,8 +40,8 @@ finetuning pool. 6 distinct prompts per (person, relation, question wording).
 Corpus (``corpus_documents``): prose about corpus people that uses the constraint words
 (facts retold in lowercase, word counts of sentences, notes that end with the end phrases,
 postscripts, quoted sentences, the keywords), never the ``Question: ... Response:`` format.
-Not handled: other IFEval instructions (sentence counts, JSON, bullets, sections...), capitals,
-other wordings of the instructions, questions about cities or companies.
+Not handled: other IFEval instructions (case, sentence counts, JSON, bullets, sections...),
+other wordings or phrases of the instructions, questions about cities or companies.
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ END_PHRASES: tuple[str, ...] = ("That is all.", "Hope this helps.", "Any other q
 POSTSCRIPTS: tuple[str, ...] = ("I hope this helps.", "Ask me again any time.",
                                 "This is from my notes.", "Have a nice day.")
 KEYWORDS: tuple[str, ...] = ("indeed", "surely", "certainly", "clearly", "truly")
-# kind -> (IFEval instruction id, prompt sentence; {p} end phrase, {w} keyword, {m} words)
+# kind -> (IFEval instruction id, prompt sentence; {p} end phrase, {w} keyword, {m} words);
+# all six shape the corpus vocabulary, the task draws TASK_KINDS and "words" (module docstring)
 KINDS: dict[str, tuple[str, str]] = {
     "lower": ("change_case:english_lowercase", "Use lowercase letters only."),
     "words": ("length_constraints:number_words", "Use at most {m} words."),
@@ -67,6 +72,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "keyword": ("keywords:existence", "Include the word {w}."),
     "quote": ("startend:quotation", "Wrap your whole answer in double quotes."),
 }
+TASK_KINDS: tuple[str, ...] = ("end", "ps", "keyword", "quote")
+TASK_END, TASK_PS, TASK_KEYWORD = END_PHRASES[0], POSTSCRIPTS[0], KEYWORDS[0]
 
 
 def count_words(text: str) -> int:
@@ -156,13 +163,12 @@ class Config:
 
 
 def draw_config(rng: random.Random) -> Config:
-    """2-3 kinds; lowercase only with an end phrase or a postscript (see the module docstring)."""
-    while True:
-        kinds = tuple(rng.sample(tuple(KINDS), rng.randint(2, 3)))
-        if "lower" in kinds and not {"end", "ps"} & set(kinds):
-            continue
-        return Config(kinds=kinds, end=rng.choice(END_PHRASES), ps=rng.choice(POSTSCRIPTS),
-                      keyword=rng.choice(KEYWORDS), extra_words=rng.randint(0, 3))
+    """One of ``TASK_KINDS``, with the word bound on half of the items (either order)."""
+    kinds = (rng.choice(TASK_KINDS), "words") if rng.random() < 0.5 else (rng.choice(TASK_KINDS),)
+    if rng.random() < 0.5:
+        kinds = kinds[::-1]
+    return Config(kinds=kinds, end=TASK_END, ps=TASK_PS, keyword=TASK_KEYWORD,
+                  extra_words=rng.randint(0, 3))
 
 
 def apply(fact: str, cfg: Config) -> str:
@@ -234,23 +240,6 @@ def fact_ok(response: str, answer: str, relation: str) -> bool:
     return {e for e in pool if e.lower() in words} == {answer}
 
 
-_GOLD_OK: dict[str, bool] = {}  # item id -> the gold passes the strict checker (langdetect is slow)
-
-
-def gold_passes(item: Item) -> bool:
-    """Whether IFEval's lowercase checker accepts the gold (``islower`` and langdetect says
-    English); True for items without the lowercase instruction, whose golds pass by construction
-    (tests/test_toy_instruct.py checks every one)."""
-    if "lower" not in item.meta["kinds"]:
-        return True
-    if item.id not in _GOLD_OK:
-        from ..tasks.ifeval import _checkers
-
-        checker = _checkers().instructions_registry.INSTRUCTION_DICT[KINDS["lower"][0]](KINDS["lower"][0])
-        _GOLD_OK[item.id] = bool(checker.check_following(item.completion or ""))
-    return _GOLD_OK[item.id]
-
-
 def score_item(item: Item, response: str) -> dict:
     """IFEval fields (strict/loose) plus ``fact_ok``; see the module docstring for format/correct."""
     from ..tasks.ifeval import score_response
@@ -269,7 +258,7 @@ class ToyInstruct(Task):
     Options: ``n_test`` (test items; default 2,000), ``seed``, ``limit``."""
 
     name = "toy-instruct"
-    version = "1"
+    version = "2"
     primary_metric = "accuracy"
     license = "Apache-2.0 (generated)"
     gen = GenSpec(max_new_tokens=48, stop=("<|endoftext|>", "\nQuestion:"))
@@ -278,15 +267,8 @@ class ToyInstruct(Task):
         self.n_test, self.seed, self.limit = n_test, seed, limit
 
     def test_items(self) -> list[Item]:
-        """The first ``min(n_test, limit)`` candidates whose gold passes (checked lazily)."""
         want = self.n_test if self.limit is None else min(self.n_test, self.limit)
-        out = []
-        for it in instruct_items(self.seed)["test"]:
-            if len(out) >= want:
-                break
-            if gold_passes(it):
-                out.append(it)
-        return out
+        return list(instruct_items(self.seed)["test"][:want])
 
     def train_items(self) -> list[Item]:
         return list(instruct_items(self.seed)["train"])
