@@ -212,5 +212,24 @@ def test_demo_studies_cover_the_four_capabilities():
     check = load_study(study_file().parent / "toy-check.yaml")  # the issue's done-when grid
     assert {t.name for t in check.tasks} == four and check.n == [0, 64, 1024] and check.seeds == [0, 1]
     assert all(t.limit == 60 for t in check.tasks)
+    assert [m.ref for m in check.models] == ["toy-S", "toy-M"]  # issue 16: toy-M vs toy-S at N = 1024
     with pytest.raises(InputError):
         study_file(quick=True, full=True)
+
+
+def test_probe_finetunes_with_the_models_own_defaults(tmp_path):
+    """toy-probe reads the model's ``sft_defaults`` (toy_meta.json); explicit options win."""
+    import json
+    import shutil
+
+    from sftscale.toyworld.probe import probe
+
+    d = tmp_path / "toy"
+    shutil.copytree(toy_model_path("toy-S"), d)
+    meta = json.loads((d / "toy_meta.json").read_text())
+    meta["sft_defaults"] = {"min_steps": 2, "max_steps": 2}
+    (d / "toy_meta.json").write_text(json.dumps(meta))
+    rows = probe(str(d), "toy-math", [0, 4], limit=2)
+    assert [r["n"] for r in rows] == [0, 4] and "steps" not in rows[0]
+    assert rows[1]["steps"] == 2
+    assert probe(str(d), "toy-math", [4], limit=2, min_steps=3, max_steps=3)[0]["steps"] == 3

@@ -14,7 +14,7 @@ import pytest
 
 from sftscale.io import InputError
 from sftscale.tasks.base import Item, Task
-from sftscale.train import (IGNORE, Recipe, default_recipe, read_meta, select_subset, steps_for,
+from sftscale.train import (IGNORE, Recipe, default_recipe, read_meta, recipe_with, select_subset, steps_for,
                             train_cell)
 from sftscale.train.examples import check_masks, encode_pair, pack_examples
 
@@ -158,6 +158,25 @@ def test_default_recipes_toy_vs_real(tiny, tmp_path):
     toy = default_recipe(str(toy_dir))
     assert toy.method == "full" and toy.lr == 1e-3 and toy.min_steps == 30
     assert default_recipe(str(tiny)).method == "lora"  # a plain directory is a real model
+    # a toy model's own defaults (toy_meta.json "sft_defaults") win over the shared ones
+    (toy_dir / "toy_meta.json").write_text('{"sft_defaults": {"lr": 0.0003, "epochs": 4}}')
+    own = default_recipe(str(toy_dir))
+    assert (own.lr, own.epochs, own.method, own.min_steps) == (3e-4, 4, "full", 30)
+    assert recipe_with(str(toy_dir), {"epochs": 2}).lr == 3e-4
+
+
+def test_shipped_toy_models_use_their_own_defaults():
+    import json
+
+    from sftscale.toyworld import TOY_MODELS, toy_model_path
+    from sftscale.toyworld.pretrain import SFT_DEFAULTS
+
+    for name in TOY_MODELS:
+        meta = json.loads((toy_model_path(name) / "toy_meta.json").read_text())
+        own = meta["sft_defaults"]
+        assert own == SFT_DEFAULTS[meta["size"]]  # what pretrain-toy writes for that size
+        rec = default_recipe(name)
+        assert all(getattr(rec, k) == v for k, v in own.items()), (name, own)
 
 
 # --------------------------------------------------------------------------- cells

@@ -10,7 +10,6 @@ from typing import Optional
 
 import typer
 
-from ..toyworld import TOY_SFT_DEFAULTS as TOY
 
 
 def register(app: typer.Typer) -> None:
@@ -43,10 +42,10 @@ def register(app: typer.Typer) -> None:
         n: str = typer.Option("0,32,256", help="comma-separated numbers of finetuning examples"),
         seeds: str = typer.Option("0", help="comma-separated seeds"),
         limit: Optional[int] = typer.Option(None, help="evaluate on the first LIMIT test items"),
-        lr: float = typer.Option(TOY["lr"], help="finetuning learning rate"),
-        epochs: int = typer.Option(TOY["epochs"], help="epochs over the N examples"),
-        min_steps: int = typer.Option(TOY["min_steps"], help="floor on optimizer steps"),
-        max_steps: int = typer.Option(TOY["max_steps"], help="cap on optimizer steps"),
+        lr: Optional[float] = typer.Option(None, help="finetuning learning rate [default: the model's]"),
+        epochs: Optional[int] = typer.Option(None, help="epochs over the N examples [default: the model's]"),
+        min_steps: Optional[int] = typer.Option(None, help="floor on optimizer steps [default: the model's]"),
+        max_steps: Optional[int] = typer.Option(None, help="cap on optimizer steps [default: the model's]"),
         out: Optional[Path] = typer.Option(None, help="write the rows as JSON here"),
     ) -> None:
         """Learnability probe: finetune a toy model on N examples (loss on completions), score."""

@@ -15,13 +15,13 @@ from pathlib import Path
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 TOY_MODELS: tuple[str, ...] = ("toy-S", "toy-M")
 
-# Recommended full-finetuning recipe for the toy models (docs/toy-models.md has the measurements),
-# in ``Recipe`` fields: THE toy default (``train.default_recipe`` is built from exactly this dict,
-# and ``toyworld.probe`` takes its defaults from it). Loss on completion tokens (+ eos) only,
-# AdamW, steps = max(min_steps, ceil(epochs * N / batch)) capped at max_steps. lr 1e-3 teaches
-# the format by N = 16 on both models; on toy-M it forgets at N >= 1000 on toy-multihop (0.40 vs
-# 0.82 at lr 3e-4), see ``TOY_SFT_LR_ALTERNATIVE``. ``warmup_ratio`` and ``lora_dropout`` are
-# unused here (``warmup_steps`` wins; no LoRA) but are part of every toy cell's recipe hash.
+# The full-finetuning recipe shared by the toy models (docs/toy-models.md has the measurements),
+# in ``Recipe`` fields. Each shipped model's ``toy_meta.json`` may override some fields
+# (``sft_defaults``, chosen per size by recipe search); ``toy_sft_defaults(dir)`` merges the two
+# and ``train.default_recipe`` and ``toyworld.probe`` use it. Loss on completion tokens (+ eos)
+# only, AdamW, steps = max(min_steps, ceil(epochs * N / batch)) capped at max_steps.
+# ``warmup_ratio`` and ``lora_dropout`` are unused here (``warmup_steps`` wins; no LoRA) but are
+# part of every toy cell's recipe hash.
 TOY_SFT_DEFAULTS: dict = {
     "method": "full",
     "lr": 1e-3,
@@ -37,8 +37,20 @@ TOY_SFT_DEFAULTS: dict = {
     "max_length": 512,
     "lora_dropout": 0.0,
 }
-#: documentation, not a recipe default: the lr a toy-M study on toy-multihop at N >= 1000 should use
-TOY_SFT_LR_ALTERNATIVE = 3e-4
+
+
+def toy_sft_defaults(model_dir: str | Path | None = None) -> dict:
+    """The finetuning recipe of one toy model: ``TOY_SFT_DEFAULTS`` with the model's own
+    ``sft_defaults`` on top (a dict of Recipe fields in its ``toy_meta.json``, chosen per size by
+    recipe search: docs/toy-models.md). A directory without them (a test model, a toy model
+    pretrained by a user) gets ``TOY_SFT_DEFAULTS``; so does ``None``."""
+    import json
+
+    meta = Path(model_dir) / "toy_meta.json" if model_dir is not None else None
+    own = {}
+    if meta is not None and meta.is_file():
+        own = json.loads(meta.read_text(encoding="utf-8")).get("sft_defaults") or {}
+    return {**TOY_SFT_DEFAULTS, **own}
 
 
 def toy_model_path(name: str) -> Path:
@@ -52,5 +64,4 @@ def toy_model_path(name: str) -> Path:
     return path
 
 
-__all__ = ["MODELS_DIR", "TOY_MODELS", "TOY_SFT_DEFAULTS", "TOY_SFT_LR_ALTERNATIVE",
-           "toy_model_path"]
+__all__ = ["MODELS_DIR", "TOY_MODELS", "TOY_SFT_DEFAULTS", "toy_model_path", "toy_sft_defaults"]

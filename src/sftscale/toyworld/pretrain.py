@@ -5,7 +5,8 @@ the toy tasks share it), builds the tokenizer and a corpus of exactly ``steps * 
 tokens (documents joined by ``<|endoftext|>`` and cut into ``seq_len`` chunks, loss on every
 token), initialises a ``LlamaForCausalLM`` with tied embeddings from the seed, trains, tracks
 prose fact recall during training, and saves ``config.json``, ``model.safetensors``, the
-tokenizer files and ``toy_meta.json`` (seed, steps, tokens, time, recall history).
+tokenizer files and ``toy_meta.json`` (seed, steps, tokens, time, recall history, and
+``sft_defaults``: the size's finetuning defaults).
 
 ``fact_recall(model, tok, facts)`` is the recall measure: the share of (subject, relation,
 object) facts whose canonical cloze prefix (``"Ada Baker was born in"``) is continued greedily
@@ -33,9 +34,13 @@ SIZES: dict[str, dict[str, int]] = {
 # Pretraining recipe per size (prototype: lr 3e-3, wd 0.1, betas (0.9, 0.98), warm-up 100).
 RECIPES: dict[str, dict[str, Any]] = {
     "S": dict(steps=2400, lr=3e-3),
-    "M": dict(steps=900, lr=2e-3),
+    "M": dict(steps=2400, lr=2e-3),
     "L": dict(steps=1500, lr=1.5e-3),
 }
+# Finetuning defaults per size, over the shared ``TOY_SFT_DEFAULTS``: chosen by
+# studies/toy-recipe-search.yaml (docs/toy-models.md) and written into each model's
+# ``toy_meta.json`` as ``sft_defaults`` (read by ``toyworld.toy_sft_defaults``).
+SFT_DEFAULTS: dict[str, dict[str, Any]] = {"S": {"lr": 1e-3}, "M": {"lr": 5e-4}, "L": {}}
 BATCH, SEQ_LEN = 16, 128
 
 
@@ -163,7 +168,7 @@ def pretrain_toy(size: str, out: str | Path, seed: int = 0, steps: int | None = 
             "train_time_s": round(res.wall_s, 1), "total_time_s": round(time.perf_counter() - t_start, 1),
             "torch_threads": torch.get_num_threads(), "loop": cfg.to_dict(), "corpus": stats,
             "final_loss": round(res.losses[-1], 4), "recall": {k: final.get(k) for k in rsets},
-            "recall_history": history, "vocab_size": len(tok)}
+            "recall_history": history, "vocab_size": len(tok), "sft_defaults": SFT_DEFAULTS[size]}
     out.mkdir(parents=True, exist_ok=True)
     model.config.use_cache = True
     model.save_pretrained(str(out), safe_serialization=True)

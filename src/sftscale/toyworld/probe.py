@@ -1,14 +1,15 @@
 """Learnability probe of a toy model: finetune on N task examples, generate greedily, score.
 
-A small self-contained check used to measure the shipped models (docs/toy-models.md) and to pick
-``TOY_SFT_DEFAULTS`` (whose values are ``finetune``'s defaults); the real study path is
+A small self-contained check used to measure the shipped models (docs/toy-models.md); it
+finetunes with the model's own defaults (``toy_sft_defaults``). The real study path is
 ``train.train_cell`` + ``generation`` + ``evaluation``. Finetuning goes through THE shared loop
 (``train.loop.train_loop``) and THE steps rule (``train.recipe.steps_for``) with the loss on
 completion tokens only (prompt labels ``IGNORE``) and an end-of-text token after each
 completion. Unlike ``train_cell``, prompts are tokenised without special tokens and the subset is
 ``random.Random(f"probe-{seed}").sample`` (the measurements in the docs were made so).
 
-``probe(model_ref, task, ns, seeds)`` returns one row per (n, seed) with format_rate and
+``probe(model_ref, task, ns, seeds, **overrides)`` finetunes with the model's own defaults
+(``toy_sft_defaults``) and the given Recipe-field overrides; it returns one row per (n, seed) with format_rate and
 accuracy; n = 0 is the base model zero-shot.
 
 Not handled: LoRA, chat templates, batching beyond one padded batch per generation chunk,
@@ -37,24 +38,23 @@ def sft_examples(tok, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int],
     return out
 
 
-def finetune(model, tok, task: Task, n: int, seed: int, lr: float = TOY_SFT_DEFAULTS["lr"],
-             epochs: int = TOY_SFT_DEFAULTS["epochs"], min_steps: int = TOY_SFT_DEFAULTS["min_steps"],
-             max_steps: int = TOY_SFT_DEFAULTS["max_steps"],
-             batch_size: int = TOY_SFT_DEFAULTS["batch_size"]) -> dict:
-    """Full finetuning in place on a seeded subset of ``n`` >= 1 training items."""
+def finetune(model, tok, task: Task, n: int, seed: int, defaults: dict | None = None,
+             **overrides: Any) -> dict:
+    """Full finetuning in place on a seeded subset of ``n`` >= 1 training items, with
+    ``defaults`` (the model's ``toy_sft_defaults``; ``TOY_SFT_DEFAULTS`` if None) and Recipe-field
+    ``overrides`` (``lr``, ``epochs``, ``min_steps``, ``max_steps``, ``batch_size``...)."""
     from ..train.loop import LoopConfig, train_loop
     from ..train.recipe import Recipe, steps_for
 
     pool = task.train_items()
     idx = random.Random(f"probe-{seed}").sample(range(len(pool)), n)
     ex = sft_examples(tok, [task.training_pair(pool[i]) for i in idx])
-    d = TOY_SFT_DEFAULTS
-    rec = Recipe(**{**d, "lr": lr, "epochs": epochs, "min_steps": min_steps,
-                    "max_steps": max_steps, "batch_size": batch_size})
+    d = defaults or TOY_SFT_DEFAULTS
+    rec = Recipe(**{**d, **{k: v for k, v in overrides.items() if v is not None}})
     steps, _ = steps_for(n, rec)
     cfg = LoopConfig(steps=steps, lr=rec.lr, batch_size=min(rec.batch_size, n),
-                     micro_batch_size=d["micro_batch_size"], warmup_steps=d["warmup_steps"],
-                     schedule=d["schedule"], weight_decay=d["weight_decay"], seed=seed)
+                     micro_batch_size=rec.micro_batch_size, warmup_steps=rec.warmup_steps,
+                     schedule=rec.schedule, weight_decay=rec.weight_decay, seed=seed)
     res = train_loop(model, ex, cfg, pad_id=tok.pad_token_id)
     return {"steps": res.steps, "train_s": round(res.wall_s, 1), "final_loss": round(res.losses[-1], 4)}
 
@@ -104,9 +104,10 @@ def probe(model_ref: str, task_name: str, ns: Sequence[int], seeds: Sequence[int
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..tasks import get_task
-    from . import toy_model_path
+    from . import toy_model_path, toy_sft_defaults
 
     path = Path(model_ref) if Path(model_ref).is_dir() else toy_model_path(model_ref)
+    defaults = toy_sft_defaults(path)
     base = AutoModelForCausalLM.from_pretrained(str(path))
     tok = AutoTokenizer.from_pretrained(str(path))
     task = get_task(task_name, **(task_options or {}))
@@ -116,7 +117,7 @@ def probe(model_ref: str, task_name: str, ns: Sequence[int], seeds: Sequence[int
             model = copy.deepcopy(base)
             info: dict[str, Any] = {}
             if n:
-                info = finetune(model, tok, task, n, seed, **sft)
+                info = finetune(model, tok, task, n, seed, defaults, **sft)
             t0 = time.perf_counter()
             ev = evaluate(model, tok, task, limit)
             rows.append({"n": n, "seed": seed, **info, "eval_s": round(time.perf_counter() - t0, 1), **ev})

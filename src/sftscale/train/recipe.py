@@ -3,14 +3,16 @@
 - ``Recipe``: every hyperparameter of a run (pydantic, unknown keys rejected); YAML files via
   ``Recipe.from_yaml`` and override dicts via ``recipe_with``, both reporting errors through
   ``config.validation_error`` (file, line and field).
-- ``default_recipe(model_ref)``: toy models get full finetuning with the toy world's
-  ``TOY_SFT_DEFAULTS`` (their one owner); real models get LoRA in the spirit of the paper
+- ``default_recipe(model_ref)``: toy models get full finetuning with their own defaults
+  (``toyworld.toy_sft_defaults``: the shared ``TOY_SFT_DEFAULTS`` and the per-size
+  ``sft_defaults`` of the model's ``toy_meta.json``); real models get LoRA in the spirit of the paper
   (r 32, alpha 64, 3 epochs, effective batch 16, lr 2e-4, cosine, 3% warm-up).
 - ``steps_for(n, recipe)``: ``steps = max(min_steps, ceil(epochs * rows / batch_size))``, capped
   by ``max_steps`` when set; ``rows`` is N, or the number of packed rows when packing. Logged
   in every meta.
 
-Not handled: per-model-size recipes (one default for all real models), validating override
+Not handled: per-size recipes for real models (one default for all; ``recipe_search`` chooses
+per cell), validating override
 keys against the model (a LoRA field on a toy recipe is accepted and unused).
 """
 
@@ -95,13 +97,18 @@ class Recipe(BaseModel):
 
 
 def default_recipe(model_ref: Any) -> Recipe:
-    """The default recipe for a model: toy (full finetuning) or real (LoRA)."""
-    from ..models import is_toy
-    from ..toyworld import TOY_SFT_DEFAULTS
+    """The default recipe for a model: toy (full finetuning with that model's own defaults,
+    ``toyworld.toy_sft_defaults``) or real (LoRA)."""
+    from ..models import ModelSpec, is_toy, resolve_model
+    from ..toyworld import toy_sft_defaults
 
-    if is_toy(model_ref):
-        return Recipe(**TOY_SFT_DEFAULTS)
-    return Recipe()
+    if not is_toy(model_ref):
+        return Recipe()
+    try:
+        path = (model_ref if isinstance(model_ref, ModelSpec) else resolve_model(model_ref)).path
+    except InputError:  # a toy name whose weights are not shipped: the shared defaults
+        path = None
+    return Recipe(**toy_sft_defaults(path))
 
 
 def resolve_recipe(recipe: "Recipe | dict | str | os.PathLike | None", model_ref: str) -> Recipe:
