@@ -9,8 +9,8 @@ completion. Unlike ``train_cell``, prompts are tokenised without special tokens 
 ``random.Random(f"probe-{seed}").sample`` (the measurements in the docs were made so).
 
 ``probe(model_ref, task, ns, seeds, **overrides)`` finetunes with the model's own defaults
-(``toy_sft_defaults``) and the given Recipe-field overrides; it returns one row per (n, seed) with format_rate and
-accuracy; n = 0 is the base model zero-shot.
+(``toy_sft_defaults``) and the given Recipe-field overrides; it returns one row per (n, seed)
+with format_rate and accuracy; n = 0 is the base model zero-shot.
 
 Not handled: LoRA, chat templates, batching beyond one padded batch per generation chunk,
 sampling (greedy only).
