@@ -115,6 +115,39 @@ def test_expand_cells_n0_once_and_keys():
     assert z1["big__toy-math__n16__s1"] != z2["big__toy-math__n16__s1"]
 
 
+def test_spec_holds_the_task_version_and_a_toy_models_own_defaults(tmp_path, monkeypatch):
+    """A run directory must not reuse cells of an older task version or of a toy model whose
+    own finetuning defaults (toy_meta.json ``sft_defaults``) changed."""
+    import json
+    import shutil
+
+    from sftscale.toyworld import toy_model_path
+    from sftscale.toyworld.instruct import ToyInstruct
+
+    d = tmp_path / "toy"
+    shutil.copytree(toy_model_path("toy-S"), d)
+    text = f"""name: v
+models: [{{name: a, ref: toy-S}}, {{name: b, ref: toy-M}}, {{name: c, ref: {d}}}]
+tasks: [{{name: toy-instruct}}]
+n: [0, 16]
+seeds: [0]
+"""
+    cells = {c.key: c for c in expand_cells(parse_study(text, "v.yaml"))}
+    assert cells["a__toy-instruct__n16__s0"].spec()["task_version"] == "2"
+    # toy-S's defaults are the shared ones; toy-M's lr is its own; N = 0 never trains
+    assert "model_defaults" not in cells["a__toy-instruct__n16__s0"].spec()
+    assert cells["b__toy-instruct__n16__s0"].spec()["model_defaults"] == {"lr": 5e-4}
+    assert "model_defaults" not in cells["b__toy-instruct__n0"].spec()
+    before = {k: c.spec_hash for k, c in cells.items()}
+    meta = json.loads((d / "toy_meta.json").read_text())
+    (d / "toy_meta.json").write_text(json.dumps({**meta, "sft_defaults": {"lr": 3e-4}}))
+    own = {c.key: c.spec_hash for c in expand_cells(parse_study(text, "v.yaml"))}
+    assert [k for k in before if own[k] != before[k]] == ["c__toy-instruct__n16__s0"]
+    monkeypatch.setattr(ToyInstruct, "version", "3")
+    after = {c.key: c.spec_hash for c in expand_cells(parse_study(text, "v.yaml"))}
+    assert all(after[k] != own[k] for k in own)  # every cell: the task's version
+
+
 def test_n_over_pool_policies():
     text = GOOD.replace("n: [64, 0, 16]", "n: [0, 16, 64, 100]")
     pools = {"toy-math": 50, "toy-multihop": 1000}

@@ -63,7 +63,9 @@ def run_demo(out: Path, quick: bool = False, n_boot: int = 1000, progress: bool 
 
     t = time.perf_counter()
     con.rule("[bold]1/3 the toy study: accuracy against N")
-    res = run_study(cfg, out=out / "study", progress=progress)
+    # the demo's own directory: cells whose spec changed (a newer sftscale: a task's version, a
+    # toy model's defaults) are rerun rather than refused
+    res = run_study(cfg, out=out / "study", progress=progress, rerun_changed=True)
     times["study (train + generate + score)"] = time.perf_counter() - t
     if res.counts.get("failed"):
         con.print(f"[red]{res.counts['failed']} cell(s) failed; see `sftscale status {res.run_dir}`")

@@ -6,8 +6,11 @@ that tables keep an integer seed column (documented in docs/notes/study.md).
 
 The cell key (``<model>__<task>__n<N>__s<seed>``, or ``<model>__<task>__n0`` for N = 0) names
 the cell's directory and its row in the store. ``spec`` is everything that determines the
-cell's outputs; its hash is stored, so a run directory is never silently reused for a
-different configuration of the same key.
+cell's outputs that the config can see: besides the config's own fields, the task's
+``version`` and a toy model's own finetuning defaults (``toyworld.toy_sft_defaults``, where
+they differ from the shared ones). Its hash is stored, so a run directory is never silently
+reused for a different configuration of the same key. Not in the spec: the base model's
+weights (a re-pretrained model under the same name or path; docs/footguns.md).
 
 A study's ``recipe_search`` (search.py) gives every N > 0 cell a ``search`` dict (the grid
 and the validation split), part of its spec and so of its hash.
@@ -47,6 +50,8 @@ class Cell:
     num_fewshot: int = 0
     processes: int | None = None  # training processes with recipe sharding ddp/fsdp
     search: dict[str, Any] = field(default_factory=dict)  # recipe search (search.py); {}: none
+    task_version: str = ""  # the task's version (registry); part of the spec when set
+    model_defaults: dict[str, Any] = field(default_factory=dict)  # a toy model's own defaults
 
     @property
     def world(self) -> int:
@@ -72,7 +77,9 @@ class Cell:
                 # only when set, so the specs (and hashes) of greedy zero-shot cells stay
                 **({"sampling": self.sampling} if self.sampling else {}),
                 **({"num_fewshot": self.num_fewshot} if self.num_fewshot else {}),
-                **({"recipe_search": search_spec(self.search)} if self.search and self.n else {})}
+                **({"recipe_search": search_spec(self.search)} if self.search and self.n else {}),
+                **({"task_version": self.task_version} if self.task_version else {}),
+                **({"model_defaults": self.model_defaults} if self.model_defaults and self.n else {})}
 
     @property
     def spec_hash(self) -> str:
@@ -86,6 +93,21 @@ class Cell:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
+def model_defaults(ref: str) -> dict[str, Any]:
+    """A toy model's own finetuning defaults where they differ from ``TOY_SFT_DEFAULTS``
+    (``{}`` for real models and for refs that do not resolve: ``plan`` reports those)."""
+    from ..models import is_toy, resolve_model
+    from ..toyworld import TOY_SFT_DEFAULTS, toy_sft_defaults
+
+    if not is_toy(ref):
+        return {}
+    try:
+        path = resolve_model(ref).path
+    except InputError:
+        return {}
+    return {k: v for k, v in toy_sft_defaults(path).items() if TOY_SFT_DEFAULTS.get(k) != v}
+
+
 def expand_cells(cfg: StudyConfig, pool_sizes: Mapping[str, int] | None = None) -> list[Cell]:
     """All cells of the study, model-major (so one worker can keep a base model loaded).
 
@@ -93,9 +115,12 @@ def expand_cells(cfg: StudyConfig, pool_sizes: Mapping[str, int] | None = None) 
     raises an InputError pointing at the grid, ``cap`` replaces N by the pool size (once),
     ``skip`` drops the cell. Without it, N is not checked against pools here (train does).
     """
+    from ..tasks.registry import task_version
+
     cells: list[Cell] = []
     search = cell_search(cfg)
     for mi, m in enumerate(cfg.models):
+        own = model_defaults(m.ref)
         for ti, t in enumerate(cfg.tasks):
             pool = None if pool_sizes is None else pool_sizes.get(t.label)
             _check_search_task(cfg, ti, pool)
@@ -128,7 +153,8 @@ def expand_cells(cfg: StudyConfig, pool_sizes: Mapping[str, int] | None = None) 
                         gpus=m.gpus, cpus=m.cpus if m.cpus is not None else cfg.executor.cpus_per_cell,
                         n_requested=n_req, sampling=_sampling(cfg),
                         num_fewshot=cfg.evaluation.num_fewshot, processes=m.processes,
-                        search=search if n > 0 else {}))
+                        search=search if n > 0 else {}, task_version=task_version(t.name),
+                        model_defaults=own))
     keys = [c.key for c in cells]
     if len(set(keys)) != len(keys):  # impossible with validated labels; guard anyway
         raise InputError(cfg.path, "two cells share a key; make model/task labels distinct")

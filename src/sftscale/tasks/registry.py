@@ -85,6 +85,14 @@ def task_names() -> list[str]:
                                              _FACTORIES[n][2]))
 
 
+def task_version(name: str) -> str:
+    """The registered task's ``version`` without building it ("" for an unknown name or a
+    factory that does not say)."""
+    _discover()
+    entry = _FACTORIES.get(name)
+    return str(getattr(entry[0], "version", "")) if entry else ""
+
+
 def get_task(name: str, **options: Any) -> Task:
     """A fresh task instance by registered name; ``options`` go to its factory."""
     _discover()
