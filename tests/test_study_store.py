@@ -99,12 +99,13 @@ def test_interrupted_cell_restarts_from_clean_stage_dirs(tmp_path):
     assert _table(r2.run_dir) == before
 
 
-def test_changed_spec_is_refused_unless_rerun_changed(tmp_path):
+def test_changed_spec_is_refused_unless_rerun_changed(tmp_path, caplog):
     _run(tmp_path)
     changed = STUDY.replace("limit: 6", "limit: 4")
     with pytest.raises(InputError, match="different spec"):
         _run(tmp_path, changed)
     r = _run(tmp_path, changed, rerun_changed=True)
+    assert f"{N_CELLS} cell(s) were run here with a different spec" in caplog.text  # said, not silent
     assert r.ran == N_CELLS
     m, items = load_tables(r.run_dir)
     assert (m["n_items"] == 4).all() and len(items) == N_CELLS * 4

@@ -415,6 +415,9 @@ def _prepare_store(cfg: StudyConfig, run_dir: Path, cells: list[Cell], rerun_cha
             raise InputError(run_dir / "study.sqlite",
                              f"{len(changed)} cell(s) were run here with a different spec "
                              f"(e.g. {changed[0]}); use another --out, or --rerun-changed")
+        if changed:
+            log.warning("%d cell(s) were run here with a different spec (e.g. %s); rerunning them",
+                        len(changed), changed[0])
         by_key = {c.key: c for c in cells}
         for k in changed:
             st.replace_spec(by_key[k])
