@@ -94,18 +94,16 @@ class Cell:
 
 
 def model_defaults(ref: str) -> dict[str, Any]:
-    """A toy model's own finetuning defaults where they differ from ``TOY_SFT_DEFAULTS``
-    (``{}`` for real models and for refs that do not resolve: ``plan`` reports those)."""
-    from ..models import is_toy, resolve_model
-    from ..toyworld import TOY_SFT_DEFAULTS, toy_sft_defaults
+    """A toy model's own finetuning defaults (``train.default_recipe``) where they differ from
+    the shared ``TOY_SFT_DEFAULTS``; ``{}`` for real models."""
+    from ..models import is_toy
+    from ..toyworld import TOY_SFT_DEFAULTS
+    from ..train.recipe import Recipe, default_recipe
 
     if not is_toy(ref):
         return {}
-    try:
-        path = resolve_model(ref).path
-    except InputError:
-        return {}
-    return {k: v for k, v in toy_sft_defaults(path).items() if TOY_SFT_DEFAULTS.get(k) != v}
+    shared = Recipe(**TOY_SFT_DEFAULTS).model_dump()
+    return {k: v for k, v in default_recipe(ref).model_dump().items() if shared[k] != v}
 
 
 def expand_cells(cfg: StudyConfig, pool_sizes: Mapping[str, int] | None = None) -> list[Cell]:
