@@ -233,3 +233,20 @@ def test_probe_finetunes_with_the_models_own_defaults(tmp_path):
     assert [r["n"] for r in rows] == [0, 4] and "steps" not in rows[0]
     assert rows[1]["steps"] == 2
     assert probe(str(d), "toy-math", [4], limit=2, min_steps=3, max_steps=3)[0]["steps"] == 3
+
+
+def test_no_two_task_prompts_differ_only_in_words_the_models_cannot_tell_apart():
+    """A word the corpus never shows collapses onto one shared vector in both shipped models
+    (toy-code v1's "returns x plus 7" / "returns x minus 7": toy-M wrote ``x - 7`` for both).
+    The check flags that pair on the shipped models, and no toy task has such a pair."""
+    from sftscale.toyworld.probe import indistinct_pairs
+
+    models = [toy_model_path(m) for m in TOY_MODELS]
+    v1 = ["Task: Write a Python function solve(x) that returns x plus 7.\nSolution:\n",
+          "Task: Write a Python function solve(x) that returns x minus 7.\nSolution:\n",
+          "Task: Write a Python function solve(x) that returns x times 7.\nSolution:\n"]
+    assert indistinct_pairs(v1, models) == {(" minus", " plus"): 1}  # " times" is in the corpus
+    for name in ("toy-math", "toy-multihop", "toy-code", "toy-instruct", "toy-knowledge"):
+        task = get_task(name)
+        prompts = [task.prompt_text(it) for it in [*task.train_items(), *task.test_items()]]
+        assert indistinct_pairs(prompts, models) == {}, name

@@ -78,7 +78,7 @@ class Family:
 FAMILIES: tuple[Family, ...] = (
     Family("add", "x", ("returns x plus {k}", "adds {k} to x and returns the result"),
            ("Add {k} to x.", "Give back x increased by {k}."), ("return x + {k}",), "k"),
-    Family("sub", "x", ("returns x minus {k}", "subtracts {k} from x and returns the result"),
+    Family("sub", "x", ("returns x decreased by {k}", "subtracts {k} from x and returns the result"),
            ("Take {k} away from x.", "Give back x decreased by {k}."), ("return x - {k}",), "k"),
     Family("mul", "x", ("returns x times {k}", "multiplies x by {k} and returns the result"),
            ("Give back {k} times the number x.", "Scale x by {k}."), ("return x * {k}",), "k"),
@@ -389,7 +389,7 @@ class ToyCode(HumanEval):
     ``timeout_s``/``workers``/``memory_mb`` (the sandbox's, as for humaneval)."""
 
     name = "toy-code"
-    version = "1"
+    version = "2"
     primary_metric = "accuracy"
     license = "Apache-2.0 (generated)"
     gen = GenSpec(max_new_tokens=96, stop=("<|endoftext|>", "\nTask:"))

@@ -12,8 +12,15 @@ completion. Unlike ``train_cell``, prompts are tokenised without special tokens 
 (``toy_sft_defaults``) and the given Recipe-field overrides; it returns one row per (n, seed)
 with format_rate and accuracy; n = 0 is the base model zero-shot.
 
+``indistinct_pairs(prompts, model_dirs)`` finds prompts a model cannot tell apart: two prompts
+that differ in one token only, where that token pair has (nearly) the same input embedding.
+A word that never occurs in pretraining gets only the common push of the softmax through the
+tied embeddings, so all such words end up on one vector (cosine 0.998 between " plus" and
+" minus" in both shipped models, footguns: "A task word the corpus never shows"). A task whose
+prompts differ only in such words makes finetuning teach the words, not the format.
+
 Not handled: LoRA, chat templates, batching beyond one padded batch per generation chunk,
-sampling (greedy only).
+sampling (greedy only); in ``indistinct_pairs``, prompts that differ in more than one position.
 """
 
 from __future__ import annotations
@@ -57,6 +64,38 @@ def finetune(model, tok, task: Task, n: int, seed: int, defaults: dict | None = 
                      schedule=rec.schedule, weight_decay=rec.weight_decay, seed=seed)
     res = train_loop(model, ex, cfg, pad_id=tok.pad_token_id)
     return {"steps": res.steps, "train_s": round(res.wall_s, 1), "final_loss": round(res.losses[-1], 4)}
+
+
+def indistinct_pairs(prompts: Sequence[str], model_dirs: Sequence[str], threshold: float = 0.95
+                     ) -> dict[tuple[str, str], int]:
+    """Token pairs (a, b) such that two of ``prompts`` differ only in a -> b and the input
+    embeddings of a and b have cosine > ``threshold`` in every model of ``model_dirs``; values
+    are how many prompt contexts hold the pair. Empty means every one-token difference between
+    prompts is visible to the models."""
+    from collections import defaultdict
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dirs[0]))
+    emb = [torch.nn.functional.normalize(
+        AutoModelForCausalLM.from_pretrained(str(d)).get_input_embeddings().weight.detach(), dim=-1)
+        for d in model_dirs]
+    slots: dict[tuple, set[int]] = defaultdict(set)  # prompt with one position blanked -> tokens there
+    for text in set(prompts):
+        ids = tuple(tok(text, add_special_tokens=False)["input_ids"])
+        for i in range(len(ids)):
+            slots[(ids[:i], ids[i + 1:])].add(ids[i])
+    found: dict[tuple[str, str], int] = {}
+    for alts in slots.values():
+        if len(alts) < 2:
+            continue
+        a = torch.tensor(sorted(alts))
+        sim = torch.stack([e[a] @ e[a].T for e in emb]).amin(0)
+        for i, j in zip(*torch.where(torch.triu(sim > threshold, diagonal=1))):
+            key = tuple(sorted((tok.decode([int(a[i])]), tok.decode([int(a[j])]))))
+            found[key] = found.get(key, 0) + 1
+    return found
 
 
 def generate(model, tok, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = (),

@@ -188,7 +188,7 @@ MULTIHOP_QUESTIONS: dict[str, tuple[str, ...]] = {
                       "Name the country where {p} was born.",
                       "In what country is the birthplace of {p}?"),
     "home_country": ("In which country does {p} live?", "Which country does {p} live in?",
-                     "{p} lives in which country?", "What is the country of residence of {p}?",
+                     "{p} lives in which country?", "What is the home country of {p}?",
                      "Name the country where {p} lives.", "In what country is the home of {p}?"),
     "employer_country": ("In which country was the employer of {p} founded?",
                          "Which country was the employer of {p} founded in?",
