@@ -156,12 +156,12 @@ def test_default_recipes_toy_vs_real(tiny, tmp_path):
     (toy_dir / "config.json").write_text((tiny / "config.json").read_text())
     (toy_dir / "toy_meta.json").write_text("{}")
     toy = default_recipe(str(toy_dir))
-    assert toy.method == "full" and toy.lr == 1e-3 and toy.min_steps == 30
+    assert toy.method == "full" and toy.lr == 1e-3 and toy.min_steps == 60
     assert default_recipe(str(tiny)).method == "lora"  # a plain directory is a real model
     # a toy model's own defaults (toy_meta.json "sft_defaults") win over the shared ones
     (toy_dir / "toy_meta.json").write_text('{"sft_defaults": {"lr": 0.0003, "epochs": 4}}')
     own = default_recipe(str(toy_dir))
-    assert (own.lr, own.epochs, own.method, own.min_steps) == (3e-4, 4, "full", 30)
+    assert (own.lr, own.epochs, own.method, own.min_steps) == (3e-4, 4, "full", 60)
     assert recipe_with(str(toy_dir), {"epochs": 2}).lr == 3e-4
 
 

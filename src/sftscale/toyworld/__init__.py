@@ -28,7 +28,7 @@ TOY_SFT_DEFAULTS: dict = {
     "batch_size": 16,
     "micro_batch_size": 16,
     "epochs": 3,
-    "min_steps": 30,
+    "min_steps": 60,
     "max_steps": 300,
     "warmup_steps": 0,
     "warmup_ratio": 0.0,

@@ -34,7 +34,7 @@ so no test (family, constants) pair is ever seen in finetuning, under either wor
 family is seen in training).
 
 Sizes (seed 0): 18 families, one entry point (``ENTRY``; the corpus uses all ten
-``FUNC_NAMES``), task constants wider than the corpus's (``task_constants``), 2 spec wordings
+``FUNC_NAMES``), constants ``task_constants`` (in the task and, since corpus v3, in the corpus), 2 spec wordings
 per family: 2,554 train and 2,122 test items; prompt + answer at most 95 tokens. The corpus may show a
 test derivation's code under a docstring (that is the knowledge), never its spec sentence.
 
@@ -209,12 +209,15 @@ def completion(fam: Family, c: tuple, fname: str) -> str:
 
 # --- corpus ---------------------------------------------------------------------------------
 def _corpus_function(rng: random.Random) -> str:
+    """One or two functions with docstrings, over the task's constant range: corpus v2 used the
+    narrower ``constants`` (numbers up to 20), and toy-M then miscopied the task's larger numbers
+    (``26 * x`` -> ``16 * x``, ``v == 103`` -> ``v == 104``: docs/notes/toyworld.md)."""
     fam = rng.choice(FAMILIES)
-    c = rng.choice(constants(fam))
+    c = rng.choice(task_constants(fam))
     text = render_code(fam, c, rng.choice(FUNC_NAMES), _fill(rng.choice(fam.docs), fam, c))
     if rng.random() < 0.3:  # a second, unrelated function in the same file, when short enough
         fam2 = rng.choice(FAMILIES)
-        c2 = rng.choice(constants(fam2))
+        c2 = rng.choice(task_constants(fam2))
         more = render_code(fam2, c2, rng.choice(FUNC_NAMES), _fill(rng.choice(fam2.docs), fam2, c2))
         if count_tokens(text) + count_tokens(more) <= 118:
             text += "\n\n" + more

@@ -40,7 +40,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 # Finetuning defaults per size, over the shared ``TOY_SFT_DEFAULTS``: chosen by
 # studies/toy-recipe-search.yaml (docs/toy-models.md) and written into each model's
 # ``toy_meta.json`` as ``sft_defaults`` (read by ``toyworld.toy_sft_defaults``).
-SFT_DEFAULTS: dict[str, dict[str, Any]] = {"S": {"lr": 1e-3}, "M": {"lr": 5e-4}, "L": {}}
+SFT_DEFAULTS: dict[str, dict[str, Any]] = {"S": {"lr": 5e-4}, "M": {"lr": 3e-4}, "L": {}}
 BATCH, SEQ_LEN = 16, 128
 
 
@@ -163,7 +163,7 @@ def pretrain_toy(size: str, out: str | Path, seed: int = 0, steps: int | None = 
     res = train_loop(model, examples, cfg, pad_id=tok.pad_token_id, progress=on_progress)
     final = history[-1] if history else {}
     meta = {"name": f"toy-{size}", "size": size, "seed": seed, "world_seed": world_seed,
-            "command": command, "corpus_version": 2,
+            "command": command, "corpus_version": 3,
             "parameters": n_params, "steps": res.steps, "tokens": res.tokens_seen,
             "train_time_s": round(res.wall_s, 1), "total_time_s": round(time.perf_counter() - t_start, 1),
             "torch_threads": torch.get_num_threads(), "loop": cfg.to_dict(), "corpus": stats,
