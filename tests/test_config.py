@@ -126,6 +126,8 @@ def test_spec_holds_the_task_version_and_a_toy_models_own_defaults(tmp_path, mon
 
     d = tmp_path / "toy"
     shutil.copytree(toy_model_path("toy-S"), d)
+    meta = json.loads((d / "toy_meta.json").read_text())
+    (d / "toy_meta.json").write_text(json.dumps({**meta, "sft_defaults": {}}))  # the shared ones
     text = f"""name: v
 models: [{{name: a, ref: toy-S}}, {{name: b, ref: toy-M}}, {{name: c, ref: {d}}}]
 tasks: [{{name: toy-instruct}}]
@@ -134,12 +136,12 @@ seeds: [0]
 """
     cells = {c.key: c for c in expand_cells(parse_study(text, "v.yaml"))}
     assert cells["a__toy-instruct__n16__s0"].spec()["task_version"] == "2"
-    # toy-S's defaults are the shared ones; toy-M's lr is its own; N = 0 never trains
-    assert "model_defaults" not in cells["a__toy-instruct__n16__s0"].spec()
-    assert cells["b__toy-instruct__n16__s0"].spec()["model_defaults"] == {"lr": 5e-4}
+    # toy-S's and toy-M's lr are their own; the copy has the shared defaults; N = 0 never trains
+    assert cells["a__toy-instruct__n16__s0"].spec()["model_defaults"] == {"lr": 5e-4}
+    assert cells["b__toy-instruct__n16__s0"].spec()["model_defaults"] == {"lr": 3e-4}
+    assert "model_defaults" not in cells["c__toy-instruct__n16__s0"].spec()
     assert "model_defaults" not in cells["b__toy-instruct__n0"].spec()
     before = {k: c.spec_hash for k, c in cells.items()}
-    meta = json.loads((d / "toy_meta.json").read_text())
     (d / "toy_meta.json").write_text(json.dumps({**meta, "sft_defaults": {"lr": 3e-4}}))
     own = {c.key: c.spec_hash for c in expand_cells(parse_study(text, "v.yaml"))}
     assert [k for k in before if own[k] != before[k]] == ["c__toy-instruct__n16__s0"]
