@@ -34,9 +34,9 @@ so no test (family, constants) pair is ever seen in finetuning, under either wor
 family is seen in training).
 
 Sizes (seed 0): 18 families, one entry point (``ENTRY``; the corpus uses all ten
-``FUNC_NAMES``), constants ``task_constants`` (in the task and, since corpus v3, in the corpus), 2 spec wordings
-per family: 2,554 train and 2,122 test items; prompt + answer at most 95 tokens. The corpus may show a
-test derivation's code under a docstring (that is the knowledge), never its spec sentence.
+``FUNC_NAMES``), constants from ``task_constants`` (task and corpus), 2 spec wordings per
+family: 2,554 train and 2,122 test items; prompt + answer at most 95 tokens. The corpus may
+show a test derivation's code under a docstring (that is the knowledge), never its spec sentence.
 
 Corpus (``corpus_documents``): short functions with docstrings (imperative paraphrases that
 differ from the task's "returns ..." specs), helper definitions with docstrings, never a fence
@@ -156,7 +156,9 @@ HELPERS: tuple[tuple[str, str, str], ...] = (
 
 
 def constants(fam: Family) -> list[tuple]:
-    """Every constant tuple of a family."""
+    """A family's narrow base range (numbers up to 20): the lower bounds of ``task_constants``
+    and the derivations ``vocabulary_texts`` renders. Corpus and task draw from
+    ``task_constants``."""
     if fam.consts == "k":
         lo, hi = {"mul": (2, 10), "divisible": (2, 9), "greater": (0, 20), "larger": (0, 20),
                   "sumabove": (0, 12), "countabove": (0, 12), "keepbelow": (1, 12),
@@ -175,8 +177,9 @@ ENTRY = "solve"
 
 
 def task_constants(fam: Family) -> list[tuple]:
-    """The task's constants: the corpus's ranges widened (numbers up to 124, k·x+m up to 29·x+29)
-    so that pools with one entry point still hold >= 2,000 items each."""
+    """The constants of the task and (since corpus v3) of the corpus's functions: the base
+    ranges widened (numbers up to 124, k·x+m up to 29·x+29) so that pools with one entry point
+    still hold >= 2,000 items each."""
     if fam.consts == "k":
         return [(k,) for k in range(constants(fam)[0][0], 125)]
     if fam.consts == "km":
