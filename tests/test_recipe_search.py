@@ -140,6 +140,41 @@ def test_status_export_and_report_show_the_choice(tmp_path):
     assert "Recipe search" in html and "lr=0.0003 (s0)" in html and "lr=0.0001: 0.25" in html
 
 
+def test_a_choice_at_the_edge_of_the_grid_is_flagged_in_status_export_and_report(tmp_path):
+    """3e-4 is the best score; a grid that starts there has not bracketed its optimum."""
+    from sftscale.report.html import _search_table
+    from sftscale.study.export import load_tables
+    from sftscale.study.searchspec import describe_choice, grid_edges
+    from sftscale.study.status import status_rows
+
+    assert grid_edges({"lr": [3e-4, 1e-3, 3e-3]}, {"lr": 3e-4}) == {"lr": "low"}
+    assert grid_edges({"lr": [1e-4, 3e-4, 1e-3]}, {"lr": 3e-4}) == {}
+    assert grid_edges({"lr": [1e-4, 3e-4]}, {"lr": 3e-4}) == {}  # two values: always an edge
+    cfg = parse_study(STUDY.replace("lr: [1.0e-4, 3.0e-4, 1.0e-3]", "lr: [3.0e-4, 1.0e-3, 1.0e-4]")
+                      .replace("seeds: [0, 1]", "seeds: [0]"))
+    run_study(cfg, out=tmp_path / "inside", runner=FAKE, progress=False, check=False)
+    rows, _ = status_rows(tmp_path / "inside")
+    search = next(r["search"] for r in rows if r["n"] == 16)
+    assert search["edges"] == {} and "in the grid" not in describe_choice(json.dumps(search))
+    edge = parse_study(STUDY.replace("lr: [1.0e-4, 3.0e-4, 1.0e-3]", "lr: [3.0e-4, 1.0e-3, 3.0e-3]")
+                       .replace("seeds: [0, 1]", "seeds: [0]"))
+    SCORES[3e-3] = 0.1
+    try:
+        run_study(edge, out=tmp_path / "edge", runner=FAKE, progress=False, check=False)
+    finally:
+        del SCORES[3e-3]
+    rows, _ = status_rows(tmp_path / "edge")
+    search = next(r["search"] for r in rows if r["n"] == 16)
+    assert search["edges"] == {"lr": "low"}
+    assert describe_choice(json.dumps(search)).endswith("; lowest lr in the grid)")
+    metrics, _ = load_tables(tmp_path / "edge")
+    acc = metrics[(metrics.metric == "accuracy") & (metrics.n == 16)]
+    assert list(acc["search_edges"]) == ["lr=low"]
+    assert "⚠ lr lowest in the grid" in _search_table(metrics)
+    metrics, _ = load_tables(tmp_path / "inside")
+    assert "⚠" not in _search_table(metrics).split("</p>", 1)[1]
+
+
 def test_a_crash_mid_search_resumes_without_retraining_finished_candidates(tmp_path):
     cfg = parse_study(STUDY.replace("seeds: [0, 1]", "seeds: [0]"))
     (tmp_path / "CRASH_AT").write_text(repr(1e-3))  # the third candidate fails once

@@ -106,14 +106,17 @@ def _search_table(metrics: Any) -> str:
     if not len(cells):
         return ""
     fields = [c for c in metrics.columns if c.startswith("search_") and c not in
-              ("search_val", "search_candidates")]
+              ("search_val", "search_edges", "search_candidates")]
     rows = ["<h2>Recipe search</h2><p class=sub>Each N &gt; 0 cell trained every candidate on its "
             "subset and kept the one with the best validation score (items of the training pool, "
-            "never the test set); the test results above are the chosen candidates'.</p><table>"
+            "never the test set); the test results above are the chosen candidates'. ⚠ marks a "
+            "value chosen at the edge of its grid: the best value may lie beyond it.</p><table>"
             "<tr><th class=l>model</th><th class=l>task</th><th>N</th><th class=l>chosen (per seed)"
             "</th><th class=l>validation score per candidate (mean over seeds)</th></tr>"]
     for (m, t, n), g in cells.groupby(["model", "task", "n"], sort=True):
         chosen = ", ".join(" ".join(f"{f[7:]}={_val(r[f])}" for f in fields) + f" (s{r['seed']})"
+                           + (f" ⚠ {r['search_edges'].replace('=low', ' lowest').replace('=high', ' highest')}"
+                              " in the grid" if isinstance(r.get("search_edges"), str) and r["search_edges"] else "")
                            for _, r in g.iterrows())
         scores: dict[str, list[float]] = {}
         for blob in g["search_candidates"]:

@@ -7,8 +7,10 @@
   ``accuracy_stderr`` are rows too). N = 0 cells carry the study's first seed. A study with
   ``recipe_search`` adds ``search_<field>`` (the value chosen for the cell, per searched
   Recipe field), ``search_val`` (the chosen candidate's validation score of the task's primary
-  metric) and ``search_candidates`` (JSON: every candidate's values, score and validation
-  loss); empty for N = 0 cells. Without a search the columns are absent.
+  metric), ``search_edges`` (``lr=low``: fields chosen at the grid's lowest or highest value,
+  searchspec.grid_edges; empty when inside) and ``search_candidates`` (JSON: every candidate's
+  values, score and validation loss); empty for N = 0 cells. Without a search the columns are
+  absent.
 - ``items_df``: one row per done cell and evaluated item, columns
   ``model, task, n, seed, item_id, correct, format_ok`` plus one column per other scalar
   (bool/int/float) per-sample field the task reported (e.g. ``correct_flexible``, ``em``).
@@ -100,7 +102,7 @@ def _search_columns(cells: dict[str, dict[str, Any]], mrows: list[dict[str, Any]
     if not by_cell:
         return []
     fields = list(dict.fromkeys(k for s in by_cell.values() for k in (s.get("chosen") or {})))
-    cols = [f"search_{k}" for k in fields] + ["search_val", "search_candidates"]
+    cols = [f"search_{k}" for k in fields] + ["search_val", "search_edges", "search_candidates"]
     for r in mrows:
         s = by_cell.get((r["model"], r["task"], r["n"], r["seed"]))
         chosen = (s or {}).get("chosen") or {}
@@ -108,6 +110,8 @@ def _search_columns(cells: dict[str, dict[str, Any]], mrows: list[dict[str, Any]
             r[f"search_{k}"] = chosen.get(k)
         cands = (s or {}).get("candidates", [])
         r["search_val"] = next((c.get("score") for c in cands if c.get("values") == chosen), None)
+        r["search_edges"] = (",".join(f"{k}={e}" for k, e in (s.get("edges") or {}).items())
+                             if s else None)
         r["search_candidates"] = json.dumps(cands, sort_keys=True) if s else None
     return cols
 

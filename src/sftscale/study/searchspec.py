@@ -4,8 +4,9 @@
 them, validation split, keep_checkpoints); ``search_spec``: its part in the cell's spec hash;
 ``candidates``: the grid's combinations in the order written; ``cand_id``: a candidate's
 directory name; ``check_search``: a grid value the Recipe refuses; ``store_summary`` and
-``describe_choice``: the store's ``search`` column and its one-line form (status, report).
-Running the search is search.py's.
+``describe_choice``: the store's ``search`` column and its one-line form (status, report);
+``grid_edges``: the searched fields whose chosen value is the lowest or highest of the grid (the
+search did not bracket its optimum: extend the grid that way). Running the search is search.py's.
 
 Not handled: grids over fields that are not Recipe fields (``check_search`` refuses them).
 """
@@ -77,14 +78,33 @@ def check_search(cfg: Any, model_ref: str, base_overrides: dict) -> str | None:
     return None
 
 
+def grid_edges(grid: dict[str, Any], chosen: dict[str, Any]) -> dict[str, str]:
+    """``{field: "low" | "high"}`` for each numeric field of three or more grid values whose
+    chosen value is the grid's smallest or largest: the best value may lie beyond the grid.
+    (With two values the choice is always an edge, so they are not flagged.)"""
+    out: dict[str, str] = {}
+    for k, vals in (grid or {}).items():
+        nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        v = (chosen or {}).get(k)
+        if len(set(nums)) < 3 or len(nums) != len(vals) or v not in nums:
+            continue
+        if v == min(nums):
+            out[k] = "low"
+        elif v == max(nums):
+            out[k] = "high"
+    return out
+
+
 def store_summary(meta: dict[str, Any]) -> str | None:
-    """The store's ``search`` column (JSON) from a train_meta: chosen values, metric, and each
-    candidate's values, validation score and loss; None without a search."""
+    """The store's ``search`` column (JSON) from a train_meta: chosen values, metric, the
+    fields chosen at an edge of the grid (``grid_edges``), and each candidate's values,
+    validation score and loss; None without a search."""
     s = meta.get("recipe_search")
     if not isinstance(s, dict):
         return None
     m = s.get("metric")
     return json.dumps({"chosen": s.get("chosen"), "metric": m,
+                       "edges": grid_edges(s.get("grid") or {}, s.get("chosen") or {}),
                        "validation_n": (s.get("validation") or {}).get("n"),
                        "candidates": [{"values": c.get("values"),
                                        "score": (c.get("metrics") or {}).get(m),
@@ -93,7 +113,8 @@ def store_summary(meta: dict[str, Any]) -> str | None:
 
 
 def describe_choice(search_json: str | None) -> str:
-    """``lr=0.001 (val 0.62 of 0.41/0.62/0.55)`` for status and the report; '' without."""
+    """``lr=0.001 (val 0.62 of 0.41/0.62/0.55)`` for status and the report, with ``; lowest
+    lr in the grid`` when the choice is at an edge (``grid_edges``); '' without."""
     if not search_json:
         return ""
     s = json.loads(search_json)
@@ -102,8 +123,10 @@ def describe_choice(search_json: str | None) -> str:
     best = next((c.get("score") for c in s.get("candidates", [])
                  if c.get("values") == s.get("chosen")), None)
     fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-    return f"{chosen} (val {fmt(best)} of {'/'.join(fmt(v) for v in scores)})"
+    edges = "".join(f"; {'lowest' if e == 'low' else 'highest'} {k} in the grid"
+                    for k, e in (s.get("edges") or {}).items())
+    return f"{chosen} (val {fmt(best)} of {'/'.join(fmt(v) for v in scores)}{edges})"
 
 
 __all__ = ["cand_id", "candidates", "cell_search", "check_search", "describe_choice",
-           "search_spec", "store_summary"]
+           "grid_edges", "search_spec", "store_summary"]
