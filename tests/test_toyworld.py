@@ -250,3 +250,20 @@ def test_no_two_task_prompts_differ_only_in_words_the_models_cannot_tell_apart()
         task = get_task(name)
         prompts = [task.prompt_text(it) for it in [*task.train_items(), *task.test_items()]]
         assert indistinct_pairs(prompts, models) == {}, name
+
+
+def test_name_errors_counts_answers_that_rename_the_person():
+    from sftscale.toyworld.probe import name_errors
+
+    w = World.generate(0)
+    first = {}
+    for p in w.people:
+        first.setdefault(p.name.split()[0], []).append(p.name)
+    a, b = next(v for v in first.values() if len(v) >= 2)[:2]
+    q = f"Question: Where does {a} live? Wrap your whole answer in double quotes.\nResponse:\n"
+    rows = [{"prompt": q, "response": f'"{a} lives in X."', "correct": True},
+            {"prompt": q, "response": f'"{b} lives in X."', "correct": False},  # renamed
+            {"prompt": q, "response": f'"{a} lives in X."', "correct": False},  # wrong city only
+            {"prompt": "Question: no one here\nResponse:\n", "response": "", "correct": False}]
+    got = name_errors(rows, w)
+    assert got == {"items": 3, "wrong": 2, "shared_first": 3, "wrong_shared_first": 2, "renamed": 1}

@@ -19,8 +19,14 @@ tied embeddings, so all such words end up on one vector (cosine 0.998 between " 
 " minus" in both shipped models, footguns: "A task word the corpus never shows"). A task whose
 prompts differ only in such words makes finetuning teach the words, not the format.
 
+``name_errors(samples, world)`` sorts a toy task's wrong answers by whether the response
+renamed the person the prompt asks about (the full name is missing, another corpus person of
+the same first name is written instead: "Inga Irwin" -> "Inga Young was born in Korvo."), the
+toy's name-binding failure (docs/footguns.md).
+
 Not handled: LoRA, chat templates, batching beyond one padded batch per generation chunk,
-sampling (greedy only); in ``indistinct_pairs``, prompts that differ in more than one position.
+sampling (greedy only); in ``indistinct_pairs``, prompts that differ in more than one position;
+in ``name_errors``, prompts about no person or about two (the first full name counts).
 """
 
 from __future__ import annotations
@@ -96,6 +102,36 @@ def indistinct_pairs(prompts: Sequence[str], model_dirs: Sequence[str], threshol
             key = tuple(sorted((tok.decode([int(a[i])]), tok.decode([int(a[j])]))))
             found[key] = found.get(key, 0) + 1
     return found
+
+
+def name_errors(samples: Sequence[dict], world: Any) -> dict[str, int]:
+    """Counts over ``samples`` (``samples_*.jsonl`` rows: prompt, response, correct) of a task
+    about ``world``'s people: ``items``, ``wrong``, ``shared_first`` (items whose person shares
+    the first name with another person of the world), ``wrong_shared_first``, and ``renamed``
+    (wrong answers that drop the person's full name and write another person of that first
+    name)."""
+    import re
+
+    people = [p.name for p in world.people]
+    by_first: dict[str, list[str]] = {}
+    for n in people:
+        by_first.setdefault(n.split()[0], []).append(n)
+    find = re.compile(r"\b(" + "|".join(sorted(map(re.escape, people), key=len, reverse=True)) + r")\b")
+    out = dict.fromkeys(("items", "wrong", "shared_first", "wrong_shared_first", "renamed"), 0)
+    for r in samples:
+        m = find.search(r.get("prompt", ""))
+        if m is None:
+            continue
+        name = m.group(1)
+        others = [n for n in by_first[name.split()[0]] if n != name]
+        wrong = not r.get("correct")
+        resp = r.get("response", "")
+        out["items"] += 1
+        out["wrong"] += wrong
+        out["shared_first"] += bool(others)
+        out["wrong_shared_first"] += wrong and bool(others)
+        out["renamed"] += wrong and name not in resp and any(o in resp for o in others)
+    return out
 
 
 def generate(model, tok, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = (),
