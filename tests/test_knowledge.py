@@ -252,6 +252,17 @@ bootstrap: {{n_boot: 200}}
 
     assert scores(par) == scores(table) and par["differences"] == table["differences"]
     assert losses(par) == losses(table) and any(losses(table))
+    # more facts in the same directory: every evaluation is redone for the new questions
+    # (before session 6 the old directories' answers to the old questions were read back)
+    more = cfg.model_copy(update={"stage": cfg.stage.model_copy(update={"limit": 12})})
+    t2 = run_knowledge(more, out)
+    assert t2["n_items"]["direct"] > table["n_items"]["direct"]
+    files = sorted((out / "eval").rglob("samples_*.jsonl"))
+    assert len(files) == 2 * 3 * 2  # starts x conditions x question types
+    for f in files:
+        assert len(f.read_text().splitlines()) == t2["n_items"][f.parent.name], f
+    for r in t2["rows"]:
+        assert all(r[qt]["em"]["mean"] is not None for qt in ("direct", "multihop"))
 
 
 def test_report_states_knowledge_result_with_intervals():

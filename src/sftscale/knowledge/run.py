@@ -10,7 +10,10 @@ Layout of the run directory ``out``::
     knowledge/table.json, table.md   the results table (shape: docs/knowledge.md)
 
 Reruns reuse everything finished: ``train_cell`` keeps a cell whose ``train_meta.json``
-exists, an evaluation directory with a ``results_*.json`` is read back instead of re-run,
+exists, an evaluation directory with a ``results_*.json`` and a matching ``eval_key.json``
+(``_eval_key``: the model and adapter, the questions, the retrieval flag, the recall facts) is
+read back instead of re-run (a directory whose key differs, or that has none, is stale: it is
+removed and evaluated again; before session 6 a changed ``stage.people`` silently reused it),
 a merged directory with ``merged.json`` is kept, and generations are cached under
 ``cache/gen``. The facts mix (statements, replay, format examples) is a pure function of the
 config and the seed, and its hash names the cell directory, so a changed mix trains anew.
@@ -220,12 +223,51 @@ def _read_done(d: Path) -> list[dict] | None:
     return read_jsonl(samples[-1]) if samples else None
 
 
+EVAL_KEY = "eval_key.json"
+
+
+def _eval_key(src: Source, items: dict[str, list[Item]], gen_ref: str, adapter: str | None,
+              retrieval: bool, recall: bool) -> dict:
+    """What an evaluation directory's results depend on (besides the code): the model, the
+    questions asked (ids, prompts, answers), retrieval, and the facts cloze recall reads."""
+    key: dict[str, Any] = {
+        "model": gen_ref, "adapter": adapter, "retrieval": retrieval,
+        "questions": {qt: sha256_json([[it.id, it.question, it.target] for it in items[qt]])
+                      for qt in QTYPES}}
+    if recall:
+        key["recall"] = sha256_json([list(src.corpus_recall),
+                                     [f.triple for f in src.test_facts() if f.triple is not None]])
+    return key
+
+
+def _claim_eval_dir(d: Path, key: dict, log: Log | None = None) -> None:
+    """Make ``d`` hold evaluations for ``key`` only: remove it when it holds another key's (or
+    an unkeyed one's) results, then record the key."""
+    from ..io import remove_path
+
+    path = d / EVAL_KEY
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    if old == key:
+        return
+    if d.exists() and any(d.iterdir()):
+        if log is not None:
+            log(f"{d}: evaluated for other questions or another model; evaluating again")
+        remove_path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, key)
+
+
 def _eval_model(src: Source, items: dict[str, list[Item]], gen_ref: str, adapter: str | None,
                 d: Path, retrieval: bool, cfg: KnowledgeConfig, cache: Path,
-                recall: bool) -> tuple[dict[str, list[dict]], dict | None]:
-    """Score one model on every question type; toy: also cloze recall. Reuses finished dirs."""
+                recall: bool, log: Log | None = None) -> tuple[dict[str, list[dict]], dict | None]:
+    """Score one model on every question type; toy: also cloze recall. Reuses finished dirs
+    of the same ``_eval_key``."""
     from ..evaluation.run import evaluate
 
+    _claim_eval_dir(d, _eval_key(src, items, gen_ref, adapter, retrieval, recall), log)
     samples: dict[str, list[dict]] = {}
     todo = []
     for qt in QTYPES:
@@ -413,7 +455,7 @@ def run_knowledge(cfg: KnowledgeConfig, out: str | Path | None = None, log: Log 
         for cond, rag in conds:
             t0 = time.perf_counter()
             s, rec = _eval_model(src, items, st.ref, None, out / "eval" / st.name / cond, rag, cfg,
-                                 cache, recall and not rag)
+                                 cache, recall and not rag, log)
             t_eval += time.perf_counter() - t0
             rows.append({"start": st.name, "kind": st.kind, "n": st.n, "condition": cond,
                          "seeds": None, "samples": {qt: [s[qt]] for qt in QTYPES}, "recall": rec})
@@ -436,7 +478,7 @@ def run_knowledge(cfg: KnowledgeConfig, out: str | Path | None = None, log: Log 
                 gen_ref, adapter = str(ckpt), None
             t0 = time.perf_counter()
             s, rec = _eval_model(src, items, gen_ref, adapter, out / "eval" / st.name / f"injected-s{seed}",
-                                 False, cfg, cache, recall)
+                                 False, cfg, cache, recall, log)
             t_eval += time.perf_counter() - t0
             for qt in QTYPES:
                 per_seed[qt].append(s[qt])
