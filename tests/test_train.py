@@ -214,6 +214,26 @@ def test_full_cell_reproducible_and_idempotent(tiny, tmp_path):
     assert m3["subset_ids"] != m1["subset_ids"]
 
 
+def test_a_finished_cell_of_other_base_weights_is_refused(tiny, tmp_path):
+    """Same reference, new weights (a re-pretrained model): the old cell is not reused."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny, base)
+    train_cell(str(base), AddTask(), 8, 0, tmp_path / "cell", recipe=fast_recipe())
+    assert train_cell(str(base), AddTask(), 8, 0, tmp_path / "cell", recipe=fast_recipe())["n"] == 8
+    f = base / "model.safetensors"
+    w = load_file(f)
+    k = next(iter(w))
+    w[k] = w[k] + 1.0
+    save_file(w, f, metadata={"format": "pt"})
+    with pytest.raises(InputError, match="other weights") as ei:
+        train_cell(str(base), AddTask(), 8, 0, tmp_path / "cell", recipe=fast_recipe())
+    assert ei.value.field == "weights_hash"
+
+
 def test_partial_cell_is_cleaned_and_redone(tiny, tmp_path):
     out = tmp_path / "p"
     (out / "ckpt").mkdir(parents=True)

@@ -108,6 +108,7 @@ def train_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
     done = read_meta(out)
     if done is not None:
         _check_same(done, req.ident, out)
+        _check_same_weights(done, req, out)
         return done
     created = not out.exists()
     try:
@@ -279,6 +280,20 @@ def _check_same(done: dict, ident: dict, out: Path) -> None:
         raise InputError(out / META, "this cell directory already holds a finished run with "
                          f"different {', '.join(diff)}; use another output directory",
                          field=diff[0])
+
+
+def _check_same_weights(done: dict, req: _Request, out: Path) -> None:
+    """A finished cell trained from other base weights under the same reference (a
+    re-pretrained toy model, an updated local directory) is not reused."""
+    if not done.get("weights_hash"):
+        return
+    from ..models import model_weights_hash
+
+    now = _safe(model_weights_hash, req.spec)
+    if now is not None and now != done["weights_hash"]:
+        raise InputError(out / META, f"this cell was trained from other weights of {req.model_ref!r} "
+                         f"(weights_hash {done['weights_hash'][:12]}, now {now[:12]}); use another "
+                         "output directory", field="weights_hash")
 
 
 def _clean(out: Path) -> list[str]:
