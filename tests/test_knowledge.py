@@ -263,6 +263,19 @@ bootstrap: {{n_boot: 200}}
         assert len(f.read_text().splitlines()) == t2["n_items"][f.parent.name], f
     for r in t2["rows"]:
         assert all(r[qt]["em"]["mean"] is not None for qt in ("direct", "multihop"))
+    # another reasoning recipe (as after an upgrade that changes a task's version or a model's
+    # defaults): the starting point and its facts cells are trained again, not refused
+    other = more.model_copy(update={"reasoning": more.reasoning.model_copy(
+        update={"recipe": {"min_steps": 5, "max_steps": 5}})})
+    t3 = run_knowledge(other, out)
+    start = json.loads((out / "starts" / "reasoning-8" / "cell" / "train_meta.json").read_text())
+    assert start["steps"] == 5
+    from sftscale.models import weights_hash
+
+    now = weights_hash(out / "starts" / "reasoning-8" / "cell" / "ckpt")
+    used = [f["dir"] for r in t3["rows"] if r["start"] == "reasoning-8" for f in r.get("facts_stage") or []]
+    metas = [json.loads((Path(d) / "train_meta.json").read_text()) for d in used]
+    assert metas and all(m["weights_hash"] == now for m in metas)  # stale ones were replaced
 
 
 def test_report_states_knowledge_result_with_intervals():

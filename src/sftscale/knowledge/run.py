@@ -10,7 +10,8 @@ Layout of the run directory ``out``::
     knowledge/table.json, table.md   the results table (shape: docs/knowledge.md)
 
 Reruns reuse everything finished: ``train_cell`` keeps a cell whose ``train_meta.json``
-exists, an evaluation directory with a ``results_*.json`` and a matching ``eval_key.json``
+exists (a finished starting point or facts cell that ``train_cell`` would refuse, for another
+task version, recipe or base weights, is removed and trained again: ``replace_if_stale``), an evaluation directory with a ``results_*.json`` and a matching ``eval_key.json``
 (``_eval_key``: the model and adapter, the questions, the retrieval flag, the recall facts) is
 read back instead of re-run (a directory whose key differs, or that has none, is stale: it is
 removed and evaluated again; before session 6 a changed ``stage.people`` silently reused it),
@@ -150,7 +151,7 @@ def _merge_lora(base_ref: str, adapter: Path, dst: Path, log: Log) -> Path:
 def starting_points(cfg: KnowledgeConfig, out: Path, log: Log) -> list[Start]:
     """(a) base, (b) reasoning-N for each N (trained here), (c) instruct."""
     from ..tasks import get_task
-    from ..train.cell import train_cell
+    from ..train.cell import replace_if_stale, train_cell
 
     starts: list[Start] = []
     if cfg.base:
@@ -166,6 +167,11 @@ def starting_points(cfg: KnowledgeConfig, out: Path, log: Log) -> list[Start]:
         by_id = {it.id: it for it in task.train_items()}
         for n in r.n:
             cell = out / "starts" / f"reasoning-{n}" / "cell"
+            if replace_if_stale(cfg.model, task, n, r.seed, cell, recipe=dict(r.recipe) or None,
+                                task_options=r.options or None, log=log):
+                from ..io import remove_path
+
+                remove_path(cell.parent / "merged")  # merged from the replaced adapter
             t0 = time.perf_counter()
             meta = train_cell(cfg.model, task, n, r.seed, cell, recipe=dict(r.recipe) or None,
                               task_options=r.options or None)
@@ -442,6 +448,12 @@ def run_knowledge(cfg: KnowledgeConfig, out: str | Path | None = None, log: Log 
     t_train = t_eval = 0.0
     facts = {(st.name, seed): _facts_cell(cfg, src, st, seed, out)
              for st in starts for seed in cfg.stage.seeds}
+    from ..train.cell import replace_if_stale
+
+    for st in starts:  # a facts cell of another start or base weights is retrained, not refused
+        for seed in cfg.stage.seeds:
+            pairs, task, cell = facts[(st.name, seed)]
+            replace_if_stale(st.ref, task, len(pairs), seed, cell, recipe=recipe, log=log)
     if cfg.stage.workers > 1:
         t0 = time.perf_counter()
         _train_facts_parallel(facts, starts, cfg.stage.workers, recipe, log)

@@ -282,6 +282,29 @@ def _check_same(done: dict, ident: dict, out: Path) -> None:
                          field=diff[0])
 
 
+def replace_if_stale(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
+                     recipe: Any = None, task_options: dict | None = None,
+                     log: Callable[[str], None] | None = None) -> bool:
+    """Remove ``out`` when it holds a finished cell that ``train_cell`` would refuse for this
+    request (another task version, recipe, model or base weights); True when removed. For
+    directories a pipeline derives and owns (the knowledge runner's starting points and facts
+    cells), where a rerun after an upgrade should retrain rather than stop."""
+    out = Path(out)
+    done = read_meta(out)
+    if done is None:
+        return False
+    req = _resolve(model, task, n, seed, recipe, task_options)
+    try:
+        _check_same(done, req.ident, out)
+        _check_same_weights(done, req, out)
+    except InputError as e:
+        if log is not None:
+            log(f"{out}: {e.reason.split(';')[0]} ({e.field}); training it again")
+        shutil.rmtree(out)
+        return True
+    return False
+
+
 def _check_same_weights(done: dict, req: _Request, out: Path) -> None:
     """A finished cell trained from other base weights under the same reference (a
     re-pretrained toy model, an updated local directory) is not reused."""
@@ -386,4 +409,4 @@ def _save_ckpt(model: Any, tok: Any, out: Path, state_dict: dict | None = None) 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-__all__ = ["META", "read_meta", "train_cell", "wrap_lora"]
+__all__ = ["META", "read_meta", "replace_if_stale", "train_cell", "wrap_lora"]
