@@ -11,12 +11,13 @@ Layout of the run directory ``out``::
 
 Reruns reuse everything finished: ``train_cell`` keeps a cell whose ``train_meta.json``
 exists (a finished starting point or facts cell that ``train_cell`` would refuse, for another
-task version, recipe or base weights, is removed and trained again: ``replace_if_stale``), an evaluation directory with a ``results_*.json`` and a matching ``eval_key.json``
-(``_eval_key``: the model and adapter, the questions, the retrieval flag, the recall facts) is
-read back instead of re-run (a directory whose key differs, or that has none, is stale: it is
-removed and evaluated again; before session 6 a changed ``stage.people`` silently reused it),
-a merged directory with ``merged.json`` is kept, and generations are cached under
-``cache/gen``. The facts mix (statements, replay, format examples) is a pure function of the
+task version, recipe or base weights, is removed and trained again: ``replace_if_stale``), an
+evaluation directory with a ``results_*.json`` and a matching ``eval_key.json`` (``_eval_key``:
+the model and adapter, the questions, the retrieval flag, the recall facts) is read back
+instead of re-run (a directory whose key differs, or that has none, is stale: it is removed
+and evaluated again; before session 6 a changed ``stage.people`` silently reused it), a
+merged directory with ``merged.json`` is kept, and generations are cached under ``cache/gen``.
+The facts mix (statements, replay, format examples) is a pure function of the
 config and the seed, and its hash names the cell directory, so a changed mix trains anew.
 
 Facts stage: one ``train_cell`` on an in-memory task whose training pool is the mix; the
@@ -40,7 +41,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..io import InputError, atomic_write_json, atomic_write_text, read_jsonl, sha256_json
+from ..io import InputError, atomic_write_json, atomic_write_text, read_jsonl, remove_path, sha256_json
 from ..tasks.base import GenSpec, Item, Task
 from .config import KnowledgeConfig
 from .sources import QTYPES, Source, file_source
@@ -169,8 +170,6 @@ def starting_points(cfg: KnowledgeConfig, out: Path, log: Log) -> list[Start]:
             cell = out / "starts" / f"reasoning-{n}" / "cell"
             if replace_if_stale(cfg.model, task, n, r.seed, cell, recipe=dict(r.recipe) or None,
                                 task_options=r.options or None, log=log):
-                from ..io import remove_path
-
                 remove_path(cell.parent / "merged")  # merged from the replaced adapter
             t0 = time.perf_counter()
             meta = train_cell(cfg.model, task, n, r.seed, cell, recipe=dict(r.recipe) or None,
@@ -249,8 +248,6 @@ def _eval_key(src: Source, items: dict[str, list[Item]], gen_ref: str, adapter: 
 def _claim_eval_dir(d: Path, key: dict, log: Log | None = None) -> None:
     """Make ``d`` hold evaluations for ``key`` only: remove it when it holds another key's (or
     an unkeyed one's) results, then record the key."""
-    from ..io import remove_path
-
     path = d / EVAL_KEY
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
@@ -442,14 +439,12 @@ def run_knowledge(cfg: KnowledgeConfig, out: str | Path | None = None, log: Log 
     starts = starting_points(cfg, out, log)
     timings["starting_points_s"] = time.perf_counter() - t0
 
-    from ..train.cell import train_cell
+    from ..train.cell import replace_if_stale, train_cell
 
     rows: list[dict] = []
     t_train = t_eval = 0.0
     facts = {(st.name, seed): _facts_cell(cfg, src, st, seed, out)
              for st in starts for seed in cfg.stage.seeds}
-    from ..train.cell import replace_if_stale
-
     for st in starts:  # a facts cell of another start or base weights is retrained, not refused
         for seed in cfg.stage.seeds:
             pairs, task, cell = facts[(st.name, seed)]

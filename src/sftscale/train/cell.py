@@ -107,8 +107,7 @@ def train_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
     req = _resolve(model, task, n, seed, recipe, task_options, device)
     done = read_meta(out)
     if done is not None:
-        _check_same(done, req.ident, out)
-        _check_same_weights(done, req, out)
+        _check_reusable(done, req, out)
         return done
     created = not out.exists()
     try:
@@ -295,8 +294,7 @@ def replace_if_stale(model: Any, task: Any, n: int, seed: int, out: str | os.Pat
         return False
     req = _resolve(model, task, n, seed, recipe, task_options)
     try:
-        _check_same(done, req.ident, out)
-        _check_same_weights(done, req, out)
+        _check_reusable(done, req, out)
     except InputError as e:
         if log is not None:
             log(f"{out}: {e.reason.split(';')[0]} ({e.field}); training it again")
@@ -305,9 +303,11 @@ def replace_if_stale(model: Any, task: Any, n: int, seed: int, out: str | os.Pat
     return False
 
 
-def _check_same_weights(done: dict, req: _Request, out: Path) -> None:
-    """A finished cell trained from other base weights under the same reference (a
-    re-pretrained toy model, an updated local directory) is not reused."""
+def _check_reusable(done: dict, req: _Request, out: Path) -> None:
+    """InputError unless the finished cell ``done`` answers ``req``: the same identity
+    (``_check_same``) and the same base weights; a cell trained from other weights under the
+    same reference (a re-pretrained toy model, an updated local directory) is not reused."""
+    _check_same(done, req.ident, out)
     if not done.get("weights_hash"):
         return
     from ..models import model_weights_hash
