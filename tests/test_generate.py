@@ -279,3 +279,43 @@ def test_encode_is_the_one_bos_rule(loaded):
     b = HFBackend(model, tok, None, 1)
     for p in ["", "<s>already", "plain"]:
         assert b.encode(p) == encode_prompt(tok, p)
+
+
+def test_cache_keyword_follows_the_models_forward(loaded):
+    """transformers <= 5.17 takes ``past_key_values``, later ones ``cache``; the wrong name is
+    swallowed by ``**kwargs`` and decoding silently loses its history, so pick by signature."""
+    from sftscale.generation.hf import _cache_kwarg
+
+    class Old:
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None, **kwargs): ...
+
+    class New:
+        def forward(self, input_ids=None, cache=None, use_cache=None, **kwargs): ...
+
+    class Wrapped:  # peft's shape: the base model's forward decides
+        def get_base_model(self):
+            return Old()
+
+    assert (_cache_kwarg(Old()), _cache_kwarg(New()), _cache_kwarg(Wrapped())) == \
+        ("past_key_values", "cache", "past_key_values")
+    model = loaded[0]
+    import inspect
+
+    assert _cache_kwarg(model) in inspect.signature(type(model).forward).parameters
+
+
+def test_attention_backends_leave_out_cudnn_on_cuda_only():
+    """cuDNN attention plans every new shape (~20 ms of CPU a call on an H200 in bf16): the
+    forward passes of sftscale run without it on CUDA, and the switch is undone afterwards."""
+    import torch
+
+    from sftscale.models import attention_backends
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with attention_backends("cpu"):
+        assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    with attention_backends(torch.device("cuda", 0)):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.mem_efficient_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before

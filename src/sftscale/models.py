@@ -359,6 +359,26 @@ def default_dtype(device: str) -> Any:
     return torch.float32
 
 
+def attention_backends(device: Any) -> Any:
+    """A fresh context for sftscale's forward passes: on CUDA, scaled-dot-product attention
+    without the cuDNN backend (flash, memory-efficient, math); elsewhere nothing.
+
+    Why: in bf16 on an H200 (torch 2.11), SDPA picks cuDNN attention whenever a padding mask is
+    passed, and cuDNN builds an execution plan for each new (batch, length) shape, about 20 ms of
+    CPU a call. A decode loop meets a new length every step, and dynamic padding a new shape every
+    training batch: 93% of a toy-S generate's time went there (docs/notes/generate.md). The
+    other kernels plan nothing per shape. Not handled: models that bypass SDPA (eager, flash-attn
+    2 packages), which this leaves as they are."""
+    import torch
+
+    if torch.device(device).type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                        SDPBackend.MATH])
+
+
 def _as_dtype(dtype: Any) -> Any:
     import torch
 

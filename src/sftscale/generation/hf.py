@@ -52,7 +52,7 @@ from .checkpoint import (checkpoint_hash, checkpoint_kind, resolve_checkpoint, s
                          tokenizer_hash)
 from ..events import ProgressFn
 from ..io import InputError
-from ..models import encode_prompt
+from ..models import attention_backends, encode_prompt
 from ..tasks.base import GenSpec
 
 
@@ -206,7 +206,7 @@ class HFBackend:
                 batch.finished = []
                 report(progress, sent, len(enc))
 
-        with self._context(), self._torch.inference_mode():
+        with self._context(), self._torch.inference_mode(), attention_backends(self.device):
             while queue or batch.rows:
                 if queue and batch.has_room():
                     n = bs - len(batch.rows)
@@ -231,7 +231,7 @@ class HFBackend:
     def forward(self, input_ids: Any, attn: Any, pos: Any, cache: Any) -> Any:
         """Last-position logits of one forward pass that extends ``cache``."""
         out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=pos,
-                         cache=cache, use_cache=True, **self._kw)
+                         use_cache=True, **{_cache_kwarg(self.model): cache}, **self._kw)
         return out.logits[:, -1, :]
 
     def prefill(self, ids_list: list[list[int]]) -> tuple[Any, Any, Any, Any]:
@@ -257,6 +257,9 @@ class HFBackend:
         except TypeError:  # a model without logits_to_keep
             self._kw = {}
             logits = self.forward(input_ids, attn, pos, cache)
+        if cache.get_seq_length() == 0:  # our bug, not the user's: see _cache_kwarg
+            raise RuntimeError(f"{type(self.model).__name__} did not fill the KV cache it was "
+                               f"passed as {_cache_kwarg(self.model)!r}")
         return cache, attn, pos[:, -1], logits
 
     def describe(self) -> dict:
@@ -391,6 +394,29 @@ def nucleus_probs(torch: Any, logits: Any, temperature: float, top_p: float) -> 
 
 
 # --------------------------------------------------------------------------- cache surgery
+_CACHE_KW: dict[type, str] = {}
+
+
+def _cache_kwarg(model: Any) -> str:
+    """The keyword under which ``model.forward`` takes a KV cache.
+
+    transformers renamed ``past_key_values`` to ``cache`` between 5.17 and 5.24 (the old name
+    still works there, with a warning). On 5.17 an unknown ``cache=`` is swallowed by
+    ``**kwargs``: the model builds its own cache and ours stays empty, so decoding silently
+    loses its history (found on the GPU machine's 5.17; ``prefill`` now checks)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cls = type(base)
+    if cls not in _CACHE_KW:
+        import inspect
+
+        try:
+            params = inspect.signature(cls.forward).parameters
+        except (TypeError, ValueError):
+            params = {}
+        _CACHE_KW[cls] = "cache" if "cache" in params else "past_key_values"
+    return _CACHE_KW[cls]
+
+
 def _mergeable(cache: Any) -> bool:
     """Rows can join a running batch only when every cache layer is a plain DynamicLayer."""
     from transformers.cache_utils import DynamicLayer

@@ -91,6 +91,7 @@ def write_val_loss(gen: Any, task: Any, cell: Any, out: Path) -> None:
         return
     import torch
 
+    from ..models import attention_backends
     from ..train.examples import build_examples
     from ..train.loop import collate, token_loss_sum
     from ..train.recipe import resolve_recipe
@@ -101,7 +102,7 @@ def write_val_loss(gen: Any, task: Any, cell: Any, out: Path) -> None:
     dev = next(model.parameters()).device
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     total, count = 0.0, 0
-    with torch.no_grad():
+    with torch.no_grad(), attention_backends(dev):
         for i in range(0, len(examples), 16):
             loss, n = token_loss_sum(model, collate(examples[i:i + 16], pad, dev))
             total, count = total + float(loss), count + n

@@ -49,6 +49,7 @@ from typing import Any, Sequence
 import torch
 
 from ..events import ProgressEvent, ProgressFn
+from ..models import attention_backends
 from .examples import IGNORE, n_targets
 
 
@@ -278,7 +279,7 @@ def train_loop(model: torch.nn.Module, examples: Sequence[Sequence[Sequence[int]
             sync = (accelerator.no_sync(model) if accelerator is not None and j < len(mine) - 1
                     else _null())
             with sync:
-                with ctx:
+                with ctx, attention_backends(device):
                     loss_sum, _ = token_loss_sum(model, mb)
                 scaled = loss_sum * (world / n_target)
                 if accelerator is not None:
