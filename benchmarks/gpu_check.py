@@ -93,7 +93,12 @@ def main() -> None:
     ap.add_argument("--random-hidden", type=int, default=1024)
     ap.add_argument("--random-layers", type=int, default=24)
     ap.add_argument("--device", default="cuda", help="cpu: a smoke test of this script only")
+    ap.add_argument("--profile", default=None, metavar="MODEL",
+                    help="instead: torch.profiler tables of sftscale's generate on MODEL "
+                         "(toy-S or toy-M), fp32 then bf16")
     a = ap.parse_args()
+    if a.profile:
+        return profile(a)
 
     import torch
 
@@ -149,6 +154,38 @@ def main() -> None:
     (Path(a.out) / "gpu_check.json").write_text(json.dumps(report, indent=1))
     bad = [r for r in report["runs"] if r["dtype"] == "float32" and r["identical"] != r["prompts"]]
     sys.exit(1 if bad else 0)
+
+
+def profile(a: argparse.Namespace) -> None:
+    """The ops that take the time in sftscale's decode loop, per dtype (top 15 by self CPU
+    time and by device time), to explain a dtype's slowdown."""
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as prof
+
+    from sftscale.generation import Generator
+    from sftscale.models import load_model
+    from sftscale.tasks import get_task
+
+    task = get_task("toy-multihop")
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if a.device == "cuda" else [])
+    for dtype in (torch.float32, torch.bfloat16):
+        model, tok = load_model(a.profile)
+        model = model.to(a.device, dtype=dtype).eval()
+        prompts = [task.build_prompt(it, tok, False) for it in task.test_items()[:a.n]]
+        gen = Generator((model, tok), batch_size=a.batch_size)
+        gen.generate(prompts[:8], task.gen)
+        with prof(activities=acts) as p:
+            t0 = time.perf_counter()
+            gen.generate(prompts, task.gen)
+            if a.device == "cuda":
+                torch.cuda.synchronize()
+        print(f"== {a.profile} {dtype}: {time.perf_counter() - t0:.2f} s, "
+              f"stats {json.dumps(gen.backend.stats)}", flush=True)
+        for key in ("self_cpu_time_total",) + (("self_device_time_total",)
+                                               if a.device == "cuda" else ()):
+            print(p.key_averages().table(sort_by=key, row_limit=15, max_name_column_width=48),
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,12 @@ study's cells take):
 2. DDP and FSDP (torch FSDP2) with one process per visible GPU (``--device cpu``: 2 gloo
    processes), full finetuning, same effective batch: the largest relative difference of the
    per-step losses against the one-process run, tokens/s, MFU;
-3. vLLM generation parity: greedy vLLM vs greedy ``transformers`` ``generate`` on the fully
+3. the planner's GPU constants (``study/gpu_calibration.json``, a copy in ``--out``):
+   ``gpucal.measure_train_mfu`` on a random slice of an 8B-shaped Llama (``--cal-hidden`` 4096,
+   ``--cal-layers`` 8, intermediate 14336, 32 heads, 8 KV heads, vocab 32000; 8 x 512 random
+   tokens a step), full finetuning and LoRA. Not the toy runs of 1.: their ~50-token examples
+   measure launch overhead, not what a 7-8B study's steps cost;
+4. vLLM generation parity: greedy vLLM vs greedy ``transformers`` ``generate`` on the fully
    finetuned checkpoint's toy-math prompts (identical responses counted); skipped with a note
    when vllm is not installed.
 
@@ -98,6 +103,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--hidden", type=int, default=None)
     ap.add_argument("--layers", type=int, default=None)
+    ap.add_argument("--cal-hidden", type=int, default=4096)
+    ap.add_argument("--cal-layers", type=int, default=8)
     a = ap.parse_args()
     import torch
 
@@ -149,12 +156,37 @@ def main() -> int:
 
         name = report["device"]
         key = next((k for k in GPUS if k.lower() in name.lower()), name)
-        mfu = {m: report["runs"].get(f"single_{m}", {}).get("mfu") for m in ("lora", "full")}
-        cal = write_gpu_calibration(key, mfu_lora=mfu["lora"], mfu_full=mfu["full"],
-                                    source=f"benchmarks/gpu_train_check.py on {name}")
+        mfu = {m: calibration_mfu(a.cal_hidden, a.cal_layers, m == "lora")
+               for m in ("lora", "full")}
+        report["calibration"] = {"gpu": key, "hidden": a.cal_hidden, "layers": a.cal_layers,
+                                 "mfu": mfu}
+        (out / "gpu_train_check.json").write_text(json.dumps(report, indent=2))
+        cal = write_gpu_calibration(
+            key, mfu_lora=mfu["lora"], mfu_full=mfu["full"],
+            source=f"benchmarks/gpu_train_check.py on {name}: random Llama slice, hidden "
+                   f"{a.cal_hidden}, {a.cal_layers} layers, 8 x 512 tokens a step, bf16 autocast")
         (out / cal.name).write_text(cal.read_text())
         print("calibration", key, json.dumps(mfu), flush=True)
     return 0
+
+
+def calibration_mfu(hidden: int, layers: int, lora: bool) -> float:
+    """``gpucal.measure_train_mfu`` on a random ``layers``-deep slice of an 8B-shaped Llama."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from sftscale.study.gpucal import measure_train_mfu
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=32000, hidden_size=hidden, intermediate_size=hidden * 7 // 2,
+                      num_hidden_layers=layers, num_attention_heads=hidden // 128,
+                      num_key_value_heads=max(1, hidden // 512), max_position_embeddings=2048)
+    model = LlamaForCausalLM(cfg).cuda()
+    try:
+        return measure_train_mfu(model, peak_flops(), lora, seq_len=512, batch=8, steps=8)
+    finally:
+        del model
+        torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

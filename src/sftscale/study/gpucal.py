@@ -6,9 +6,10 @@ is what a GPU script calls after measuring (``measure_train_mfu``: real optimize
 model through ``train.loop``, MFU = 6·params·tokens / (seconds · peak FLOP/s); for LoRA the same
 6·P·T numerator, so LoRA's MFU is the planner's effective rate, not hardware utilisation).
 
-The shipped values are UNMEASURED DEFAULTS (``measured: false``, MFU 0.35) until a session with
-a GPU runs ``benchmarks/gpu_train_check.py`` and commits the file it rewrites (a copy comes back
-in its ``--out`` folder).
+Measured so far: H200 (2026-11-30; full 0.339, LoRA 0.499 on an 8B-shaped slice,
+docs/benchmarks.md "GPU"). Every other GPU gets the UNMEASURED DEFAULT (``measured: false``,
+MFU 0.35) until a session with that GPU runs ``benchmarks/gpu_train_check.py`` and commits the
+file it rewrites (a copy comes back in its ``--out`` folder).
 
 Not handled: multi-GPU scaling (the planner assumes ideal scaling), decode efficiency (the
 planner bounds decoding by memory bandwidth instead).
@@ -58,9 +59,12 @@ def measure_train_mfu(model: Any, peak_flops: float, lora: bool, seq_len: int = 
                       batch: int = 8, steps: int = 6) -> float:
     """MFU of ``steps`` real optimizer steps (after one warm-up) on random tokens of
     ``batch`` x ``seq_len``; ``model`` is a causal LM on its device (wrapped in LoRA here when
-    ``lora``)."""
+    ``lora``), in fp32 with bf16 autocast on CUDA, as ``train.loop`` runs it there."""
+    import contextlib
+
     import torch
 
+    from ..models import attention_backends
     from ..train.loop import LoopConfig, make_optimizer, token_loss_sum
 
     n_params = sum(p.numel() for p in model.parameters())
@@ -74,8 +78,12 @@ def measure_train_mfu(model: Any, peak_flops: float, lora: bool, seq_len: int = 
     ids = torch.randint(0, vocab, (batch, seq_len), device=dev)
     b = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
 
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda"
+           else contextlib.nullcontext())
+
     def step() -> None:
-        loss, n = token_loss_sum(model, b)
+        with amp, attention_backends(dev):
+            loss, n = token_loss_sum(model, b)
         (loss / max(1, n)).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
