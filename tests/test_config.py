@@ -135,17 +135,17 @@ n: [0, 16]
 seeds: [0]
 """
     cells = {c.key: c for c in expand_cells(parse_study(text, "v.yaml"))}
-    assert cells["a__toy-instruct__n16__s0"].spec()["task_version"] == "2"
+    assert cells["a__toy-instruct__n16__s0"].spec()["task_version"] == "3"
     # toy-S's and toy-M's lr are their own; the copy has the shared defaults; N = 0 never trains
     assert cells["a__toy-instruct__n16__s0"].spec()["model_defaults"] == {"lr": 5e-4}
-    assert cells["b__toy-instruct__n16__s0"].spec()["model_defaults"] == {"lr": 3e-4}
+    assert cells["b__toy-instruct__n16__s0"].spec()["model_defaults"] == {"lr": 5e-4}
     assert "model_defaults" not in cells["c__toy-instruct__n16__s0"].spec()
     assert "model_defaults" not in cells["b__toy-instruct__n0"].spec()
     before = {k: c.spec_hash for k, c in cells.items()}
     (d / "toy_meta.json").write_text(json.dumps({**meta, "sft_defaults": {"lr": 3e-4}}))
     own = {c.key: c.spec_hash for c in expand_cells(parse_study(text, "v.yaml"))}
     assert [k for k in before if own[k] != before[k]] == ["c__toy-instruct__n16__s0"]
-    monkeypatch.setattr(ToyInstruct, "version", "3")
+    monkeypatch.setattr(ToyInstruct, "version", "4")
     after = {c.key: c.spec_hash for c in expand_cells(parse_study(text, "v.yaml"))}
     assert all(after[k] != own[k] for k in own)  # every cell: the task's version
 

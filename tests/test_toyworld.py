@@ -267,3 +267,12 @@ def test_name_errors_counts_answers_that_rename_the_person():
             {"prompt": "Question: no one here\nResponse:\n", "response": "", "correct": False}]
     got = name_errors(rows, w)
     assert got == {"items": 3, "wrong": 2, "shared_first": 3, "wrong_shared_first": 2, "renamed": 1}
+
+
+def test_no_test_person_shares_a_first_name_with_a_training_person():
+    """Finetuning teaches the training people's names: a test namesake of one loses its last
+    name to it (docs/footguns.md), so the split keeps first names on one side."""
+    w = World.generate(0)
+    pool = {p.name.split()[0] for p in w.group("pool")}
+    test = {p.name.split()[0] for p in w.group("test")}
+    assert not pool & test and len(w.group("test")) == 67 and len(w.group("pool")) == 125

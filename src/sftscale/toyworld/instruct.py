@@ -258,7 +258,7 @@ class ToyInstruct(Task):
     Options: ``n_test`` (test items; default 2,000), ``seed``, ``limit``."""
 
     name = "toy-instruct"
-    version = "2"
+    version = "3"  # v3: test people split from pool people by first name
     primary_metric = "accuracy"
     license = "Apache-2.0 (generated)"
     gen = GenSpec(max_new_tokens=48, stop=("<|endoftext|>", "\nQuestion:"))

@@ -159,7 +159,7 @@ def _math_items(split: str, n: int, seed: int) -> tuple[Item, ...]:
 @register_task("toy-multihop")
 class ToyMultihop(_ToyQA):
     name = "toy-multihop"
-    version = "2"
+    version = "3"  # v3: test people split from pool people by first name
     primary_metric = "accuracy"
 
     def score(self, item: Item, response: str) -> dict:
@@ -201,7 +201,7 @@ class ToyMultihop(_ToyQA):
 @register_task("toy-knowledge")
 class ToyKnowledge(_ToyQA):
     name = "toy-knowledge"
-    version = "2"
+    version = "3"  # v3: test people split from pool people by first name
     primary_metric = "accuracy"
 
     def __init__(self, split: str = "direct", n_test: int | None = None, seed: int = 0,

@@ -121,9 +121,18 @@ class World:
         names = names[:n_people]
         n_held = round(n_people * heldout_frac)
         n_test = round((n_people - n_held) * test_frac)
+        # test people: whole first-name groups of the corpus people, so that no test person
+        # shares a first name with a pool (training) person; the corpus is unchanged
+        firsts: dict[str, list[int]] = {}
+        for i in range(n_held, len(names)):
+            firsts.setdefault(names[i].split()[0], []).append(i)
+        test_ids: set[int] = set()
+        for idx in firsts.values():
+            if len(test_ids) + len(idx) <= n_test:
+                test_ids.update(idx)
         people = []
         for i, name in enumerate(names):
-            group = "heldout" if i < n_held else ("test" if i < n_held + n_test else "pool")
+            group = "heldout" if i < n_held else ("test" if i in test_ids else "pool")
             people.append(Person(name=name, born_in=rng.choice(CITIES), lives_in=rng.choice(CITIES),
                                  works_for=rng.choice(COMPANIES), group=group))
         return cls(seed=seed, people=people, city_country=city_country, capitals=capitals,
