@@ -40,7 +40,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 # Finetuning defaults per size, over the shared ``TOY_SFT_DEFAULTS``: chosen by
 # studies/toy-recipe-search.yaml (docs/toy-models.md) and written into each model's
 # ``toy_meta.json`` as ``sft_defaults`` (read by ``toyworld.toy_sft_defaults``).
-SFT_DEFAULTS: dict[str, dict[str, Any]] = {"S": {"lr": 5e-4}, "M": {"lr": 3e-4}, "L": {}}
+SFT_DEFAULTS: dict[str, dict[str, Any]] = {"S": {"lr": 5e-4}, "M": {"lr": 5e-4}, "L": {}}
 BATCH, SEQ_LEN = 16, 128
 
 
