@@ -34,7 +34,9 @@ def register(app: typer.Typer) -> None:
         items: Optional[Path] = typer.Option(None, "--items", help="per-item scores (JSONL or CSV)"),
         n_boot: int = typer.Option(1000, "--n-boot", help="bootstrap replicates"),
         seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
-        level: float = typer.Option(0.95, "--level", help="interval level"),
+        level: float = typer.Option(0.95, "--level", help="interval level of the fits' parameters"),
+        forecast_level: float = typer.Option(0.9, "--forecast-level",
+                                             help="interval level of the forecasts (conformal, backtested)"),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="fits.json path"),
         analysis: bool = typer.Option(True, "--analysis/--no-analysis",
                                       help="also write analysis.json when items have format_ok/correct"),
@@ -46,6 +48,15 @@ def register(app: typer.Typer) -> None:
 
         if not 0 < level < 1:
             raise InputError(None, f"--level must be in (0, 1), got {level}", field="level")
+        if not 0 < forecast_level < 1:
+            raise InputError(None, f"--forecast-level must be in (0, 1), got {forecast_level}",
+                             field="forecast-level")
+        for t in target:
+            if not 0 < t < 1:  # every fitted metric is a rate here; 0 and 1 are never "reached" by a forecast
+                raise InputError(None, f"--target {t:g} is not a rate strictly between 0 and 1", field="target")
+        for a in at:
+            if not (a > 0 and a < float("inf")):
+                raise InputError(None, f"--at {a:g} is not a number of examples > 0", field="at")
         if n_boot < 0:
             raise InputError(None, f"--n-boot must be >= 0, got {n_boot}", field="n-boot")
         forms = [f.strip() for x in form for f in x.split(",") if f.strip()] or None
@@ -61,7 +72,11 @@ def register(app: typer.Typer) -> None:
                             level=level)
         from ..fit.joint import joint_fits
         joint = joint_fits(long_df, items_df, metric=metric, n_boot=n_boot, seed=seed, level=level)
-        doc = fits_document(results, targets=target, predict_at=at, source=str(src), joint=joint)
+        from ..fit.forecast import forecast_table
+        forecasts = forecast_table(long_df, items_df, metric=metric, targets=target, level=forecast_level,
+                                   n_boot=n_boot, seed=seed)
+        doc = fits_document(results, targets=target, predict_at=at, source=str(src), joint=joint,
+                            forecasts=forecasts)
         if warnings:
             doc["input_warnings"] = warnings
         fits_path = out or out_dir / "fits.json"
@@ -87,6 +102,24 @@ def _fmt(x, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}g}"
 
 
+def print_forecasts(con, fc: dict) -> None:
+    """The answers: per curve, the forecast at 2x the largest N, N for each target, the backtest."""
+    from rich.table import Table
+
+    from ..fit.answers import answer_rows
+
+    rows = answer_rows(fc)
+    if not rows:
+        return
+    t = Table(title=f"forecasts ({int(round(100 * (fc.get('level') or 0)))}% intervals for a new measurement; "
+                    "backtested: fitted on smaller N, scored on the next larger N)")
+    for c in ("curve", "largest N: measured", "2x the largest N", "N for target", "backtest |error| (naive: last, line)"):
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(r["curve"], r["measured"], r["forecast"], r["targets"], r["backtest"])
+    con.print(t)
+
+
 def _print(doc: dict, analysis_doc: dict | None, path: Path) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -107,18 +140,7 @@ def _print(doc: dict, analysis_doc: dict | None, path: Path) -> None:
         for w in f["warnings"]:
             con.print(f"[yellow]warning[/] {f['model']}/{f['task']}/{f['metric']} {f['form']}: {w}",
                       markup=True, highlight=False)
-    for f in doc["fits"]:
-        for tg in f.get("targets", []):
-            if f["best"]:
-                n = _fmt(tg["n"], 4) if tg["reachable"] else "not reachable"
-                if tg["frac_reachable"] is None:
-                    ci = " (no interval: no bootstrap)"
-                else:
-                    hi = _fmt(tg["hi"], 4) if tg["hi"] is not None else "never"
-                    ci = (f" [{_fmt(tg['lo'], 4)}, {hi}], reachable in {100 * tg['frac_reachable']:.0f}% "
-                          "of replicates")
-                con.print(f"{f['model']}/{f['task']} {f['metric']} >= {tg['target']} ({f['form']}): "
-                          f"N = {n}{ci}" + (" (extrapolation)" if tg.get("extrapolation") else ""))
+    print_forecasts(con, doc.get("forecasts") or {})
     from ..fit.joint import describe_difference
     for j in doc.get("joint", []):
         for d in j["differences"]:

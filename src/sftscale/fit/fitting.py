@@ -199,18 +199,26 @@ class FitResult:
         d["unidentified"] = list(self.unidentified)
         d["selection"] = dict(self.selection)
         d["n_max_measured"] = self.n_max
-        if np.all(np.isfinite(self.theta)) and np.isfinite(self.n_max) and self.n_max > 0:
-            mid, lo, hi = self.predict([2 * self.n_max])
-            d["prediction_2x"] = {"n": 2 * self.n_max, "mid": mid[0], "lo": lo[0], "hi": hi[0]}
         if self.form == "power" and np.all(np.isfinite(self.theta)):
             d["paper_terms"] = self.paper_terms()
         if len(predict_at):
             mid, lo, hi = self.predict(predict_at)
-            d["predictions"] = [{"n": float(x), "mid": a, "lo": b, "hi": c}
+            rate = bool(np.all((self.y >= 0) & (self.y <= 1)))
+            d["predictions"] = [_in_range({"n": float(x), "mid": a, "lo": b, "hi": c}, rate)
                                 for x, a, b, c in zip(predict_at, mid, lo, hi)]
         if len(targets):
             d["targets"] = [n_for_target(self, t) for t in targets]
         return json_safe(d)
+
+
+def _in_range(p: dict, rate: bool) -> dict:
+    """A form's prediction of a rate that leaves [0, 1] is withheld, not printed: the form cannot
+    hold there (forecasts that stay in range are ``forecast``'s)."""
+    vals = [p[k] for k in ("mid", "lo", "hi") if p[k] is not None and np.isfinite(p[k])]
+    if rate and any(v < 0 or v > 1 for v in vals):
+        return {"n": p["n"], "mid": None, "lo": None, "hi": None,
+                "note": "this form leaves [0, 1] here: it cannot describe a rate at this N"}
+    return p
 
 
 def fit_law(n: Sequence[float], y: Sequence[float], form: str | Form, n_items: int | None = None,
@@ -370,23 +378,34 @@ def fit_table(df: pd.DataFrame | str, items: pd.DataFrame | str | None = None, m
             get_form(f)
         except KeyError as e:
             raise InputError(None, str(e.args[0]), field="form") from None
-    if metric is not None:
-        long = long[long["metric"] == metric]
-        if long.empty:
-            raise InputError(None, f"no rows with metric {metric!r}", field="metric")
-    else:  # standard errors and counts are not curves to fit
-        long = long[~(long["metric"].str.endswith("_stderr") | long["metric"].isin(["n", "n_items"]))]
+    long = select_metric(long, metric)
     out: list[FitResult] = []
-    for (model, task, met), rows in long.groupby(["model", "task", "metric"], sort=True):
-        its = None
-        if it is not None:
-            its = it[(it["model"] == model) & (it["task"] == task)]
-            its = its if len(its) else None
-        cd = curve_data(rows, its, n_boot, curve_rng(seed, model, task, met))
+    for cd in iter_curves(long, it, n_boot, seed):
         fits = [fit_curve(cd, f, delta=delta, level=level) for f in forms]
         select_best(fits)
         out += fits
     return out
+
+
+def select_metric(long: pd.DataFrame, metric: str | None) -> pd.DataFrame:
+    """The rows of ``metric``; every metric but ``*_stderr``, ``n`` and ``n_items`` when None."""
+    if metric is not None:
+        long = long[long["metric"] == metric]
+        if long.empty:
+            raise InputError(None, f"no rows with metric {metric!r}", field="metric")
+        return long
+    return long[~(long["metric"].str.endswith("_stderr") | long["metric"].isin(["n", "n_items"]))]
+
+
+def iter_curves(long: pd.DataFrame, items: pd.DataFrame | None, n_boot: int, seed: int):
+    """CurveData of every (model, task, metric) of ``long``, sorted, with the replicates every
+    consumer of a curve shares (seeded by (seed, model, task, metric): ``bootstrap.curve_rng``)."""
+    for (model, task, met), rows in long.groupby(["model", "task", "metric"], sort=True):
+        its = None
+        if items is not None:
+            its = items[(items["model"] == model) & (items["task"] == task)]
+            its = its if len(its) else None
+        yield curve_data(rows, its, n_boot, curve_rng(seed, model, task, met))
 
 
 def _is_items_frame(x: Any) -> bool:
@@ -394,14 +413,17 @@ def _is_items_frame(x: Any) -> bool:
 
 
 def fits_document(results: Sequence[FitResult], targets: Sequence[float] = (),
-                  predict_at: Sequence[float] = (), source: str = "", joint: Sequence[dict] | None = None
-                  ) -> dict:
-    """The JSON object written to ``fits.json`` (``joint``: ``joint.joint_fits`` output, if any)."""
+                  predict_at: Sequence[float] = (), source: str = "", joint: Sequence[dict] | None = None,
+                  forecasts: dict | None = None) -> dict:
+    """The JSON object written to ``fits.json`` (``joint``: ``joint.joint_fits`` output, if any;
+    ``forecasts``: ``forecast.forecast_table`` output, the answers)."""
     level = results[0].level if results else None
     doc = {"version": 1, "source": source, "level": level,
            "notes": ["AIC/AICc: Gaussian likelihood of metric-space residuals on N > 0 points",
                      "loo.error: observed minus predicted (metric space) with that N left out",
-                     "param_ci / predictions / targets: bootstrap percentile intervals",
+                     "param_ci / predictions / targets: bootstrap percentile intervals of each form; a "
+                     "form's prediction of a rate outside [0, 1] is withheld; the answers (forecasts beyond "
+                     "the grid, N for a target) are in 'forecasts'",
                      f"best: {RULE}",
                      f"targets.extrapolation: the point N is beyond {EXTRAPOLATION_FACTOR:g}x the largest "
                      "measured N, or the target is unreachable under the fit",
@@ -409,9 +431,11 @@ def fits_document(results: Sequence[FitResult], targets: Sequence[float] = (),
            "fits": [r.to_dict(targets=targets, predict_at=predict_at) for r in results]}
     if joint is not None:
         doc["joint"] = json_safe(list(joint))
+    if forecasts is not None:
+        doc["forecasts"] = json_safe(forecasts)
     return doc
 
 
 __all__ = ["DEFAULT_FORMS", "FitResult", "bootstrap_fit", "fit_curve", "fit_law", "fit_table",
-           "fits_document", "json_safe", "n_for_target", "point_fit"]
+           "fits_document", "iter_curves", "json_safe", "n_for_target", "point_fit", "select_metric"]
 

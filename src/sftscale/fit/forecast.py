@@ -1,0 +1,552 @@
+"""Forecasts of a rate at larger N that are tested before they are trusted.
+
+The answer a study is for, "how many examples do I need, and what does more data buy?", as
+a product with its own track record:
+
+1. **Members** (``members``): bounded curve families in log N (logit, logistic and Gompertz
+   with floor and ceiling, a ceiling minus a power law) and the two naive forecasts (the
+   last value carried forward; a straight line in log N). No prediction leaves [0, 1].
+2. **Backtests** (``backtest``): every curve is refitted on every prefix of its grid with at
+   least ``MIN_ORIGIN`` points (N > 0) and predicts the next one and two larger N; each
+   record holds what every member predicted, what was measured and the noise of both.
+3. **Calibration** (``calibrate``), pooled over the curves of a study, per horizon bucket
+   (the ratio of the predicted N to the largest N fitted: up to 2.8x, up to 5.7x), on the
+   backtests of the longest prefixes while at least ``MIN_SCORES`` remain:
+   members are weighted by 1 / their backtest mean squared error (stacking by out-of-sample
+   error, not in-sample AICc); the weighted mean of the members is the forecast; if it does
+   not beat both naive forecasts on the pooled backtests, the better naive forecast is the
+   forecast. The interval is split conformal on standardised logit residuals
+   ``|logit y - logit y_hat| / s`` with ``s^2`` = the measurement's noise + the bootstrap
+   variance of the forecast + the members' disagreement: its quantile at ``level`` widens the
+   interval by the errors the method actually made. With fewer scores than the level needs
+   (9 for 90%) the reference quantile (``REFERENCE_Q``, measured on simulated studies) is used
+   and the forecast says so.
+4. **Two intervals**: ``measurement`` (a new measurement with the study's test items and
+   seeds, what a backtest is scored against) and ``curve`` (the curve's value: the
+   measurement noise taken out in quadrature).
+5. **Lack of fit** (``lack_of_fit``): each family's weighted residuals against the bootstrap
+   noise of its points (chi-squared, p < ``LOF_P``). A family that fails is left out of the
+   curve's forecast; when every family fails, or the curve has fewer than ``MIN_POINTS`` N,
+   or it has not left its floor, the forecast is "cannot forecast" with the reason, and no
+   extrapolated N is given.
+6. **Targets**: inside the measured range a target is answered from the measured points
+   (isotonic regression, linear in log N between points; interval from the same bootstrap
+   replicates as the fits); beyond it from the forecast, up to ``MAX_RATIO`` x the largest N.
+
+Not handled: metrics where lower is better or outside [0, 1]; forecasts beyond
+``MAX_RATIO`` x the largest measured N (calibration needs backtests at that horizon, which a
+grid cannot give); curves that fall with N (members are constrained to growth).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.stats import chi2, norm
+
+from .bootstrap import CurveData
+from .data import load_items, load_long
+from .fitting import _is_items_frame, iter_curves, select_metric
+from .forms import single_threaded
+from .members import MEMBERS, NAIVE, clip_rate, logit
+
+MIN_POINTS = 4        # N > 0 points a curve needs for a forecast
+MIN_ORIGIN = 3        # points of the smallest prefix that is backtested
+B_FORECAST = 200      # bootstrap replicates refitted per forecast (the spread of the forecast)
+LOF_P = 0.01          # lack of fit: chi-squared p-value below this
+MIN_SCORES = 12       # calibration keeps at least this many backtests per bucket (shortest prefixes dropped first)
+MAX_RATIO = 4.0       # furthest forecast, as a multiple of the largest measured N
+TARGET_GRID = 2.0 ** np.arange(0.05, np.log2(MAX_RATIO) + 1e-9, 0.05)  # N / largest N searched for a target
+BUCKETS = (("2x", 2.0 ** 1.5), ("4x", 2.0 ** 2.5))  # horizon buckets: upper ratio of each
+# Conformal quantile of the standardised score used when a study has too few backtests in a
+# bucket, at level 0.9: measured by benchmarks/bench_forecast.py (simulated studies of four
+# curves whose true shapes are none of the members; docs/forecasting.md).
+REFERENCE_Q = {"2x": 2.0, "4x": 2.5}
+METHOD_NOTE = ("forecast = members weighted by 1 / backtest MSE, pooled over the study's curves per "
+               "horizon bucket; falls back to the better naive forecast (last value, line in log N) when "
+               "that has the lower pooled backtest error; intervals: split conformal on standardised "
+               "logit residuals of the backtests")
+
+
+@dataclass
+class Curve:
+    """The N > 0 points of one curve, their noise and bootstrap replicates."""
+
+    model: str
+    task: str
+    metric: str
+    n: np.ndarray          # (K,) N > 0, increasing
+    y: np.ndarray          # (K,)
+    var: np.ndarray        # (K,) variance of each point (bootstrap, floored at binomial)
+    reps: np.ndarray | None  # (B, K) bootstrap replicates
+    m_eff: float           # effective number of Bernoulli trials behind one point
+    noise_known: bool = True
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.model, self.task, self.metric)
+
+    @property
+    def eps(self) -> float:
+        return 0.5 / self.m_eff
+
+
+def curve_from_data(cd: CurveData) -> Curve:
+    """A Curve from ``bootstrap.CurveData`` (N = 0 dropped: log N is undefined there)."""
+    keep = cd.n > 0
+    n, y = cd.n[keep].astype(float), cd.y[keep].astype(float)
+    reps = cd.reps[:, keep] if cd.reps is not None else None
+    bvar = np.var(reps, axis=0) if reps is not None and len(reps) > 1 else None
+    m = float(cd.n_items) if cd.n_items else None
+    if bvar is not None:
+        inner = (y > 0.05) & (y < 0.95) & (bvar > 0)
+        if inner.any():  # trials one point is worth: items x seeds, less any seed noise
+            m = float(np.median(y[inner] * (1 - y[inner]) / bvar[inner]))
+        elif m is None:
+            m = 100.0
+    known = m is not None
+    m = m if m is not None else 100.0
+    p = np.clip(y, 0.5 / m, 1 - 0.5 / m)
+    floor = p * (1 - p) / m
+    var = floor if bvar is None else np.maximum(bvar, floor)
+    if not known:
+        var = np.full_like(y, 0.05 ** 2)
+    return Curve(cd.model, cd.task, cd.metric, n, y, var, reps, m, known)
+
+
+def _bucket(ratio: float) -> str | None:
+    for name, hi in BUCKETS:
+        if ratio <= hi * (1 + 1e-9):
+            return name
+    return None
+
+
+def _zvar_point(y: np.ndarray, var: np.ndarray, eps: float) -> np.ndarray:
+    """Variance of logit(y) by the delta method."""
+    p = clip_rate(y, eps)
+    return var / (p * (1 - p)) ** 2
+
+
+def predict_members(c: Curve, k: int, n_new: np.ndarray, names: Sequence[str] | None = None,
+                    n_rep: int = B_FORECAST) -> dict[str, dict[str, np.ndarray]]:
+    """Fit every member on the first ``k`` points of ``c``; predict at ``n_new``.
+
+    Returns ``{member: {"mid": (m,), "zvar": (m,), "fitted": (k,)}}``: the point forecast, the
+    variance of its logit over bootstrap refits, and the point fit on the prefix."""
+    x = np.log(c.n[:k])
+    xn = np.log(np.asarray(n_new, float))
+    Y = c.y[None, :k]
+    if c.reps is not None:
+        Y = np.vstack([Y, c.reps[:n_rep, :k]])
+    out = {}
+    for name in names or MEMBERS:
+        mem = MEMBERS[name]
+        if k < mem.min_points():
+            continue
+        with np.errstate(all="ignore"):
+            fit, pred = mem.fit_predict(x, Y, c.var[:k], xn, c.eps)
+        zv = np.var(logit(pred[1:], c.eps), axis=0) if len(pred) > 2 else np.zeros(xn.size)
+        out[name] = {"mid": pred[0], "zvar": zv, "fitted": fit[0]}
+    return out
+
+
+# --- backtests --------------------------------------------------------------------------
+
+@dataclass
+class Record:
+    """One backtest: a prefix of a curve predicting one larger N."""
+
+    curve: tuple[str, str, str]
+    k: int                 # points fitted
+    n_fit_max: float
+    n: float
+    ratio: float
+    bucket: str
+    measured: float
+    zvar_obs: float        # noise of the measured value, logit space
+    preds: dict[str, float]
+    zvars: dict[str, float]
+    eps: float
+
+
+def backtest(c: Curve) -> list[Record]:
+    """Rolling-origin backtests of one curve (see the module docstring, item 2)."""
+    out: list[Record] = []
+    K = c.n.size
+    zobs = _zvar_point(c.y, c.var, c.eps)
+    for k in range(MIN_ORIGIN, K):
+        idx = [j for j in (k, k + 1) if j < K]
+        pm = predict_members(c, k, c.n[idx])
+        for t, j in enumerate(idx):
+            ratio = float(c.n[j] / c.n[k - 1])
+            b = _bucket(ratio)
+            if b is None:
+                continue
+            out.append(Record(c.key, k, float(c.n[k - 1]), float(c.n[j]), ratio, b, float(c.y[j]),
+                              float(zobs[j]), {m: float(v["mid"][t]) for m, v in pm.items()},
+                              {m: float(v["zvar"][t]) for m, v in pm.items()}, c.eps))
+    return out
+
+
+def combine(preds: dict[str, float], zvars: dict[str, float], weights: dict[str, float], eps: float
+            ) -> tuple[float, float]:
+    """(forecast, its logit variance: bootstrap spread + members' disagreement) of weighted members."""
+    ms = [m for m in preds if weights.get(m, 0) > 0 and math.isfinite(preds[m])]
+    if not ms:
+        return math.nan, math.nan
+    w = np.array([weights[m] for m in ms])
+    w = w / w.sum()
+    p = np.array([preds[m] for m in ms])
+    mid = float(w @ p)
+    z = logit(p, eps)
+    zm = float(logit(np.array([mid]), eps)[0])
+    spread = float(w @ (z - zm) ** 2)
+    return mid, float(w @ np.array([zvars[m] for m in ms])) + spread
+
+
+def conformal_q(scores: Sequence[float], level: float) -> float:
+    """Split-conformal quantile: the ceil((n + 1) level)-th smallest score; inf if n is too small."""
+    s = np.sort(np.asarray([x for x in scores if math.isfinite(x)], float))
+    r = math.ceil((s.size + 1) * level)
+    return float(s[r - 1]) if 0 < r <= s.size else math.inf
+
+
+@dataclass
+class BucketCal:
+    """What the pooled backtests of one horizon bucket say."""
+
+    bucket: str
+    n_records: int
+    mse: dict[str, float]
+    weights: dict[str, float]
+    mae: dict[str, float]           # ensemble, last, loglinear (and every member)
+    method: str                      # "ensemble" or a naive member
+    q: float
+    q_source: str                    # "study" or "reference"
+    coverage: float | None = None    # share of backtests inside their interval (in-sample)
+
+
+def _method_weights(method: str, weights: dict[str, float]) -> dict[str, float]:
+    return weights if method == "ensemble" else {method: 1.0}
+
+
+def _scores(recs: Sequence[Record], method: str, weights: dict[str, float]) -> tuple[list[float], list[float]]:
+    """(absolute errors, standardised logit scores) of ``method`` on ``recs``."""
+    err, sc = [], []
+    w = _method_weights(method, weights)
+    for r in recs:
+        mid, zv = combine(r.preds, r.zvars, w, r.eps)
+        if not math.isfinite(mid):
+            continue
+        err.append(abs(r.measured - mid))
+        dz = float(logit(np.array([r.measured]), r.eps)[0] - logit(np.array([mid]), r.eps)[0])
+        sc.append(abs(dz) / math.sqrt(max(zv + r.zvar_obs, 1e-12)))
+    return err, sc
+
+
+def calibrate(records: Sequence[Record], level: float = 0.9) -> dict[str, BucketCal]:
+    """Weights, method choice and conformal quantile per horizon bucket (module docstring, 3)."""
+    out = {}
+    for bname, _ in BUCKETS:
+        recs = [r for r in records if r.bucket == bname]
+        while recs:  # the backtests most like the forecast: drop the shortest prefixes while enough remain
+            kmin = min(r.k for r in recs)
+            rest = [r for r in recs if r.k > kmin]
+            if len(rest) < MIN_SCORES:
+                break
+            recs = rest
+        mse = {}
+        for m in MEMBERS:
+            e = [(r.measured - r.preds[m]) ** 2 for r in recs if m in r.preds]
+            mse[m] = float(np.mean(e)) if e else math.nan
+        floor = 1e-4  # one point of accuracy squared: no member gets an infinite weight
+        weights = {m: 1.0 / max(v, floor) for m, v in mse.items() if math.isfinite(v)}
+        if not weights:
+            weights = {m: 1.0 for m in MEMBERS}
+        mae = {}
+        for m in ["ensemble", *MEMBERS]:
+            err, _ = _scores(recs, m, weights)
+            mae[m] = float(np.mean(err)) if err else math.nan
+        best_naive = min(NAIVE, key=lambda m: mae[m] if math.isfinite(mae[m]) else math.inf)
+        ok = math.isfinite(mae["ensemble"]) and (not math.isfinite(mae[best_naive])
+                                                 or mae["ensemble"] < mae[best_naive])
+        method = "ensemble" if ok or not recs else best_naive
+        _, sc = _scores(recs, method, weights)
+        q = conformal_q(sc, level)
+        src = "study"
+        if not math.isfinite(q):
+            q, src = REFERENCE_Q.get(bname, max(REFERENCE_Q.values())) * norm.ppf(0.5 + level / 2) / 1.645, "reference"
+        cov = float(np.mean(np.asarray(sc) <= q)) if sc else None
+        out[bname] = BucketCal(bname, len(recs), mse, weights, mae, method, q, src, cov)
+    return out
+
+
+# --- one curve's forecast ---------------------------------------------------------------------
+
+def lack_of_fit(c: Curve, fitted: dict[str, dict[str, np.ndarray]]) -> dict[str, dict]:
+    """Chi-squared of each member's point fit against the noise of the points."""
+    out = {}
+    for m, v in fitted.items():
+        if m == "last":
+            continue
+        dof = c.n.size - MEMBERS[m].n_params
+        stat = float(np.sum((c.y - v["fitted"]) ** 2 / c.var))
+        p = float(chi2.sf(stat, dof)) if dof >= 1 else None
+        out[m] = {"chi2": stat, "dof": dof, "p": p, "fails": bool(p is not None and p < LOF_P),
+                  "rmse": float(np.sqrt(np.mean((c.y - v["fitted"]) ** 2)))}
+    return out
+
+
+def _interval(mid: float, zvar: float, c: Curve, q: float, level: float) -> dict:
+    """Measurement and curve intervals around ``mid`` (module docstring, item 4)."""
+    zm = float(logit(np.array([mid]), c.eps)[0])
+    p = float(clip_rate(np.array([mid]), c.eps)[0])
+    znoise = 1.0 / (c.m_eff * p * (1 - p))
+    half_m = q * math.sqrt(max(zvar + znoise, 1e-12))
+    zq = float(norm.ppf(0.5 + level / 2))
+    half_c = math.sqrt(max(half_m ** 2 - zq ** 2 * znoise, 0.0))
+
+    def band(h: float) -> list[float]:
+        return [float(1 / (1 + math.exp(-(zm - h)))), float(1 / (1 + math.exp(-(zm + h))))]
+    return {"measurement": band(half_m), "curve": band(half_c)}
+
+
+def isotonic(Y: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Weighted isotonic (non-decreasing) regression along the last axis, batched: the
+    max-min formula over block averages (exact; O(k^3), for the few points of a curve)."""
+    Y = np.atleast_2d(Y)
+    W = np.broadcast_to(W, Y.shape)
+    k = Y.shape[1]
+    cw = np.concatenate([np.zeros((Y.shape[0], 1)), np.cumsum(W, 1)], 1)
+    cy = np.concatenate([np.zeros((Y.shape[0], 1)), np.cumsum(W * Y, 1)], 1)
+    j = np.arange(k)[:, None]
+    l_ = np.arange(k)[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        avg = (cy[:, l_ + 1] - cy[:, j]) / (cw[:, l_ + 1] - cw[:, j])  # (B, j, l)
+    avg = np.where(j <= l_, avg, np.inf)
+    mins = np.minimum.accumulate(avg[:, :, ::-1], axis=2)[:, :, ::-1]  # min over l >= i
+    mins = np.where(j <= l_, mins, -np.inf)  # rows j <= i only
+    return np.max(mins, axis=1)
+
+
+def _crossing(n: np.ndarray, Y: np.ndarray, target: float) -> np.ndarray:
+    """Smallest N (linear in log N between points) where each row of monotone Y reaches target;
+    inf when it does not within the points."""
+    x = np.log(n)
+    out = np.full(Y.shape[0], np.inf)
+    hit = Y >= target
+    first = np.where(hit.any(1), hit.argmax(1), -1)
+    for r in np.nonzero(first >= 0)[0]:
+        i = first[r]
+        if i == 0:
+            out[r] = n[0]
+            continue
+        y0, y1 = Y[r, i - 1], Y[r, i]
+        t = (target - y0) / (y1 - y0) if y1 > y0 else 1.0
+        out[r] = math.exp(x[i - 1] + t * (x[i] - x[i - 1]))
+    return out
+
+
+@dataclass
+class Forecast:
+    """The forecast of one curve: fits.json's ``forecasts[]`` entry (``to_dict``)."""
+
+    curve: Curve
+    status: str                        # "ok" or "cannot forecast"
+    reason: str | None
+    level: float
+    lack: dict[str, dict] = field(default_factory=dict)
+    members: list[str] = field(default_factory=list)
+    backtests: list[dict] = field(default_factory=list)
+    predictions: list[dict] = field(default_factory=list)
+    targets: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        c = self.curve
+        return {"model": c.model, "task": c.task, "metric": c.metric, "status": self.status,
+                "reason": self.reason, "level": self.level, "n_max_measured": float(c.n[-1]) if c.n.size else None,
+                "points": {"n": c.n.tolist(), "y": c.y.tolist(), "se": np.sqrt(c.var).tolist()},
+                "noise": {"m_eff": c.m_eff, "known": c.noise_known},
+                "lack_of_fit": self.lack, "members_used": self.members, "predictions": self.predictions,
+                "targets": self.targets, "backtests": self.backtests, "backtest_summary": self.summary,
+                "warnings": self.warnings}
+
+
+def _why_not(c: Curve, lack: dict[str, dict]) -> str | None:
+    if c.n.size < MIN_POINTS:
+        return f"only {c.n.size} N > 0 measured; a forecast needs at least {MIN_POINTS}"
+    se = float(np.median(np.sqrt(c.var)))
+    if float(np.max(c.y)) < max(0.02, 2 * se):
+        return "every measured value is at the floor: where the curve leaves it cannot be forecast"
+    forms = [m for m in lack if not MEMBERS[m].naive or m == "loglinear"]
+    tested = [m for m in forms if lack[m]["p"] is not None]
+    if tested and all(lack[m]["fails"] for m in tested):
+        worst = ", ".join(f"{m} p = {lack[m]['p']:.2g}" for m in tested)
+        return f"no form describes the points (lack of fit against their noise: {worst})"
+    return None
+
+
+def forecast_curve(c: Curve, cal: dict[str, BucketCal], records: Sequence[Record],
+                   targets: Sequence[float] = (), level: float = 0.9,
+                   ratios: Sequence[float] = (2.0, 4.0)) -> Forecast:
+    """The forecast of one curve with a study's calibration (module docstring, items 3-6)."""
+    K = c.n.size
+    grid = np.unique(np.concatenate([np.asarray(ratios, float), TARGET_GRID])) * (c.n[-1] if K else 1.0)
+    full = predict_members(c, K, grid) if K >= 1 else {}
+    lack = lack_of_fit(c, full)
+    why = _why_not(c, lack)
+    fc = Forecast(c, "ok" if why is None else "cannot forecast", why, level, lack)
+    fc.backtests = _backtest_rows(c, cal, records, level)
+    fc.summary = _summary(fc.backtests)
+    if fc.summary.get("last_outside"):
+        fc.warnings.append("the backtest of the largest measured N fell outside its interval")
+    preds: list[dict] = []
+    if why is None:
+        fc.members = [m for m in full if not lack.get(m, {}).get("fails")]
+        preds = [_predict_at(c, cal, {m: full[m] for m in fc.members}, i, float(n), level)
+                 for i, n in enumerate(grid)]
+        want = set(np.round(np.asarray(ratios, float) * c.n[-1], 9))
+        fc.predictions = [p for p in preds if round(p["n"], 9) in want]
+    fc.targets = [_target(c, fc, preds, float(t), level) for t in targets]
+    return fc
+
+
+def _predict_at(c: Curve, cal: dict[str, BucketCal], pm: dict[str, dict[str, np.ndarray]], i: int, n: float,
+                level: float) -> dict:
+    """The forecast at ``n`` (index ``i`` of the members' predictions ``pm``) with both intervals."""
+    ratio = n / float(c.n[-1])
+    b = _bucket(ratio)
+    if b is None:
+        return {"n": n, "ratio": ratio, "mid": None, "note": f"beyond {MAX_RATIO:g}x the largest measured N"}
+    bc = cal[b]
+    w = {m: v for m, v in _method_weights(bc.method, bc.weights).items() if m in pm}
+    method = bc.method
+    if not w:  # the chosen naive forecast failed its lack-of-fit test: the ensemble of the rest
+        w, method = {m: v for m, v in bc.weights.items() if m in pm}, "ensemble"
+    mid, zv = combine({m: float(pm[m]["mid"][i]) for m in w}, {m: float(pm[m]["zvar"][i]) for m in w},
+                      w, c.eps)
+    iv = _interval(mid, zv, c, bc.q, level)
+    y_last = float(c.y[-1])
+    return {"n": n, "ratio": ratio, "bucket": b, "method": method, "mid": mid, "curve": iv["curve"],
+            "measurement": iv["measurement"], "gain_over_largest": mid - y_last,
+            "gain_curve": [iv["curve"][0] - y_last, iv["curve"][1] - y_last], "calibration": bc.q_source}
+
+
+def _backtest_rows(c: Curve, cal: dict[str, BucketCal], records: Sequence[Record], level: float) -> list[dict]:
+    rows = []
+    for r in records:
+        if r.curve != c.key:
+            continue
+        bc = cal[r.bucket]
+        mid, zv = combine(r.preds, r.zvars, _method_weights(bc.method, bc.weights), r.eps)
+        if not math.isfinite(mid):
+            continue
+        iv = _interval(mid, zv, c, bc.q, level)
+        lo, hi = iv["measurement"]
+        rows.append({"fit_n_max": r.n_fit_max, "points_fitted": r.k, "n": r.n, "ratio": r.ratio,
+                     "bucket": r.bucket, "method": bc.method, "predicted": mid, "measurement": [lo, hi],
+                     "measured": r.measured, "error": r.measured - mid, "inside": bool(lo <= r.measured <= hi),
+                     "naive": {m: r.preds[m] for m in NAIVE if m in r.preds}})
+    return rows
+
+
+def _summary(rows: list[dict]) -> dict:
+    if not rows:
+        return {"n": 0}
+    err = np.array([abs(r["error"]) for r in rows])
+    out: dict[str, Any] = {"n": len(rows), "mae": float(err.mean()),
+                           "coverage": float(np.mean([r["inside"] for r in rows]))}
+    for m in NAIVE:
+        e = [abs(r["measured"] - r["naive"][m]) for r in rows if m in r["naive"]]
+        out[f"mae_{m}"] = float(np.mean(e)) if e else None
+    n_last = max(r["n"] for r in rows)
+    last = [r for r in rows if r["n"] == n_last]
+    out["largest_n"] = last
+    out["last_outside"] = any(not r["inside"] for r in last if r["ratio"] <= 2.0 ** 1.5)
+    return out
+
+
+def _target(c: Curve, fc: Forecast, preds: list[dict], t: float, level: float) -> dict:
+    """N for a target: measured range first (isotonic), then the forecast (module docstring, 6)."""
+    out: dict[str, Any] = {"target": t, "n": None, "lo": None, "hi": None}
+    if not c.n.size:
+        return {**out, "how": "cannot", "note": "no N > 0 measured"}
+    w = 1.0 / c.var
+    iso = isotonic(c.y[None], w)[0]
+    if iso[-1] >= t:
+        n0 = float(_crossing(c.n, iso[None], t)[0])
+        out.update(how="measured", n=n0)
+        if c.reps is not None:
+            nr = _crossing(c.n, isotonic(c.reps, w), t)
+            a = (1 - level) / 2
+            lo, hi = np.quantile(nr, [a, 1 - a], method="nearest")
+            out.update(lo=float(lo), hi=float(hi) if np.isfinite(hi) else None)
+            if out["hi"] is None:
+                out["hi_note"] = "beyond the measured range in some bootstrap replicates"
+        if n0 <= c.n[0]:
+            out["note"] = f"reached at the smallest measured N ({c.n[0]:g})"
+        return out
+    if fc.status != "ok":
+        return {**out, "how": "cannot", "note": f"cannot forecast: {fc.reason}"}
+    pts = [p for p in preds if p.get("mid") is not None and p["n"] > c.n[-1]]
+    ns = np.array([p["n"] for p in pts])
+    mids = np.array([p["mid"] for p in pts])
+    lo_b = np.array([p["curve"][0] for p in pts])
+    hi_b = np.array([p["curve"][1] for p in pts])
+
+    def first(mask: np.ndarray) -> float | None:
+        return float(ns[int(mask.argmax())]) if mask.any() else None
+    out.update(how="forecast", n=first(mids >= t), lo=first(hi_b >= t), hi=first(lo_b >= t))
+    if out["n"] is None:
+        p4 = pts[-1]
+        out["note"] = (f"not reached within {MAX_RATIO:g}x the largest measured N (forecast at "
+                       f"{p4['n']:g}: {p4['mid']:.3f} [{p4['curve'][0]:.3f}, {p4['curve'][1]:.3f}])")
+    elif out["hi"] is None:
+        out["hi_note"] = f"the interval's lower end stays below it up to {MAX_RATIO:g}x the largest N"
+    return out
+
+
+def forecast_curves(curves: Sequence[Curve], targets: Sequence[float] = (), level: float = 0.9
+                    ) -> tuple[list[Forecast], dict[str, BucketCal]]:
+    """Backtest every curve, calibrate on the pooled backtests, forecast every curve."""
+    records = [r for c in curves for r in backtest(c)]
+    cal = calibrate(records, level)
+    return [forecast_curve(c, cal, records, targets, level) for c in curves], cal
+
+
+@single_threaded
+def forecast_table(df: Any, items: Any = None, metric: str | None = None, targets: Sequence[float] = (),
+                   level: float = 0.9, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Forecasts of every curve of a long table, calibrated per metric over its curves.
+
+    The same bootstrap replicates as ``fitting.fit_table`` (``iter_curves``). Returns the
+    ``forecasts`` object of fits.json: ``level``, ``method``, ``calibration`` (per metric and
+    horizon bucket) and ``curves`` (``Forecast.to_dict()`` each)."""
+    long = select_metric(load_long(df), metric)
+    it = load_items(items) if items is not None and not _is_items_frame(items) else items
+    by_metric: dict[str, list[Curve]] = {}
+    for cd in iter_curves(long, it, n_boot, seed):
+        by_metric.setdefault(cd.metric, []).append(curve_from_data(cd))
+    out: dict[str, Any] = {"level": level, "method": METHOD_NOTE, "calibration": {}, "curves": []}
+    for met, curves in by_metric.items():
+        fcs, cal = forecast_curves(curves, targets, level)
+        out["calibration"][met] = calibration_dict(cal)
+        out["curves"] += [f.to_dict() for f in fcs]
+    return out
+
+
+def calibration_dict(cal: dict[str, BucketCal]) -> dict:
+    return {b: {"backtests": v.n_records, "method": v.method, "weights": v.weights, "mse": v.mse,
+                "mae": v.mae, "q": v.q, "q_source": v.q_source, "in_sample_coverage": v.coverage}
+            for b, v in cal.items()}
+
+
+__all__ = ["BUCKETS", "Curve", "Forecast", "METHOD_NOTE", "MIN_POINTS", "backtest", "calibrate",
+           "calibration_dict", "conformal_q", "curve_from_data", "forecast_curve", "forecast_curves",
+           "forecast_table",
+           "isotonic", "predict_members"]
