@@ -112,9 +112,18 @@ def test_report_files_and_measured_numbers(report: Path):
     # the chosen form has 2+ residual dof and identified parameters; Findings print <= 3 digits
     assert best[0]["dof"] >= 2 and best[0]["identified"] and best[0]["selection"]["eligible"]
     from sftscale.report.fmt import printed_numbers, sig_digits
-    a = page.index("<h2>Findings")
+    a = page.index("<h3>The paper's forms, fitted")
     nums = printed_numbers(page[a:page.index("<h2>", a + 5)])
     assert nums and all(sig_digits(t) <= 3 for t in nums), [t for t in nums if sig_digits(t) > 3]
+    # the page leads with the answers, before any figure or fit table; N is printed exactly
+    assert page.index("<h2>Answers") < page.index("<h2>Accuracy against N") < page.index("<h2>Details")
+    assert "1,024" in page and "1,020" not in page
+    fc = json.loads((run / "fits.json").read_text())["forecasts"]
+    for c in fc["curves"]:
+        vals = [v for p in c["predictions"] for v in (p["mid"], *p["curve"], *p["measurement"])]
+        vals += [v for p in c["path"] for v in (p["mid"], p["lo"], p["hi"]) if v is not None]
+        assert all(0 <= v <= 1 for v in vals)
+        assert c["backtests"], "every curve with 4+ N is backtested"
     # every fitted form is in the table with its leave-one-N-out error
     for form in ("power", "saturating", "saturating_offset", "loglinear"):
         assert f">{form}" in page

@@ -29,6 +29,7 @@ a product with its own track record:
    curve's forecast; when every family fails, or the curve has fewer than ``MIN_POINTS`` N,
    or it has not left its floor, the forecast is "cannot forecast" with the reason, and no
    extrapolated N is given.
+   Between 2x and 4x the largest N the two buckets are blended linearly in log2(ratio).
 6. **Targets**: inside the measured range a target is answered from the measured points
    (isotonic regression, linear in log N between points; interval from the same bootstrap
    replicates as the fits); beyond it from the forecast, up to ``MAX_RATIO`` x the largest N.
@@ -365,6 +366,7 @@ class Forecast:
     targets: list[dict] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    path: list[dict] = field(default_factory=list)  # the curve to draw (``_path``)
 
     def to_dict(self) -> dict:
         c = self.curve
@@ -374,7 +376,7 @@ class Forecast:
                 "noise": {"m_eff": c.m_eff, "known": c.noise_known},
                 "lack_of_fit": self.lack, "members_used": self.members, "predictions": self.predictions,
                 "targets": self.targets, "backtests": self.backtests, "backtest_summary": self.summary,
-                "warnings": self.warnings}
+                "path": self.path, "warnings": self.warnings}
 
 
 def _why_not(c: Curve, lack: dict[str, dict]) -> str | None:
@@ -412,29 +414,58 @@ def forecast_curve(c: Curve, cal: dict[str, BucketCal], records: Sequence[Record
                  for i, n in enumerate(grid)]
         want = set(np.round(np.asarray(ratios, float) * c.n[-1], 9))
         fc.predictions = [p for p in preds if round(p["n"], 9) in want]
+        fc.path = _path(c, cal, fc.members, preds)
     fc.targets = [_target(c, fc, preds, float(t), level) for t in targets]
     return fc
 
 
-def _predict_at(c: Curve, cal: dict[str, BucketCal], pm: dict[str, dict[str, np.ndarray]], i: int, n: float,
-                level: float) -> dict:
-    """The forecast at ``n`` (index ``i`` of the members' predictions ``pm``) with both intervals."""
-    ratio = n / float(c.n[-1])
-    b = _bucket(ratio)
-    if b is None:
-        return {"n": n, "ratio": ratio, "mid": None, "note": f"beyond {MAX_RATIO:g}x the largest measured N"}
-    bc = cal[b]
+def _path(c: Curve, cal: dict[str, BucketCal], members: list[str], preds: list[dict]) -> list[dict]:
+    """The curve to draw: inside the measured range the weighted members' fit (no interval: the
+    points are the evidence there), beyond it the forecast with its curve interval."""
+    inside = np.geomspace(c.n[0], c.n[-1], 40)
+    pm = predict_members(c, c.n.size, inside, names=members, n_rep=0)
+    w = {m: v for m, v in cal["2x"].weights.items() if m in pm}
+    out = []
+    for i, n in enumerate(inside):
+        mid, _ = combine({m: float(pm[m]["mid"][i]) for m in w}, {m: 0.0 for m in w}, w, c.eps)
+        out.append({"n": float(n), "mid": mid, "lo": None, "hi": None})
+    out += [{"n": p["n"], "mid": p["mid"], "lo": p["curve"][0], "hi": p["curve"][1]}
+            for p in preds if p.get("mid") is not None]
+    return out
+
+
+def _bucket_forecast(bc: BucketCal, pm: dict[str, dict[str, np.ndarray]], i: int, eps: float
+                     ) -> tuple[float, float, str]:
+    """(forecast, its logit variance, method) of one bucket's calibration at index ``i``."""
     w = {m: v for m, v in _method_weights(bc.method, bc.weights).items() if m in pm}
     method = bc.method
     if not w:  # the chosen naive forecast failed its lack-of-fit test: the ensemble of the rest
         w, method = {m: v for m, v in bc.weights.items() if m in pm}, "ensemble"
-    mid, zv = combine({m: float(pm[m]["mid"][i]) for m in w}, {m: float(pm[m]["zvar"][i]) for m in w},
-                      w, c.eps)
-    iv = _interval(mid, zv, c, bc.q, level)
+    mid, zv = combine({m: float(pm[m]["mid"][i]) for m in w}, {m: float(pm[m]["zvar"][i]) for m in w}, w, eps)
+    return mid, zv, method
+
+
+def _predict_at(c: Curve, cal: dict[str, BucketCal], pm: dict[str, dict[str, np.ndarray]], i: int, n: float,
+                level: float) -> dict:
+    """The forecast at ``n`` (index ``i`` of the members' predictions ``pm``) with both intervals.
+
+    Up to 2x the largest N the "2x" bucket's calibration; from 2x to 4x the two buckets'
+    forecasts, logit variances and quantiles blended linearly in log2(ratio), so that the
+    forecast and its band are continuous in N."""
+    ratio = n / float(c.n[-1])
+    if ratio > MAX_RATIO * 1.01:  # a grid's "4x" may be 4.01x (266 -> 1,066)
+        return {"n": n, "ratio": ratio, "mid": None, "note": f"beyond {MAX_RATIO:g}x the largest measured N"}
+    t = float(np.clip(math.log2(ratio) - 1.0, 0.0, 1.0))
+    m2, z2, meth2 = _bucket_forecast(cal["2x"], pm, i, c.eps)
+    m4, z4, meth4 = _bucket_forecast(cal["4x"], pm, i, c.eps) if t > 0 else (m2, z2, meth2)
+    mid, zv = (1 - t) * m2 + t * m4, (1 - t) * z2 + t * z4
+    q = (1 - t) * cal["2x"].q + t * cal["4x"].q
+    iv = _interval(mid, zv, c, q, level)
     y_last = float(c.y[-1])
-    return {"n": n, "ratio": ratio, "bucket": b, "method": method, "mid": mid, "curve": iv["curve"],
-            "measurement": iv["measurement"], "gain_over_largest": mid - y_last,
-            "gain_curve": [iv["curve"][0] - y_last, iv["curve"][1] - y_last], "calibration": bc.q_source}
+    b = "2x" if t < 0.5 else "4x"
+    return {"n": n, "ratio": ratio, "bucket": b, "method": meth2 if t < 0.5 else meth4, "mid": mid,
+            "curve": iv["curve"], "measurement": iv["measurement"], "gain_over_largest": mid - y_last,
+            "gain_curve": [iv["curve"][0] - y_last, iv["curve"][1] - y_last], "calibration": cal[b].q_source}
 
 
 def _backtest_rows(c: Curve, cal: dict[str, BucketCal], records: Sequence[Record], level: float) -> list[dict]:

@@ -36,21 +36,24 @@ def primary_metrics(metrics: Any) -> dict[str, str]:
 
 
 def compute_analysis(run_dir: Path, n_boot: int = 1000, targets: Sequence[float] = DEFAULT_TARGETS,
-                     seed: int = 0) -> dict:
+                     seed: int = 0, forecast_level: float = 0.9) -> dict:
     """Fits (primary metric of each task, all forms; a joint fit across models when there are
     several) and the style/substance analysis.
 
     Writes ``fits.json`` and ``analysis.json`` in the run directory and returns
     ``{"metrics", "items", "fits", "fits_doc", "analysis", "metric_of"}``.
     """
+    import pandas as pd
+
     from ..fit.analysis import style_substance
     from ..fit.fitting import fit_table, fits_document
+    from ..fit.forecast import forecast_table
     from ..fit.joint import joint_fits
     from ..study.export import load_tables
 
     metrics, items = load_tables(run_dir)
     metric_of = primary_metrics(metrics)
-    fits, joint = [], []
+    fits, joint, primary, primary_items = [], [], [], []
     for task, met in metric_of.items():
         rows = metrics[(metrics["task"] == task) & (metrics["metric"] == met)]
         if rows["n"].nunique() < 2:
@@ -59,11 +62,18 @@ def compute_analysis(run_dir: Path, n_boot: int = 1000, targets: Sequence[float]
         if its is not None and met not in ("accuracy",):
             its = None  # item-level 'correct' is the primary metric only when it is 'accuracy'
         fits += fit_table(rows, items=its, n_boot=n_boot, seed=seed)
+        primary.append(rows)
+        if its is not None:
+            primary_items.append(its)
         if rows["model"].nunique() > 1:  # exponents of the model sizes, paired over items
             joint += joint_fits(rows, items=its, n_boot=n_boot, seed=seed)
-    ns = sorted({float(n) for n in metrics["n"].unique()})
-    predict_at = sorted(set(ns + [max(ns) * 2, max(ns) * 4])) if ns else []
-    doc = fits_document(fits, targets=targets, predict_at=predict_at, source=str(run_dir), joint=joint)
+    predict_at = sorted({float(n) for n in metrics["n"].unique()})  # forms describe the grid; forecasts go beyond
+    forecasts = None
+    if primary:  # one calibration over every task's curve of the study (same metric pooled)
+        forecasts = forecast_table(pd.concat(primary), pd.concat(primary_items) if primary_items else None,
+                                   targets=targets, level=forecast_level, n_boot=n_boot, seed=seed)
+    doc = fits_document(fits, targets=targets, predict_at=predict_at, source=str(run_dir), joint=joint,
+                        forecasts=forecasts)
     atomic_write_json(run_dir / "fits.json", doc)
     analysis = style_substance(items, n_boot=n_boot, seed=seed) if len(items) else {"groups": []}
     atomic_write_json(run_dir / "analysis.json", analysis)
@@ -83,7 +93,8 @@ def write_report(run_dir: str | Path, knowledge_dir: str | Path | None = None, n
     figs: dict[str, dict[str, Path]] = {}
     if len(res["metrics"]):
         figs["accuracy"] = figures.save(
-            figures.accuracy_figure(res["metrics"], res["fits"], res["metric_of"]), out, "accuracy_vs_n")
+            figures.accuracy_figure(res["metrics"], res["fits_doc"].get("forecasts") or {}, res["metric_of"]),
+            out, "accuracy_vs_n")
     groups = [g for g in res["analysis"].get("groups", []) if "format_error" in g]
     if groups:
         figs["style"] = figures.save(figures.style_substance_figure(groups), out, "style_vs_substance")

@@ -1,10 +1,10 @@
 """Figures of a study, drawn with matplotlib (Agg) and saved as PNG and SVG.
 
 - ``accuracy_figure``: the primary metric against N on a log axis, one panel per task, one
-  colour per model; points are seed means with their spread, the curve is the best fit
-  (``fit.selection.select_best``; none drawn when no form
-  is identified) with its bootstrap band. N = 0 sits at its own tick left of the first
-  positive N (a log axis has no zero); the dashed break marks it.
+  colour per model; points are seed means with their spread, the curve is the forecast's
+  (``fit.forecast``: members through the measured points, then the forecast to 4x the largest
+  N with its band, on a grey background); none where it cannot forecast. N = 0 sits at its own
+  tick left of the first positive N (a log axis has no zero); the dashed break marks it.
 - ``style_substance_figure``: format errors, substance errors and total errors against N,
   with intervals, the style-saturation N and the N where accuracy stops rising marked.
 - ``knowledge_figure``: direct and multihop accuracy per starting point with intervals.
@@ -76,9 +76,11 @@ def _xs(ns: np.ndarray, x0: float) -> np.ndarray:
     return np.where(ns == 0, x0, ns)
 
 
-def accuracy_figure(metrics: Any, fits: Sequence[Any], metric_of: dict[str, str],
-                    title: str = "") -> Any:
-    """One panel per task: seed means (points, ±1 sd over seeds), best fit and its band."""
+def accuracy_figure(metrics: Any, forecasts: dict, metric_of: dict[str, str], title: str = "") -> Any:
+    """One panel per task: seed means (points, ±1 sd over seeds) and the forecast's curve: the
+    weighted members through the measured range, then the forecast to 4x the largest N with its
+    curve interval (shaded, hatched beyond the grid). No curve where the forecast says "cannot
+    forecast"; nothing is drawn outside [0, 1]."""
     plt = _plt()
     tasks = list(metric_of)
     cols = len(tasks) if len(tasks) <= 3 else 2  # four capabilities read best as a 2 x 2 grid
@@ -87,10 +89,13 @@ def accuracy_figure(metrics: Any, fits: Sequence[Any], metric_of: dict[str, str]
     for ax in axes.flat[len(tasks):]:
         ax.axis("off")
     models = sorted(metrics["model"].unique())
+    curves = {(c["model"], c["task"], c["metric"]): c for c in (forecasts or {}).get("curves", [])}
     for ax, task in zip(axes.flat, tasks):
         met = metric_of[task]
         sub = metrics[(metrics["task"] == task) & (metrics["metric"] == met)]
         ns_all = sorted(sub["n"].unique())
+        fc_any = [curves[(m, task, met)] for m in models if (m, task, met) in curves]
+        reach = max([p["n"] for c in fc_any for p in c.get("path") or []], default=0.0)
         x0 = zero_position(ns_all)
         for ci, model in enumerate(models):
             col = COLORS[ci % len(COLORS)]
@@ -103,21 +108,31 @@ def accuracy_figure(metrics: Any, fits: Sequence[Any], metric_of: dict[str, str]
                         capsize=2, lw=1, label=model, zorder=3)
             # individual seeds, faint
             ax.scatter(_xs(g["n"].to_numpy(float), x0), g["value"], s=9, color=col, alpha=0.3, lw=0)
-            fit = _best_fit(fits, model, task, met)
-            if fit is not None:
-                lo_n = 0.0 if fit.form_obj.includes_zero and 0 in ns_all else max(1.0, min(n for n in ns_all if n > 0))
-                grid = np.unique(np.concatenate([[lo_n], np.geomspace(max(lo_n, 1.0), max(ns_all) * 1.5, 80)]))
-                mid, lo, hi = fit.predict(grid)
-                gx = _xs(grid, x0)
-                if fit.form_obj.includes_zero:  # the stretch from the N=0 tick to N=1 is cosmetic
-                    keep = grid >= 1
-                    ax.plot([x0, gx[keep][0]], [mid[0], mid[keep][0]], color=col, lw=1, ls=":")
-                    gx, mid, lo, hi = gx[keep], mid[keep], lo[keep], hi[keep]
-                ax.plot(gx, mid, color=col, lw=1.6,
-                        label=f"  fit: {fit.form} (R²={fit.r2_metric:.2f})")
-                if np.all(np.isfinite(lo)):
-                    ax.fill_between(gx, lo, hi, color=col, alpha=0.15, lw=0)
+            fc = curves.get((model, task, met))
+            if fc is None:
+                continue
+            if fc["status"] != "ok":
+                ax.plot([], [], color=col, lw=0, label="  cannot forecast (see the table)")
+                continue
+            path = fc.get("path") or []
+            n = np.array([p["n"] for p in path], float)
+            mid = np.clip(np.array([p["mid"] for p in path], float), 0, 1)
+            nmax = float(fc["n_max_measured"])
+            inside = n <= nmax * (1 + 1e-9)
+            ax.plot(n[inside], mid[inside], color=col, lw=1.4)
+            out = ~inside
+            if out.any():
+                xo = np.concatenate([[nmax], n[out]])
+                mo = np.concatenate([[mid[inside][-1]], mid[out]])
+                lo = np.concatenate([[mid[inside][-1]], [p["lo"] for p, o in zip(path, out) if o]])
+                hi = np.concatenate([[mid[inside][-1]], [p["hi"] for p, o in zip(path, out) if o]])
+                ax.plot(xo, mo, color=col, lw=1.4, ls="--",
+                        label=f"  forecast, {int(round(100 * fc['level']))}% band")
+                ax.fill_between(xo, np.clip(lo, 0, 1), np.clip(hi, 0, 1), color=col, alpha=0.15, lw=0)
         _xaxis(ax, ns_all)
+        if reach > max(ns_all):
+            ax.set_xlim(right=reach * 1.15)
+            ax.axvspan(max(ns_all) * 1.05, reach * 1.15, color="0.5", alpha=0.06, lw=0)
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel(met)
         ax.set_title(task)
@@ -127,12 +142,6 @@ def accuracy_figure(metrics: Any, fits: Sequence[Any], metric_of: dict[str, str]
         fig.suptitle(title)
     fig.tight_layout()
     return fig
-
-
-def _best_fit(fits: Sequence[Any], model: str, task: str, metric: str) -> Any:
-    cands = [f for f in fits if f.model == model and f.task == task and f.metric == metric]
-    best = [f for f in cands if f.best]
-    return best[0] if best else None  # no identified form: no curve is drawn
 
 
 def style_substance_figure(groups: Sequence[dict]) -> Any:

@@ -1,10 +1,9 @@
 """The report's "Findings, as measured": plain sentences built from fits.json and analysis.json.
 
-Per (model, task, metric) curve: the chosen form and why (``fit.selection``), the power-law
+Per (model, task, metric) curve: the chosen form and why (``fit.selection``) and the power-law
 exponent in the paper's terms (P proportional to N^(1/b): 1/b and b with intervals) when the
-power form is identified, the predicted value at 2x the largest measured N with its
-interval, and the N needed for each target with its interval, saying when that is an
-extrapolation (``targets[].extrapolation``). Then the exponent differences between model
+power form is identified: descriptions of the measured points. Forecasts and N for a target
+are the Answers' (``fit.forecast``), not a form's. Then the exponent differences between model
 sizes (``fits.json``'s ``joint``), the style/substance analysis and the knowledge experiment.
 
 Rules: every number goes through ``fmt.num`` (at most 3 significant digits); no parameter of
@@ -16,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..fit.answers import n_text
 from .fmt import esc, interval, num, percent, signed
 
 NOT_DETERMINED = "not determined by these data"
@@ -28,18 +28,6 @@ def _iv(d: dict | None, key_mid: str = "mid") -> str:
 
 def _eligible(f: dict) -> bool:
     return bool((f.get("selection") or {}).get("eligible", f.get("best")))
-
-
-def _target_phrase(t: dict, metric: str) -> str:
-    if not t.get("reachable"):
-        return f"{esc(metric)} {num(t['target'])} is not reachable under this fit"
-    s = f"N for {esc(metric)} {num(t['target'])}: {interval(t['n'], t.get('lo'), t.get('hi'), hi_text=NOT_DETERMINED)}"
-    if t.get("lo") is None and t.get("hi") is None:
-        s += " (no interval: no bootstrap)"
-    if t.get("extrapolation"):
-        s += (f" (<b>extrapolation</b>: {num(t.get('x_largest_n'))}× the largest measured N)"
-              if t.get("x_largest_n") is not None else " (<b>extrapolation</b>)")
-    return s
 
 
 def curve_finding(curve: list[dict]) -> str:
@@ -71,16 +59,6 @@ def curve_finding(curve: list[dict]) -> str:
         ci = best.get("param_ci") or {}
         ps = ", ".join(f"{esc(k)} = {interval(v, *(ci.get(k) or (None, None)))}" for k, v in best["params"].items())
         parts.append(f"Its parameters: {ps}.")
-    p2 = best.get("prediction_2x")
-    if p2:
-        s = (f"Predicted {esc(best['metric'])} at twice the largest measured N (N = {num(p2['n'], approx=True)}): "
-             f"{interval(p2['mid'], p2.get('lo'), p2.get('hi'))}")
-        if (p2.get("hi") or 0) > 1 or (p2.get("mid") or 0) > 1:
-            s += " (values above 1 mean this law cannot hold that far for a rate)"
-        parts.append(s + ".")
-    tg = [_target_phrase(t, best["metric"]) for t in best.get("targets") or []]
-    if tg:
-        parts.append("; ".join(tg) + ".")
     return "<div class=finding>" + " ".join(parts) + "</div>"
 
 
@@ -116,12 +94,12 @@ def style_finding(g: dict) -> str:
         return ""
     r2 = (g.get("r2_total_vs_substance") or {}).get("r2")
     rising = "is still rising at the largest N" if plat.get("still_rising") else \
-        f"stops rising at N = {num(plat.get('n'), approx=True)}"
+        f"stops rising at N = {n_text(plat.get('n'))}"
     ra = g.get("r2_total_vs_substance_after_style") or {}
-    after = (f"; from N = {num(ra.get('from_n'), approx=True)} on (format saturated), r² = {num(ra.get('r2'))}"
+    after = (f"; from N = {n_text(ra.get('from_n'))} on (format saturated), r² = {num(ra.get('r2'))}"
              if ra.get("r2") is not None else "")
     return (f"<div class=finding><b>{esc(g['model'])} · {esc(g['task'])}</b>: the format saturates at "
-            f"N = {num(sat['n'], approx=True)} (95% of its plateau {num(sat.get('plateau'))}), while accuracy {rising}. "
+            f"N = {n_text(sat['n'])} (95% of its plateau {num(sat.get('plateau'))}), while accuracy {rising}. "
             f"Total error tracks substance error across all N with r² = {num(r2)}{after}.</div>")
 
 
@@ -159,7 +137,8 @@ def knowledge_finding(knowledge: dict | None) -> str:
 def findings(res: dict, knowledge: dict | None) -> str:
     """The whole "Findings, as measured" section."""
     doc = res["fits_doc"]
-    out = ["<h2>Findings, as measured</h2>"]
+    out = ["<h3>The paper's forms, fitted</h3><p class=sub>Descriptions of the measured points, not "
+           "forecasts (the forecasts and N for a target are in the Answers above).</p>"]
     curves: dict[tuple, list[dict]] = {}
     for f in doc.get("fits", []):
         curves.setdefault((f["model"], f["task"], f["metric"]), []).append(f)

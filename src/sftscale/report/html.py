@@ -11,7 +11,8 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any, Sequence
 
-from .findings import NOT_DETERMINED, findings
+from ..fit.answers import answer_rows, n_text
+from .findings import findings
 from .fmt import esc, interval, num, percent
 
 CSS = """
@@ -44,25 +45,128 @@ def render(title: str, run_dir: Path, res: dict, figs: dict, knowledge: dict | N
              "<p>Does finetuning only teach a model the <b>format</b> of answers, or also their "
              "<b>substance</b>? Every checkpoint below was finetuned on N examples (nested, seeded subsets) "
              "and scored with format and correctness kept apart.</p>"]
-    parts.append(findings(res, knowledge))
+    fc = res["fits_doc"].get("forecasts") or {}
+    parts.append(_answers(fc, res["analysis"]))
+    parts.append(_held_fixed(run_dir))
     if "accuracy" in figs:
         parts.append("<h2>Accuracy against N</h2>" + img(figs["accuracy"]["png"], "accuracy against N")
                      + "<p class=sub>Points: mean over seeds (error bar ±1 sd, faint dots single seeds). "
-                     "Curve: the chosen form (see the fits table) with its paired-bootstrap band; no curve "
-                     "where no form is identified.</p>")
-    parts.append(_fit_table(res["fits_doc"]))
-    parts.append(_target_table(res["fits_doc"], targets))
-    parts.append(_joint_table(res["fits_doc"]))
-    parts.append(_search_table(res["metrics"]))
+                     "Solid line: the forecast's members, weighted, through the measured points; dashed line "
+                     f"and band (grey background): the forecast to 4× the largest N with its "
+                     f"{num(100 * (fc.get('level') or 0.9))}% interval for the curve's value. No line where "
+                     "the curve cannot be forecast.</p>")
+    parts.append(_backtests(fc))
     if "style" in figs:
         parts.append("<h2>Style versus substance</h2>" + img(figs["style"]["png"], "format and substance errors")
                      + _style_table(res["analysis"]))
+    parts.append("<h2>Details</h2>")
+    parts.append(findings(res, knowledge))
+    parts.append(_fit_table(res["fits_doc"]))
+    parts.append(_joint_table(res["fits_doc"]))
+    parts.append(_search_table(res["metrics"]))
     if knowledge:
         parts.append(_knowledge(knowledge, figs.get("knowledge")))
     parts.append(_examples(examples))
     parts.append("<h2>Files</h2><p class=sub>fits.json, analysis.json, the figures as PNG and SVG "
                  "(report/), study.sqlite, export.csv, items.jsonl.</p></body></html>")
     return "\n".join(parts)
+
+
+def _answers(fc: dict, analysis: dict) -> str:
+    """The lead table: the answers a study is for, one row per curve (``fit.answers``)."""
+    rows = answer_rows(fc, analysis)
+    if not rows:
+        return ""
+    lv = num(100 * (fc.get("level") or 0.9))
+    out = ["<h2>Answers</h2><table><tr><th class=l>model · task (metric)</th><th class=l>format saturates</th>"
+           "<th class=l>smallest N</th><th class=l>largest N</th>"
+           f"<th class=l>at 2× the largest N [{lv}% new measurement]; what it buys [curve]</th>"
+           "<th class=l>N for the target [interval]</th><th class=l>backtest</th></tr>"]
+    for r in rows:
+        cls = "l" if r["status"] == "ok" else "l bad"
+        out.append(f"<tr><td class=l><b>{esc(r['curve'])}</b></td><td class=l>{esc(r['format_saturates'])}</td>"
+                   f"<td class=l>{esc(r['smallest'])}</td><td class=l>{esc(r['measured'])}</td>"
+                   f"<td class='{cls}'>{esc(r['forecast'])}</td><td class=l>{esc(r['targets'])}</td>"
+                   f"<td class=l>{esc(r['backtest'])}</td></tr>")
+    out.append("</table><p class=sub>Format saturates: the smallest N whose format rate is within 95% of its "
+               "plateau. Forecasts: bounded curve families in log N weighted by how well each forecast the "
+               "study's own larger N from its smaller N (backtests), falling back to the better naive forecast "
+               "(the last value carried forward, or a straight line in log N) when that forecast better; "
+               f"{lv}% intervals calibrated on those backtests (split conformal). A target inside the measured "
+               "range is read off the measured points (monotone interpolation, bootstrap interval); beyond it "
+               "from the forecast, at most 4× the largest N. \"cannot forecast\" says why; then no N beyond the "
+               "grid is given.</p>")
+    return "\n".join(out)
+
+
+def _f(x: Any, nd: int = 2) -> str:
+    return "–" if x is None else f"{float(x):.{nd}f}"
+
+
+def _backtests(fc: dict) -> str:
+    """How well this method would have forecast the study's own larger N."""
+    curves = [c for c in fc.get("curves", []) if c.get("backtests")]
+    if not curves:
+        return ""
+    out = ["<h2>Backtests: forecasting the study's own larger N</h2><table><tr><th class=l>model · task</th>"
+           "<th>fitted on N ≤</th><th>predicted N</th><th>forecast [interval]</th><th>measured</th>"
+           "<th>error</th><th>last value</th><th>line in log N</th></tr>"]
+    for c in curves:
+        for r in sorted(c["backtests"], key=lambda r: (r["n"], r["fit_n_max"])):
+            lo, hi = r["measurement"]
+            bad = "" if r["inside"] else " class=bad"
+            out.append(f"<tr><td class=l>{esc(c['model'])} · {esc(c['task'])}</td><td>{n_text(r['fit_n_max'])}</td>"
+                       f"<td>{n_text(r['n'])}</td><td{bad}>{r['predicted']:.2f} [{lo:.2f}, {hi:.2f}]</td>"
+                       f"<td>{r['measured']:.2f}</td><td>{r['error']:+.2f}</td>"
+                       f"<td>{_f(r['naive'].get('last'))}</td><td>{_f(r['naive'].get('loglinear'))}</td></tr>")
+    cal = fc.get("calibration") or {}
+    notes = []
+    for met, bs in cal.items():
+        for b, v in bs.items():
+            mae = v.get("mae") or {}
+            notes.append(f"{esc(met)}, {b} ahead: {v['backtests']} backtests, forecast by {esc(v['method'])}, mean "
+                         f"|error| {_f(mae.get('ensemble'), 3)} (last value {_f(mae.get('last'), 3)}, "
+                         f"line {_f(mae.get('loglinear'), 3)}), interval quantile {_f(v['q'])} "
+                         f"({'from these backtests' if v['q_source'] == 'study' else 'reference: too few backtests'})")
+    out.append("</table><p class=sub>Each row refits the forecast on the points up to \"fitted on N ≤\" and "
+               "predicts a larger measured N; red: outside its interval. " + "; ".join(notes) + ".</p>")
+    return "\n".join(out)
+
+
+def _held_fixed(run_dir: Path) -> str:
+    """What the curve holds fixed: the optimizer steps each cell trained, and the rule."""
+    import json
+
+    rows = []
+    for p in sorted(Path(run_dir).glob("cells/*/train/train_meta.json")):
+        try:
+            m = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if m.get("n") and m.get("steps") is not None and m.get("task"):
+            rows.append(m)
+    if not rows:
+        return ""
+    by: dict[tuple, dict[int, list]] = {}
+    for m in rows:
+        by.setdefault((m.get("model"), m.get("task")), {}).setdefault(int(m["n"]), []).append(m)
+    ns = sorted({n for d in by.values() for n in d})
+    rules = sorted({str(m.get("stop_rule") or m.get("steps_rule") or "") for m in rows})
+    early = any(m.get("steps_budget") is not None for m in rows)
+    head = "".join(f"<th>{n_text(n)}</th>" for n in ns)
+    out = ["<h2>What each curve holds fixed</h2><p>"
+           + ("Each N trains until its validation loss (items of the training pool, never the test set) stops "
+              "falling, within a step budget: neither steps nor epochs are held fixed, each N gets what its own "
+              "validation says helps. Steps kept per cell (seeds apart):" if early else
+              "Steps follow one rule of N (below): what the rule holds fixed is what the curve holds fixed. "
+              "Steps per cell (seeds apart):")
+           + f"</p><table><tr><th class=l>model · task</th>{head}</tr>"]
+    for (model, task), d in sorted(by.items()):
+        cells = "".join("<td>" + " / ".join(str(m.get("steps")) for m in sorted(d.get(n, []), key=lambda m: m.get("seed", 0)))
+                        + "</td>" for n in ns)
+        out.append(f"<tr><td class=l>{esc(model)} · {esc(task)}</td>{cells}</tr>")
+    out.append("</table><p class=sub>" + "<br>".join(esc(r) for r in rules[:4]) + "</p>")
+    return "\n".join(out)
 
 
 def _fit_table(doc: dict) -> str:
@@ -135,42 +239,6 @@ def _val(v: Any) -> str:
     return num(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
 
-def _target_cell(t: dict) -> str:
-    if not t.get("reachable"):
-        return "<td class=bad>not reachable under this fit</td>"
-    cell = interval(t["n"], t.get("lo"), t.get("hi"), hi_text=NOT_DETERMINED)
-    if t.get("lo") is None and t.get("hi") is None:
-        cell += " <span class=sub>(no interval)</span>"
-    if t.get("extrapolation"):
-        x = t.get("x_largest_n")
-        cell += (f"<br><span class=warn>extrapolation: {num(x)}× the largest N</span>" if x is not None
-                 else "<br><span class=warn>extrapolation</span>")
-    return f"<td>{cell}</td>"
-
-
-def _target_table(doc: dict, targets: Sequence[float]) -> str:
-    curves: dict[tuple, list[dict]] = {}
-    for f in doc.get("fits", []):
-        curves.setdefault((f["model"], f["task"], f["metric"]), []).append(f)
-    if not any(f.get("targets") for c in curves.values() for f in c):
-        return ""
-    head = "".join(f"<th>N for {num(t)}</th>" for t in targets)
-    rows = [f"<h3>Examples needed to reach a target</h3><table><tr><th class=l>model</th><th class=l>task</th>"
-            f"<th class=l>metric (form)</th>{head}</tr>"]
-    for (model, task, metric), c in curves.items():
-        best = next((f for f in c if f.get("best")), None)
-        if best is None:
-            cells = f"<td class=bad colspan={len(targets)}>no identified form: not estimated</td>"
-        else:
-            cells = "".join(_target_cell(t) for t in best.get("targets") or [])
-        rows.append(f"<tr><td class=l>{esc(model)}</td><td class=l>{esc(task)}</td>"
-                    f"<td class=l>{esc(metric)} ({esc(best['form'] if best else '–')})</td>{cells}</tr>")
-    rows.append(f"</table><p class=sub>Point N from the chosen form, interval over bootstrap replicates; "
-                f"\"{NOT_DETERMINED}\": too many replicates never reach the target. An extrapolation is an N "
-                "beyond 4× the largest measured N (or a target the fit never reaches).</p>")
-    return "\n".join(rows)
-
-
 def _joint_table(doc: dict) -> str:
     joint = doc.get("joint") or []
     if not joint:
@@ -208,7 +276,7 @@ def _style_table(analysis: dict) -> str:
         for i, n in enumerate(g["n"]):
             def b(k: str) -> str:
                 return interval(g[k]["mid"][i], g[k]["lo"][i], g[k]["hi"][i], pct=True)
-            out.append(f"<tr><td>{num(n)}</td><td>{b('format_rate')}</td><td>{b('format_error')}</td>"
+            out.append(f"<tr><td>{n_text(n)}</td><td>{b('format_rate')}</td><td>{b('format_error')}</td>"
                        f"<td>{b('substance_error')}</td><td>{b('total_error')}</td></tr>")
         out.append("</table>")
     return "\n".join(out)
@@ -270,7 +338,7 @@ def _examples(examples: list[dict]) -> str:
             for r in it["by_n"]:
                 fm = "<span class=ok>✓</span>" if r["format_ok"] else "<span class=bad>✗</span>"
                 co = "<span class=ok>✓</span>" if r["correct"] else "<span class=bad>✗</span>"
-                out.append(f"<tr><td>{num(r['n'])}</td><td class=l><pre>{esc(r['response'])}</pre></td>"
+                out.append(f"<tr><td>{n_text(r['n'])}</td><td class=l><pre>{esc(r['response'])}</pre></td>"
                            f"<td>{fm}</td><td>{co}</td></tr>")
             out.append("</table>")
     return "\n".join(out)
