@@ -102,4 +102,21 @@ def run_demo(out: Path, quick: bool = False, n_boot: int = 1000, progress: bool 
     from .io import atomic_write_json
 
     atomic_write_json(out / "demo_timings.json", {**times, "study_total_s": study_s})
+    print_headline(out / "study", con)
     return report
+
+
+def print_headline(run_dir: Path, con: Console) -> None:
+    """The findings in the terminal: per task, where format saturates, accuracy at the smallest
+    and largest N, the forecast at 2x, N for the targets (or "cannot forecast") and the backtest."""
+    import json
+
+    from .fit.answers import answers_table
+
+    try:
+        fits = json.loads((run_dir / "fits.json").read_text(encoding="utf-8"))
+        analysis = json.loads((run_dir / "analysis.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if (fits.get("forecasts") or {}).get("curves"):
+        con.print(answers_table(fits["forecasts"], analysis, title="what the demo measured and forecasts"))

@@ -102,24 +102,6 @@ def _fmt(x, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}g}"
 
 
-def print_forecasts(con, fc: dict) -> None:
-    """The answers: per curve, the forecast at 2x the largest N, N for each target, the backtest."""
-    from rich.table import Table
-
-    from ..fit.answers import answer_rows
-
-    rows = answer_rows(fc)
-    if not rows:
-        return
-    t = Table(title=f"forecasts ({int(round(100 * (fc.get('level') or 0)))}% intervals for a new measurement; "
-                    "backtested: fitted on smaller N, scored on the next larger N)")
-    for c in ("curve", "largest N: measured", "2x the largest N", "N for target", "backtest |error| (naive: last, line)"):
-        t.add_column(c, overflow="fold")
-    for r in rows:
-        t.add_row(r["curve"], r["measured"], r["forecast"], r["targets"], r["backtest"])
-    con.print(t)
-
-
 def _print(doc: dict, analysis_doc: dict | None, path: Path) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -140,7 +122,9 @@ def _print(doc: dict, analysis_doc: dict | None, path: Path) -> None:
         for w in f["warnings"]:
             con.print(f"[yellow]warning[/] {f['model']}/{f['task']}/{f['metric']} {f['form']}: {w}",
                       markup=True, highlight=False)
-    print_forecasts(con, doc.get("forecasts") or {})
+    from ..fit.answers import answers_table
+    if (doc.get("forecasts") or {}).get("curves"):
+        con.print(answers_table(doc["forecasts"], analysis_doc))
     from ..fit.joint import describe_difference
     for j in doc.get("joint", []):
         for d in j["differences"]:

@@ -91,4 +91,23 @@ def answer_rows(forecasts: dict, analysis: dict | None = None) -> list[dict[str,
     return rows
 
 
-__all__ = ["answer_rows", "backtest_text", "n_text", "rate", "target_text"]
+def answers_table(forecasts: dict, analysis: dict | None = None, title: str | None = None) -> Any:
+    """The answers as a rich Table (``sftscale fit`` and ``sftscale demo`` print it)."""
+    from rich.table import Table
+
+    lv = int(round(100 * (forecasts.get("level") or 0.9)))
+    t = Table(title=title or f"answers ({lv}% intervals for a new measurement; backtest = fitted on smaller N, "
+                             "scored on the next larger measured N)")
+    cols = [("curve", "curve"), ("format saturates", "format_saturates"), ("smallest N", "smallest"),
+            ("largest N", "measured"), ("2x the largest N; what it buys", "forecast"),
+            ("N for target", "targets"), ("backtest", "backtest")]
+    if analysis is None:
+        cols.pop(1)
+    for head, _ in cols:
+        t.add_column(head, overflow="fold")
+    for r in answer_rows(forecasts, analysis):
+        t.add_row(*(r[k] for _, k in cols))
+    return t
+
+
+__all__ = ["answer_rows", "answers_table", "backtest_text", "n_text", "rate", "target_text"]
