@@ -151,7 +151,7 @@ def test_backtests_and_naive_baselines_in_fits_json(tmp_path, cli):
     assert {"last", "loglinear"} <= set(bt[0]["naive"])
     last = max(b["n"] for b in bt)
     assert last == 1024 and any(b["fit_n_max"] == 512 for b in bt if b["n"] == last)
-    assert "forecasts" in r.stdout and "1,024" in r.stdout
+    assert "answers" in r.stdout and "1,024" in r.stdout and "backtest" in r.stdout
     assert all("prediction_2x" not in f for f in doc["fits"])
     bad = cli(str(tmp_path / "r.csv"), "-t", "1.5", cwd=tmp_path)
     assert bad.returncode == 2 and "target" in bad.stderr and "Traceback" not in bad.stderr

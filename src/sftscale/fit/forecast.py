@@ -248,6 +248,11 @@ def _scores(recs: Sequence[Record], method: str, weights: dict[str, float]) -> t
     return err, sc
 
 
+def reference_q(bucket: str, level: float) -> float:
+    """``REFERENCE_Q`` (measured at level 0.9) at another level, scaled by the normal quantiles."""
+    return REFERENCE_Q[bucket] * float(norm.ppf(0.5 + level / 2) / norm.ppf(0.95))
+
+
 def calibrate(records: Sequence[Record], level: float = 0.9) -> dict[str, BucketCal]:
     """Weights, method choice and conformal quantile per horizon bucket (module docstring, 3)."""
     out = {}
@@ -279,7 +284,7 @@ def calibrate(records: Sequence[Record], level: float = 0.9) -> dict[str, Bucket
         q = conformal_q(sc, level)
         src = "study"
         if not math.isfinite(q):
-            q, src = REFERENCE_Q.get(bname, max(REFERENCE_Q.values())) * norm.ppf(0.5 + level / 2) / 1.645, "reference"
+            q, src = reference_q(bname, level), "reference"
         cov = float(np.mean(np.asarray(sc) <= q)) if sc else None
         out[bname] = BucketCal(bname, len(recs), mse, weights, mae, method, q, src, cov)
     return out
