@@ -403,7 +403,8 @@ def forecast_curve(c: Curve, cal: dict[str, BucketCal], records: Sequence[Record
                    ratios: Sequence[float] = (2.0, 4.0)) -> Forecast:
     """The forecast of one curve with a study's calibration (module docstring, items 3-6)."""
     K = c.n.size
-    grid = np.unique(np.concatenate([np.asarray(ratios, float), TARGET_GRID])) * (c.n[-1] if K else 1.0)
+    # index 0 is the largest measured N itself (the base of "what it buys")
+    grid = np.unique(np.concatenate([[1.0], np.asarray(ratios, float), TARGET_GRID])) * (c.n[-1] if K else 1.0)
     full = predict_members(c, K, grid) if K >= 1 else {}
     lack = lack_of_fit(c, full)
     why = _why_not(c, lack)
@@ -418,7 +419,7 @@ def forecast_curve(c: Curve, cal: dict[str, BucketCal], records: Sequence[Record
         preds = [_predict_at(c, cal, {m: full[m] for m in fc.members}, i, float(n), level)
                  for i, n in enumerate(grid)]
         want = set(np.round(np.asarray(ratios, float) * c.n[-1], 9))
-        fc.predictions = [p for p in preds if round(p["n"], 9) in want]
+        fc.predictions = [p for p in preds if round(p["n"], 9) in want and p["ratio"] > 1]
         fc.path = _path(c, cal, fc.members, preds)
     fc.targets = [_target(c, fc, preds, float(t), level) for t in targets]
     return fc
@@ -435,7 +436,7 @@ def _path(c: Curve, cal: dict[str, BucketCal], members: list[str], preds: list[d
         mid, _ = combine({m: float(pm[m]["mid"][i]) for m in w}, {m: 0.0 for m in w}, w, c.eps)
         out.append({"n": float(n), "mid": mid, "lo": None, "hi": None})
     out += [{"n": p["n"], "mid": p["mid"], "lo": p["curve"][0], "hi": p["curve"][1]}
-            for p in preds if p.get("mid") is not None]
+            for p in preds if p.get("mid") is not None and p["ratio"] > 1]
     return out
 
 
@@ -466,11 +467,14 @@ def _predict_at(c: Curve, cal: dict[str, BucketCal], pm: dict[str, dict[str, np.
     mid, zv = (1 - t) * m2 + t * m4, (1 - t) * z2 + t * z4
     q = (1 - t) * cal["2x"].q + t * cal["4x"].q
     iv = _interval(mid, zv, c, q, level)
-    y_last = float(c.y[-1])
+    # what the extra data buys, over the same forecast's value at the largest measured N; every
+    # member grows with N, so the gain's lower end is at least 0
+    at_max = _bucket_forecast(cal["2x"], pm, 0, c.eps)[0] if pm else float(c.y[-1])
     b = "2x" if t < 0.5 else "4x"
     return {"n": n, "ratio": ratio, "bucket": b, "method": meth2 if t < 0.5 else meth4, "mid": mid,
-            "curve": iv["curve"], "measurement": iv["measurement"], "gain_over_largest": mid - y_last,
-            "gain_curve": [iv["curve"][0] - y_last, iv["curve"][1] - y_last], "calibration": cal[b].q_source}
+            "curve": iv["curve"], "measurement": iv["measurement"], "gain_over_largest": max(mid - at_max, 0.0),
+            "gain_curve": [max(iv["curve"][0] - at_max, 0.0), max(iv["curve"][1] - at_max, 0.0)],
+            "calibration": cal[b].q_source}
 
 
 def _backtest_rows(c: Curve, cal: dict[str, BucketCal], records: Sequence[Record], level: float) -> list[dict]:
@@ -541,7 +545,7 @@ def _target(c: Curve, fc: Forecast, preds: list[dict], t: float, level: float) -
     if out["n"] is None:
         p4 = pts[-1]
         out["note"] = (f"not reached within {MAX_RATIO:g}x the largest measured N (forecast at "
-                       f"{p4['n']:g}: {p4['mid']:.3f} [{p4['curve'][0]:.3f}, {p4['curve'][1]:.3f}])")
+                       f"N = {int(round(p4['n'])):,}: {p4['mid']:.2f} [{p4['curve'][0]:.2f}, {p4['curve'][1]:.2f}])")
     elif out["hi"] is None:
         out["hi_note"] = f"the interval's lower end stays below it up to {MAX_RATIO:g}x the largest N"
     return out
