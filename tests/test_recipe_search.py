@@ -19,6 +19,7 @@ from sftscale.io import InputError, atomic_write_json, atomic_write_jsonl
 from sftscale.study.cells import expand_cells
 from sftscale.study.runner import CellRunner, StageContext, run_study
 from sftscale.study.search import choose, validation_ids
+from sftscale.train import recipe_with
 
 # the validation score a fake candidate gets, by lr: 3e-4 is the best
 SCORES = {1e-4: 0.25, 3e-4: 0.75, 1e-3: 0.5}
@@ -102,7 +103,13 @@ def test_picks_the_best_validation_score_on_training_items_only(tmp_path, no_tes
     calls = _calls(tmp_path)
     for seed in (0, 1):
         key = f"m__toy-math__n16__s{seed}"
-        subset, val = validation_ids(pool, 16, seed, expand_cells(cfg)[1].search)
+        # toy-S's recipe stops early on validation items of its own, so the search's split
+        # also avoids those and the subset drawn around them (the candidates' recipes)
+        recipes = [recipe_with("toy-S", {"lr": lr}) for lr in SCORES]
+        subset, val = validation_ids(pool, 16, seed, expand_cells(cfg)[1].search, recipes)
+        from sftscale.train.examples import split_pool
+        es_sub, es_val = split_pool(pool, 16, seed, recipes[0].val_items)
+        assert subset == es_sub and not set(val) & set(es_val)  # what the train stage uses
         vals = [c for c in calls if c["cell"] == key and c["stage"] == "val"]
         assert sorted(c["lr"] for c in vals) == sorted(SCORES)
         for c in vals:  # validation: 8 training-pool items, none in the subset

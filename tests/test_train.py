@@ -156,12 +156,16 @@ def test_default_recipes_toy_vs_real(tiny, tmp_path):
     (toy_dir / "config.json").write_text((tiny / "config.json").read_text())
     (toy_dir / "toy_meta.json").write_text("{}")
     toy = default_recipe(str(toy_dir))
-    assert toy.method == "full" and toy.lr == 1e-3 and toy.min_steps == 60
+    # the toy recipe's steps: early stopping within a budget of 40 to 200 steps (it was a
+    # fixed floor of 60 until the per-N schedule; docs/toy-models.md, "Steps per N")
+    assert toy.method == "full" and toy.lr == 1e-3 and toy.min_steps == 40
+    assert toy.early_stopping and (toy.max_steps, toy.patience) == (200, 3)
     assert default_recipe(str(tiny)).method == "lora"  # a plain directory is a real model
     # a toy model's own defaults (toy_meta.json "sft_defaults") win over the shared ones
     (toy_dir / "toy_meta.json").write_text('{"sft_defaults": {"lr": 0.0003, "epochs": 4}}')
     own = default_recipe(str(toy_dir))
-    assert (own.lr, own.epochs, own.method, own.min_steps) == (3e-4, 4, "full", 60)
+    assert (own.lr, own.epochs, own.method, own.min_steps) == (3e-4, 4, "full", 40)
+    assert own.early_stopping  # the shared fields the model does not override stay
     assert recipe_with(str(toy_dir), {"epochs": 2}).lr == 3e-4
 
 

@@ -213,8 +213,9 @@ def facts_recipe(cfg: KnowledgeConfig) -> Any:
     from ..train import recipe_with
 
     st = cfg.stage
+    # no early stopping: the facts stage trains on its whole mix (no validation items to spare)
     over = {"epochs": st.epochs, "lr": st.lr, "batch_size": st.batch_size, "max_steps": None,
-            "packing": st.packing}
+            "packing": st.packing, "early_stopping": False}
     if st.steps is not None:
         over.update(min_steps=st.steps, max_steps=st.steps)
     return recipe_with(cfg.model, {**over, **st.recipe}, where="stage.recipe")

@@ -8,7 +8,9 @@ config.RecipeSearch) makes the train stage of every N > 0 cell a search
    written), each on top of the cell's own recipe overrides.
 2. Validation split (``validation_ids``): ``validation.n`` items of the task's TRAINING pool,
    the first of one permutation seeded by ``validation.seed`` (``examples.select_subset``'s
-   rule) among the pool items NOT in the cell's finetuning subset. Test items are never read:
+   rule) among the pool items NOT in the cell's finetuning subset (with early stopping in a
+   candidate's recipe: not in that candidate's subset, drawn around its early-stopping
+   validation items, nor among those items; ``train.examples.split_pool``). Test items are never read:
    the split depends only on ``train_items()``, and the validation evaluation sees a copy of
    the task whose ``test_items()`` returns the validation items (``validation_view``). The
    task's own training/test separation is the task's contract (the toy tasks split by entity
@@ -56,13 +58,23 @@ VAL_LOSS = "val_loss.json"
 
 # --- the validation split ------------------------------------------------------------------
 
-def validation_ids(pool_ids: Sequence[str], n: int, seed: int, search: dict[str, Any]
-                   ) -> tuple[list[str], list[str]]:
-    """(the cell's finetuning subset, its validation ids): see the module docstring, item 2."""
-    from ..train.examples import select_subset
+def validation_ids(pool_ids: Sequence[str], n: int, seed: int, search: dict[str, Any],
+                   recipes: Sequence[Any] = ()) -> tuple[list[str], list[str]]:
+    """(the cell's finetuning subset, its validation ids): see the module docstring, item 2.
+    ``recipes``: the candidates' resolved recipes; their subsets and early-stopping validation
+    items are all left out (the subset returned is the first recipe's; without recipes, the
+    plain ``select_subset``)."""
+    from ..train.examples import select_subset, split_pool
+    from ..train.recipe import VAL_SEED, val_count
 
     subset = select_subset(pool_ids, n, seed)
     taken = set(subset)
+    if recipes:
+        taken = set()
+        for k, rec in enumerate(recipes):
+            sub, es_val = split_pool(pool_ids, n, seed, val_count(rec), VAL_SEED)
+            subset = sub if k == 0 else subset
+            taken |= set(sub) | set(es_val)
     rest = [i for i in map(str, pool_ids) if i not in taken]
     v = search["validation"]
     if len(rest) < v["n"]:
@@ -117,8 +129,12 @@ def run_search(runner: Any, cell: Any, ctx: Any) -> None:
     from .taskdata import study_task
 
     task = study_task(cell.task_name, cell.task_options, cell.max_new_tokens)
+    from ..train.recipe import resolve_recipe
+
     pool = [it.id for it in task.train_items()]
-    _, val = validation_ids(pool, cell.n, cell.seed, cell.search)
+    recipes = [resolve_recipe({**cell.recipe, **values}, cell.model_ref)
+               for values in candidates(cell.search)]
+    _, val = validation_ids(pool, cell.n, cell.seed, cell.search, recipes)
     split = {**cell.search["validation"], "ids_sha": sha256_json(val),
              "drawn_from": "training pool minus the cell's finetuning subset"}
     metric = task.primary_metric

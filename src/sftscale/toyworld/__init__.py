@@ -19,17 +19,28 @@ TOY_MODELS: tuple[str, ...] = ("toy-S", "toy-M")
 # in ``Recipe`` fields. Each shipped model's ``toy_meta.json`` may override some fields
 # (``sft_defaults``, chosen per size by recipe search); ``toy_sft_defaults(dir)`` merges the two
 # and ``train.default_recipe`` and ``toyworld.probe`` use it. Loss on completion tokens (+ eos)
-# only, AdamW, steps = max(min_steps, ceil(epochs * N / batch)) capped at max_steps.
-# ``warmup_ratio`` and ``lora_dropout`` are unused here (``warmup_steps`` wins; no LoRA) but are
-# part of every toy cell's recipe hash.
+# only, AdamW. Steps per N: early stopping on validation loss (64 items of the task's training
+# pool, outside every subset) within a budget of max(min_steps, ceil(epochs * N / batch))
+# capped at max_steps (40 to 200: N = 8 to 32 get 40, 64 gets 80, 128 gets 160, 256 and up
+# 200); evaluated every 10 steps, stopped after 3 evaluations in a row without a 1% relative
+# gain, the weights of the lowest validation loss kept. It replaced a fixed floor of 60 steps (3 epochs,
+# cap 300), under which N = 16 to 256 all trained 60 steps and bent the learning curve
+# (docs/toy-models.md, "Steps per N"). ``toyworld.probe`` trains the budget without early
+# stopping. ``warmup_ratio`` and ``lora_dropout`` are unused here (``warmup_steps`` wins; no
+# LoRA) but are part of every toy cell's recipe hash.
 TOY_SFT_DEFAULTS: dict = {
     "method": "full",
     "lr": 1e-3,
     "batch_size": 16,
     "micro_batch_size": 16,
-    "epochs": 3,
-    "min_steps": 60,
-    "max_steps": 300,
+    "epochs": 20,
+    "min_steps": 40,
+    "max_steps": 200,
+    "early_stopping": True,
+    "val_items": 64,
+    "eval_every": 10,
+    "patience": 3,
+    "min_improvement": 0.01,
     "warmup_steps": 0,
     "warmup_ratio": 0.0,
     "schedule": "cosine",

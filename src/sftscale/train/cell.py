@@ -12,6 +12,14 @@ the rows go through ``loop.train_loop`` (or TRL's SFTTrainer when ``train_backen
 ``ckpt/`` is saved (peft adapter or full weights, safetensors, plus the tokenizer) and
 ``train_meta.json`` is written LAST, atomically. ``read_meta(out)`` reads a finished cell.
 
+Early stopping (``recipe.early_stopping``): the subset is drawn from the training pool minus
+``val_items`` validation items (``examples.split_pool``, seed ``recipe.VAL_SEED``: the same
+items for every N and seed), the loop trains up to the ``steps_for`` budget and keeps the
+weights of the lowest validation loss (``loop.train_loop``), and the meta records
+``steps_budget``, ``steps`` (the kept checkpoint's step), ``steps_trained`` (where training
+stopped), ``val_loss_curve``, ``best_val_loss``, ``stop_rule``, ``val_items`` and
+``val_ids_sha``. Loop backend and one process only (an InputError otherwise).
+
 Progress: ``progress`` (a ``sftscale.events.ProgressFn``) gets ``ProgressEvent("train",
 done=steps done, total=steps, metrics={step, steps, loss, lr, tokens_seen, target_tokens,
 elapsed_s, tokens_per_s})`` after every optimizer step (``loop.train_event``).
@@ -42,8 +50,9 @@ from ..events import ProgressFn
 from ..io import InputError, atomic_write_json, sha256_json
 from ..provenance import versions
 from .distributed import Fsdp2, dist_context, full_state_dict
-from .examples import build_examples, check_masks, pack_examples, select_subset
-from .recipe import Recipe, resolve_recipe, steps_for, warmup_for
+from .examples import build_examples, check_masks, pack_examples, split_pool
+from .recipe import (VAL_SEED, Recipe, check_early_stopping, resolve_recipe, steps_for, val_count,
+                     warmup_for)
 
 META = "train_meta.json"
 META_VERSION = 1
@@ -88,6 +97,7 @@ class _Rows:
     steps: int
     rule: str
     warmup: int
+    val: Sequence[Any] = ()  # early stopping's validation examples (unpacked)
 
 
 def train_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
@@ -123,7 +133,8 @@ def _start(req: _Request, out: Path, progress: ProgressFn | None) -> dict:
     removed = _clean(out)
     out.mkdir(parents=True, exist_ok=True)
     items = req.items
-    subset = select_subset([it.id for it in items], req.n, req.seed)
+    subset, val_ids = split_pool([it.id for it in items], req.n, req.seed,
+                                 val_count(req.rec) if req.n > 0 else 0, VAL_SEED)
     meta: dict[str, Any] = {
         "meta_version": META_VERSION, "complete": True, **req.ident,
         "model_spec": req.spec.to_dict(), "pool_size": len(items),
@@ -140,7 +151,11 @@ def _start(req: _Request, out: Path, progress: ProgressFn | None) -> dict:
         atomic_write_json(out / META, meta)
         return meta
     by_id = {it.id: it for it in items}
-    return _train(req, [by_id[i] for i in subset], out, meta, progress, req.device)
+    if val_ids:
+        meta.update({"val_items": len(val_ids), "val_ids_sha": sha256_json(val_ids),
+                     "val_seed": VAL_SEED})
+    return _train(req, [by_id[i] for i in subset], out, meta, progress, req.device,
+                  [by_id[i] for i in val_ids])
 
 
 def _resolve(model: Any, task: Any, n: int, seed: int, recipe: Any,
@@ -159,6 +174,9 @@ def _resolve(model: Any, task: Any, n: int, seed: int, recipe: Any,
     task_obj = task if isinstance(task, Task) else get_task(str(task), **(task_options or {}))
     items = _pool(task_obj, int(n))
     rec = resolve_recipe(recipe, model_ref)
+    if int(n) > 0:
+        check_early_stopping(rec)
+        split_pool([it.id for it in items], int(n), int(seed), val_count(rec))  # pool size
     ident = {"model": model_ref, "task": task_obj.name, "task_version": str(task_obj.version),
              "n": int(n), "seed": int(seed), "recipe_sha": rec.sha() if int(n) > 0 else None,
              "task_options": task_options or {}}
@@ -177,7 +195,7 @@ def _pool(task: Any, n: int) -> list:
 
 
 def _train(req: _Request, items: list, out: Path, meta: dict, progress: ProgressFn | None,
-           device: str | None) -> dict:
+           device: str | None, val_items: list | None = None) -> dict:
     """Train on ``items``, save ``ckpt/`` and write the meta (main process only)."""
     import torch
 
@@ -195,7 +213,7 @@ def _train(req: _Request, items: list, out: Path, meta: dict, progress: Progress
         if rec.chat and not getattr(tok, "chat_template", None):
             raise InputError(None, f"recipe has chat=true but {req.model_ref!r} has no chat "
                              "template", field="chat")
-        plan = _rows(req, items, tok)
+        plan = _rows(req, items, tok, val_items or [])
         if rec.method == "lora":
             mdl = wrap_lora(mdl, rec, req.seed)
         trainable = sum(p.numel() for p in mdl.parameters() if p.requires_grad)
@@ -228,14 +246,19 @@ def _train(req: _Request, items: list, out: Path, meta: dict, progress: Progress
     return meta
 
 
-def _rows(req: _Request, items: list, tok: Any) -> _Rows:
-    """Tokenise and check the examples, pack them if asked, and fix the steps and warm-up."""
+def _rows(req: _Request, items: list, tok: Any, val_items: list) -> _Rows:
+    """Tokenise and check the examples (and the validation examples), pack them if asked, and
+    fix the steps (the budget, with early stopping) and warm-up."""
     rec = req.rec
     examples, plens, stats = build_examples(req.task, items, tok, rec.max_length, rec.chat)
     n_targets = check_masks(examples, plens, [it.id for it in items])
+    val: list = []
+    if val_items:
+        val, vplens, _ = build_examples(req.task, val_items, tok, rec.max_length, rec.chat)
+        check_masks(val, vplens, [it.id for it in val_items])
     rows: Sequence[Any] = pack_examples(examples, rec.max_length) if rec.packing else examples
     steps, rule = steps_for(req.n, rec, rows=len(rows) if rec.packing else None)
-    return _Rows(rows, stats, n_targets, steps, rule, warmup_for(steps, rec))
+    return _Rows(rows, stats, n_targets, steps, rule, warmup_for(steps, rec), val)
 
 
 def _run_backend(mdl: Any, tok: Any, plan: _Rows, rec: Recipe, seed: int,
@@ -254,22 +277,51 @@ def _run_backend(mdl: Any, tok: Any, plan: _Rows, rec: Recipe, seed: int,
                      warmup_steps=plan.warmup, schedule=rec.schedule,
                      min_lr_ratio=rec.min_lr_ratio, weight_decay=rec.weight_decay,
                      betas=tuple(rec.betas), max_grad_norm=rec.max_grad_norm,
-                     seed=seed, autocast_dtype="bf16" if train_dtype == "bf16" else None)
+                     seed=seed, autocast_dtype="bf16" if train_dtype == "bf16" else None,
+                     eval_every=rec.eval_every if plan.val else 0, patience=rec.patience,
+                     min_improvement=rec.min_improvement)
     return train_loop(mdl, plan.rows, cfg, pad_id=_pad_id(tok), progress=progress,
-                      accelerator=accelerator)
+                      accelerator=accelerator, val_examples=plan.val or None)
 
 
 def _run_meta(plan: _Rows, res: Any, rec: Recipe) -> dict:
-    """The meta entries that describe the steps, rows, tokens and losses of the run."""
-    return {
-        "steps": res.steps, "steps_rule": plan.rule, "warmup_steps": plan.warmup,
-        "epochs_effective": res.steps * rec.batch_size / len(plan.rows),
+    """The meta entries that describe the steps, rows, tokens and losses of the run.
+
+    ``steps`` is the step of the saved weights (with early stopping, of the lowest validation
+    loss), ``steps_trained`` the optimizer steps run, ``steps_budget`` the ``steps_for`` rule's
+    value; ``epochs_effective`` and ``final_loss`` (the training loss of step ``steps``) are
+    of the saved weights, ``tokens_seen`` and ``target_tokens`` of the whole run."""
+    kept = getattr(res, "best_step", 0) or res.steps
+    out = {
+        "steps": kept, "steps_budget": plan.steps, "steps_trained": res.steps,
+        "steps_rule": plan.rule, "warmup_steps": plan.warmup,
+        "epochs_effective": kept * rec.batch_size / len(plan.rows),
         "rows": len(plan.rows), "packing": rec.packing,
         "tokens_seen": res.tokens_seen, "target_tokens": res.target_tokens,
         "target_tokens_per_epoch": plan.n_targets, **plan.stats,
-        "loss_curve": res.losses, "final_loss": res.losses[-1] if res.losses else None,
+        "loss_curve": res.losses,
+        "final_loss": res.losses[kept - 1] if len(res.losses) >= kept > 0 else None,
         "train_wall_s": res.wall_s,
     }
+    if plan.val:
+        stopped = res.steps < plan.steps
+        out.update({
+            "early_stopping": True, "val_loss_curve": res.val_curve,
+            "best_val_loss": res.best_val_loss, "val_wall_s": res.val_s,
+            "eval_every": rec.eval_every, "patience": rec.patience,
+            "min_improvement": rec.min_improvement,
+            "stop_rule": (f"validation loss (mean next-token loss of the gold completions of "
+                          f"{len(plan.val)} training-pool items outside every subset) every "
+                          f"{rec.eval_every} steps and at the budget of {plan.steps}; stop after "
+                          f"{rec.patience} evaluations in a row without an improvement (a loss "
+                          f"below {1 - rec.min_improvement:g} x the last improvement's); keep the "
+                          f"weights of the lowest loss; the lr schedule spans the budget. "
+                          + (f"Stopped at step {res.steps}" if stopped
+                             else f"Trained the whole budget ({res.steps} steps)")
+                          + f", kept step {kept}."),
+        })
+        out["steps_rule"] = f"{plan.rule}; early stopping kept step {kept} of {res.steps} trained"
+    return out
 
 
 def _check_same(done: dict, ident: dict, out: Path) -> None:

@@ -8,6 +8,11 @@
   are nested (N1 < N2, same seed -> subset(N1) is a prefix of subset(N2)). The permutation
   orders the ids by ``sha256(f"{seed}:{id}")``, so it does not depend on the pool's order.
   N > pool size is an error (never a silent cap).
+- ``split_pool(ids, n, seed, val_items, val_seed)``: (subset, validation ids) for early
+  stopping: the validation ids are ``select_subset(ids, val_items, val_seed)`` (one split per
+  pool, the same for every N and seed), and the subset is ``select_subset`` of the pool MINUS
+  them, so it is disjoint from the validation ids and still nested in N. ``val_items = 0``
+  (no early stopping) is plain ``select_subset``.
 - ``encode_pair``: prompt tokens exactly as generation encodes them (``models.encode_prompt``),
   then the completion + EOS; prompt labels are ``IGNORE``. ``build_examples`` does it for a
   task's items and records truncation; ``check_masks`` runs before the first step.
@@ -47,6 +52,22 @@ def select_subset(ids: Sequence[str], n: int, seed: int) -> list[str]:
         raise InputError(None, f"N = {n} exceeds the training pool ({len(ids)} items)", field="n")
     key = {i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest() for i in ids}
     return sorted(ids, key=lambda i: (key[i], i))[:n]
+
+
+def split_pool(ids: Sequence[str], n: int, seed: int, val_items: int, val_seed: int = 0
+               ) -> tuple[list[str], list[str]]:
+    """(the finetuning subset of ``n`` ids, the ``val_items`` validation ids): see the module
+    docstring. Too small a pool is an InputError that names both numbers."""
+    ids = [str(i) for i in ids]
+    if val_items <= 0:
+        return select_subset(ids, n, seed), []
+    if n + val_items > len(ids):
+        raise InputError(None, f"N = {n} plus val_items = {val_items} (early stopping's "
+                         f"validation items) exceeds the training pool ({len(ids)} items); lower "
+                         "val_items or N, or set early_stopping: false", field="val_items")
+    val = select_subset(ids, val_items, val_seed)
+    taken = set(val)
+    return select_subset([i for i in ids if i not in taken], n, seed), val
 
 
 def encode_pair(tok: Any, prompt: str, completion: str, max_length: int
@@ -124,4 +145,4 @@ def pack_examples(examples: Sequence[tuple[list[int], list[int]]], max_length: i
 
 
 __all__ = ["IGNORE", "build_examples", "check_masks", "encode_pair", "n_targets",
-           "pack_examples", "select_subset"]
+           "pack_examples", "select_subset", "split_pool"]

@@ -33,6 +33,18 @@ Progress: after every optimizer step the loop calls ``progress`` with ``train_ev
 training progress event (``sftscale.events.ProgressEvent``, stage ``train``); the TRL adapter
 sends the same.
 
+Early stopping: given ``val_examples`` and ``cfg.eval_every`` > 0, the loop evaluates the
+token-mean next-token loss of the validation examples (``val_loss``, no gradients) after every
+``eval_every``-th step and after the last step, keeps in memory a copy of the trainable
+parameters at the lowest loss so far (strictly lower; the earliest step wins a tie), stops once
+``cfg.patience`` evaluations in a row brought no improvement, and puts the kept parameters
+back into the model before returning. An evaluation improves when its loss is below
+``(1 - cfg.min_improvement)`` times the loss of the last evaluation that improved (the first
+always does); with ``min_improvement`` 0 that is any new lowest loss. A small gain that is not
+an improvement still moves the kept weights to the new lowest loss. The learning-rate schedule stays defined over
+``cfg.steps`` (the budget), whether or not the run stops early. The step-0 (untrained) model is
+not a candidate. One process only (an accelerator with early stopping is a ValueError).
+
 Not handled here: which examples are chosen (``train.examples``), LoRA wrapping
 (``train.cell``), mixed precision beyond an optional autocast dtype, checkpointing or resuming
 mid-run.
@@ -70,6 +82,12 @@ class LoopConfig:
     max_grad_norm: float | None = 1.0
     seed: int = 0
     autocast_dtype: str | None = None  # "bf16" on GPU; None = full precision
+    #: early stopping (with ``val_examples``): evaluate every this many steps; 0 = never
+    eval_every: int = 0
+    #: stop after this many evaluations in a row without an improvement of the validation loss
+    patience: int = 3
+    #: an improvement: a loss below (1 - min_improvement) x the last improvement's loss
+    min_improvement: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,6 +100,13 @@ class LoopResult:
     target_tokens: int  # tokens that carried loss
     losses: list[float] = field(default_factory=list)  # per optimizer step, token-mean
     wall_s: float = 0.0
+    #: early stopping: [[step, validation loss], ...] (steps counted from 1), the step whose
+    #: weights the model holds at the end (``steps`` without early stopping), its loss, and the
+    #: seconds spent evaluating
+    val_curve: list[list[float]] = field(default_factory=list)
+    best_step: int = 0
+    best_val_loss: float | None = None
+    val_s: float = 0.0
 
 
 def lr_at(step: int, cfg: LoopConfig) -> float:
@@ -226,12 +251,81 @@ def train_event(step: int, steps: int, **metrics: Any) -> ProgressEvent:
     return ProgressEvent("train", done=step + 1, total=steps, metrics=m)
 
 
+def val_loss(model: torch.nn.Module, examples: Sequence[Sequence[Sequence[int]]], pad_id: int,
+             batch_size: int = 16, autocast_dtype: str | None = None) -> float:
+    """Token-mean next-token loss of ``examples``' target tokens (no gradients; the model is
+    left in the mode it was in). Examples are batched in length order (less padding)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i][0]))
+    total, count = 0.0, 0
+    try:
+        with torch.no_grad(), attention_backends(device):
+            for i in range(0, len(order), batch_size):
+                mb = collate([examples[k] for k in order[i:i + batch_size]], pad_id, device)
+                ctx = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+                       if autocast_dtype == "bf16" else _null())
+                with ctx:
+                    loss, n = token_loss_sum(model, mb)
+                total, count = total + float(loss), count + n
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("every target token of the validation examples is masked")
+    return total / count
+
+
+class _Stopper:
+    """Early stopping's state: the lowest validation loss, its step and parameters."""
+
+    def __init__(self, model: torch.nn.Module, val: Sequence[Any], cfg: LoopConfig, pad_id: int):
+        self.model, self.val, self.cfg, self.pad_id = model, val, cfg, pad_id
+        self.best: float | None = None
+        self.best_step = 0
+        self.ref: float | None = None  # the loss of the last improvement
+        self.saved: dict[str, torch.Tensor] = {}
+        self.bad = 0
+        self.curve: list[list[float]] = []
+        self.seconds = 0.0
+
+    def due(self, done: int) -> bool:
+        return done % self.cfg.eval_every == 0 or done == self.cfg.steps
+
+    def check(self, done: int) -> tuple[float, bool]:
+        """Evaluate after ``done`` steps: (the loss, whether to stop now)."""
+        t0 = time.perf_counter()
+        loss = val_loss(self.model, self.val, self.pad_id, self.cfg.micro_batch_size,
+                        self.cfg.autocast_dtype)
+        self.curve.append([done, loss])
+        if self.best is None or loss < self.best:
+            self.best, self.best_step = loss, done
+            self.saved = {k: p.detach().clone() for k, p in self.model.named_parameters()
+                          if p.requires_grad}
+        if self.ref is None or loss < self.ref * (1.0 - self.cfg.min_improvement):
+            self.ref, self.bad = loss, 0
+        else:
+            self.bad += 1
+        self.seconds += time.perf_counter() - t0
+        return loss, self.bad >= self.cfg.patience
+
+    def restore(self) -> None:
+        """Put the parameters of the lowest validation loss back into the model."""
+        with torch.no_grad():
+            for k, p in self.model.named_parameters():
+                if k in self.saved:
+                    p.copy_(self.saved[k])
+
+
 def train_loop(model: torch.nn.Module, examples: Sequence[Sequence[Sequence[int]]],
                cfg: LoopConfig, pad_id: int, progress: ProgressFn | None = None,
-               accelerator: Any = None) -> LoopResult:
+               accelerator: Any = None,
+               val_examples: Sequence[Sequence[Sequence[int]]] | None = None) -> LoopResult:
     """Run ``cfg.steps`` optimizer steps over ``examples``. Deterministic on CPU for a seed.
 
-    ``progress`` gets ``train_event(step, cfg.steps, ...)`` after every optimizer step.
+    ``progress`` gets ``train_event(step, cfg.steps, ...)`` after every optimizer step (with
+    ``val_loss`` in its metrics after an evaluation). ``val_examples`` with ``cfg.eval_every``
+    > 0: early stopping (module docstring).
     """
     if not examples:
         raise ValueError("no training examples")
@@ -243,6 +337,11 @@ def train_loop(model: torch.nn.Module, examples: Sequence[Sequence[Sequence[int]
         if len(ex[0]) != len(ex[1]) or (len(ex) > 2 and len(ex[2]) != len(ex[0])):
             raise ValueError(f"example {i}: input_ids, labels (and position_ids) differ in length")
     n_tgt = [n_targets(ex[1]) for ex in examples]
+    early = bool(val_examples) and cfg.eval_every > 0
+    if early and accelerator is not None:
+        raise ValueError("early stopping runs in one process only (no accelerator)")
+    if early and (cfg.patience < 1 or not 0 <= cfg.min_improvement < 1):
+        raise ValueError("patience must be >= 1 and min_improvement in [0, 1)")
     torch.manual_seed(cfg.seed)
     rank, world = 0, 1
     if accelerator is not None:
@@ -262,6 +361,7 @@ def train_loop(model: torch.nn.Module, examples: Sequence[Sequence[Sequence[int]
     amp = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
            if cfg.autocast_dtype == "bf16" else None)
     res = LoopResult(steps=0, tokens_seen=0, target_tokens=0)
+    stopper = _Stopper(model, val_examples, cfg, pad_id) if early else None
     t0 = time.perf_counter()
     for step, idx in enumerate(batch_order(len(examples), cfg.batch_size, cfg.steps, cfg.seed)):
         idx = sorted(idx, key=lambda i: len(examples[i][0]))
@@ -302,10 +402,21 @@ def train_loop(model: torch.nn.Module, examples: Sequence[Sequence[Sequence[int]
         res.steps += 1
         loss = float(total) / n_target
         res.losses.append(loss)
+        extra: dict[str, Any] = {}
+        stop = False
+        if stopper is not None and stopper.due(step + 1):
+            extra["val_loss"], stop = stopper.check(step + 1)
         if progress is not None:
             progress(train_event(step, cfg.steps, loss=loss, lr=sched.get_last_lr()[0],
                                  tokens_seen=res.tokens_seen, target_tokens=res.target_tokens,
-                                 elapsed_s=time.perf_counter() - t0))
+                                 elapsed_s=time.perf_counter() - t0, **extra))
+        if stop:
+            break
+    res.best_step = res.steps
+    if stopper is not None:
+        stopper.restore()
+        res.val_curve, res.best_step = stopper.curve, stopper.best_step
+        res.best_val_loss, res.val_s = stopper.best, stopper.seconds
     res.wall_s = time.perf_counter() - t0
     if world > 1:  # the whole job's tokens, not this process's share
         from .distributed import reduce_count

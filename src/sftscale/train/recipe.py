@@ -9,7 +9,12 @@
   (r 32, alpha 64, 3 epochs, effective batch 16, lr 2e-4, cosine, 3% warm-up).
 - ``steps_for(n, recipe)``: ``steps = max(min_steps, ceil(epochs * rows / batch_size))``, capped
   by ``max_steps`` when set; ``rows`` is N, or the number of packed rows when packing. Logged
-  in every meta.
+  in every meta. With ``early_stopping`` it is the step BUDGET: training evaluates the mean
+  next-token loss of the gold completions of ``val_items`` validation items of the training
+  pool every ``eval_every`` steps (and at the budget), stops after ``patience`` evaluations
+  without an improvement (a relative gain of ``min_improvement``) and keeps the weights of the minimum (``train.loop``; the split:
+  ``examples.split_pool``). The learning-rate schedule is always defined over the budget, so a
+  run stopped early ends at a learning rate above the schedule's end.
 
 Not handled: per-size recipes for real models (one default for all; ``recipe_search`` chooses
 per cell), validating override
@@ -67,6 +72,19 @@ class Recipe(BaseModel):
     sharding: Literal["none", "ddp", "fsdp"] = Field(
         "none", description="several processes per cell (the model's gpus/processes): ddp "
         "(replicated weights) or fsdp (torch FSDP2, sharded); none: one process")
+    early_stopping: bool = Field(
+        False, description="train up to the steps_for budget, keep the weights of the lowest "
+        "validation loss (val_items items of the training pool, disjoint from every subset), "
+        "stop after `patience` evaluations without improvement; train_backend loop, one process")
+    val_items: int = Field(64, ge=1, le=100_000, description="validation items (early_stopping)")
+    eval_every: int = Field(10, ge=1, description="optimizer steps between validation "
+                            "evaluations (early_stopping); also evaluated at the budget")
+    patience: int = Field(3, ge=1, description="evaluations in a row without an improvement of "
+                          "the validation loss before stopping (early_stopping)")
+    min_improvement: float = Field(
+        0.0, ge=0, lt=1, description="early_stopping: an evaluation improves when its loss is "
+        "below (1 - min_improvement) x the last improvement's loss (relative; 0: any new "
+        "minimum); the kept weights are always those of the lowest loss")
 
     @field_validator("lora_targets")
     @classmethod
@@ -76,11 +94,13 @@ class Recipe(BaseModel):
         return v
 
     def sha(self) -> str:
-        """Hash of every field; ``sharding: none`` (the default) is left out so that recipes
-        written before the field existed keep their hash."""
+        """Hash of every field; the fields added after recipes were first hashed
+        (``OMIT_AT_DEFAULT``: ``sharding``, the early-stopping fields) are left out while they
+        hold their default, so that recipes written before they existed keep their hash."""
         d = self.model_dump(mode="json")
-        if d.get("sharding") == "none":
-            del d["sharding"]
+        for k, v in OMIT_AT_DEFAULT.items():
+            if d.get(k) == v:
+                del d[k]
         return sha256_json(d)
 
     @classmethod
@@ -94,6 +114,34 @@ class Recipe(BaseModel):
             return cls.model_validate(merged)
         except ValidationError as e:
             raise validation_error(e, cls, p, lines) from None
+
+
+#: fields that ``Recipe.sha`` leaves out while they hold these (default) values
+OMIT_AT_DEFAULT: dict[str, Any] = {"sharding": "none", "early_stopping": False, "val_items": 64,
+                                   "eval_every": 10, "patience": 3, "min_improvement": 0.0}
+
+#: the seed of the early-stopping validation split (``examples.split_pool``): one split per
+#: task pool, the same for every seed and N of a grid, so every subset avoids it
+VAL_SEED = 0
+
+
+def val_count(recipe: Recipe) -> int:
+    """Validation items taken out of the training pool: ``val_items`` with early stopping, else 0."""
+    return recipe.val_items if recipe.early_stopping else 0
+
+
+def check_early_stopping(recipe: Recipe) -> None:
+    """InputError when early stopping is asked for where it is not implemented."""
+    if not recipe.early_stopping:
+        return
+    if recipe.train_backend != "loop":
+        raise InputError(None, "early_stopping is implemented for train_backend: loop only, "
+                         f"not {recipe.train_backend!r}; set early_stopping: false or "
+                         "train_backend: loop", field="early_stopping")
+    if recipe.sharding != "none":
+        raise InputError(None, "early_stopping is implemented for one process (sharding: none) "
+                         f"only, not sharding: {recipe.sharding}; set early_stopping: false",
+                         field="early_stopping")
 
 
 def default_recipe(model_ref: Any) -> Recipe:
@@ -151,6 +199,8 @@ def steps_for(n: int, recipe: Recipe, rows: int | None = None) -> tuple[int, str
     if recipe.max_steps is not None and steps > recipe.max_steps:
         steps = recipe.max_steps
         rule += f", capped at max_steps={recipe.max_steps}"
+    if recipe.early_stopping:
+        rule = "step budget: " + rule
     return steps, f"{rule} = {steps}"
 
 
@@ -161,5 +211,6 @@ def warmup_for(steps: int, recipe: Recipe) -> int:
     return min(steps, math.ceil(recipe.warmup_ratio * steps))
 
 
-__all__ = ["CPU_MICRO_BATCH_TOKENS", "Recipe", "default_recipe", "recipe_with", "resolve_recipe",
-           "steps_for", "warmup_for"]
+__all__ = ["CPU_MICRO_BATCH_TOKENS", "OMIT_AT_DEFAULT", "Recipe", "VAL_SEED",
+           "check_early_stopping", "default_recipe", "recipe_with", "resolve_recipe", "steps_for",
+           "val_count", "warmup_for"]
