@@ -119,4 +119,5 @@ def print_headline(run_dir: Path, con: Console) -> None:
     except (OSError, ValueError):
         return
     if (fits.get("forecasts") or {}).get("curves"):
-        con.print(answers_table(fits["forecasts"], analysis, title="what the demo measured and forecasts"))
+        con.print(answers_table(fits["forecasts"], analysis, short=True,
+                                title="what the demo measured and forecasts (details: the report)"))

@@ -91,11 +91,44 @@ def answer_rows(forecasts: dict, analysis: dict | None = None) -> list[dict[str,
     return rows
 
 
-def answers_table(forecasts: dict, analysis: dict | None = None, title: str | None = None) -> Any:
-    """The answers as a rich Table (``sftscale fit`` and ``sftscale demo`` print it)."""
+def short_rows(forecasts: dict, analysis: dict | None = None) -> list[dict[str, str]]:
+    """The answers in a few characters per cell, for an 80-column terminal (the demo's last table)."""
+    out = []
+    for r, fc in zip(answer_rows(forecasts, analysis), forecasts.get("curves", [])):
+        ys, ns = (fc.get("points") or {}).get("y") or [], (fc.get("points") or {}).get("n") or []
+        p2 = next((p for p in fc.get("predictions") or [] if abs(p["ratio"] - 2) < 1e-9), None)
+        tg = []
+        for t in fc.get("targets") or []:
+            tg.append(f"{rate(t['target'])}: " + ("cannot" if t.get("how") == "cannot" else
+                                                 f"{n_text(t['n'])}" if t.get("n") is not None else f"> 4x"))
+        s = fc.get("backtest_summary") or {}
+        out.append({"task": fc["task"], "format": r["format_saturates"].replace("N = ", ""),
+                    "acc": f"{rate(ys[0])} → {rate(ys[-1])}" if ys else "–",
+                    "at2x": ("cannot forecast" if fc["status"] != "ok" else
+                             f"{rate(p2['mid'])}{band(p2['measurement'])}" if p2 else "–"),
+                    "targets": ", ".join(tg) or "–",
+                    "backtest": (f"{rate(s['mae'])} ({rate(s.get('mae_last'))}, {rate(s.get('mae_loglinear'))})"
+                                 if s.get("n") else "–"),
+                    "n_range": f"{n_text(ns[0])}–{n_text(ns[-1])}" if ns else ""})
+    return out
+
+
+def answers_table(forecasts: dict, analysis: dict | None = None, title: str | None = None,
+                  short: bool = False) -> Any:
+    """The answers as a rich Table (``sftscale fit`` and ``sftscale demo`` print it); ``short``:
+    one line per curve for an 80-column terminal (the report has the long form)."""
     from rich.table import Table
 
     lv = int(round(100 * (forecasts.get("level") or 0.9)))
+    if short:
+        t = Table(title=title, caption=f"accuracy at the smallest → largest N; at 2x: forecast [{lv}% interval]; "
+                                       "N for target (measured range or forecast); backtest: mean |error| "
+                                       "(last value, line in log N)")
+        for head in ("task", "format by N", "accuracy", "at 2x the largest N", "N for target", "backtest"):
+            t.add_column(head)
+        for r in short_rows(forecasts, analysis):
+            t.add_row(r["task"], r["format"], r["acc"], r["at2x"], r["targets"], r["backtest"])
+        return t
     t = Table(title=title or f"answers ({lv}% intervals for a new measurement; backtest = fitted on smaller N, "
                              "scored on the next larger measured N)")
     cols = [("curve", "curve"), ("format saturates", "format_saturates"), ("smallest N", "smallest"),
@@ -110,4 +143,4 @@ def answers_table(forecasts: dict, analysis: dict | None = None, title: str | No
     return t
 
 
-__all__ = ["answer_rows", "answers_table", "backtest_text", "n_text", "rate", "target_text"]
+__all__ = ["answer_rows", "answers_table", "short_rows", "backtest_text", "n_text", "rate", "target_text"]

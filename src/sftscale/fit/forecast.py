@@ -426,10 +426,11 @@ def forecast_curve(c: Curve, cal: dict[str, BucketCal], records: Sequence[Record
 
 
 def _path(c: Curve, cal: dict[str, BucketCal], members: list[str], preds: list[dict]) -> list[dict]:
-    """The curve to draw: inside the measured range the weighted members' fit (no interval: the
-    points are the evidence there), beyond it the forecast with its curve interval."""
+    """The curve to draw: inside the measured range the weighted bounded families' fit (no
+    interval: the points are the evidence there), beyond it the forecast with its curve interval."""
     inside = np.geomspace(c.n[0], c.n[-1], 40)
-    pm = predict_members(c, c.n.size, inside, names=members, n_rep=0)
+    curves = [m for m in members if not MEMBERS[m].naive] or list(members)  # a flat "last" is no curve
+    pm = predict_members(c, c.n.size, inside, names=curves, n_rep=0)
     w = {m: v for m, v in cal["2x"].weights.items() if m in pm}
     out = []
     for i, n in enumerate(inside):

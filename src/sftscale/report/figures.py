@@ -63,7 +63,9 @@ def _xaxis(ax: Any, ns: Sequence[float]) -> None:
     ticks = sorted(set(float(n) for n in ns))
     ax.set_xscale("log")
     ax.set_xticks([x0 if t == 0 else t for t in ticks])
-    ax.set_xticklabels(["0" if t == 0 else f"{int(t):,}" for t in ticks], rotation=0)
+    many = len(ticks) > 6  # a dense grid: smaller labels, tilted, so 512 and 1,024 do not touch
+    ax.set_xticklabels(["0" if t == 0 else f"{int(t):,}" for t in ticks], rotation=45 if many else 0,
+                       fontsize=8 if many else None, ha="right" if many else "center")
     ax.minorticks_off()
     if 0 in ticks:
         pos = [t for t in ticks if t > 0]
