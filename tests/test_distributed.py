@@ -23,8 +23,9 @@ from sftscale.testing import tiny_model
 from sftscale.train.launch import train_cell_launched
 from study_helpers import run_on_ray
 
+# a fixed 3 steps: the toy defaults' early stopping runs in one process only (a clear error otherwise)
 RECIPE = dict(method="full", epochs=1, batch_size=8, micro_batch_size=4, max_length=128,
-              lr=3e-3, min_steps=3, max_steps=3)
+              lr=3e-3, min_steps=3, max_steps=3, early_stopping=False)
 KEY = "tiny__toy-math__n16__s0"
 
 

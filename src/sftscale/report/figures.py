@@ -135,6 +135,13 @@ def accuracy_figure(metrics: Any, forecasts: dict, metric_of: dict[str, str], ti
         if reach > max(ns_all):
             ax.set_xlim(right=reach * 1.15)
             ax.axvspan(max(ns_all) * 1.05, reach * 1.15, color="0.5", alpha=0.06, lw=0)
+            extra = [max(ns_all) * r for r in (2, 4) if max(ns_all) * r <= reach * 1.001]
+            ticks, labels = list(ax.get_xticks()), [t.get_text() for t in ax.get_xticklabels()]
+            ax.set_xticks(ticks + extra)
+            ax.set_xticklabels(labels + [f"{int(x):,}" for x in extra], rotation=45 if len(ticks) > 6 else 0,
+                               fontsize=8 if len(ticks) > 6 else None, ha="right" if len(ticks) > 6 else "center")
+            for lab in ax.get_xticklabels()[len(ticks):]:
+                lab.set_color("0.45")
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel(met)
         ax.set_title(task)
