@@ -71,6 +71,15 @@ METHOD_NOTE = ("forecast = members weighted by 1 / backtest MSE, pooled over the
                "that has the lower pooled backtest error; intervals: split conformal on standardised "
                "logit residuals of the backtests")
 
+INTERVALS_NOTE = {
+    "measurement": "where a new measurement of this curve at that N would fall, with the study's test items "
+                   "and seeds (what every backtest is scored against)",
+    "curve": "where the curve's own value (infinitely many test items) lies: the measurement interval with the "
+             "measurement noise removed in quadrature",
+    "targets": "N for a target: inside the measured range, bootstrap percentiles of the monotone interpolation; "
+               "beyond it, the first N where the curve interval's upper (lo) and lower (hi) ends reach the target",
+}
+
 
 @dataclass
 class Curve:
@@ -573,7 +582,8 @@ def forecast_table(df: Any, items: Any = None, metric: str | None = None, target
     by_metric: dict[str, list[Curve]] = {}
     for cd in iter_curves(long, it, n_boot, seed):
         by_metric.setdefault(cd.metric, []).append(curve_from_data(cd))
-    out: dict[str, Any] = {"level": level, "method": METHOD_NOTE, "calibration": {}, "curves": []}
+    out: dict[str, Any] = {"level": level, "method": METHOD_NOTE, "intervals": INTERVALS_NOTE,
+                           "calibration": {}, "curves": []}
     for met, curves in by_metric.items():
         fcs, cal = forecast_curves(curves, targets, level)
         out["calibration"][met] = calibration_dict(cal)
