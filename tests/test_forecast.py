@@ -171,3 +171,24 @@ def test_predict_members_skips_members_with_too_few_points():
     c = curve_from_data(CurveData("m", "t", "a", N8[:3], np.array([0.1, 0.2, 0.3]), None, "none", 100))
     got = predict_members(c, 3, np.array([16.0]))
     assert set(got) == {m for m, v in MEMBERS.items() if v.min_points() <= 3}
+
+
+def test_cannot_forecast_says_why():
+    """Three N, a curve flat at the floor, a metric that is not a rate: each is refused with its
+    reason and no forecast; the other curves of the study are still forecast."""
+    rng = np.random.default_rng(4)
+    ok = [simulate_curve("logistic", random_params("logistic", rng), N8, rng, name=f"s{i}") for i in range(2)]
+    three = simulate_curve("logistic", random_params("logistic", rng), N8[:3], rng, name="three")
+    flat = CurveData("sim", "flat", "accuracy", N8, np.zeros(8), np.zeros((50, 8)), "user", 100)
+    big = CurveData("sim", "big", "accuracy", N8, np.linspace(1, 30, 8), None, "none", None)
+    fcs, _ = forecast_curves([curve_from_data(cd) for cd in [*ok, three, flat, big]], targets=[0.5])
+    why = {f.curve.task: f.reason for f in fcs}
+    assert all(f.status == "ok" for f in fcs[:2])
+    assert "only 3 N > 0" in why["three"]
+    assert "at the floor" in why["flat"]
+    assert "not a rate" in why["big"]
+    for f in fcs[2:]:
+        assert f.predictions == [] and f.status == "cannot forecast"
+    # the refused curves did not join the calibration: the two good curves alone give the same
+    alone, _ = forecast_curves([curve_from_data(cd) for cd in ok], targets=[0.5])
+    assert [p["measurement"] for p in alone[0].predictions] == [p["measurement"] for p in fcs[0].predictions]

@@ -393,7 +393,15 @@ class Forecast:
                 "path": self.path, "warnings": self.warnings}
 
 
+def _calibrates(c: Curve) -> bool:
+    """Whether a curve's backtests join the study's calibration: a rate that left its floor (a
+    flat zero curve would teach the intervals that forecasting is easy)."""
+    return bool(c.n.size and np.all((c.y >= 0) & (c.y <= 1)) and _why_not(c, {}) is None)
+
+
 def _why_not(c: Curve, lack: dict[str, dict]) -> str | None:
+    if c.n.size and (np.any(c.y < 0) or np.any(c.y > 1)):
+        return "the metric is not a rate in [0, 1]; forecasts here are for rates"
     if c.n.size < MIN_POINTS:
         return f"only {c.n.size} N > 0 measured; a forecast needs at least {MIN_POINTS}"
     se = float(np.median(np.sqrt(c.var)))
@@ -564,7 +572,7 @@ def _target(c: Curve, fc: Forecast, preds: list[dict], t: float, level: float) -
 def forecast_curves(curves: Sequence[Curve], targets: Sequence[float] = (), level: float = 0.9
                     ) -> tuple[list[Forecast], dict[str, BucketCal]]:
     """Backtest every curve, calibrate on the pooled backtests, forecast every curve."""
-    records = [r for c in curves for r in backtest(c)]
+    records = [r for c in curves if _calibrates(c) for r in backtest(c)]
     cal = calibrate(records, level)
     return [forecast_curve(c, cal, records, targets, level) for c in curves], cal
 
