@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from sftscale.fit.bootstrap import CurveData
-from sftscale.fit.forecast import (backtest, calibrate, curve_from_data, forecast_curve, forecast_curves)
+from sftscale.fit.backtest import backtest, calibrate, curve_from_data
+from sftscale.fit.forecast import forecast_curve, forecast_curves
 from sftscale.fit.simulate import random_params, simulate_curve
 
 HERE = Path(__file__).resolve().parent

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from sftscale.fit.bootstrap import CurveData
-from sftscale.fit.forecast import (conformal_q, curve_from_data, forecast_curves, forecast_table, isotonic,
-                                   predict_members)
+from sftscale.fit.backtest import conformal_q, curve_from_data, predict_members
+from sftscale.fit.forecast import forecast_curves, forecast_table, isotonic
 from sftscale.fit.members import MEMBERS
 from sftscale.fit.simulate import random_params, simulate_curve, truth
 from test_fit import cli  # noqa: F401  (the in-process `sftscale fit` runner)

@@ -100,7 +100,7 @@ def short_rows(forecasts: dict, analysis: dict | None = None) -> list[dict[str, 
         tg = []
         for t in fc.get("targets") or []:
             tg.append(f"{rate(t['target'])}: " + ("cannot" if t.get("how") == "cannot" else
-                                                 f"{n_text(t['n'])}" if t.get("n") is not None else f"> 4x"))
+                                                 f"{n_text(t['n'])}" if t.get("n") is not None else "> 4x"))
         s = fc.get("backtest_summary") or {}
         out.append({"task": fc["task"], "format": r["format_saturates"].replace("N = ", ""),
                     "acc": f"{rate(ys[0])} → {rate(ys[-1])}" if ys else "–",

@@ -198,7 +198,7 @@ def _refined(kind: str, x, Y, V, xnew, eps):
     """Grid profile start, then weighted LM in metric space: the point row from its grid start,
     the replicates warm-started at the point fit (fewer iterations: they feed only the spread)."""
     form = _Curve(name=kind, kind=kind, theta_names=("",) * (2 if kind == "logit" else 3 if kind == "pow3" else 4))
-    n, nn = np.exp(x), np.exp(xnew)
+    n = np.exp(x)
     W = np.broadcast_to(1.0 / V, Y.shape)
     if kind == "logit":
         p = clip_rate(Y[:1], eps)
