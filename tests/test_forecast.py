@@ -115,11 +115,17 @@ def test_target_inside_the_range_is_interpolated_from_the_points():
 
 
 def test_isotonic_equals_pool_adjacent_violators():
+    """The batched isotonic regression equals scipy's (pool adjacent violators) row by row."""
+    from scipy.optimize import isotonic_regression
+
     Y = np.array([[1.0, 3.0, 2.0, 4.0, 3.5, 5.0], [5.0, 4.0, 3.0, 2.0, 1.0, 0.0]])
-    W = np.ones(6)
-    out = isotonic(Y, W)
+    out = isotonic(Y, np.ones(6))
     np.testing.assert_allclose(out[0], [1, 2.5, 2.5, 3.75, 3.75, 5])
     np.testing.assert_allclose(out[1], np.full(6, 2.5))
+    rng = np.random.default_rng(0)
+    Y, W = rng.random((200, 8)), rng.uniform(0.5, 3, 8)
+    ref = np.stack([isotonic_regression(y, weights=W).x for y in Y])
+    np.testing.assert_allclose(isotonic(Y, W), ref, atol=1e-12)
 
 
 def test_conformal_quantile_is_finite_sample():

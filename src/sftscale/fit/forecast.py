@@ -106,7 +106,9 @@ def _interval(mid: float, zvar: float, c: Curve, q: float, level: float) -> dict
 
 def isotonic(Y: np.ndarray, W: np.ndarray) -> np.ndarray:
     """Weighted isotonic (non-decreasing) regression along the last axis, batched: the
-    max-min formula over block averages (exact; O(k^3), for the few points of a curve)."""
+    max-min formula over block averages (exact; O(k^3), for the few points of a curve). Not
+    scipy's ``isotonic_regression``: that is one row a call, and a target's interval needs
+    every bootstrap replicate (the test checks the two agree)."""
     Y = np.atleast_2d(Y)
     W = np.broadcast_to(W, Y.shape)
     k = Y.shape[1]
