@@ -59,6 +59,7 @@ MIN_POINTS = 4        # N > 0 points a curve needs for a forecast
 LOF_P = 0.01          # lack of fit: chi-squared p-value below this
 MAX_RATIO = 4.0       # furthest forecast, as a multiple of the largest measured N
 TARGET_GRID = 2.0 ** np.arange(0.05, np.log2(MAX_RATIO) + 1e-9, 0.05)  # N / largest N searched for a target
+PATH_POINTS = 40      # points of the drawn curve inside the measured range
 METHOD_NOTE = ("forecast = members weighted by 1 / backtest MSE, pooled over the study's curves per "
                "horizon bucket; falls back to the better naive forecast (last value, line in log N) when "
                "that has the lower pooled backtest error; intervals: split conformal on standardised "
@@ -199,7 +200,10 @@ def forecast_curve(c: Curve, cal: dict[str, BucketCal], records: Sequence[Record
     K = c.n.size
     # index 0 is the largest measured N itself (the base of "what it buys")
     grid = np.unique(np.concatenate([[1.0], np.asarray(ratios, float), TARGET_GRID])) * (c.n[-1] if K else 1.0)
-    full = predict_members(c, K, grid) if K >= 1 else {}
+    inside = np.geomspace(c.n[0], c.n[-1], PATH_POINTS) if K else np.empty(0)
+    # one fit of every member serves the lack-of-fit test, the forecasts and the drawn curve
+    both = predict_members(c, K, np.concatenate([grid, inside])) if K >= 1 else {}
+    full = {m: {**v, "mid": v["mid"][:grid.size], "zvar": v["zvar"][:grid.size]} for m, v in both.items()}
     lack = lack_of_fit(c, full)
     why = _why_not(c, lack)
     fc = Forecast(c, "ok" if why is None else "cannot forecast", why, level, lack)
@@ -214,17 +218,18 @@ def forecast_curve(c: Curve, cal: dict[str, BucketCal], records: Sequence[Record
                  for i, n in enumerate(grid)]
         want = set(np.round(np.asarray(ratios, float) * c.n[-1], 9))
         fc.predictions = [p for p in preds if round(p["n"], 9) in want and p["ratio"] > 1]
-        fc.path = _path(c, cal, fc.members, preds)
+        fc.path = _path(c, cal, {m: both[m] for m in fc.members}, inside, grid.size, preds)
     fc.targets = [_target(c, fc, preds, float(t), level) for t in targets]
     return fc
 
 
-def _path(c: Curve, cal: dict[str, BucketCal], members: list[str], preds: list[dict]) -> list[dict]:
-    """The curve to draw: inside the measured range the weighted bounded families' fit (no
-    interval: the points are the evidence there), beyond it the forecast with its curve interval."""
-    inside = np.geomspace(c.n[0], c.n[-1], 40)
-    curves = [m for m in members if not MEMBERS[m].naive] or list(members)  # a flat "last" is no curve
-    pm = predict_members(c, c.n.size, inside, names=curves, n_rep=0)
+def _path(c: Curve, cal: dict[str, BucketCal], pm: dict[str, dict[str, np.ndarray]], inside: np.ndarray,
+          offset: int, preds: list[dict]) -> list[dict]:
+    """The curve to draw: inside the measured range (``inside``, the members' predictions from
+    index ``offset`` of ``pm``) the weighted bounded families' fit (no interval: the points are
+    the evidence there), beyond it the forecast with its curve interval."""
+    bounded = [m for m in pm if not MEMBERS[m].naive] or list(pm)  # a flat "last" is no curve
+    pm = {m: {"mid": pm[m]["mid"][offset:]} for m in bounded}
     w = {m: v for m, v in cal["2x"].weights.items() if m in pm}
     out = []
     for i, n in enumerate(inside):
