@@ -80,7 +80,7 @@ def run_demo(out: Path, quick: bool = False, n_boot: int = 1000, progress: bool 
     kpath = studies_dir() / "knowledge-toy-quick.yaml"
     kfile = "knowledge-toy-full.yaml" if full else "knowledge-toy.yaml"  # --full: more people and seeds
     kcfg = load_config(kpath if quick and kpath.exists() else studies_dir() / kfile)
-    run_knowledge(kcfg, out / "knowledge")
+    run_knowledge(kcfg, out / "knowledge", reuse=[out / "study"])  # its start: a study cell
     times["knowledge experiment"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -48,7 +48,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..io import atomic_write_json, fresh_dir, read_json_dict, read_jsonl, remove_path, sha256_json
+from ..io import (atomic_write_json, fresh_dir, link_tree, read_json_dict, read_jsonl, remove_path,
+                  sha256_json)
 from .searchspec import cand_id, candidates
 
 RULE = ("highest validation {metric}; ties: lowest validation loss, then the first candidate "
@@ -222,18 +223,11 @@ def _run_candidate(runner: Any, cell: Any, ctx: Any, cdir: Path, values: dict[st
 
 def _install(src: Path, out: Path, summary: dict[str, Any]) -> None:
     """Link (else copy) ``src`` into ``out``; its train_meta gains ``recipe_search``."""
-    shutil.copytree(src, out, dirs_exist_ok=True, copy_function=_link_or_copy)
+    link_tree(src, out)
     meta = read_json_dict(src / "train_meta.json")
     meta["recipe_search"] = summary
     (out / "train_meta.json").unlink()  # a hard link to the candidate's: never write through it
     atomic_write_json(out / "train_meta.json", meta)
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 
