@@ -27,7 +27,7 @@ from pathlib import Path
 
 from sftscale.config import load_study, parse_study
 from sftscale.io import atomic_write_json, atomic_write_jsonl
-from sftscale.study.cells import expand_cells
+from sftscale.grid.cells import expand_cells
 from sftscale.study.runner import CellRunner, StageContext, prepare, run_study
 
 ROOT = Path(__file__).resolve().parents[1]

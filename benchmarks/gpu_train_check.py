@@ -42,7 +42,7 @@ def peak_flops() -> float | None:
 
     if not torch.cuda.is_available():
         return None
-    from sftscale.study.plan import GPUS
+    from sftscale.plan.check import GPUS
 
     name = torch.cuda.get_device_name(0).upper().replace(" ", "").replace("-", "")
     return next((v[0] for k, v in GPUS.items() if k.upper() in name), None)
@@ -151,8 +151,8 @@ def main() -> int:
     print("vllm", json.dumps(report["vllm"]), flush=True)
     (out / "gpu_train_check.json").write_text(json.dumps(report, indent=2))
     if gpu:  # the planner's GPU constants (study/gpu_calibration.json), copied to --out too
-        from sftscale.study.gpucal import write_gpu_calibration
-        from sftscale.study.plan import GPUS
+        from sftscale.plan.gpucal import write_gpu_calibration
+        from sftscale.plan.check import GPUS
 
         name = report["device"]
         key = next((k for k in GPUS if k.lower() in name.lower()), name)
@@ -175,7 +175,7 @@ def calibration_mfu(hidden: int, layers: int, lora: bool) -> float:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from sftscale.study.gpucal import measure_train_mfu
+    from sftscale.plan.gpucal import measure_train_mfu
 
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=32000, hidden_size=hidden, intermediate_size=hidden * 7 // 2,

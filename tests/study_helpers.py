@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sftscale.io import atomic_write_json, atomic_write_jsonl
-from sftscale.study.export import load_tables
+from sftscale.rundir.export import load_tables
 from sftscale.study.runner import CellRunner, StageContext
 
 STUDY = """\

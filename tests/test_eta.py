@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from sftscale.study.eta import CostETA, makespan
+from sftscale.plan.eta import CostETA, makespan
 
 
 def _simulate(planned: dict[str, float], order: list[str], speed: float, noise: float,

@@ -23,10 +23,10 @@ from typer.testing import CliRunner
 
 from sftscale.config import parse_study
 from sftscale.io import atomic_write_json
-from sftscale.study.lock import RunLock
+from sftscale.rundir.lock import RunLock
 from sftscale.study.runner import CellRunner, run_study
 from sftscale.study.status import FILES_MISSING, status_rows
-from sftscale.study.store import Store
+from sftscale.rundir.store import Store
 
 from study_helpers import RUNNER, STUDY, cell_states, cheap_eval, cheap_train, reap, table
 
@@ -289,7 +289,7 @@ READ_ONLY_CHECK = """
 import json, sys
 from pathlib import Path
 from sftscale.io import InputError
-from sftscale.study.export import export, load_tables
+from sftscale.rundir.export import export, load_tables
 from sftscale.study.status import status_rows
 run, elsewhere = Path(sys.argv[1]), Path(sys.argv[2])
 rows, counts = status_rows(run)

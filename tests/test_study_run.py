@@ -21,7 +21,7 @@ import pytest
 
 from sftscale.config import load_study
 from sftscale.io import sha256_file
-from sftscale.study.export import load_tables
+from sftscale.rundir.export import load_tables
 from sftscale.study.runner import run_study
 from study_helpers import cell_states, reap, run_on_ray
 

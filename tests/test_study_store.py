@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from sftscale.config import parse_study
 from sftscale.io import InputError
-from sftscale.study.export import export, load_tables
+from sftscale.rundir.export import export, load_tables
 from sftscale.study.runner import run_study
 from sftscale.study.status import status_rows
-from sftscale.study.store import Store
+from sftscale.rundir.store import Store
 
 from study_helpers import RUNNER, STUDY, table as _table
 
@@ -158,7 +158,7 @@ def test_cli_status_and_export(tmp_path):
 
 
 def test_failed_export_logs_a_warning_naming_the_file(tmp_path, monkeypatch, caplog):
-    import sftscale.study.export as export_mod
+    import sftscale.rundir.export as export_mod
 
     def broken(run_dir):
         raise OSError("disk full")

@@ -30,7 +30,7 @@ from study_helpers import cheap_eval, cheap_train
 from sftscale.config import parse_study
 from sftscale.io import InputError, atomic_write_json
 from sftscale.study.runner import CellRunner, run_study
-from sftscale.study.store import Store
+from sftscale.rundir.store import Store
 
 VENV_BIN = Path(sys.executable).parent
 STUDY = """\
@@ -155,7 +155,7 @@ def test_mlflow_parent_and_child_runs_on_a_real_server(mlflow_server, tmp_path, 
 
     children = {r.info.run_name: r for r in runs
                 if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
-    from sftscale.study.cells import expand_cells
+    from sftscale.grid.cells import expand_cells
 
     cells = {c.key: c for c in expand_cells(cfg)}
     assert sorted(children) == sorted(cells)
@@ -338,7 +338,7 @@ def test_wandb_offline_and_default_mlflow_store_at_once(tmp_path, monkeypatch):
     assert state["mode"] == "offline" and state["mode_reason"] == "$WANDB_MODE"
     files = sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     runs = {r["name"]: r for r in map(wandb_run, files)}
-    from sftscale.study.cells import expand_cells
+    from sftscale.grid.cells import expand_cells
 
     cells = {c.key: c for c in expand_cells(cfg)}
     assert sorted(runs) == sorted([*cells, "tracked"])

@@ -143,7 +143,7 @@ def status_cmd(
 
 
 def _choice(search: Optional[dict]) -> str:
-    from ..study.searchspec import describe_choice
+    from ..grid.searchspec import describe_choice
 
     return describe_choice(json.dumps(search)) if search else ""
 
@@ -170,9 +170,9 @@ def plan_cmd(
 
     Every unresolved model, dataset and file is listed in one message (exit 2), after the
     estimate of what could be estimated without them."""
-    from ..study.offline import plan_offline
-    from ..study.plan import format_plan, plan_study
-    from ..study.problems import CheckProblems
+    from ..plan.offline import plan_offline
+    from ..plan.check import format_plan, plan_study
+    from ..plan.problems import CheckProblems
 
     cfg = _load(study)
     problems = None
@@ -200,7 +200,7 @@ def export_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="metrics file (default DIR/export.<fmt>)"),
 ) -> None:
     """Write one row per cell and metric (model, task, metric, n, value, seed, n_items)."""
-    from ..study.export import export
+    from ..rundir.export import export
 
     mpath, ipath = export(run_dir, fmt, out)
     print(json.dumps({"metrics": str(mpath), "items": str(ipath)}))

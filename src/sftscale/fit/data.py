@@ -16,7 +16,7 @@ Two plain tables, independent of the study runner:
     rows may instead carry ``category`` and ``followed_strict`` (and ``followed_loose``).
 
 A run directory is searched for ``export.csv`` and ``items.jsonl`` (or ``items.csv``);
-if ``export.csv`` is missing and ``sftscale.study.export.load_tables(run_dir)`` exists, it
+if ``export.csv`` is missing and ``sftscale.rundir.export.load_tables(run_dir)`` exists, it
 is called and may return ``(long_df, items_df)`` or a dict with keys ``long``/``items``.
 
 Not handled: wide tables (one column per N), Excel files, multi-line quoted CSV fields
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import InputError, read_jsonl
-from ..study.export import load_tables
+from ..rundir.export import load_tables
 
 LONG_REQUIRED = ("model", "task", "metric", "n", "value")
 ITEM_REQUIRED = ("model", "task", "n", "item_id")

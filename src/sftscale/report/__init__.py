@@ -49,7 +49,7 @@ def compute_analysis(run_dir: Path, n_boot: int = 1000, targets: Sequence[float]
     from ..fit.fitting import fit_table, fits_document
     from ..fit.forecast import forecast_table
     from ..fit.joint import joint_fits
-    from ..study.export import load_tables
+    from ..rundir.export import load_tables
 
     metrics, items = load_tables(run_dir)
     metric_of = primary_metrics(metrics)

@@ -15,7 +15,7 @@ from ..io import read_jsonl
 
 def sample_responses(run_dir: Path, k: int = 3, max_chars: int = 400) -> list[dict]:
     """[{model, task, items: [{id, question, gold?, by_n: [{n, response, format_ok, correct}]}]}]"""
-    from ..study.store import Store
+    from ..rundir.store import Store
 
     sp = run_dir / "study.sqlite"
     if not sp.exists():

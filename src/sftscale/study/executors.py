@@ -32,7 +32,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from ..config import StudyConfig
 from ..events import ProgressEvent, ProgressFn
-from .cells import Cell
+from ..grid.cells import Cell
 
 OnStart = Callable[[Cell], None]
 OnDone = Callable[[Cell, dict], None]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..events import ProgressEvent
-from .eta import CostETA
+from ..plan.eta import CostETA
 
 
 class NullReporter:

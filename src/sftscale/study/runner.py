@@ -79,14 +79,14 @@ from typing import Any, Callable, Mapping, Sequence
 from ..config import StudyConfig
 from ..events import ProgressEvent, ProgressFn, Throttle
 from ..io import InputError, atomic_write_json, atomic_write_text, fresh_dir, remove_path
+from ..grid.cells import Cell, expand_cells
+from ..plan.runplan import record_run, save_run_plan
 from ..quiet import quiet_third_party_warnings
-from .cells import Cell, expand_cells
-from .integrity import seal_train, train_complete, verify_done
-from .lock import RunLock
-from .outputs import collect_outputs, eval_files, parse_results
-from .runplan import record_run, save_run_plan
+from ..rundir.integrity import seal_train, train_complete, verify_done
+from ..rundir.lock import RunLock
+from ..rundir.outputs import collect_outputs, eval_files, parse_results
+from ..rundir.store import Store
 from .signals import terminate_as_interrupt
-from .store import Store
 from .tracking import NullTracker, open_tracker
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def eval_stage(cell: Cell, ctx: StageContext) -> None:
 
 def _task_object(cell: Cell) -> Any:
     """The cell's task: max_new_tokens override and external training data applied."""
-    from .taskdata import study_task
+    from ..tasks.taskdata import study_task
 
     return study_task(cell.task_name, cell.task_options, cell.max_new_tokens)
 
@@ -262,7 +262,7 @@ class CellRunner:
         hash to ``out["ckpt_sha"]``. Retraining discards the old ``eval/``."""
         sha, why = train_complete(ctx.train_dir)
         if sha is not None:
-            from .repair import file_times
+            from ..rundir.repair import file_times
 
             out["train_s"] = file_times(ctx.train_dir, None)[0] or 0.0
             out["ckpt_sha"] = sha
@@ -294,7 +294,7 @@ class CellRunner:
         edir = ctx.cell_dir / "eval"
         files = eval_files(edir)
         if files is not None:
-            from .repair import file_times
+            from ..rundir.repair import file_times
 
             out["eval_s"] = file_times(ctx.train_dir, files[0])[1] or 0.0
             return
@@ -372,7 +372,7 @@ def prepare(cfg: StudyConfig, out: str | os.PathLike | None = None, *, check: bo
     damaged one (repair.py)."""
     run_dir = Path(out) if out is not None else cfg.output_dir()
     if check and pool_sizes is None:
-        from .plan import check_study
+        from ..plan.check import check_study
         pool_sizes = check_study(cfg).pool_sizes
     cells = expand_cells(cfg, pool_sizes)
     make_run_dir(run_dir)
@@ -395,7 +395,7 @@ def make_run_dir(run_dir: Path) -> None:
 
 def _prepare_store(cfg: StudyConfig, run_dir: Path, cells: list[Cell], rerun_changed: bool,
                    repair: bool) -> None:
-    from .repair import ensure_store
+    from ..rundir.repair import ensure_store
 
     src = Path(cfg.path) if cfg.path and Path(cfg.path).is_file() else None
     snap = src.read_text(encoding="utf-8") if src else json.dumps(cfg.model_dump(mode="json"), indent=2)
@@ -442,7 +442,7 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike | None = None, executor: 
     """
     quiet_third_party_warnings()
     if check and pool_sizes is None:
-        from .plan import check_study
+        from ..plan.check import check_study
         pool_sizes = check_study(cfg).pool_sizes
     run_dir = Path(out) if out is not None else cfg.output_dir()
     make_run_dir(run_dir)
@@ -547,7 +547,7 @@ class _Driver:
 def write_exports(run_dir: Path) -> bool:
     """The default exports (export.py); a failure is logged as a warning naming the files and
     the error, and does not fail the run (the store has the results). True when written."""
-    from .export import DEFAULT_EXPORTS, write_default_exports
+    from ..rundir.export import DEFAULT_EXPORTS, write_default_exports
 
     try:
         write_default_exports(run_dir)

@@ -48,8 +48,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..grid.searchspec import cand_id, candidates
 from ..io import atomic_write_json, fresh_dir, read_json_dict, read_jsonl, remove_path, sha256_json
-from .searchspec import cand_id, candidates
 
 RULE = ("highest validation {metric}; ties: lowest validation loss, then the first candidate "
         "in grid order")
@@ -126,7 +126,7 @@ def write_val_loss(gen: Any, task: Any, cell: Any, out: Path) -> None:
 def run_search(runner: Any, cell: Any, ctx: Any) -> None:
     """Train and validate every candidate (resuming finished ones), choose, and write the
     chosen candidate's training directory into ``ctx.out`` (see the module docstring)."""
-    from .taskdata import study_task
+    from ..tasks.taskdata import study_task
 
     task = study_task(cell.task_name, cell.task_options, cell.max_new_tokens)
     from ..train.recipe import resolve_recipe
@@ -184,8 +184,8 @@ def _run_candidate(runner: Any, cell: Any, ctx: Any, cdir: Path, values: dict[st
     """Train (unless its ``train/`` is complete) and validate one candidate; write val.json."""
     import time
 
-    from .integrity import seal_train, train_complete
-    from .outputs import eval_files, parse_results
+    from ..rundir.integrity import seal_train, train_complete
+    from ..rundir.outputs import eval_files, parse_results
 
     ccell = replace(cell, recipe={**cell.recipe, **values}, search={})
     tdir = cdir / "train"

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..io import InputError
-from .integrity import missing_files
-from .store import STATES, Store
+from ..rundir.integrity import missing_files
+from ..rundir.store import STATES, Store
 
 FILES_MISSING = "done (files missing)"
 
@@ -62,7 +62,7 @@ def status_rows(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], dict[
 def plan_vs_measured(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per cell: planned CPU seconds (DIR/plan.json) and measured wall (store); totals with
     the planned and measured run wall time when known. InputError without a plan.json."""
-    from .runplan import read_run_plan
+    from ..plan.runplan import read_run_plan
 
     plan = read_run_plan(run_dir)
     if plan is None:

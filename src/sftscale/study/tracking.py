@@ -53,8 +53,8 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol
 
 from ..config import MlflowSettings, StudyConfig, WandbSettings
+from ..grid.cells import Cell
 from ..io import InputError, atomic_write_json
-from .cells import Cell
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..grid.cells import Cell
 from ..io import sha256_file
-from .cells import Cell
 
 
 def collect_outputs(run_dir: Path, cell: Cell, train_meta: Path, results: Path,
@@ -37,7 +37,7 @@ def collect_outputs(run_dir: Path, cell: Cell, train_meta: Path, results: Path,
                   if k not in ("id", "correct", "format_ok") and isinstance(v, (bool, int, float))}
         items.append({"idx": i, "item_id": str(r.get("id", r.get("doc_id", i))),
                       "correct": r.get("correct"), "format_ok": r.get("format_ok"), "fields": fields})
-    from .searchspec import store_summary
+    from ..grid.searchspec import store_summary
 
     try:
         search = store_summary(json.loads(Path(train_meta).read_text(encoding="utf-8")))

@@ -225,7 +225,7 @@ def measure_study(cfg: Any, plan: Any, specs: Mapping[str, Any], fp: Mapping[str
     study; cache the rates. Models that are not on this machine are skipped (a note says so)."""
     import torch
 
-    from .cells import expand_cells
+    from ..grid.cells import expand_cells
 
     torch.set_num_threads(int(fp["threads"]))
     cells = expand_cells(cfg)
@@ -256,7 +256,7 @@ def _measure_cell(train_like: Any, eval_like: Any) -> dict[str, Any]:
     real evaluation (``MEASURE_EVAL_ITEMS`` items of ``eval_like``'s task)."""
     from ..evaluation.run import evaluate
     from ..train.cell import train_cell
-    from .taskdata import study_task
+    from ..tasks.taskdata import study_task
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="sftscale-measure-") as tmp:

@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..grid.cells import Cell
 from ..io import InputError, read_json_dict, remove_path
-from .cells import Cell
 from .integrity import train_complete
 from .outputs import collect_outputs, eval_files
 from .store import Store, StoreDamaged

@@ -48,8 +48,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from ..grid.cells import Cell
 from ..io import InputError
-from .cells import Cell
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ def save_run_plan(cfg: Any, run_dir: Path, pool_sizes: Mapping[str, int] | None 
     are added) and return {cell key: planned CPU seconds}. Never raises: a plan that cannot be
     made (``None``) must not stop a run."""
     try:
-        from .plan import plan_study
+        from .check import plan_study
 
         p = run_dir / "plan.json"
         old = json.loads(p.read_text()) if p.exists() else {"rows": {}}
@@ -66,7 +66,7 @@ def record_run(cfg: Any, run_dir: Path, started: float, wall_s: float) -> Path |
 
 def _record_run(cfg: Any, run_dir: Path, started: float, wall_s: float) -> Path | None:
     from .eta import makespan
-    from .store import Store
+    from ..rundir.store import Store
 
     note_run_wall(run_dir, wall_s)
     plan = read_run_plan(run_dir)
