@@ -53,15 +53,16 @@ def run_cmd(
                                 "cell directories (the old file is kept beside it)"),
 ) -> None:
     """Run a study: train and evaluate every cell; resumable and crash-safe."""
+    from ..rundir import layout
     from ..study.runner import run_study
     from ..study.signals import Terminated
 
     try:
         if study.is_dir():  # a run directory: its config snapshot, written there
             out = out if out is not None else study
-            study = study / "study.yaml"
+            study = layout.study_yaml(study)
             if not study.is_file():
-                raise InputError(study.parent, "not a run directory (no study.yaml); give the "
+                raise InputError(study.parent, f"not a run directory (no {layout.STUDY_YAML}); give the "
                                  "study YAML")
         cfg = _load(study)
         if executor not in (None, "local", "ray"):

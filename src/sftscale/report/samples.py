@@ -15,9 +15,10 @@ from ..io import read_jsonl
 
 def sample_responses(run_dir: Path, k: int = 3, max_chars: int = 400) -> list[dict]:
     """[{model, task, items: [{id, question, gold?, by_n: [{n, response, format_ok, correct}]}]}]"""
+    from ..rundir import layout
     from ..rundir.store import Store
 
-    sp = run_dir / "study.sqlite"
+    sp = layout.store_path(run_dir)
     if not sp.exists():
         return []
     with Store(sp, readonly=True) as st:

@@ -50,6 +50,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from ..grid.cells import Cell
 from ..io import InputError
+from . import layout
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ class Store:
                     "INSERT INTO cells(key, ord, model, model_ref, task, task_name, n, seed, spec,"
                     " spec_hash, cell_dir) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (c.key, i, c.model, c.model_ref, c.task, c.task_name, c.n, c.seed,
-                     json.dumps(c.to_dict(), sort_keys=True), c.spec_hash, f"cells/{c.key}"))
+                     json.dumps(c.to_dict(), sort_keys=True), c.spec_hash, layout.cell_rel(c.key)))
                 added += 1
         return added, changed
 
@@ -306,7 +307,7 @@ class Store:
 def _connect_readonly(path: Path) -> sqlite3.Connection:
     """``mode=ro``; ``immutable=1`` where the -shm file cannot be made (read-only directory)."""
     if not path.is_file():
-        raise InputError(path, "no study store here (expected study.sqlite)")
+        raise InputError(path, f"no study store here (expected {layout.STORE})")
     uri = "file:" + _uri_path(path) + "?mode=ro"
     db = None
     try:

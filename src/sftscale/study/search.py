@@ -50,10 +50,11 @@ from typing import Any, Sequence
 
 from ..grid.searchspec import cand_id, candidates
 from ..io import atomic_write_json, fresh_dir, read_json_dict, read_jsonl, remove_path, sha256_json
+from ..rundir import layout
+from ..rundir.layout import VAL_LOSS
 
 RULE = ("highest validation {metric}; ties: lowest validation loss, then the first candidate "
         "in grid order")
-VAL_LOSS = "val_loss.json"
 
 
 # --- the validation split ------------------------------------------------------------------
@@ -140,7 +141,7 @@ def run_search(runner: Any, cell: Any, ctx: Any) -> None:
     metric = task.primary_metric
     records = []
     for values in candidates(cell.search):
-        cdir = ctx.cell_dir / "search" / cand_id(values)
+        cdir = layout.search_dir(ctx.cell_dir) / cand_id(values)
         rec = _done(cdir, values, split["ids_sha"])
         if rec is None:
             rec = _run_candidate(runner, cell, ctx, cdir, values, val, split["ids_sha"])
@@ -149,11 +150,11 @@ def run_search(runner: Any, cell: Any, ctx: Any) -> None:
     summary = {"grid": cell.search["grid"], "metric": metric, "rule": RULE.format(metric=metric),
                "validation": split, "chosen": records[best]["values"],
                "chosen_id": records[best]["id"], "candidates": records}
-    _install(ctx.cell_dir / "search" / records[best]["id"] / "train", ctx.out, summary)
+    _install(layout.search_dir(ctx.cell_dir) / records[best]["id"] / layout.TRAIN, ctx.out, summary)
     if not cell.search.get("keep_checkpoints"):
         for r in records:
             if r["id"] != records[best]["id"]:
-                remove_path(ctx.cell_dir / "search" / r["id"] / "train" / "ckpt")
+                remove_path(layout.search_dir(ctx.cell_dir) / r["id"] / layout.TRAIN / layout.CKPT)
 
 
 def choose(records: Sequence[dict[str, Any]], metric: str) -> int:
@@ -171,7 +172,7 @@ def choose(records: Sequence[dict[str, Any]], metric: str) -> int:
 def _done(cdir: Path, values: dict[str, Any], ids_sha: str) -> dict[str, Any] | None:
     """The candidate's ``val.json`` when it is for these values and this split."""
     try:
-        rec = json.loads((cdir / "val.json").read_text(encoding="utf-8"))
+        rec = json.loads((cdir / layout.CAND_VAL_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if rec.get("values") != values or rec.get("ids_sha") != ids_sha:
@@ -188,18 +189,18 @@ def _run_candidate(runner: Any, cell: Any, ctx: Any, cdir: Path, values: dict[st
     from ..rundir.outputs import eval_files, parse_results
 
     ccell = replace(cell, recipe={**cell.recipe, **values}, search={})
-    tdir = cdir / "train"
+    tdir = layout.stage_dir(cdir, layout.TRAIN)
     t0 = time.perf_counter()
     if train_complete(tdir)[0] is None:
         remove_path(tdir)
-        tmp = fresh_dir(cdir / "train.tmp")
+        tmp = fresh_dir(layout.stage_tmp(cdir, layout.TRAIN))
         runner.train(ccell, replace(ctx, out=tmp))
-        if not (tmp / "train_meta.json").exists():
+        if not (tmp / layout.TRAIN_META).exists():
             raise RuntimeError(f"candidate {values}: training wrote no train_meta.json")
         seal_train(tmp)
         os.replace(tmp, tdir)
     t1 = time.perf_counter()
-    vtmp = fresh_dir(cdir / "val.tmp")
+    vtmp = fresh_dir(layout.stage_tmp(cdir, layout.CAND_VAL))
     runner.evaluate(replace(ccell, limit=None), replace(ctx, out=vtmp, train_dir=tdir,
                                                         validation=list(val)))
     files = eval_files(vtmp)
@@ -210,23 +211,23 @@ def _run_candidate(runner: Any, cell: Any, ctx: Any, cdir: Path, values: dict[st
         from ..tasks.base import mean_metrics
         metrics = mean_metrics(read_jsonl(files[1]))
     vl = read_json_dict(vtmp / VAL_LOSS).get("val_loss")
-    remove_path(cdir / "val")
-    os.replace(vtmp, cdir / "val")
-    meta = read_json_dict(tdir / "train_meta.json")
+    remove_path(cdir / layout.CAND_VAL)
+    os.replace(vtmp, cdir / layout.CAND_VAL)
+    meta = read_json_dict(tdir / layout.TRAIN_META)
     rec = {"id": cdir.name, "values": values, "ids_sha": ids_sha, "metrics": metrics,
            "val_loss": vl, "final_train_loss": meta.get("final_loss"),
            "train_s": round(t1 - t0, 3), "val_s": round(time.perf_counter() - t1, 3)}
-    atomic_write_json(cdir / "val.json", rec)
+    atomic_write_json(cdir / layout.CAND_VAL_JSON, rec)
     return rec
 
 
 def _install(src: Path, out: Path, summary: dict[str, Any]) -> None:
     """Link (else copy) ``src`` into ``out``; its train_meta gains ``recipe_search``."""
     shutil.copytree(src, out, dirs_exist_ok=True, copy_function=_link_or_copy)
-    meta = read_json_dict(src / "train_meta.json")
+    meta = read_json_dict(src / layout.TRAIN_META)
     meta["recipe_search"] = summary
-    (out / "train_meta.json").unlink()  # a hard link to the candidate's: never write through it
-    atomic_write_json(out / "train_meta.json", meta)
+    (out / layout.TRAIN_META).unlink()  # a hard link to the candidate's: never write through it
+    atomic_write_json(out / layout.TRAIN_META, meta)
 
 
 def _link_or_copy(src: str, dst: str) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import InputError
+from ..rundir import layout
 from ..rundir.integrity import missing_files
 from ..rundir.store import STATES, Store
 
@@ -33,9 +34,9 @@ FILES_MISSING = "done (files missing)"
 def status_rows(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """(one dict per cell, counts by state); ``counts["files missing"]`` only when nonzero."""
     p = Path(run_dir)
-    if not (p / "study.sqlite").exists():
-        raise InputError(p, "not a run directory (no study.sqlite)")
-    with Store(p / "study.sqlite", readonly=True) as st:
+    if not layout.store_path(p).exists():
+        raise InputError(p, f"not a run directory (no {layout.STORE})")
+    with Store(layout.store_path(p), readonly=True) as st:
         by_cell: dict[str, dict[str, float]] = {}
         for m in st.metrics():
             by_cell.setdefault(m["cell"], {})[m["metric"]] = m["value"]
@@ -66,7 +67,7 @@ def plan_vs_measured(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any
 
     plan = read_run_plan(run_dir)
     if plan is None:
-        raise InputError(Path(run_dir) / "plan.json", "no plan saved in this run directory "
+        raise InputError(layout.plan_path(run_dir), "no plan saved in this run directory "
                          "(runs save it at their start since sftscale 0.x; rerun `sftscale run`)")
     rows, _ = status_rows(run_dir)
     out = []

@@ -55,11 +55,12 @@ from typing import Any, Mapping, Protocol
 from ..config import MlflowSettings, StudyConfig, WandbSettings
 from ..grid.cells import Cell
 from ..io import InputError, atomic_write_json
+from ..rundir import layout
 
 log = logging.getLogger(__name__)
 
 EXTRA = "pip install 'sftscale[tracking]'"
-STATE = "tracking.json"
+STATE = layout.TRACKING
 
 
 class Tracker(Protocol):
@@ -167,7 +168,7 @@ def _cell_files(run_dir: Path, outcome: Mapping[str, Any]) -> tuple[dict, list[P
             files.append(run_dir / rel)
     tm = outcome.get("train_meta")
     path = (run_dir / tm if isinstance(tm, str)  # a failed cell: its train/ may exist
-            else run_dir / "cells" / str(outcome.get("key")) / "train" / "train_meta.json")
+            else layout.cell_dir(run_dir, str(outcome.get("key"))) / layout.TRAIN / layout.TRAIN_META)
     try:
         loaded = json.loads(path.read_text(encoding="utf-8"))
         meta = loaded if isinstance(loaded, dict) else {}
@@ -260,7 +261,7 @@ class MlflowTracker:
             return exp.experiment_id
         art = None
         if urllib.parse.urlparse(self.uri).scheme in ("sqlite", "", "file"):
-            art = (self.run_dir / "mlartifacts").as_uri()  # not ./mlruns of the cwd
+            art = (self.run_dir / layout.MLARTIFACTS).as_uri()  # not ./mlruns of the cwd
         return self.client.create_experiment(name, artifact_location=art)
 
     def _parent(self, cfg: StudyConfig) -> str:
@@ -282,8 +283,8 @@ class MlflowTracker:
                   "n": json.dumps(cfg.n), "seeds": json.dumps(cfg.seeds),
                   "config_fingerprint": cfg.fingerprint()}
         self.client.log_batch(rid, params=[Param(k, str(v)) for k, v in params.items()])
-        if (self.run_dir / "study.yaml").is_file():
-            self.client.log_artifact(rid, str(self.run_dir / "study.yaml"))
+        if layout.study_yaml(self.run_dir).is_file():
+            self.client.log_artifact(rid, str(layout.study_yaml(self.run_dir)))
         _save_state(self.run_dir, "mlflow", {"uri": self.uri, "experiment_id": self.exp_id,
                                              "parent_run_id": rid})
         return rid
@@ -345,7 +346,7 @@ class WandbTracker:
         self.project, self.entity = s.project or cfg.name, s.entity
         old = _state(self.run_dir).get("wandb") or {}
         self.group = old.get("group") or f"{cfg.name}-{secrets.token_hex(3)}"
-        self.mode, why = wandb_mode(s.mode, self.dir / "wandb")
+        self.mode, why = wandb_mode(s.mode, self.dir / layout.WANDB)
         self.done = self.failed = 0
         config = {"study": cfg.name, "config_fingerprint": cfg.fingerprint(),
                   "config": cfg.model_dump(mode="json")}
@@ -356,13 +357,13 @@ class WandbTracker:
                 raise cfg.error(f"W&B ({self.mode}): {type(e).__name__}: {e}",
                                 "tracking", "wandb") from None
             log.warning("tracking: W&B online start failed (%s); writing offline runs under %s "
-                        "(upload them later with `wandb sync %s`)", e, self.dir / "wandb",
-                        self.dir / "wandb")
+                        "(upload them later with `wandb sync %s`)", e, self.dir / layout.WANDB,
+                        self.dir / layout.WANDB)
             self.mode, why = "offline", "online start failed"
             self.parent = self._init(cfg.name, "study", config)
         _save_state(self.run_dir, "wandb", {"group": self.group, "project": self.project,
                                             "mode": self.mode, "mode_reason": why,
-                                            "dir": str(self.dir / "wandb"),
+                                            "dir": str(self.dir / layout.WANDB),
                                             "study_run_id": self.parent.id})
 
     def _init(self, name: str, job_type: str, config: dict[str, Any]) -> Any:
