@@ -28,7 +28,9 @@ from pathlib import Path
 from sftscale.config import load_study, parse_study
 from sftscale.io import atomic_write_json, atomic_write_jsonl
 from sftscale.grid.cells import expand_cells
-from sftscale.study.runner import CellRunner, StageContext, prepare, run_study
+from sftscale.rundir.stagespec import StageContext
+from sftscale.study.runner import CellRunner, prepare, run_study
+from sftscale.study.stages import with_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 ITEMS = 200
@@ -81,7 +83,7 @@ seeds: [0, 1, 2]
             evaluate(c, replace(ctx, out=d / "eval"))
         peer = time.perf_counter() - t0
         # sftscale
-        runner = CellRunner(train=train, evaluate=evaluate)
+        runner = CellRunner(stages=with_runs(train=train, eval=evaluate))
         t0 = time.perf_counter()
         res = run_study(cfg, out=tmp / "run", runner=runner, progress=False, check=False)
         ours = time.perf_counter() - t0

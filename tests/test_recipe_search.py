@@ -17,8 +17,10 @@ import pytest
 from sftscale.config import parse_study
 from sftscale.io import InputError, atomic_write_json, atomic_write_jsonl
 from sftscale.grid.cells import expand_cells
-from sftscale.study.runner import CellRunner, StageContext, run_study
+from sftscale.rundir.stagespec import StageContext
+from sftscale.study.runner import CellRunner, run_study
 from sftscale.study.search import choose, validation_ids
+from sftscale.study.stages import with_runs
 from sftscale.train import recipe_with
 
 # the validation score a fake candidate gets, by lr: 3e-4 is the best
@@ -78,7 +80,7 @@ def fake_eval(cell, ctx: StageContext) -> None:
         "accuracy,none": sum(r["correct"] for r in rows) / len(rows), "format_rate,none": 1.0}}})
 
 
-FAKE = CellRunner(train=fake_train, evaluate=fake_eval)
+FAKE = CellRunner(stages=with_runs(train=fake_train, eval=fake_eval))
 
 
 @pytest.fixture

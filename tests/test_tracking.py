@@ -30,6 +30,7 @@ from study_helpers import cheap_eval, cheap_train
 from sftscale.config import parse_study
 from sftscale.io import InputError, atomic_write_json
 from sftscale.study.runner import CellRunner, run_study
+from sftscale.study.stages import with_runs
 from sftscale.rundir.store import Store
 
 VENV_BIN = Path(sys.executable).parent
@@ -61,7 +62,7 @@ def train_with_curve(cell, ctx) -> None:
     atomic_write_json(ctx.out / "train_meta.json", meta)
 
 
-RUNNER = CellRunner(train=train_with_curve, evaluate=cheap_eval)
+RUNNER = CellRunner(stages=with_runs(train=train_with_curve, eval=cheap_eval))
 
 
 def store_metrics(run_dir: Path) -> dict[str, dict[str, float]]:

@@ -125,8 +125,9 @@ def status_cmd(
 
     t = Table(title=f"{run_dir}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     searched = any(r.get("search") for r in rows)  # a recipe search: the chosen values
-    for col in ("model", "task", "n", "seed", "state", "acc", "format", "items", "train s",
-                "eval s") + (("chosen (validation)",) if searched else ()):
+    stages = list(dict.fromkeys(["train", "eval", *(s for r in rows for s in r["stages"])]))
+    for col in ("model", "task", "n", "seed", "state", "acc", "format", "items",
+                *(f"{s} s" for s in stages)) + (("chosen (validation)",) if searched else ()):
         t.add_column(col, no_wrap=True)
     t.add_column("error", overflow="fold")
     colour = {"done": "green", "failed": "red", "running": "yellow", "pending": "dim",
@@ -135,7 +136,7 @@ def status_cmd(
         t.add_row(r["model"], r["task"], str(r["n"]), str(r["seed"]),
                   f"[{colour[r['state']]}]{r['state']}[/]",
                   _f(r.get("accuracy")), _f(r.get("format_rate")), _i(r.get("n_items")),
-                  _f(r.get("train_s"), 1), _f(r.get("eval_s"), 1),
+                  *(_f(r["stages"].get(s, r.get(f"{s}_s")), 1) for s in stages),
                   *((_choice(r.get("search")),) if searched else ()), (r.get("error") or "")[:120])
     con = Console()
     if not con.is_terminal:

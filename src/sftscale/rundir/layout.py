@@ -12,6 +12,7 @@
         error.txt               traceback of its last failure              ERROR
         <stage>/                a stage's finished files                   stage_dir()
         <stage>.tmp/            the stage while it runs                    stage_tmp()
+        <stage>/.hashes.json    its hashed files' sha256 when it finished  SEAL
         search/<cand>/          recipe-search candidates (study/search.py) search_dir()
     DIR/export.csv, DIR/items.jsonl   the tables (export.py)               EXPORT_CSV, ITEMS_JSONL
     DIR/fits.json, DIR/analysis.json  fits and the style/substance analysis FITS, ANALYSIS
@@ -41,6 +42,7 @@ CELL_JSON = "cell.json"
 ERROR = "error.txt"
 SEARCH = "search"
 TMP_SUFFIX = ".tmp"
+SEAL = ".hashes.json"  # in every finished stage directory: the hashes of its hashed files
 
 EXPORT_CSV = "export.csv"
 ITEMS_JSONL = "items.jsonl"
@@ -60,7 +62,7 @@ TRAIN = "train"
 EVAL = "eval"
 TRAIN_META = "train_meta.json"
 CKPT = "ckpt"  # the default checkpoint directory (train_meta's ``checkpoint`` may name another)
-CKPT_SHA = "checkpoint.sha256"  # the checkpoint's hash, written when training finished
+CKPT_SHA = "checkpoint.sha256"  # the checkpoint's hash in a train/ sealed before SEAL existed
 RESULTS_GLOB = "results_*.json"
 SAMPLES_GLOB = "samples_*.jsonl"
 

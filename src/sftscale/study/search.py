@@ -2,7 +2,7 @@
 
 A study's ``recipe_search`` (``{lr: [3e-4, 1e-3, 3e-3], validation: {n: 64, seed: 0}}``;
 config.RecipeSearch) makes the train stage of every N > 0 cell a search
-(``run_search``, called by ``runner.CellRunner._train``):
+(``run_search``, which ``runner.CellRunner`` runs in place of the train stage's run):
 
 1. Candidates: the grid over the listed Recipe fields (all combinations, in the order
    written), each on top of the cell's own recipe overrides.
@@ -185,24 +185,25 @@ def _run_candidate(runner: Any, cell: Any, ctx: Any, cdir: Path, values: dict[st
     """Train (unless its ``train/`` is complete) and validate one candidate; write val.json."""
     import time
 
-    from ..rundir.integrity import seal_train, train_complete
     from ..rundir.outputs import eval_files, parse_results
+    from ..rundir.stagespec import seal, state
 
     ccell = replace(cell, recipe={**cell.recipe, **values}, search={})
+    train = runner.spec(layout.TRAIN)
     tdir = layout.stage_dir(cdir, layout.TRAIN)
     t0 = time.perf_counter()
-    if train_complete(tdir)[0] is None:
+    if state(train, tdir)[0] is None:
         remove_path(tdir)
         tmp = fresh_dir(layout.stage_tmp(cdir, layout.TRAIN))
-        runner.train(ccell, replace(ctx, out=tmp))
+        train.run(ccell, replace(ctx, out=tmp))
         if not (tmp / layout.TRAIN_META).exists():
-            raise RuntimeError(f"candidate {values}: training wrote no train_meta.json")
-        seal_train(tmp)
+            raise RuntimeError(f"candidate {values}: training wrote no {layout.TRAIN_META}")
+        seal(train, tmp)
         os.replace(tmp, tdir)
     t1 = time.perf_counter()
     vtmp = fresh_dir(layout.stage_tmp(cdir, layout.CAND_VAL))
-    runner.evaluate(replace(ccell, limit=None), replace(ctx, out=vtmp, train_dir=tdir,
-                                                        validation=list(val)))
+    runner.spec(layout.EVAL).run(replace(ccell, limit=None),
+                                 replace(ctx, out=vtmp, train_dir=tdir, validation=list(val)))
     files = eval_files(vtmp)
     if files is None:
         raise RuntimeError(f"candidate {values}: validation wrote no results/samples")

@@ -1,9 +1,13 @@
 """What ``sftscale status DIR`` shows: one row per cell with its state, main metrics and timings.
 
 Reads the store read-only (``Store(readonly=True)``: works in a read-only run directory). A
-done cell whose files are gone (its directory deleted, or its train_meta, checkpoint,
-results or samples file missing) is shown as ``done (files missing)`` and counted under
-``files missing``, not ``done``: the next ``run`` redoes it (integrity.py).
+done cell whose files are gone (its directory deleted, or a file any of its stages recorded
+missing: train_meta, checkpoint, results, samples, ...) is shown as ``done (files missing)``
+and counted under ``files missing``, not ``done``: the next ``run`` redoes it (integrity.py).
+
+Stages: a row's ``stages`` maps each stage the cell has files or a time of (in the stage
+list's order: train, eval, then registered stages) to its seconds (None when unknown);
+``sftscale status`` shows one ``<stage> s`` column per stage.
 
 A recipe search's outcome (search.py) is the row's ``search``: the chosen values and every
 candidate's validation score (None for cells without a search);
@@ -40,11 +44,12 @@ def status_rows(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], dict[
         by_cell: dict[str, dict[str, float]] = {}
         for m in st.metrics():
             by_cell.setdefault(m["cell"], {})[m["metric"]] = m["value"]
+        files = st.files()
         rows = []
         for c in st.cells():
             ms = by_cell.get(c["key"], {})
             state = c["state"]
-            if state == "done" and missing_files(p, c):
+            if state == "done" and missing_files(p, c, files.get(c["key"], {})):
                 state = FILES_MISSING
             rows.append({"key": c["key"], "model": c["model"], "task": c["task"], "n": c["n"],
                          "seed": c["seed"], "state": state, "attempts": c["attempts"],
@@ -52,12 +57,21 @@ def status_rows(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], dict[
                          "n_items": c["n_items"], "train_s": c["train_s"], "eval_s": c["eval_s"],
                          "overhead_s": c["overhead_s"], "error": c["error"],
                          "traceback": c["traceback"],
-                         "search": json.loads(c["search"]) if c.get("search") else None})
+                         "search": json.loads(c["search"]) if c.get("search") else None,
+                         "stages": _stages(c, files.get(c["key"], {}))})
     counts = {k: sum(r["state"] == k for r in rows) for k in STATES}
     missing = sum(r["state"] == FILES_MISSING for r in rows)
     if missing:
         counts["files missing"] = missing
     return rows, counts
+
+
+def _stages(c: dict[str, Any], files: dict[str, Any]) -> dict[str, float | None]:
+    """{stage: seconds} of a cell row: the stages it recorded files or times of."""
+    secs = json.loads(c["stage_s"]) if c.get("stage_s") else {}
+    if not secs:  # recorded before per-stage times: the first two stages' columns
+        secs = {k: c[f"{k}_s"] for k in (layout.TRAIN, layout.EVAL) if c.get(f"{k}_s") is not None}
+    return {s: secs.get(s) for s in dict.fromkeys([*files, *secs])}
 
 
 def plan_vs_measured(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:

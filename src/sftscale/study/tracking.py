@@ -160,16 +160,12 @@ def loss_curve(meta: Mapping[str, Any]) -> list[float]:
 
 def _cell_files(run_dir: Path, outcome: Mapping[str, Any]) -> tuple[dict, list[Path]]:
     """(train_meta dict or {}, existing files to attach: results JSON, train_meta.json)."""
+    recorded = [Path(p) for _, p, _ in outcome.get("files") or ()]  # a done cell's
+    files = [run_dir / p for pat in (layout.RESULTS_GLOB, layout.TRAIN_META) for p in recorded
+             if p.match(pat) and (run_dir / p).is_file()]
+    path = layout.cell_dir(run_dir, str(outcome.get("key"))) / layout.TRAIN / layout.TRAIN_META
     meta: dict[str, Any] = {}
-    files = []
-    for key in ("results", "train_meta"):
-        rel = outcome.get(key)
-        if isinstance(rel, str) and (run_dir / rel).is_file():
-            files.append(run_dir / rel)
-    tm = outcome.get("train_meta")
-    path = (run_dir / tm if isinstance(tm, str)  # a failed cell: its train/ may exist
-            else layout.cell_dir(run_dir, str(outcome.get("key"))) / layout.TRAIN / layout.TRAIN_META)
-    try:
+    try:  # a failed cell: its train/ may exist
         loaded = json.loads(path.read_text(encoding="utf-8"))
         meta = loaded if isinstance(loaded, dict) else {}
     except (OSError, ValueError):
