@@ -295,3 +295,11 @@ def test_an_old_train_directory_is_checked_against_its_checkpoint_seal(tmp_path,
     r = _run(out, RUNNER)
     assert r.ran == 1 and r.counts["done"] == N_CELLS
     assert (tdir / "ckpt" / "w.bin").read_bytes() != b"changed"  # retrained
+
+
+def test_layout_names_the_files_the_stages_write():
+    from sftscale.train.cell import META
+
+    assert layout.TRAIN_META == META
+    assert [(s.name, s.directory) for s in stages.STAGES[:2]] == [(layout.TRAIN, layout.TRAIN),
+                                                                 (layout.EVAL, layout.EVAL)]
