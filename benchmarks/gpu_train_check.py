@@ -13,7 +13,7 @@ study's cells take):
 2. DDP and FSDP (torch FSDP2) with one process per visible GPU (``--device cpu``: 2 gloo
    processes), full finetuning, same effective batch: the largest relative difference of the
    per-step losses against the one-process run, tokens/s, MFU;
-3. the planner's GPU constants (``study/gpu_calibration.json``, a copy in ``--out``):
+3. the planner's GPU constants (``plan/gpu_calibration.json``, a copy in ``--out``):
    ``gpucal.measure_train_mfu`` on a random slice of an 8B-shaped Llama (``--cal-hidden`` 4096,
    ``--cal-layers`` 8, intermediate 14336, 32 heads, 8 KV heads, vocab 32000; 8 x 512 random
    tokens a step), full finetuning and LoRA. Not the toy runs of 1.: their ~50-token examples
@@ -150,7 +150,7 @@ def main() -> int:
                       else {"skipped": "no GPU"})
     print("vllm", json.dumps(report["vllm"]), flush=True)
     (out / "gpu_train_check.json").write_text(json.dumps(report, indent=2))
-    if gpu:  # the planner's GPU constants (study/gpu_calibration.json), copied to --out too
+    if gpu:  # the planner's GPU constants (plan/gpu_calibration.json), copied to --out too
         from sftscale.plan.gpucal import write_gpu_calibration
         from sftscale.plan.check import GPUS
 

@@ -1,4 +1,4 @@
-"""The cost-weighted ETA (study/eta.py) on synthetic runs: cells of very different costs,
+"""The cost-weighted ETA (plan/eta.py) on synthetic runs: cells of very different costs,
 finished in random orders, against the old 'mean of finished cells x cells left' rule."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Plan calibration (study/calibrate.py, runplan.py), every problem at once and --no-check
+"""Plan calibration (plan/calibrate.py, runplan.py), every problem at once and --no-check
 (offline.py, problems.py), the GPU constants file (gpucal.py), status --plan."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@
 - ``status DIR [--plan]``: the cell table (state, metrics, timings, errors); ``--plan``:
   planned vs measured seconds per cell and in total.
 - ``plan STUDY.yaml [--gpu H100] [--measure] [--no-check]``: cells, tokens, FLOPs, time
-  estimates (calibrated on this machine when measured, see study/calibrate.py); checks that
+  estimates (calibrated on this machine when measured, see plan/calibrate.py); checks that
   models and tasks resolve, before anything runs, listing every problem at once.
 - ``export DIR --format csv|parquet|jsonl``: one row per cell and metric (+ items table).
 

@@ -9,7 +9,7 @@ else the size in the name; test/pool sizes from the task when it builds locally,
 (or ``DEFAULT_*_TOKENS`` when the task does not build). For planning a GPU study from a laptop
 without network: ``sftscale plan studies/paper.yaml --gpu H100 --no-check``.
 
-Not handled: the memory check of plan.py (it needs the recipe and the model's real shapes), a
+Not handled: the memory check of check.py (it needs the recipe and the model's real shapes), a
 pool smaller than the grid for tasks that do not build (N is not capped: the estimate is an
 upper bound), token counts of the real tokenizer.
 """

@@ -3,7 +3,7 @@
 Reads the store read-only (``Store(readonly=True)``: works in a read-only run directory). A
 done cell whose files are gone (its directory deleted, or a file any of its stages recorded
 missing: train_meta, checkpoint, results, samples, ...) is shown as ``done (files missing)``
-and counted under ``files missing``, not ``done``: the next ``run`` redoes it (integrity.py).
+and counted under ``files missing``, not ``done``: the next ``run`` redoes it (rundir/integrity.py).
 
 Stages: a row's ``stages`` maps each stage the cell has files or a time of (in the stage
 list's order: train, eval, then registered stages) to its seconds (None when unknown);
@@ -14,7 +14,7 @@ candidate's validation score (None for cells without a search);
 ``search.describe_choice`` writes it as one line.
 
 ``print_plan_vs_measured`` (``status --plan``): the plan saved at the start of the run
-(runplan.py) against the cells' measured seconds.
+(plan/runplan.py) against the cells' measured seconds.
 
 Not handled: cells of a config that was never run in DIR (they are not in the store yet);
 files whose content changed (``status`` checks presence only; ``run`` checks the hashes).
