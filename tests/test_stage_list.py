@@ -181,6 +181,19 @@ def test_a_failed_stage_keeps_the_stages_before_it(tmp_path, monkeypatch):
     assert _mtime(layout.cell_dir(out, KEY) / "train" / "ckpt" / "w.bin") == stamp
 
 
+def test_a_stage_that_leaves_out_a_hashed_file_fails_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(stages, "STAGES", list(stages.STAGES))
+    register_stage(StageSpec(name="wordcount", run=count_words, done=("counts.json",),
+                             hashed=("counts.json", "extra.json"), needs=("eval",)))
+    out = tmp_path / "run"
+    r = _run(out, CellRunner(stages=with_runs(train=cheap_train, eval=cheap_eval)))
+    assert r.counts["failed"] == N_CELLS
+    with Store(layout.store_path(out), readonly=True) as st:
+        err = st.cell(KEY)["error"]
+    assert err == "RuntimeError: the wordcount stage finished without extra.json"
+    assert not (layout.cell_dir(out, KEY) / "wordcount").exists()
+
+
 # --- run directories written before the stage list --------------------------------------
 
 OLD_RUN = """

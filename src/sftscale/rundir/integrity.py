@@ -108,7 +108,7 @@ def _record_new(run_dir: Path, st: Any, key: str, cell_dir: str, recorded: Recor
             continue
         have = recorded.get(spec.name) or {}
         for p in paths:
-            rel = layout.rel(run_dir, p)
+            rel = f"{cell_dir}/{spec.directory}/{p.relative_to(sdir).as_posix()}"
             if rel not in have and p.exists():
                 st.add_file(key, spec.name, rel, hash_path(p))
 

@@ -86,7 +86,8 @@ from ..rundir import layout
 from ..rundir.integrity import verify_done
 from ..rundir.lock import RunLock
 from ..rundir.outputs import collect_outputs
-from ..rundir.stagespec import Stage, StageContext, StageSpec, check_stages, dependents, seal
+from ..rundir.stagespec import (Stage, StageContext, StageSpec, check_stages, dependents,
+                                hashed_paths, seal)
 from ..rundir.stagespec import state as stage_state
 from ..rundir.store import Store
 from . import stages as stage_list
@@ -198,6 +199,8 @@ class CellRunner:
             spec.name, ctx.run_dir, cell.key, progress)))
         seconds[spec.name] = time.perf_counter() - ts
         missing = [pat for pat in spec.done if not any(tmp.glob(pat))]
+        missing += [p.relative_to(tmp).as_posix() for p in hashed_paths(spec, tmp)
+                    if not p.exists() and not missing]
         if missing:
             raise RuntimeError(f"the {spec.name} stage finished without {' and '.join(missing)}")
         hashes = seal(spec, tmp)
