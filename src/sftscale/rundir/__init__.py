@@ -1,9 +1,10 @@
 """The run directory: its file names, its store, and what a finished cell left in it.
 
 ``layout.py`` (every path name in a run directory), ``store.py`` (``DIR/study.sqlite``),
-``outputs.py`` (a finished cell's files → the store's row), ``integrity.py`` (content checks
-of reused cells), ``repair.py`` (rebuilding a damaged or lost store), ``lock.py`` (one writer
-per run directory) and ``export.py`` (``load_tables``, ``export.csv``, ``items.jsonl``).
+``stagespec.py`` (``StageSpec``: what a per-cell stage writes, when it is done, what is
+hashed), ``outputs.py`` (a finished cell's files → the store's row), ``integrity.py`` (content
+checks of reused cells), ``repair.py`` (rebuilding a damaged or lost store), ``lock.py`` (one
+writer per run directory) and ``export.py`` (``load_tables``, ``export.csv``, ``items.jsonl``).
 The stages downstream of the runner (``fit/``, ``report/``) read run directories through this
 package, never through ``study/``.
 
