@@ -22,6 +22,7 @@ from sftscale.config import parse_study
 from sftscale.io import atomic_write_json, atomic_write_jsonl
 from sftscale.report import write_report
 from sftscale.study.runner import CellRunner, run_study
+from sftscale.study.stages import with_runs
 
 STUDY = """\
 name: synthetic
@@ -90,7 +91,7 @@ KNOWLEDGE = {
 def report(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("rep")
     cfg = parse_study(STUDY, "synthetic.yaml")
-    res = run_study(cfg, out=tmp / "run", runner=CellRunner(train=train_stage, evaluate=eval_stage),
+    res = run_study(cfg, out=tmp / "run", runner=CellRunner(stages=with_runs(train=train_stage, eval=eval_stage)),
                     progress=False, check=False)
     assert res.counts["done"] == 9
     atomic_write_json(tmp / "run" / "knowledge" / "table.json", KNOWLEDGE)

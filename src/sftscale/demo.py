@@ -112,10 +112,11 @@ def print_headline(run_dir: Path, con: Console) -> None:
     import json
 
     from .fit.answers import answers_table
+    from .rundir import layout
 
     try:
-        fits = json.loads((run_dir / "fits.json").read_text(encoding="utf-8"))
-        analysis = json.loads((run_dir / "analysis.json").read_text(encoding="utf-8"))
+        fits = json.loads(layout.fits_path(run_dir).read_text(encoding="utf-8"))
+        analysis = json.loads(layout.analysis_path(run_dir).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
     if (fits.get("forecasts") or {}).get("curves"):

@@ -45,6 +45,7 @@ def register(app: typer.Typer) -> None:
         from ..fit.data import load_inputs, match_items
         from ..fit.fitting import fit_table, fits_document
         from ..io import InputError, atomic_write_json
+        from ..rundir import layout
 
         if not 0 < level < 1:
             raise InputError(None, f"--level must be in (0, 1), got {level}", field="level")
@@ -79,14 +80,14 @@ def register(app: typer.Typer) -> None:
                             forecasts=forecasts)
         if warnings:
             doc["input_warnings"] = warnings
-        fits_path = out or out_dir / "fits.json"
+        fits_path = out or layout.fits_path(out_dir)
         analysis_doc = None
         if analysis and items_df is not None and {"format_ok", "correct"} <= set(items_df.columns):
             from ..fit.analysis import style_substance
             analysis_doc = style_substance(items_df, n_boot=n_boot, seed=seed, level=level)
         atomic_write_json(fits_path, doc)
         if analysis_doc is not None:
-            atomic_write_json(fits_path.parent / "analysis.json", analysis_doc)
+            atomic_write_json(layout.analysis_path(fits_path.parent), analysis_doc)
         _print(doc, analysis_doc, fits_path)
 
 

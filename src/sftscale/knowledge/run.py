@@ -42,11 +42,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..io import InputError, atomic_write_json, atomic_write_text, read_jsonl, remove_path, sha256_json
+from ..rundir import layout
 from ..tasks.base import GenSpec, Item, Task
 from .config import KnowledgeConfig
 from .sources import QTYPES, Source, file_source
-from .toy import toy_source
 from .stats import bootstrap_rows, interval, paired_contrast, table_markdown
+from .toy import toy_source
 
 METRICS = ("em", "f1", "contains", "format_ok")
 Log = Callable[[str], None]
@@ -174,7 +175,8 @@ def starting_points(cfg: KnowledgeConfig, out: Path, log: Log,
             if replace_if_stale(cfg.model, task, n, r.seed, cell, recipe=dict(r.recipe) or None,
                                 task_options=r.options or None, log=log):
                 remove_path(cell.parent / "merged")  # merged from the replaced adapter
-            sources = [p for d in reuse for p in sorted(Path(d).glob("cells/*/train"))]
+            sources = [p for d in reuse
+                       for p in sorted((Path(d) / layout.CELLS).glob(f"*/{layout.TRAIN}"))]
             src = adopt_cell(cfg.model, task, n, r.seed, cell, sources,
                              recipe=dict(r.recipe) or None, task_options=r.options or None)
             if src is not None:

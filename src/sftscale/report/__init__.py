@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..io import atomic_write_json, atomic_write_text
+from ..rundir import layout
 
 DEFAULT_TARGETS = (0.5, 0.8)
 
@@ -49,7 +50,7 @@ def compute_analysis(run_dir: Path, n_boot: int = 1000, targets: Sequence[float]
     from ..fit.fitting import fit_table, fits_document
     from ..fit.forecast import forecast_table
     from ..fit.joint import joint_fits
-    from ..study.export import load_tables
+    from ..rundir.export import load_tables
 
     metrics, items = load_tables(run_dir)
     metric_of = primary_metrics(metrics)
@@ -74,9 +75,9 @@ def compute_analysis(run_dir: Path, n_boot: int = 1000, targets: Sequence[float]
                                    targets=targets, level=forecast_level, n_boot=n_boot, seed=seed)
     doc = fits_document(fits, targets=targets, predict_at=predict_at, source=str(run_dir), joint=joint,
                         forecasts=forecasts)
-    atomic_write_json(run_dir / "fits.json", doc)
+    atomic_write_json(layout.fits_path(run_dir), doc)
     analysis = style_substance(items, n_boot=n_boot, seed=seed) if len(items) else {"groups": []}
-    atomic_write_json(run_dir / "analysis.json", analysis)
+    atomic_write_json(layout.analysis_path(run_dir), analysis)
     return {"metrics": metrics, "items": items, "fits": fits, "fits_doc": doc,
             "analysis": analysis, "metric_of": metric_of}
 
@@ -89,7 +90,7 @@ def write_report(run_dir: str | Path, knowledge_dir: str | Path | None = None, n
     run_dir = Path(run_dir)
     t0 = time.perf_counter()
     res = compute_analysis(run_dir, n_boot=n_boot, targets=targets)
-    out = run_dir / "report"
+    out = layout.report_dir(run_dir)
     figs: dict[str, dict[str, Path]] = {}
     if len(res["metrics"]):
         figs["accuracy"] = figures.save(
@@ -104,9 +105,9 @@ def write_report(run_dir: str | Path, knowledge_dir: str | Path | None = None, n
     examples = samples.sample_responses(run_dir, k=3)
     page = html.render(title=title or f"sftscale report · {run_dir.name}", run_dir=run_dir, res=res,
                        figs=figs, knowledge=ktable, examples=examples, targets=targets)
-    path = out / "report.html"
+    path = out / layout.REPORT_HTML
     atomic_write_text(path, page)
-    atomic_write_json(out / "report_meta.json", {"seconds": time.perf_counter() - t0,
+    atomic_write_json(out / layout.REPORT_META, {"seconds": time.perf_counter() - t0,
                                                   "figures": {k: {e: p.name for e, p in v.items()}
                                                               for k, v in figs.items()}})
     return path
@@ -117,9 +118,9 @@ def _knowledge_table(run_dir: Path, knowledge_dir: str | Path | None) -> dict | 
     beside the study (``DIR/knowledge`` or ``DIR/../knowledge``, as the demo lays them out)."""
     import json
 
-    dirs = ([Path(knowledge_dir)] if knowledge_dir else []) + [run_dir / "knowledge", run_dir.parent / "knowledge"]
+    dirs = ([Path(knowledge_dir)] if knowledge_dir else []) + [run_dir / layout.KNOWLEDGE, run_dir.parent / layout.KNOWLEDGE]
     for d in dirs:
-        for p in (d / "table.json", d / "knowledge" / "table.json"):
+        for p in (d / "table.json", d / layout.KNOWLEDGE / "table.json"):
             if p.exists():
                 return json.loads(p.read_text())
     return None

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import InputError, atomic_open, atomic_write_jsonl
+from . import layout
 from .store import Store
 
 METRIC_COLUMNS = ["model", "task", "metric", "n", "value", "seed", "n_items"]
@@ -47,9 +48,9 @@ def _store_path(run_dir: str | os.PathLike) -> Path:
     p = Path(run_dir)
     if p.is_file() and p.suffix == ".sqlite":
         return p
-    sp = p / "study.sqlite"
+    sp = layout.store_path(p)
     if not sp.exists():
-        raise InputError(p, "not a run directory (no study.sqlite)")
+        raise InputError(p, f"not a run directory (no {layout.STORE})")
     return sp
 
 
@@ -122,8 +123,8 @@ def export(run_dir: str | os.PathLike, fmt: str = "csv", out: str | os.PathLike 
     if fmt not in ("csv", "parquet", "jsonl"):
         raise InputError(None, f"unknown format {fmt!r} (csv, parquet or jsonl)", field="format")
     metrics, items = load_tables(run_dir)
-    mpath = Path(out) if out is not None else Path(run_dir) / f"export.{fmt}"
-    ipath = mpath.with_name(f"items.{fmt}") if mpath.name != f"items.{fmt}" else \
+    mpath = Path(out) if out is not None else Path(run_dir) / layout.export_name(fmt)
+    ipath = mpath.with_name(layout.items_name(fmt)) if mpath.name != layout.items_name(fmt) else \
         mpath.with_name(f"items_table.{fmt}")
     for df, path in ((metrics, mpath), (items, ipath)):
         try:
@@ -152,7 +153,7 @@ def _clean(row: dict) -> dict:
             for k, v in row.items()}
 
 
-DEFAULT_EXPORTS = (("export.csv", "csv"), ("items.jsonl", "jsonl"))  # (metrics, items)
+DEFAULT_EXPORTS = ((layout.EXPORT_CSV, "csv"), (layout.ITEMS_JSONL, "jsonl"))  # (metrics, items)
 
 
 def write_default_exports(run_dir: str | os.PathLike) -> None:
