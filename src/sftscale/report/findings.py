@@ -2,7 +2,7 @@
 
 Per (model, task, metric) curve: the chosen form and why (``fit.selection``) and the power-law
 exponent in the paper's terms (P proportional to N^(1/b): 1/b and b with intervals) when the
-power form is identified: descriptions of the measured points. Forecasts and N for a target
+paper's form (``Form.paper``) is identified: descriptions of the measured points. Forecasts and N for a target
 are the Answers' (``fit.forecast``), not a form's. Then the exponent differences between model
 sizes (``fits.json``'s ``joint``), the style/substance analysis and the knowledge experiment.
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..fit.answers import n_text
+from ..fit.forms import FORMS
 from .fmt import esc, interval, num, percent, signed
 
 NOT_DETERMINED = "not determined by these data"
@@ -24,6 +25,12 @@ NOT_DETERMINED = "not determined by these data"
 def _iv(d: dict | None, key_mid: str = "mid") -> str:
     d = d or {}
     return interval(d.get(key_mid), d.get("lo"), d.get("hi"), hi_text=NOT_DETERMINED)
+
+
+def _is_paper(form: str) -> bool:
+    """Whether ``form`` is the paper's power law (a form no longer registered is not)."""
+    fo = FORMS.get(form)
+    return bool(fo is not None and fo.paper)
 
 
 def _eligible(f: dict) -> bool:
@@ -46,7 +53,7 @@ def curve_finding(curve: list[dict]) -> str:
              f"(chosen by {esc(sel.get('criterion') or 'AICc')} among forms with at least 2 residual degrees "
              f"of freedom and identified parameters; R² = {num(best.get('r2_metric'))} on {npts} points, "
              f"{num(best.get('dof'))} dof)."]
-    power = next((f for f in curve if f["form"] == "power"), None)
+    power = next((f for f in curve if _is_paper(f["form"])), None)
     if power is not None and _eligible(power) and power.get("paper_terms"):
         pt = power["paper_terms"]
         parts.append(f"As a power law P ∝ N<sup>1/b</sup>: 1/b = {_iv(pt['one_over_b'])}, "
@@ -55,7 +62,7 @@ def curve_finding(curve: list[dict]) -> str:
         why = ", ".join(r.replace("not identified: ", "") for r in (power.get("selection") or {}).get("reasons") or [])
         why = why or "not fitted"
         parts.append(f"The power-law exponent is not identified by these data ({esc(why)}).")
-    if best["form"] != "power":
+    if not _is_paper(best["form"]):
         ci = best.get("param_ci") or {}
         ps = ", ".join(f"{esc(k)} = {interval(v, *(ci.get(k) or (None, None)))}" for k, v in best["params"].items())
         parts.append(f"Its parameters: {ps}.")
