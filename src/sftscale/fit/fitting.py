@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,7 @@ from .data import load_items, load_long
 from .forms import FORMS, Form, default_forms, get_form, huber, huber_weight, lm_fit, r2_score, single_threaded
 from .selection import RULE, identifiability, select_best
 from ..io import InputError
+from ..schema import FitEntry, FitsDoc, ForecastsDoc, JointEntry
 
 
 # --- fitting ------------------------------------------------------------------------------
@@ -188,7 +189,7 @@ class FitResult:
             out["b"].update(lo=float(plo) if plo < big else None, hi=float(phi) if phi < big else None)
         return out
 
-    def to_dict(self, targets: Sequence[float] = (), predict_at: Sequence[float] = ()) -> dict:
+    def to_dict(self, targets: Sequence[float] = (), predict_at: Sequence[float] = ()) -> FitEntry:
         d = {k: getattr(self, k) for k in ("model", "task", "metric", "form", "space", "best",
                                               "params", "dof", "loss", "r2", "r2_metric", "aic",
                                               "aicc", "loo", "level", "warnings")}
@@ -321,6 +322,7 @@ def _refit_replicates(r: FitResult, fo: Form, R: np.ndarray, floor: float, delta
     r.param_ci = {nm: (float(a), float(b)) for nm, a, b in zip(fo.public_names, lo, hi)}
 
 
+FITS_VERSION = 2  # fits.json's version; 2 adds settings, inputs and written_by (``fit.run``)
 EXTRAPOLATION_FACTOR = 4.0  # N beyond this multiple of the largest measured N is an extrapolation
 
 
@@ -415,12 +417,12 @@ def _is_items_frame(x: Any) -> bool:
 
 
 def fits_document(results: Sequence[FitResult], targets: Sequence[float] = (),
-                  predict_at: Sequence[float] = (), source: str = "", joint: Sequence[dict] | None = None,
-                  forecasts: dict | None = None) -> dict:
+                  predict_at: Sequence[float] = (), source: str = "", joint: Sequence[JointEntry] | None = None,
+                  forecasts: ForecastsDoc | None = None) -> FitsDoc:
     """The JSON object written to ``fits.json`` (``joint``: ``joint.joint_fits`` output, if any;
     ``forecasts``: ``forecast.forecast_table`` output, the answers)."""
     level = results[0].level if results else None
-    doc = {"version": 1, "source": source, "level": level,
+    doc = {"version": FITS_VERSION, "source": source, "level": level,
            "notes": ["AIC/AICc: Gaussian likelihood of metric-space residuals on N > 0 points",
                      "loo.error: observed minus predicted (metric space) with that N left out",
                      "param_ci / predictions / targets: bootstrap percentile intervals of each form; a "
@@ -435,9 +437,9 @@ def fits_document(results: Sequence[FitResult], targets: Sequence[float] = (),
         doc["joint"] = json_safe(list(joint))
     if forecasts is not None:
         doc["forecasts"] = json_safe(forecasts)
-    return doc
+    return cast(FitsDoc, doc)
 
 
-__all__ = ["FitResult", "bootstrap_fit", "fit_curve", "fit_law", "fit_table",
+__all__ = ["FITS_VERSION", "FitResult", "bootstrap_fit", "fit_curve", "fit_law", "fit_table",
            "fits_document", "iter_curves", "json_safe", "n_for_target", "point_fit", "select_metric"]
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 from scipy.stats import chi2, norm
@@ -54,6 +54,7 @@ from .data import load_items, load_long
 from .fitting import _is_items_frame, iter_curves, select_metric
 from .forms import single_threaded
 from .members import MEMBERS, NAIVE, clip_rate, logit
+from ..schema import ForecastsDoc
 
 MIN_POINTS = 4        # N > 0 points a curve needs for a forecast
 LOF_P = 0.01          # lack of fit: chi-squared p-value below this
@@ -361,7 +362,7 @@ def forecast_curves(curves: Sequence[Curve], targets: Sequence[float] = (), leve
 
 @single_threaded
 def forecast_table(df: Any, items: Any = None, metric: str | None = None, targets: Sequence[float] = (),
-                   level: float = 0.9, n_boot: int = 1000, seed: int = 0) -> dict:
+                   level: float = 0.9, n_boot: int = 1000, seed: int = 0) -> ForecastsDoc:
     """Forecasts of every curve of a long table, calibrated per metric over its curves.
 
     The same bootstrap replicates as ``fitting.fit_table`` (``iter_curves``). Returns the
@@ -378,7 +379,7 @@ def forecast_table(df: Any, items: Any = None, metric: str | None = None, target
         fcs, cal = forecast_curves(curves, targets, level)
         out["calibration"][met] = calibration_dict(cal)
         out["curves"] += [f.to_dict() for f in fcs]
-    return out
+    return cast(ForecastsDoc, out)
 
 
 __all__ = ["BUCKETS", "Curve", "Forecast", "METHOD_NOTE", "MIN_POINTS", "backtest", "calibrate",

@@ -38,6 +38,7 @@ from .fitting import fit_curve, json_safe
 from .forms import get_form, paper_form, single_threaded
 from .selection import MIN_DOF
 from ..io import InputError
+from ..schema import JointEntry
 
 
 def _joint_items(rows: pd.DataFrame, items: pd.DataFrame, col: str, models: list[str], n_boot: int,
@@ -101,7 +102,7 @@ def _model_entry(f: Any, name: str) -> dict:
 @single_threaded
 def joint_fits(df: pd.DataFrame | str, items: pd.DataFrame | None = None, metric: str | None = None,
                form: str | None = None, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
-               models: Sequence[str] | None = None) -> list[dict]:
+               models: Sequence[str] | None = None) -> list[JointEntry]:
     """Joint fits of every (task, metric) with two or more models (see the module docstring).
 
     ``models`` fixes the order of the pairs (a minus b for a listed before b); models not
