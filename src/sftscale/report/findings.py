@@ -17,6 +17,7 @@ from typing import Any
 
 from ..fit.answers import n_text
 from ..fit.forms import FORMS
+from ..schema import AnalysisDoc, FitsDoc
 from .fmt import esc, interval, num, percent, signed
 
 NOT_DETERMINED = "not determined by these data"
@@ -141,17 +142,16 @@ def knowledge_finding(knowledge: dict | None) -> str:
             + "</div>")
 
 
-def findings(res: dict, knowledge: dict | None) -> str:
-    """The whole "Findings, as measured" section."""
-    doc = res["fits_doc"]
+def findings(doc: FitsDoc, analysis: AnalysisDoc, knowledge: dict | None) -> str:
+    """The whole "Findings, as measured" section: fits.json, analysis.json, the knowledge table."""
     out = ["<h3>The paper's forms, fitted</h3><p class=sub>Descriptions of the measured points, not "
            "forecasts (the forecasts and N for a target are in the Answers above).</p>"]
     curves: dict[tuple, list[dict]] = {}
-    for f in doc.get("fits", []):
+    for f in doc["fits"]:
         curves.setdefault((f["model"], f["task"], f["metric"]), []).append(f)
     out += [curve_finding(c) for c in curves.values()]
-    out.append(joint_finding(doc.get("joint") or [], doc.get("level")))
-    out += [style_finding(g) for g in res["analysis"].get("groups", [])]
+    out.append(joint_finding(doc.get("joint", []), doc["level"]))
+    out += [style_finding(g) for g in analysis["groups"]]
     out.append(knowledge_finding(knowledge))
     return "\n".join(x for x in out if x)
 
