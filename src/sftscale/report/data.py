@@ -25,7 +25,10 @@ from ..study.export import load_tables
 from .samples import sample_responses
 
 DEFAULT_TARGETS = (0.5, 0.8)
-EMPTY_ANALYSIS: AnalysisDoc = {"version": 1, "level": 0.95, "n_boot": 0, "definitions": {}, "groups": []}
+
+def empty_analysis() -> AnalysisDoc:
+    """What the sections read when there is no analysis (no per-item format_ok/correct)."""
+    return {"version": 1, "level": 0.95, "n_boot": 0, "definitions": {}, "groups": []}
 
 
 @dataclass
@@ -39,7 +42,7 @@ class ReportData:
     items: pd.DataFrame  # the store's per-item table
     metric_of: dict[str, str]  # task -> the metric drawn for it (its primary metric)
     fits: FitsDoc
-    analysis: AnalysisDoc  # EMPTY_ANALYSIS without per-item format_ok/correct
+    analysis: AnalysisDoc  # ``empty_analysis()`` without per-item format_ok/correct
     fit: FitOutcome  # how fits.json came to be: reused or fitted, and why (``fit.note``)
     knowledge: dict | None = None  # the knowledge experiment's table.json
     examples: list[dict] = field(default_factory=list)  # ``samples.sample_responses``
@@ -93,7 +96,7 @@ def load_report_data(run_dir: str | Path, knowledge_dir: str | Path | None = Non
         say(fit.note)
     return ReportData(run_dir=run_dir, out_dir=run_dir / "report",
                       title=title or f"sftscale report · {run_dir.name}", metrics=metrics, items=items,
-                      metric_of=metric_of, fits=fit.fits, analysis=fit.analysis or EMPTY_ANALYSIS, fit=fit,
+                      metric_of=metric_of, fits=fit.fits, analysis=fit.analysis or empty_analysis(), fit=fit,
                       knowledge=knowledge_table(run_dir, knowledge_dir), examples=sample_responses(run_dir, k=3))
 
 
@@ -108,5 +111,5 @@ def knowledge_table(run_dir: Path, knowledge_dir: str | Path | None) -> dict | N
     return None
 
 
-__all__ = ["DEFAULT_TARGETS", "EMPTY_ANALYSIS", "ReportData", "knowledge_table", "load_report_data",
+__all__ = ["DEFAULT_TARGETS", "ReportData", "empty_analysis", "knowledge_table", "load_report_data",
            "primary_metrics", "report_settings"]
