@@ -17,7 +17,7 @@ from typing import Any
 
 from ..fit.answers import n_text
 from ..fit.forms import FORMS
-from ..schema import AnalysisDoc, FitsDoc
+from ..schema import AnalysisDoc, FitEntry, FitsDoc, JointEntry
 from .fmt import esc, interval, num, percent, signed
 
 NOT_DETERMINED = "not determined by these data"
@@ -34,62 +34,63 @@ def _is_paper(form: str) -> bool:
     return bool(fo is not None and fo.paper)
 
 
-def _eligible(f: dict) -> bool:
-    return bool((f.get("selection") or {}).get("eligible", f.get("best")))
+def _eligible(f: FitEntry) -> bool:
+    return bool(f["selection"].get("eligible", f["best"]))
 
 
-def curve_finding(curve: list[dict]) -> str:
+def curve_finding(curve: list[FitEntry]) -> str:
     """One finding for the fits of one curve (all forms)."""
     f0 = curve[0]
     head = f"<b>{esc(f0['model'])} · {esc(f0['task'])}</b>: "
-    best = next((f for f in curve if f.get("best")), None)
+    best = next((f for f in curve if f["best"]), None)
     if best is None:
-        why = "; ".join(f"{esc(f['form'])}: {esc(', '.join((f.get('selection') or {}).get('reasons') or ['-']))}"
+        why = "; ".join(f"{esc(f['form'])}: {esc(', '.join(f['selection'].get('reasons') or ['-']))}"
                         for f in curve)
         return (f"<div class=finding>{head}no fitted form is identified by these data with at least 2 residual "
                 f"degrees of freedom ({why}); no parameters are reported.</div>")
-    sel = best.get("selection") or {}
+    sel = best["selection"]
     npts = len(best["points"]["n"])
     parts = [f"{head}{esc(best['metric'])} is best described by the <b>{esc(best['form'])}</b> form "
              f"(chosen by {esc(sel.get('criterion') or 'AICc')} among forms with at least 2 residual degrees "
-             f"of freedom and identified parameters; R² = {num(best.get('r2_metric'))} on {npts} points, "
-             f"{num(best.get('dof'))} dof)."]
+             f"of freedom and identified parameters; R² = {num(best['r2_metric'])} on {npts} points, "
+             f"{num(best['dof'])} dof)."]
     power = next((f for f in curve if _is_paper(f["form"])), None)
-    if power is not None and _eligible(power) and power.get("paper_terms"):
+    if power is not None and _eligible(power) and "paper_terms" in power:
         pt = power["paper_terms"]
         parts.append(f"As a power law P ∝ N<sup>1/b</sup>: 1/b = {_iv(pt['one_over_b'])}, "
                      f"b = {_iv(pt['b'])}.")
     elif power is not None:
-        why = ", ".join(r.replace("not identified: ", "") for r in (power.get("selection") or {}).get("reasons") or [])
+        why = ", ".join(r.replace("not identified: ", "") for r in power["selection"].get("reasons") or [])
         why = why or "not fitted"
         parts.append(f"The power-law exponent is not identified by these data ({esc(why)}).")
     if not _is_paper(best["form"]):
-        ci = best.get("param_ci") or {}
+        ci = best["param_ci"]
         ps = ", ".join(f"{esc(k)} = {interval(v, *(ci.get(k) or (None, None)))}" for k, v in best["params"].items())
         parts.append(f"Its parameters: {ps}.")
     return "<div class=finding>" + " ".join(parts) + "</div>"
 
 
-def joint_finding(joint: list[dict], level: Any) -> str:
+def joint_finding(joint: list[JointEntry], level: Any) -> str:
     """The exponent differences between model sizes, one sentence per (task, metric)."""
     if not joint:
         return ""
     out = []
     for j in joint:
-        for d in j.get("differences", []):
+        for d in j["differences"]:
             lead = (f"<b>{esc(j['task'])}</b> ({esc(j['metric'])}, {esc(j['form'])} form fitted to each model, "
-                    f"{'paired bootstrap over items' if j.get('paired') else 'models resampled apart'})")
-            if not d.get("identified"):
-                why = "; ".join(f"{esc(m['model'])}: {esc(', '.join(m.get('reasons') or []))}"
-                                for m in j["models"] if not m.get("identified"))
+                    f"{'paired bootstrap over items' if j['paired'] else 'models resampled apart'})")
+            if not d["identified"]:
+                why = "; ".join(f"{esc(m['model'])}: {esc(', '.join(m['reasons']))}"
+                                for m in j["models"] if not m["identified"])
                 out.append(f"{lead}: the exponent of {esc(d['a'])} minus {esc(d['b'])} is not identified ({why}).")
                 continue
             verdict = ""
-            if d.get("lo") is not None and d.get("hi") is not None:
-                verdict = ("; the interval excludes 0" if d["lo"] > 0 or d["hi"] < 0
+            lo, hi = d["lo"], d["hi"]
+            if lo is not None and hi is not None:
+                verdict = ("; the interval excludes 0" if lo > 0 or hi < 0
                            else "; the interval includes 0: no difference detected")
             out.append(f"{lead}: the exponent of {esc(d['a'])} minus {esc(d['b'])}: "
-                       f"{interval(d['diff'], d.get('lo'), d.get('hi'))} (bootstrap p = {num(d.get('p_two_sided'))}"
+                       f"{interval(d['diff'], lo, hi)} (bootstrap p = {num(d['p_two_sided'])}"
                        f"{verdict}).")
     lv = percent(level or 0.95)
     return (f"<div class=finding><b>Exponents across model sizes</b> ({lv}% intervals; the paper's claim that "
@@ -146,7 +147,7 @@ def findings(doc: FitsDoc, analysis: AnalysisDoc, knowledge: dict | None) -> str
     """The whole "Findings, as measured" section: fits.json, analysis.json, the knowledge table."""
     out = ["<h3>The paper's forms, fitted</h3><p class=sub>Descriptions of the measured points, not "
            "forecasts (the forecasts and N for a target are in the Answers above).</p>"]
-    curves: dict[tuple, list[dict]] = {}
+    curves: dict[tuple, list[FitEntry]] = {}
     for f in doc["fits"]:
         curves.setdefault((f["model"], f["task"], f["metric"]), []).append(f)
     out += [curve_finding(c) for c in curves.values()]
