@@ -82,7 +82,7 @@ def lack_of_fit(c: Curve, fitted: dict[str, dict[str, np.ndarray]]) -> dict[str,
     """Chi-squared of each member's point fit against the noise of the points."""
     out = {}
     for m, v in fitted.items():
-        if m == "last":
+        if not MEMBERS[m].fits_points:
             continue
         dof = c.n.size - MEMBERS[m].n_params
         stat = float(np.sum((c.y - v["fitted"]) ** 2 / c.var))
@@ -186,7 +186,7 @@ def _why_not(c: Curve, lack: dict[str, dict]) -> str | None:
     se = float(np.median(np.sqrt(c.var)))
     if float(np.max(c.y)) < max(0.02, 2 * se):
         return "every measured value is at the floor: where the curve leaves it cannot be forecast"
-    forms = [m for m in lack if not MEMBERS[m].naive or m == "loglinear"]
+    forms = [m for m in lack if MEMBERS[m].fits_points]
     tested = [m for m in forms if lack[m]["p"] is not None]
     if tested and all(lack[m]["fails"] for m in tested):
         worst = ", ".join(f"{m} p = {lack[m]['p']:.2g}" for m in tested)
