@@ -261,7 +261,14 @@ def test_report_refits_a_fits_json_without_an_input_hash(study, tmp_path):
     write_report(run, n_boot=50, say=lines.append)
     assert len(lines) == 1 and "written by an older sftscale, without a hash of its inputs" in lines[0]
     assert "this command's settings (forms power, saturating, saturating_offset, loglinear" in lines[0]
-    assert json.loads((run / "fits.json").read_text())["settings"]["metric_of"] == {"toy-math": "accuracy"}
+    doc = json.loads((run / "fits.json").read_text())
+    assert doc["settings"]["metric_of"] == {"toy-math": "accuracy"}
+    # one of another sftscale version is refitted too: its numbers may come from other code
+    doc["sftscale_version"] = "0.0.1"
+    (run / "fits.json").write_text(json.dumps(doc))
+    lines.clear()
+    write_report(run, n_boot=50, say=lines.append)
+    assert len(lines) == 1 and "it was written by sftscale 0.0.1 (this is " in lines[0]
 
 
 def test_the_input_hash_is_of_the_tables_not_their_row_order(study):

@@ -315,6 +315,7 @@ class FitsDoc(TypedDict):
     settings: NotRequired[FitSettingsDoc]  # absent in files of version 1
     inputs: NotRequired[InputsDoc]  # absent in files of version 1
     written_by: NotRequired[str]  # "sftscale fit" or "sftscale report"
+    sftscale_version: NotRequired[str]  # a report refits a fits.json of another version
 
 
 # --- analysis.json ----------------------------------------------------------------------

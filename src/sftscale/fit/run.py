@@ -15,11 +15,11 @@
    ``inputs.sha256`` equals the current one is used as it is, whatever settings it was written
    with (``sftscale fit --form power --level 0.8`` stays what the report shows). Otherwise it
    is refitted, and ``warn`` gets one line saying why: it could not be read, it was written by
-   an older sftscale (no input hash), or its inputs changed since. A refit keeps the settings
+   another version of sftscale (or an old one, with no input hash), or its inputs changed since. A refit keeps the settings
    recorded in the old file when they can still be used (its forms are registered), else the
    caller's. analysis.json is reused on the same rule, else recomputed.
-4. **Outputs**: ``fits.json`` (``schema.FitsDoc``, with ``settings``, ``inputs`` and
-   ``written_by`` added to the fits, joint fits and forecasts) at ``out`` or in the input's
+4. **Outputs**: ``fits.json`` (``schema.FitsDoc``, with ``settings``, ``inputs``,
+   ``written_by`` and ``sftscale_version`` added to the fits, joint fits and forecasts) at ``out`` or in the input's
    directory; ``analysis.json`` (``schema.AnalysisDoc``) beside it when the per-item scores have
    ``format_ok`` and ``correct`` (``analysis_path``).
 
@@ -38,6 +38,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence, cast
 
 import pandas as pd
 
+from .. import __version__
 from ..io import InputError, atomic_write_json
 from ..schema import AnalysisDoc, FitSettingsDoc, FitsDoc, InputsDoc
 from ..study.export import load_tables
@@ -212,6 +213,8 @@ def _why_not_reuse(path: Path, inputs: FitInputs) -> tuple[FitsDoc | None, str |
     rec = doc.get("inputs")
     if doc.get("version", 1) < FITS_VERSION or not isinstance(rec, dict) or "sha256" not in rec:
         return doc, "it was written by an older sftscale, without a hash of its inputs"
+    if doc.get("sftscale_version") != __version__:
+        return doc, f"it was written by sftscale {doc.get('sftscale_version')} (this is {__version__})"
     if rec["sha256"] != inputs.sha256:
         if not _same_source(rec, inputs):
             return doc, f"it was computed from other inputs ({rec.get('source')}{_plus(rec.get('items'))})"
@@ -250,7 +253,7 @@ def fit_run_dir(src: str | Path, settings: FitSettings | None = None, *, items: 
     if reuse:
         doc, why = _why_not_reuse(fits_path, inputs)
         if doc is not None and why is None:
-            return _reused(doc, fits_path, inputs, warn)
+            return _reused(doc, fits_path, inputs)
         if why is not None:
             recorded = _recorded_settings(doc)
             settings = recorded or settings
@@ -258,8 +261,7 @@ def fit_run_dir(src: str | Path, settings: FitSettings | None = None, *, items: 
                     + ("the settings it recorded" if recorded else "this command's settings")
                     + f" ({describe_settings(settings.to_doc())})")
             warn(note)
-    out_doc = _fit(inputs, settings, warn, written_by)
-    fits_doc, analysis_doc, warnings, results = out_doc
+    fits_doc, analysis_doc, warnings, results = _fit(inputs, settings, warn, written_by)
     atomic_write_json(fits_path, fits_doc)
     a_path = None
     if analysis_doc is not None:
@@ -269,30 +271,25 @@ def fit_run_dir(src: str | Path, settings: FitSettings | None = None, *, items: 
                       results=results)
 
 
-def _reused(doc: FitsDoc, fits_path: Path, inputs: FitInputs, warn: Warn) -> FitOutcome:
+def _reused(doc: FitsDoc, fits_path: Path, inputs: FitInputs) -> FitOutcome:
     """A fresh fits.json: use it; reuse analysis.json on the same rule, else recompute it."""
-    a_path: Path | None = analysis_path(fits_path)
-    analysis: AnalysisDoc | None = None
+    a_path = analysis_path(fits_path)
     extra = ""
-    assert a_path is not None
     try:
-        old = read_analysis(a_path)
-        if (old.get("inputs") or {}).get("sha256") == inputs.sha256:
-            analysis = old
+        analysis: AnalysisDoc | None = read_analysis(a_path)
     except (OSError, ValueError):
-        pass
-    if analysis is None:
+        analysis = None
+    if analysis is None or analysis.get("inputs", {}).get("sha256") != inputs.sha256:
         s = _recorded_settings(doc) or FitSettings()
-        analysis = _analysis(inputs.items, s, inputs)
+        analysis = _analysis(_matched_items(inputs, s)[0], s, inputs)
         if analysis is not None:
             atomic_write_json(a_path, analysis)
             extra = "; analysis.json recomputed (missing or of other inputs)"
-        else:
-            a_path = None
     st = doc.get("settings")
     note = (f"reusing {fits_path.name}, written by {doc.get('written_by', 'sftscale')} for these inputs"
             + (f" ({describe_settings(st)})" if st else "") + extra)
-    return FitOutcome(doc, analysis, fits_path, a_path, inputs, reused=True, note=note)
+    return FitOutcome(doc, analysis, fits_path, a_path if analysis is not None else None, inputs,
+                      reused=True, note=note)
 
 
 def _has_scores(items: pd.DataFrame | None) -> bool:
@@ -325,6 +322,13 @@ def _groups(long: pd.DataFrame, items: pd.DataFrame | None, s: FitSettings
     return out
 
 
+def _matched_items(inputs: FitInputs, s: FitSettings) -> tuple[pd.DataFrame | None, list[str]]:
+    """The per-item rows of the curves asked for, and the warnings of ``data.match_items``."""
+    asked = _asked(inputs.long, s)
+    return match_items(asked if len(asked) else inputs.long, inputs.items,
+                       inputs.items_source or "of the run directory")
+
+
 def _asked(long: pd.DataFrame, s: FitSettings) -> pd.DataFrame:
     """The rows of the metrics asked for (before any are left out for having too few N)."""
     if s.metric_of is not None:
@@ -336,9 +340,7 @@ def _asked(long: pd.DataFrame, s: FitSettings) -> pd.DataFrame:
 def _fit(inputs: FitInputs, s: FitSettings, warn: Warn, written_by: str
          ) -> tuple[FitsDoc, AnalysisDoc | None, list[str], list]:
     long = inputs.long
-    asked = _asked(long, s)
-    items, warnings = match_items(asked if len(asked) else long, inputs.items,
-                                  inputs.items_source or "of the run directory")
+    items, warnings = _matched_items(inputs, s)
     if s.analysis and items is not None and not _has_scores(items):
         warnings.append("no analysis.json: the per-item scores need both 'format_ok' and 'correct' columns")
     for w in warnings:
@@ -364,6 +366,7 @@ def _fit(inputs: FitInputs, s: FitSettings, warn: Warn, written_by: str
     doc["settings"] = s.to_doc()
     doc["inputs"] = inputs.record()
     doc["written_by"] = written_by
+    doc["sftscale_version"] = __version__
     return doc, _analysis(items, s, inputs), warnings, fits
 
 
