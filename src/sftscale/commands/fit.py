@@ -22,6 +22,8 @@ from typing import Optional
 
 import typer
 
+from ..schema import AnalysisDoc, FitsDoc
+
 
 def register(app: typer.Typer) -> None:
     @app.command("fit")
@@ -79,7 +81,7 @@ def _fmt(x, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}g}"
 
 
-def _print(doc: dict, analysis_doc: dict | None, path: Path) -> None:
+def _print(doc: FitsDoc, analysis_doc: AnalysisDoc | None, path: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -100,7 +102,7 @@ def _print(doc: dict, analysis_doc: dict | None, path: Path) -> None:
             con.print(f"[yellow]warning[/] {f['model']}/{f['task']}/{f['metric']} {f['form']}: {w}",
                       markup=True, highlight=False)
     from ..fit.answers import answers_table
-    if (doc.get("forecasts") or {}).get("curves"):
+    if "forecasts" in doc and doc["forecasts"]["curves"]:
         con.print(answers_table(doc["forecasts"], analysis_doc))
     from ..fit.joint import describe_difference
     for j in doc.get("joint", []):

@@ -177,9 +177,10 @@ class FitResult:
         fo = self.form_obj
         i = fo.public_names.index(fo.exponent or "")
         b = float(fo.public(self.theta)[i])
-        out = {"one_over_b": {"mid": b, "lo": None, "hi": None},
-               "b": {"mid": 1.0 / b if b > 0 else None, "lo": None, "hi": None},
-               "note": "the paper writes P ~ N^(1/b); the power form here is P = a N^b, so its b is 1/b"}
+        out: dict[str, Any] = {
+            "one_over_b": {"mid": b, "lo": None, "hi": None},
+            "b": {"mid": 1.0 / b if b > 0 else None, "lo": None, "hi": None},
+            "note": "the paper writes P ~ N^(1/b); the power form here is P = a N^b, so its b is 1/b"}
         if self.theta_reps is not None and len(self.theta_reps):
             br = fo.public(self.theta_reps)[:, i]
             lo, hi = self._q(br)

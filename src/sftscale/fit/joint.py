@@ -38,7 +38,7 @@ from .fitting import fit_curve, json_safe
 from .forms import get_form, paper_form, single_threaded
 from .selection import MIN_DOF
 from ..io import InputError
-from ..schema import JointEntry
+from ..schema import JointDifference, JointEntry
 
 
 def _joint_items(rows: pd.DataFrame, items: pd.DataFrame, col: str, models: list[str], n_boot: int,
@@ -148,7 +148,7 @@ def joint_fits(df: pd.DataFrame | str, items: pd.DataFrame | None = None, metric
     return out
 
 
-def describe_difference(d: dict) -> str:
+def describe_difference(d: JointDifference) -> str:
     """Plain words for one difference (used by the CLI): 'exponent of a minus b: x [lo, hi]'."""
     def f(x: Any) -> str:
         return "-" if x is None or not math.isfinite(x) else f"{x:.3g}"

@@ -15,9 +15,10 @@
    ``inputs.sha256`` equals the current one is used as it is, whatever settings it was written
    with (``sftscale fit --form power --level 0.8`` stays what the report shows). Otherwise it
    is refitted, and ``warn`` gets one line saying why: it could not be read, it was written by
-   another version of sftscale (or an old one, with no input hash), or its inputs changed since. A refit keeps the settings
-   recorded in the old file when they can still be used (its forms are registered), else the
-   caller's. analysis.json is reused on the same rule, else recomputed.
+   another version of sftscale (or an old one, with no input hash), or its inputs changed
+   since. A refit keeps the settings recorded in the old file when they can still be used (its
+   forms are registered), else the caller's. analysis.json is reused on the same rule, else
+   recomputed.
 4. **Outputs**: ``fits.json`` (``schema.FitsDoc``, with ``settings``, ``inputs``,
    ``written_by`` and ``sftscale_version`` added to the fits, joint fits and forecasts) at ``out`` or in the input's
    directory; ``analysis.json`` (``schema.AnalysisDoc``) beside it when the per-item scores have

@@ -17,15 +17,14 @@ from typing import Any
 
 from ..fit.answers import n_text
 from ..fit.forms import FORMS
-from ..schema import AnalysisDoc, FitEntry, FitsDoc, JointEntry
+from ..schema import R2, AnalysisDoc, AnalysisGroup, Band, FitEntry, FitsDoc, JointEntry, Plateau
 from .fmt import esc, interval, num, percent, signed
 
 NOT_DETERMINED = "not determined by these data"
 
 
-def _iv(d: dict | None, key_mid: str = "mid") -> str:
-    d = d or {}
-    return interval(d.get(key_mid), d.get("lo"), d.get("hi"), hi_text=NOT_DETERMINED)
+def _iv(d: Band) -> str:
+    return interval(d["mid"], d["lo"], d["hi"], hi_text=NOT_DETERMINED)
 
 
 def _is_paper(form: str) -> bool:
@@ -97,18 +96,20 @@ def joint_finding(joint: list[JointEntry], level: Any) -> str:
             f"larger models gain more is a claim about these exponents): " + " ".join(out) + "</div>")
 
 
-def style_finding(g: dict) -> str:
-    sat, plat = g.get("style_saturation_n") or {}, g.get("accuracy_plateau_n") or {}
-    if sat.get("n") is None:
+def style_finding(g: AnalysisGroup) -> str:
+    """One sentence per (model, task) with a format/substance split (groups without one: "")."""
+    if "style_saturation_n" not in g or g["style_saturation_n"]["n"] is None:
         return ""
-    r2 = (g.get("r2_total_vs_substance") or {}).get("r2")
+    sat = g["style_saturation_n"]
+    plat: Plateau = g.get("accuracy_plateau_n") or {}
+    r2 = g.get("r2_total_vs_substance", {}).get("r2")
     rising = "is still rising at the largest N" if plat.get("still_rising") else \
         f"stops rising at N = {n_text(plat.get('n'))}"
-    ra = g.get("r2_total_vs_substance_after_style") or {}
+    ra: R2 = g.get("r2_total_vs_substance_after_style") or {}
     after = (f"; from N = {n_text(ra.get('from_n'))} on (format saturated), r² = {num(ra.get('r2'))}"
              if ra.get("r2") is not None else "")
     return (f"<div class=finding><b>{esc(g['model'])} · {esc(g['task'])}</b>: the format saturates at "
-            f"N = {n_text(sat['n'])} (95% of its plateau {num(sat.get('plateau'))}), while accuracy {rising}. "
+            f"N = {n_text(sat['n'])} (95% of its plateau {num(sat['plateau'])}), while accuracy {rising}. "
             f"Total error tracks substance error across all N with r² = {num(r2)}{after}.</div>")
 
 

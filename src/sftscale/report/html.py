@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from ..fit.answers import answer_rows, n_text
 from .fmt import esc, interval, num, percent
 
-from ..schema import AnalysisDoc, FitsDoc, ForecastsDoc
+from ..schema import AnalysisDoc, BandSeries, FitsDoc, ForecastsDoc
 
 if TYPE_CHECKING:
     from .data import ReportData
@@ -247,11 +247,11 @@ def _style_table(analysis: AnalysisDoc) -> str:
             continue
         out.append(f"<h3>{esc(g['model'])} · {esc(g['task'])}</h3><table><tr><th>N</th><th>format rate %</th>"
                    "<th>format errors %</th><th>substance errors %</th><th>total errors %</th></tr>")
+        bands = (g["format_rate"], g["format_error"], g["substance_error"], g["total_error"])
         for i, n in enumerate(g["n"]):
-            def b(k: str) -> str:
-                return interval(g[k]["mid"][i], g[k]["lo"][i], g[k]["hi"][i], pct=True)
-            out.append(f"<tr><td>{n_text(n)}</td><td>{b('format_rate')}</td><td>{b('format_error')}</td>"
-                       f"<td>{b('substance_error')}</td><td>{b('total_error')}</td></tr>")
+            def b(s: BandSeries) -> str:
+                return interval(s["mid"][i], s["lo"][i], s["hi"][i], pct=True)
+            out.append(f"<tr><td>{n_text(n)}</td>" + "".join(f"<td>{b(s)}</td>" for s in bands) + "</tr>")
         out.append("</table>")
     return "\n".join(out)
 
