@@ -242,7 +242,7 @@ def test_report_refits_a_stale_fits_json_with_its_settings_and_says_why(study, t
     assert json.loads((run / "analysis.json").read_text())["inputs"]["sha256"] == new["inputs"]["sha256"]
     assert {f["form"] for f in new["fits"]} == {"power"} and new["fits"][0]["targets"][0]["target"] == 0.3
     page = (run / "report" / "report.html").read_text()
-    assert "Fits: fits.json computed for this report" in page and "the results changed since" in page
+    assert "Fits: fits.json refitted for this report because the results changed since it was written" in page
     # fresh again: the next report reuses what this one wrote, and says nothing about refitting
     res = _invoke("report", run, "--n-boot", "50")
     assert "reusing fits.json, written by sftscale report" in res.stderr and "refitting" not in res.stderr

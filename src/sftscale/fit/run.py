@@ -177,6 +177,7 @@ class FitOutcome:
     inputs: FitInputs
     reused: bool = False
     note: str | None = None  # one line: reused with which settings, or refitted and why
+    refit_reason: str | None = None  # why an existing fits.json was not reused
     warnings: list[str] = field(default_factory=list)
     results: list = field(default_factory=list)  # fitting.FitResult of a fit; empty when reused
 
@@ -250,7 +251,7 @@ def fit_run_dir(src: str | Path, settings: FitSettings | None = None, *, items: 
     warn = warn or (lambda line: None)
     inputs = inputs or load_fit_inputs(src, items)
     fits_path = Path(out) if out is not None else inputs.out_dir / "fits.json"
-    note = None
+    note = why = None
     if reuse:
         doc, why = _why_not_reuse(fits_path, inputs)
         if doc is not None and why is None:
@@ -268,8 +269,8 @@ def fit_run_dir(src: str | Path, settings: FitSettings | None = None, *, items: 
     if analysis_doc is not None:
         a_path = analysis_path(fits_path)
         atomic_write_json(a_path, analysis_doc)
-    return FitOutcome(fits_doc, analysis_doc, fits_path, a_path, inputs, note=note, warnings=warnings,
-                      results=results)
+    return FitOutcome(fits_doc, analysis_doc, fits_path, a_path, inputs, note=note, refit_reason=why,
+                      warnings=warnings, results=results)
 
 
 def _reused(doc: FitsDoc, fits_path: Path, inputs: FitInputs) -> FitOutcome:

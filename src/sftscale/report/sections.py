@@ -41,12 +41,13 @@ def fits_provenance(d: ReportData) -> str:
     from ..fit.run import describe_settings
 
     st = d.fits.get("settings")
-    how = ("fits.json " + ("reused, written by " + esc(d.fits.get("written_by", "sftscale"))
-                           if d.fit.reused else "computed for this report")
-           + (f" ({esc(describe_settings(st))})" if st else ""))
-    if d.fit.note and not d.fit.reused:
-        how += f"; {esc(d.fit.note)}"
-    return f"<p class=sub>Fits: {how}.</p>"
+    if d.fit.reused:
+        how = f"fits.json reused, written by {esc(d.fits.get('written_by', 'sftscale'))}"
+    elif d.fit.refit_reason:
+        how = f"fits.json refitted for this report because {esc(d.fit.refit_reason)}"
+    else:
+        how = "fits.json computed for this report"
+    return f"<p class=sub>Fits: {how}" + (f" ({esc(describe_settings(st))})" if st else "") + ".</p>"
 
 
 def answers(d: ReportData) -> str:
