@@ -1,6 +1,6 @@
 """One fit of a study's results, for ``sftscale fit`` and ``sftscale report``: fits.json and analysis.json.
 
-``fit_run_dir(src, settings, items=None, out=None, reuse=False, warn=None, inputs=None) -> FitOutcome``:
+``fit_run_dir(src, settings, items=, out=, reuse=False, warn=, inputs=) -> FitOutcome``:
 
 1. **Inputs** (``load_fit_inputs``): a run directory with a ``study.sqlite`` is read from its
    store (the truth: ``export.csv`` may lag an interrupted run); a long CSV, or a directory
@@ -19,10 +19,10 @@
    since. A refit keeps the settings recorded in the old file when they can still be used (its
    forms are registered), else the caller's. analysis.json is reused on the same rule, else
    recomputed.
-4. **Outputs**: ``fits.json`` (``schema.FitsDoc``, with ``settings``, ``inputs``,
-   ``written_by`` and ``sftscale_version`` added to the fits, joint fits and forecasts) at ``out`` or in the input's
-   directory; ``analysis.json`` (``schema.AnalysisDoc``) beside it when the per-item scores have
-   ``format_ok`` and ``correct`` (``analysis_path``).
+4. **Outputs**: ``fits.json`` (``schema.FitsDoc``: the fits, joint fits and forecasts, plus
+   ``settings``, ``inputs``, ``written_by`` and ``sftscale_version``) at ``out`` or in the
+   input's directory; ``analysis.json`` (``schema.AnalysisDoc``, with the same ``inputs``)
+   beside it when the per-item scores have ``format_ok`` and ``correct`` (``analysis_path``).
 
 ``read_fits`` / ``read_analysis`` read the two files back (ValueError when they are not what
 these types say at the top level). Not handled: merging a reused fits.json with fits of other
