@@ -8,7 +8,7 @@ tiny on the CPU) and the toy-math task, through ``train.launch.train_cell_launch
 study's cells take):
 
 1. one process, full finetuning and LoRA: steps, tokens/s, MFU (6 x params x tokens/s over
-   the GPU's peak bf16 FLOP/s, ``study.plan.GPUS``; trainable-only work is not subtracted for
+   the GPU's peak bf16 FLOP/s, ``plan.check.GPUS``; trainable-only work is not subtracted for
    LoRA, so its MFU is an upper bound), peak memory;
 2. DDP and FSDP (torch FSDP2) with one process per visible GPU (``--device cpu``: 2 gloo
    processes), full finetuning, same effective batch: the largest relative difference of the

@@ -1,8 +1,10 @@
 """``sftscale fit``: scaling-law fits (fits.json) and the style/substance analysis (analysis.json).
 
 Input: a long CSV (model, task, metric, n, value[, seed, n_items]) from any tool, or a run
-directory (``export.csv`` / ``items.jsonl`` there, or the study exporter). Outputs go beside
-the CSV or into the run directory unless ``--out`` names a file for fits.json.
+directory (its store, or ``export.csv`` / ``items.jsonl`` there). Outputs go beside the CSV or
+into the run directory unless ``--out`` names a file for fits.json. The work is
+``fit.run.fit_run_dir``, which ``sftscale report`` shares: fits.json records the settings and
+a hash of the inputs, so the report reuses it while the results are unchanged.
 
 Per-item scores (``--items``, or found in the run directory) are used only for the curves of
 the table: rows for other curves are dropped, and every mismatch (items for no curve, curves
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+from ..schema import AnalysisDoc, FitsDoc
 
 
 def register(app: typer.Typer) -> None:
@@ -42,10 +46,8 @@ def register(app: typer.Typer) -> None:
                                       help="also write analysis.json when items have format_ok/correct"),
     ) -> None:
         """Fit scaling laws with bootstrap intervals; write fits.json and print a table."""
-        from ..fit.data import load_inputs, match_items
-        from ..fit.fitting import fit_table, fits_document
-        from ..io import InputError, atomic_write_json
-        from ..rundir import layout
+        from ..fit.run import FitSettings, fit_run_dir
+        from ..io import InputError
 
         if not 0 < level < 1:
             raise InputError(None, f"--level must be in (0, 1), got {level}", field="level")
@@ -60,35 +62,11 @@ def register(app: typer.Typer) -> None:
                 raise InputError(None, f"--at {a:g} is not a number of examples > 0", field="at")
         if n_boot < 0:
             raise InputError(None, f"--n-boot must be >= 0, got {n_boot}", field="n-boot")
-        forms = [f.strip() for x in form for f in x.split(",") if f.strip()] or None
-        long_df, items_df, out_dir = load_inputs(src, items)
-        asked = long_df if metric is None else long_df[long_df["metric"] == metric]
-        items_df, warnings = match_items(asked if len(asked) else long_df, items_df,
-                                         items if items is not None else "of the run directory")
-        if analysis and items_df is not None and not {"format_ok", "correct"} <= set(items_df.columns):
-            warnings.append("no analysis.json: the per-item scores need both 'format_ok' and "
-                            "'correct' columns")
-        _warn(warnings)
-        results = fit_table(long_df, items_df, metric=metric, forms=forms, n_boot=n_boot, seed=seed,
-                            level=level)
-        from ..fit.joint import joint_fits
-        joint = joint_fits(long_df, items_df, metric=metric, n_boot=n_boot, seed=seed, level=level)
-        from ..fit.forecast import forecast_table
-        forecasts = forecast_table(long_df, items_df, metric=metric, targets=target, level=forecast_level,
-                                   n_boot=n_boot, seed=seed)
-        doc = fits_document(results, targets=target, predict_at=at, source=str(src), joint=joint,
-                            forecasts=forecasts)
-        if warnings:
-            doc["input_warnings"] = warnings
-        fits_path = out or layout.fits_path(out_dir)
-        analysis_doc = None
-        if analysis and items_df is not None and {"format_ok", "correct"} <= set(items_df.columns):
-            from ..fit.analysis import style_substance
-            analysis_doc = style_substance(items_df, n_boot=n_boot, seed=seed, level=level)
-        atomic_write_json(fits_path, doc)
-        if analysis_doc is not None:
-            atomic_write_json(layout.analysis_path(fits_path.parent), analysis_doc)
-        _print(doc, analysis_doc, fits_path)
+        forms = tuple(f.strip() for x in form for f in x.split(",") if f.strip()) or None
+        settings = FitSettings(forms=forms, metric=metric, targets=tuple(target), at=tuple(at), n_boot=n_boot,
+                               seed=seed, level=level, forecast_level=forecast_level, analysis=analysis)
+        res = fit_run_dir(src, settings, items=items, out=out, warn=lambda w: _warn([w]))
+        _print(res.fits, res.analysis, res.fits_path)
 
 
 def _warn(lines: list[str]) -> None:
@@ -103,7 +81,7 @@ def _fmt(x, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}g}"
 
 
-def _print(doc: dict, analysis_doc: dict | None, path: Path) -> None:
+def _print(doc: FitsDoc, analysis_doc: AnalysisDoc | None, path: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -124,7 +102,7 @@ def _print(doc: dict, analysis_doc: dict | None, path: Path) -> None:
             con.print(f"[yellow]warning[/] {f['model']}/{f['task']}/{f['metric']} {f['form']}: {w}",
                       markup=True, highlight=False)
     from ..fit.answers import answers_table
-    if (doc.get("forecasts") or {}).get("curves"):
+    if "forecasts" in doc and doc["forecasts"]["curves"]:
         con.print(answers_table(doc["forecasts"], analysis_doc))
     from ..fit.joint import describe_difference
     for j in doc.get("joint", []):

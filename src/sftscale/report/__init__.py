@@ -1,10 +1,13 @@
 """``sftscale report DIR``: a self-contained ``report.html`` plus PNG and SVG figures.
 
 Reads only files in the run directory: ``study.sqlite`` (through
-``study.export.load_tables``), the cells' sample files, ``knowledge/table.json`` when the
-knowledge experiment ran, and ``fits.json`` / ``analysis.json`` when present (they are
-computed and written here otherwise). Figures are embedded as base64 PNG so the page opens
-offline with no other file; the SVGs sit beside it for papers.
+``rundir.export.load_tables``), the cells' sample files, ``knowledge/table.json`` when the
+knowledge experiment ran, and ``fits.json`` / ``analysis.json``: reused when they were written
+for the same results (by ``sftscale fit`` with any settings, or an earlier report), else
+computed here by the same ``fit.run.fit_run_dir`` as ``sftscale fit``, with one line on why
+(``report.data``). The page is the ordered list ``report.sections.SECTIONS`` over one
+``ReportData``. Figures are embedded as base64 PNG so the page opens offline with no other
+file; the SVGs sit beside it for papers.
 
 Not handled: comparing several run directories in one report, interactive plots.
 """
@@ -13,114 +16,32 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Callable, Sequence
 
 from ..io import atomic_write_json, atomic_write_text
 from ..rundir import layout
-
-DEFAULT_TARGETS = (0.5, 0.8)
-
-
-def primary_metrics(metrics: Any) -> dict[str, str]:
-    """Task -> the metric plotted for it (the task's primary metric when it was recorded)."""
-    from ..tasks import get_task
-
-    out = {}
-    for task in sorted(metrics["task"].unique()):
-        have = set(metrics.loc[metrics["task"] == task, "metric"])
-        try:
-            pm = get_task(str(task).split("@")[0]).primary_metric
-        except Exception:  # a task label that is not a registered name
-            pm = "accuracy"
-        out[task] = pm if pm in have else ("accuracy" if "accuracy" in have else sorted(have)[0])
-    return out
-
-
-def compute_analysis(run_dir: Path, n_boot: int = 1000, targets: Sequence[float] = DEFAULT_TARGETS,
-                     seed: int = 0, forecast_level: float = 0.9) -> dict:
-    """Fits (primary metric of each task, all forms; a joint fit across models when there are
-    several) and the style/substance analysis.
-
-    Writes ``fits.json`` and ``analysis.json`` in the run directory and returns
-    ``{"metrics", "items", "fits", "fits_doc", "analysis", "metric_of"}``.
-    """
-    import pandas as pd
-
-    from ..fit.analysis import style_substance
-    from ..fit.fitting import fit_table, fits_document
-    from ..fit.forecast import forecast_table
-    from ..fit.joint import joint_fits
-    from ..rundir.export import load_tables
-
-    metrics, items = load_tables(run_dir)
-    metric_of = primary_metrics(metrics)
-    fits, joint, primary, primary_items = [], [], [], []
-    for task, met in metric_of.items():
-        rows = metrics[(metrics["task"] == task) & (metrics["metric"] == met)]
-        if rows["n"].nunique() < 2:
-            continue
-        its = items[items["task"] == task].copy() if len(items) else None
-        if its is not None and met not in ("accuracy",):
-            its = None  # item-level 'correct' is the primary metric only when it is 'accuracy'
-        fits += fit_table(rows, items=its, n_boot=n_boot, seed=seed)
-        primary.append(rows)
-        if its is not None:
-            primary_items.append(its)
-        if rows["model"].nunique() > 1:  # exponents of the model sizes, paired over items
-            joint += joint_fits(rows, items=its, n_boot=n_boot, seed=seed)
-    predict_at = sorted({float(n) for n in metrics["n"].unique()})  # forms describe the grid; forecasts go beyond
-    forecasts = None
-    if primary:  # one calibration over every task's curve of the study (same metric pooled)
-        forecasts = forecast_table(pd.concat(primary), pd.concat(primary_items) if primary_items else None,
-                                   targets=targets, level=forecast_level, n_boot=n_boot, seed=seed)
-    doc = fits_document(fits, targets=targets, predict_at=predict_at, source=str(run_dir), joint=joint,
-                        forecasts=forecasts)
-    atomic_write_json(layout.fits_path(run_dir), doc)
-    analysis = style_substance(items, n_boot=n_boot, seed=seed) if len(items) else {"groups": []}
-    atomic_write_json(layout.analysis_path(run_dir), analysis)
-    return {"metrics": metrics, "items": items, "fits": fits, "fits_doc": doc,
-            "analysis": analysis, "metric_of": metric_of}
+from . import sections as _sections
+from .data import DEFAULT_TARGETS, ReportData, load_report_data, primary_metrics
+from .html import page
+from .sections import SECTIONS, Section
 
 
 def write_report(run_dir: str | Path, knowledge_dir: str | Path | None = None, n_boot: int = 1000,
-                 targets: Sequence[float] = DEFAULT_TARGETS, title: str | None = None) -> Path:
-    """Compute fits and analysis, draw the figures, write ``DIR/report/report.html``."""
-    from . import figures, html, samples
-
-    run_dir = Path(run_dir)
+                 targets: Sequence[float] = DEFAULT_TARGETS, title: str | None = None,
+                 sections: Sequence[Section] | None = None, say: Callable[[str], None] | None = None) -> Path:
+    """Read (or fit) the results, render ``sections`` (default: ``report.sections.SECTIONS`` as it
+    is when called), write ``DIR/report/report.html`` and ``report_meta.json``; ``say`` gets the
+    line on fits.json."""
     t0 = time.perf_counter()
-    res = compute_analysis(run_dir, n_boot=n_boot, targets=targets)
-    out = layout.report_dir(run_dir)
-    figs: dict[str, dict[str, Path]] = {}
-    if len(res["metrics"]):
-        figs["accuracy"] = figures.save(
-            figures.accuracy_figure(res["metrics"], res["fits_doc"].get("forecasts") or {}, res["metric_of"]),
-            out, "accuracy_vs_n")
-    groups = [g for g in res["analysis"].get("groups", []) if "format_error" in g]
-    if groups:
-        figs["style"] = figures.save(figures.style_substance_figure(groups), out, "style_vs_substance")
-    ktable = _knowledge_table(run_dir, knowledge_dir)
-    if ktable and ktable.get("rows"):
-        figs["knowledge"] = figures.save(figures.knowledge_figure(ktable), out, "knowledge")
-    examples = samples.sample_responses(run_dir, k=3)
-    page = html.render(title=title or f"sftscale report · {run_dir.name}", run_dir=run_dir, res=res,
-                       figs=figs, knowledge=ktable, examples=examples, targets=targets)
-    path = out / layout.REPORT_HTML
-    atomic_write_text(path, page)
-    atomic_write_json(out / layout.REPORT_META, {"seconds": time.perf_counter() - t0,
-                                                  "figures": {k: {e: p.name for e, p in v.items()}
-                                                              for k, v in figs.items()}})
+    data = load_report_data(run_dir, knowledge_dir, n_boot=n_boot, targets=targets, title=title, say=say)
+    html = page(data, _sections.SECTIONS if sections is None else sections)
+    path = data.out_dir / layout.REPORT_HTML
+    atomic_write_text(path, html)
+    atomic_write_json(data.out_dir / layout.REPORT_META,
+                      {"seconds": time.perf_counter() - t0,
+                       "figures": {k: {e: p.name for e, p in v.items()} for k, v in data.figures.items()}})
     return path
 
 
-def _knowledge_table(run_dir: Path, knowledge_dir: str | Path | None) -> dict | None:
-    """The knowledge experiment's table.json: in ``knowledge_dir`` (or its ``knowledge/``), else
-    beside the study (``DIR/knowledge`` or ``DIR/../knowledge``, as the demo lays them out)."""
-    import json
-
-    dirs = ([Path(knowledge_dir)] if knowledge_dir else []) + [run_dir / layout.KNOWLEDGE, run_dir.parent / layout.KNOWLEDGE]
-    for d in dirs:
-        for p in (d / "table.json", d / layout.KNOWLEDGE / "table.json"):
-            if p.exists():
-                return json.loads(p.read_text())
-    return None
+__all__ = ["DEFAULT_TARGETS", "ReportData", "SECTIONS", "Section", "load_report_data", "primary_metrics",
+           "write_report"]

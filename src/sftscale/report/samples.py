@@ -18,6 +18,7 @@ from ..rundir import layout
 def _samples(eval_files: dict) -> str | None:
     """The samples file among the eval stage's recorded files (path relative to the run dir)."""
     return next((p for p in eval_files if fnmatch(Path(p).name, layout.SAMPLES_GLOB)), None)
+from ..schema import SampleRecord
 
 
 def sample_responses(run_dir: Path, k: int = 3, max_chars: int = 400) -> list[dict]:
@@ -35,7 +36,7 @@ def sample_responses(run_dir: Path, k: int = 3, max_chars: int = 400) -> list[di
     for (model, task) in sorted({(c["model"], c["task"]) for c in cells}):
         cs = [c for c in cells if c["model"] == model and c["task"] == task]
         seed0 = min(c["seed"] for c in cs if c["seed"] is not None) if any(c["seed"] is not None for c in cs) else None
-        by_n: dict[int, dict] = {}
+        by_n: dict[int, dict[str, SampleRecord]] = {}
         for c in sorted(cs, key=lambda c: (c["n"], c["seed"] if c["seed"] is not None else -1)):
             if c["n"] in by_n or (c["n"] != 0 and seed0 is not None and c["seed"] != seed0):
                 continue
