@@ -15,7 +15,7 @@ task version, recipe or base weights, is removed and trained again: ``replace_if
 evaluation directory with a ``results_*.json`` and a matching ``eval_key.json`` (``_eval_key``:
 the model and adapter, the questions, the retrieval flag, the recall facts) is read back
 instead of re-run (a directory whose key differs, or that has none, is stale: it is removed
-and evaluated again; before session 6 a changed ``stage.people`` silently reused it), a
+and evaluated again), a
 merged directory with ``merged.json`` is kept, and generations are cached under ``cache/gen``.
 The facts mix (statements, replay, format examples) is a pure function of the
 config and the seed, and its hash names the cell directory, so a changed mix trains anew.

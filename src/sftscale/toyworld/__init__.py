@@ -23,9 +23,8 @@ TOY_MODELS: tuple[str, ...] = ("toy-S", "toy-M")
 # pool, outside every subset) within a budget of max(min_steps, ceil(epochs * N / batch))
 # capped at max_steps (40 to 200: N = 8 to 32 get 40, 64 gets 80, 128 gets 160, 256 and up
 # 200); evaluated every 10 steps, stopped after 3 evaluations in a row without a gain of 1% and of
-# 0.005 nats per token, the weights of the lowest validation loss kept. It replaced a fixed floor of 60 steps (3 epochs,
-# cap 300), under which N = 16 to 256 all trained 60 steps and bent the learning curve
-# (docs/toy-models.md, "Steps per N"). ``toyworld.probe`` trains the budget without early
+# 0.005 nats per token, the weights of the lowest validation loss kept (docs/toy-models.md,
+# "Steps per N", has the measurements and what it replaced). ``toyworld.probe`` trains the budget without early
 # stopping. ``warmup_ratio`` and ``lora_dropout`` are unused here (``warmup_steps`` wins; no
 # LoRA) but are part of every toy cell's recipe hash.
 TOY_SFT_DEFAULTS: dict = {

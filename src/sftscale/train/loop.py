@@ -13,8 +13,7 @@ Each optimizer step consumes ``batch_size`` examples (the effective batch), spli
 micro-batches of at most ``micro_batch_size``; the summed token losses of all micro-batches
 are divided by the number of target tokens in the whole effective batch, so the gradient does
 not depend on how the batch is split (1x16 and 4x4 give the same update up to floating-point
-rounding). This is the fix for the old gradient-accumulation bug, where each micro-batch was
-normalised on its own.
+rounding); normalising each micro-batch on its own would weight short micro-batches up.
 
 Example order: a fresh seeded permutation per epoch; micro-batches are formed from
 length-sorted examples inside each effective batch (same gradient, less padding).
