@@ -351,10 +351,13 @@ def _check_grid(v: list[int]) -> list[int]:
 # --- loading ---------------------------------------------------------------------------------
 
 def read_config_text(path: str | os.PathLike, what: str) -> tuple[str, Path]:
-    """The text of a YAML config file; a missing file or a directory is an InputError."""
+    """The text of a YAML config file (UTF-8, a BOM allowed); a missing file, a directory or
+    another encoding is an InputError."""
+    from .io import read_text_input
+
     p = Path(path)
     try:
-        return p.read_text(encoding="utf-8"), p
+        return read_text_input(p), p
     except FileNotFoundError:
         raise InputError(p, "no such file") from None
     except IsADirectoryError:
