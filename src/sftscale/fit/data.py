@@ -15,6 +15,21 @@ Two plain tables, independent of the study runner:
     (the evaluate stage's sample records use ``id``). For IFEval per-instruction curves,
     rows may instead carry ``category`` and ``followed_strict`` (and ``followed_loose``).
 
+Encoding: UTF-8, with or without a byte-order mark; any other encoding is an InputError
+naming the file (``io.read_text_input``).
+
+Rates: a metric named like a rate (``is_rate``: accuracy, format_rate, ``*acc*``, ``*_rate``,
+``pass@k``, em, f1, exact_match, ... and their ``_stderr``) must have every value in [0, 1];
+a value outside (a percentage such as 85, a negative number) is an InputError at its line.
+
+Duplicates. Long table: two rows with the same (model, task, metric, n, seed) and different
+``value`` or ``n_items`` are an InputError naming the file, both lines and the field; exact
+copies are dropped (the first is kept) with one warning. Rows without a seed are never
+duplicates of each other (each counts as its own seed). Per-item table: the same for
+(model, task, n, seed, item_id[, sample]) and every other column. The warnings are in the
+returned frame's ``attrs["input_warnings"]`` (``sftscale fit`` prints them and lists them
+under ``input_warnings`` in fits.json).
+
 A run directory is searched for ``export.csv`` and ``items.jsonl`` (or ``items.csv``);
 if ``export.csv`` is missing and ``sftscale.study.export.load_tables(run_dir)`` exists, it
 is called and may return ``(long_df, items_df)`` or a dict with keys ``long``/``items``.
@@ -26,14 +41,16 @@ Not handled: wide tables (one column per N), Excel files, multi-line quoted CSV 
 from __future__ import annotations
 
 import csv
+import io
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..io import InputError, read_jsonl
+from ..io import InputError, read_jsonl, read_text_input
 from ..study.export import load_tables
 
 LONG_REQUIRED = ("model", "task", "metric", "n", "value")
@@ -69,8 +86,21 @@ def _num(raw: Any, path, line, field, *, integer=False, lo=None) -> float:
     return v
 
 
+#: metric names that are rates (a share of items or instructions, in [0, 1]); a trailing
+#: ``_stderr`` (its standard error) and an lm-eval filter suffix (``,flexible``) are ignored
+_RATE = re.compile(r"(^|[_.-])(acc|accuracy|rate|em|f1|exact_match|correct|format_ok|bridge_ok|"
+                   r"contains|followed|strict|loose)([_.-]|$)|^(pass@\d+|rate_)", re.IGNORECASE)
+
+
+def is_rate(metric: str) -> bool:
+    """Is ``metric`` a rate, whose values lie in [0, 1] (and whose targets in (0, 1))?"""
+    name = str(metric).split(",")[0].removesuffix("_stderr")
+    return bool(_RATE.search(name))
+
+
 def _check_long_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
     out = []
+    rates: dict[str, bool] = {}
     for row, line in zip(rows, lines):
         for c in ("model", "task", "metric"):
             if _blank(row.get(c)):
@@ -78,6 +108,12 @@ def _check_long_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
         rec = {"model": str(row["model"]), "task": str(row["task"]), "metric": str(row["metric"]),
                "n": int(_num(row.get("n"), path, line, "n", integer=True, lo=0)),
                "value": _num(row.get("value"), path, line, "value"), "_line": line}
+        rate = rates.setdefault(rec["metric"], is_rate(rec["metric"]))
+        if rate and not 0.0 <= rec["value"] <= 1.0:
+            raise InputError(path, f"{rec['metric']!r} is a rate, so its values lie in [0, 1]; "
+                             f"got {row.get('value')!r}"
+                             + (" (a percentage? divide by 100)" if 1 < rec["value"] <= 100 else ""),
+                             line=line, field="value")
         if not _blank(row.get("seed")):
             rec["seed"] = str(row["seed"]).removesuffix(".0")
         if not _blank(row.get("n_items")):
@@ -90,7 +126,56 @@ def _check_long_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
         df["seed"] = None
     if "n_items" not in df:
         df["n_items"] = None
-    return df
+    return _drop_duplicates(df, path, ["model", "task", "metric", "n", "seed"], "row",
+                            seeded_only=True)
+
+
+def _drop_duplicates(df: pd.DataFrame, path, key: list[str], what: str,
+                     seeded_only: bool = False) -> pd.DataFrame:
+    """``df`` without exact copies of a row (same ``key`` and same everything else), with one
+    warning in ``attrs["input_warnings"]``; two rows with the same ``key`` that differ
+    elsewhere are an InputError naming both lines and the first differing field. The line
+    of each row is its ``_line`` column (dropped from the result when it was added here)."""
+    df.attrs.setdefault("input_warnings", [])
+    sub = df[df["seed"].notna()] if seeded_only else df
+    if len(sub) < 2:
+        return df
+    dup = sub.duplicated(subset=key, keep=False).to_numpy()
+    if not dup.any():
+        return df
+    rest = [c for c in df.columns if c not in key and c != "_line"]
+    cand = sub[dup]
+    first: dict[tuple, int] = {}
+    drop: list[Any] = []
+    for idx, k, vals in zip(cand.index, cand[key].itertuples(index=False, name=None),
+                            cand[rest].itertuples(index=False, name=None)):
+        if k not in first:
+            first[k] = idx
+            continue
+        ref = df.loc[first[k], rest].tolist()
+        for c, a, b in zip(rest, ref, vals):
+            if not (_same(a, b)):
+                la, lb = df.at[first[k], "_line"], df.at[idx, "_line"]
+                raise InputError(path, f"lines {la} and {lb} are the same {what} ("
+                                 + ", ".join(f"{c} {v}" for c, v in zip(key, k))
+                                 + f") with different {c}: {a!r} and {b!r}; keep one of them",
+                                 line=lb, field=c)
+        drop.append(idx)
+    out = df.drop(index=drop).reset_index(drop=True)
+    la = int(df.at[drop[0], "_line"])
+    out.attrs["input_warnings"] = df.attrs["input_warnings"] + [
+        f"{path if path is not None else 'the table'}: {len(drop)} exact duplicate {what}(s) "
+        f"dropped (the same {', '.join(key)} and values as an earlier {what}; e.g. line {la})"]
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if _blank(a) and _blank(b):
+        return True
+    num = (int, float, np.integer, np.floating)
+    if isinstance(a, num) and isinstance(b, num) and not isinstance(a, bool) and not isinstance(b, bool):
+        return float(a) == float(b)
+    return str(a) == str(b)
 
 
 def load_long(src: str | Path | pd.DataFrame) -> pd.DataFrame:
@@ -103,22 +188,21 @@ def load_long(src: str | Path | pd.DataFrame) -> pd.DataFrame:
         return _check_long_rows(rows, None, [i + 2 for i in range(len(rows))])
     path = Path(src)
     _check_file(path, "a long CSV table or a run directory")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        reader.fieldnames = header
-        for c in LONG_REQUIRED:
-            if c not in header:
-                raise InputError(path, f"missing column (header has: {', '.join(header) or 'nothing'})",
-                                 line=1, field=c)
-        rows, lines = [], []
-        for row in reader:
-            if None in row:
-                raise InputError(path, "more fields than the header", line=reader.line_num)
-            if all(v in (None, "") for v in row.values()):
-                continue
-            rows.append(row)
-            lines.append(reader.line_num)
+    reader = csv.DictReader(io.StringIO(read_text_input(path), newline=""))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    reader.fieldnames = header
+    for c in LONG_REQUIRED:
+        if c not in header:
+            raise InputError(path, f"missing column (header has: {', '.join(header) or 'nothing'})",
+                             line=1, field=c)
+    rows, lines = [], []
+    for row in reader:
+        if None in row:
+            raise InputError(path, "more fields than the header", line=reader.line_num)
+        if all(v in (None, "") for v in row.values()):
+            continue
+        rows.append(row)
+        lines.append(reader.line_num)
     return _check_long_rows(rows, path, lines)
 
 
@@ -181,7 +265,8 @@ def _check_item_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
         rec = {"model": str(row["model"]), "task": str(row["task"]),
                "n": int(_num(row["n"], path, line, "n", integer=True, lo=0)),
                "item_id": str(row["item_id"]),
-               "seed": "0" if _blank(row.get("seed")) else str(row["seed"]).removesuffix(".0")}
+               "seed": "0" if _blank(row.get("seed")) else str(row["seed"]).removesuffix(".0"),
+               "_line": line}
         for k, v in row.items():
             if k in rec or k in ("id", "_line") or _blank(v):
                 continue
@@ -210,7 +295,8 @@ def _items_frame_fast(df: pd.DataFrame) -> pd.DataFrame | None:
     if n.isna().any() or (n < 0).any() or (n != n.round()).any():
         return None
     out = pd.DataFrame({"model": df["model"].astype(str), "task": df["task"].astype(str),
-                        "n": n.astype("int64"), "item_id": df["item_id"].astype(str)})
+                        "n": n.astype("int64"), "item_id": df["item_id"].astype(str),
+                        "_line": np.arange(2, len(df) + 2)})
     seed = df["seed"] if "seed" in df.columns else pd.Series("0", index=df.index)
     out["seed"] = ["0" if _blank(v) else str(v).removesuffix(".0") for v in seed]
     for k in df.columns:
@@ -228,6 +314,19 @@ def _items_frame_fast(df: pd.DataFrame) -> pd.DataFrame | None:
 
 def load_items(src: str | Path | pd.DataFrame) -> pd.DataFrame:
     """Read a per-item table (JSONL or CSV or DataFrame), validated like ``load_long``."""
+    return _unique_items(_load_items(src), None if isinstance(src, pd.DataFrame) else Path(src))
+
+
+def _unique_items(df: pd.DataFrame, path) -> pd.DataFrame:
+    key = ["model", "task", "n", "seed", "item_id"] + (["sample"] if "sample" in df.columns else [])
+    out = _drop_duplicates(df, path, key, "item row")
+    warnings = out.attrs["input_warnings"]
+    out = out.drop(columns="_line")
+    out.attrs["input_warnings"] = warnings
+    return out
+
+
+def _load_items(src: str | Path | pd.DataFrame) -> pd.DataFrame:
     if isinstance(src, pd.DataFrame):
         fast = _items_frame_fast(src)
         if fast is not None:
@@ -237,18 +336,14 @@ def load_items(src: str | Path | pd.DataFrame) -> pd.DataFrame:
     path = Path(src)
     _check_file(path, "a per-item JSONL or CSV file")
     if path.suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            rows, lines = [], []
-            for row in reader:
-                rows.append(row)
-                lines.append(reader.line_num)
+        reader = csv.DictReader(io.StringIO(read_text_input(path), newline=""))
+        rows, lines = [], []
+        for row in reader:
+            rows.append(row)
+            lines.append(reader.line_num)
         return _check_item_rows(rows, path, lines)
-    rows = read_jsonl(path)
-    lines = []
-    with open(path, encoding="utf-8") as f:  # physical line numbers of non-empty lines
-        lines = [i for i, ln in enumerate(f, 1) if ln.strip()]
-    return _check_item_rows(rows, path, lines)
+    numbered = read_jsonl(path, numbered=True)
+    return _check_item_rows([r for _, r in numbered], path, [i for i, _ in numbered])
 
 
 def load_inputs(src: str | Path, items: str | Path | None = None
