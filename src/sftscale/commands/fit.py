@@ -2,7 +2,14 @@
 
 Input: a long CSV (model, task, metric, n, value[, seed, n_items]) from any tool, or a run
 directory (``export.csv`` / ``items.jsonl`` there, or the study exporter). Outputs go beside
-the CSV or into the run directory unless ``--out`` names a file for fits.json.
+the CSV or into the run directory (``fits.json``, ``analysis.json``) unless ``--out`` names a
+file for fits.json: then the analysis is written beside it, named after it
+(``--out X/f.json`` -> ``X/f.analysis.json``), and nothing else. A file at one of those
+paths that sftscale did not write (not a fits or analysis document) is never overwritten: the
+command stops before any work (exit 2). All options and inputs are checked before fitting:
+``--target`` must be finite and, for a rate metric (``fit.data.is_rate``), strictly between 0
+and 1; ``--at`` a finite N > 0; rate values in [0, 1]; duplicate rows are an error or dropped
+with a warning (``fit.data``).
 
 Per-item scores (``--items``, or found in the run directory) are used only for the curves of
 the table: rows for other curves are dropped, and every mismatch (items for no curve, curves
@@ -15,6 +22,7 @@ in one call (run the command once per metric).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -52,18 +60,28 @@ def register(app: typer.Typer) -> None:
             raise InputError(None, f"--forecast-level must be in (0, 1), got {forecast_level}",
                              field="forecast-level")
         for t in target:
-            if not 0 < t < 1:  # every fitted metric is a rate here; 0 and 1 are never "reached" by a forecast
-                raise InputError(None, f"--target {t:g} is not a rate strictly between 0 and 1", field="target")
+            if not math.isfinite(t):
+                raise InputError(None, f"{t} is not a metric value to reach (a finite number, "
+                                 "e.g. 0.8)", field="--target")
         for a in at:
-            if not (a > 0 and a < float("inf")):
-                raise InputError(None, f"--at {a:g} is not a number of examples > 0", field="at")
+            if not (a > 0 and math.isfinite(a)):
+                raise InputError(None, f"{a:g} is not a number of examples (a finite number "
+                                 "> 0)", field="--at")
         if n_boot < 0:
             raise InputError(None, f"--n-boot must be >= 0, got {n_boot}", field="n-boot")
         forms = [f.strip() for x in form for f in x.split(",") if f.strip()] or None
+        fits_path, analysis_path = _output_paths(src, out)  # refused before any work
         long_df, items_df, out_dir = load_inputs(src, items)
         asked = long_df if metric is None else long_df[long_df["metric"] == metric]
+        if metric is not None and not len(asked):
+            raise InputError(src, f"no rows of metric {metric!r} (the table has: "
+                             f"{', '.join(sorted(set(long_df['metric'])))})", field="--metric")
+        _check_targets(target, asked)
+        read_warnings = long_df.attrs.get("input_warnings", []) + (
+            items_df.attrs.get("input_warnings", []) if items_df is not None else [])
         items_df, warnings = match_items(asked if len(asked) else long_df, items_df,
                                          items if items is not None else "of the run directory")
+        warnings = read_warnings + warnings
         if analysis and items_df is not None and not {"format_ok", "correct"} <= set(items_df.columns):
             warnings.append("no analysis.json: the per-item scores need both 'format_ok' and "
                             "'correct' columns")
@@ -79,15 +97,49 @@ def register(app: typer.Typer) -> None:
                             forecasts=forecasts)
         if warnings:
             doc["input_warnings"] = warnings
-        fits_path = out or out_dir / "fits.json"
         analysis_doc = None
         if analysis and items_df is not None and {"format_ok", "correct"} <= set(items_df.columns):
             from ..fit.analysis import style_substance
             analysis_doc = style_substance(items_df, n_boot=n_boot, seed=seed, level=level)
         atomic_write_json(fits_path, doc)
         if analysis_doc is not None:
-            atomic_write_json(fits_path.parent / "analysis.json", analysis_doc)
-        _print(doc, analysis_doc, fits_path)
+            atomic_write_json(analysis_path, analysis_doc)
+        _print(doc, analysis_doc, fits_path, analysis_path)
+
+
+def _output_paths(src: Path, out: Path | None) -> tuple[Path, Path]:
+    """(fits.json, analysis.json) paths: ``--out`` and ``<its stem>.analysis.json`` beside it,
+    else ``fits.json`` and ``analysis.json`` in the run directory or beside the CSV. A file
+    there that sftscale did not write (not a fits/analysis document) is never overwritten:
+    InputError before any work."""
+    from ..io import InputError, check_owned, json_with_keys
+
+    if out is not None:
+        if out.is_dir():
+            raise InputError(out, "is a directory; --out takes the path of the fits.json to "
+                             "write", field="--out")
+        fits_path, analysis_path = out, out.with_name(f"{out.stem}.analysis.json")
+    else:
+        where = src if src.is_dir() else src.parent
+        fits_path, analysis_path = where / "fits.json", where / "analysis.json"
+    check_owned(fits_path, json_with_keys("version", "fits"), "a fits.json of sftscale fit",
+                field="--out" if out is not None else None)
+    check_owned(analysis_path, json_with_keys("groups"), "an analysis.json of sftscale fit",
+                field="--out" if out is not None else None)
+    return fits_path, analysis_path
+
+
+def _check_targets(targets: list[float], rows) -> None:
+    """Each ``--target`` within the range of every fitted metric: strictly between 0 and 1
+    for a rate (``fit.data.is_rate``: 0 and 1 are never reached by a forecast)."""
+    from ..fit.data import is_rate
+    from ..io import InputError
+
+    rates = sorted(m for m in set(rows["metric"]) if is_rate(m))
+    for t in targets:
+        if rates and not 0 < t < 1:
+            raise InputError(None, f"{t:g} is outside the range of {rates[0]!r}: a rate's target "
+                             "lies strictly between 0 and 1 (e.g. 0.8 for 80%)", field="--target")
 
 
 def _warn(lines: list[str]) -> None:
@@ -102,7 +154,7 @@ def _fmt(x, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}g}"
 
 
-def _print(doc: dict, analysis_doc: dict | None, path: Path) -> None:
+def _print(doc: dict, analysis_doc: dict | None, path: Path, analysis_path: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -137,4 +189,4 @@ def _print(doc: dict, analysis_doc: dict | None, path: Path) -> None:
                           f"accuracy plateau N = {g['accuracy_plateau_n']['n']}"
                           f"{' (still rising)' if g['accuracy_plateau_n']['still_rising'] else ''}, "
                           f"r²(total, substance) = {_fmt(g['r2_total_vs_substance']['r2'])}")
-    con.print(f"wrote {path}" + (" and analysis.json" if analysis_doc else ""))
+    con.print(f"wrote {path}" + (f" and {analysis_path}" if analysis_doc else ""))
