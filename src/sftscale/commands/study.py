@@ -197,7 +197,8 @@ def plan_cmd(
 def export_cmd(
     run_dir: Path = typer.Argument(..., help="run directory"),
     fmt: str = typer.Option("csv", "--format", help="csv, parquet or jsonl"),
-    out: Optional[Path] = typer.Option(None, "--out", help="metrics file (default DIR/export.<fmt>)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="metrics file (default DIR/export.<fmt>); "
+                                       "the items table goes beside it as <stem>.items.<fmt>"),
 ) -> None:
     """Write one row per cell and metric (model, task, metric, n, value, seed, n_items)."""
     from ..study.export import export
