@@ -398,23 +398,27 @@ def _prepare_store(cfg: StudyConfig, run_dir: Path, cells: list[Cell], rerun_cha
     from .repair import ensure_store
 
     src = Path(cfg.path) if cfg.path and Path(cfg.path).is_file() else None
-    snap = src.read_text(encoding="utf-8") if src else json.dumps(cfg.model_dump(mode="json"), indent=2)
-    try:
-        atomic_write_text(run_dir / "study.yaml", snap)
-    except OSError as e:
-        raise InputError(run_dir, f"cannot write in the run directory ({e.strerror}); "
-                         "`sftscale status/export` can still read it") from None
+    snap = src.read_text(encoding="utf-8-sig") if src else json.dumps(cfg.model_dump(mode="json"), indent=2)
     ensure_store(run_dir, cells, repair=repair, rerun_changed=rerun_changed)
     with Store(run_dir / "study.sqlite") as st:
+        # refused before anything is written: study.yaml keeps the config the cells ran with
+        had = {r["key"]: r["spec_hash"] for r in st.cells()}
+        changed = [c.key for c in cells if c.key in had and had[c.key] != c.spec_hash]
+        if changed and not rerun_changed:
+            raise InputError(run_dir / "study.sqlite",
+                             f"{len(changed)} cell(s) were run here with a different spec "
+                             f"(e.g. {changed[0]}); use another --out, or --rerun-changed "
+                             "(nothing in the run directory was changed)")
+        try:
+            atomic_write_text(run_dir / "study.yaml", snap)
+        except OSError as e:
+            raise InputError(run_dir, f"cannot write in the run directory ({e.strerror}); "
+                             "`sftscale status/export` can still read it") from None
         if st.get_meta("name") is None:
             from .. import __version__
             st.set_meta(name=cfg.name, created=time.time(), sftscale_version=__version__)
         st.set_meta(config_fingerprint=cfg.fingerprint())
         _, changed = st.sync(cells)
-        if changed and not rerun_changed:
-            raise InputError(run_dir / "study.sqlite",
-                             f"{len(changed)} cell(s) were run here with a different spec "
-                             f"(e.g. {changed[0]}); use another --out, or --rerun-changed")
         if changed:
             log.warning("%d cell(s) were run here with a different spec (e.g. %s); rerunning them",
                         len(changed), changed[0])
