@@ -11,6 +11,7 @@ Not handled: comparing several run directories in one report, interactive plots.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,11 +37,11 @@ def primary_metrics(metrics: Any) -> dict[str, str]:
 
 
 def compute_analysis(run_dir: Path, n_boot: int = 1000, targets: Sequence[float] = DEFAULT_TARGETS,
-                     seed: int = 0, forecast_level: float = 0.9) -> dict:
+                     seed: int = 0, forecast_level: float = 0.9, out_dir: Path | None = None) -> dict:
     """Fits (primary metric of each task, all forms; a joint fit across models when there are
     several) and the style/substance analysis.
 
-    Writes ``fits.json`` and ``analysis.json`` in the run directory and returns
+    Writes ``fits.json`` and ``analysis.json`` in ``out_dir`` (default: the run directory) and returns
     ``{"metrics", "items", "fits", "fits_doc", "analysis", "metric_of"}``.
     """
     import pandas as pd
@@ -74,22 +75,87 @@ def compute_analysis(run_dir: Path, n_boot: int = 1000, targets: Sequence[float]
                                    targets=targets, level=forecast_level, n_boot=n_boot, seed=seed)
     doc = fits_document(fits, targets=targets, predict_at=predict_at, source=str(run_dir), joint=joint,
                         forecasts=forecasts)
-    atomic_write_json(run_dir / "fits.json", doc)
+    dest = Path(out_dir) if out_dir is not None else run_dir
+    atomic_write_json(dest / "fits.json", doc)
     analysis = style_substance(items, n_boot=n_boot, seed=seed) if len(items) else {"groups": []}
-    atomic_write_json(run_dir / "analysis.json", analysis)
+    atomic_write_json(dest / "analysis.json", analysis)
     return {"metrics": metrics, "items": items, "fits": fits, "fits_doc": doc,
             "analysis": analysis, "metric_of": metric_of}
 
 
 def write_report(run_dir: str | Path, knowledge_dir: str | Path | None = None, n_boot: int = 1000,
                  targets: Sequence[float] = DEFAULT_TARGETS, title: str | None = None) -> Path:
-    """Compute fits and analysis, draw the figures, write ``DIR/report/report.html``."""
+    """Compute fits and analysis, draw the figures, write ``DIR/report/report.html``.
+
+    All or nothing: every output is written under ``DIR/.report.tmp-<pid>/`` and moved into
+    place at the end (``staged_outputs``), so a report that fails midway (a damaged samples
+    file, Ctrl-C) leaves ``fits.json``, ``analysis.json`` and ``report/`` as they were."""
+    run_dir = Path(run_dir)
+    with staged_outputs(run_dir) as stage:
+        _write_report(run_dir, stage, knowledge_dir, n_boot, targets, title)
+    return run_dir / "report" / "report.html"
+
+
+STAGE_PREFIX = ".report.tmp-"
+#: what a report writes into the run directory, moved there from the stage in this order
+STAGED = ("fits.json", "analysis.json", "report")
+
+
+@contextlib.contextmanager
+def staged_outputs(run_dir: Path):
+    """A fresh stage directory inside ``run_dir`` (same filesystem: renames are atomic);
+    on success its ``STAGED`` entries replace those of ``run_dir`` (a directory by two
+    renames: the old one aside, the new one in), on any failure nothing is moved. The stage
+    is removed either way; stages left by killed reports are removed at the next start."""
+    import os
+
+    from ..io import remove_path
+
+    for old in run_dir.glob(STAGE_PREFIX + "*"):
+        pid = old.name[len(STAGE_PREFIX):]
+        if not (pid.isdigit() and _alive(int(pid))):
+            remove_path(old)
+    stage = run_dir / f"{STAGE_PREFIX}{os.getpid()}"
+    try:
+        remove_path(stage)
+        stage.mkdir()
+    except OSError as e:
+        from ..io import InputError
+
+        raise InputError(run_dir, f"cannot write in the run directory ({e.strerror}); the "
+                         "report is written into it") from None
+    try:
+        yield stage
+        for name in STAGED:
+            new, dest = stage / name, run_dir / name
+            if not new.exists():
+                continue
+            if new.is_dir() and dest.exists():
+                os.replace(dest, stage / f"{name}.old")
+            os.replace(new, dest)
+    finally:
+        remove_path(stage)
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _write_report(run_dir: Path, stage: Path, knowledge_dir: str | Path | None, n_boot: int,
+                  targets: Sequence[float], title: str | None) -> None:
     from . import figures, html, samples
 
-    run_dir = Path(run_dir)
     t0 = time.perf_counter()
-    res = compute_analysis(run_dir, n_boot=n_boot, targets=targets)
-    out = run_dir / "report"
+    res = compute_analysis(run_dir, n_boot=n_boot, targets=targets, out_dir=stage)
+    out = stage / "report"
     figs: dict[str, dict[str, Path]] = {}
     if len(res["metrics"]):
         figs["accuracy"] = figures.save(
@@ -104,12 +170,11 @@ def write_report(run_dir: str | Path, knowledge_dir: str | Path | None = None, n
     examples = samples.sample_responses(run_dir, k=3)
     page = html.render(title=title or f"sftscale report · {run_dir.name}", run_dir=run_dir, res=res,
                        figs=figs, knowledge=ktable, examples=examples, targets=targets)
-    path = out / "report.html"
-    atomic_write_text(path, page)
+    out.mkdir(exist_ok=True)
+    atomic_write_text(out / "report.html", page)
     atomic_write_json(out / "report_meta.json", {"seconds": time.perf_counter() - t0,
                                                   "figures": {k: {e: p.name for e, p in v.items()}
                                                               for k, v in figs.items()}})
-    return path
 
 
 def _knowledge_table(run_dir: Path, knowledge_dir: str | Path | None) -> dict | None:
