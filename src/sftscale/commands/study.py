@@ -177,13 +177,23 @@ def plan_cmd(
     cfg = _load(study)
     problems = None
     if no_check:
+        from ..study.plan import CheckResult, _check_recipes
+
+        found = _check_recipes(cfg, CheckResult())  # resolves nothing; the estimate needs them
+        if found:
+            raise CheckProblems(cfg, found)
         plan = plan_offline(cfg, gpu, mfu)
     else:
         try:
             plan = plan_study(cfg, gpu=gpu, mfu=mfu, measure=measure)
         except CheckProblems as e:
             problems = e
-            plan = plan_offline(cfg, gpu, mfu)
+            try:  # the estimate of what can be estimated without the problems
+                plan = plan_offline(cfg, gpu, mfu)
+            except (InputError, ValueError):  # a problem the estimate needs: the list alone
+                plan = None
+    if plan is None:
+        raise problems
     if as_json:
         for r in plan.rows:
             print(json.dumps(r))

@@ -373,7 +373,7 @@ def prepare(cfg: StudyConfig, out: str | os.PathLike | None = None, *, check: bo
     run_dir = Path(out) if out is not None else cfg.output_dir()
     if check and pool_sizes is None:
         from .plan import check_study
-        pool_sizes = check_study(cfg).pool_sizes
+        pool_sizes = check_study(cfg, out=out).pool_sizes
     cells = expand_cells(cfg, pool_sizes)
     make_run_dir(run_dir)
     with contextlib.nullcontext() if locked else RunLock(run_dir).acquire():
@@ -445,9 +445,9 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike | None = None, executor: 
     store from the cell directories (repair.py). SIGTERM raises ``signals.Terminated``.
     """
     quiet_third_party_warnings()
-    if check and pool_sizes is None:
+    if check and pool_sizes is None:  # every problem at once, the run directory's included
         from .plan import check_study
-        pool_sizes = check_study(cfg).pool_sizes
+        pool_sizes = check_study(cfg, out=out).pool_sizes
     run_dir = Path(out) if out is not None else cfg.output_dir()
     make_run_dir(run_dir)
     with terminate_as_interrupt(), RunLock(run_dir).acquire(wait=wait, on_wait=on_wait):
