@@ -9,6 +9,9 @@ logger ``sftscale.study``; a cell never ends up ``failed`` because of files it c
   or changed one sends the cell back to training (``train/`` and ``eval/`` deleted). The
   results and samples files against ``results_sha`` / ``samples_sha``; a missing or changed
   one sends it back to evaluation only (``eval/`` deleted, the checkpoint kept).
+- A ``done`` cell whose files pass: the store's own values (metric and item rows, n_items)
+  against ``rows_sha``, the checksum taken when they were recorded (``check_values``); a value
+  changed in the store is re-recorded from the files (no stage reruns), with one warning.
 - A ``train/`` reused by a cell that is not done (a crash between training and the store's
   commit, or a ``--retry-failed`` cell): ``train_complete`` recomputes the checkpoint hash and
   compares it with ``train/checkpoint.sha256``, written when the stage finished; a
@@ -135,6 +138,7 @@ def verify_done(run_dir: Path, st: Any, keys: Sequence[str] | None = None) -> li
         if found is None:
             if row.get("ckpt_sha") is None:  # recorded before ckpt_sha existed: store it now
                 st.set_hash(row["key"], "ckpt_sha", checkpoint_sha(cdir / "train"))
+            check_values(run_dir, st, row)
             continue
         stage, why = found
         bad.append(row["key"])
@@ -147,17 +151,75 @@ def verify_done(run_dir: Path, st: Any, keys: Sequence[str] | None = None) -> li
     return bad
 
 
+def check_values(run_dir: Path, st: Any, row: dict[str, Any]) -> bool:
+    """A done cell whose files passed ``check_done``: are the store's values still those
+    recorded (``rows_sha``)? If not, they are compared with the cell's files and, where they
+    differ, re-recorded from the files, with one warning naming the first difference. A
+    cell recorded before ``rows_sha`` existed is compared with its files once. True when the
+    store was corrected."""
+    import types
+
+    from .outputs import collect_outputs
+    from .store import stored_form
+
+    key = row["key"]
+    now = st.rows_sha_now(key)
+    if row.get("rows_sha") == now:
+        return False
+    cdir = run_dir / row["cell_dir"]
+    fresh = collect_outputs(run_dir, types.SimpleNamespace(task_name=row["task_name"]),
+                            run_dir / row["train_meta"], run_dir / row["results"],
+                            run_dir / row["samples"], ckpt_sha=row.get("ckpt_sha"))
+    metrics, items = fresh.pop("metrics"), fresh.pop("items")
+    want, have = stored_form(metrics, items), st.stored_rows(key)
+    why = _difference(have, want, row.get("n_items"), fresh["n_items"])
+    if why is None:  # the same values (a store from before rows_sha): take its checksum now
+        st.set_hash(key, "rows_sha", now)
+        return False
+    fresh.pop("search", None)
+    for k in ("train_s", "eval_s", "wall_s", "overhead_s", "worker", "started_at"):
+        fresh.pop(k, None)
+    st.record_done(key, {**fresh, "finished_at": row.get("finished_at")}, metrics, items)
+    log.warning("%s: the store's values differ from the cell's files (%s); re-recorded them "
+                "from the files in %s", key, why, cdir)
+    return True
+
+
+def _difference(have: tuple[dict, list], want: tuple[dict, list], n_have: Any, n_want: Any
+                ) -> str | None:
+    """The first difference between the store's rows and the files' (None: the same)."""
+    (hm, hi), (wm, wi) = have, want
+    for m in sorted(set(hm) | set(wm)):
+        if hm.get(m) != wm.get(m):
+            return f"{m}: {hm.get(m)!r} in the store, {wm.get(m)!r} in the files"
+    if n_have != n_want:
+        return f"n_items: {n_have!r} in the store, {n_want!r} in the files"
+    if len(hi) != len(wi):
+        return f"{len(hi)} item rows in the store, {len(wi)} in the samples file"
+    for a, b in zip(hi, wi):
+        if tuple(a) != tuple(b):
+            return f"item {b[1]!r} (row {b[0]}) differs"
+    return None
+
+
 def missing_files(run_dir: Path, row: dict[str, Any]) -> bool:
     """Is a file a done cell's row names absent (presence only: for ``status``)?"""
+    return bool(which_missing(run_dir, row))
+
+
+def which_missing(run_dir: Path, row: dict[str, Any]) -> list[str]:
+    """The files a done cell's row names that are absent, relative to the run directory
+    (the cell's directory alone when all of it is gone); presence only, for ``status``."""
     cdir = run_dir / (row.get("cell_dir") or "-")
     if not cdir.is_dir():
-        return True
-    if any(not (run_dir / row[c]).is_file() for c in ("train_meta", "results", "samples")
-           if row.get(c)):
-        return True
+        return [f"{row.get('cell_dir') or 'the cell directory'}/"]
+    gone = [row[c] for c in ("train_meta", "results", "samples")
+            if row.get(c) and not (run_dir / row[c]).is_file()]
     ckpt = checkpoint_dir(cdir / "train")
-    return ckpt is not None and not ckpt.is_dir()
+    if ckpt is not None and not ckpt.is_dir():
+        gone.append(f"{ckpt.relative_to(run_dir).as_posix()}/")
+    return gone
 
 
-__all__ = ["CKPT_SHA_FILE", "check_done", "checkpoint_dir", "checkpoint_sha", "missing_files",
-           "seal_train", "train_complete", "verify_done"]
+__all__ = ["CKPT_SHA_FILE", "check_done", "check_values", "checkpoint_dir", "checkpoint_sha",
+           "missing_files", "seal_train", "train_complete", "verify_done", "which_missing"]

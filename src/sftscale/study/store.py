@@ -17,6 +17,13 @@ and item rows are deleted and re-inserted in that transaction, so re-recording n
 duplicates. ``running`` rows found at start-up belong to a dead process and go back to
 ``pending``.
 
+Values: ``rows_sha`` is a checksum over what the store holds for a done cell (its metric
+rows, item rows and n_items, as read back inside the recording transaction;
+``Store.rows_sha``), so a value changed in the store after recording (by hand, another tool,
+a bug) is found by comparing it with ``rows_sha_now(key)``: ``integrity.verify_done``
+re-records such a cell from its files, ``status`` shows it. A store written before the column
+existed gets it filled in the first time ``run`` finds its values equal to the cell's files.
+
 Checkpoints: ``ckpt_sha`` is the hash of the cell's checkpoint directory (see
 ``integrity.py``), kept beside the hashes of train_meta, results and samples. A store
 written before that column existed opens fine: the column is added (empty) on the first
@@ -78,7 +85,7 @@ CREATE TABLE IF NOT EXISTS items(
 _OUTCOME_COLS = ("cell_dir", "train_meta", "results", "samples", "train_meta_sha", "results_sha",
                  "samples_sha", "ckpt_sha", "n_items", "train_s", "eval_s", "wall_s", "overhead_s",
                  "worker", "started_at", "search")
-_ADDED_COLS = {"ckpt_sha": "TEXT", "search": "TEXT"}  # columns newer than the first stores: added when missing
+_ADDED_COLS = {"ckpt_sha": "TEXT", "search": "TEXT", "rows_sha": "TEXT"}  # columns newer than the first stores: added when missing
 
 
 class StoreDamaged(InputError):
@@ -215,7 +222,7 @@ class Store:
         self.db.execute("DELETE FROM items WHERE cell=?", (key,))
         self.db.execute("UPDATE cells SET train_meta=NULL, results=NULL, samples=NULL,"
                         " train_meta_sha=NULL, results_sha=NULL, samples_sha=NULL, ckpt_sha=NULL,"
-                        " n_items=NULL"
+                        " rows_sha=NULL, n_items=NULL"
                         " WHERE key=?", (key,))
 
     def mark_running(self, key: str, worker: str = "") -> None:
@@ -240,10 +247,35 @@ class Store:
             self.db.execute(f"UPDATE cells SET {sets}{', ' if sets else ''}state='done', error=NULL,"
                             " traceback=NULL, finished_at=? WHERE key=?",
                             [outcome[c] for c in cols] + [outcome.get("finished_at") or time.time(), key])
+            self.db.execute("UPDATE cells SET rows_sha=? WHERE key=?", (self.rows_sha_now(key), key))
+
+    def stored_rows(self, key: str) -> tuple[dict, list]:
+        """(metrics, item rows) the store holds for ``key``, in ``stored_form``."""
+        ms = {m: v for m, v in self.db.execute("SELECT metric, value FROM metrics WHERE cell=?",
+                                                (key,))}
+        its = [tuple(r) for r in self.db.execute("SELECT idx, item_id, correct, format_ok, fields"
+                                                 " FROM items WHERE cell=? ORDER BY idx", (key,))]
+        return ms, its
+
+    def rows_sha_now(self, key: str) -> str:
+        """Checksum of what the store holds now for cell ``key``: its metric rows, its item
+        rows and n_items (compare with the cell's ``rows_sha``, taken when it was recorded)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update(repr(self.db.execute("SELECT n_items FROM cells WHERE key=?", (key,)).fetchone()[0])
+                 .encode())
+        for m, v in self.db.execute("SELECT metric, value FROM metrics WHERE cell=? ORDER BY metric",
+                                    (key,)):
+            h.update(f"\nm\t{m}\t{v!r}".encode())
+        for row in self.db.execute("SELECT idx, item_id, correct, format_ok, fields FROM items"
+                                   " WHERE cell=? ORDER BY idx", (key,)):
+            h.update(("\ni\t" + "\t".join(map(repr, tuple(row)))).encode())
+        return h.hexdigest()
 
     def set_hash(self, key: str, column: str, value: str) -> None:
         """Fill in one hash of a done cell (``ckpt_sha`` of a cell recorded before it existed)."""
-        if column not in ("train_meta_sha", "results_sha", "samples_sha", "ckpt_sha"):
+        if column not in ("train_meta_sha", "results_sha", "samples_sha", "ckpt_sha", "rows_sha"):
             raise ValueError(column)
         with self._tx():
             self.db.execute(f"UPDATE cells SET {column}=? WHERE key=?", (value, key))
@@ -364,4 +396,12 @@ def _bool(v: Any) -> int | None:
     return None if v is None else int(bool(v))
 
 
-__all__ = ["STATES", "Store", "StoreDamaged"]
+def stored_form(metrics: dict[str, Any], items: Iterable[dict[str, Any]]) -> tuple[dict, list]:
+    """(metrics, item rows) as ``record_done`` would store them (for comparisons with the
+    store's rows: ``Store.stored_rows``)."""
+    return ({m: _num(v) for m, v in metrics.items()},
+            [(it["idx"], str(it["item_id"]), _bool(it.get("correct")), _bool(it.get("format_ok")),
+              json.dumps(it.get("fields") or {}, sort_keys=True)) for it in items])
+
+
+__all__ = ["STATES", "Store", "StoreDamaged", "stored_form"]
