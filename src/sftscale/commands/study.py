@@ -104,7 +104,7 @@ def status_cmd(
                               "run) vs measured time per cell and in total"),
 ) -> None:
     """Show the cells of a run: state, main metrics, timings, errors."""
-    from ..study.status import FILES_MISSING, status_rows
+    from ..study.status import FILES_MISSING, INTERRUPTED, STORE_CHANGED, status_rows
 
     if plan:
         from ..study.status import print_plan_vs_measured
@@ -129,13 +129,14 @@ def status_cmd(
         t.add_column(col, no_wrap=True)
     t.add_column("error", overflow="fold")
     colour = {"done": "green", "failed": "red", "running": "yellow", "pending": "dim",
-              FILES_MISSING: "magenta"}
+              FILES_MISSING: "magenta", STORE_CHANGED: "magenta", INTERRUPTED: "yellow"}
     for r in rows:
         t.add_row(r["model"], r["task"], str(r["n"]), str(r["seed"]),
                   f"[{colour[r['state']]}]{r['state']}[/]",
                   _f(r.get("accuracy")), _f(r.get("format_rate")), _i(r.get("n_items")),
                   _f(r.get("train_s"), 1), _f(r.get("eval_s"), 1),
-                  *((_choice(r.get("search")),) if searched else ()), (r.get("error") or "")[:120])
+                  *((_choice(r.get("search")),) if searched else ()),
+                  (r.get("error") or "")[:120 if r["state"] != FILES_MISSING else 400])
     con = Console()
     if not con.is_terminal:
         con = Console(width=160)
