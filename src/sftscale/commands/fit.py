@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Fit scaling laws with bootstrap intervals; write fits.json and print a table."""
         from ..fit.data import load_inputs, match_items
-        from ..fit.fitting import fit_table, fits_document
+        from ..fit.fitting import fits_document
         from ..io import InputError, atomic_write_json
 
         if not 0 < level < 1:
@@ -86,13 +86,11 @@ def register(app: typer.Typer) -> None:
             warnings.append("no analysis.json: the per-item scores need both 'format_ok' and "
                             "'correct' columns")
         _warn(warnings)
-        results = fit_table(long_df, items_df, metric=metric, forms=forms, n_boot=n_boot, seed=seed,
-                            level=level)
-        from ..fit.joint import joint_fits
-        joint = joint_fits(long_df, items_df, metric=metric, n_boot=n_boot, seed=seed, level=level)
-        from ..fit.forecast import forecast_table
-        forecasts = forecast_table(long_df, items_df, metric=metric, targets=target, level=forecast_level,
-                                   n_boot=n_boot, seed=seed)
+        from ..fit.progress import SUMMARY_OVER, n_curves, print_summary, run_fits
+        # fit_table, joint_fits and forecast_table, curve by curve under a progress bar
+        results, joint, forecasts = run_fits(long_df, items_df, metric=metric, forms=forms,
+                                             n_boot=n_boot, seed=seed, level=level,
+                                             targets=target, forecast_level=forecast_level)
         doc = fits_document(results, targets=target, predict_at=at, source=str(src), joint=joint,
                             forecasts=forecasts)
         if warnings:
@@ -104,7 +102,8 @@ def register(app: typer.Typer) -> None:
         atomic_write_json(fits_path, doc)
         if analysis_doc is not None:
             atomic_write_json(analysis_path, analysis_doc)
-        _print(doc, analysis_doc, fits_path, analysis_path)
+        big = n_curves(long_df, metric) > SUMMARY_OVER  # a summary, not a row per fit
+        (print_summary if big else _print)(doc, analysis_doc, fits_path, analysis_path)
 
 
 def _output_paths(src: Path, out: Path | None) -> tuple[Path, Path]:
