@@ -398,7 +398,7 @@ def _prepare_store(cfg: StudyConfig, run_dir: Path, cells: list[Cell], rerun_cha
     from .repair import ensure_store
 
     src = Path(cfg.path) if cfg.path and Path(cfg.path).is_file() else None
-    snap = src.read_text(encoding="utf-8-sig") if src else json.dumps(cfg.model_dump(mode="json"), indent=2)
+    snap = src.read_text(encoding="utf-8-sig") if src else _snapshot(cfg)
     ensure_store(run_dir, cells, repair=repair, rerun_changed=rerun_changed)
     with Store(run_dir / "study.sqlite") as st:
         # refused before anything is written: study.yaml keeps the config the cells ran with
@@ -426,6 +426,17 @@ def _prepare_store(cfg: StudyConfig, run_dir: Path, cells: list[Cell], rerun_cha
         for k in changed:
             st.replace_spec(by_key[k])
             remove_path(run_dir / "cells" / k)
+
+
+def _snapshot(cfg: StudyConfig) -> str:
+    """``study.yaml`` of a config not read from a file: its JSON (YAML reads it), with the
+    trackers that are off written ``false`` (``mlflow: null`` read back would turn MLflow on,
+    and ``run DIR`` would write mlflow.db and wandb/ nobody asked for)."""
+    d = cfg.model_dump(mode="json")
+    for k, v in (d.get("tracking") or {}).items():
+        if v is None:
+            d["tracking"][k] = False
+    return json.dumps(d, indent=2)
 
 
 def run_study(cfg: StudyConfig, out: str | os.PathLike | None = None, executor: Any = None,
