@@ -418,7 +418,34 @@ CASES: list[Case] = [
          needles=("samples_", "line 1", "not valid JSON")),
     Case("report of a directory that is not a run", lambda w: ["report", w.path("notarun/x").parent],
          needles=("notarun", "not a run directory")),
+    Case("report after fit, with a damaged samples file, keeps fit's files",
+         lambda w: [_fit_run(w), samples_file(w.run).write_text("not json\n"), "report", w.run,
+                    "--n-boot", "20"][2:],
+         needles=("samples_", "line 1", "not valid JSON")),
+    Case("report writes fits.json, analysis.json and report/ only",
+         lambda w: ["report", w.run, "--n-boot", "20"], code=0, needles=("report.html",),
+         owned=("R/fits.json", "R/analysis.json", "R/report")),
+    # knowledge config
+    Case("knowledge config with a boolean seed",
+         lambda w: ["knowledge", w.write("k.yaml", "name: k\nmodel: toy-S\nworld_seed: true\n"),
+                    "--out", w.root / "kout"],
+         needles=("k.yaml", "line 3", "world_seed", "boolean, not a number")),
+    Case("knowledge config with a number for a boolean",
+         lambda w: ["knowledge", w.write("k.yaml", "name: k\nmodel: toy-S\nbase: 1\n"),
+                    "--out", w.root / "kout"],
+         needles=("k.yaml", "line 3", "base", "not a boolean")),
+    Case("knowledge config not UTF-8",
+         lambda w: ["knowledge", w.write("k.yaml", "name: k\nmodel: toy-S\n".encode("utf-16")),
+                    "--out", w.root / "kout"],
+         needles=("k.yaml", "UTF-16")),
 ]
+
+
+def _fit_run(w: W) -> None:
+    from sftscale.cli import app
+
+    res = CliRunner().invoke(app, ["fit", str(w.run), "--n-boot", "20", "--form", "power"])
+    assert res.exit_code == 0 and (w.run / "fits.json").is_file(), res.output
 
 
 def _has_input_warning(path: Path, text: str) -> None:
