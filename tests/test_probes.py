@@ -20,6 +20,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import hashlib
+import io
 import json
 import shutil
 import sqlite3
@@ -504,3 +505,78 @@ def test_probe(case: Case, tmp_path, finished_run, cli, caplog, monkeypatch):
         assert out.count("error: ") == 1, out
     if case.check is not None:
         case.check(w, out)
+
+
+# --- big inputs: same numbers, a summary, the curve data built once ---------------------------------
+
+def _many_curves(k: int, seeds: int = 1) -> str:
+    rows = ["model,task,metric,n,value,seed,n_items"]
+    for c in range(k):
+        for n, v in ((0, 0.1), (8, 0.2), (32, 0.35), (128, 0.5), (512, 0.6)):
+            rows += [f"m{c},t,accuracy,{n},{min(1.0, v + 0.01 * (c % 7) + 0.002 * s)},{s},100"
+                     for s in range(seeds)]
+    return "\n".join(rows) + "\n"
+
+
+def test_run_fits_equals_one_call_each():
+    """Curve by curve under the progress bar gives what fit_table, joint_fits and
+    forecast_table give in one call each."""
+    import io
+
+    from sftscale.fit.data import load_long
+    from sftscale.fit.fitting import fit_table
+    from sftscale.fit.forecast import forecast_table
+    from sftscale.fit.joint import joint_fits
+    from sftscale.fit.progress import run_fits
+
+    df = load_long(pd_csv(io.StringIO(_many_curves(4))))
+    kw = dict(n_boot=30, seed=1)
+    fits, joint, fc = run_fits(df, None, metric=None, forms=["power", "loglinear"], level=0.9,
+                               targets=[0.5], forecast_level=0.8, **kw)
+    want = fit_table(df, None, forms=["power", "loglinear"], level=0.9, **kw)
+    assert [f.to_dict() for f in fits] == [f.to_dict() for f in want]
+    assert joint == joint_fits(df, None, level=0.9, **kw)
+    assert fc == forecast_table(df, None, targets=[0.5], level=0.8, **kw)
+
+
+def pd_csv(buf: io.StringIO):
+    import pandas as pd
+
+    return pd.read_csv(buf)
+
+
+def test_big_fit_prints_a_summary(tmp_path, cli):
+    csv = tmp_path / "big.csv"
+    csv.write_text(_many_curves(25))
+    res = cli(["fit", csv, "--n-boot", "20", "--form", "power,loglinear"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) < 20, res.output
+    assert "scaling-law fits: 25 curves × 2 forms" in res.output
+    assert "joint fits: 300 exponent differences" in res.output
+    assert not any(ln.startswith(("│", "┃")) for ln in lines)  # no table
+    doc = json.loads((tmp_path / "fits.json").read_text())
+    assert len(doc["fits"]) == 50
+
+
+def test_curve_data_memo_is_transparent():
+    import numpy as np
+
+    from sftscale.fit import bootstrap
+    from sftscale.fit.bootstrap import curve_data, curve_rng
+    from sftscale.fit.data import load_long
+
+    rows = load_long(pd_csv(io.StringIO(_many_curves(1, seeds=120))))  # 600 cells: memoised
+    bootstrap._MEMO.clear()
+    r1 = curve_rng(0, "m0", "t", "accuracy")
+    a = curve_data(rows, None, 50, r1)
+    r2 = curve_rng(0, "m0", "t", "accuracy")
+    b = curve_data(rows, None, 50, r2)
+    assert len(bootstrap._MEMO) == 1
+    assert np.array_equal(a.reps, b.reps) and np.array_equal(a.y, b.y) and a.method == b.method
+    assert r1.bit_generator.state == r2.bit_generator.state  # as if drawn again
+    b.reps[:] = -1  # a consumer changing its copy changes nothing else
+    c = curve_data(rows, None, 50, curve_rng(0, "m0", "t", "accuracy"))
+    assert np.array_equal(a.reps, c.reps)
+    d = curve_data(rows, None, 50, curve_rng(1, "m0", "t", "accuracy"))  # another seed: drawn
+    assert not np.array_equal(a.reps, d.reps) and len(bootstrap._MEMO) == 2

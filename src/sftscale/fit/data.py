@@ -178,12 +178,49 @@ def _same(a: Any, b: Any) -> bool:
     return str(a) == str(b)
 
 
+def _long_frame_fast(df: pd.DataFrame) -> pd.DataFrame | None:
+    """Vectorised validation of a clean long DataFrame (a table already read, a run
+    directory's); None sends it to the row-by-row path, which names the first bad row."""
+    if len(df) == 0 or any(df[c].isna().any() for c in ("model", "task", "metric", "n", "value")):
+        return None
+    n = pd.to_numeric(df["n"], errors="coerce")
+    v = pd.to_numeric(df["value"], errors="coerce")
+    if n.isna().any() or (n < 0).any() or (n != n.round()).any() or not np.isfinite(v).all():
+        return None
+    if any(str(x) == "" for x in pd.unique(df[["model", "task", "metric"]].to_numpy().ravel())):
+        return None
+    metric = df["metric"].astype(str)
+    rate = metric.map({m: is_rate(m) for m in pd.unique(metric)}).to_numpy(bool)
+    if ((v[rate] < 0) | (v[rate] > 1)).any():
+        return None
+    out = pd.DataFrame({"model": df["model"].astype(str), "task": df["task"].astype(str),
+                        "metric": metric, "n": n.astype("int64"), "value": v.astype(float),
+                        "_line": np.arange(2, len(df) + 2)})
+    if "seed" in df.columns:
+        out["seed"] = [None if _blank(x) else str(x).removesuffix(".0") for x in df["seed"]]
+    else:
+        out["seed"] = None
+    if "n_items" in df.columns and df["n_items"].notna().any():
+        k = pd.to_numeric(df["n_items"], errors="coerce")
+        given = df["n_items"].notna()
+        if k[given].isna().any() or (k[given] < 1).any() or (k[given] != k[given].round()).any():
+            return None
+        out["n_items"] = [int(x) if g else None for x, g in zip(k, given)]
+    else:
+        out["n_items"] = None
+    return out.reset_index(drop=True)
+
+
 def load_long(src: str | Path | pd.DataFrame) -> pd.DataFrame:
     """Read and validate a long table; bad input raises InputError with line and field."""
     if isinstance(src, pd.DataFrame):
         missing = [c for c in LONG_REQUIRED if c not in src.columns]
         if missing:
             raise InputError(None, "missing column", field=missing[0])
+        fast = _long_frame_fast(src)
+        if fast is not None:
+            return _drop_duplicates(fast, None, ["model", "task", "metric", "n", "seed"], "row",
+                                    seeded_only=True)
         rows = src.to_dict("records")
         return _check_long_rows(rows, None, [i + 2 for i in range(len(rows))])
     path = Path(src)
