@@ -580,3 +580,19 @@ def test_curve_data_memo_is_transparent():
     assert np.array_equal(a.reps, c.reps)
     d = curve_data(rows, None, 50, curve_rng(1, "m0", "t", "accuracy"))  # another seed: drawn
     assert not np.array_equal(a.reps, d.reps) and len(bootstrap._MEMO) == 2
+
+
+def test_numpy_warnings_of_the_fit_code_are_silenced():
+    """quiet.py: numpy's RuntimeWarnings raised in sftscale.fit / sftscale.report are not the
+    user's (the fits' own warnings name the curve); anyone else's still show."""
+    import warnings
+
+    from sftscale.quiet import quiet_third_party_warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_third_party_warnings()
+        for module in ("sftscale.fit.forms", "sftscale.report.figures", "sftscale.study.runner"):
+            warnings.warn_explicit("overflow encountered in exp", RuntimeWarning, "x.py", 1,
+                                   module=module)
+    assert [str(w.message) for w in seen] == ["overflow encountered in exp"]

@@ -10,8 +10,9 @@ logger ``sftscale.study``; a cell never ends up ``failed`` because of files it c
   results and samples files against ``results_sha`` / ``samples_sha``; a missing or changed
   one sends it back to evaluation only (``eval/`` deleted, the checkpoint kept).
 - A ``done`` cell whose files pass: the store's own values (metric and item rows, n_items)
-  against ``rows_sha``, the checksum taken when they were recorded (``check_values``); a value
-  changed in the store is re-recorded from the files (no stage reruns), with one warning.
+  against ``rows_sha``, the checksum taken when they were recorded (``outputs.check_values``,
+  called by the runner after ``verify_done``); a value changed in the store is re-recorded
+  from the files (no stage reruns), with one warning.
 - A ``train/`` reused by a cell that is not done (a crash between training and the store's
   commit, or a ``--retry-failed`` cell): ``train_complete`` recomputes the checkpoint hash and
   compares it with ``train/checkpoint.sha256``, written when the stage finished; a
@@ -138,7 +139,6 @@ def verify_done(run_dir: Path, st: Any, keys: Sequence[str] | None = None) -> li
         if found is None:
             if row.get("ckpt_sha") is None:  # recorded before ckpt_sha existed: store it now
                 st.set_hash(row["key"], "ckpt_sha", checkpoint_sha(cdir / "train"))
-            check_values(run_dir, st, row)
             continue
         stage, why = found
         bad.append(row["key"])
@@ -149,57 +149,6 @@ def verify_done(run_dir: Path, st: Any, keys: Sequence[str] | None = None) -> li
         log.warning("%s: %s; %s", row["key"], why,
                     "retraining and re-evaluating it" if stage == "train" else "re-evaluating it")
     return bad
-
-
-def check_values(run_dir: Path, st: Any, row: dict[str, Any]) -> bool:
-    """A done cell whose files passed ``check_done``: are the store's values still those
-    recorded (``rows_sha``)? If not, they are compared with the cell's files and, where they
-    differ, re-recorded from the files, with one warning naming the first difference. A
-    cell recorded before ``rows_sha`` existed is compared with its files once. True when the
-    store was corrected."""
-    import types
-
-    from .outputs import collect_outputs
-    from .store import stored_form
-
-    key = row["key"]
-    now = st.rows_sha_now(key)
-    if row.get("rows_sha") == now:
-        return False
-    cdir = run_dir / row["cell_dir"]
-    fresh = collect_outputs(run_dir, types.SimpleNamespace(task_name=row["task_name"]),
-                            run_dir / row["train_meta"], run_dir / row["results"],
-                            run_dir / row["samples"], ckpt_sha=row.get("ckpt_sha"))
-    metrics, items = fresh.pop("metrics"), fresh.pop("items")
-    want, have = stored_form(metrics, items), st.stored_rows(key)
-    why = _difference(have, want, row.get("n_items"), fresh["n_items"])
-    if why is None:  # the same values (a store from before rows_sha): take its checksum now
-        st.set_hash(key, "rows_sha", now)
-        return False
-    fresh.pop("search", None)
-    for k in ("train_s", "eval_s", "wall_s", "overhead_s", "worker", "started_at"):
-        fresh.pop(k, None)
-    st.record_done(key, {**fresh, "finished_at": row.get("finished_at")}, metrics, items)
-    log.warning("%s: the store's values differ from the cell's files (%s); re-recorded them "
-                "from the files in %s", key, why, cdir)
-    return True
-
-
-def _difference(have: tuple[dict, list], want: tuple[dict, list], n_have: Any, n_want: Any
-                ) -> str | None:
-    """The first difference between the store's rows and the files' (None: the same)."""
-    (hm, hi), (wm, wi) = have, want
-    for m in sorted(set(hm) | set(wm)):
-        if hm.get(m) != wm.get(m):
-            return f"{m}: {hm.get(m)!r} in the store, {wm.get(m)!r} in the files"
-    if n_have != n_want:
-        return f"n_items: {n_have!r} in the store, {n_want!r} in the files"
-    if len(hi) != len(wi):
-        return f"{len(hi)} item rows in the store, {len(wi)} in the samples file"
-    for a, b in zip(hi, wi):
-        if tuple(a) != tuple(b):
-            return f"item {b[1]!r} (row {b[0]}) differs"
-    return None
 
 
 def missing_files(run_dir: Path, row: dict[str, Any]) -> bool:
@@ -221,5 +170,5 @@ def which_missing(run_dir: Path, row: dict[str, Any]) -> list[str]:
     return gone
 
 
-__all__ = ["CKPT_SHA_FILE", "check_done", "check_values", "checkpoint_dir", "checkpoint_sha",
+__all__ = ["CKPT_SHA_FILE", "check_done", "checkpoint_dir", "checkpoint_sha",
            "missing_files", "seal_train", "train_complete", "verify_done", "which_missing"]

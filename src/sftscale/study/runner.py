@@ -83,7 +83,7 @@ from ..quiet import quiet_third_party_warnings
 from .cells import Cell, expand_cells
 from .integrity import seal_train, train_complete, verify_done
 from .lock import RunLock
-from .outputs import collect_outputs, eval_files, parse_results
+from .outputs import check_values, collect_outputs, eval_files, parse_results
 from .runplan import record_run, save_run_plan
 from .signals import terminate_as_interrupt
 from .store import Store
@@ -511,6 +511,10 @@ def _reconcile(run_dir: Path, st: Store, keys: Sequence[str], retry_failed: bool
     """Interrupted cells back to pending, done cells verified; every cell's state."""
     st.reset_interrupted()
     verify_done(run_dir, st, keys)
+    wanted = set(keys)
+    for row in st.cells("done"):  # files sound: are the store's own values still theirs?
+        if row["key"] in wanted:
+            check_values(run_dir, st, row)
     if retry_failed:
         st.retry_failed()
     return {r["key"]: r["state"] for r in st.cells()}
