@@ -258,6 +258,11 @@ CASES: list[Case] = [
               "format_ok": 1.0}]), "--n-boot", "20", "--form", "power"],
          code=0, needles=("items.jsonl", "1 exact duplicate item row(s) dropped"),
          owned=("fits.json", "analysis.json")),
+    Case("fit items score outside [0, 1]",
+         lambda w: ["fit", long_csv(w), "--items", items_jsonl(w, [
+             {"model": "m", "task": "t", "n": 8, "seed": 0, "item_id": "q99", "correct": 2,
+              "format_ok": 1.0}])],
+         needles=("items.jsonl", "line 251", "field 'correct'", "[0, 1]")),
     Case("fit items utf-16", lambda w: ["fit", long_csv(w), "--items",
                                         w.write("items.jsonl", '{"model": "m"}\n'.encode("utf-16"))],
          needles=("items.jsonl", "UTF-16")),

@@ -20,7 +20,8 @@ naming the file (``io.read_text_input``).
 
 Rates: a metric named like a rate (``is_rate``: accuracy, format_rate, ``*acc*``, ``*_rate``,
 ``pass@k``, em, f1, exact_match, ... and their ``_stderr``) must have every value in [0, 1];
-a value outside (a percentage such as 85, a negative number) is an InputError at its line.
+a value outside (a percentage such as 85, a negative number) is an InputError at its line;
+so is a per-item score (``correct``, ``format_ok``, ``followed_*``) outside [0, 1].
 
 Duplicates. Long table: two rows with the same (model, task, metric, n, seed) and different
 ``value`` or ``n_items`` are an InputError naming the file, both lines and the field; exact
@@ -291,6 +292,10 @@ def _names(keys: list[tuple]) -> str:
     return shown + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
 
 
+#: per-item columns that are scores of one item, in [0, 1]
+_ITEM_RATES = ("correct", "format_ok", "followed_strict", "followed_loose")
+
+
 def _check_item_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
     out = []
     for row, line in zip(rows, lines):
@@ -313,8 +318,11 @@ def _check_item_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
                 rec[k] = float(v)
             elif isinstance(v, str) and v.strip().lower() in ("true", "false"):
                 rec[k] = 1.0 if v.strip().lower() == "true" else 0.0
-            elif isinstance(v, str) and k in ("correct", "format_ok", "followed_strict", "followed_loose"):
+            elif isinstance(v, str) and k in _ITEM_RATES:
                 rec[k] = _num(v, path, line, k)
+            if k in _ITEM_RATES and k in rec and not 0.0 <= rec[k] <= 1.0:
+                raise InputError(path, f"a per-item score lies in [0, 1] (1 = right), got {v!r}",
+                                 line=line, field=k)
         out.append(rec)
     if not out:
         raise InputError(path, "no item rows")
@@ -344,7 +352,9 @@ def _items_frame_fast(df: pd.DataFrame) -> pd.DataFrame | None:
             out[k] = col.astype(object).where(col.notna(), None).map(lambda v: None if v is None else str(v))
         elif pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
             out[k] = col.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-        elif k in ("correct", "format_ok", "followed_strict", "followed_loose"):
+            if k in _ITEM_RATES and ((out[k] < 0) | (out[k] > 1)).any():
+                return None  # the row-by-row path names the row
+        elif k in _ITEM_RATES:
             return None  # strings or mixed objects: validate row by row
     return out.reset_index(drop=True)
 
