@@ -159,7 +159,7 @@ def _drop_duplicates(df: pd.DataFrame, path, key: list[str], what: str,
                 la, lb = df.at[first[k], "_line"], df.at[idx, "_line"]
                 raise InputError(path, f"lines {la} and {lb} are the same {what} ("
                                  + ", ".join(f"{c} {v}" for c, v in zip(key, k))
-                                 + f") with different {c}: {a!r} and {b!r}; keep one of them",
+                                 + f") with different {c}: {_show(a)} and {_show(b)}; keep one of them",
                                  line=lb, field=c)
         drop.append(idx)
     out = df.drop(index=drop).reset_index(drop=True)
@@ -168,6 +168,14 @@ def _drop_duplicates(df: pd.DataFrame, path, key: list[str], what: str,
         f"{path if path is not None else 'the table'}: {len(drop)} exact duplicate {what}(s) "
         f"dropped (the same {', '.join(key)} and values as an earlier {what}; e.g. line {la})"]
     return out
+
+
+def _show(v: Any) -> str:
+    if _blank(v):
+        return "(empty)"
+    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+        return f"{float(v):g}"
+    return repr(v)
 
 
 def _same(a: Any, b: Any) -> bool:
