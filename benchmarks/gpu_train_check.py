@@ -8,12 +8,12 @@ tiny on the CPU) and the toy-math task, through ``train.launch.train_cell_launch
 study's cells take):
 
 1. one process, full finetuning and LoRA: steps, tokens/s, MFU (6 x params x tokens/s over
-   the GPU's peak bf16 FLOP/s, ``study.plan.GPUS``; trainable-only work is not subtracted for
+   the GPU's peak bf16 FLOP/s, ``plan.check.GPUS``; trainable-only work is not subtracted for
    LoRA, so its MFU is an upper bound), peak memory;
 2. DDP and FSDP (torch FSDP2) with one process per visible GPU (``--device cpu``: 2 gloo
    processes), full finetuning, same effective batch: the largest relative difference of the
    per-step losses against the one-process run, tokens/s, MFU;
-3. the planner's GPU constants (``study/gpu_calibration.json``, a copy in ``--out``):
+3. the planner's GPU constants (``plan/gpu_calibration.json``, a copy in ``--out``):
    ``gpucal.measure_train_mfu`` on a random slice of an 8B-shaped Llama (``--cal-hidden`` 4096,
    ``--cal-layers`` 8, intermediate 14336, 32 heads, 8 KV heads, vocab 32000; 8 x 512 random
    tokens a step), full finetuning and LoRA. Not the toy runs of 1.: their ~50-token examples
@@ -42,7 +42,7 @@ def peak_flops() -> float | None:
 
     if not torch.cuda.is_available():
         return None
-    from sftscale.study.plan import GPUS
+    from sftscale.plan.check import GPUS
 
     name = torch.cuda.get_device_name(0).upper().replace(" ", "").replace("-", "")
     return next((v[0] for k, v in GPUS.items() if k.upper() in name), None)
@@ -150,9 +150,9 @@ def main() -> int:
                       else {"skipped": "no GPU"})
     print("vllm", json.dumps(report["vllm"]), flush=True)
     (out / "gpu_train_check.json").write_text(json.dumps(report, indent=2))
-    if gpu:  # the planner's GPU constants (study/gpu_calibration.json), copied to --out too
-        from sftscale.study.gpucal import write_gpu_calibration
-        from sftscale.study.plan import GPUS
+    if gpu:  # the planner's GPU constants (plan/gpu_calibration.json), copied to --out too
+        from sftscale.plan.gpucal import write_gpu_calibration
+        from sftscale.plan.check import GPUS
 
         name = report["device"]
         key = next((k for k in GPUS if k.lower() in name.lower()), name)
@@ -175,7 +175,7 @@ def calibration_mfu(hidden: int, layers: int, lora: bool) -> float:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from sftscale.study.gpucal import measure_train_mfu
+    from sftscale.plan.gpucal import measure_train_mfu
 
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=32000, hidden_size=hidden, intermediate_size=hidden * 7 // 2,

@@ -3,8 +3,8 @@
     python tests/crash_driver.py STUDY.yaml OUT POINT[@KEY_SUBSTRING] [sleep|kill]
 
 Does what ``sftscale run STUDY.yaml --out OUT --no-progress`` does, with the default stages,
-through a ``CellRunner(hooks=StopAt(...))``: at POINT (``train``, ``eval`` or ``commit``; see
-``sftscale.study.runner``) of the first cell whose key contains KEY_SUBSTRING, the hook writes
+through a ``CellRunner(hooks=StopAt(...))``: at POINT (``train``, ``eval.written`` or
+``commit``; see ``sftscale.study.runner``) of the first cell whose key contains KEY_SUBSTRING, the hook writes
 ``OUT/.hook-POINT`` ("<pid> <key>") and then sleeps, for the test to SIGKILL the process, or
 with ``kill`` SIGKILLs the process itself. A helper script, not a test file.
 
@@ -68,10 +68,11 @@ def cli(argv: list[str]) -> int:
         spec, _, action = opts[opts.index("--hook") + 1].partition(":")
         kw["hooks"] = StopAt(spec, action or "sleep")
     if "--cheap" in opts:
+        from sftscale.study.stages import with_runs
         from study_helpers import cheap_eval, cheap_train
 
         slow = float(opts[opts.index("--slow") + 1]) if "--slow" in opts else 0.0
-        kw.update(train=Slow(cheap_train, slow), evaluate=Slow(cheap_eval, slow))
+        kw["stages"] = with_runs(train=Slow(cheap_train, slow), eval=Slow(cheap_eval, slow))
     extra = {"check": False} if "--cheap" in opts else {}
     runner_mod.run_study = functools.partial(runner_mod.run_study,
                                              runner=runner_mod.CellRunner(**kw), **extra)

@@ -1,60 +1,27 @@
-"""Cheap file-writing study stages shared by tests/test_study_store.py and
-tests/test_study_workers.py (a helper module, not a test file).
+"""Helpers of the study tests (a helper module, not a test file): the cheap study and its
+stages (tests/cheap_stages.py, re-exported here) as a ``CellRunner``, tables for equality
+checks, store states, a Ray run, reaping subprocesses.
 
-The stages write the same files as train_cell/evaluate (train_meta.json, results_*.json,
-samples_*.jsonl) in a few milliseconds; tests/test_study_run.py runs the real ones.
-A file ``FAIL`` in the run directory makes ``cheap_eval`` fail for the cells whose key
-contains its text.
+The cheap stages write the same files as train_cell/evaluate (train_meta.json,
+results_*.json, samples_*.jsonl) in a few milliseconds; tests/test_study_run.py runs the real
+ones.
 """
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from pathlib import Path
 from typing import Any
 
-from sftscale.io import atomic_write_json, atomic_write_jsonl
-from sftscale.study.export import load_tables
-from sftscale.study.runner import CellRunner, StageContext
+from cheap_stages import STUDY, cheap_eval, cheap_train
+from sftscale.rundir.export import load_tables
+from sftscale.study.runner import CellRunner
+from sftscale.study.stages import with_runs
 
-STUDY = """\
-name: cheap
-models:
-  - {name: m1, ref: toy-S}
-  - {name: m2, ref: toy-M}
-tasks:
-  - {name: toy-math, limit: 6}
-n: [0, 8, 32]
-seeds: [3, 4]
-"""
+__all__ = ["RUNNER", "STUDY", "cell_states", "cheap_eval", "cheap_train", "reap", "run_on_ray",
+           "table"]
 
-
-def cheap_train(cell, ctx: StageContext) -> None:
-    out = ctx.out
-    (out / "ckpt").mkdir()
-    (out / "ckpt" / "w.bin").write_bytes(hashlib.sha256(cell.key.encode()).digest())
-    atomic_write_json(out / "train_meta.json", {"n": cell.n, "seed": cell.seed, "complete": True})
-
-
-def cheap_eval(cell, ctx: StageContext) -> None:
-    out = ctx.out
-    flag = ctx.run_dir / "FAIL"
-    if flag.exists() and flag.read_text() in cell.key:
-        raise RuntimeError(f"deliberate failure of {cell.key}")
-    rows = []
-    for i in range(cell.limit):
-        h = hashlib.sha256(f"{cell.key}/{i}".encode()).digest()
-        rows.append({"id": f"toy/{i}", "response": "x", "correct": h[0] < 100 + cell.n,
-                     "format_ok": h[1] < 200, "score": h[2] / 255})
-    acc = sum(r["correct"] for r in rows) / len(rows)
-    atomic_write_jsonl(out / "samples_toy-math_t.jsonl", rows)
-    atomic_write_json(out / "results_t.json", {"results": {"toy-math": {
-        "alias": "toy-math", "accuracy,none": acc, "format_rate,none":
-        sum(r["format_ok"] for r in rows) / len(rows)}}})
-
-
-RUNNER = CellRunner(train=cheap_train, evaluate=cheap_eval)
+RUNNER = CellRunner(stages=with_runs(train=cheap_train, eval=cheap_eval))
 
 
 def table(run_dir: Path):

@@ -1,4 +1,4 @@
-"""The package's shape: no import cycle, no module over 600 lines.
+"""The package's shape: no import cycle, no module over 600 lines, layers that point one way.
 
 Parsed with ``ast`` from ``src/sftscale`` (nothing of the package is imported). An edge
 ``a -> b`` is drawn for every import of ``b`` anywhere in ``a``: at module level, inside
@@ -22,6 +22,13 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "sftscale"
 MAX_LINES = 600
+# the pipeline's layers: each may import those before it, never one after it
+LAYERS = ("grid", "rundir", "plan", "study")
+# downstream of the runner: they read run directories through rundir, never through the runner
+DOWNSTREAM = ("fit", "report")
+# below the pipeline: they import none of its layers
+BELOW = ("io", "events", "paths", "provenance", "quiet", "config", "models", "data", "tasks",
+         "train", "generation", "evaluation", "toyworld")
 
 
 def module_files(src: Path = SRC, package: str = PACKAGE) -> dict[str, Path]:
@@ -191,6 +198,41 @@ def test_no_module_over_600_lines():
     for f, n in long.items():
         print(f"{f}: {n} lines")
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def _top(mod: str) -> str:
+    parts = mod.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Imports against the layer order (``LAYERS``, ``DOWNSTREAM``, ``BELOW``)."""
+    bad = []
+    for mod, edges in sorted(graph.items()):
+        src = _top(mod)
+        for dst in sorted({_top(t) for t in edges}):
+            if src in LAYERS and dst in LAYERS and LAYERS.index(dst) > LAYERS.index(src):
+                bad.append(f"{mod} imports {dst} (a later layer)")
+            elif src in DOWNSTREAM and dst in ("plan", "study"):
+                bad.append(f"{mod} imports {dst} (read run directories through rundir)")
+            elif src in BELOW and dst in LAYERS:
+                bad.append(f"{mod} imports {dst} (a layer above it)")
+    if graph.get(f"{PACKAGE}.rundir.layout"):
+        bad.append("rundir.layout imports " + ", ".join(sorted(graph[f"{PACKAGE}.rundir.layout"])))
+    return bad
+
+
+def test_layers_point_one_way():
+    """grid <- rundir <- plan <- study; fit and report depend on rundir, not on the runner."""
+    planted = {"sftscale.rundir.store": {"sftscale.study.runner"},
+               "sftscale.report.samples": {"sftscale.study", "sftscale.rundir.store"},
+               "sftscale.train.cell": {"sftscale.grid.cells"},
+               "sftscale.rundir.layout": {"sftscale.io"}}
+    assert len(layer_violations(planted)) == 4  # the check sees each kind
+    bad = layer_violations(import_graph())
+    for b in bad:
+        print(b)
+    assert not bad, "imports against the layers:\n" + "\n".join(bad)
 
 
 def test_graph_sees_function_level_and_ancestor_imports(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from sftscale.config import load_study, parse_study
 from sftscale.io import InputError
-from sftscale.study.cells import expand_cells
+from sftscale.grid.cells import expand_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 

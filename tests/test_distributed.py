@@ -17,7 +17,7 @@ import pytest
 
 from sftscale.config import load_study
 from sftscale.io import InputError
-from sftscale.study.export import load_tables
+from sftscale.rundir.export import load_tables
 from sftscale.study.runner import CellRunner, run_study
 from sftscale.testing import tiny_model
 from sftscale.train.launch import train_cell_launched
@@ -136,7 +136,7 @@ def test_ray_train_gives_the_local_table(study, monkeypatch):
 
 
 def test_processes_need_sharding(tmp_path, model):
-    from sftscale.study.plan import check_study
+    from sftscale.plan.check import check_study
 
     p = tmp_path / "s.yaml"
     p.write_text(f"models: [{{name: t, ref: {model}, processes: 2}}]\n"
@@ -147,8 +147,8 @@ def test_processes_need_sharding(tmp_path, model):
 
 
 def test_plan_refuses_a_cell_that_cannot_fit(tmp_path, monkeypatch):
-    from sftscale.study.memory import train_memory
-    from sftscale.study.plan import plan_study
+    from sftscale.plan.memory import train_memory
+    from sftscale.plan.check import plan_study
     from sftscale.train import Recipe
 
     full = train_memory(8e9, Recipe(method="full", sharding="ddp"), 8)

@@ -109,13 +109,13 @@ def random_examples(n: int, seed: int, vocab: int = 97):
     return out
 
 
-def stop_step(curve, patience: int, min_improvement: float) -> int:
+def stop_step(curve, patience: int, min_improvement: float, min_delta: float = 0.0) -> int:
     """The documented rule, written out: the step of the first evaluation that is the
     ``patience``-th in a row without an improvement (a loss below (1 - min_improvement) x the
-    last improvement's); the last step when there is none."""
+    last improvement's, and at least min_delta below it); the last step when there is none."""
     ref, bad = None, 0
     for s, v in curve:
-        if ref is None or v < ref * (1 - min_improvement):
+        if ref is None or v < min(ref * (1 - min_improvement), ref - min_delta):
             ref, bad = v, 0
         else:
             bad += 1
@@ -178,6 +178,26 @@ def test_min_improvement_stops_sooner_and_still_keeps_the_lowest_loss():
     assert stops[0.05] < stops[0.0]
 
 
+def test_min_delta_is_an_absolute_threshold():
+    """An absolute threshold stops a curve whose relative gains are large but whose losses
+    are tiny: the rule written out (``stop_step``) decides the step, and the kept weights are
+    still those of the lowest loss seen."""
+    base = tiny_llama()
+    train, val = random_examples(16, 5), random_examples(16, 6)
+    cfg = LoopConfig(steps=60, lr=3e-3, batch_size=8, micro_batch_size=8, seed=0, eval_every=2,
+                     patience=1000)
+    full = train_loop(copy.deepcopy(base), train, cfg, pad_id=0, val_examples=val)
+    gains = [a - b for (_, a), (_, b) in zip(full.val_curve, full.val_curve[1:])]
+    up = sorted(g for g in gains if g > 0)
+    delta = up[len(up) // 2]  # a threshold that half the gains miss
+    res = train_loop(copy.deepcopy(base), train,
+                     LoopConfig(**{**cfg.to_dict(), "patience": 2, "min_delta": delta}),
+                     pad_id=0, val_examples=val)
+    assert res.steps == stop_step(full.val_curve, 2, 0.0, delta)
+    assert res.steps < stop_step(full.val_curve, 2, 0.0)
+    assert res.best_val_loss == min(v for _, v in res.val_curve)
+
+
 def test_loop_evaluates_at_the_budget_and_without_val_examples_does_nothing_new():
     base = tiny_llama()
     train, val = random_examples(8, 3), random_examples(8, 4)
@@ -231,11 +251,13 @@ def test_recipe_fields_hash_and_errors(tiny, tmp_path):
 
     r = Recipe()
     d = r.model_dump(mode="json")
-    for k in ("sharding", "early_stopping", "val_items", "eval_every", "patience", "min_improvement"):
+    for k in ("sharding", "early_stopping", "val_items", "eval_every", "patience", "min_improvement",
+              "min_delta"):
         del d[k]
     assert r.sha() == sha256_json(d)  # recipes written before the fields keep their hash
     assert Recipe(early_stopping=True).sha() != r.sha() != Recipe(patience=4).sha()
-    for bad in ({"val_items": 0}, {"eval_every": 0}, {"patience": 0}, {"min_improvement": 1.0}):
+    for bad in ({"val_items": 0}, {"eval_every": 0}, {"patience": 0}, {"min_improvement": 1.0},
+                {"min_delta": -0.1}):
         with pytest.raises(ValidationError):
             Recipe(**bad)
     with pytest.raises(InputError) as e:

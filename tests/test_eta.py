@@ -1,11 +1,11 @@
-"""The cost-weighted ETA (study/eta.py) on synthetic runs: cells of very different costs,
+"""The cost-weighted ETA (plan/eta.py) on synthetic runs: cells of very different costs,
 finished in random orders, against the old 'mean of finished cells x cells left' rule."""
 
 from __future__ import annotations
 
 import random
 
-from sftscale.study.eta import CostETA, makespan
+from sftscale.plan.eta import CostETA, makespan
 
 
 def _simulate(planned: dict[str, float], order: list[str], speed: float, noise: float,

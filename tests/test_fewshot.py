@@ -100,8 +100,8 @@ def test_evaluate_fewshot_records_n_shot(tmp_path, tiny_model, gsm8k):
 
 def test_study_cell_passes_fewshot_and_excludes_its_subset(tmp_path, tiny_model, gsm8k):
     from sftscale.config import parse_study
-    from sftscale.study.cells import expand_cells
-    from sftscale.study.runner import StageContext, eval_stage
+    from sftscale.grid.cells import expand_cells
+    from sftscale.study.stages import StageContext, eval_stage
 
     base = "models: [{ref: toy-S}]\ntasks: [{name: toy-math}]\nn: [0, 4]\nseeds: [0]\n"
     plain = expand_cells(parse_study(base))

@@ -355,7 +355,7 @@ def test_cli_bad_csv_exit_2_and_no_output(tmp_path, cli):
 
 
 def test_nullable_dtypes_from_the_study_exporter():
-    """study.export.load_tables gives Int64 n_items, int seeds, nullable boolean scores."""
+    """rundir.export.load_tables gives Int64 n_items, int seeds, nullable boolean scores."""
     rng = np.random.default_rng(6)
     ns = [0, 10, 100, 1000]
     S = simulate_items(rng, "saturating_offset", TRUTH["saturating_offset"], ns, 120)

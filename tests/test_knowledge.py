@@ -246,12 +246,24 @@ bootstrap: {{n_boot: 200}}
     # facts stages trained in two spawned processes give the same table; the start (trained in
     # this process) with the same one torch thread as above: 2 threads round differently, and
     # 670 facts steps at lr 1e-2 turn that into another table
+    # ... and a study run directory holding the same reasoning cell (and, first in order, a
+    # cell of another task) serves as the start: linked, not trained again
+    from sftscale.io import link_tree
+
+    study = tmp_path / "study"
+    link_tree(next((out / "facts" / "base").iterdir()), study / "cells" / "a" / "train")
+    link_tree(out / "starts" / "reasoning-8" / "cell", study / "cells" / "x" / "train")
+    said: list[str] = []
     torch.set_num_threads(1)
     try:
         par = run_knowledge(cfg.model_copy(update={"stage": cfg.stage.model_copy(update={"workers": 2})}),
-                            tmp_path / "par")
+                            tmp_path / "par", log=said.append, reuse=[study])
     finally:
         torch.set_num_threads(threads)
+    ckpt = sorted((tmp_path / "par" / "starts" / "reasoning-8" / "cell" / "ckpt").iterdir())
+    assert ckpt and all(f.stat().st_ino == (study / "cells" / "x" / "train" / "ckpt" / f.name).stat().st_ino
+                        for f in ckpt)
+    assert any("reasoning-8: the study's finished cell x (linked" in m for m in said)
     def scores(t):  # everything but where and how fast the facts stages ran
         return [{k: v for k, v in r.items() if k != "facts_stage"} for r in t["rows"]]
 

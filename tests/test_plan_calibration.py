@@ -1,4 +1,4 @@
-"""Plan calibration (study/calibrate.py, runplan.py), every problem at once and --no-check
+"""Plan calibration (plan/calibrate.py, runplan.py), every problem at once and --no-check
 (offline.py, problems.py), the GPU constants file (gpucal.py), status --plan."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from sftscale.config import parse_study
-from sftscale.study import calibrate as cal
-from sftscale.study.gpucal import gpu_mfu, write_gpu_calibration
+from sftscale.plan import calibrate as cal
+from sftscale.plan.gpucal import gpu_mfu, write_gpu_calibration
 
 
 @pytest.fixture
@@ -77,8 +77,8 @@ n: [0, 16]
 
 
 def test_check_lists_every_problem_with_its_line(tmp_path):
-    from sftscale.study.plan import check_study
-    from sftscale.study.problems import CheckProblems
+    from sftscale.plan.check import check_study
+    from sftscale.plan.problems import CheckProblems
 
     cfg = parse_study(BAD, tmp_path / "bad.yaml")
     with pytest.raises(CheckProblems) as ei:
@@ -105,7 +105,7 @@ n: [0, 100]
 
 
 def test_no_check_estimates_gpu_hours_from_hints(tmp_path, cache):
-    from sftscale.study.offline import DEFAULT_TEST_ITEMS, plan_offline
+    from sftscale.plan.offline import DEFAULT_TEST_ITEMS, plan_offline
 
     cfg = parse_study(PAPERISH, tmp_path / "p.yaml")
     plan = plan_offline(cfg, "H100", None)

@@ -428,6 +428,16 @@ CASES: list[Case] = [
          lambda w: [_fit_run(w), samples_file(w.run).write_text("not json\n"), "report", w.run,
                     "--n-boot", "20"][2:],
          needles=("samples_", "line 1", "not valid JSON")),
+    Case("report refitting a stale fits.json, with a damaged samples file, keeps it",
+         lambda w: [_fit_run(w), set_store(w.run, f"UPDATE items SET correct = 1 - correct WHERE "
+                                           f"cell='{KEY}' AND idx=0"),
+                    samples_file(w.run).write_text("not json\n"), "report", w.run, "--n-boot", "20"][3:],
+         needles=("refitting fits.json", "samples_", "line 1", "not valid JSON")),
+    Case("report beside a user's fits.json", lambda w: [user_file(w, "R/fits.json"), "report", w.run][1:],
+         needles=("R/fits.json", "does not overwrite")),
+    Case("report beside a user's analysis.json",
+         lambda w: [user_file(w, "R/analysis.json"), "report", w.run, "--n-boot", "20"][1:],
+         needles=("R/analysis.json", "does not overwrite")),
     Case("report writes fits.json, analysis.json and report/ only",
          lambda w: ["report", w.run, "--n-boot", "20"], code=0, needles=("report.html",),
          owned=("R/fits.json", "R/analysis.json", "R/report")),
@@ -464,7 +474,7 @@ def _same_text(path: Path, text: str) -> None:
 
 
 def _export_once(w: W) -> bool:
-    from sftscale.study.export import export
+    from sftscale.rundir.export import export
 
     export(w.run, "csv", w.path("X/metrics.csv"))
     return True

@@ -16,9 +16,11 @@ import pytest
 
 from sftscale.config import parse_study
 from sftscale.io import InputError, atomic_write_json, atomic_write_jsonl
-from sftscale.study.cells import expand_cells
-from sftscale.study.runner import CellRunner, StageContext, run_study
+from sftscale.grid.cells import expand_cells
+from sftscale.rundir.stagespec import StageContext
+from sftscale.study.runner import CellRunner, run_study
 from sftscale.study.search import choose, validation_ids
+from sftscale.study.stages import with_runs
 from sftscale.train import recipe_with
 
 # the validation score a fake candidate gets, by lr: 3e-4 is the best
@@ -78,7 +80,7 @@ def fake_eval(cell, ctx: StageContext) -> None:
         "accuracy,none": sum(r["correct"] for r in rows) / len(rows), "format_rate,none": 1.0}}})
 
 
-FAKE = CellRunner(train=fake_train, evaluate=fake_eval)
+FAKE = CellRunner(stages=with_runs(train=fake_train, eval=fake_eval))
 
 
 @pytest.fixture
@@ -129,7 +131,7 @@ def test_picks_the_best_validation_score_on_training_items_only(tmp_path, no_tes
 
 def test_status_export_and_report_show_the_choice(tmp_path):
     from sftscale.report.html import _search_table
-    from sftscale.study.export import load_tables
+    from sftscale.rundir.export import load_tables
     from sftscale.study.status import status_rows
 
     run_study(parse_study(STUDY), out=tmp_path, runner=FAKE, progress=False, check=False)
@@ -150,8 +152,8 @@ def test_status_export_and_report_show_the_choice(tmp_path):
 def test_a_choice_at_the_edge_of_the_grid_is_flagged_in_status_export_and_report(tmp_path):
     """3e-4 is the best score; a grid that starts there has not bracketed its optimum."""
     from sftscale.report.html import _search_table
-    from sftscale.study.export import load_tables
-    from sftscale.study.searchspec import describe_choice, grid_edges
+    from sftscale.rundir.export import load_tables
+    from sftscale.grid.searchspec import describe_choice, grid_edges
     from sftscale.study.status import status_rows
 
     assert grid_edges({"lr": [3e-4, 1e-3, 3e-3]}, {"lr": 3e-4}) == {"lr": "low"}
@@ -233,7 +235,7 @@ def test_no_room_for_the_validation_split_is_an_input_error():
 
 
 def test_plan_rejects_an_invalid_candidate():
-    from sftscale.study.plan import check_study
+    from sftscale.plan.check import check_study
 
     with pytest.raises(InputError, match="recipe_search"):
         check_study(parse_study(STUDY.replace("1.0e-4,", "-1.0,")))

@@ -22,6 +22,7 @@ from sftscale.config import parse_study
 from sftscale.io import atomic_write_json, atomic_write_jsonl
 from sftscale.report import write_report
 from sftscale.study.runner import CellRunner, run_study
+from sftscale.study.stages import with_runs
 
 STUDY = """\
 name: synthetic
@@ -87,14 +88,23 @@ KNOWLEDGE = {
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("rep")
+def study(tmp_path_factory) -> Path:
+    """A finished run directory (store, exports, sample files, a knowledge table), no fits yet;
+    copy it before writing into it."""
+    tmp = tmp_path_factory.mktemp("study")
     cfg = parse_study(STUDY, "synthetic.yaml")
-    res = run_study(cfg, out=tmp / "run", runner=CellRunner(train=train_stage, evaluate=eval_stage),
+    res = run_study(cfg, out=tmp / "run", runner=CellRunner(stages=with_runs(train=train_stage, eval=eval_stage)),
                     progress=False, check=False)
     assert res.counts["done"] == 9
     atomic_write_json(tmp / "run" / "knowledge" / "table.json", KNOWLEDGE)
-    return write_report(tmp / "run", n_boot=200)
+    return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def report(study, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("rep") / "run"
+    shutil.copytree(study, run)
+    return write_report(run, n_boot=200)
 
 
 def test_report_files_and_measured_numbers(report: Path):
@@ -173,3 +183,184 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path):
     rgb = (img[..., :3] * 255).astype(np.uint8).reshape(-1, 3)
     assert len(np.unique(rgb[::7], axis=0)) > 50
     assert (rgb.min(axis=1) < 200).mean() > 0.02
+
+
+# --- one fit for `sftscale fit` and `sftscale report`: reuse, or refit and say why --------------
+def _invoke(*args: object):
+    from typer.testing import CliRunner
+
+    from sftscale.cli import app
+
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    assert res.exit_code == 0, res.output
+    return res
+
+
+def _copy(study: Path, tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(study, run)
+    return run
+
+
+def _flip_one_item(run: Path) -> None:
+    """A result changes after fits.json was written: one item of one cell is rescored."""
+    import sqlite3
+
+    with sqlite3.connect(run / "study.sqlite") as c:
+        cell = c.execute("SELECT key FROM cells WHERE n = 64 AND seed = 0").fetchone()[0]
+        c.execute("UPDATE items SET correct = 1 - correct WHERE cell = ? AND idx = 0", (cell,))
+
+
+def test_report_reuses_a_fits_json_that_fit_wrote_with_other_settings(study, tmp_path):
+    run = _copy(study, tmp_path)
+    _invoke("fit", run, "--form", "power", "--level", "0.8", "--target", "0.3", "--n-boot", "50")
+    fits, analysis = (run / "fits.json").read_bytes(), (run / "analysis.json").read_bytes()
+    doc = json.loads(fits)
+    assert doc["settings"]["forms"] == ["power"] and doc["settings"]["level"] == 0.8
+    assert doc["settings"]["targets"] == [0.3] and doc["written_by"] == "sftscale fit"
+    assert len(doc["inputs"]["sha256"]) == 64 and doc["inputs"]["item_rows"] == 9 * 150
+    res = _invoke("report", run, "--n-boot", "50")
+    assert (run / "fits.json").read_bytes() == fits and (run / "analysis.json").read_bytes() == analysis
+    assert res.stderr.count("\n") == 1 and "reusing fits.json, written by sftscale fit" in res.stderr
+    page = (run / "report" / "report.html").read_text()
+    assert "Fits: fits.json reused, written by sftscale fit (forms power; every metric; 80% intervals" in page
+    assert "<td class=l>power" in page and "<td class=l>saturating" not in page  # fit's forms, not the report's
+    assert "Intervals: 80% bootstrap percentiles" in page
+
+
+def test_report_refits_a_stale_fits_json_with_its_settings_and_says_why(study, tmp_path):
+    run = _copy(study, tmp_path)
+    _invoke("fit", run, "--form", "power", "--level", "0.8", "--target", "0.3", "--n-boot", "50")
+    old = json.loads((run / "fits.json").read_text())
+    _flip_one_item(run)
+    res = _invoke("report", run, "--n-boot", "50")
+    line = res.stderr.strip()
+    assert "\n" not in line and line.startswith("refitting fits.json: the results changed since it was written")
+    assert "with the settings it recorded (forms power; every metric; 80% intervals" in line
+    new = json.loads((run / "fits.json").read_text())
+    assert new["settings"] == old["settings"] and new["written_by"] == "sftscale report"
+    assert new["inputs"]["sha256"] != old["inputs"]["sha256"]
+    assert json.loads((run / "analysis.json").read_text())["inputs"]["sha256"] == new["inputs"]["sha256"]
+    assert {f["form"] for f in new["fits"]} == {"power"} and new["fits"][0]["targets"][0]["target"] == 0.3
+    page = (run / "report" / "report.html").read_text()
+    assert "Fits: fits.json refitted for this report because the results changed since it was written" in page
+    # fresh again: the next report reuses what this one wrote, and says nothing about refitting
+    res = _invoke("report", run, "--n-boot", "50")
+    assert "reusing fits.json, written by sftscale report" in res.stderr and "refitting" not in res.stderr
+
+
+def test_report_refits_a_fits_json_without_an_input_hash(study, tmp_path):
+    """A fits.json of an older sftscale (version 1: no settings, no inputs) cannot be checked."""
+    run = _copy(study, tmp_path)
+    _invoke("fit", run, "--form", "power", "--n-boot", "20")
+    doc = json.loads((run / "fits.json").read_text())
+    for k in ("settings", "inputs", "written_by"):
+        del doc[k]
+    doc["version"] = 1
+    (run / "fits.json").write_text(json.dumps(doc))
+    lines = []
+    write_report(run, n_boot=50, say=lines.append)
+    assert len(lines) == 1 and "written by an older sftscale, without a hash of its inputs" in lines[0]
+    assert "this command's settings (forms power, saturating, saturating_offset, loglinear" in lines[0]
+    doc = json.loads((run / "fits.json").read_text())
+    assert doc["settings"]["metric_of"] == {"toy-math": "accuracy"}
+    # one of another sftscale version is refitted too: its numbers may come from other code
+    doc["sftscale_version"] = "0.0.1"
+    (run / "fits.json").write_text(json.dumps(doc))
+    lines.clear()
+    write_report(run, n_boot=50, say=lines.append)
+    assert len(lines) == 1 and "it was written by sftscale 0.0.1 (this is " in lines[0]
+
+
+def test_the_input_hash_is_of_the_tables_not_their_row_order(study):
+    from sftscale.fit.run import input_hash, load_fit_inputs
+
+    inp = load_fit_inputs(study)
+    assert inp.sha256 == input_hash(inp.long.iloc[::-1], inp.items.sample(frac=1, random_state=0))
+    assert inp.sha256 != input_hash(inp.long.assign(value=inp.long["value"] + 1e-9), inp.items)
+
+
+# --- extension points: a form and a section, each added in one place ---------------------------
+def test_a_registered_form_is_fitted_joined_and_reported_with_no_other_edit(study, tmp_path):
+    from dataclasses import dataclass
+
+    import pandas as pd
+
+    from sftscale.fit.forms import FORMS, Form, default_forms, register_form
+    from sftscale.fit.joint import joint_fits
+
+    @dataclass(frozen=True)
+    class ErrorPower(Form):
+        """err = A N^-alpha: a form that no module of sftscale names."""
+
+        name: str = "error_power"
+        theta_names: tuple[str, ...] = ("log_A", "alpha")
+        public_names: tuple[str, ...] = ("A", "alpha")
+        space: str = "log(1 - metric) vs log(N)"
+        fit_space: str = "log_error"
+        exponent: str | None = "alpha"
+
+        def f(self, theta, n):
+            return theta[:, :1] - theta[:, 1:2] * np.log(n)[None, :]
+
+        def jac(self, theta, n):
+            ln = np.broadcast_to(np.log(n)[None, :], (theta.shape[0], n.size))
+            return np.stack([np.ones_like(ln), -ln], -1)
+
+        def bounds(self):
+            return np.array([-20.0, 0.0]), np.array([10.0, 5.0])
+
+        def starts(self, n, z):
+            d, c = np.polyfit(np.log(n), z, 1)
+            return np.array([[c, max(-d, 0.01)], [float(np.mean(z)), 0.1]])
+
+        def public(self, theta):
+            out = np.array(theta, float, copy=True)
+            out[..., 0] = np.exp(out[..., 0])
+            return out
+
+        def n_for(self, theta, target):
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                n = np.exp((theta[:, 0] - np.log(1.0 - target)) / theta[:, 1])
+            return np.where(theta[:, 1] > 0, n, np.inf)
+
+    register_form(ErrorPower())
+    try:
+        assert default_forms()[-1] == "error_power"
+        with pytest.raises(ValueError, match="already registered"):
+            register_form(ErrorPower())
+        run = _copy(study, tmp_path)
+        # fit: fitted by default, with the parameters it declares
+        _invoke("fit", run, "--n-boot", "50")
+        ep = [f for f in json.loads((run / "fits.json").read_text())["fits"] if f["form"] == "error_power"]
+        assert {f["metric"] for f in ep} == {"accuracy", "format_rate"}
+        acc = next(f for f in ep if f["metric"] == "accuracy")
+        assert acc["params"]["alpha"] > 0 and acc["r2_metric"] > 0.8 and acc["param_ci"]["alpha"][0] > 0
+        # joint: its declared exponent is compared across models
+        long = pd.read_csv(run / "export.csv")
+        two = pd.concat([long, long.assign(model="big", value=long["value"] * 0.9)])
+        j = joint_fits(two[two["metric"] == "accuracy"], form="error_power", n_boot=50)
+        assert j[0]["exponent"] == "alpha" and j[0]["models"][0]["exponent"]["mid"] > 0
+        assert j[0]["differences"][0]["diff"] is not None
+        # report: its own fit includes the form, in the table and in the selection
+        (run / "fits.json").unlink()
+        page = write_report(run, n_boot=50).read_text()
+        assert "<td class=l>error_power" in page
+        rep = json.loads((run / "fits.json").read_text())
+        assert "error_power" in rep["settings"]["forms"]
+        assert any(f["form"] == "error_power" and f["selection"]["eligible"] for f in rep["fits"])
+    finally:
+        FORMS.pop("error_power", None)
+
+
+def test_a_new_section_is_one_function_and_one_list_entry(study, tmp_path, monkeypatch):
+    from sftscale.report import ReportData, sections
+
+    def cells_measured(d: ReportData) -> str:
+        cells = d.metrics.drop_duplicates(["model", "task", "n", "seed"])
+        return f"<h2>Cells measured</h2><p id=cells>{len(cells)} cells, fits by {d.fits['written_by']}</p>"
+
+    monkeypatch.setattr(sections, "SECTIONS", [*sections.SECTIONS[:-1], cells_measured, sections.SECTIONS[-1]])
+    page = write_report(_copy(study, tmp_path), n_boot=50).read_text()
+    assert "<p id=cells>9 cells, fits by sftscale report</p>" in page
+    assert page.index("<h2>Sample responses") < page.index("<h2>Cells measured") < page.index("<h2>Files")

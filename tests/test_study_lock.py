@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from sftscale.study.lock import RunDirBusy, RunLock
+from sftscale.rundir.lock import RunDirBusy, RunLock
 
 HOLD = """
 import sys, time
-from sftscale.study.lock import RunLock
+from sftscale.rundir.lock import RunLock
 RunLock(sys.argv[1]).acquire()
 print("held", flush=True)
 time.sleep(float(sys.argv[2]))

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from sftscale.config import parse_study
 from sftscale.io import InputError
-from sftscale.study.plan import GPUS, check_study, count_params, plan_study
-from sftscale.study.taskdata import study_task
+from sftscale.plan.check import GPUS, check_study, count_params, plan_study
+from sftscale.tasks.taskdata import study_task
 
 
 def _model_dir(tmp_path: Path) -> Path:

@@ -23,10 +23,10 @@ from typer.testing import CliRunner
 
 from sftscale.config import parse_study
 from sftscale.io import atomic_write_json
-from sftscale.study.lock import RunLock
+from sftscale.rundir.lock import RunLock
 from sftscale.study.runner import CellRunner, run_study
+from sftscale.study.stages import with_runs
 from sftscale.study.status import FILES_MISSING, status_rows
-from sftscale.study.store import Store
 
 from study_helpers import RUNNER, STUDY, cell_states, cheap_eval, cheap_train, reap, table
 
@@ -133,7 +133,7 @@ def test_changed_or_missing_weights_retrain(tmp_path, reference, caplog, damage)
         r = _run(out)
     assert r.ran == 1 and r.counts["done"] == N_CELLS and not r.failed
     msgs = [m for m in caplog.messages if KEY in m]
-    assert len(msgs) == 1 and "checkpoint" in msgs[0] and "retraining" in msgs[0]
+    assert len(msgs) == 1 and "train/ckpt " in msgs[0] and "rerunning its train, eval" in msgs[0]
     assert table(out) == table(reference)
     assert _ckpt(out).read_bytes() == _ckpt(reference).read_bytes()
 
@@ -147,7 +147,8 @@ def test_missing_results_re_evaluate_only(tmp_path, reference, caplog):
         r = _run(out)
     assert r.ran == 1 and r.counts["done"] == N_CELLS
     msgs = [m for m in caplog.messages if KEY in m]
-    assert len(msgs) == 1 and "results file missing" in msgs[0] and "re-evaluating" in msgs[0]
+    assert len(msgs) == 1 and "eval/results_t.json missing" in msgs[0]
+    assert "rerunning its eval stage" in msgs[0]
     assert _ckpt(out).stat().st_mtime_ns == stamp  # not retrained
     assert table(out) == table(reference)
 
@@ -180,22 +181,6 @@ def test_failed_cell_with_its_inputs_gone_is_recovered_by_retry_failed(tmp_path,
     assert not (out / "cells" / KEY / "error.txt").exists()  # the stale traceback is gone
 
 
-def test_a_store_without_the_checkpoint_column_opens_and_is_filled_in(tmp_path, reference):
-    out = tmp_path / "run"
-    _run(out)
-    db = sqlite3.connect(out / "study.sqlite")
-    db.execute("ALTER TABLE cells DROP COLUMN ckpt_sha")  # as written before this change
-    db.commit()
-    db.close()
-    assert status_rows(out)[1]["done"] == N_CELLS  # readable as it is
-    r = _run(out)
-    assert r.ran == 0 and table(out) == table(reference)
-    with Store(out / "study.sqlite", readonly=True) as st:
-        assert all(len(c["ckpt_sha"]) == 64 for c in st.cells())
-    _ckpt(out).write_bytes(b"changed")
-    assert _run(out).ran == 1  # and now checked
-
-
 # --- 3. damaged, missing and read-only stores ------------------------------------------------
 
 def timed_train(cell, ctx) -> None:
@@ -211,7 +196,7 @@ def timed_eval(cell, ctx) -> None:
                       {**res, "total_evaluation_time_seconds": "2.5", "end_time": 1.7e9})
 
 
-TIMED = CellRunner(train=timed_train, evaluate=timed_eval)
+TIMED = CellRunner(stages=with_runs(train=timed_train, eval=timed_eval))
 
 
 @pytest.fixture
@@ -289,7 +274,7 @@ READ_ONLY_CHECK = """
 import json, sys
 from pathlib import Path
 from sftscale.io import InputError
-from sftscale.study.export import export, load_tables
+from sftscale.rundir.export import export, load_tables
 from sftscale.study.status import status_rows
 run, elsewhere = Path(sys.argv[1]), Path(sys.argv[2])
 rows, counts = status_rows(run)
@@ -355,9 +340,9 @@ def test_readonly_store_falls_back_to_immutable(tmp_path, monkeypatch):
 
 def test_sigterm_is_handled_like_ctrl_c(tmp_path, reference):
     study, out = _study_file(tmp_path), tmp_path / "run"
-    proc = _cli(["run", str(study), "--out", str(out), "--no-progress"], "--hook", f"eval@{KEY}")
+    proc = _cli(["run", str(study), "--out", str(out), "--no-progress"], "--hook", f"eval.written@{KEY}")
     try:
-        _wait_until((out / ".hook-eval").exists, "the eval hook", proc)
+        _wait_until((out / ".hook-eval.written").exists, "the eval hook", proc)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
@@ -369,7 +354,7 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path, reference):
     states = cell_states(out)
     assert "running" not in states.values() and states[KEY] == "pending"
     assert (out / "cells" / KEY / "eval.tmp").is_dir()
-    (out / ".hook-eval").unlink()
+    (out / ".hook-eval.written").unlink()
     r = _run(out)
     assert r.counts["done"] == N_CELLS and table(out) == table(reference)
 

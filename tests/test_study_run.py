@@ -21,7 +21,7 @@ import pytest
 
 from sftscale.config import load_study
 from sftscale.io import sha256_file
-from sftscale.study.export import load_tables
+from sftscale.rundir.export import load_tables
 from sftscale.study.runner import run_study
 from study_helpers import cell_states, reap, run_on_ray
 
@@ -138,7 +138,7 @@ def test_sigkill_during_training_and_evaluation_then_resume(study, reference):
     assert (out / "cells" / CELLS[1] / "train.tmp").is_dir()  # partial, never renamed
     assert not (out / "cells" / CELLS[1] / "train").exists()
     # 2) killed after the last cell's evaluation wrote its files, before they were moved in
-    _run_until_hook_then_kill(study, out, "eval@n8__s1")
+    _run_until_hook_then_kill(study, out, "eval.written@n8__s1")
     st = cell_states(out)
     assert [st[k] for k in CELLS] == ["done", "done", "running"]
     assert (out / "cells" / CELLS[2] / "eval.tmp").is_dir()

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from sftscale.config import parse_study
 from sftscale.io import InputError
-from sftscale.study.export import export, load_tables
+from sftscale.rundir.export import export, load_tables
 from sftscale.study.runner import run_study
 from sftscale.study.status import status_rows
-from sftscale.study.store import Store
+from sftscale.rundir.store import Store
 
 from study_helpers import RUNNER, STUDY, table as _table
 
@@ -158,7 +158,7 @@ def test_cli_status_and_export(tmp_path):
 
 
 def test_failed_export_logs_a_warning_naming_the_file(tmp_path, monkeypatch, caplog):
-    import sftscale.study.export as export_mod
+    import sftscale.rundir.export as export_mod
 
     def broken(run_dir):
         raise OSError("disk full")
@@ -176,6 +176,7 @@ def test_failed_export_logs_a_warning_naming_the_file(tmp_path, monkeypatch, cap
 def test_stages_and_the_reporter_share_one_progress_event(tmp_path):
     from sftscale.events import ProgressEvent
     from sftscale.study.runner import CellRunner
+    from sftscale.study.stages import with_runs
     from study_helpers import cheap_eval, cheap_train
 
     seen: list[ProgressEvent] = []
@@ -202,12 +203,14 @@ def test_stages_and_the_reporter_share_one_progress_event(tmp_path):
         cheap_train(cell, ctx)
 
     hooked: list[tuple[str, str]] = []
-    runner = CellRunner(train=train_reporting, evaluate=cheap_eval,
+    runner = CellRunner(stages=with_runs(train=train_reporting, eval=cheap_eval),
                         hooks=lambda point, run_dir, key: hooked.append((point, key)))
     cfg = parse_study(STUDY, "cheap.yaml")
     run_study(cfg, out=tmp_path / "run", runner=runner, progress=Recorder(), check=False)
     key = "m1__toy-math__n8__s3"
     mine = [ev.describe() for ev in seen if ev.cell == key]
     assert mine[0] == "train" and "train step 2/2" in mine and mine[-2:] == ["eval", "score"]
-    assert [p for p, k in hooked if k == key] == ["train", "eval", "commit"]
-    assert [p for p, k in hooked if k == "m1__toy-math__n0"] == ["eval", "commit"]
+    assert [p for p, k in hooked if k == key] == ["train", "train.written", "eval.written",
+                                                  "commit"]
+    assert [p for p, k in hooked if k == "m1__toy-math__n0"] == ["train.written", "eval.written",
+                                                                 "commit"]

@@ -30,7 +30,7 @@ def test_workers_setting_parses_and_does_not_change_cells():
     base = parse_study(STUDY, "a.yaml")
     withw = parse_study(STUDY + "executor: {kind: local, workers: 2, threads: 1}\n", "b.yaml")
     assert withw.executor.workers == 2 and withw.executor.threads == 1
-    from sftscale.study.cells import expand_cells
+    from sftscale.grid.cells import expand_cells
 
     assert [c.spec_hash for c in expand_cells(base, {"toy-math": 10_000})] == \
         [c.spec_hash for c in expand_cells(withw, {"toy-math": 10_000})]

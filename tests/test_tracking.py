@@ -30,7 +30,8 @@ from study_helpers import cheap_eval, cheap_train
 from sftscale.config import parse_study
 from sftscale.io import InputError, atomic_write_json
 from sftscale.study.runner import CellRunner, run_study
-from sftscale.study.store import Store
+from sftscale.study.stages import with_runs
+from sftscale.rundir.store import Store
 
 VENV_BIN = Path(sys.executable).parent
 STUDY = """\
@@ -61,7 +62,7 @@ def train_with_curve(cell, ctx) -> None:
     atomic_write_json(ctx.out / "train_meta.json", meta)
 
 
-RUNNER = CellRunner(train=train_with_curve, evaluate=cheap_eval)
+RUNNER = CellRunner(stages=with_runs(train=train_with_curve, eval=cheap_eval))
 
 
 def store_metrics(run_dir: Path) -> dict[str, dict[str, float]]:
@@ -155,7 +156,7 @@ def test_mlflow_parent_and_child_runs_on_a_real_server(mlflow_server, tmp_path, 
 
     children = {r.info.run_name: r for r in runs
                 if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
-    from sftscale.study.cells import expand_cells
+    from sftscale.grid.cells import expand_cells
 
     cells = {c.key: c for c in expand_cells(cfg)}
     assert sorted(children) == sorted(cells)
@@ -338,7 +339,7 @@ def test_wandb_offline_and_default_mlflow_store_at_once(tmp_path, monkeypatch):
     assert state["mode"] == "offline" and state["mode_reason"] == "$WANDB_MODE"
     files = sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     runs = {r["name"]: r for r in map(wandb_run, files)}
-    from sftscale.study.cells import expand_cells
+    from sftscale.grid.cells import expand_cells
 
     cells = {c.key: c for c in expand_cells(cfg)}
     assert sorted(runs) == sorted([*cells, "tracked"])

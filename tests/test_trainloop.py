@@ -12,7 +12,7 @@ import torch
 
 from sftscale.testing import tiny_llama
 from sftscale.train.examples import IGNORE
-from sftscale.train.loop import LoopConfig, collate, lr_at, token_loss_sum, train_loop
+from sftscale.train.loop import LoopConfig, collate, lr_at, segments, token_loss_sum, train_loop
 
 
 def sft_examples(n: int = 16, seed: int = 1, vocab: int = 97):
@@ -87,21 +87,28 @@ def test_loss_with_logits_to_keep_equals_full_logits():
 
 
 def test_packed_rows_do_not_attend_across_examples():
-    """A packed row's loss equals the sum of its examples' losses run one by one."""
-    m = tiny_llama().eval()
+    """One step on a packed row: its loss is the token mean over its examples run one by one,
+    and the update equals that of the same examples given unpacked in one batch."""
     ex = sft_examples(3, seed=7)
     row = ([t for x, _ in ex for t in x], [t for _, y in ex for t in y],
            [p for x, _ in ex for p in range(len(x))])
+    assert [tuple(map(tuple, s)) for s in segments(row)] == [(tuple(x), tuple(y)) for x, y in ex]
+    m = tiny_llama().eval()
     with torch.no_grad():
-        packed, n_packed = token_loss_sum(m, collate([row], 0))
-        # each example starts with a masked prompt token, so no loss crosses a boundary
         single = [token_loss_sum(m, collate([e], 0)) for e in ex]
-    assert n_packed == sum(n for _, n in single)
-    assert float(packed) == pytest.approx(sum(float(l) for l, _ in single), rel=1e-4)
-    # control: the same row without position_ids (one long sequence) gives another loss
+    want = sum(float(l) for l, _ in single) / sum(n for _, n in single)
+    cfg = LoopConfig(steps=1, lr=1e-2, batch_size=1, micro_batch_size=1, max_grad_norm=None)
+    packed_model, plain_model = tiny_llama(), tiny_llama()
+    res = train_loop(packed_model, [row], cfg, pad_id=0)
+    assert res.losses[0] == pytest.approx(want, rel=1e-5)
+    assert res.tokens_seen == len(row[0])
+    train_loop(plain_model, ex, LoopConfig(**{**cfg.to_dict(), "batch_size": 3,
+                                               "micro_batch_size": 3}), pad_id=0)
+    assert max_param_diff(packed_model, plain_model) < 1e-6
+    # control: the same row read as one long sequence gives another loss
     with torch.no_grad():
         leaky, _ = token_loss_sum(m, collate([row[:2]], 0))
-    assert abs(float(leaky) - float(packed)) > 1e-3
+    assert abs(float(leaky) / sum(n for _, n in single) - want) > 1e-3
 
 
 def test_all_masked_batch_raises():

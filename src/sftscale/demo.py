@@ -80,13 +80,14 @@ def run_demo(out: Path, quick: bool = False, n_boot: int = 1000, progress: bool 
     kpath = studies_dir() / "knowledge-toy-quick.yaml"
     kfile = "knowledge-toy-full.yaml" if full else "knowledge-toy.yaml"  # --full: more people and seeds
     kcfg = load_config(kpath if quick and kpath.exists() else studies_dir() / kfile)
-    run_knowledge(kcfg, out / "knowledge")
+    run_knowledge(kcfg, out / "knowledge", reuse=[out / "study"])  # its start: a study cell
     times["knowledge experiment"] = time.perf_counter() - t
 
     t = time.perf_counter()
     con.rule("[bold]3/3 fits, analysis, report")
     report = write_report(out / "study", knowledge_dir=out / "knowledge", n_boot=n_boot,
-                          title="sftscale demo: the paper in miniature")
+                          title="sftscale demo: the paper in miniature",
+                          say=lambda line: con.print(line, markup=False, highlight=False))
     times["fits + report"] = time.perf_counter() - t
 
     from rich.table import Table
@@ -109,15 +110,19 @@ def run_demo(out: Path, quick: bool = False, n_boot: int = 1000, progress: bool 
 def print_headline(run_dir: Path, con: Console) -> None:
     """The findings in the terminal: per task, where format saturates, accuracy at the smallest
     and largest N, the forecast at 2x, N for the targets (or "cannot forecast") and the backtest."""
-    import json
-
     from .fit.answers import answers_table
+    from .fit.run import read_analysis, read_fits
+    from .rundir import layout
 
     try:
-        fits = json.loads((run_dir / "fits.json").read_text(encoding="utf-8"))
-        analysis = json.loads((run_dir / "analysis.json").read_text(encoding="utf-8"))
+        fits = read_fits(layout.fits_path(run_dir))
     except (OSError, ValueError):
         return
-    if (fits.get("forecasts") or {}).get("curves"):
-        con.print(answers_table(fits["forecasts"], analysis, short=True,
+    try:
+        analysis = read_analysis(layout.analysis_path(run_dir))
+    except (OSError, ValueError):
+        analysis = None
+    forecasts = fits.get("forecasts")
+    if forecasts is not None and forecasts["curves"]:
+        con.print(answers_table(forecasts, analysis, short=True,
                                 title="what the demo measured and forecasts (details: the report)"))

@@ -228,6 +228,21 @@ def remove_path(p: str | os.PathLike) -> None:
         shutil.rmtree(p)
 
 
+def link_tree(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy the tree ``src`` to ``dst`` as hard links (a plain copy where linking fails, e.g.
+    across file systems). A linked file is shared: replace it (``atomic_write_*``), never
+    write through it."""
+    import shutil
+
+    def link_or_copy(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, dirs_exist_ok=True, copy_function=link_or_copy)
+
+
 def fresh_dir(p: str | os.PathLike) -> Path:
     """``p`` as a new, empty directory (whatever was there is removed first)."""
     remove_path(p)

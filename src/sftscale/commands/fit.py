@@ -1,15 +1,20 @@
 """``sftscale fit``: scaling-law fits (fits.json) and the style/substance analysis (analysis.json).
 
 Input: a long CSV (model, task, metric, n, value[, seed, n_items]) from any tool, or a run
-directory (``export.csv`` / ``items.jsonl`` there, or the study exporter). Outputs go beside
-the CSV or into the run directory (``fits.json``, ``analysis.json``) unless ``--out`` names a
-file for fits.json: then the analysis is written beside it, named after it
-(``--out X/f.json`` -> ``X/f.analysis.json``), and nothing else. A file at one of those
-paths that sftscale did not write (not a fits or analysis document) is never overwritten: the
-command stops before any work (exit 2). All options and inputs are checked before fitting:
-``--target`` must be finite and, for a rate metric (``fit.data.is_rate``), strictly between 0
-and 1; ``--at`` a finite N > 0; rate values in [0, 1]; duplicate rows are an error or dropped
-with a warning (``fit.data``).
+directory (its store, or ``export.csv`` / ``items.jsonl`` there). Outputs go beside the CSV or
+into the run directory (``fits.json``, ``analysis.json``) unless ``--out`` names a file for
+fits.json: then the analysis is written beside it, named after it (``--out X/f.json`` ->
+``X/f.analysis.json``, ``fit.run.analysis_path``), and nothing else. The work is
+``fit.run.fit_run_dir``, which ``sftscale report`` shares: fits.json records the settings and
+a hash of the inputs, so the report reuses it while the results are unchanged.
+
+A file at one of those paths that sftscale did not write (not a fits or analysis document) is
+never overwritten: the command stops before any work (exit 2). All options and inputs are
+checked before fitting: ``--target`` must be finite (here) and, for a rate metric
+(``fit.data.is_rate``), strictly between 0 and 1 (``fit.run.check_settings``); ``--at`` a
+finite N > 0; rate values in [0, 1]; duplicate rows are an error or dropped with a warning
+(``fit.data``). Above ``fit.progress.SUMMARY_OVER`` curves it prints a summary instead of a
+table row per fit (``fit.progress.print_summary``).
 
 Per-item scores (``--items``, or found in the run directory) are used only for the curves of
 the table: rows for other curves are dropped, and every mismatch (items for no curve, curves
@@ -27,6 +32,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+from ..schema import AnalysisDoc, FitsDoc
 
 
 def register(app: typer.Typer) -> None:
@@ -50,9 +57,8 @@ def register(app: typer.Typer) -> None:
                                       help="also write analysis.json when items have format_ok/correct"),
     ) -> None:
         """Fit scaling laws with bootstrap intervals; write fits.json and print a table."""
-        from ..fit.data import load_inputs, match_items
-        from ..fit.fitting import fits_document
-        from ..io import InputError, atomic_write_json
+        from ..fit.run import FitSettings, fit_run_dir
+        from ..io import InputError
 
         if not 0 < level < 1:
             raise InputError(None, f"--level must be in (0, 1), got {level}", field="level")
@@ -69,76 +75,14 @@ def register(app: typer.Typer) -> None:
                                  "> 0)", field="--at")
         if n_boot < 0:
             raise InputError(None, f"--n-boot must be >= 0, got {n_boot}", field="n-boot")
-        forms = [f.strip() for x in form for f in x.split(",") if f.strip()] or None
-        fits_path, analysis_path = _output_paths(src, out)  # refused before any work
-        long_df, items_df, out_dir = load_inputs(src, items)
-        asked = long_df if metric is None else long_df[long_df["metric"] == metric]
-        if metric is not None and not len(asked):
-            raise InputError(src, f"no rows of metric {metric!r} (the table has: "
-                             f"{', '.join(sorted(set(long_df['metric'])))})", field="--metric")
-        _check_targets(target, asked)
-        read_warnings = long_df.attrs.get("input_warnings", []) + (
-            items_df.attrs.get("input_warnings", []) if items_df is not None else [])
-        items_df, warnings = match_items(asked if len(asked) else long_df, items_df,
-                                         items if items is not None else "of the run directory")
-        warnings = read_warnings + warnings
-        if analysis and items_df is not None and not {"format_ok", "correct"} <= set(items_df.columns):
-            warnings.append("no analysis.json: the per-item scores need both 'format_ok' and "
-                            "'correct' columns")
-        _warn(warnings)
-        from ..fit.progress import SUMMARY_OVER, n_curves, print_summary, run_fits
-        # fit_table, joint_fits and forecast_table, curve by curve under a progress bar
-        results, joint, forecasts = run_fits(long_df, items_df, metric=metric, forms=forms,
-                                             n_boot=n_boot, seed=seed, level=level,
-                                             targets=target, forecast_level=forecast_level)
-        doc = fits_document(results, targets=target, predict_at=at, source=str(src), joint=joint,
-                            forecasts=forecasts)
-        if warnings:
-            doc["input_warnings"] = warnings
-        analysis_doc = None
-        if analysis and items_df is not None and {"format_ok", "correct"} <= set(items_df.columns):
-            from ..fit.analysis import style_substance
-            analysis_doc = style_substance(items_df, n_boot=n_boot, seed=seed, level=level)
-        atomic_write_json(fits_path, doc)
-        if analysis_doc is not None:
-            atomic_write_json(analysis_path, analysis_doc)
-        big = n_curves(long_df, metric) > SUMMARY_OVER  # a summary, not a row per fit
-        (print_summary if big else _print)(doc, analysis_doc, fits_path, analysis_path)
+        forms = tuple(f.strip() for x in form for f in x.split(",") if f.strip()) or None
+        settings = FitSettings(forms=forms, metric=metric, targets=tuple(target), at=tuple(at), n_boot=n_boot,
+                               seed=seed, level=level, forecast_level=forecast_level, analysis=analysis)
+        res = fit_run_dir(src, settings, items=items, out=out, warn=lambda w: _warn([w]))
+        from ..fit.progress import SUMMARY_OVER, n_curves, print_summary
 
-
-def _output_paths(src: Path, out: Path | None) -> tuple[Path, Path]:
-    """(fits.json, analysis.json) paths: ``--out`` and ``<its stem>.analysis.json`` beside it,
-    else ``fits.json`` and ``analysis.json`` in the run directory or beside the CSV. A file
-    there that sftscale did not write (not a fits/analysis document) is never overwritten:
-    InputError before any work."""
-    from ..io import InputError, check_owned, json_with_keys
-
-    if out is not None:
-        if out.is_dir():
-            raise InputError(out, "is a directory; --out takes the path of the fits.json to "
-                             "write", field="--out")
-        fits_path, analysis_path = out, out.with_name(f"{out.stem}.analysis.json")
-    else:
-        where = src if src.is_dir() else src.parent
-        fits_path, analysis_path = where / "fits.json", where / "analysis.json"
-    check_owned(fits_path, json_with_keys("version", "fits"), "a fits.json of sftscale fit",
-                field="--out" if out is not None else None)
-    check_owned(analysis_path, json_with_keys("groups"), "an analysis.json of sftscale fit",
-                field="--out" if out is not None else None)
-    return fits_path, analysis_path
-
-
-def _check_targets(targets: list[float], rows) -> None:
-    """Each ``--target`` within the range of every fitted metric: strictly between 0 and 1
-    for a rate (``fit.data.is_rate``: 0 and 1 are never reached by a forecast)."""
-    from ..fit.data import is_rate
-    from ..io import InputError
-
-    rates = sorted(m for m in set(rows["metric"]) if is_rate(m))
-    for t in targets:
-        if rates and not 0 < t < 1:
-            raise InputError(None, f"{t:g} is outside the range of {rates[0]!r}: a rate's target "
-                             "lies strictly between 0 and 1 (e.g. 0.8 for 80%)", field="--target")
+        big = n_curves(res.inputs.long, metric) > SUMMARY_OVER  # a summary, not a row per fit
+        (print_summary if big else _print)(res.fits, res.analysis, res.fits_path, res.analysis_path)
 
 
 def _warn(lines: list[str]) -> None:
@@ -153,7 +97,7 @@ def _fmt(x, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}g}"
 
 
-def _print(doc: dict, analysis_doc: dict | None, path: Path, analysis_path: Path) -> None:
+def _print(doc: FitsDoc, analysis_doc: AnalysisDoc | None, path: Path, analysis_path: Path | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -174,7 +118,7 @@ def _print(doc: dict, analysis_doc: dict | None, path: Path, analysis_path: Path
             con.print(f"[yellow]warning[/] {f['model']}/{f['task']}/{f['metric']} {f['form']}: {w}",
                       markup=True, highlight=False)
     from ..fit.answers import answers_table
-    if (doc.get("forecasts") or {}).get("curves"):
+    if "forecasts" in doc and doc["forecasts"]["curves"]:
         con.print(answers_table(doc["forecasts"], analysis_doc))
     from ..fit.joint import describe_difference
     for j in doc.get("joint", []):

@@ -24,6 +24,11 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, "--threads",
                                               help="torch CPU threads (1 is much faster on a busy "
                                                    "machine)"),
+        reuse: list[Path] = typer.Option([], "--reuse", metavar="STUDY_DIR",
+                                         help="a study run directory whose finished cell of the "
+                                              "reasoning task (same model, N, seed, recipe) is "
+                                              "linked as the reasoning start instead of trained "
+                                              "again (repeatable)"),
     ) -> None:
         """Finetune starting points on new facts; table of direct/multihop accuracy with
         paired bootstrap intervals."""
@@ -33,6 +38,10 @@ def register(app: typer.Typer) -> None:
         from ..knowledge import load_config, run_knowledge, table_markdown
 
         cfg = load_config(config)
+        for d in reuse:
+            if not d.is_dir():
+                raise InputError(d, "is not a directory (--reuse takes a study run directory)",
+                                 field="reuse")
         if threads is not None:
             if threads < 1:
                 raise InputError(None, f"--threads must be >= 1, got {threads}", field="threads")
@@ -44,5 +53,5 @@ def register(app: typer.Typer) -> None:
             if not quiet:
                 print(f"[knowledge] {s}", file=sys.stderr, flush=True)
 
-        table = run_knowledge(cfg, out, log=log)
+        table = run_knowledge(cfg, out, log=log, reuse=reuse)
         print(table_markdown(table))

@@ -11,12 +11,18 @@ import typer
 def report_cmd(
     run_dir: Path = typer.Argument(..., help="run directory of a study"),
     knowledge: Optional[Path] = typer.Option(None, "--knowledge", help="knowledge run dir (default: DIR/knowledge)"),
-    n_boot: int = typer.Option(1000, "--n-boot", help="bootstrap replicates"),
+    n_boot: int = typer.Option(1000, "--n-boot", help="bootstrap replicates (when it fits)"),
 ) -> None:
-    """Write DIR/report/report.html (self-contained) and the figures as PNG and SVG."""
+    """Write DIR/report/report.html (self-contained) and the figures as PNG and SVG.
+
+    A fits.json in DIR written for the same results (by `sftscale fit`, with any settings) is
+    reused; otherwise the report fits and says why on stderr (--n-boot applies then)."""
+    import sys
+
     from ..report import write_report
 
-    print(write_report(run_dir, knowledge_dir=knowledge, n_boot=n_boot))
+    print(write_report(run_dir, knowledge_dir=knowledge, n_boot=n_boot,
+                       say=lambda line: print(line, file=sys.stderr)))
 
 
 def demo_cmd(

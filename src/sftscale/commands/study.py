@@ -10,7 +10,7 @@
 - ``status DIR [--plan]``: the cell table (state, metrics, timings, errors); ``--plan``:
   planned vs measured seconds per cell and in total.
 - ``plan STUDY.yaml [--gpu H100] [--measure] [--no-check]``: cells, tokens, FLOPs, time
-  estimates (calibrated on this machine when measured, see study/calibrate.py); checks that
+  estimates (calibrated on this machine when measured, see plan/calibrate.py); checks that
   models and tasks resolve, before anything runs, listing every problem at once.
 - ``export DIR --format csv|parquet|jsonl``: one row per cell and metric (+ items table).
 
@@ -53,15 +53,16 @@ def run_cmd(
                                 "cell directories (the old file is kept beside it)"),
 ) -> None:
     """Run a study: train and evaluate every cell; resumable and crash-safe."""
+    from ..rundir import layout
     from ..study.runner import run_study
     from ..study.signals import Terminated
 
     try:
         if study.is_dir():  # a run directory: its config snapshot, written there
             out = out if out is not None else study
-            study = study / "study.yaml"
+            study = layout.study_yaml(study)
             if not study.is_file():
-                raise InputError(study.parent, "not a run directory (no study.yaml); give the "
+                raise InputError(study.parent, f"not a run directory (no {layout.STUDY_YAML}); give the "
                                  "study YAML")
         cfg = _load(study)
         if executor not in (None, "local", "ray"):
@@ -124,8 +125,9 @@ def status_cmd(
 
     t = Table(title=f"{run_dir}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     searched = any(r.get("search") for r in rows)  # a recipe search: the chosen values
-    for col in ("model", "task", "n", "seed", "state", "acc", "format", "items", "train s",
-                "eval s") + (("chosen (validation)",) if searched else ()):
+    stages = list(dict.fromkeys(["train", "eval", *(s for r in rows for s in r["stages"])]))
+    for col in ("model", "task", "n", "seed", "state", "acc", "format", "items",
+                *(f"{s} s" for s in stages)) + (("chosen (validation)",) if searched else ()):
         t.add_column(col, no_wrap=True)
     t.add_column("error", overflow="fold")
     colour = {"done": "green", "failed": "red", "running": "yellow", "pending": "dim",
@@ -134,7 +136,7 @@ def status_cmd(
         t.add_row(r["model"], r["task"], str(r["n"]), str(r["seed"]),
                   f"[{colour[r['state']]}]{r['state']}[/]",
                   _f(r.get("accuracy")), _f(r.get("format_rate")), _i(r.get("n_items")),
-                  _f(r.get("train_s"), 1), _f(r.get("eval_s"), 1),
+                  *(_f(r["stages"].get(s, r.get(f"{s}_s")), 1) for s in stages),
                   *((_choice(r.get("search")),) if searched else ()),
                   (r.get("error") or "")[:120 if r["state"] != FILES_MISSING else 400])
     con = Console()
@@ -144,7 +146,7 @@ def status_cmd(
 
 
 def _choice(search: Optional[dict]) -> str:
-    from ..study.searchspec import describe_choice
+    from ..grid.searchspec import describe_choice
 
     return describe_choice(json.dumps(search)) if search else ""
 
@@ -171,14 +173,14 @@ def plan_cmd(
 
     Every unresolved model, dataset and file is listed in one message (exit 2), after the
     estimate of what could be estimated without them."""
-    from ..study.offline import plan_offline
-    from ..study.plan import format_plan, plan_study
-    from ..study.problems import CheckProblems
+    from ..plan.offline import plan_offline
+    from ..plan.check import format_plan, plan_study
+    from ..plan.problems import CheckProblems
 
     cfg = _load(study)
     problems = None
     if no_check:
-        from ..study.plan import CheckResult, _check_recipes
+        from ..plan.check import CheckResult, _check_recipes
 
         found = _check_recipes(cfg, CheckResult())  # resolves nothing; the estimate needs them
         if found:
@@ -212,7 +214,7 @@ def export_cmd(
                                        "the items table goes beside it as <stem>.items.<fmt>"),
 ) -> None:
     """Write one row per cell and metric (model, task, metric, n, value, seed, n_items)."""
-    from ..study.export import export
+    from ..rundir.export import export
 
     mpath, ipath = export(run_dir, fmt, out)
     print(json.dumps({"metrics": str(mpath), "items": str(ipath)}))

@@ -21,10 +21,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence, cast
 
 from ..io import InputError, atomic_write_json, atomic_write_jsonl, sha256_file, sha256_json
 from ..provenance import git_hash, versions
+from ..schema import SampleRecord
 
 
 @dataclass
@@ -79,16 +80,17 @@ def lm_eval_metrics(agg: dict[str, float]) -> dict[str, Any]:
     return {f"{k},none": v for k, v in agg.items() if k != "n"}
 
 
-def sample_records(items: list, prompts: list[str], responses: list[str], scores: list[dict],
-                   n_tokens: list[int]) -> list[dict]:
-    """One samples-file record per item and sample (the task's scores after the generation
-    fields; ``sample``, the sample index, after ``id`` when several samples were drawn)."""
+def sample_records(items: list, prompts: list[str], responses: list[str], scores: Sequence[Mapping[str, Any]],
+                   n_tokens: list[int]) -> list[SampleRecord]:
+    """One samples-file record per item and sample (``schema.SampleRecord``: the task's scores,
+    each a ``schema.ScoreRecord`` plus the task's own fields, after the generation fields;
+    ``sample``, the sample index, after ``id`` when several samples were drawn)."""
     samples = []
     for it, p, r, s, n in zip(items, prompts, responses, scores, n_tokens):
-        rec = {"id": it.id, **({"sample": s["sample"]} if "sample" in s else {}),
-               "prompt": p, "response": r, "n_tokens": n}
+        rec: dict[str, Any] = {"id": it.id, **({"sample": s["sample"]} if "sample" in s else {}),
+                               "prompt": p, "response": r, "n_tokens": n}
         rec.update({k: v for k, v in s.items() if k != "id"})
-        samples.append(rec)
+        samples.append(cast(SampleRecord, rec))
     return samples
 
 

@@ -41,6 +41,7 @@ from .bootstrap import curve_rng, item_matrix, paired_bootstrap_means
 from .data import load_items
 from .fitting import json_safe
 from .forms import pearson_r2, single_threaded
+from ..schema import AnalysisDoc
 
 
 def _band(point: np.ndarray, reps: np.ndarray, level: float) -> dict:
@@ -179,7 +180,7 @@ def category_curves(g: pd.DataFrame, value_col: str = "followed_strict", n_boot:
 
 @single_threaded
 def style_substance(items: pd.DataFrame | Mapping[Any, Sequence[dict]] | str, n_boot: int = 1000,
-                    seed: int = 0, level: float = 0.95, plateau_frac: float = 0.95) -> dict:
+                    seed: int = 0, level: float = 0.95, plateau_frac: float = 0.95) -> AnalysisDoc:
     """Style/substance analysis per (model, task); JSON-ready (NaN/inf become None)."""
     df = _to_frame(items)
     groups = [_group(str(m), str(t), g, n_boot, seed, level, plateau_frac)

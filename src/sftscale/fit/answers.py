@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..schema import AnalysisDoc, ForecastCurve, ForecastsDoc, ForecastTarget
+
 
 def n_text(n: Any) -> str:
     """N exactly, with thousands separators; a forecast's N (not on the grid) to 2 significant digits."""
@@ -35,7 +37,7 @@ def band(iv: Any) -> str:
     return "" if not iv or iv[0] is None else f" [{rate(iv[0])}, {rate(iv[1])}]"
 
 
-def target_text(t: dict) -> str:
+def target_text(t: ForecastTarget) -> str:
     head = f"{rate(t['target'])}: "
     if t.get("how") == "cannot":
         return head + str(t.get("note") or "cannot forecast")
@@ -47,8 +49,8 @@ def target_text(t: dict) -> str:
     return f"{head}N {n_text(t['n'])} [{lo}, {hi}] ({where})"
 
 
-def backtest_text(fc: dict) -> str:
-    s = fc.get("backtest_summary") or {}
+def backtest_text(fc: ForecastCurve) -> str:
+    s = fc["backtest_summary"]
     if not s.get("n"):
         return "no backtest (too few N)"
     near = [r for r in s.get("largest_n") or [] if r["ratio"] <= 2.0 ** 1.5]
@@ -61,23 +63,20 @@ def backtest_text(fc: dict) -> str:
     return "; ".join(parts)
 
 
-def answer_rows(forecasts: dict, analysis: dict | None = None) -> list[dict[str, str]]:
+def answer_rows(forecasts: ForecastsDoc, analysis: AnalysisDoc | None = None) -> list[dict[str, str]]:
     """One dict of plain-text cells per curve of ``forecasts`` (fits.json's object)."""
-    sat = {}
-    for g in (analysis or {}).get("groups", []):
-        s = (g.get("style_saturation_n") or {}).get("n")
-        sat[(g.get("model"), g.get("task"))] = s
+    sat = {(g["model"], g["task"]): g["style_saturation_n"]["n"]
+           for g in (analysis["groups"] if analysis else []) if "style_saturation_n" in g}
     rows = []
-    for fc in forecasts.get("curves", []):
-        pts = fc.get("points") or {}
-        ns, ys = pts.get("n") or [], pts.get("y") or []
+    for fc in forecasts["curves"]:
+        ns, ys = fc["points"]["n"], fc["points"]["y"]
         curve = f"{fc['model']} · {fc['task']} ({fc['metric']})"
         smallest = f"{rate(ys[0])} at N = {n_text(ns[0])}" if ns else "–"
         measured = f"{rate(ys[-1])} at N = {n_text(ns[-1])}" if ns else "–"
         if fc["status"] != "ok":
             forecast = f"cannot forecast: {fc['reason']}"
         else:
-            p2 = next((p for p in fc.get("predictions") or [] if abs(p["ratio"] - 2) < 1e-9), None)
+            p2 = next((p for p in fc["predictions"] if abs(p["ratio"] - 2) < 1e-9), None)
             forecast = (f"{rate(p2['mid'])}{band(p2['measurement'])} at N = {n_text(p2['n'])}; buys "
                         f"{p2['gain_over_largest']:+.2f} [{p2['gain_curve'][0]:+.2f}, {p2['gain_curve'][1]:+.2f}]"
                         if p2 and p2.get("mid") is not None else "–")
@@ -86,22 +85,22 @@ def answer_rows(forecasts: dict, analysis: dict | None = None) -> list[dict[str,
                      "format_saturates": ("–" if fmt == "absent" else "not within the grid" if fmt is None
                                           else f"N = {n_text(fmt)}"),
                      "smallest": smallest, "measured": measured, "forecast": forecast,
-                     "targets": "; ".join(target_text(t) for t in fc.get("targets") or []) or "–",
+                     "targets": "; ".join(target_text(t) for t in fc["targets"]) or "–",
                      "backtest": backtest_text(fc), "status": fc["status"]})
     return rows
 
 
-def short_rows(forecasts: dict, analysis: dict | None = None) -> list[dict[str, str]]:
+def short_rows(forecasts: ForecastsDoc, analysis: AnalysisDoc | None = None) -> list[dict[str, str]]:
     """The answers in a few characters per cell, for an 80-column terminal (the demo's last table)."""
     out = []
-    for r, fc in zip(answer_rows(forecasts, analysis), forecasts.get("curves", [])):
-        ys, ns = (fc.get("points") or {}).get("y") or [], (fc.get("points") or {}).get("n") or []
-        p2 = next((p for p in fc.get("predictions") or [] if abs(p["ratio"] - 2) < 1e-9), None)
+    for r, fc in zip(answer_rows(forecasts, analysis), forecasts["curves"]):
+        ys, ns = fc["points"]["y"], fc["points"]["n"]
+        p2 = next((p for p in fc["predictions"] if abs(p["ratio"] - 2) < 1e-9), None)
         tg = []
-        for t in fc.get("targets") or []:
+        for t in fc["targets"]:
             tg.append(f"{rate(t['target'])}: " + ("cannot" if t.get("how") == "cannot" else
                                                  f"{n_text(t['n'])}" if t.get("n") is not None else "> 4x"))
-        s = fc.get("backtest_summary") or {}
+        s = fc["backtest_summary"]
         out.append({"task": fc["task"], "format": r["format_saturates"].replace("N = ", ""),
                     "acc": f"{rate(ys[0])} → {rate(ys[-1])}" if ys else "–",
                     "at2x": ("cannot forecast" if fc["status"] != "ok" else
@@ -113,13 +112,13 @@ def short_rows(forecasts: dict, analysis: dict | None = None) -> list[dict[str, 
     return out
 
 
-def answers_table(forecasts: dict, analysis: dict | None = None, title: str | None = None,
+def answers_table(forecasts: ForecastsDoc, analysis: AnalysisDoc | None = None, title: str | None = None,
                   short: bool = False) -> Any:
     """The answers as a rich Table (``sftscale fit`` and ``sftscale demo`` print it); ``short``:
     one line per curve for an 80-column terminal (the report has the long form)."""
     from rich.table import Table
 
-    lv = int(round(100 * (forecasts.get("level") or 0.9)))
+    lv = int(round(100 * forecasts["level"]))
     if short:
         t = Table(title=title, caption=f"accuracy at the smallest → largest N; at 2x: forecast [{lv}% interval]; "
                                        "N for target (measured range or forecast); backtest: mean |error| "

@@ -32,7 +32,7 @@ returned frame's ``attrs["input_warnings"]`` (``sftscale fit`` prints them and l
 under ``input_warnings`` in fits.json).
 
 A run directory is searched for ``export.csv`` and ``items.jsonl`` (or ``items.csv``);
-if ``export.csv`` is missing and ``sftscale.study.export.load_tables(run_dir)`` exists, it
+if ``export.csv`` is missing and ``sftscale.rundir.export.load_tables(run_dir)`` exists, it
 is called and may return ``(long_df, items_df)`` or a dict with keys ``long``/``items``.
 
 Not handled: wide tables (one column per N), Excel files, multi-line quoted CSV fields
@@ -52,7 +52,8 @@ import numpy as np
 import pandas as pd
 
 from ..io import InputError, read_jsonl, read_text_input
-from ..study.export import load_tables
+from ..rundir import layout
+from ..rundir.export import load_tables
 
 LONG_REQUIRED = ("model", "task", "metric", "n", "value")
 ITEM_REQUIRED = ("model", "task", "n", "item_id")
@@ -407,7 +408,7 @@ def load_inputs(src: str | Path, items: str | Path | None = None
     path = Path(src)
     items_df = load_items(items) if items is not None else None
     if path.is_dir():
-        export = path / "export.csv"
+        export = path / layout.EXPORT_CSV
         if export.is_file():
             long_df = load_long(export)
         else:
@@ -415,7 +416,7 @@ def load_inputs(src: str | Path, items: str | Path | None = None
             if items_df is None and maybe_items is not None:
                 items_df = load_items(maybe_items)
         if items_df is None:
-            for name in ("items.jsonl", "items.csv"):
+            for name in (layout.ITEMS_JSONL, layout.items_name("csv")):
                 if (path / name).is_file():
                     items_df = load_items(path / name)
                     break

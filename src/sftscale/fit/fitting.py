@@ -4,7 +4,8 @@ Public API (see ``forms`` for the four forms, ``data`` for the input tables and
 ``bootstrap`` for the per-N points and their replicates):
 
 - ``fit_table(df, items=None, metric=None, forms=None, n_boot=1000, seed=0, level=0.95)
-  -> list[FitResult]``: one fit per (model, task, metric, form); ``best`` marks the form
+  -> list[FitResult]``: one fit per (model, task, metric, form; ``forms=None``: the registered
+  forms' ``default_forms()``); ``best`` marks the form
   chosen by ``selection.select_best`` (>= 2 residual dof, identified, then AICc or
   leave-one-N-out error; ``fit.selection`` says why each form was or was not eligible).
 - ``fit_law(n, y, form, n_items=None) -> FitResult``: a single point fit (no bootstrap);
@@ -40,7 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 import pandas as pd
@@ -48,11 +49,10 @@ from scipy.optimize import minimize
 
 from .bootstrap import CurveData, curve_data, curve_rng
 from .data import load_items, load_long
-from .forms import FORMS, Form, get_form, huber, huber_weight, lm_fit, r2_score, single_threaded
+from .forms import FORMS, Form, default_forms, get_form, huber, huber_weight, lm_fit, r2_score, single_threaded
 from .selection import RULE, identifiability, select_best
 from ..io import InputError
-
-DEFAULT_FORMS = ("power", "saturating", "saturating_offset", "loglinear")
+from ..schema import FitEntry, FitsDoc, ForecastsDoc, JointEntry
 
 
 # --- fitting ------------------------------------------------------------------------------
@@ -170,15 +170,19 @@ class FitResult:
         return n_for_target(self, target)
 
     def paper_terms(self) -> dict:
-        """The power law in the paper's notation, P proportional to N^(1/b): our exponent b is the
-        paper's 1/b. Intervals: percentiles of 1/b and b over replicates (b <= 0 in a replicate
-        means no growth: its paper-b is +inf, so ``hi`` may be None)."""
-        b = float(self.theta[1])
-        out = {"one_over_b": {"mid": b, "lo": None, "hi": None},
-               "b": {"mid": 1.0 / b if b > 0 else None, "lo": None, "hi": None},
-               "note": "the paper writes P ~ N^(1/b); the power form here is P = a N^b, so its b is 1/b"}
+        """The power law in the paper's notation, P proportional to N^(1/b): our exponent b (the
+        paper form's ``exponent``) is the paper's 1/b. Intervals: percentiles of 1/b and b over
+        replicates (b <= 0 in a replicate means no growth: its paper-b is +inf, so ``hi`` may be
+        None)."""
+        fo = self.form_obj
+        i = fo.public_names.index(fo.exponent or "")
+        b = float(fo.public(self.theta)[i])
+        out: dict[str, Any] = {
+            "one_over_b": {"mid": b, "lo": None, "hi": None},
+            "b": {"mid": 1.0 / b if b > 0 else None, "lo": None, "hi": None},
+            "note": "the paper writes P ~ N^(1/b); the power form here is P = a N^b, so its b is 1/b"}
         if self.theta_reps is not None and len(self.theta_reps):
-            br = self.theta_reps[:, 1]
+            br = fo.public(self.theta_reps)[:, i]
             lo, hi = self._q(br)
             out["one_over_b"].update(lo=float(lo), hi=float(hi))
             big = 1e300
@@ -186,7 +190,7 @@ class FitResult:
             out["b"].update(lo=float(plo) if plo < big else None, hi=float(phi) if phi < big else None)
         return out
 
-    def to_dict(self, targets: Sequence[float] = (), predict_at: Sequence[float] = ()) -> dict:
+    def to_dict(self, targets: Sequence[float] = (), predict_at: Sequence[float] = ()) -> FitEntry:
         d = {k: getattr(self, k) for k in ("model", "task", "metric", "form", "space", "best",
                                               "params", "dof", "loss", "r2", "r2_metric", "aic",
                                               "aicc", "loo", "level", "warnings")}
@@ -199,7 +203,7 @@ class FitResult:
         d["unidentified"] = list(self.unidentified)
         d["selection"] = dict(self.selection)
         d["n_max_measured"] = self.n_max
-        if self.form == "power" and np.all(np.isfinite(self.theta)):
+        if self.form_obj.paper and np.all(np.isfinite(self.theta)):
             d["paper_terms"] = self.paper_terms()
         if len(predict_at):
             mid, lo, hi = self.predict(predict_at)
@@ -250,12 +254,12 @@ def fit_curve(cd: CurveData, form: str | Form, delta: float | None = None, level
     K, P = n.size, fo.n_params
     floor = 0.5 / cd.n_items if cd.n_items else 1e-4
     if fo.log_space:
-        inside = (1.0 - y) if fo.name.startswith("saturating") else y
-        if np.any(inside <= 0):
-            warns.append(f"{'error' if fo.name.startswith('saturating') else 'metric'} of 0 at some N "
+        if np.any(fo.logged(y) <= 0):
+            warns.append(f"{'error' if fo.of_error else 'metric'} of 0 at some N "
                          f"clipped to {floor:g} before taking logs")
-        if fo.name.startswith("saturating") and np.any((y < 0) | (y > 1)):
-            warns.append("metric outside [0, 1]: the saturating forms assume a success rate")
+        if fo.of_error and np.any((y < 0) | (y > 1)):
+            warns.append(f"metric outside [0, 1]: the {fo.name} form describes the error 1 - metric "
+                         "and assumes a success rate")
     nan_fit = K < P
     if nan_fit:
         warns.append(f"only {K} distinct N for {P} parameters: not fitted")
@@ -295,7 +299,7 @@ def fit_curve(cd: CurveData, form: str | Form, delta: float | None = None, level
                   K - P, aic, aicc, loo, level=level, method=cd.method, warnings=warns,
                   n_max=float(cd.n.max()) if cd.n.size else float("nan"))
     if fo.log_space:
-        r.clipped = ((1.0 - y) if fo.name.startswith("saturating") else y) < floor
+        r.clipped = fo.logged(y) < floor
     if cd.reps is not None and not nan_fit:
         _refit_replicates(r, fo, cd.reps[:, keep], floor, delta)
     elif cd.reps is None:
@@ -319,6 +323,7 @@ def _refit_replicates(r: FitResult, fo: Form, R: np.ndarray, floor: float, delta
     r.param_ci = {nm: (float(a), float(b)) for nm, a, b in zip(fo.public_names, lo, hi)}
 
 
+FITS_VERSION = 2  # fits.json's version; 2 adds settings, inputs and written_by (``fit.run``)
 EXTRAPOLATION_FACTOR = 4.0  # N beyond this multiple of the largest measured N is an extrapolation
 
 
@@ -372,7 +377,7 @@ def fit_table(df: pd.DataFrame | str, items: pd.DataFrame | str | None = None, m
     """
     long = load_long(df)
     it = load_items(items) if items is not None and not _is_items_frame(items) else items
-    forms = list(forms or DEFAULT_FORMS)
+    forms = list(forms or default_forms())
     for f in forms:
         try:
             get_form(f)
@@ -413,12 +418,12 @@ def _is_items_frame(x: Any) -> bool:
 
 
 def fits_document(results: Sequence[FitResult], targets: Sequence[float] = (),
-                  predict_at: Sequence[float] = (), source: str = "", joint: Sequence[dict] | None = None,
-                  forecasts: dict | None = None) -> dict:
+                  predict_at: Sequence[float] = (), source: str = "", joint: Sequence[JointEntry] | None = None,
+                  forecasts: ForecastsDoc | None = None) -> FitsDoc:
     """The JSON object written to ``fits.json`` (``joint``: ``joint.joint_fits`` output, if any;
     ``forecasts``: ``forecast.forecast_table`` output, the answers)."""
     level = results[0].level if results else None
-    doc = {"version": 1, "source": source, "level": level,
+    doc = {"version": FITS_VERSION, "source": source, "level": level,
            "notes": ["AIC/AICc: Gaussian likelihood of metric-space residuals on N > 0 points",
                      "loo.error: observed minus predicted (metric space) with that N left out",
                      "param_ci / predictions / targets: bootstrap percentile intervals of each form; a "
@@ -433,9 +438,9 @@ def fits_document(results: Sequence[FitResult], targets: Sequence[float] = (),
         doc["joint"] = json_safe(list(joint))
     if forecasts is not None:
         doc["forecasts"] = json_safe(forecasts)
-    return doc
+    return cast(FitsDoc, doc)
 
 
-__all__ = ["DEFAULT_FORMS", "FitResult", "bootstrap_fit", "fit_curve", "fit_law", "fit_table",
+__all__ = ["FITS_VERSION", "FitResult", "bootstrap_fit", "fit_curve", "fit_law", "fit_table",
            "fits_document", "iter_curves", "json_safe", "n_for_target", "point_fit", "select_metric"]
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 from scipy.stats import chi2, norm
@@ -54,6 +54,7 @@ from .data import load_items, load_long
 from .fitting import _is_items_frame, iter_curves, select_metric
 from .forms import single_threaded
 from .members import MEMBERS, NAIVE, clip_rate, logit
+from ..schema import ForecastsDoc
 
 MIN_POINTS = 4        # N > 0 points a curve needs for a forecast
 LOF_P = 0.01          # lack of fit: chi-squared p-value below this
@@ -81,7 +82,7 @@ def lack_of_fit(c: Curve, fitted: dict[str, dict[str, np.ndarray]]) -> dict[str,
     """Chi-squared of each member's point fit against the noise of the points."""
     out = {}
     for m, v in fitted.items():
-        if m == "last":
+        if not MEMBERS[m].fits_points:
             continue
         dof = c.n.size - MEMBERS[m].n_params
         stat = float(np.sum((c.y - v["fitted"]) ** 2 / c.var))
@@ -185,7 +186,7 @@ def _why_not(c: Curve, lack: dict[str, dict]) -> str | None:
     se = float(np.median(np.sqrt(c.var)))
     if float(np.max(c.y)) < max(0.02, 2 * se):
         return "every measured value is at the floor: where the curve leaves it cannot be forecast"
-    forms = [m for m in lack if not MEMBERS[m].naive or m == "loglinear"]
+    forms = [m for m in lack if MEMBERS[m].fits_points]
     tested = [m for m in forms if lack[m]["p"] is not None]
     if tested and all(lack[m]["fails"] for m in tested):
         worst = ", ".join(f"{m} p = {lack[m]['p']:.2g}" for m in tested)
@@ -361,7 +362,7 @@ def forecast_curves(curves: Sequence[Curve], targets: Sequence[float] = (), leve
 
 @single_threaded
 def forecast_table(df: Any, items: Any = None, metric: str | None = None, targets: Sequence[float] = (),
-                   level: float = 0.9, n_boot: int = 1000, seed: int = 0) -> dict:
+                   level: float = 0.9, n_boot: int = 1000, seed: int = 0) -> ForecastsDoc:
     """Forecasts of every curve of a long table, calibrated per metric over its curves.
 
     The same bootstrap replicates as ``fitting.fit_table`` (``iter_curves``). Returns the
@@ -378,7 +379,7 @@ def forecast_table(df: Any, items: Any = None, metric: str | None = None, target
         fcs, cal = forecast_curves(curves, targets, level)
         out["calibration"][met] = calibration_dict(cal)
         out["curves"] += [f.to_dict() for f in fcs]
-    return out
+    return cast(ForecastsDoc, out)
 
 
 __all__ = ["BUCKETS", "Curve", "Forecast", "METHOD_NOTE", "MIN_POINTS", "backtest", "calibrate",

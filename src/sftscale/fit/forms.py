@@ -14,7 +14,18 @@ loglinear           P = c + d * log N                  P (linear)               
 
 Internally the parameters are ``theta`` (e.g. ``log a`` instead of ``a``, ``log A``,
 ``log N0``) so that one box-bounded vector works for every form; ``Form.public`` turns a
-``theta`` array into the documented parameters.
+``theta`` array into the documented parameters. A theta name that starts with ``log_`` is a
+scale parameter fitted as its logarithm (its interval is judged in decades).
+
+A ``Form`` declares what the rest of the code needs to know about it, so that nothing tests a
+form by its name: ``fit_space`` (``log_metric``, ``log_error`` or ``metric``: the space of
+the table above, which also says whether it models the error 1 - P and so assumes a rate),
+``exponent`` (the public parameter that is its growth exponent: what joint fits across model
+sizes compare), ``error_floor`` (the theta name of an irreducible error E, if it has one),
+``paper`` (the paper's power law: fits.json adds its exponent in the paper's terms),
+``default`` (fitted when no forms are asked for: ``default_forms()``) and ``includes_zero``.
+``register_form`` checks the declarations and adds a form to ``FORMS``; ``sftscale fit``,
+joint fits and the report then pick it up.
 
 ``lm_fit`` minimises the Huber loss for many data vectors at once (bootstrap replicates,
 leave-one-out folds, multi-start candidates): iteratively reweighted Gauss-Newton steps
@@ -97,28 +108,72 @@ def huber_weight(r: np.ndarray, delta: float) -> np.ndarray:
     return np.where(a <= delta, 1.0, delta / np.maximum(a, _TINY))
 
 
+FIT_SPACES = ("log_metric", "log_error", "metric")
+
+
 @dataclass(frozen=True)
 class Form:
-    """A scaling-law family. Subclasses fill in the maths; all arrays are batched."""
+    """A scaling-law family. Subclasses fill in the maths (``f``, ``jac``, ``bounds``,
+    ``starts``, ``public``, ``n_for``); all arrays are batched. The fields declare the rest:
+
+    - ``name``, ``theta_names`` (``log_`` prefix: a scale parameter fitted as its log),
+      ``public_names`` (the documented parameters, in the same order), ``space`` (in words);
+    - ``fit_space``: ``log_metric`` (log P), ``log_error`` (log(1 - P): a form of the error,
+      which assumes a success rate in [0, 1]) or ``metric`` (P itself); ``to_fit_space`` and
+      ``to_metric`` follow from it;
+    - ``exponent``: the public parameter that is the growth exponent (None: the form has none,
+      and joint fits refuse it);
+    - ``error_floor``: the theta name of the irreducible error (allowed at its lower bound 0;
+      checked for an asymptote that is not reached), or None;
+    - ``paper``: the paper's power law P = a N^b (fits.json adds ``paper_terms``: b is the
+      paper's 1/b); ``default``: fitted when no forms are named; ``includes_zero``: defined at
+      N = 0; ``delta``: the Huber threshold in fit-space units.
+    """
 
     name: str = ""
     theta_names: tuple[str, ...] = ()
     public_names: tuple[str, ...] = ()
     space: str = ""
+    fit_space: str = "log_metric"
+    exponent: str | None = None
+    error_floor: str | None = None
+    paper: bool = False
+    default: bool = True
     includes_zero: bool = False
-    log_space: bool = True
     delta: float = 0.1  # default Huber threshold in fit-space units
 
     @property
     def n_params(self) -> int:
         return len(self.theta_names)
 
+    @property
+    def log_space(self) -> bool:
+        """Whether the fit space takes a log (zeros are then clipped to a floor first)."""
+        return self.fit_space != "metric"
+
+    @property
+    def of_error(self) -> bool:
+        """Whether the form describes the error 1 - P (and so assumes a rate in [0, 1])."""
+        return self.fit_space == "log_error"
+
+    def is_log_param(self, i: int) -> bool:
+        """Whether theta ``i`` is a scale parameter fitted as its logarithm."""
+        return self.theta_names[i].startswith("log_")
+
     # --- maps between metric and fit space ------------------------------------------
+    def logged(self, y: np.ndarray) -> np.ndarray:
+        """The quantity whose log is the fit space: the metric, or the error 1 - metric."""
+        return 1.0 - y if self.of_error else y
+
     def to_fit_space(self, y: np.ndarray, floor: float) -> np.ndarray:
-        raise NotImplementedError
+        if self.fit_space == "metric":
+            return np.asarray(y, float)
+        return np.log(np.maximum(self.logged(y), floor))
 
     def to_metric(self, z: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        if self.fit_space == "metric":
+            return z
+        return 1.0 - np.exp(z) if self.of_error else np.exp(z)
 
     # --- curve ------------------------------------------------------------------------
     def f(self, theta: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -178,12 +233,9 @@ class PowerLaw(_LineInLogN):
     theta_names: tuple[str, ...] = ("log_a", "b")
     public_names: tuple[str, ...] = ("a", "b")
     space: str = "log(metric) vs log(N)"
-
-    def to_fit_space(self, y, floor):
-        return np.log(np.maximum(y, floor))
-
-    def to_metric(self, z):
-        return np.exp(z)
+    fit_space: str = "log_metric"
+    exponent: str | None = "b"
+    paper: bool = True
 
     def bounds(self):
         return np.array([-50.0, -10.0]), np.array([50.0, 10.0])
@@ -206,12 +258,9 @@ class Saturating(Form):
     theta_names: tuple[str, ...] = ("E", "log_A", "alpha")
     public_names: tuple[str, ...] = ("E", "A", "alpha")
     space: str = "log(1 - metric) vs N"
-
-    def to_fit_space(self, y, floor):
-        return np.log(np.maximum(1.0 - y, floor))
-
-    def to_metric(self, z):
-        return 1.0 - np.exp(z)
+    fit_space: str = "log_error"
+    exponent: str | None = "alpha"
+    error_floor: str | None = "E"
 
     def _x(self, theta, n):
         return np.asarray(n, float)[None, :]
@@ -297,14 +346,9 @@ class LogLinear(_LineInLogN):
     theta_names: tuple[str, ...] = ("c", "d")
     public_names: tuple[str, ...] = ("c", "d")
     space: str = "metric (linear) vs log(N)"
-    log_space: bool = False
+    fit_space: str = "metric"
+    exponent: str | None = "d"
     delta: float = 0.02
-
-    def to_fit_space(self, y, floor):
-        return np.asarray(y, float)
-
-    def to_metric(self, z):
-        return z
 
     def bounds(self):
         return np.array([-1e3, -1e3]), np.array([1e3, 1e3])
@@ -319,9 +363,49 @@ class LogLinear(_LineInLogN):
         return np.where(d > 0, n, np.inf)
 
 
-FORMS: dict[str, Form] = {f.name: f for f in (PowerLaw(), Saturating(), SaturatingOffset(), LogLinear())}
+FORMS: dict[str, Form] = {}
 ALIASES = {"sat": "saturating", "sat0": "saturating_offset", "offset": "saturating_offset",
            "log": "loglinear", "powerlaw": "power"}
+
+
+def register_form(form: Form, replace: bool = False) -> Form:
+    """Check a form's declarations and add it to ``FORMS`` (the one registry: ``sftscale fit``,
+    joint fits and the report read it when they run). ValueError on a declaration that does
+    not hold together, or a name already taken (unless ``replace``)."""
+    problems = []
+    if not form.name or form.name in ALIASES:
+        problems.append(f"name {form.name!r} is empty or an alias")
+    if form.name in FORMS and not replace:
+        problems.append(f"a form named {form.name!r} is already registered")
+    if len(form.theta_names) != len(form.public_names) or not form.theta_names:
+        problems.append("theta_names and public_names must name the same, non-zero number of parameters")
+    if form.fit_space not in FIT_SPACES:
+        problems.append(f"fit_space {form.fit_space!r} is not one of {', '.join(FIT_SPACES)}")
+    if form.exponent is not None and form.exponent not in form.public_names:
+        problems.append(f"exponent {form.exponent!r} is not one of its public_names")
+    if form.paper and form.exponent is None:
+        problems.append("the paper's form needs an exponent")
+    if form.error_floor is not None and (form.error_floor not in form.theta_names or not form.of_error):
+        problems.append(f"error_floor {form.error_floor!r} must be a theta name of a log_error form")
+    if problems:
+        raise ValueError(f"form {form.name!r}: " + "; ".join(problems))
+    FORMS[form.name] = form
+    return form
+
+
+for _f in (PowerLaw(), Saturating(), SaturatingOffset(), LogLinear()):
+    register_form(_f)
+
+
+def default_forms() -> tuple[str, ...]:
+    """The forms fitted when none are named: every registered form with ``default``, in
+    registration order (read when called, so a form registered later is included)."""
+    return tuple(name for name, f in FORMS.items() if f.default)
+
+
+def paper_form() -> Form:
+    """The paper's power law (the registered form with ``paper``): joint fits' default."""
+    return next(f for f in FORMS.values() if f.paper)
 
 
 def get_form(name: str) -> Form:
@@ -407,6 +491,7 @@ def jacobian_condition(form: Form, theta: np.ndarray, n: np.ndarray) -> float:
     return float(s[0] / s[-1]) if s[-1] > 0 else float("inf")
 
 
-__all__ = ["FORMS", "Form", "LogLinear", "one_blas_thread", "PowerLaw", "Saturating", "SaturatingOffset",
-           "get_form", "huber", "huber_objective", "huber_weight", "jacobian_condition", "lm_fit",
-           "pearson_r2", "r2_score", "single_threaded"]
+__all__ = ["FIT_SPACES", "FORMS", "Form", "LogLinear", "one_blas_thread", "PowerLaw", "Saturating",
+           "SaturatingOffset", "default_forms", "get_form", "huber", "huber_objective", "huber_weight",
+           "jacobian_condition", "lm_fit", "paper_form", "pearson_r2", "r2_score", "register_form",
+           "single_threaded"]

@@ -3,8 +3,9 @@
 The paper's claim that larger models gain more from finetuning is a claim about exponents,
 so for every (task, metric) measured on two or more models:
 
-- every model's curve is fitted with the same form (default ``power``, P = a N^b: the
-  exponent is b, the paper's 1/b), each model with its own parameters;
+- every model's curve is fitted with the same form (default: the paper's power law
+  P = a N^b, ``forms.paper_form()``; its exponent is b, the paper's 1/b), each model with its
+  own parameters; the exponent compared is the form's declared ``Form.exponent``;
 - the bootstrap is *joint*: with per-item scores for every model (the models answer the
   same test items), each replicate draws the item indices once (and the seeds once) and
   applies them to every model at every N (``bootstrap.paired_bootstrap_means`` on the
@@ -34,10 +35,10 @@ import pandas as pd
 from .bootstrap import CurveData, curve_data, curve_rng, paired_bootstrap_means
 from .data import METRIC_TO_ITEM, load_long
 from .fitting import fit_curve, json_safe
-from .forms import get_form, single_threaded
+from .forms import get_form, paper_form, single_threaded
 from .selection import MIN_DOF
-
-EXPONENT = {"power": "b", "saturating": "alpha", "saturating_offset": "alpha", "loglinear": "d"}
+from ..io import InputError
+from ..schema import JointDifference, JointEntry
 
 
 def _joint_items(rows: pd.DataFrame, items: pd.DataFrame, col: str, models: list[str], n_boot: int,
@@ -100,16 +101,20 @@ def _model_entry(f: Any, name: str) -> dict:
 
 @single_threaded
 def joint_fits(df: pd.DataFrame | str, items: pd.DataFrame | None = None, metric: str | None = None,
-               form: str = "power", n_boot: int = 1000, seed: int = 0, level: float = 0.95,
-               models: Sequence[str] | None = None) -> list[dict]:
+               form: str | None = None, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+               models: Sequence[str] | None = None) -> list[JointEntry]:
     """Joint fits of every (task, metric) with two or more models (see the module docstring).
 
     ``models`` fixes the order of the pairs (a minus b for a listed before b); models not
-    listed come after, sorted. Returns JSON-safe dicts (the ``joint`` list of fits.json).
+    listed come after, sorted. ``form=None``: the paper's power law. Returns JSON-safe dicts
+    (the ``joint`` list of fits.json); InputError for a form that declares no exponent.
     """
     long = load_long(df)
-    fo = get_form(form)
-    name = EXPONENT[fo.name]
+    fo = paper_form() if form is None else get_form(form)
+    name = fo.exponent
+    if name is None:
+        raise InputError(None, f"the {fo.name} form declares no exponent, and joint fits compare "
+                         "exponents", field="form")
     i = fo.public_names.index(name)
     if metric is not None:
         long = long[long["metric"] == metric]
@@ -143,11 +148,11 @@ def joint_fits(df: pd.DataFrame | str, items: pd.DataFrame | None = None, metric
     return out
 
 
-def describe_difference(d: dict) -> str:
+def describe_difference(d: JointDifference) -> str:
     """Plain words for one difference (used by the CLI): 'exponent of a minus b: x [lo, hi]'."""
     def f(x: Any) -> str:
         return "-" if x is None or not math.isfinite(x) else f"{x:.3g}"
     return f"the exponent of {d['a']} minus {d['b']}: {f(d['diff'])} [{f(d['lo'])}, {f(d['hi'])}]"
 
 
-__all__ = ["EXPONENT", "describe_difference", "joint_fits"]
+__all__ = ["describe_difference", "joint_fits"]

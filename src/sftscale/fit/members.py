@@ -80,16 +80,21 @@ def wls_line(x: np.ndarray, z: np.ndarray, w: np.ndarray, slope: str = "free"
 
 @dataclass(frozen=True)
 class Member:
-    """One forecaster: ``fit_predict(x, Y, V, xnew, eps)`` -> (fitted (B, k), predictions (B, m))."""
+    """One forecaster: ``fit_predict(x, Y, V, xnew, eps)`` -> (fitted (B, k), predictions (B, m)).
+
+    ``fits_points``: a curve fitted through the points (it needs max(k, 2) of them, and its lack
+    of fit says whether the points have a shape it can describe); False for the value carried
+    forward, which needs one point and describes nothing."""
 
     name: str
     n_params: int
     naive: bool
     curve: str
     fit_predict: Callable[..., tuple[np.ndarray, np.ndarray]]
+    fits_points: bool = True
 
     def min_points(self) -> int:
-        return max(self.n_params, 2) if self.name != "last" else 1
+        return max(self.n_params, 2) if self.fits_points else 1
 
 
 def _last(x, Y, V, xnew, eps):
@@ -218,7 +223,7 @@ def _refined(kind: str, x, Y, V, xnew, eps):
 
 
 MEMBERS: dict[str, Member] = {m.name: m for m in (
-    Member("last", 1, True, "the value at the largest N, carried forward", _last),
+    Member("last", 1, True, "the value at the largest N, carried forward", _last, fits_points=False),
     Member("loglinear", 2, True, "a + b log N, clipped to [0, 1]", _loglinear),
     Member("logit", 2, False, "sigmoid(a + b log N)", lambda *a: _refined("logit", *a)),
     Member("logistic", 4, False, "f + (h - f) sigmoid(a + b log N)", lambda *a: _refined("logistic", *a)),

@@ -1,11 +1,13 @@
 """``sftscale fit`` on big inputs: a progress bar while it fits, a summary instead of a table.
 
-``run_fits(long_df, items_df, ...) -> (fits, joint, forecasts)``: the same three results as
-one call each of ``fitting.fit_table``, ``joint.joint_fits`` and ``forecast.forecast_table``
-(every curve's bootstrap generator is seeded by its own key, ``bootstrap.curve_rng``, so
-fitting one curve at a time changes nothing), fitted curve by curve so that a progress bar on
-stderr can say how far it is: shown when stderr is a terminal; otherwise one line per stage
-when there are more than ``SUMMARY_OVER`` curves, and nothing for small inputs.
+``run_groups(groups, ...) -> (fits, joint, forecasts)``: for groups of (rows, per-item rows)
+fitted together (``fit.run.fit_run_dir``: the whole table, or one group per task), the same
+three results as one call each of ``fitting.fit_table`` and ``joint.joint_fits`` per group and
+of ``forecast.forecast_table`` over all of them (every curve's bootstrap generator is seeded by
+its own key, ``bootstrap.curve_rng``, so fitting one curve at a time changes nothing), fitted
+curve by curve so that a progress bar on stderr can say how far it is: shown when stderr is a
+terminal; otherwise one line per stage when there are more than ``SUMMARY_OVER`` curves, and
+nothing for small inputs. ``run_fits(long_df, items_df, ...)`` is the one-group case.
 
 ``print_summary(doc, analysis_doc, ...)``: what ``sftscale fit`` prints instead of the
 per-curve table (and one line per warning and per joint difference) when there are more than
@@ -25,6 +27,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..schema import ForecastsDoc
+
 #: above this many curves ``sftscale fit`` prints a summary, not one table row per fit
 SUMMARY_OVER = 20
 
@@ -38,8 +42,18 @@ def n_curves(long_df: Any, metric: str | None) -> int:
 
 def run_fits(long_df: Any, items_df: Any, *, metric: str | None, forms: Sequence[str] | None,
              n_boot: int, seed: int, level: float, targets: Sequence[float],
-             forecast_level: float) -> tuple[list, list, dict]:
-    """(fit_table results, joint_fits, forecast_table) of the table; see the module docstring."""
+             forecast_level: float) -> tuple[list, list, ForecastsDoc | None]:
+    """(fit_table results, joint_fits, forecast_table) of one table; see the module docstring."""
+    return run_groups([(long_df, items_df)], metric=metric, forms=forms, n_boot=n_boot, seed=seed,
+                      level=level, targets=targets, forecast_level=forecast_level)
+
+
+def run_groups(groups: Sequence[tuple[Any, Any]], *, metric: str | None,
+               forms: Sequence[str] | None, n_boot: int, seed: int, level: float,
+               targets: Sequence[float], forecast_level: float) -> tuple[list, list, ForecastsDoc | None]:
+    """(fit_table results, joint_fits, forecast_table or None without groups) of ``groups``,
+    curve by curve under a progress bar; see the module docstring."""
+    import pandas as pd
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, \
         TimeElapsedColumn
@@ -48,34 +62,42 @@ def run_fits(long_df: Any, items_df: Any, *, metric: str | None, forms: Sequence
     from .forecast import forecast_table
     from .joint import joint_fits
 
-    rows = select_metric(long_df, metric)
-    curves = list(rows.groupby(["model", "task", "metric"], sort=True))
-    groups = list(rows.groupby(["task", "metric"], sort=True))
+    curves, multi, n_rows = [], [], 0
+    for rows, its in groups:
+        rows = select_metric(rows, metric)
+        n_rows += len(rows)
+        curves += [(part, its) for _, part in rows.groupby(["model", "task", "metric"], sort=True)]
+        multi += [(part, its) for _, part in rows.groupby(["task", "metric"], sort=True)
+                  if part["model"].nunique() > 1]
     con = Console(stderr=True)
     say = (lambda msg: None) if con.is_terminal or len(curves) <= SUMMARY_OVER else \
         (lambda msg: print(msg, file=sys.stderr, flush=True))
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=con, transient=True,
                   disable=not con.is_terminal) as bar:
-        say(f"fitting {len(curves)} curves ({len(rows):,} rows, {n_boot} bootstrap replicates)")
+        say(f"fitting {len(curves)} curves ({n_rows:,} rows, {n_boot} bootstrap replicates)")
         task = bar.add_task("fitting curves", total=len(curves))
         fits: list = []
-        for _, part in curves:
-            fits += fit_table(part, items_df, metric=metric, forms=forms, n_boot=n_boot,
+        for part, its in curves:
+            fits += fit_table(part, its, metric=metric, forms=forms, n_boot=n_boot,
                               seed=seed, level=level)
             bar.advance(task)
-        multi = [g for g in groups if g[1]["model"].nunique() > 1]
         say(f"joint fits across models: {len(multi)} task/metric group(s)")
         task = bar.add_task("joint fits across models", total=len(multi))
         joint: list = []
-        for _, part in multi:
-            joint += joint_fits(part, items_df, metric=metric, n_boot=n_boot, seed=seed,
+        for part, its in multi:
+            joint += joint_fits(part, its, metric=metric, n_boot=n_boot, seed=seed,
                                 level=level)
             bar.advance(task)
-        say(f"forecasts and their backtests: {len(curves)} curves")
-        bar.add_task("forecasts and backtests", total=None)
-        forecasts = forecast_table(long_df, items_df, metric=metric, targets=targets,
-                                   level=forecast_level, n_boot=n_boot, seed=seed)
+        forecasts = None
+        if groups:  # one calibration over every curve fitted (the same metric pooled)
+            say(f"forecasts and their backtests: {len(curves)} curves")
+            bar.add_task("forecasts and backtests", total=None)
+            its_all = [its for _, its in groups if its is not None]
+            forecasts = forecast_table(pd.concat([r for r, _ in groups]),
+                                       pd.concat(its_all) if its_all else None, metric=metric,
+                                       targets=targets, level=forecast_level, n_boot=n_boot,
+                                       seed=seed)
     return fits, joint, forecasts
 
 
@@ -89,7 +111,7 @@ def _plural(k: int, word: str) -> str:
     return f"{k:,} {word}{'' if k == 1 else 's'}"
 
 
-def print_summary(doc: dict, analysis_doc: dict | None, path: Path, analysis_path: Path) -> None:
+def print_summary(doc: Any, analysis_doc: Any, path: Path, analysis_path: Path | None) -> None:
     """The summary of a big fit (see the module docstring), on stdout."""
     from rich.console import Console
 
@@ -142,4 +164,4 @@ def print_summary(doc: dict, analysis_doc: dict | None, path: Path, analysis_pat
     out(f"wrote {path}" + (f" and {analysis_path}" if analysis_doc else ""))
 
 
-__all__ = ["SUMMARY_OVER", "n_curves", "print_summary", "run_fits"]
+__all__ = ["SUMMARY_OVER", "n_curves", "print_summary", "run_fits", "run_groups"]

@@ -2,11 +2,11 @@
 
 - ``identifiability(r, fo, cd, theta_alt_floor)``: appends warnings to a ``FitResult`` and
   returns the reasons (short strings) why its parameters are *not identified* by the data:
-  a near-singular Jacobian; a parameter (other than E at 0) at its bound; a scale parameter
-  (a, A, N0) whose bootstrap interval spans more than three orders of magnitude; a parameter
-  at its bound in more than 10% of replicates (piling at a bound); flat data; a log-space fit
-  that moves when the floor used for zeros is divided by 10 (the fit follows the clip value,
-  not the data).
+  a near-singular Jacobian; a parameter (other than a form's ``error_floor`` E at 0) at its
+  bound; a scale parameter (``Form.is_log_param``: a, A, N0) whose bootstrap interval spans
+  more than three orders of magnitude; a parameter at its bound in more than 10% of
+  replicates (piling at a bound); flat data; a log-space fit that moves when the floor used
+  for zeros is divided by 10 (the fit follows the clip value, not the data).
 - ``select_best(fits)``: the rule that marks at most one form of a curve as ``best`` and
   records in ``fit.selection`` why each form was or was not eligible (see its docstring).
 
@@ -34,8 +34,8 @@ RULE = (f"eligible: fitted, at least {MIN_DOF} residual dof, parameters identifi
         f"the lowest AICc wins, forms within {TIE_AICC:g} AICc units of it are tied and the lowest "
         "leave-one-N-out RMSE (N > 0 points) among them wins; when AICc is undefined for an eligible "
         "form (too few points), the lowest leave-one-N-out RMSE decides; remaining ties: fewer "
-        "parameters, then the order power, saturating, saturating_offset, loglinear; no eligible form: "
-        "no best")
+        "parameters, then the order the forms were fitted in (by default their registration order: "
+        "power, saturating, saturating_offset, loglinear, then any added); no eligible form: no best")
 
 
 def _at_bound(x: np.ndarray, lo: float, hi: float, lower_ok: bool) -> np.ndarray:
@@ -65,12 +65,13 @@ def identifiability(r: FitResult, fo: Form, cd: CurveData,
         bad.append("near-singular Jacobian")
     lb, ub = fo.bounds()
     names = fo.theta_names
-    at = [names[i] for i in range(fo.n_params) if _at_bound(r.theta[i], lb[i], ub[i], names[i] == "E")]
+    at = [names[i] for i in range(fo.n_params)
+          if _at_bound(r.theta[i], lb[i], ub[i], names[i] == fo.error_floor)]
     if at:
         w.append(f"parameter(s) at a bound: {', '.join(at)}")
         bad.append(f"{', '.join(fo.public_names[names.index(a)] for a in at)} at a bound")
-    if fo.name.startswith("saturating"):
-        E = r.theta[0]
+    if fo.error_floor is not None:
+        E = r.theta[names.index(fo.error_floor)]
         err = 1.0 - fo.predict(r.theta, np.array([r.n.min(), r.n.max()]))[0]
         if err[0] - E > 0 and (err[1] - E) / (err[0] - E) > 0.5:
             w.append("asymptote not reached: more than half of the reducible error remains at the "
@@ -93,17 +94,17 @@ def _interval_checks(r: FitResult, fo: Form, lb: np.ndarray, ub: np.ndarray) -> 
     for i, nm in enumerate(fo.public_names):
         lo, hi = r.param_ci[nm]
         est = abs(r.params[nm])
-        if fo.theta_names[i].startswith("log_"):  # a scale parameter: judge its interval in decades
+        if fo.is_log_param(i):  # a scale parameter: judge its interval in decades
             dec = math.log10(hi / lo) if lo > 0 and hi > 0 else math.inf
             if dec > MAX_DECADES:
                 w.append(f"interval of {nm} spans {dec:.1f} orders of magnitude: [{lo:.3g}, {hi:.3g}]")
                 bad.append(f"interval of {nm} spans {dec:.1f} orders of magnitude")
-        scale = max(est, 0.05 if nm in ("E", "b", "alpha", "d", "c") else 1e-3)
+        scale = max(est, 1e-3 if fo.is_log_param(i) else 0.05)
         if hi - lo > 10 * scale:
             w.append(f"huge bootstrap spread for {nm}: interval [{lo:.3g}, {hi:.3g}] vs estimate "
                      f"{r.params[nm]:.3g}")
         col = r.theta_reps[:, i]
-        share = float(np.mean(_at_bound(col, lb[i], ub[i], fo.theta_names[i] == "E")))
+        share = float(np.mean(_at_bound(col, lb[i], ub[i], fo.theta_names[i] == fo.error_floor)))
         if share > PILE_FRAC:
             w.append(f"{nm} hits its bound in more than 10% of bootstrap replicates ({100 * share:.0f}%)")
             bad.append(f"{nm} at its bound in {100 * share:.0f}% of replicates")

@@ -37,16 +37,17 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..io import InputError, atomic_write_json, atomic_write_text, read_jsonl, remove_path, sha256_json
+from ..rundir import layout
 from ..tasks.base import GenSpec, Item, Task
 from .config import KnowledgeConfig
 from .sources import QTYPES, Source, file_source
-from .toy import toy_source
 from .stats import bootstrap_rows, interval, paired_contrast, table_markdown
+from .toy import toy_source
 
 METRICS = ("em", "f1", "contains", "format_ok")
 Log = Callable[[str], None]
@@ -149,10 +150,13 @@ def _merge_lora(base_ref: str, adapter: Path, dst: Path, log: Log) -> Path:
     return dst
 
 
-def starting_points(cfg: KnowledgeConfig, out: Path, log: Log) -> list[Start]:
-    """(a) base, (b) reasoning-N for each N (trained here), (c) instruct."""
+def starting_points(cfg: KnowledgeConfig, out: Path, log: Log,
+                    reuse: Sequence[str | Path] = ()) -> list[Start]:
+    """(a) base, (b) reasoning-N for each N (trained here, or linked from a finished cell of a
+    study run directory in ``reuse`` with the same model, task, N, seed and recipe), (c)
+    instruct."""
     from ..tasks import get_task
-    from ..train.cell import replace_if_stale, train_cell
+    from ..train.cell import adopt_cell, replace_if_stale, train_cell
 
     starts: list[Start] = []
     if cfg.base:
@@ -171,11 +175,20 @@ def starting_points(cfg: KnowledgeConfig, out: Path, log: Log) -> list[Start]:
             if replace_if_stale(cfg.model, task, n, r.seed, cell, recipe=dict(r.recipe) or None,
                                 task_options=r.options or None, log=log):
                 remove_path(cell.parent / "merged")  # merged from the replaced adapter
+            sources = [p for d in reuse
+                       for p in sorted((Path(d) / layout.CELLS).glob(f"*/{layout.TRAIN}"))]
+            src = adopt_cell(cfg.model, task, n, r.seed, cell, sources,
+                             recipe=dict(r.recipe) or None, task_options=r.options or None)
+            if src is not None:
+                remove_path(cell.parent / "merged")
+                log(f"reasoning-{n}: the study's finished cell {src.parent.name} (linked, not "
+                    "trained again)")
             t0 = time.perf_counter()
             meta = train_cell(cfg.model, task, n, r.seed, cell, recipe=dict(r.recipe) or None,
                               task_options=r.options or None)
-            log(f"reasoning-{n}: post-trained ({meta.get('steps')} steps, "
-                f"{time.perf_counter() - t0:.1f}s)")
+            if src is None:
+                log(f"reasoning-{n}: post-trained ({meta.get('steps')} steps, "
+                    f"{time.perf_counter() - t0:.1f}s)")
             if meta.get("checkpoint_kind") == "lora":
                 ref = str(_merge_lora(cfg.model, cell / "ckpt", cell.parent / "merged", log))
             else:
@@ -423,8 +436,10 @@ def _train_facts_parallel(facts: dict, starts: list, workers: int, recipe: Any, 
         list(ex.map(_train_facts_job, jobs))
 
 
-def run_knowledge(cfg: KnowledgeConfig, out: str | Path | None = None, log: Log | None = None) -> dict:
-    """Run the whole experiment; write knowledge/table.json and table.md; return the table."""
+def run_knowledge(cfg: KnowledgeConfig, out: str | Path | None = None, log: Log | None = None,
+                  reuse: Sequence[str | Path] = ()) -> dict:
+    """Run the whole experiment; write knowledge/table.json and table.md; return the table.
+    ``reuse``: study run directories whose finished cells may serve as reasoning starts."""
     log = log or (lambda s: None)
     out = Path(out) if out is not None else cfg.output_dir()
     t_all = time.perf_counter()
@@ -437,7 +452,7 @@ def run_knowledge(cfg: KnowledgeConfig, out: str | Path | None = None, log: Log 
     recall = src.kind == "toy" and cfg.eval.recall > 0
 
     t0 = time.perf_counter()
-    starts = starting_points(cfg, out, log)
+    starts = starting_points(cfg, out, log, reuse)
     timings["starting_points_s"] = time.perf_counter() - t0
 
     from ..train.cell import replace_if_stale, train_cell

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -78,7 +78,7 @@ def _xs(ns: np.ndarray, x0: float) -> np.ndarray:
     return np.where(ns == 0, x0, ns)
 
 
-def accuracy_figure(metrics: Any, forecasts: dict, metric_of: dict[str, str], title: str = "") -> Any:
+def accuracy_figure(metrics: Any, forecasts: Mapping[str, Any], metric_of: dict[str, str], title: str = "") -> Any:
     """One panel per task: seed means (points, ±1 sd over seeds) and the forecast's curve: the
     weighted members through the measured range, then the forecast to 4x the largest N with its
     curve interval (shaded, hatched beyond the grid). No curve where the forecast says "cannot
@@ -153,7 +153,7 @@ def accuracy_figure(metrics: Any, forecasts: dict, metric_of: dict[str, str], ti
     return fig
 
 
-def style_substance_figure(groups: Sequence[dict]) -> Any:
+def style_substance_figure(groups: Sequence[Mapping[str, Any]]) -> Any:
     """One panel per (model, task): format / substance / total error with intervals."""
     plt = _plt()
     groups = [g for g in groups if "format_error" in g]

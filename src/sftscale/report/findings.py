@@ -2,7 +2,7 @@
 
 Per (model, task, metric) curve: the chosen form and why (``fit.selection``) and the power-law
 exponent in the paper's terms (P proportional to N^(1/b): 1/b and b with intervals) when the
-power form is identified: descriptions of the measured points. Forecasts and N for a target
+paper's form (``Form.paper``) is identified: descriptions of the measured points. Forecasts and N for a target
 are the Answers' (``fit.forecast``), not a form's. Then the exponent differences between model
 sizes (``fits.json``'s ``joint``), the style/substance analysis and the knowledge experiment.
 
@@ -16,90 +16,100 @@ from __future__ import annotations
 from typing import Any
 
 from ..fit.answers import n_text
+from ..fit.forms import FORMS
+from ..schema import R2, AnalysisDoc, AnalysisGroup, Band, FitEntry, FitsDoc, JointEntry, Plateau
 from .fmt import esc, interval, num, percent, signed
 
 NOT_DETERMINED = "not determined by these data"
 
 
-def _iv(d: dict | None, key_mid: str = "mid") -> str:
-    d = d or {}
-    return interval(d.get(key_mid), d.get("lo"), d.get("hi"), hi_text=NOT_DETERMINED)
+def _iv(d: Band) -> str:
+    return interval(d["mid"], d["lo"], d["hi"], hi_text=NOT_DETERMINED)
 
 
-def _eligible(f: dict) -> bool:
-    return bool((f.get("selection") or {}).get("eligible", f.get("best")))
+def _is_paper(form: str) -> bool:
+    """Whether ``form`` is the paper's power law (a form no longer registered is not)."""
+    fo = FORMS.get(form)
+    return bool(fo is not None and fo.paper)
 
 
-def curve_finding(curve: list[dict]) -> str:
+def _eligible(f: FitEntry) -> bool:
+    return bool(f["selection"].get("eligible", f["best"]))
+
+
+def curve_finding(curve: list[FitEntry]) -> str:
     """One finding for the fits of one curve (all forms)."""
     f0 = curve[0]
     head = f"<b>{esc(f0['model'])} · {esc(f0['task'])}</b>: "
-    best = next((f for f in curve if f.get("best")), None)
+    best = next((f for f in curve if f["best"]), None)
     if best is None:
-        why = "; ".join(f"{esc(f['form'])}: {esc(', '.join((f.get('selection') or {}).get('reasons') or ['-']))}"
+        why = "; ".join(f"{esc(f['form'])}: {esc(', '.join(f['selection'].get('reasons') or ['-']))}"
                         for f in curve)
         return (f"<div class=finding>{head}no fitted form is identified by these data with at least 2 residual "
                 f"degrees of freedom ({why}); no parameters are reported.</div>")
-    sel = best.get("selection") or {}
+    sel = best["selection"]
     npts = len(best["points"]["n"])
     parts = [f"{head}{esc(best['metric'])} is best described by the <b>{esc(best['form'])}</b> form "
              f"(chosen by {esc(sel.get('criterion') or 'AICc')} among forms with at least 2 residual degrees "
-             f"of freedom and identified parameters; R² = {num(best.get('r2_metric'))} on {npts} points, "
-             f"{num(best.get('dof'))} dof)."]
-    power = next((f for f in curve if f["form"] == "power"), None)
-    if power is not None and _eligible(power) and power.get("paper_terms"):
+             f"of freedom and identified parameters; R² = {num(best['r2_metric'])} on {npts} points, "
+             f"{num(best['dof'])} dof)."]
+    power = next((f for f in curve if _is_paper(f["form"])), None)
+    if power is not None and _eligible(power) and "paper_terms" in power:
         pt = power["paper_terms"]
         parts.append(f"As a power law P ∝ N<sup>1/b</sup>: 1/b = {_iv(pt['one_over_b'])}, "
                      f"b = {_iv(pt['b'])}.")
     elif power is not None:
-        why = ", ".join(r.replace("not identified: ", "") for r in (power.get("selection") or {}).get("reasons") or [])
+        why = ", ".join(r.replace("not identified: ", "") for r in power["selection"].get("reasons") or [])
         why = why or "not fitted"
         parts.append(f"The power-law exponent is not identified by these data ({esc(why)}).")
-    if best["form"] != "power":
-        ci = best.get("param_ci") or {}
+    if not _is_paper(best["form"]):
+        ci = best["param_ci"]
         ps = ", ".join(f"{esc(k)} = {interval(v, *(ci.get(k) or (None, None)))}" for k, v in best["params"].items())
         parts.append(f"Its parameters: {ps}.")
     return "<div class=finding>" + " ".join(parts) + "</div>"
 
 
-def joint_finding(joint: list[dict], level: Any) -> str:
+def joint_finding(joint: list[JointEntry], level: Any) -> str:
     """The exponent differences between model sizes, one sentence per (task, metric)."""
     if not joint:
         return ""
     out = []
     for j in joint:
-        for d in j.get("differences", []):
+        for d in j["differences"]:
             lead = (f"<b>{esc(j['task'])}</b> ({esc(j['metric'])}, {esc(j['form'])} form fitted to each model, "
-                    f"{'paired bootstrap over items' if j.get('paired') else 'models resampled apart'})")
-            if not d.get("identified"):
-                why = "; ".join(f"{esc(m['model'])}: {esc(', '.join(m.get('reasons') or []))}"
-                                for m in j["models"] if not m.get("identified"))
+                    f"{'paired bootstrap over items' if j['paired'] else 'models resampled apart'})")
+            if not d["identified"]:
+                why = "; ".join(f"{esc(m['model'])}: {esc(', '.join(m['reasons']))}"
+                                for m in j["models"] if not m["identified"])
                 out.append(f"{lead}: the exponent of {esc(d['a'])} minus {esc(d['b'])} is not identified ({why}).")
                 continue
             verdict = ""
-            if d.get("lo") is not None and d.get("hi") is not None:
-                verdict = ("; the interval excludes 0" if d["lo"] > 0 or d["hi"] < 0
+            lo, hi = d["lo"], d["hi"]
+            if lo is not None and hi is not None:
+                verdict = ("; the interval excludes 0" if lo > 0 or hi < 0
                            else "; the interval includes 0: no difference detected")
             out.append(f"{lead}: the exponent of {esc(d['a'])} minus {esc(d['b'])}: "
-                       f"{interval(d['diff'], d.get('lo'), d.get('hi'))} (bootstrap p = {num(d.get('p_two_sided'))}"
+                       f"{interval(d['diff'], lo, hi)} (bootstrap p = {num(d['p_two_sided'])}"
                        f"{verdict}).")
     lv = percent(level or 0.95)
     return (f"<div class=finding><b>Exponents across model sizes</b> ({lv}% intervals; the paper's claim that "
             f"larger models gain more is a claim about these exponents): " + " ".join(out) + "</div>")
 
 
-def style_finding(g: dict) -> str:
-    sat, plat = g.get("style_saturation_n") or {}, g.get("accuracy_plateau_n") or {}
-    if sat.get("n") is None:
+def style_finding(g: AnalysisGroup) -> str:
+    """One sentence per (model, task) with a format/substance split (groups without one: "")."""
+    if "style_saturation_n" not in g or g["style_saturation_n"]["n"] is None:
         return ""
-    r2 = (g.get("r2_total_vs_substance") or {}).get("r2")
+    sat = g["style_saturation_n"]
+    plat: Plateau = g.get("accuracy_plateau_n") or {}
+    r2 = g.get("r2_total_vs_substance", {}).get("r2")
     rising = "is still rising at the largest N" if plat.get("still_rising") else \
         f"stops rising at N = {n_text(plat.get('n'))}"
-    ra = g.get("r2_total_vs_substance_after_style") or {}
+    ra: R2 = g.get("r2_total_vs_substance_after_style") or {}
     after = (f"; from N = {n_text(ra.get('from_n'))} on (format saturated), r² = {num(ra.get('r2'))}"
              if ra.get("r2") is not None else "")
     return (f"<div class=finding><b>{esc(g['model'])} · {esc(g['task'])}</b>: the format saturates at "
-            f"N = {n_text(sat['n'])} (95% of its plateau {num(sat.get('plateau'))}), while accuracy {rising}. "
+            f"N = {n_text(sat['n'])} (95% of its plateau {num(sat['plateau'])}), while accuracy {rising}. "
             f"Total error tracks substance error across all N with r² = {num(r2)}{after}.</div>")
 
 
@@ -134,17 +144,16 @@ def knowledge_finding(knowledge: dict | None) -> str:
             + "</div>")
 
 
-def findings(res: dict, knowledge: dict | None) -> str:
-    """The whole "Findings, as measured" section."""
-    doc = res["fits_doc"]
+def findings(doc: FitsDoc, analysis: AnalysisDoc, knowledge: dict | None) -> str:
+    """The whole "Findings, as measured" section: fits.json, analysis.json, the knowledge table."""
     out = ["<h3>The paper's forms, fitted</h3><p class=sub>Descriptions of the measured points, not "
            "forecasts (the forecasts and N for a target are in the Answers above).</p>"]
-    curves: dict[tuple, list[dict]] = {}
-    for f in doc.get("fits", []):
+    curves: dict[tuple, list[FitEntry]] = {}
+    for f in doc["fits"]:
         curves.setdefault((f["model"], f["task"], f["metric"]), []).append(f)
     out += [curve_finding(c) for c in curves.values()]
-    out.append(joint_finding(doc.get("joint") or [], doc.get("level")))
-    out += [style_finding(g) for g in res["analysis"].get("groups", [])]
+    out.append(joint_finding(doc.get("joint", []), doc["level"]))
+    out += [style_finding(g) for g in analysis["groups"]]
     out.append(knowledge_finding(knowledge))
     return "\n".join(x for x in out if x)
 

@@ -1,19 +1,25 @@
 """The report page: one HTML string with every figure embedded (base64 PNG), no scripts.
 
-Everything shown is read from the analysis results passed in; nothing is a constant.
+``page(data, sections)`` puts the sections' fragments (``report.sections``) in the page frame;
+the table builders here (``_answers``, ``_backtests``, ``_fit_table``, ...) turn one part of
+fits.json, analysis.json or the store's tables into HTML. Everything shown is read from the
+results passed in; nothing is a constant.
 Not handled: themes, interactive plots, pagination of very large studies.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as _dt
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..fit.answers import answer_rows, n_text
-from .findings import findings
 from .fmt import esc, interval, num, percent
+
+from ..schema import AnalysisDoc, BandSeries, FitsDoc, ForecastsDoc
+
+if TYPE_CHECKING:
+    from .data import ReportData
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;margin:2em auto;
@@ -34,50 +40,20 @@ def img(path: Path, alt: str) -> str:
     return f'<img alt="{esc(alt)}" src="data:image/png;base64,{b64}">'
 
 
-def render(title: str, run_dir: Path, res: dict, figs: dict, knowledge: dict | None,
-           examples: list[dict], targets: Sequence[float]) -> str:
-    from .. import __version__
-
-    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{esc(title)}</title>"
-             f"<style>{CSS}</style></head><body>",
-             f"<h1>{esc(title)}</h1><div class=sub>run directory <code>{esc(run_dir)}</code> · "
-             f"sftscale {esc(__version__)} · {esc(_dt.datetime.now().strftime('%Y-%m-%d %H:%M'))}</div>",
-             "<p>Does finetuning only teach a model the <b>format</b> of answers, or also their "
-             "<b>substance</b>? Every checkpoint below was finetuned on N examples (nested, seeded subsets) "
-             "and scored with format and correctness kept apart.</p>"]
-    fc = res["fits_doc"].get("forecasts") or {}
-    parts.append(_answers(fc, res["analysis"]))
-    parts.append(_held_fixed(run_dir))
-    if "accuracy" in figs:
-        parts.append("<h2>Accuracy against N</h2>" + img(figs["accuracy"]["png"], "accuracy against N")
-                     + "<p class=sub>Points: mean over seeds (error bar ±1 sd, faint dots single seeds). "
-                     "Solid line: the forecast's members, weighted, through the measured points; dashed line "
-                     f"and band (grey background): the forecast to 4× the largest N with its "
-                     f"{num(100 * (fc.get('level') or 0.9))}% interval for the curve's value. No line where "
-                     "the curve cannot be forecast.</p>")
-    parts.append(_backtests(fc))
-    if "style" in figs:
-        parts.append("<h2>Style versus substance</h2>" + img(figs["style"]["png"], "format and substance errors")
-                     + _style_table(res["analysis"]))
-    parts.append("<h2>Details</h2>")
-    parts.append(findings(res, knowledge))
-    parts.append(_fit_table(res["fits_doc"]))
-    parts.append(_joint_table(res["fits_doc"]))
-    parts.append(_search_table(res["metrics"]))
-    if knowledge:
-        parts.append(_knowledge(knowledge, figs.get("knowledge")))
-    parts.append(_examples(examples))
-    parts.append("<h2>Files</h2><p class=sub>fits.json, analysis.json, the figures as PNG and SVG "
-                 "(report/), study.sqlite, export.csv, items.jsonl.</p></body></html>")
-    return "\n".join(parts)
+def page(d: "ReportData", sections: Sequence[Callable[["ReportData"], str]]) -> str:
+    """The whole page: the frame around each section's fragment, in the order given."""
+    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{esc(d.title)}</title>"
+             f"<style>{CSS}</style></head><body>"]
+    parts += [x for x in (section(d) for section in sections) if x]
+    return "\n".join(parts) + "</body></html>"
 
 
-def _answers(fc: dict, analysis: dict) -> str:
+def _answers(fc: ForecastsDoc, analysis: AnalysisDoc) -> str:
     """The lead table: the answers a study is for, one row per curve (``fit.answers``)."""
     rows = answer_rows(fc, analysis)
     if not rows:
         return ""
-    lv = num(100 * (fc.get("level") or 0.9))
+    lv = num(100 * fc["level"])
     out = ["<h2>Answers</h2><table><tr><th class=l>model · task (metric)</th><th class=l>format saturates</th>"
            "<th class=l>smallest N</th><th class=l>largest N</th>"
            f"<th class=l>at 2× the largest N [{lv}% new measurement]; what it buys [curve]</th>"
@@ -103,9 +79,9 @@ def _f(x: Any, nd: int = 2) -> str:
     return "–" if x is None else f"{float(x):.{nd}f}"
 
 
-def _backtests(fc: dict) -> str:
+def _backtests(fc: ForecastsDoc) -> str:
     """How well this method would have forecast the study's own larger N."""
-    curves = [c for c in fc.get("curves", []) if c.get("backtests")]
+    curves = [c for c in fc["curves"] if c["backtests"]]
     if not curves:
         return ""
     out = ["<h2>Backtests: forecasting the study's own larger N</h2><table><tr><th class=l>model · task</th>"
@@ -119,11 +95,10 @@ def _backtests(fc: dict) -> str:
                        f"<td>{n_text(r['n'])}</td><td{bad}>{r['predicted']:.2f} [{lo:.2f}, {hi:.2f}]</td>"
                        f"<td>{r['measured']:.2f}</td><td>{r['error']:+.2f}</td>"
                        f"<td>{_f(r['naive'].get('last'))}</td><td>{_f(r['naive'].get('loglinear'))}</td></tr>")
-    cal = fc.get("calibration") or {}
     notes = []
-    for met, bs in cal.items():
+    for met, bs in fc["calibration"].items():
         for b, v in bs.items():
-            mae = v.get("mae") or {}
+            mae = v["mae"]
             notes.append(f"{esc(met)}, {b} ahead: {v['backtests']} backtests, forecast by {esc(v['method'])}, mean "
                          f"|error| {_f(mae.get('ensemble'), 3)} (last value {_f(mae.get('last'), 3)}, "
                          f"line {_f(mae.get('loglinear'), 3)}), interval quantile {_f(v['q'])} "
@@ -169,30 +144,29 @@ def _held_fixed(run_dir: Path) -> str:
     return "\n".join(out)
 
 
-def _fit_table(doc: dict) -> str:
-    fits = doc.get("fits", [])
+def _fit_table(doc: FitsDoc) -> str:
+    fits = doc["fits"]
     if not fits:
         return ""
     rows = ["<h2>Scaling-law fits</h2><table><tr><th class=l>model</th><th class=l>task</th><th class=l>metric</th>"
             "<th class=l>form</th><th class=l>parameters [interval]</th><th>R²</th><th>dof</th><th>AICc</th>"
             "<th>LOO RMSE</th><th class=l>selection</th><th class=l>warnings</th></tr>"]
     for f in fits:
-        ci = f.get("param_ci", {})
+        ci = f["param_ci"]
         ps = "<br>".join(f"{esc(k)} = {interval(v, *(ci.get(k) or (None, None)))}" for k, v in f["params"].items())
-        loo = f.get("loo") or {}
-        sel = f.get("selection") or {}
-        if f.get("best"):
+        loo, sel = f["loo"], f["selection"]
+        if f["best"]:
             sel_s = f"chosen ({esc(sel.get('criterion') or 'AICc')})"
         elif sel.get("eligible", True):
             sel_s = "eligible"
         else:
             sel_s = "<span class=bad>not eligible</span>: " + esc("; ".join(sel.get("reasons") or []))
-        rows.append(f"<tr class={'best' if f.get('best') else ''}><td class=l>{esc(f['model'])}</td>"
+        rows.append(f"<tr class={'best' if f['best'] else ''}><td class=l>{esc(f['model'])}</td>"
                     f"<td class=l>{esc(f['task'])}</td><td class=l>{esc(f['metric'])}</td>"
-                    f"<td class=l>{esc(f['form'])}{' ★' if f.get('best') else ''}</td><td class=l>{ps}</td>"
+                    f"<td class=l>{esc(f['form'])}{' ★' if f['best'] else ''}</td><td class=l>{ps}</td>"
                     f"<td>{num(f.get('r2_metric'))}</td><td>{num(f.get('dof'))}</td><td>{num(f.get('aicc'))}</td>"
-                    f"<td>{num(loo.get('rmse'))}</td><td class=l>{sel_s}</td><td class='l warn'>{'<br>'.join(esc(w) for w in f.get('warnings', []))}</td></tr>")
-    rule = next((n[len("best: "):] for n in doc.get("notes", []) if n.startswith("best: ")), "lowest AICc")
+                    f"<td>{num(loo['rmse'])}</td><td class=l>{sel_s}</td><td class='l warn'>{'<br>'.join(esc(w) for w in f['warnings'])}</td></tr>")
+    rule = next((n[len("best: "):] for n in doc["notes"] if n.startswith("best: ")), "lowest AICc")
     rows.append(f"</table><p class=sub>★ the chosen form of the curve; rule: {esc(rule)}. R² in metric space. "
                 f"Intervals: {num(100 * (doc.get('level') or 0.95))}% bootstrap percentiles. Forms that are not "
                 "eligible are shown with their reasons; their parameters are not used anywhere else.</p>")
@@ -239,8 +213,8 @@ def _val(v: Any) -> str:
     return num(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
 
-def _joint_table(doc: dict) -> str:
-    joint = doc.get("joint") or []
+def _joint_table(doc: FitsDoc) -> str:
+    joint = doc.get("joint", [])
     if not joint:
         return ""
     rows = ["<h3>Exponents across model sizes (joint fit)</h3><table><tr><th class=l>task</th>"
@@ -266,18 +240,18 @@ def _joint_table(doc: dict) -> str:
     return "\n".join(rows)
 
 
-def _style_table(analysis: dict) -> str:
+def _style_table(analysis: AnalysisDoc) -> str:
     out = []
-    for g in analysis.get("groups", []):
+    for g in analysis["groups"]:
         if "format_error" not in g:
             continue
         out.append(f"<h3>{esc(g['model'])} · {esc(g['task'])}</h3><table><tr><th>N</th><th>format rate %</th>"
                    "<th>format errors %</th><th>substance errors %</th><th>total errors %</th></tr>")
+        bands = (g["format_rate"], g["format_error"], g["substance_error"], g["total_error"])
         for i, n in enumerate(g["n"]):
-            def b(k: str) -> str:
-                return interval(g[k]["mid"][i], g[k]["lo"][i], g[k]["hi"][i], pct=True)
-            out.append(f"<tr><td>{n_text(n)}</td><td>{b('format_rate')}</td><td>{b('format_error')}</td>"
-                       f"<td>{b('substance_error')}</td><td>{b('total_error')}</td></tr>")
+            def b(s: BandSeries) -> str:
+                return interval(s["mid"][i], s["lo"][i], s["hi"][i], pct=True)
+            out.append(f"<tr><td>{n_text(n)}</td>" + "".join(f"<td>{b(s)}</td>" for s in bands) + "</tr>")
         out.append("</table>")
     return "\n".join(out)
 

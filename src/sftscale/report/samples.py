@@ -8,25 +8,35 @@ are shown, so nothing is cherry-picked).
 
 from __future__ import annotations
 
+from fnmatch import fnmatch
 from pathlib import Path
 
 from ..io import read_jsonl
+from ..rundir import layout
+
+
+def _samples(eval_files: dict) -> str | None:
+    """The samples file among the eval stage's recorded files (path relative to the run dir)."""
+    return next((p for p in eval_files if fnmatch(Path(p).name, layout.SAMPLES_GLOB)), None)
+from ..schema import SampleRecord
 
 
 def sample_responses(run_dir: Path, k: int = 3, max_chars: int = 400) -> list[dict]:
     """[{model, task, items: [{id, question, gold?, by_n: [{n, response, format_ok, correct}]}]}]"""
-    from ..study.store import Store
+    from ..rundir.store import Store
 
-    sp = run_dir / "study.sqlite"
+    sp = layout.store_path(run_dir)
     if not sp.exists():
         return []
     with Store(sp, readonly=True) as st:
-        cells = [c for c in st.cells("done") if c.get("samples")]
+        files = st.files()
+        cells = [{**c, "samples": s} for c in st.cells("done")
+                 if (s := _samples(files.get(c["key"], {}).get(layout.EVAL, {})))]
     out = []
     for (model, task) in sorted({(c["model"], c["task"]) for c in cells}):
         cs = [c for c in cells if c["model"] == model and c["task"] == task]
         seed0 = min(c["seed"] for c in cs if c["seed"] is not None) if any(c["seed"] is not None for c in cs) else None
-        by_n: dict[int, dict] = {}
+        by_n: dict[int, dict[str, SampleRecord]] = {}
         for c in sorted(cs, key=lambda c: (c["n"], c["seed"] if c["seed"] is not None else -1)):
             if c["n"] in by_n or (c["n"] != 0 and seed0 is not None and c["seed"] != seed0):
                 continue

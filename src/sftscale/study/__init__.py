@@ -1,11 +1,14 @@
-"""The study runner: config → cells → train/evaluate → store → tables.
+"""Running a study: cells through their stages, in executors, recorded in the run directory.
+
+``runner.py`` (``run_study``, ``CellRunner``), ``executors.py`` (local worker processes, Ray),
+``signals.py`` (SIGTERM as Ctrl-C), ``progress.py`` (the live display), ``status.py``
+(``sftscale status``), ``search.py`` (recipe search), ``tracking.py`` (MLflow, W&B).
+What to run is ``grid/``, the run directory ``rundir/``, planning ``plan/``.
 
 Public API (imports are lazy so that ``import sftscale.study`` stays cheap)::
 
     from sftscale.config import load_study, StudyConfig
-    from sftscale.study import expand_cells, Store, run_study, load_tables
-
-Not handled here: fitting and reporting (``fit.py``, ``report/``), which read the tables.
+    from sftscale.study import run_study, CellRunner
 """
 
 from __future__ import annotations
@@ -13,13 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 _LAZY = {
-    "Cell": "cells", "expand_cells": "cells",
-    "Store": "store",
     "CellRunner": "runner", "StageContext": "runner", "run_study": "runner",
     "StudyResult": "runner",
     "LocalExecutor": "executors", "RayExecutor": "executors",
-    "load_tables": "export",
-    "plan_study": "plan", "check_study": "plan",
 }
 
 

@@ -32,7 +32,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from ..config import StudyConfig
 from ..events import ProgressEvent, ProgressFn
-from .cells import Cell
+from ..grid.cells import Cell
 
 OnStart = Callable[[Cell], None]
 OnDone = Callable[[Cell, dict], None]
@@ -119,16 +119,16 @@ def _ray_resources(cell: Cell) -> dict[str, float]:
 
 def _ray_cell_task(runner: Any, cell_dict: dict, run_dir: str) -> dict:
     """The Ray task body: training of a multi-process cell goes through Ray Train
-    (``train.launch``), its evaluation into a Ray task of its own with the cell's resources."""
-    import dataclasses
-
+    (``train.launch``), each of its other stages (``StageSpec.own_workers`` off: evaluation,
+    ...) into a Ray task of its own with the cell's resources."""
     from ..train.launch import LAUNCHER_ENV
 
     os.environ[LAUNCHER_ENV] = "ray"
     cell = Cell.from_dict(cell_dict)
-    if cell.world > 1 and dataclasses.is_dataclass(runner) and hasattr(runner, "evaluate"):
-        runner = dataclasses.replace(runner, evaluate=OnRay(runner.evaluate, cell.cpus,
-                                                            cell.gpus or 0))
+    if cell.world > 1 and hasattr(runner, "with_run"):
+        for spec in runner.stages:
+            if not spec.own_workers:
+                runner = runner.with_run(spec.name, OnRay(spec.run, cell.cpus, cell.gpus or 0))
     return runner.run(cell, run_dir)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..events import ProgressEvent
-from .eta import CostETA
+from ..plan.eta import CostETA
 
 
 class NullReporter:
@@ -124,8 +124,9 @@ class RichReporter(NullReporter):
         if outcome.get("ok"):
             self.done_n += 1
             m = outcome.get("metrics_summary") or ""
-            line = (f"[green]done[/] {cell.key} (train {outcome.get('train_s', 0):.1f}s, "
-                    f"eval {outcome.get('eval_s', 0):.1f}s){m}")
+            secs = outcome.get("stage_s") or {k: outcome.get(f"{k}_s", 0) for k in ("train", "eval")}
+            line = (f"[green]done[/] {cell.key} ("
+                    + ", ".join(f"{k} {v or 0:.1f}s" for k, v in secs.items()) + f"){m}")
         else:
             self.failed_n += 1
             line = f"[red]FAILED[/] {cell.key}: {outcome.get('error', '?')}"

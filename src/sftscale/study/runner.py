@@ -1,25 +1,18 @@
-"""Running a study: expand cells, run train → generate/score for each, record in the store.
+"""Running a study: expand cells, run each cell's stages (train, evaluate, ...), record them.
 
-Layout of a run directory::
+The run directory's names are rundir/layout.py's; a cell's stages are a list of
+``StageSpec``s (rundir/stagespec.py; ``STAGES`` in stages.py: train, then eval, then any
+registered stage), which ``CellRunner`` runs in order.
 
-    DIR/study.yaml            the config as given (snapshot)
-    DIR/study.sqlite          the store (driver-only writes; see store.py)
-    DIR/cells/<key>/cell.json the cell's spec
-    DIR/cells/<key>/train/    train_cell's output (ckpt/ + train_meta.json)
-    DIR/cells/<key>/eval/     evaluate's results_<ts>.json + samples_<task>_<ts>.jsonl
-    DIR/cells/<key>/search/   recipe search candidates, one directory each (search.py)
-    DIR/cells/<key>/error.txt traceback of the last failure
-    DIR/cache/gen/            generation cache shared by the cells
-    DIR/export.csv, DIR/items.jsonl   written at the end (see export.py)
-
-Crash safety: each stage works in ``train.tmp/`` or ``eval.tmp/`` and the directory is
-renamed into place only once the stage's last file exists, so ``train/`` and ``eval/``
-are always complete; a leftover ``*.tmp/`` is deleted before the stage reruns. The store
-records a cell (with the sha256 of its output files and of its checkpoint) in one
-transaction after both stages, so after a SIGKILL (of the whole process group, at any
-moment) a rerun either finds the cell recorded (and verifies its hashes) or picks up
-whatever complete stage directories exist and carries on: the tables equal those of an
-uninterrupted run (tests/test_study_reliability.py kills a study at random moments).
+Crash safety: each stage works in ``<stage>.tmp/`` and the directory is renamed into place
+only once the stage's ``done`` files exist and its hashed files are sealed
+(``stagespec.seal``), so ``train/``, ``eval/``, ... are always complete; a leftover
+``*.tmp/`` is deleted before the stage reruns. The store records a cell (with the sha256 of
+every stage's hashed files) in one transaction after all its stages, so after a SIGKILL (of
+the whole process group, at any moment) a rerun either finds the cell recorded (and verifies
+its hashes) or picks up whatever complete stage directories exist and carries on: the tables
+equal those of an uninterrupted run (tests/test_study_reliability.py kills a study at random
+moments).
 
 Guarantees of ``run_study`` (see also lock.py, integrity.py, repair.py, signals.py):
 
@@ -27,28 +20,33 @@ Guarantees of ``run_study`` (see also lock.py, integrity.py, repair.py, signals.
   opened until the exports are written; a second run is refused (``RunDirBusy``, naming the
   holder) or, with ``wait=True``, waits for it. ``prepare`` takes it too when called alone.
 - Content checks on reuse: done cells are verified against the store's hashes at every run,
-  and a reused ``train/`` against the checkpoint hash sealed when it was trained; a missing or
-  changed file sends the cell back to training or to evaluation (integrity.py), never to
-  ``failed``. Retraining always discards the cell's old ``eval/``.
+  and a reused stage directory against the hashes sealed when it finished; a missing or
+  changed file sends the cell back to the stage that wrote it (integrity.py), never to
+  ``failed``. Redoing a stage always discards the directories of the stages that need it
+  (retraining discards ``eval/``).
 - A missing store beside existing cell directories is rebuilt from them; a damaged one is
   refused (``store.StoreDamaged``) unless ``repair=True`` (repair.py).
 - SIGTERM is handled like Ctrl-C (signals.py): cells in flight go back to ``pending``.
 - A cell that finishes removes its stale ``error.txt``; a reused stage keeps the timing its
-  files recorded (``train_meta`` ``wall_s``, the results' evaluation time), not 0.0.
+  files recorded (``StageSpec.seconds``: train_meta ``wall_s``, the results' evaluation
+  time), not 0.0.
 
-Stages are pluggable (``CellRunner(train=..., evaluate=...)``) and share one signature,
-``stage(cell, ctx: StageContext) -> None``: the stage writes its files into ``ctx.out``.
-The defaults call ``sftscale.train.cell.train_cell`` and ``sftscale.evaluation.run.evaluate``.
+Stages share one signature, ``run(cell, ctx: StageContext) -> None``: the stage writes its
+files into ``ctx.out``. ``CellRunner(stages=with_runs(train=f, eval=g))`` swaps run functions
+(tests); ``CellRunner(stages=[*STAGES, spec])`` adds a stage. A cell with a recipe search runs
+its train stage as the search (search.py), with the runner's own train and eval runs.
 
 Progress: the runner reports ``sftscale.events.ProgressEvent``s with ``cell`` set: one when
-a cell enters a stage (``train``, ``eval``, ``score``) and every event the stage itself
-reports through ``ctx.progress``. The display throttles them (``events.Throttle``).
+a cell enters a stage (its name: ``train``, ``eval``), ``score`` when its outputs are read
+back, and every event the stage itself reports through ``ctx.progress``. The display
+throttles them (``events.Throttle``).
 
 Hooks (``CellRunner(hooks=fn)``, for crash tests): ``fn(point, run_dir, cell_key)`` is
-called at ``train`` (inside training, after its first progress event), ``eval``
-(evaluation outputs written, not yet renamed into place) and ``commit`` (the cell
-finished, the store not yet written; called by ``run_study`` in the driver). A hook may
-stop the process there; tests/crash_driver.py does. Production code sets none.
+called at ``<stage>`` (inside the stage, at its first progress event: ``train`` is after the
+first optimizer step), ``<stage>.written`` (its outputs complete in ``<stage>.tmp/``, not yet
+renamed into place) and ``commit`` (the cell finished, the store not yet written; called by
+``run_study`` in the driver). A hook may stop the process there; tests/crash_driver.py does.
+Production code sets none.
 
 Exports: a failure to write ``export.csv``/``items.jsonl`` at the end is logged as a
 warning (logger ``sftscale.study.runner``) and does not fail the run: the store has the
@@ -66,6 +64,8 @@ events from worker processes (``workers > 1`` or Ray: the stages run without the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
 import logging
 import os
@@ -78,15 +78,20 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..config import StudyConfig
 from ..events import ProgressEvent, ProgressFn, Throttle
+from ..grid.cells import Cell, expand_cells
 from ..io import InputError, atomic_write_json, atomic_write_text, fresh_dir, remove_path
+from ..plan.runplan import record_run, save_run_plan
 from ..quiet import quiet_third_party_warnings
-from .cells import Cell, expand_cells
-from .integrity import seal_train, train_complete, verify_done
-from .lock import RunLock
-from .outputs import check_values, collect_outputs, eval_files, parse_results
-from .runplan import record_run, save_run_plan
+from ..rundir import layout
+from ..rundir.integrity import verify_done
+from ..rundir.lock import RunLock
+from ..rundir.outputs import check_values, collect_outputs
+from ..rundir.stagespec import (Stage, StageContext, StageSpec, check_stages, dependents,
+                                hashed_paths, seal)
+from ..rundir.stagespec import state as stage_state
+from ..rundir.store import Store
+from . import stages as stage_list
 from .signals import terminate_as_interrupt
-from .store import Store
 from .tracking import NullTracker, open_tracker
 
 log = logging.getLogger(__name__)
@@ -94,113 +99,9 @@ log = logging.getLogger(__name__)
 Hooks = Callable[[str, Path, str], None]  # (point, run_dir, cell key) -> None; see the docstring
 
 
-@dataclass(frozen=True)
-class StageContext:
-    """Everything a stage gets besides its cell.
-
-    ``out``: the (empty) directory the stage writes into, renamed into place afterwards;
-    ``train_dir``: the cell's completed ``train/`` (what the eval stage evaluates);
-    ``cache_dir``: the generation cache shared by the run's cells; ``share_generator``:
-    whether eval may reuse this process's Generator for the base model; ``progress``: where
-    the stage reports its ``ProgressEvent``s (None: nobody listens); ``validation``: training
-    item ids that eval evaluates INSTEAD of the test items (a recipe search's candidate, search.py).
-    """
-
-    run_dir: Path
-    cell_dir: Path
-    out: Path
-    train_dir: Path
-    cache_dir: Path
-    share_generator: bool = True
-    progress: ProgressFn | None = None
-    validation: list[str] | None = None
-
-
-Stage = Callable[[Cell, StageContext], None]
-"""``stage(cell, ctx)``: train writes ``ctx.out/train_meta.json`` (and its checkpoint); eval
-writes ``ctx.out/results_*.json`` and ``ctx.out/samples_*.jsonl``."""
-
-
-# --- default stages ------------------------------------------------------------------------
-
-def train_stage(cell: Cell, ctx: StageContext) -> None:
-    """``sftscale.train.cell.train_cell`` with the cell's model, task, N, seed and recipe overrides
-    (in ``cell.world`` processes through ``train.launch``: torchrun, or Ray Train on Ray)."""
-    from ..train.launch import train_cell_launched
-
-    recipe = dict(cell.recipe)
-    recipe.setdefault("chat", cell.chat)
-    train_cell_launched(cell.model_ref, _task_object(cell), cell.n, cell.seed, ctx.out,
-                        recipe=recipe, task_options=cell.task_options or None,
-                        progress=ctx.progress, world=cell.world, use_gpu=cell.gpus > 0,
-                        cpus_per_worker=cell.cpus)
-
-
-_GENERATORS: dict[tuple, Any] = {}  # per process: one loaded base model, reused across cells
-
-
-def _shared_generator(model: str, batch_size: int | None, cache_dir: Path | None,
-                      device: str | None = None) -> Any:
-    from ..generation.generator import Generator
-
-    key = (model, batch_size, str(cache_dir), device)
-    if key not in _GENERATORS:
-        _GENERATORS.clear()  # keep one base model in memory
-        _GENERATORS[key] = Generator(model, batch_size=batch_size, cache_dir=cache_dir,
-                                     device=device)
-    return _GENERATORS[key]
-
-
-def eval_stage(cell: Cell, ctx: StageContext) -> None:
-    """``sftscale.evaluation.run.evaluate`` on the cell's checkpoint (the base model for N = 0).
-
-    A peft adapter is attached to the worker's one Generator for the base model (loaded
-    once, reused by every cell of that base, unless ``ctx.share_generator`` is off). A fully
-    finetuned checkpoint is a model of its own: it gets a Generator of its own (the shared
-    one would have its base replaced), and the chat-template guard is applied here since
-    evaluate() only checks adapters.
-    """
-    from ..evaluation.run import check_template, evaluate
-    from ..generation.generator import Generator
-
-    train_dir, cache_dir = ctx.train_dir, ctx.cache_dir
-    meta = json.loads((train_dir / "train_meta.json").read_text())
-    ckpt = train_dir / (meta.get("checkpoint") or "ckpt")
-    task = _task_object(cell)
-    if ctx.validation is not None:  # a search candidate: training items, never test items
-        from .search import validation_view
-        task = validation_view(task, ctx.validation)
-    common = dict(limit=cell.limit, out=ctx.out, chat=cell.chat, batch_size=cell.batch_size,
-                  allow_template_mismatch=cell.allow_template_mismatch, progress=ctx.progress,
-                  sampling=cell.sampling, num_fewshot=cell.num_fewshot,  # examples never from
-                  fewshot_exclude=meta.get("subset_ids") or ())  # the cell's finetuning subset
-    if cell.n > 0 and not ckpt.is_dir():
-        raise RuntimeError(f"{train_dir}: trained cell without its checkpoint ({ckpt.name}/)")
-    dev = "auto" if cell.gpus > 1 else None  # a model granted several GPUs is spread over them
-    if cell.n > 0 and not (ckpt / "adapter_config.json").exists():
-        from ..models import template_sha
-
-        gen = Generator(str(ckpt), batch_size=cell.batch_size, cache_dir=cache_dir, device=dev)
-        check_template(ckpt, template_sha(gen.tokenizer, cell.chat), cell.allow_template_mismatch)
-        evaluate(str(ckpt), task, generator=gen, **common)
-    else:
-        adapter = str(ckpt) if cell.n > 0 else None
-        if ctx.share_generator:
-            gen = _shared_generator(cell.model_ref, cell.batch_size, cache_dir, dev)
-        else:
-            gen = Generator(cell.model_ref, batch_size=cell.batch_size, cache_dir=cache_dir,
-                            device=dev)
-        evaluate(cell.model_ref, task, adapter=adapter, generator=gen, **common)
-    if ctx.validation is not None:  # the search's tie-break
-        from .search import write_val_loss
-        write_val_loss(gen, task, cell, ctx.out)
-
-
-def _task_object(cell: Cell) -> Any:
-    """The cell's task: max_new_tokens override and external training data applied."""
-    from .taskdata import study_task
-
-    return study_task(cell.task_name, cell.task_options, cell.max_new_tokens)
+def default_stages() -> list[StageSpec]:
+    """A copy of ``stages.STAGES`` as it is now (registrations included)."""
+    return list(stage_list.STAGES)
 
 
 # --- one cell (runs in the worker) ---------------------------------------------------------
@@ -209,113 +110,118 @@ def _task_object(cell: Cell) -> Any:
 class CellRunner:
     """Runs one cell's stages in a worker and returns a plain, picklable outcome dict.
 
-    ``hooks`` (tests only) must be picklable to reach worker processes (a module-level
-    function or an instance of a module-level class)."""
+    ``stages``: the stage list (default: ``stages.STAGES``). ``hooks`` (tests only) must be
+    picklable to reach worker processes (a module-level function or an instance of a
+    module-level class), as must the stages' functions."""
 
-    train: Stage = train_stage
-    evaluate: Stage = eval_stage
+    stages: list[StageSpec] = field(default_factory=default_stages)
     share_generator: bool = True
     hooks: Hooks | None = None
+
+    def __post_init__(self) -> None:
+        check_stages(self.stages)
+
+    def spec(self, name: str) -> StageSpec:
+        """The stage called ``name`` (KeyError if there is none)."""
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def with_run(self, name: str, run: Stage) -> "CellRunner":
+        """This runner with stage ``name`` running ``run`` instead."""
+        return replace(self, stages=[dataclasses.replace(s, run=run) if s.name == name else s
+                                     for s in self.stages])
 
     def run(self, cell: Cell, run_dir: str | os.PathLike,
             progress: ProgressFn | None = None) -> dict[str, Any]:
         quiet_third_party_warnings()  # this may be a worker process or a Ray task
         run_dir = Path(run_dir)
-        cdir = run_dir / "cells" / cell.key
+        cdir = layout.cell_dir(run_dir, cell.key)
         t0 = time.perf_counter()
-        out: dict[str, Any] = {"key": cell.key, "ok": False, "cell_dir": f"cells/{cell.key}",
+        out: dict[str, Any] = {"key": cell.key, "ok": False, "cell_dir": layout.cell_rel(cell.key),
                                "worker": f"{socket.gethostname()}:{os.getpid()}",
-                               "started_at": time.time(), "train_s": 0.0, "eval_s": 0.0}
+                               "started_at": time.time(), "train_s": 0.0, "eval_s": 0.0,
+                               "stage_s": {}}
+        hashes: dict[str, dict[str, str]] = {}
         try:
             cdir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(cdir / "cell.json", {"key": cell.key, "spec_hash": cell.spec_hash,
-                                                   **cell.to_dict()})
-            ctx = StageContext(run_dir=run_dir, cell_dir=cdir, out=cdir / "train.tmp",
-                               train_dir=cdir / "train", cache_dir=run_dir / "cache" / "gen",
+            atomic_write_json(cdir / layout.CELL_JSON, {"key": cell.key, "spec_hash": cell.spec_hash,
+                                                       **cell.to_dict()})
+            dirs = {s.name: s.dir_in(cdir) for s in self.stages}
+            ctx = StageContext(run_dir=run_dir, cell_dir=cdir, out=cdir, dirs=dirs,
+                               train_dir=dirs.get(layout.TRAIN, cdir / layout.TRAIN),
+                               cache_dir=layout.gen_cache(run_dir),
                                share_generator=self.share_generator)
-            self._train(cell, ctx, progress, out)
-            self._evaluate(cell, ctx, progress, out)
+            for spec in self.stages:
+                hashes[spec.name] = self._stage(spec, cell, ctx, progress, out["stage_s"])
             _emit(progress, cell.key, "score")
-            results, samples = eval_files(cdir / "eval")  # type: ignore[misc]
-            out.update(collect_outputs(run_dir, cell, ctx.train_dir / "train_meta.json",
-                                       results, samples, ckpt_sha=out.pop("ckpt_sha", None)))
+            out.update(collect_outputs(run_dir, cell, self.stages, hashes))
             out["ok"] = True
-            (cdir / "error.txt").unlink(missing_ok=True)
+            (cdir / layout.ERROR).unlink(missing_ok=True)
         except BaseException as e:  # noqa: BLE001 - a cell's failure must not stop the study
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
             out["error"] = f"{type(e).__name__}: {e}"
             with contextlib.suppress(OSError):
-                atomic_write_text(cdir / "error.txt", traceback.format_exc())
-                out["traceback"] = f"cells/{cell.key}/error.txt"
+                atomic_write_text(cdir / layout.ERROR, traceback.format_exc())
+                out["traceback"] = f"{layout.cell_rel(cell.key)}/{layout.ERROR}"
             if _is_oom(e):
                 _free_memory()
         out["wall_s"] = time.perf_counter() - t0
-        out["overhead_s"] = max(0.0, out["wall_s"] - out["train_s"] - out["eval_s"])
+        for name in (layout.TRAIN, layout.EVAL):  # the store's own columns for the first two
+            out[f"{name}_s"] = out["stage_s"].get(name, 0.0)
+        out["overhead_s"] = max(0.0, out["wall_s"] - sum(out["stage_s"].values()))
         return out
 
-    def _train(self, cell: Cell, ctx: StageContext, progress: ProgressFn | None,
-               out: dict[str, Any]) -> None:
-        """Train into ``train.tmp/``, seal its checkpoint hash, rename it to ``train/``
-        (skipped when ``train/`` passes ``integrity.train_complete``: its recorded time goes
-        to ``out["train_s"]``); the seconds spent go to ``out["train_s"]``, the checkpoint
-        hash to ``out["ckpt_sha"]``. Retraining discards the old ``eval/``."""
-        sha, why = train_complete(ctx.train_dir)
-        if sha is not None:
-            from .repair import file_times
-
-            out["train_s"] = file_times(ctx.train_dir, None)[0] or 0.0
-            out["ckpt_sha"] = sha
-            return
+    def _stage(self, spec: StageSpec, cell: Cell, ctx: StageContext, progress: ProgressFn | None,
+               seconds: dict[str, float]) -> dict[str, str]:
+        """Run ``spec`` into ``<dir>.tmp/``, seal it and rename it into place, unless its
+        directory is complete (``stagespec.state``: then its recorded time is kept); the
+        seconds go to ``seconds[name]``; returns the stage's hashes. Redoing a stage
+        discards the directories of the stages that need it."""
+        sdir = spec.dir_in(ctx.cell_dir)
+        hashes, why = stage_state(spec, sdir)
+        if hashes is not None:
+            seconds[spec.name] = (spec.seconds(sdir) if spec.seconds else None) or 0.0
+            return hashes
         if why:
-            log.warning("%s: %s; retraining it", cell.key, why)
-        _emit(progress, cell.key, "train")
-        remove_path(ctx.train_dir)
-        remove_path(ctx.cell_dir / "eval")
-        tmp = fresh_dir(ctx.cell_dir / "train.tmp")
+            log.warning("%s: %s/%s; rerunning its %s stage", cell.key, spec.directory, why,
+                        spec.name)
+        _emit(progress, cell.key, spec.name)
+        later = dependents(self.stages, spec.name)
+        for s in self.stages:
+            if s.name == spec.name or s.name in later:
+                remove_path(s.dir_in(ctx.cell_dir))
+        tmp = fresh_dir(spec.tmp_in(ctx.cell_dir))
         ts = time.perf_counter()
-        sctx = replace(ctx, out=tmp, progress=self._stage_progress("train", ctx.run_dir, cell.key,
-                                                                 progress))
-        if cell.search:  # a recipe search: k candidates, the chosen one lands in tmp
-            from .search import run_search
-            run_search(self, cell, sctx)
-        else:
-            self.train(cell, sctx)
-        out["train_s"] = time.perf_counter() - ts
-        if not (tmp / "train_meta.json").exists():
-            raise RuntimeError("training finished without writing train_meta.json")
-        out["ckpt_sha"] = seal_train(tmp)
-        os.replace(tmp, ctx.train_dir)
-
-    def _evaluate(self, cell: Cell, ctx: StageContext, progress: ProgressFn | None,
-                  out: dict[str, Any]) -> None:
-        """Evaluate into ``eval.tmp/``, rename it to ``eval/`` (skipped when ``eval/`` is
-        complete); the seconds spent go to ``out["eval_s"]``."""
-        edir = ctx.cell_dir / "eval"
-        files = eval_files(edir)
-        if files is not None:
-            from .repair import file_times
-
-            out["eval_s"] = file_times(ctx.train_dir, files[0])[1] or 0.0
-            return
-        _emit(progress, cell.key, "eval")
-        remove_path(edir)
-        tmp = fresh_dir(ctx.cell_dir / "eval.tmp")
-        ts = time.perf_counter()
-        self.evaluate(cell, replace(ctx, out=tmp, progress=self._stage_progress(
-            None, ctx.run_dir, cell.key, progress)))
-        out["eval_s"] = time.perf_counter() - ts
-        if eval_files(tmp) is None:
-            raise RuntimeError("evaluation finished without results_*.json and samples_*.jsonl")
+        self._run_fn(spec, cell)(cell, replace(ctx, out=tmp, progress=self._stage_progress(
+            spec.name, ctx.run_dir, cell.key, progress)))
+        seconds[spec.name] = time.perf_counter() - ts
+        missing = [pat for pat in spec.done if not any(tmp.glob(pat))]
+        missing += [p.relative_to(tmp).as_posix() for p in hashed_paths(spec, tmp)
+                    if not p.exists() and not missing]
+        if missing:
+            raise RuntimeError(f"the {spec.name} stage finished without {' and '.join(missing)}")
+        hashes = seal(spec, tmp)
         if self.hooks is not None:
-            self.hooks("eval", ctx.run_dir, cell.key)
-        os.replace(tmp, edir)
+            self.hooks(f"{spec.name}.written", ctx.run_dir, cell.key)
+        os.replace(tmp, sdir)
+        return hashes
 
-    def _stage_progress(self, point: str | None, run_dir: Path, key: str,
+    def _run_fn(self, spec: StageSpec, cell: Cell) -> Stage:
+        """The stage's run function; for the train stage of a recipe-search cell, the search
+        (which trains and validates candidates with this runner's train and eval runs)."""
+        if spec.name == layout.TRAIN and cell.search:
+            from .search import run_search
+            return functools.partial(run_search, self)
+        return spec.run
+
+    def _stage_progress(self, point: str, run_dir: Path, key: str,
                         progress: ProgressFn | None) -> ProgressFn | None:
         """The stage's ``ctx.progress``: events tagged with the cell, on to ``progress``;
-        with a hook ``point``, the hook is called once, at the stage's first event."""
-        hooks = self.hooks if point is not None else None
+        the hook is called once at ``point``, at the stage's first event."""
+        hooks = self.hooks
         if progress is None and hooks is None:
             return None
         fired = [False]
@@ -323,7 +229,7 @@ class CellRunner:
         def stage_progress(ev: ProgressEvent) -> None:
             if hooks is not None and not fired[0]:
                 fired[0] = True
-                hooks(point, run_dir, key)  # type: ignore[arg-type]
+                hooks(point, run_dir, key)
             if progress is not None:
                 progress(ev.for_cell(key))
         return stage_progress
@@ -334,14 +240,12 @@ def _emit(progress: ProgressFn | None, key: str, stage: str) -> None:
         progress(ProgressEvent(stage, cell=key))
 
 
-
-
 def _is_oom(e: BaseException) -> bool:
     return isinstance(e, MemoryError) or "out of memory" in str(e).lower()
 
 
 def _free_memory() -> None:
-    _GENERATORS.clear()
+    stage_list.GENERATORS.clear()
     with contextlib.suppress(Exception):
         import gc
 
@@ -364,20 +268,22 @@ class StudyResult:
 
 def prepare(cfg: StudyConfig, out: str | os.PathLike | None = None, *, check: bool = True,
             pool_sizes: Mapping[str, int] | None = None, rerun_changed: bool = False,
-            repair: bool = False, locked: bool = False) -> tuple[Path, list[Cell]]:
+            repair: bool = False, locked: bool = False,
+            stages: Sequence[StageSpec] | None = None) -> tuple[Path, list[Cell]]:
     """Create the run dir and store, and reconcile them with the config's cells.
 
     Holds the run directory's lock meanwhile unless ``locked`` (the caller holds it).
-    A missing store beside cell directories is rebuilt from them; ``repair`` rebuilds a
-    damaged one (repair.py)."""
+    A missing store beside cell directories is rebuilt from them (with ``stages``, default
+    ``stages.STAGES``); ``repair`` rebuilds a damaged one (repair.py)."""
     run_dir = Path(out) if out is not None else cfg.output_dir()
     if check and pool_sizes is None:
-        from .plan import check_study
+        from ..plan.check import check_study
         pool_sizes = check_study(cfg, out=out).pool_sizes
     cells = expand_cells(cfg, pool_sizes)
     make_run_dir(run_dir)
     with contextlib.nullcontext() if locked else RunLock(run_dir).acquire():
-        _prepare_store(cfg, run_dir, cells, rerun_changed, repair)
+        _prepare_store(cfg, run_dir, cells, rerun_changed, repair,
+                       default_stages() if stages is None else stages)
     return run_dir, cells
 
 
@@ -394,23 +300,23 @@ def make_run_dir(run_dir: Path) -> None:
 
 
 def _prepare_store(cfg: StudyConfig, run_dir: Path, cells: list[Cell], rerun_changed: bool,
-                   repair: bool) -> None:
-    from .repair import ensure_store
+                   repair: bool, stages: Sequence[StageSpec]) -> None:
+    from ..rundir.repair import ensure_store
 
     src = Path(cfg.path) if cfg.path and Path(cfg.path).is_file() else None
     snap = src.read_text(encoding="utf-8-sig") if src else _snapshot(cfg)
-    ensure_store(run_dir, cells, repair=repair, rerun_changed=rerun_changed)
-    with Store(run_dir / "study.sqlite") as st:
+    ensure_store(run_dir, cells, stages, repair=repair, rerun_changed=rerun_changed)
+    with Store(layout.store_path(run_dir)) as st:
         # refused before anything is written: study.yaml keeps the config the cells ran with
         had = {r["key"]: r["spec_hash"] for r in st.cells()}
         changed = [c.key for c in cells if c.key in had and had[c.key] != c.spec_hash]
         if changed and not rerun_changed:
-            raise InputError(run_dir / "study.sqlite",
+            raise InputError(layout.store_path(run_dir),
                              f"{len(changed)} cell(s) were run here with a different spec "
                              f"(e.g. {changed[0]}); use another --out, or --rerun-changed "
                              "(nothing in the run directory was changed)")
         try:
-            atomic_write_text(run_dir / "study.yaml", snap)
+            atomic_write_text(layout.study_yaml(run_dir), snap)
         except OSError as e:
             raise InputError(run_dir, f"cannot write in the run directory ({e.strerror}); "
                              "`sftscale status/export` can still read it") from None
@@ -425,7 +331,7 @@ def _prepare_store(cfg: StudyConfig, run_dir: Path, cells: list[Cell], rerun_cha
         by_key = {c.key: c for c in cells}
         for k in changed:
             st.replace_spec(by_key[k])
-            remove_path(run_dir / "cells" / k)
+            remove_path(layout.cell_dir(run_dir, k))
 
 
 def _snapshot(cfg: StudyConfig) -> str:
@@ -457,7 +363,7 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike | None = None, executor: 
     """
     quiet_third_party_warnings()
     if check and pool_sizes is None:  # every problem at once, the run directory's included
-        from .plan import check_study
+        from ..plan.check import check_study
         pool_sizes = check_study(cfg, out=out).pool_sizes
     run_dir = Path(out) if out is not None else cfg.output_dir()
     make_run_dir(run_dir)
@@ -474,16 +380,17 @@ def _run_locked(cfg: StudyConfig, run_dir: Path, executor: Any, retry_failed: bo
     from .progress import make_reporter
 
     t0, started = time.perf_counter(), time.time()
-    run_dir, cells = prepare(cfg, run_dir, check=False, pool_sizes=pool_sizes,
-                             rerun_changed=rerun_changed, repair=repair, locked=True)
-    planned = save_run_plan(cfg, run_dir, pool_sizes)  # DIR/plan.json: the ETA's cell costs
     runner = runner or CellRunner()
+    run_dir, cells = prepare(cfg, run_dir, check=False, pool_sizes=pool_sizes,
+                             rerun_changed=rerun_changed, repair=repair, locked=True,
+                             stages=runner.stages)
+    planned = save_run_plan(cfg, run_dir, pool_sizes)  # DIR/plan.json: the ETA's cell costs
     if executor is None:
         executor = cfg.executor.kind
     ex = make_executor(executor, cfg) if isinstance(executor, str) else executor
     keys = [c.key for c in cells]
-    with Store(run_dir / "study.sqlite") as st:
-        state = _reconcile(run_dir, st, keys, retry_failed)
+    with Store(layout.store_path(run_dir)) as st:
+        state = _reconcile(run_dir, st, keys, retry_failed, runner.stages)
         todo = [c for c in cells if state.get(c.key) == "pending"]
         rep = make_reporter(progress, total=len(cells), name=cfg.name, run_dir=run_dir,
                             done=sum(1 for k in keys if state.get(k) == "done"),
@@ -506,15 +413,15 @@ def _run_locked(cfg: StudyConfig, run_dir: Path, executor: Any, retry_failed: bo
                        wall_s=time.perf_counter() - t0)
 
 
-def _reconcile(run_dir: Path, st: Store, keys: Sequence[str], retry_failed: bool
-               ) -> dict[str, str]:
+def _reconcile(run_dir: Path, st: Store, keys: Sequence[str], retry_failed: bool,
+               stages: Sequence[StageSpec]) -> dict[str, str]:
     """Interrupted cells back to pending, done cells verified; every cell's state."""
     st.reset_interrupted()
-    verify_done(run_dir, st, keys)
+    verify_done(run_dir, st, stages, keys)
     wanted = set(keys)
     for row in st.cells("done"):  # files sound: are the store's own values still theirs?
         if row["key"] in wanted:
-            check_values(run_dir, st, row)
+            check_values(run_dir, st, row, stages)
     if retry_failed:
         st.retry_failed()
     return {r["key"]: r["state"] for r in st.cells()}
@@ -566,7 +473,7 @@ class _Driver:
 def write_exports(run_dir: Path) -> bool:
     """The default exports (export.py); a failure is logged as a warning naming the files and
     the error, and does not fail the run (the store has the results). True when written."""
-    from .export import DEFAULT_EXPORTS, write_default_exports
+    from ..rundir.export import DEFAULT_EXPORTS, write_default_exports
 
     try:
         write_default_exports(run_dir)
@@ -574,11 +481,10 @@ def write_exports(run_dir: Path) -> bool:
         files = " and ".join(str(run_dir / name) for name, _ in DEFAULT_EXPORTS)
         log.warning("could not write %s: %s: %s (the results are in %s; `sftscale export %s` "
                     "writes the tables again)", files, type(e).__name__, e,
-                    run_dir / "study.sqlite", run_dir)
+                    layout.store_path(run_dir), run_dir)
         return False
     return True
 
 
-__all__ = ["CellRunner", "Hooks", "Stage", "StageContext", "StudyResult", "collect_outputs",
-           "eval_stage", "parse_results", "prepare", "run_study", "train_stage", "verify_done",
-           "write_exports"]
+__all__ = ["CellRunner", "Hooks", "StudyResult", "default_stages", "make_run_dir", "prepare",
+           "run_study", "write_exports"]

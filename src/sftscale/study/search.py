@@ -2,7 +2,7 @@
 
 A study's ``recipe_search`` (``{lr: [3e-4, 1e-3, 3e-3], validation: {n: 64, seed: 0}}``;
 config.RecipeSearch) makes the train stage of every N > 0 cell a search
-(``run_search``, called by ``runner.CellRunner._train``):
+(``run_search``, which ``runner.CellRunner`` runs in place of the train stage's run):
 
 1. Candidates: the grid over the listed Recipe fields (all combinations, in the order
    written), each on top of the cell's own recipe overrides.
@@ -43,17 +43,18 @@ import copy
 import json
 import math
 import os
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..io import atomic_write_json, fresh_dir, read_json_dict, read_jsonl, remove_path, sha256_json
-from .searchspec import cand_id, candidates
+from ..grid.searchspec import cand_id, candidates
+from ..io import (atomic_write_json, fresh_dir, link_tree, read_json_dict, read_jsonl, remove_path,
+                  sha256_json)
+from ..rundir import layout
+from ..rundir.layout import VAL_LOSS
 
 RULE = ("highest validation {metric}; ties: lowest validation loss, then the first candidate "
         "in grid order")
-VAL_LOSS = "val_loss.json"
 
 
 # --- the validation split ------------------------------------------------------------------
@@ -126,7 +127,7 @@ def write_val_loss(gen: Any, task: Any, cell: Any, out: Path) -> None:
 def run_search(runner: Any, cell: Any, ctx: Any) -> None:
     """Train and validate every candidate (resuming finished ones), choose, and write the
     chosen candidate's training directory into ``ctx.out`` (see the module docstring)."""
-    from .taskdata import study_task
+    from ..tasks.taskdata import study_task
 
     task = study_task(cell.task_name, cell.task_options, cell.max_new_tokens)
     from ..train.recipe import resolve_recipe
@@ -140,7 +141,7 @@ def run_search(runner: Any, cell: Any, ctx: Any) -> None:
     metric = task.primary_metric
     records = []
     for values in candidates(cell.search):
-        cdir = ctx.cell_dir / "search" / cand_id(values)
+        cdir = layout.search_dir(ctx.cell_dir) / cand_id(values)
         rec = _done(cdir, values, split["ids_sha"])
         if rec is None:
             rec = _run_candidate(runner, cell, ctx, cdir, values, val, split["ids_sha"])
@@ -149,11 +150,11 @@ def run_search(runner: Any, cell: Any, ctx: Any) -> None:
     summary = {"grid": cell.search["grid"], "metric": metric, "rule": RULE.format(metric=metric),
                "validation": split, "chosen": records[best]["values"],
                "chosen_id": records[best]["id"], "candidates": records}
-    _install(ctx.cell_dir / "search" / records[best]["id"] / "train", ctx.out, summary)
+    _install(layout.search_dir(ctx.cell_dir) / records[best]["id"] / layout.TRAIN, ctx.out, summary)
     if not cell.search.get("keep_checkpoints"):
         for r in records:
             if r["id"] != records[best]["id"]:
-                remove_path(ctx.cell_dir / "search" / r["id"] / "train" / "ckpt")
+                remove_path(layout.search_dir(ctx.cell_dir) / r["id"] / layout.TRAIN / layout.CKPT)
 
 
 def choose(records: Sequence[dict[str, Any]], metric: str) -> int:
@@ -171,7 +172,7 @@ def choose(records: Sequence[dict[str, Any]], metric: str) -> int:
 def _done(cdir: Path, values: dict[str, Any], ids_sha: str) -> dict[str, Any] | None:
     """The candidate's ``val.json`` when it is for these values and this split."""
     try:
-        rec = json.loads((cdir / "val.json").read_text(encoding="utf-8"))
+        rec = json.loads((cdir / layout.CAND_VAL_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if rec.get("values") != values or rec.get("ids_sha") != ids_sha:
@@ -184,24 +185,25 @@ def _run_candidate(runner: Any, cell: Any, ctx: Any, cdir: Path, values: dict[st
     """Train (unless its ``train/`` is complete) and validate one candidate; write val.json."""
     import time
 
-    from .integrity import seal_train, train_complete
-    from .outputs import eval_files, parse_results
+    from ..rundir.outputs import eval_files, parse_results
+    from ..rundir.stagespec import seal, state
 
     ccell = replace(cell, recipe={**cell.recipe, **values}, search={})
-    tdir = cdir / "train"
+    train = runner.spec(layout.TRAIN)
+    tdir = layout.stage_dir(cdir, layout.TRAIN)
     t0 = time.perf_counter()
-    if train_complete(tdir)[0] is None:
+    if state(train, tdir)[0] is None:
         remove_path(tdir)
-        tmp = fresh_dir(cdir / "train.tmp")
-        runner.train(ccell, replace(ctx, out=tmp))
-        if not (tmp / "train_meta.json").exists():
-            raise RuntimeError(f"candidate {values}: training wrote no train_meta.json")
-        seal_train(tmp)
+        tmp = fresh_dir(layout.stage_tmp(cdir, layout.TRAIN))
+        train.run(ccell, replace(ctx, out=tmp))
+        if not (tmp / layout.TRAIN_META).exists():
+            raise RuntimeError(f"candidate {values}: training wrote no {layout.TRAIN_META}")
+        seal(train, tmp)
         os.replace(tmp, tdir)
     t1 = time.perf_counter()
-    vtmp = fresh_dir(cdir / "val.tmp")
-    runner.evaluate(replace(ccell, limit=None), replace(ctx, out=vtmp, train_dir=tdir,
-                                                        validation=list(val)))
+    vtmp = fresh_dir(layout.stage_tmp(cdir, layout.CAND_VAL))
+    runner.spec(layout.EVAL).run(replace(ccell, limit=None),
+                                 replace(ctx, out=vtmp, train_dir=tdir, validation=list(val)))
     files = eval_files(vtmp)
     if files is None:
         raise RuntimeError(f"candidate {values}: validation wrote no results/samples")
@@ -210,30 +212,23 @@ def _run_candidate(runner: Any, cell: Any, ctx: Any, cdir: Path, values: dict[st
         from ..tasks.base import mean_metrics
         metrics = mean_metrics(read_jsonl(files[1]))
     vl = read_json_dict(vtmp / VAL_LOSS).get("val_loss")
-    remove_path(cdir / "val")
-    os.replace(vtmp, cdir / "val")
-    meta = read_json_dict(tdir / "train_meta.json")
+    remove_path(cdir / layout.CAND_VAL)
+    os.replace(vtmp, cdir / layout.CAND_VAL)
+    meta = read_json_dict(tdir / layout.TRAIN_META)
     rec = {"id": cdir.name, "values": values, "ids_sha": ids_sha, "metrics": metrics,
            "val_loss": vl, "final_train_loss": meta.get("final_loss"),
            "train_s": round(t1 - t0, 3), "val_s": round(time.perf_counter() - t1, 3)}
-    atomic_write_json(cdir / "val.json", rec)
+    atomic_write_json(cdir / layout.CAND_VAL_JSON, rec)
     return rec
 
 
 def _install(src: Path, out: Path, summary: dict[str, Any]) -> None:
     """Link (else copy) ``src`` into ``out``; its train_meta gains ``recipe_search``."""
-    shutil.copytree(src, out, dirs_exist_ok=True, copy_function=_link_or_copy)
-    meta = read_json_dict(src / "train_meta.json")
+    link_tree(src, out)
+    meta = read_json_dict(src / layout.TRAIN_META)
     meta["recipe_search"] = summary
-    (out / "train_meta.json").unlink()  # a hard link to the candidate's: never write through it
-    atomic_write_json(out / "train_meta.json", meta)
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+    (out / layout.TRAIN_META).unlink()  # a hard link to the candidate's: never write through it
+    atomic_write_json(out / layout.TRAIN_META, meta)
 
 
 

@@ -1,21 +1,26 @@
 """What ``sftscale status DIR`` shows: one row per cell with its state, main metrics and timings.
 
 Reads the store read-only (``Store(readonly=True)``: works in a read-only run directory). A
-done cell whose files are gone (its directory deleted, or its train_meta, checkpoint,
-results or samples file missing) is shown as ``done (files missing)`` and counted under
-``files missing``, not ``done``, with the missing paths in its row (``missing``, shown in the
-error column): the next ``run`` redoes it (integrity.py). A done cell whose values in the
-store changed since they were recorded (``rows_sha``) is ``done (store changed)``: the next
-``run`` re-records them from the cell's files. A cell the store calls ``running`` while no
-process holds the run directory's lock (``lock.RunLock.held``: the run was killed) is
-``interrupted``: the next ``run`` starts it again.
+done cell whose files are gone (its directory deleted, or a file any of its stages recorded
+missing: train_meta, checkpoint, results, samples, ...) is shown as ``done (files missing)``
+and counted under ``files missing``, not ``done``, with the missing paths in its row
+(``missing``, shown in the error column): the next ``run`` redoes it (rundir/integrity.py). A
+done cell whose values in the store changed since they were recorded (``rows_sha``) is
+``done (store changed)``: the next ``run`` re-records them from the cell's files. A cell the
+store calls ``running`` while no process holds the run directory's lock
+(``rundir.lock.RunLock.held``: the run was killed) is ``interrupted``: the next ``run`` starts
+it again.
+
+Stages: a row's ``stages`` maps each stage the cell has files or a time of (in the stage
+list's order: train, eval, then registered stages) to its seconds (None when unknown);
+``sftscale status`` shows one ``<stage> s`` column per stage.
 
 A recipe search's outcome (search.py) is the row's ``search``: the chosen values and every
 candidate's validation score (None for cells without a search);
 ``search.describe_choice`` writes it as one line.
 
 ``print_plan_vs_measured`` (``status --plan``): the plan saved at the start of the run
-(runplan.py) against the cells' measured seconds.
+(plan/runplan.py) against the cells' measured seconds.
 
 Not handled: cells of a config that was never run in DIR (they are not in the store yet);
 files whose content changed (``status`` checks their presence only and the store's values
@@ -30,9 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from ..io import InputError
-from .integrity import which_missing
-from .lock import RunLock
-from .store import STATES, Store
+from ..rundir import layout
+from ..rundir.integrity import which_missing
+from ..rundir.lock import RunLock
+from ..rundir.store import STATES, Store
 
 FILES_MISSING = "done (files missing)"
 STORE_CHANGED = "done (store changed)"
@@ -45,19 +51,20 @@ _EXTRA = {FILES_MISSING: "files missing", STORE_CHANGED: "store changed",
 def status_rows(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """(one dict per cell, counts by state); ``counts["files missing"]`` only when nonzero."""
     p = Path(run_dir)
-    if not (p / "study.sqlite").exists():
-        raise InputError(p, "not a run directory (no study.sqlite)")
+    if not layout.store_path(p).exists():
+        raise InputError(p, f"not a run directory (no {layout.STORE})")
     held = None  # whether a run holds the lock: asked only when a cell says running
-    with Store(p / "study.sqlite", readonly=True) as st:
+    with Store(layout.store_path(p), readonly=True) as st:
         by_cell: dict[str, dict[str, float]] = {}
         for m in st.metrics():
             by_cell.setdefault(m["cell"], {})[m["metric"]] = m["value"]
+        files = st.files()
         rows = []
         for c in st.cells():
             ms = by_cell.get(c["key"], {})
             state, missing, problem = c["state"], [], None
             if state == "done":
-                missing = which_missing(p, c)
+                missing = which_missing(p, c, files.get(c["key"], {}))
                 if missing:
                     state, problem = FILES_MISSING, "missing: " + ", ".join(missing)
                 elif c.get("rows_sha") and st.rows_sha_now(c["key"]) != c["rows_sha"]:
@@ -76,7 +83,8 @@ def status_rows(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], dict[
                          "n_items": c["n_items"], "train_s": c["train_s"], "eval_s": c["eval_s"],
                          "overhead_s": c["overhead_s"], "error": c["error"] or problem,
                          "missing": missing, "traceback": c["traceback"],
-                         "search": json.loads(c["search"]) if c.get("search") else None})
+                         "search": json.loads(c["search"]) if c.get("search") else None,
+                         "stages": _stages(c, files.get(c["key"], {}))})
     counts = {k: sum(r["state"] == k for r in rows) for k in STATES}
     for state, name in _EXTRA.items():
         k = sum(r["state"] == state for r in rows)
@@ -85,14 +93,22 @@ def status_rows(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], dict[
     return rows, counts
 
 
+def _stages(c: dict[str, Any], files: dict[str, Any]) -> dict[str, float | None]:
+    """{stage: seconds} of a cell row: the stages it recorded files or times of."""
+    secs = json.loads(c["stage_s"]) if c.get("stage_s") else {}
+    if not secs:  # recorded before per-stage times: the first two stages' columns
+        secs = {k: c[f"{k}_s"] for k in (layout.TRAIN, layout.EVAL) if c.get(f"{k}_s") is not None}
+    return {s: secs.get(s) for s in dict.fromkeys([*files, *secs])}
+
+
 def plan_vs_measured(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per cell: planned CPU seconds (DIR/plan.json) and measured wall (store); totals with
     the planned and measured run wall time when known. InputError without a plan.json."""
-    from .runplan import read_run_plan
+    from ..plan.runplan import read_run_plan
 
     plan = read_run_plan(run_dir)
     if plan is None:
-        raise InputError(Path(run_dir) / "plan.json", "no plan saved in this run directory "
+        raise InputError(layout.plan_path(run_dir), "no plan saved in this run directory "
                          "(runs save it at their start since sftscale 0.x; rerun `sftscale run`)")
     rows, _ = status_rows(run_dir)
     out = []

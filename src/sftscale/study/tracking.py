@@ -53,13 +53,14 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol
 
 from ..config import MlflowSettings, StudyConfig, WandbSettings
+from ..grid.cells import Cell
 from ..io import InputError, atomic_write_json
-from .cells import Cell
+from ..rundir import layout
 
 log = logging.getLogger(__name__)
 
 EXTRA = "pip install 'sftscale[tracking]'"
-STATE = "tracking.json"
+STATE = layout.TRACKING
 
 
 class Tracker(Protocol):
@@ -159,16 +160,12 @@ def loss_curve(meta: Mapping[str, Any]) -> list[float]:
 
 def _cell_files(run_dir: Path, outcome: Mapping[str, Any]) -> tuple[dict, list[Path]]:
     """(train_meta dict or {}, existing files to attach: results JSON, train_meta.json)."""
+    recorded = [Path(p) for _, p, _ in outcome.get("files") or ()]  # a done cell's
+    files = [run_dir / p for pat in (layout.RESULTS_GLOB, layout.TRAIN_META) for p in recorded
+             if p.match(pat) and (run_dir / p).is_file()]
+    path = layout.cell_dir(run_dir, str(outcome.get("key"))) / layout.TRAIN / layout.TRAIN_META
     meta: dict[str, Any] = {}
-    files = []
-    for key in ("results", "train_meta"):
-        rel = outcome.get(key)
-        if isinstance(rel, str) and (run_dir / rel).is_file():
-            files.append(run_dir / rel)
-    tm = outcome.get("train_meta")
-    path = (run_dir / tm if isinstance(tm, str)  # a failed cell: its train/ may exist
-            else run_dir / "cells" / str(outcome.get("key")) / "train" / "train_meta.json")
-    try:
+    try:  # a failed cell: its train/ may exist
         loaded = json.loads(path.read_text(encoding="utf-8"))
         meta = loaded if isinstance(loaded, dict) else {}
     except (OSError, ValueError):
@@ -260,7 +257,7 @@ class MlflowTracker:
             return exp.experiment_id
         art = None
         if urllib.parse.urlparse(self.uri).scheme in ("sqlite", "", "file"):
-            art = (self.run_dir / "mlartifacts").as_uri()  # not ./mlruns of the cwd
+            art = (self.run_dir / layout.MLARTIFACTS).as_uri()  # not ./mlruns of the cwd
         return self.client.create_experiment(name, artifact_location=art)
 
     def _parent(self, cfg: StudyConfig) -> str:
@@ -282,8 +279,8 @@ class MlflowTracker:
                   "n": json.dumps(cfg.n), "seeds": json.dumps(cfg.seeds),
                   "config_fingerprint": cfg.fingerprint()}
         self.client.log_batch(rid, params=[Param(k, str(v)) for k, v in params.items()])
-        if (self.run_dir / "study.yaml").is_file():
-            self.client.log_artifact(rid, str(self.run_dir / "study.yaml"))
+        if layout.study_yaml(self.run_dir).is_file():
+            self.client.log_artifact(rid, str(layout.study_yaml(self.run_dir)))
         _save_state(self.run_dir, "mlflow", {"uri": self.uri, "experiment_id": self.exp_id,
                                              "parent_run_id": rid})
         return rid
@@ -345,7 +342,7 @@ class WandbTracker:
         self.project, self.entity = s.project or cfg.name, s.entity
         old = _state(self.run_dir).get("wandb") or {}
         self.group = old.get("group") or f"{cfg.name}-{secrets.token_hex(3)}"
-        self.mode, why = wandb_mode(s.mode, self.dir / "wandb")
+        self.mode, why = wandb_mode(s.mode, self.dir / layout.WANDB)
         self.done = self.failed = 0
         config = {"study": cfg.name, "config_fingerprint": cfg.fingerprint(),
                   "config": cfg.model_dump(mode="json")}
@@ -356,13 +353,13 @@ class WandbTracker:
                 raise cfg.error(f"W&B ({self.mode}): {type(e).__name__}: {e}",
                                 "tracking", "wandb") from None
             log.warning("tracking: W&B online start failed (%s); writing offline runs under %s "
-                        "(upload them later with `wandb sync %s`)", e, self.dir / "wandb",
-                        self.dir / "wandb")
+                        "(upload them later with `wandb sync %s`)", e, self.dir / layout.WANDB,
+                        self.dir / layout.WANDB)
             self.mode, why = "offline", "online start failed"
             self.parent = self._init(cfg.name, "study", config)
         _save_state(self.run_dir, "wandb", {"group": self.group, "project": self.project,
                                             "mode": self.mode, "mode_reason": why,
-                                            "dir": str(self.dir / "wandb"),
+                                            "dir": str(self.dir / layout.WANDB),
                                             "study_run_id": self.parent.id})
 
     def _init(self, name: str, job_type: str, config: dict[str, Any]) -> Any:

@@ -179,7 +179,7 @@ class Task(ABC):
     # --- scoring -----------------------------------------------------------------------
     @abstractmethod
     def score(self, item: Item, response: str) -> dict:
-        """Per-sample record. Must include ``format_ok`` and ``correct`` (bools)."""
+        """Per-sample record (``schema.ScoreRecord``). Must include ``format_ok`` and ``correct`` (bools)."""
 
     def score_many(self, items: Sequence[Item], responses: Sequence[str]) -> list[dict]:
         """Score a batch. Override when batching is faster (e.g. parallel code execution)."""

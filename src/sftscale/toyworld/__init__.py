@@ -22,8 +22,8 @@ TOY_MODELS: tuple[str, ...] = ("toy-S", "toy-M")
 # only, AdamW. Steps per N: early stopping on validation loss (64 items of the task's training
 # pool, outside every subset) within a budget of max(min_steps, ceil(epochs * N / batch))
 # capped at max_steps (40 to 200: N = 8 to 32 get 40, 64 gets 80, 128 gets 160, 256 and up
-# 200); evaluated every 10 steps, stopped after 3 evaluations in a row without a 1% relative
-# gain, the weights of the lowest validation loss kept. It replaced a fixed floor of 60 steps (3 epochs,
+# 200); evaluated every 10 steps, stopped after 3 evaluations in a row without a gain of 1% and of
+# 0.005 nats per token, the weights of the lowest validation loss kept. It replaced a fixed floor of 60 steps (3 epochs,
 # cap 300), under which N = 16 to 256 all trained 60 steps and bent the learning curve
 # (docs/toy-models.md, "Steps per N"). ``toyworld.probe`` trains the budget without early
 # stopping. ``warmup_ratio`` and ``lora_dropout`` are unused here (``warmup_steps`` wins; no
@@ -41,6 +41,7 @@ TOY_SFT_DEFAULTS: dict = {
     "eval_every": 10,
     "patience": 3,
     "min_improvement": 0.01,
+    "min_delta": 0.005,
     "warmup_steps": 0,
     "warmup_ratio": 0.0,
     "schedule": "cosine",

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..events import ProgressFn
-from ..io import InputError, atomic_write_json, sha256_json
+from ..io import InputError, atomic_write_json, link_tree, sha256_json
 from ..provenance import versions
 from .distributed import Fsdp2, dist_context, full_state_dict
 from .examples import build_examples, check_masks, pack_examples, split_pool
@@ -279,7 +279,7 @@ def _run_backend(mdl: Any, tok: Any, plan: _Rows, rec: Recipe, seed: int,
                      betas=tuple(rec.betas), max_grad_norm=rec.max_grad_norm,
                      seed=seed, autocast_dtype="bf16" if train_dtype == "bf16" else None,
                      eval_every=rec.eval_every if plan.val else 0, patience=rec.patience,
-                     min_improvement=rec.min_improvement)
+                     min_improvement=rec.min_improvement, min_delta=rec.min_delta)
     return train_loop(mdl, plan.rows, cfg, pad_id=_pad_id(tok), progress=progress,
                       accelerator=accelerator, val_examples=plan.val or None)
 
@@ -309,12 +309,14 @@ def _run_meta(plan: _Rows, res: Any, rec: Recipe) -> dict:
             "early_stopping": True, "val_loss_curve": res.val_curve,
             "best_val_loss": res.best_val_loss, "val_wall_s": res.val_s,
             "eval_every": rec.eval_every, "patience": rec.patience,
-            "min_improvement": rec.min_improvement,
+            "min_improvement": rec.min_improvement, "min_delta": rec.min_delta,
             "stop_rule": (f"validation loss (mean next-token loss of the gold completions of "
                           f"{len(plan.val)} training-pool items outside every subset) every "
                           f"{rec.eval_every} steps and at the budget of {plan.steps}; stop after "
                           f"{rec.patience} evaluations in a row without an improvement (a loss "
-                          f"below {1 - rec.min_improvement:g} x the last improvement's); keep the "
+                          f"below {1 - rec.min_improvement:g} x the last improvement's"
+                          + (f" and at least {rec.min_delta:g} below it" if rec.min_delta else "")
+                          + "); keep the "
                           f"weights of the lowest loss; the lr schedule spans the budget. "
                           + (f"Stopped at step {res.steps}" if stopped
                              else f"Trained the whole budget ({res.steps} steps)")
@@ -353,6 +355,37 @@ def replace_if_stale(model: Any, task: Any, n: int, seed: int, out: str | os.Pat
         shutil.rmtree(out)
         return True
     return False
+
+
+def adopt_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
+               sources: Sequence[str | os.PathLike], recipe: Any = None,
+               task_options: dict | None = None) -> Path | None:
+    """When ``out`` holds no finished cell: link into it the first of ``sources`` (finished
+    cell directories, e.g. a study's ``cells/*/train``) that ``train_cell`` would reuse for
+    this request (the same identity and base weights), and return that source; None when
+    ``out`` is finished already or no source answers the request. The training a pipeline
+    would repeat (the knowledge runner's reasoning start is a study's cell) is then done once.
+    Not handled: a source that is being written (finished cells only: ``train_meta.json``)."""
+    out = Path(out)
+    if read_meta(out) is not None:
+        return None
+    req = _resolve(model, task, n, seed, recipe, task_options)
+    for src in sources:
+        done = read_meta(src)
+        if done is None:
+            continue
+        try:
+            _check_reusable(done, req, Path(src))
+        except InputError:
+            continue
+        tmp = out.with_name(out.name + ".adopt.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        link_tree(src, tmp)
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, out)
+        return Path(src)
+    return None
 
 
 def _check_reusable(done: dict, req: _Request, out: Path) -> None:
@@ -461,4 +494,4 @@ def _save_ckpt(model: Any, tok: Any, out: Path, state_dict: dict | None = None) 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-__all__ = ["META", "read_meta", "replace_if_stale", "train_cell", "wrap_lora"]
+__all__ = ["META", "adopt_cell", "read_meta", "replace_if_stale", "train_cell", "wrap_lora"]

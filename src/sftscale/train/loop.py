@@ -3,7 +3,12 @@
 Examples are ``(input_ids, labels)`` pairs of equal length, with ``labels[i] == IGNORE`` (-100,
 from ``train.examples``) where no loss is taken (prompt tokens, padding); a third element
 ``position_ids`` marks a packed row (several examples in one row, positions restarting at 0 for
-each; see ``train.examples.pack_examples``).
+each; see ``train.examples.pack_examples``). Packing decides which examples share an optimizer
+step; the loop runs each example of a packed row as its own sequence (``segments``), in
+length-sorted micro-batches, which is the same computation as the row under a block-diagonal
+causal mask (each example's first label is masked, so no loss crosses a boundary) without the
+row-length attention: 2x faster for the knowledge stage's short documents on a CPU
+(docs/benchmarks.md).
 Each optimizer step consumes ``batch_size`` examples (the effective batch), split into
 micro-batches of at most ``micro_batch_size``; the summed token losses of all micro-batches
 are divided by the number of target tokens in the whole effective batch, so the gradient does
@@ -14,9 +19,8 @@ normalised on its own.
 Example order: a fresh seeded permutation per epoch; micro-batches are formed from
 length-sorted examples inside each effective batch (same gradient, less padding).
 
-Speed: a micro-batch without padding is run with no attention mask (SDPA's causal fast path);
-packed rows get ``position_ids`` and no mask, which transformers turns into a block-diagonal
-causal mask (no attention across packed examples). Logits are computed only from the first
+Speed: a micro-batch without padding is run with no attention mask (SDPA's causal fast path).
+Logits are computed only from the first
 position that predicts a target onwards (``logits_to_keep``), which skips most of the
 lm-head work on long prompts.
 
@@ -39,8 +43,8 @@ token-mean next-token loss of the validation examples (``val_loss``, no gradient
 parameters at the lowest loss so far (strictly lower; the earliest step wins a tie), stops once
 ``cfg.patience`` evaluations in a row brought no improvement, and puts the kept parameters
 back into the model before returning. An evaluation improves when its loss is below
-``(1 - cfg.min_improvement)`` times the loss of the last evaluation that improved (the first
-always does); with ``min_improvement`` 0 that is any new lowest loss. A small gain that is not
+``(1 - cfg.min_improvement)`` times, and at least ``cfg.min_delta`` below, the loss of the last
+evaluation that improved (the first always does); with both 0 that is any new lowest loss. A small gain that is not
 an improvement still moves the kept weights to the new lowest loss. The learning-rate schedule stays defined over
 ``cfg.steps`` (the budget), whether or not the run stops early. The step-0 (untrained) model is
 not a candidate. One process only (an accelerator with early stopping is a ValueError).
@@ -88,6 +92,8 @@ class LoopConfig:
     patience: int = 3
     #: an improvement: a loss below (1 - min_improvement) x the last improvement's loss
     min_improvement: float = 0.0
+    #: ... and at least min_delta (absolute, nats per token) below it
+    min_delta: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,35 +144,32 @@ def batch_order(n: int, batch_size: int, steps: int, seed: int) -> list[list[int
 
 def collate(examples: Sequence[Sequence[Sequence[int]]], pad_id: int,
             device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Right-pad to the longest example. Padding has label ``IGNORE`` and attention 0.
-
-    ``attention_mask`` is None when nothing is padded (lets SDPA use its causal fast path).
-    Packed rows (3-tuples) get ``position_ids``; their padding tail is a segment of its own
-    (positions from 0), and ``attention_mask`` is None so transformers masks per segment.
-    """
+    """Right-pad ``(input_ids, labels)`` pairs to the longest. Padding has label ``IGNORE`` and
+    attention 0; ``attention_mask`` is None when nothing is padded (SDPA's causal fast path).
+    Packed rows are split by ``segments`` first."""
     L = max(len(ex[0]) for ex in examples)
-    packed = any(len(ex) > 2 for ex in examples)
     ids = torch.full((len(examples), L), pad_id, dtype=torch.long)
     lab = torch.full((len(examples), L), IGNORE, dtype=torch.long)
     att = torch.zeros((len(examples), L), dtype=torch.long)
-    pos = torch.zeros((len(examples), L), dtype=torch.long) if packed else None
     for i, ex in enumerate(examples):
         x, y = ex[0], ex[1]
         ids[i, :len(x)] = torch.as_tensor(x, dtype=torch.long)
         lab[i, :len(y)] = torch.as_tensor(y, dtype=torch.long)
         att[i, :len(x)] = 1
-        if pos is not None:
-            p = ex[2] if len(ex) > 2 else range(len(x))
-            pos[i, :len(x)] = torch.as_tensor(list(p), dtype=torch.long)
-            pos[i, len(x):] = torch.arange(L - len(x))
-    out: dict[str, Any] = {"input_ids": ids.to(device), "labels": lab.to(device),
-                           "n_tokens": int(att.sum())}
-    if pos is not None:
-        out["position_ids"] = pos.to(device)
-        out["attention_mask"] = None
-    else:
-        out["attention_mask"] = None if bool(att.all()) else att.to(device)
-    return out
+    return {"input_ids": ids.to(device), "labels": lab.to(device), "n_tokens": int(att.sum()),
+            "attention_mask": None if bool(att.all()) else att.to(device)}
+
+
+def segments(row: Sequence[Sequence[int]]) -> list[tuple[Sequence[int], Sequence[int]]]:
+    """The examples of a row: itself for a ``(input_ids, labels)`` pair; for a packed row, the
+    spans where its ``position_ids`` restart at 0."""
+    if len(row) < 3:
+        return [(row[0], row[1])]
+    starts = [k for k, p in enumerate(row[2]) if p == 0] or [0]
+    if starts[0] != 0:
+        raise ValueError("a packed row's position_ids must start at 0")
+    ends = starts[1:] + [len(row[0])]
+    return [(row[0][a:b], row[1][a:b]) for a, b in zip(starts, ends)]
 
 
 _KEEP_CACHE: dict[type, bool] = {}
@@ -193,9 +196,7 @@ def token_loss_sum(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch
     L = labels.size(1)
     kw: dict[str, Any] = {"input_ids": batch["input_ids"],
                           "attention_mask": batch.get("attention_mask"),
-                          "use_cache": False}  # no KV cache: faster, and needed for packing
-    if batch.get("position_ids") is not None:
-        kw["position_ids"] = batch["position_ids"]
+                          "use_cache": False}  # no KV cache: faster
     start = 0  # first logit position whose next token is a target
     tgt = (labels[:, 1:] != IGNORE)
     if _accepts_logits_to_keep(model):
@@ -302,7 +303,8 @@ class _Stopper:
             self.best, self.best_step = loss, done
             self.saved = {k: p.detach().clone() for k, p in self.model.named_parameters()
                           if p.requires_grad}
-        if self.ref is None or loss < self.ref * (1.0 - self.cfg.min_improvement):
+        if self.ref is None or loss < min(self.ref * (1.0 - self.cfg.min_improvement),
+                                          self.ref - self.cfg.min_delta):
             self.ref, self.bad = loss, 0
         else:
             self.bad += 1
@@ -336,12 +338,17 @@ def train_loop(model: torch.nn.Module, examples: Sequence[Sequence[Sequence[int]
     for i, ex in enumerate(examples):
         if len(ex[0]) != len(ex[1]) or (len(ex) > 2 and len(ex[2]) != len(ex[0])):
             raise ValueError(f"example {i}: input_ids, labels (and position_ids) differ in length")
-    n_tgt = [n_targets(ex[1]) for ex in examples]
+    segs = [segments(ex) for ex in examples]
+    n_tgt = [sum(n_targets(y) for _, y in seg) for seg in segs]  # no loss crosses a boundary
+    max_units, max_tokens = cfg.micro_batch_size, cfg.micro_batch_tokens
+    if any(len(ex) > 2 for ex in examples):  # packed: micro-batches of at most the tokens of
+        max_units = 1 << 30                  # micro_batch_size rows, whatever the examples
+        max_tokens = max_tokens or cfg.micro_batch_size * max(len(ex[0]) for ex in examples)
     early = bool(val_examples) and cfg.eval_every > 0
     if early and accelerator is not None:
         raise ValueError("early stopping runs in one process only (no accelerator)")
-    if early and (cfg.patience < 1 or not 0 <= cfg.min_improvement < 1):
-        raise ValueError("patience must be >= 1 and min_improvement in [0, 1)")
+    if early and (cfg.patience < 1 or not 0 <= cfg.min_improvement < 1 or cfg.min_delta < 0):
+        raise ValueError("patience must be >= 1, min_improvement in [0, 1), min_delta >= 0")
     torch.manual_seed(cfg.seed)
     rank, world = 0, 1
     if accelerator is not None:
@@ -369,12 +376,11 @@ def train_loop(model: torch.nn.Module, examples: Sequence[Sequence[Sequence[int]
         if n_target == 0:
             raise ValueError(f"step {step}: every target token of the batch is masked")
         share = idx[rank::world]  # this process's examples (all of them on one process)
-        mine = split_micro([len(examples[i][0]) for i in share], cfg.micro_batch_size,
-                           cfg.micro_batch_tokens)
-        mine = [[share[k] for k in mb] for mb in mine]
+        units = sorted((u for i in share for u in segs[i]), key=lambda u: len(u[0]))
+        mine = split_micro([len(u[0]) for u in units], max_units, max_tokens)
         total = torch.zeros((), dtype=torch.float64)
-        for j, mb_idx in enumerate(mine):
-            mb = collate([examples[i] for i in mb_idx], pad_id, device)
+        for j, mb_units in enumerate(mine):
+            mb = collate([units[k] for k in mb_units], pad_id, device)
             ctx = amp if amp is not None else _null()
             sync = (accelerator.no_sync(model) if accelerator is not None and j < len(mine) - 1
                     else _null())

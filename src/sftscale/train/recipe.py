@@ -12,7 +12,7 @@
   in every meta. With ``early_stopping`` it is the step BUDGET: training evaluates the mean
   next-token loss of the gold completions of ``val_items`` validation items of the training
   pool every ``eval_every`` steps (and at the budget), stops after ``patience`` evaluations
-  without an improvement (a relative gain of ``min_improvement``) and keeps the weights of the minimum (``train.loop``; the split:
+  without an improvement (a relative gain of ``min_improvement`` and an absolute one of ``min_delta``) and keeps the weights of the minimum (``train.loop``; the split:
   ``examples.split_pool``). The learning-rate schedule is always defined over the budget, so a
   run stopped early ends at a learning rate above the schedule's end.
 
@@ -90,6 +90,10 @@ class Recipe(BaseModel):
         0.0, ge=0, lt=1, description="early_stopping: an evaluation improves when its loss is "
         "below (1 - min_improvement) x the last improvement's loss (relative; 0: any new "
         "minimum); the kept weights are always those of the lowest loss")
+    min_delta: float = Field(
+        0.0, ge=0, description="early_stopping: and by at least this much (absolute, in nats "
+        "per token; Keras' min_delta, HF's early_stopping_threshold): a loss that falls from "
+        "0.004 to 0.003 is 25% lower and no reason to train on")
 
     @field_validator("lora_targets")
     @classmethod
@@ -123,7 +127,8 @@ class Recipe(BaseModel):
 
 #: fields that ``Recipe.sha`` leaves out while they hold these (default) values
 OMIT_AT_DEFAULT: dict[str, Any] = {"sharding": "none", "early_stopping": False, "val_items": 64,
-                                   "eval_every": 10, "patience": 3, "min_improvement": 0.0}
+                                   "eval_every": 10, "patience": 3, "min_improvement": 0.0,
+                                   "min_delta": 0.0}
 
 #: the seed of the early-stopping validation split (``examples.split_pool``): one split per
 #: task pool, the same for every seed and N of a grid, so every subset avoids it

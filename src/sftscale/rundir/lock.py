@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from ..io import InputError
+from . import layout
 
-LOCK_NAME = ".sftscale.lock"
+LOCK_NAME = layout.LOCK
 
 
 class RunDirBusy(InputError):
@@ -49,7 +50,7 @@ class RunLock:
 
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / LOCK_NAME
+        self.path = layout.lock_path(self.run_dir)
         self._fd: int | None = None
 
     def holder(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..io import atomic_write_json
+from ..rundir import layout
 from .calibrate import fit_rates, model_hash, save_calibration, study_fingerprint
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,9 @@ def save_run_plan(cfg: Any, run_dir: Path, pool_sizes: Mapping[str, int] | None 
     are added) and return {cell key: planned CPU seconds}. Never raises: a plan that cannot be
     made (``None``) must not stop a run."""
     try:
-        from .plan import plan_study
+        from .check import plan_study
 
-        p = run_dir / "plan.json"
+        p = layout.plan_path(run_dir)
         old = json.loads(p.read_text()) if p.exists() else {"rows": {}}
         new = plan_study(cfg)
         rows = {r["cell"]: r for r in new.rows}
@@ -49,7 +50,7 @@ def save_run_plan(cfg: Any, run_dir: Path, pool_sizes: Mapping[str, int] | None 
 
 def read_run_plan(run_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((Path(run_dir) / "plan.json").read_text())
+        return json.loads(layout.plan_path(run_dir).read_text())
     except (OSError, ValueError):
         return None
 
@@ -66,13 +67,13 @@ def record_run(cfg: Any, run_dir: Path, started: float, wall_s: float) -> Path |
 
 def _record_run(cfg: Any, run_dir: Path, started: float, wall_s: float) -> Path | None:
     from .eta import makespan
-    from .store import Store
+    from ..rundir.store import Store
 
     note_run_wall(run_dir, wall_s)
     plan = read_run_plan(run_dir)
     if plan is None:
         return None
-    with Store(run_dir / "study.sqlite", readonly=True) as st:
+    with Store(layout.store_path(run_dir), readonly=True) as st:
         cells = [c for c in st.cells("done") if (c["finished_at"] or 0) >= started]
     fp = study_fingerprint(cfg)
     path = None
@@ -96,7 +97,7 @@ def note_run_wall(run_dir: Path, wall_s: float) -> None:
     plan = read_run_plan(run_dir)
     if plan is not None:
         plan["run_wall_s"] = wall_s
-        atomic_write_json(Path(run_dir) / "plan.json", plan)
+        atomic_write_json(layout.plan_path(run_dir), plan)
 
 
 __all__ = ["note_run_wall", "read_run_plan", "record_run", "save_run_plan"]

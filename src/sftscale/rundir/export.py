@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import InputError, atomic_open, atomic_write_jsonl, check_owned, table_with_columns
+from . import layout
 from .store import Store
 
 METRIC_COLUMNS = ["model", "task", "metric", "n", "value", "seed", "n_items"]
@@ -51,9 +52,9 @@ def _store_path(run_dir: str | os.PathLike) -> Path:
     p = Path(run_dir)
     if p.is_file() and p.suffix == ".sqlite":
         return p
-    sp = p / "study.sqlite"
+    sp = layout.store_path(p)
     if not sp.exists():
-        raise InputError(p, "not a run directory (no study.sqlite)")
+        raise InputError(p, f"not a run directory (no {layout.STORE})")
     return sp
 
 
@@ -122,13 +123,14 @@ def _search_columns(cells: dict[str, dict[str, Any]], mrows: list[dict[str, Any]
 
 def export(run_dir: str | os.PathLike, fmt: str = "csv", out: str | os.PathLike | None = None
            ) -> tuple[Path, Path]:
-    """Write metrics (``out`` or DIR/export.<fmt>) and items (items.<fmt> beside it)."""
+    """Write metrics (``out`` or DIR/export.<fmt>) and items beside it (DIR/items.<fmt>, or
+    ``<out stem>.items.<fmt>``); refuses to overwrite a file it did not write."""
     if fmt not in ("csv", "parquet", "jsonl"):
         raise InputError(None, f"unknown format {fmt!r} (csv, parquet or jsonl)", field="format")
     metrics, items = load_tables(run_dir)
-    mpath = Path(out) if out is not None else Path(run_dir) / f"export.{fmt}"
-    ipath = mpath.with_name(f"{mpath.stem}.items.{fmt}") if out is not None else \
-        Path(run_dir) / f"items.{fmt}"
+    mpath = Path(out) if out is not None else Path(run_dir) / layout.export_name(fmt)
+    ipath = layout.side_path(mpath, "items", f".{fmt}") if out is not None else \
+        Path(run_dir) / layout.items_name(fmt)
     flag = "--out" if out is not None else None
     check_owned(mpath, table_with_columns(*METRIC_COLUMNS), "a metrics table of sftscale "
                 "export", field=flag)
@@ -161,7 +163,7 @@ def _clean(row: dict) -> dict:
             for k, v in row.items()}
 
 
-DEFAULT_EXPORTS = (("export.csv", "csv"), ("items.jsonl", "jsonl"))  # (metrics, items)
+DEFAULT_EXPORTS = ((layout.EXPORT_CSV, "csv"), (layout.ITEMS_JSONL, "jsonl"))  # (metrics, items)
 
 
 def write_default_exports(run_dir: str | os.PathLike) -> None:

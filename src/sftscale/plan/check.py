@@ -47,10 +47,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config import StudyConfig
+from ..grid.cells import Cell, expand_cells
+from ..grid.searchspec import candidates, check_search
 from ..io import InputError
-from .cells import Cell, expand_cells
 from .memory import check_fit, check_resources, train_memory
-from .searchspec import candidates, check_search
 
 #: CPU constants, measured on this project's 2-core machine with studies/toy-quick.yaml
 #: (8 real toy-S cells, 9 min 14 s wall at load 3-5 under `nice -n 10`; docs/notes/study.md,
@@ -92,7 +92,7 @@ def check_study(cfg: StudyConfig, recipes: bool = True, out: Any = None) -> Chec
     else the config's ``output``) can be written; collect every problem (file, line, field)
     and raise them together as one ``CheckProblems`` (an InputError listing them all)."""
     from ..models import resolve_model
-    from .taskdata import study_task
+    from ..tasks.taskdata import study_task
 
     res = CheckResult()
     bad: list[InputError] = []
@@ -365,7 +365,7 @@ def measure_cpu_flops(seconds: float = 0.5) -> float:
 def plan_study(cfg: StudyConfig, gpu: str | None = None, mfu: float | None = None,
                measure: bool = False) -> Plan:
     """Check the study (raises InputError) and estimate every cell's cost."""
-    from .taskdata import study_task
+    from ..tasks.taskdata import study_task
 
     _check_plan_inputs(cfg, mfu)
     chk = check_study(cfg)

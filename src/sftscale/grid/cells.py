@@ -15,7 +15,7 @@ weights (a re-pretrained model under the same name or path; docs/footguns.md).
 A study's ``recipe_search`` (search.py) gives every N > 0 cell a ``search`` dict (the grid
 and the validation split), part of its spec and so of its hash.
 
-Not handled here: whether models and tasks resolve (``plan.py``), running (``runner.py``).
+Not handled here: whether models and tasks resolve (``plan/check.py``), running (``study/runner.py``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ A calibration says, for one machine and one model (its weights hash), how long a
                    + eval_s_per_gen_token[task] · (test items · max_new_tokens)
                    + other_s
 
-where training tokens and the generated-token bound are the plan's own counts (plan.py), so the
+where training tokens and the generated-token bound are the plan's own counts (check.py), so the
 rates fold in whatever the FLOP count misses (per-step overhead, padding, early stopping at
 EOS, scoring). Two sources write it, both into
 ``paths.cache_root()/calibration/<machine>/<weights hash[:16]>.json``:
@@ -21,7 +21,7 @@ EOS, scoring). Two sources write it, both into
 
 ``plan`` uses the calibration of its machine automatically (``calibrate_plan``): a run's
 rates where it has them (they include the contention of parallel workers), else the measured
-ones, else the FLOP constants of plan.py. The machine key is CPU model + core count + torch
+ones, else the FLOP constants of check.py. The machine key is CPU model + core count + torch
 version + torch threads per cell + local workers (parallel cells slow each other on shared
 caches and memory). Wall time = this process's start-up (imports, checks: what ``run`` does
 before its first cell) + the cells laid out on the workers (``eta.makespan``) + ``run_extra_s``.
@@ -225,7 +225,7 @@ def measure_study(cfg: Any, plan: Any, specs: Mapping[str, Any], fp: Mapping[str
     study; cache the rates. Models that are not on this machine are skipped (a note says so)."""
     import torch
 
-    from .cells import expand_cells
+    from ..grid.cells import expand_cells
 
     torch.set_num_threads(int(fp["threads"]))
     cells = expand_cells(cfg)
@@ -256,7 +256,7 @@ def _measure_cell(train_like: Any, eval_like: Any) -> dict[str, Any]:
     real evaluation (``MEASURE_EVAL_ITEMS`` items of ``eval_like``'s task)."""
     from ..evaluation.run import evaluate
     from ..train.cell import train_cell
-    from .taskdata import study_task
+    from ..tasks.taskdata import study_task
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="sftscale-measure-") as tmp:

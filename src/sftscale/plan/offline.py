@@ -9,7 +9,7 @@ else the size in the name; test/pool sizes from the task when it builds locally,
 (or ``DEFAULT_*_TOKENS`` when the task does not build). For planning a GPU study from a laptop
 without network: ``sftscale plan studies/paper.yaml --gpu H100 --no-check``.
 
-Not handled: the memory check of plan.py (it needs the recipe and the model's real shapes), a
+Not handled: the memory check of check.py (it needs the recipe and the model's real shapes), a
 pool smaller than the grid for tasks that do not build (N is not capped: the estimate is an
 upper bound), token counts of the real tokenizer.
 """
@@ -64,7 +64,7 @@ def params_from_arch(arch: Any) -> float:
 
 def hinted_params(m: Any) -> tuple[float | None, str]:
     """A model entry's parameters without its weights: ``params``, ``arch``, the table, the name."""
-    from .plan import _SIZE_IN_NAME
+    from .check import _SIZE_IN_NAME
 
     if getattr(m, "params", None):
         return float(m.params), "params in the study"
@@ -82,7 +82,7 @@ def hinted_params(m: Any) -> tuple[float | None, str]:
 
 def _task_sizes(t: Any, cfg: Any, notes: list[str]) -> tuple[int, int | None, dict[str, Any]]:
     """(test items, pool, token stats) of a task entry: built locally if it can be, else known."""
-    from .taskdata import study_task
+    from ..tasks.taskdata import study_task
 
     limit = t.limit if t.limit is not None else cfg.evaluation.limit
     max_new = t.max_new_tokens or cfg.evaluation.max_new_tokens
@@ -124,9 +124,9 @@ def _mean_chars(texts: list[str]) -> float:
 def plan_offline(cfg: Any, gpu: str | None, mfu: float | None) -> Any:
     """The plan of ``cfg`` without resolving models or fetching data (``plan --no-check``)."""
     from .calibrate import calibrate_plan
-    from .cells import expand_cells
+    from ..grid.cells import expand_cells
     from .gpucal import gpu_mfu
-    from .plan import Plan, _cell_row, _gpu_name
+    from .check import Plan, _cell_row, _gpu_name
 
     gpu = _gpu_name(gpu)
     mfu = gpu_mfu(gpu) if mfu is None else mfu
@@ -145,7 +145,7 @@ def plan_offline(cfg: Any, gpu: str | None, mfu: float | None) -> Any:
     for k in ("train_flops", "eval_flops", "cpu_s", "gpu_s"):
         if rows and all(k in r for r in rows):
             totals[k] = sum(r[k] for r in rows)
-    from . import plan as P
+    from . import check as P
 
     assumptions = {"cpu_train_flops": P.CPU_TRAIN_FLOPS, "cpu_eval_flops": P.CPU_EVAL_FLOPS,
                    "cpu_cell_overhead_s": P.CPU_CELL_OVERHEAD_S,

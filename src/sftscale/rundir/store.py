@@ -3,31 +3,42 @@
 Tables
 - ``meta(key, value)``: study name, config fingerprint, sftscale version, created time.
 - ``cells``: one row per cell (key, model, task, n, seed, spec + its hash, state
-  pending/running/done/failed, attempts, the cell's output paths relative to the run dir and
-  their sha256, n_items, timings train_s/eval_s/wall_s/overhead_s, error, traceback path,
-  worker, timestamps; ``search``: a recipe search's chosen values and candidates' validation
-  scores as JSON, search.store_summary).
+  pending/running/done/failed, attempts, its directory relative to the run dir, n_items,
+  timings train_s/eval_s/wall_s/overhead_s and ``stage_s`` (JSON: seconds per stage), error,
+  traceback path, worker, timestamps; ``search``: a recipe search's chosen values and
+  candidates' validation scores as JSON, searchspec.store_summary).
+- ``files(cell, stage, path, sha)``: every hashed output file of a done cell, per stage of
+  the stage list (stagespec.py; ``path`` relative to the run dir, ``sha`` its sha256, a
+  directory's as a tree), what integrity.py checks before reuse.
 - ``metrics(cell, metric, value)``: the evaluation aggregates of done cells.
 - ``items(cell, idx, item_id, correct, format_ok, fields)``: per-sample scores (``fields`` is
   a JSON object of the other scalar per-sample fields), for the paired bootstrap.
 
-Crash safety: a cell's completion (state, paths, hashes, metrics, items) is ONE transaction,
-so after a SIGKILL at any moment a cell is either fully recorded or not at all; its metric
-and item rows are deleted and re-inserted in that transaction, so re-recording never
+Crash safety: a cell's completion (state, files, hashes, metrics, items) is ONE transaction,
+so after a SIGKILL at any moment a cell is either fully recorded or not at all; its file,
+metric and item rows are deleted and re-inserted in that transaction, so re-recording never
 duplicates. ``running`` rows found at start-up belong to a dead process and go back to
 ``pending``.
 
-Values: ``rows_sha`` is a checksum over what the store holds for a done cell (its metric
-rows, item rows and n_items, as read back inside the recording transaction;
-``Store.rows_sha``), so a value changed in the store after recording (by hand, another tool,
-a bug) is found by comparing it with ``rows_sha_now(key)``: ``integrity.verify_done``
-re-records such a cell from its files, ``status`` shows it. A store written before the column
-existed gets it filled in the first time ``run`` finds its values equal to the cell's files.
+Values: ``rows_sha`` (a column of ``cells``) is a checksum over what the store holds for a
+done cell (its metric rows, item rows and n_items, read back inside the recording transaction;
+``Store.rows_sha_now``), so a value changed in the store after recording (by hand, another
+tool, a bug) is found by comparing the two: the runner re-records such a cell from its files
+(``outputs.check_values``, after ``integrity.verify_done``), ``status`` shows it. A store
+written before the column existed (schema 1, or schema 2 before ``rows_sha``) gets the column
+added, empty, on its first writable open; a done cell's value is filled in the first time
+``run`` finds its values equal to the cell's files. Opened read-only, such a store reads as
+it is (no checksum: nothing to compare).
 
-Checkpoints: ``ckpt_sha`` is the hash of the cell's checkpoint directory (see
-``integrity.py``), kept beside the hashes of train_meta, results and samples. A store
-written before that column existed opens fine: the column is added (empty) on the first
-writable open, and a done cell's value is filled in the next time the cell is verified.
+Schema versions (``meta.schema_version``): 2 has the ``files`` table. A store of version 1
+(one column per file: ``train_meta``, ``results``, ``samples`` and their ``*_sha``, and
+``ckpt_sha``) is migrated on its first writable open, in one transaction: each done cell's
+paths and hashes become ``files`` rows (stage ``train``: train_meta.json and, where
+``ckpt_sha`` is a hash, ``train/ckpt``; stage ``eval``: results and samples), and the old
+columns are dropped. Opened read-only, a version-1 store is read as it is (``files()``
+derives the rows from its columns). A version-1 store without ``ckpt_sha`` (older still)
+migrates without checkpoint rows; integrity.py records the checkpoint's hash at the next
+verification. A store of a newer version than this code knows is refused.
 
 Errors: an unreadable file is never a traceback. ``StoreDamaged`` (an ``InputError``) is
 raised when SQLite says the file is not a database or is malformed, on open or on any query
@@ -55,12 +66,14 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from ..grid.cells import Cell
 from ..io import InputError
-from .cells import Cell
+from . import layout
 
 log = logging.getLogger(__name__)
 
 STATES = ("pending", "running", "done", "failed")
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -70,11 +83,13 @@ CREATE TABLE IF NOT EXISTS cells(
   state TEXT NOT NULL DEFAULT 'pending'
     CHECK (state IN ('pending', 'running', 'done', 'failed')),
   attempts INTEGER NOT NULL DEFAULT 0,
-  cell_dir TEXT, train_meta TEXT, results TEXT, samples TEXT,
-  train_meta_sha TEXT, results_sha TEXT, samples_sha TEXT, ckpt_sha TEXT,
-  n_items INTEGER, train_s REAL, eval_s REAL, wall_s REAL, overhead_s REAL,
-  error TEXT, traceback TEXT, worker TEXT, started_at REAL, finished_at REAL
+  cell_dir TEXT, n_items INTEGER, train_s REAL, eval_s REAL, wall_s REAL, overhead_s REAL,
+  error TEXT, traceback TEXT, worker TEXT, started_at REAL, finished_at REAL, search TEXT,
+  stage_s TEXT
 );
+CREATE TABLE IF NOT EXISTS files(
+  cell TEXT NOT NULL, stage TEXT NOT NULL, path TEXT NOT NULL, sha TEXT,
+  PRIMARY KEY (cell, stage, path));
 CREATE TABLE IF NOT EXISTS metrics(
   cell TEXT NOT NULL, metric TEXT NOT NULL, value REAL, PRIMARY KEY (cell, metric));
 CREATE TABLE IF NOT EXISTS items(
@@ -82,10 +97,11 @@ CREATE TABLE IF NOT EXISTS items(
   format_ok INTEGER, fields TEXT, PRIMARY KEY (cell, idx));
 """
 
-_OUTCOME_COLS = ("cell_dir", "train_meta", "results", "samples", "train_meta_sha", "results_sha",
-                 "samples_sha", "ckpt_sha", "n_items", "train_s", "eval_s", "wall_s", "overhead_s",
+_OUTCOME_COLS = ("cell_dir", "n_items", "train_s", "eval_s", "stage_s", "wall_s", "overhead_s",
                  "worker", "started_at", "search")
-_ADDED_COLS = {"ckpt_sha": "TEXT", "search": "TEXT", "rows_sha": "TEXT"}  # columns newer than the first stores: added when missing
+_ADDED_COLS = {"search": "TEXT", "stage_s": "TEXT", "rows_sha": "TEXT"}  # newer than the first stores: added when missing
+_V1_FILE_COLS = ("train_meta", "results", "samples", "train_meta_sha", "results_sha", "samples_sha",
+                 "ckpt_sha")  # schema 1: one column per file (migrated into ``files``)
 
 
 class StoreDamaged(InputError):
@@ -115,6 +131,7 @@ class Store:
     def __init__(self, path: str | os.PathLike, readonly: bool = False):
         self.path = Path(path)
         self.db: sqlite3.Connection | None = None
+        self._v1: list[str] = []  # schema-1 per-file columns (read-only opens of old stores)
         try:
             if readonly:
                 self.db = _connect_readonly(self.path)
@@ -125,16 +142,47 @@ class Store:
                 self.db.execute("PRAGMA synchronous=NORMAL")  # durable across process kills in WAL
                 self.db.executescript(_SCHEMA)
                 self._add_missing_columns()
+                self._migrate()
+            self._v1 = [c for c in _V1_FILE_COLS if c in self._columns()]
         except sqlite3.Error as e:
             self.close()
             raise _store_error(self.path, e) from None
+        except InputError:
+            self.close()
+            raise
         self.db.row_factory = sqlite3.Row
 
+    def _columns(self) -> set[str]:
+        return {r[1] for r in self.db.execute("PRAGMA table_info(cells)")}
+
     def _add_missing_columns(self) -> None:
-        have = {r[1] for r in self.db.execute("PRAGMA table_info(cells)")}
+        have = self._columns()
         for col, typ in _ADDED_COLS.items():
             if col not in have:
                 self.db.execute(f"ALTER TABLE cells ADD COLUMN {col} {typ}")
+
+    def _migrate(self) -> None:
+        """Schema 1 -> 2 in one transaction (see the module docstring); refuse a newer one."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        version = int(row[0]) if row else None
+        if version is not None and version > SCHEMA_VERSION:
+            raise InputError(self.path, f"this study store has schema version {version}; this "
+                             f"sftscale reads up to {SCHEMA_VERSION} (upgrade sftscale)")
+        old = [c for c in _V1_FILE_COLS if c in self._columns()]
+        if not old and version == SCHEMA_VERSION:
+            return
+        with _Tx(self.db):
+            if old:
+                q = f"SELECT key, cell_dir, {', '.join(old)} FROM cells"
+                for r in self.db.execute(q).fetchall():
+                    row_ = dict(zip(["key", "cell_dir", *old], r))
+                    self.db.executemany(
+                        "INSERT OR REPLACE INTO files(cell, stage, path, sha) VALUES (?,?,?,?)",
+                        [(row_["key"], *f) for f in _v1_files(row_)])
+                for c in old:
+                    self.db.execute(f"ALTER TABLE cells DROP COLUMN {c}")
+            self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
+                            (str(SCHEMA_VERSION),))
 
     def quick_check(self) -> str | None:
         """None when SQLite's quick_check finds the file sound, else what it found."""
@@ -186,7 +234,7 @@ class Store:
                     "INSERT INTO cells(key, ord, model, model_ref, task, task_name, n, seed, spec,"
                     " spec_hash, cell_dir) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (c.key, i, c.model, c.model_ref, c.task, c.task_name, c.n, c.seed,
-                     json.dumps(c.to_dict(), sort_keys=True), c.spec_hash, f"cells/{c.key}"))
+                     json.dumps(c.to_dict(), sort_keys=True), c.spec_hash, layout.cell_rel(c.key)))
                 added += 1
         return added, changed
 
@@ -220,10 +268,8 @@ class Store:
     def _clear_results(self, key: str) -> None:
         self.db.execute("DELETE FROM metrics WHERE cell=?", (key,))
         self.db.execute("DELETE FROM items WHERE cell=?", (key,))
-        self.db.execute("UPDATE cells SET train_meta=NULL, results=NULL, samples=NULL,"
-                        " train_meta_sha=NULL, results_sha=NULL, samples_sha=NULL, ckpt_sha=NULL,"
-                        " rows_sha=NULL, n_items=NULL"
-                        " WHERE key=?", (key,))
+        self.db.execute("DELETE FROM files WHERE cell=?", (key,))
+        self.db.execute("UPDATE cells SET n_items=NULL, rows_sha=NULL WHERE key=?", (key,))
 
     def mark_running(self, key: str, worker: str = "") -> None:
         with self._tx():
@@ -232,9 +278,12 @@ class Store:
 
     def record_done(self, key: str, outcome: dict[str, Any], metrics: dict[str, float],
                     items: Iterable[dict[str, Any]]) -> None:
-        """Everything about a finished cell, in one transaction."""
+        """Everything about a finished cell, in one transaction (``outcome["files"]``:
+        [stage, path, sha] rows)."""
         with self._tx():
             self._clear_results(key)
+            self.db.executemany("INSERT INTO files(cell, stage, path, sha) VALUES (?,?,?,?)",
+                                [(key, s, p, h) for s, p, h in outcome.get("files") or ()])
             self.db.executemany("INSERT INTO metrics(cell, metric, value) VALUES (?,?,?)",
                                 [(key, m, _num(v)) for m, v in metrics.items()])
             self.db.executemany(
@@ -246,7 +295,8 @@ class Store:
             sets = ", ".join(f"{c}=?" for c in cols)
             self.db.execute(f"UPDATE cells SET {sets}{', ' if sets else ''}state='done', error=NULL,"
                             " traceback=NULL, finished_at=? WHERE key=?",
-                            [outcome[c] for c in cols] + [outcome.get("finished_at") or time.time(), key])
+                            [_col(outcome[c]) for c in cols]
+                            + [outcome.get("finished_at") or time.time(), key])
             self.db.execute("UPDATE cells SET rows_sha=? WHERE key=?", (self.rows_sha_now(key), key))
 
     def stored_rows(self, key: str) -> tuple[dict, list]:
@@ -273,23 +323,28 @@ class Store:
             h.update(("\ni\t" + "\t".join(map(repr, tuple(row)))).encode())
         return h.hexdigest()
 
-    def set_hash(self, key: str, column: str, value: str) -> None:
-        """Fill in one hash of a done cell (``ckpt_sha`` of a cell recorded before it existed)."""
-        if column not in ("train_meta_sha", "results_sha", "samples_sha", "ckpt_sha", "rows_sha"):
-            raise ValueError(column)
+    def set_rows_sha(self, key: str, value: str) -> None:
+        """Fill in ``rows_sha`` of a done cell recorded before the column existed."""
         with self._tx():
-            self.db.execute(f"UPDATE cells SET {column}=? WHERE key=?", (value, key))
+            self.db.execute("UPDATE cells SET rows_sha=? WHERE key=?", (value, key))
+
+    def add_file(self, key: str, stage: str, path: str, sha: str) -> None:
+        """Record one more hashed file of a done cell (one the store did not know yet)."""
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO files(cell, stage, path, sha) VALUES (?,?,?,?)",
+                            (key, stage, path, sha))
 
     def record_failed(self, key: str, error: str, traceback_path: str | None = None,
                       outcome: dict[str, Any] | None = None) -> None:
         outcome = outcome or {}
         with self._tx():
-            cols = [c for c in ("train_s", "eval_s", "wall_s", "overhead_s", "worker", "started_at")
-                    if c in outcome]
+            cols = [c for c in ("train_s", "eval_s", "stage_s", "wall_s", "overhead_s", "worker",
+                                "started_at") if c in outcome]
             sets = "".join(f", {c}=?" for c in cols)
             self.db.execute(f"UPDATE cells SET state='failed', error=?, traceback=?{sets},"
                             " finished_at=? WHERE key=?",
-                            [error, traceback_path] + [outcome[c] for c in cols] + [time.time(), key])
+                            [error, traceback_path] + [_col(outcome[c]) for c in cols]
+                            + [time.time(), key])
 
     def add_overhead(self, key: str, seconds: float) -> None:
         with self._tx():
@@ -315,6 +370,22 @@ class Store:
             out[s] = k
         return out
 
+    def files(self, key: str | None = None) -> dict[str, dict[str, dict[str, str | None]]]:
+        """{cell: {stage: {path: sha}}} of the recorded files (stages in recorded order);
+        of a schema-1 store opened read-only, derived from its per-file columns."""
+        out: dict[str, dict[str, dict[str, str | None]]] = {}
+        if self._v1:
+            rows: Iterable[tuple] = ((c["key"], *f) for c in self.cells() if key in (None, c["key"])
+                                     for f in _v1_files(c))
+        else:
+            q, args = "SELECT cell, stage, path, sha FROM files", ()
+            if key is not None:
+                q, args = q + " WHERE cell=?", (key,)
+            rows = self.db.execute(q + " ORDER BY rowid", args)
+        for cell, stage, path, sha in rows:
+            out.setdefault(cell, {}).setdefault(stage, {})[path] = sha
+        return out
+
     def metrics(self, key: str | None = None) -> list[dict[str, Any]]:
         q = "SELECT cell, metric, value FROM metrics"
         args: tuple = ()
@@ -338,7 +409,7 @@ class Store:
 def _connect_readonly(path: Path) -> sqlite3.Connection:
     """``mode=ro``; ``immutable=1`` where the -shm file cannot be made (read-only directory)."""
     if not path.is_file():
-        raise InputError(path, "no study store here (expected study.sqlite)")
+        raise InputError(path, f"no study store here (expected {layout.STORE})")
     uri = "file:" + _uri_path(path) + "?mode=ro"
     db = None
     try:
@@ -383,6 +454,26 @@ class _Tx:
             self.db.execute("ROLLBACK")
 
 
+def _v1_files(row: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(stage, path, sha) rows of a schema-1 cell row (empty for a cell without results)."""
+    out = []
+    if row.get("train_meta"):
+        out.append((layout.TRAIN, row["train_meta"], row.get("train_meta_sha")))
+    ckpt = row.get("ckpt_sha")
+    if row.get("train_meta") and ckpt and ckpt not in ("none", "missing"):
+        cdir = row.get("cell_dir") or layout.cell_rel(row["key"])
+        out.append((layout.TRAIN, f"{cdir}/{layout.TRAIN}/{layout.CKPT}", ckpt))
+    for col in ("results", "samples"):
+        if row.get(col):
+            out.append((layout.EVAL, row[col], row.get(f"{col}_sha")))
+    return out
+
+
+def _col(v: Any) -> Any:
+    """A value for a cells column: dicts (``stage_s``) as JSON."""
+    return json.dumps(v) if isinstance(v, dict) else v  # insertion order: the stage order
+
+
 def _num(v: Any) -> float | None:
     if v is None:
         return None
@@ -404,4 +495,4 @@ def stored_form(metrics: dict[str, Any], items: Iterable[dict[str, Any]]) -> tup
               json.dumps(it.get("fields") or {}, sort_keys=True)) for it in items])
 
 
-__all__ = ["STATES", "Store", "StoreDamaged", "stored_form"]
+__all__ = ["SCHEMA_VERSION", "STATES", "Store", "StoreDamaged", "stored_form"]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..io import InputError
-from ..tasks.base import Item, Task
+from .base import Item, Task
 
 _PROMPT_KEYS = ("prompt", "instruction", "question", "query")
 _COMPLETION_KEYS = ("completion", "output", "response", "answer", "solution")
@@ -38,7 +38,7 @@ def study_task(name: str, options: dict[str, Any] | None = None,
                max_new_tokens: int | None = None) -> Task:
     """``get_task(name, **options)`` (a fresh instance: adjusting its ``gen`` is safe);
     ``options["train_data"]`` becomes the training pool."""
-    from ..tasks import get_task
+    from .registry import get_task
 
     opts = dict(options or {})
     source = opts.pop("train_data", None)

@@ -1,0 +1,130 @@
+"""The report's sections, in page order: ``SECTIONS``, a list of functions ``ReportData -> str``.
+
+A section returns an HTML fragment ("" to show nothing) and draws its own figures through
+``ReportData.save_figure``. ``html.page`` joins them inside the page frame. Adding a section
+is one function here and one entry in ``SECTIONS`` (the table builders it may reuse are in
+``html``; sentences in ``findings``).
+
+Not handled: sections that depend on one another's output (each reads ``ReportData`` only).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Callable
+
+from . import figures
+from .data import ReportData
+from .findings import findings
+from .fmt import esc, num
+from .html import (_answers, _backtests, _examples, _fit_table, _held_fixed, _joint_table, _knowledge,
+                   _search_table, _style_table, img)
+
+Section = Callable[[ReportData], str]
+
+
+def header(d: ReportData) -> str:
+    """Title, where the results come from, the question, and how the fits came to be."""
+    from .. import __version__
+
+    return "\n".join([
+        f"<h1>{esc(d.title)}</h1><div class=sub>run directory <code>{esc(d.run_dir)}</code> · "
+        f"sftscale {esc(__version__)} · {esc(_dt.datetime.now().strftime('%Y-%m-%d %H:%M'))}</div>",
+        "<p>Does finetuning only teach a model the <b>format</b> of answers, or also their "
+        "<b>substance</b>? Every checkpoint below was finetuned on N examples (nested, seeded subsets) "
+        "and scored with format and correctness kept apart.</p>",
+        fits_provenance(d)])
+
+
+def fits_provenance(d: ReportData) -> str:
+    """One line: the fits were reused (from which command, with which settings) or fitted here."""
+    from ..fit.run import describe_settings
+
+    st = d.fits.get("settings")
+    if d.fit.reused:
+        how = f"fits.json reused, written by {esc(d.fits.get('written_by', 'sftscale'))}"
+    elif d.fit.refit_reason:
+        how = f"fits.json refitted for this report because {esc(d.fit.refit_reason)}"
+    else:
+        how = "fits.json computed for this report"
+    return f"<p class=sub>Fits: {how}" + (f" ({esc(describe_settings(st))})" if st else "") + ".</p>"
+
+
+def answers(d: ReportData) -> str:
+    return _answers(d.forecasts, d.analysis) if d.forecasts else ""
+
+
+def held_fixed(d: ReportData) -> str:
+    return _held_fixed(d.run_dir)
+
+
+def accuracy(d: ReportData) -> str:
+    """The primary metric against N with the forecast's curve."""
+    if not len(d.metrics):
+        return ""
+    fc = d.forecasts
+    fig = d.save_figure("accuracy", figures.accuracy_figure(d.metrics, fc or {}, d.metric_of), "accuracy_vs_n")
+    return ("<h2>Accuracy against N</h2>" + img(fig["png"], "accuracy against N")
+            + "<p class=sub>Points: mean over seeds (error bar ±1 sd, faint dots single seeds). "
+            "Solid line: the forecast's members, weighted, through the measured points; dashed line "
+            f"and band (grey background): the forecast to 4× the largest N with its "
+            f"{num(100 * (fc['level'] if fc else 0.9))}% interval for the curve's value. No line where "
+            "the curve cannot be forecast.</p>")
+
+
+def backtests(d: ReportData) -> str:
+    return _backtests(d.forecasts) if d.forecasts else ""
+
+
+def style(d: ReportData) -> str:
+    """Format versus substance errors against N (figure and table)."""
+    groups = [g for g in d.analysis["groups"] if "format_error" in g]
+    if not groups:
+        return ""
+    fig = d.save_figure("style", figures.style_substance_figure(groups), "style_vs_substance")
+    return ("<h2>Style versus substance</h2>" + img(fig["png"], "format and substance errors")
+            + _style_table(d.analysis))
+
+
+def details(d: ReportData) -> str:
+    """The findings in sentences (``findings``)."""
+    return "<h2>Details</h2>\n" + findings(d.fits, d.analysis, d.knowledge)
+
+
+def fit_table(d: ReportData) -> str:
+    return _fit_table(d.fits)
+
+
+def joint_table(d: ReportData) -> str:
+    return _joint_table(d.fits)
+
+
+def search_table(d: ReportData) -> str:
+    return _search_table(d.metrics)
+
+
+def knowledge(d: ReportData) -> str:
+    if not d.knowledge:
+        return ""
+    fig = None
+    if d.knowledge.get("rows"):
+        fig = d.save_figure("knowledge", figures.knowledge_figure(d.knowledge), "knowledge")
+    return _knowledge(d.knowledge, fig)
+
+
+def examples(d: ReportData) -> str:
+    return _examples(d.examples)
+
+
+def files(d: ReportData) -> str:
+    return ("<h2>Files</h2><p class=sub>fits.json, analysis.json, the figures as PNG and SVG "
+            "(report/), study.sqlite, export.csv, items.jsonl.</p>")
+
+
+SECTIONS: list[Section] = [header, answers, held_fixed, accuracy, backtests, style, details, fit_table,
+                           joint_table, search_table, knowledge, examples, files]
+
+
+__all__ = ["SECTIONS", "Section", "accuracy", "answers", "backtests", "details", "examples", "files",
+           "fit_table", "fits_provenance", "header", "held_fixed", "joint_table", "knowledge", "search_table",
+           "style"]

@@ -1,0 +1,148 @@
+"""The per-cell stages of a study, as a list: train, then evaluate, then whatever is registered.
+
+``STAGES`` is what ``CellRunner`` runs for each cell, in order (rundir/stagespec.py says what a
+``StageSpec`` declares). The store records each stage's hashed files, integrity.py checks
+them before reuse, repair.py rebuilds a store from them, ``status`` shows them, and what a
+stage's ``collect`` returns lands in the metrics table and ``export.csv``.
+
+- ``train``: ``train_stage`` → ``train.train_cell`` (in ``cell.world`` processes through
+  ``train.launch``), writing ``train_meta.json`` (last) and ``ckpt/``; a cell with a recipe
+  search trains its candidates instead (study/search.py, chosen by the runner).
+- ``eval``: ``eval_stage`` → ``evaluation.evaluate`` on the cell's checkpoint (the base model
+  for N = 0), writing ``results_<ts>.json`` and ``samples_<task>_<ts>.jsonl``.
+
+A new per-cell stage is one module (its ``run``, and a ``StageSpec``) and one registration::
+
+    from sftscale.study.stages import register_stage
+    register_stage(StageSpec(name="wordcount", run=count_words, done=("counts.json",),
+                             hashed=("counts.json",), needs=("eval",)))
+
+``with_runs(train=f, eval=g)`` is the list with other run functions (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from ..grid.cells import Cell
+from ..rundir import layout
+from ..rundir.integrity import train_files
+from ..rundir.outputs import eval_record, eval_seconds, train_record, train_seconds
+from ..rundir.stagespec import Stage, StageContext, StageSpec, check_stages
+
+
+def train_stage(cell: Cell, ctx: StageContext) -> None:
+    """``sftscale.train.cell.train_cell`` with the cell's model, task, N, seed and recipe overrides
+    (in ``cell.world`` processes through ``train.launch``: torchrun, or Ray Train on Ray)."""
+    from ..train.launch import train_cell_launched
+
+    recipe = dict(cell.recipe)
+    recipe.setdefault("chat", cell.chat)
+    train_cell_launched(cell.model_ref, task_object(cell), cell.n, cell.seed, ctx.out,
+                        recipe=recipe, task_options=cell.task_options or None,
+                        progress=ctx.progress, world=cell.world, use_gpu=cell.gpus > 0,
+                        cpus_per_worker=cell.cpus)
+
+
+GENERATORS: dict[tuple, Any] = {}  # per process: one loaded base model, reused across cells
+
+
+def _shared_generator(model: str, batch_size: int | None, cache_dir: Path | None,
+                      device: str | None = None) -> Any:
+    from ..generation.generator import Generator
+
+    key = (model, batch_size, str(cache_dir), device)
+    if key not in GENERATORS:
+        GENERATORS.clear()  # keep one base model in memory
+        GENERATORS[key] = Generator(model, batch_size=batch_size, cache_dir=cache_dir,
+                                    device=device)
+    return GENERATORS[key]
+
+
+def eval_stage(cell: Cell, ctx: StageContext) -> None:
+    """``sftscale.evaluation.run.evaluate`` on the cell's checkpoint (the base model for N = 0).
+
+    A peft adapter is attached to the worker's one Generator for the base model (loaded
+    once, reused by every cell of that base, unless ``ctx.share_generator`` is off). A fully
+    finetuned checkpoint is a model of its own: it gets a Generator of its own (the shared
+    one would have its base replaced), and the chat-template guard is applied here since
+    evaluate() only checks adapters.
+    """
+    from ..evaluation.run import check_template, evaluate
+    from ..generation.generator import Generator
+
+    train_dir, cache_dir = ctx.train_dir, ctx.cache_dir
+    meta = json.loads((train_dir / layout.TRAIN_META).read_text())
+    ckpt = train_dir / (meta.get("checkpoint") or layout.CKPT)
+    task = task_object(cell)
+    if ctx.validation is not None:  # a search candidate: training items, never test items
+        from .search import validation_view
+        task = validation_view(task, ctx.validation)
+    common = dict(limit=cell.limit, out=ctx.out, chat=cell.chat, batch_size=cell.batch_size,
+                  allow_template_mismatch=cell.allow_template_mismatch, progress=ctx.progress,
+                  sampling=cell.sampling, num_fewshot=cell.num_fewshot,  # examples never from
+                  fewshot_exclude=meta.get("subset_ids") or ())  # the cell's finetuning subset
+    if cell.n > 0 and not ckpt.is_dir():
+        raise RuntimeError(f"{train_dir}: trained cell without its checkpoint ({ckpt.name}/)")
+    dev = "auto" if cell.gpus > 1 else None  # a model granted several GPUs is spread over them
+    if cell.n > 0 and not (ckpt / "adapter_config.json").exists():
+        from ..models import template_sha
+
+        gen = Generator(str(ckpt), batch_size=cell.batch_size, cache_dir=cache_dir, device=dev)
+        check_template(ckpt, template_sha(gen.tokenizer, cell.chat), cell.allow_template_mismatch)
+        evaluate(str(ckpt), task, generator=gen, **common)
+    else:
+        adapter = str(ckpt) if cell.n > 0 else None
+        if ctx.share_generator:
+            gen = _shared_generator(cell.model_ref, cell.batch_size, cache_dir, dev)
+        else:
+            gen = Generator(cell.model_ref, batch_size=cell.batch_size, cache_dir=cache_dir,
+                            device=dev)
+        evaluate(cell.model_ref, task, adapter=adapter, generator=gen, **common)
+    if ctx.validation is not None:  # the search's tie-break
+        from .search import write_val_loss
+        write_val_loss(gen, task, cell, ctx.out)
+
+
+def task_object(cell: Cell) -> Any:
+    """The cell's task: max_new_tokens override and external training data applied."""
+    from ..tasks.taskdata import study_task
+
+    return study_task(cell.task_name, cell.task_options, cell.max_new_tokens)
+
+
+TRAIN_SPEC = StageSpec(name=layout.TRAIN, run=train_stage, done=(layout.TRAIN_META,),
+                       hashed=train_files, collect=train_record, seconds=train_seconds,
+                       own_workers=True)
+EVAL_SPEC = StageSpec(name=layout.EVAL, run=eval_stage,
+                      done=(layout.RESULTS_GLOB, layout.SAMPLES_GLOB),
+                      hashed=(layout.RESULTS_GLOB, layout.SAMPLES_GLOB), needs=(layout.TRAIN,),
+                      collect=eval_record, seconds=eval_seconds)
+
+STAGES: list[StageSpec] = [TRAIN_SPEC, EVAL_SPEC]
+"""Every cell's stages, in order: the runner's default, and what ``sftscale run`` runs."""
+
+
+def register_stage(spec: StageSpec) -> StageSpec:
+    """Append ``spec`` to ``STAGES`` (ValueError for a taken name or directory, or ``needs``
+    naming a stage that does not run before it); returns it."""
+    check_stages([*STAGES, spec])
+    STAGES.append(spec)
+    return spec
+
+
+def with_runs(stages: list[StageSpec] | None = None, **runs: Stage) -> list[StageSpec]:
+    """``stages`` (default ``STAGES``) with the run functions of the named stages replaced
+    (``with_runs(train=cheap_train, eval=cheap_eval)``); KeyError for an unknown name."""
+    base = list(STAGES if stages is None else stages)
+    unknown = set(runs) - {s.name for s in base}
+    if unknown:
+        raise KeyError(f"no stage named {sorted(unknown)}")
+    return [dataclasses.replace(s, run=runs[s.name]) if s.name in runs else s for s in base]
+
+
+__all__ = ["EVAL_SPEC", "GENERATORS", "STAGES", "StageContext", "StageSpec", "TRAIN_SPEC",
+           "eval_stage", "register_stage", "task_object", "train_stage", "with_runs"]
