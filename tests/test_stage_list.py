@@ -213,13 +213,17 @@ assert res.counts["done"] == 10, res
 def old_run(tmp_path_factory) -> Path:
     """A finished run directory written by sftscale at commit ``BEFORE`` (its store has one
     column per file), with the cheap stages."""
+    return _run_at(BEFORE, tmp_path_factory)
+
+
+def _run_at(commit: str, tmp_path_factory) -> Path:
     if shutil.which("git") is None or subprocess.run(
-            ["git", "-C", str(ROOT), "cat-file", "-e", f"{BEFORE}^{{commit}}"],
+            ["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}^{{commit}}"],
             capture_output=True).returncode != 0:
-        pytest.skip(f"needs the git history (commit {BEFORE})")
+        pytest.skip(f"needs the git history (commit {commit})")
     base = tmp_path_factory.mktemp("old")
     arch = base / "src.tar"
-    subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(arch), BEFORE, "src/sftscale"],
+    subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(arch), commit, "src/sftscale"],
                    check=True)
     with tarfile.open(arch) as tf:
         tf.extractall(base, filter="data")
@@ -316,3 +320,76 @@ def test_layout_names_the_files_the_stages_write():
     assert layout.TRAIN_META == META
     assert [(s.name, s.directory) for s in stages.STAGES[:2]] == [(layout.TRAIN, layout.TRAIN),
                                                                  (layout.EVAL, layout.EVAL)]
+
+
+# --- the store's value checksum (rows_sha) across store versions ----------------------------
+
+RELIABILITY = "6c8566b"  # the reliability branch before main's merge: schema 1 with rows_sha
+
+
+def _rows_sha(out: Path) -> dict:
+    db = sqlite3.connect(out / "study.sqlite")
+    try:
+        return dict(db.execute("SELECT key, rows_sha FROM cells WHERE state='done'"))
+    finally:
+        db.close()
+
+
+def _set(out: Path, sql: str) -> None:
+    db = sqlite3.connect(out / "study.sqlite")
+    db.execute(sql)
+    db.commit()
+    db.close()
+
+
+def _changed_value_is_found_and_restored(out: Path, caplog) -> None:
+    (want,) = sqlite3.connect(out / "study.sqlite").execute(
+        f"SELECT value FROM metrics WHERE cell='{KEY}' AND metric='accuracy'").fetchone()
+    _set(out, f"UPDATE metrics SET value=0.99 WHERE cell='{KEY}' AND metric='accuracy'")
+    rows, counts = status_rows(out)
+    assert counts["store changed"] == 1 and {r["key"]: r["state"] for r in rows}[KEY] == \
+        "done (store changed)"
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert _run(out, RUNNER).ran == 0
+    assert "accuracy: 0.99 in the store" in caplog.text
+    (got,) = sqlite3.connect(out / "study.sqlite").execute(
+        f"SELECT value FROM metrics WHERE cell='{KEY}' AND metric='accuracy'").fetchone()
+    assert got == want and "store changed" not in status_rows(out)[1]
+
+
+def test_a_schema_1_store_gets_its_checksums_when_migrated(tmp_path, old_run, reference, caplog):
+    out = _copy(old_run, tmp_path / "run")
+    with caplog.at_level("WARNING"):
+        assert _run(out, RUNNER).ran == 0
+    assert "differ from the cell's files" not in caplog.text  # values equal: checksum taken
+    shas = _rows_sha(out)
+    assert len(shas) == N_CELLS and all(len(v or "") == 64 for v in shas.values())
+    assert shas == _rows_sha(reference) and table(out) == table(reference)
+    _changed_value_is_found_and_restored(out, caplog)
+
+
+def test_a_schema_2_store_without_rows_sha_opens_and_gets_it(tmp_path, reference, caplog):
+    """A store of main before the merge: schema 2 (files table), no rows_sha column."""
+    out = _copy(reference, tmp_path / "run")
+    _set(out, "ALTER TABLE cells DROP COLUMN rows_sha")
+    _, counts = status_rows(out)  # read-only: readable as it is, nothing to compare
+    assert counts["done"] == N_CELLS and "store changed" not in counts
+    with caplog.at_level("WARNING"):
+        assert _run(out, RUNNER).ran == 0
+    assert "differ from the cell's files" not in caplog.text
+    assert _rows_sha(out) == _rows_sha(reference)
+    _changed_value_is_found_and_restored(out, caplog)
+
+
+def test_a_reliability_branch_store_keeps_its_checksums(tmp_path_factory, reference, caplog):
+    """Schema 1 with rows_sha (the reliability branch before the merge): migrated, its
+    checksums still match what it holds."""
+    out = _run_at(RELIABILITY, tmp_path_factory)
+    before = _rows_sha(out)
+    assert len(before) == N_CELLS and all(before.values())
+    with caplog.at_level("WARNING"):
+        assert _run(out, RUNNER).ran == 0
+    assert "differ from the cell's files" not in caplog.text
+    assert _rows_sha(out) == before == _rows_sha(reference)
+    _changed_value_is_found_and_restored(out, caplog)

@@ -68,8 +68,58 @@ def _label_from_ref(ref: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "-", base).lstrip("._+-") or "model"
 
 
+def _kinds(ann: Any) -> set[Any]:
+    """What a field's annotation takes, for ``strict_scalars``: "bool", "number", "other",
+    or ("list", kind) for a list of them (None is left out: it is always allowed)."""
+    import types
+    import typing
+
+    origin = typing.get_origin(ann)
+    if origin is Annotated:
+        return _kinds(typing.get_args(ann)[0])
+    if origin in (typing.Union, types.UnionType):
+        return set().union(*(_kinds(a) for a in typing.get_args(ann)))
+    if origin is list:
+        args = typing.get_args(ann)
+        return {("list", k) for k in (_kinds(args[0]) if args else {"other"}) if isinstance(k, str)}
+    if ann is type(None):
+        return set()
+    if ann is bool:
+        return {"bool"}
+    if ann in (int, float):
+        return {"number"}
+    return {"other"}
+
+
+def strict_scalars(model: type[BaseModel], data: Any) -> Any:
+    """A ``model_validator(mode="before")`` body: YAML scalars of the wrong kind are refused
+    where pydantic's lax mode would convert them silently: ``true``/``false`` for a number
+    (``limit: true`` is not 1) and a number or string for a boolean (``chat: 1``). Numeric
+    strings for numbers stay accepted (PyYAML reads ``1e-4`` as a string)."""
+    if not isinstance(data, dict):
+        return data
+    for name, f in model.model_fields.items():
+        if name not in data or data[name] is None:
+            continue
+        kinds, v = _kinds(f.annotation), data[name]
+        if kinds == {"number"} and isinstance(v, bool):
+            raise _LocError(f"{str(v).lower()} is a boolean, not a number", name)
+        if kinds == {"bool"} and not isinstance(v, bool):
+            raise _LocError(f"{v!r} is not a boolean (write true or false)", name)
+        if kinds == {("list", "number")} and isinstance(v, list):
+            for i, x in enumerate(v):
+                if isinstance(x, bool):
+                    raise _LocError(f"{str(x).lower()} is a boolean, not a number", name, i)
+    return data
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_scalars(cls, data: Any) -> Any:
+        return strict_scalars(cls, data)
 
 
 class ModelArch(_Strict):
@@ -351,10 +401,13 @@ def _check_grid(v: list[int]) -> list[int]:
 # --- loading ---------------------------------------------------------------------------------
 
 def read_config_text(path: str | os.PathLike, what: str) -> tuple[str, Path]:
-    """The text of a YAML config file; a missing file or a directory is an InputError."""
+    """The text of a YAML config file (UTF-8, a BOM allowed); a missing file, a directory or
+    another encoding is an InputError."""
+    from .io import read_text_input
+
     p = Path(path)
     try:
-        return p.read_text(encoding="utf-8"), p
+        return read_text_input(p), p
     except FileNotFoundError:
         raise InputError(p, "no such file") from None
     except IsADirectoryError:
@@ -507,5 +560,5 @@ def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
 
 __all__ = ["EvalSettings", "ExecutorSettings", "MlflowSettings", "ModelEntry", "StudyConfig",
            "TaskEntry", "TrackingSettings", "WandbSettings",
-           "Label", "load_study", "parse_study", "parse_yaml", "read_config_text", "validate_yaml",
-           "validation_error"]
+           "Label", "load_study", "parse_study", "parse_yaml", "read_config_text", "strict_scalars",
+           "validate_yaml", "validation_error"]

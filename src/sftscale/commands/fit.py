@@ -2,9 +2,19 @@
 
 Input: a long CSV (model, task, metric, n, value[, seed, n_items]) from any tool, or a run
 directory (its store, or ``export.csv`` / ``items.jsonl`` there). Outputs go beside the CSV or
-into the run directory unless ``--out`` names a file for fits.json. The work is
+into the run directory (``fits.json``, ``analysis.json``) unless ``--out`` names a file for
+fits.json: then the analysis is written beside it, named after it (``--out X/f.json`` ->
+``X/f.analysis.json``, ``fit.run.analysis_path``), and nothing else. The work is
 ``fit.run.fit_run_dir``, which ``sftscale report`` shares: fits.json records the settings and
 a hash of the inputs, so the report reuses it while the results are unchanged.
+
+A file at one of those paths that sftscale did not write (not a fits or analysis document) is
+never overwritten: the command stops before any work (exit 2). All options and inputs are
+checked before fitting: ``--target`` must be finite (here) and, for a rate metric
+(``fit.data.is_rate``), strictly between 0 and 1 (``fit.run.check_settings``); ``--at`` a
+finite N > 0; rate values in [0, 1]; duplicate rows are an error or dropped with a warning
+(``fit.data``). Above ``fit.progress.SUMMARY_OVER`` curves it prints a summary instead of a
+table row per fit (``fit.progress.print_summary``).
 
 Per-item scores (``--items``, or found in the run directory) are used only for the curves of
 the table: rows for other curves are dropped, and every mismatch (items for no curve, curves
@@ -17,6 +27,7 @@ in one call (run the command once per metric).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -55,18 +66,23 @@ def register(app: typer.Typer) -> None:
             raise InputError(None, f"--forecast-level must be in (0, 1), got {forecast_level}",
                              field="forecast-level")
         for t in target:
-            if not 0 < t < 1:  # every fitted metric is a rate here; 0 and 1 are never "reached" by a forecast
-                raise InputError(None, f"--target {t:g} is not a rate strictly between 0 and 1", field="target")
+            if not math.isfinite(t):
+                raise InputError(None, f"{t} is not a metric value to reach (a finite number, "
+                                 "e.g. 0.8)", field="--target")
         for a in at:
-            if not (a > 0 and a < float("inf")):
-                raise InputError(None, f"--at {a:g} is not a number of examples > 0", field="at")
+            if not (a > 0 and math.isfinite(a)):
+                raise InputError(None, f"{a:g} is not a number of examples (a finite number "
+                                 "> 0)", field="--at")
         if n_boot < 0:
             raise InputError(None, f"--n-boot must be >= 0, got {n_boot}", field="n-boot")
         forms = tuple(f.strip() for x in form for f in x.split(",") if f.strip()) or None
         settings = FitSettings(forms=forms, metric=metric, targets=tuple(target), at=tuple(at), n_boot=n_boot,
                                seed=seed, level=level, forecast_level=forecast_level, analysis=analysis)
         res = fit_run_dir(src, settings, items=items, out=out, warn=lambda w: _warn([w]))
-        _print(res.fits, res.analysis, res.fits_path)
+        from ..fit.progress import SUMMARY_OVER, n_curves, print_summary
+
+        big = n_curves(res.inputs.long, metric) > SUMMARY_OVER  # a summary, not a row per fit
+        (print_summary if big else _print)(res.fits, res.analysis, res.fits_path, res.analysis_path)
 
 
 def _warn(lines: list[str]) -> None:
@@ -81,7 +97,7 @@ def _fmt(x, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}g}"
 
 
-def _print(doc: FitsDoc, analysis_doc: AnalysisDoc | None, path: Path) -> None:
+def _print(doc: FitsDoc, analysis_doc: AnalysisDoc | None, path: Path, analysis_path: Path | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -116,4 +132,4 @@ def _print(doc: FitsDoc, analysis_doc: AnalysisDoc | None, path: Path) -> None:
                           f"accuracy plateau N = {g['accuracy_plateau_n']['n']}"
                           f"{' (still rising)' if g['accuracy_plateau_n']['still_rising'] else ''}, "
                           f"r²(total, substance) = {_fmt(g['r2_total_vs_substance']['r2'])}")
-    con.print(f"wrote {path}" + (" and analysis.json" if analysis_doc else ""))
+    con.print(f"wrote {path}" + (f" and {analysis_path}" if analysis_doc else ""))

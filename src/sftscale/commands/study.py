@@ -105,7 +105,7 @@ def status_cmd(
                               "run) vs measured time per cell and in total"),
 ) -> None:
     """Show the cells of a run: state, main metrics, timings, errors."""
-    from ..study.status import FILES_MISSING, status_rows
+    from ..study.status import FILES_MISSING, INTERRUPTED, STORE_CHANGED, status_rows
 
     if plan:
         from ..study.status import print_plan_vs_measured
@@ -131,13 +131,14 @@ def status_cmd(
         t.add_column(col, no_wrap=True)
     t.add_column("error", overflow="fold")
     colour = {"done": "green", "failed": "red", "running": "yellow", "pending": "dim",
-              FILES_MISSING: "magenta"}
+              FILES_MISSING: "magenta", STORE_CHANGED: "magenta", INTERRUPTED: "yellow"}
     for r in rows:
         t.add_row(r["model"], r["task"], str(r["n"]), str(r["seed"]),
                   f"[{colour[r['state']]}]{r['state']}[/]",
                   _f(r.get("accuracy")), _f(r.get("format_rate")), _i(r.get("n_items")),
                   *(_f(r["stages"].get(s, r.get(f"{s}_s")), 1) for s in stages),
-                  *((_choice(r.get("search")),) if searched else ()), (r.get("error") or "")[:120])
+                  *((_choice(r.get("search")),) if searched else ()),
+                  (r.get("error") or "")[:120 if r["state"] != FILES_MISSING else 400])
     con = Console()
     if not con.is_terminal:
         con = Console(width=160)
@@ -179,13 +180,23 @@ def plan_cmd(
     cfg = _load(study)
     problems = None
     if no_check:
+        from ..plan.check import CheckResult, _check_recipes
+
+        found = _check_recipes(cfg, CheckResult())  # resolves nothing; the estimate needs them
+        if found:
+            raise CheckProblems(cfg, found)
         plan = plan_offline(cfg, gpu, mfu)
     else:
         try:
             plan = plan_study(cfg, gpu=gpu, mfu=mfu, measure=measure)
         except CheckProblems as e:
             problems = e
-            plan = plan_offline(cfg, gpu, mfu)
+            try:  # the estimate of what can be estimated without the problems
+                plan = plan_offline(cfg, gpu, mfu)
+            except (InputError, ValueError):  # a problem the estimate needs: the list alone
+                plan = None
+    if plan is None:
+        raise problems
     if as_json:
         for r in plan.rows:
             print(json.dumps(r))
@@ -199,7 +210,8 @@ def plan_cmd(
 def export_cmd(
     run_dir: Path = typer.Argument(..., help="run directory"),
     fmt: str = typer.Option("csv", "--format", help="csv, parquet or jsonl"),
-    out: Optional[Path] = typer.Option(None, "--out", help="metrics file (default DIR/export.<fmt>)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="metrics file (default DIR/export.<fmt>); "
+                                       "the items table goes beside it as <stem>.items.<fmt>"),
 ) -> None:
     """Write one row per cell and metric (model, task, metric, n, value, seed, n_items)."""
     from ..rundir.export import export

@@ -36,7 +36,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..io import InputError, atomic_write_json, read_jsonl, sha256_file
+from ..io import TEXT_ENCODING, InputError, atomic_write_json, not_utf8, read_jsonl, sha256_file
 
 DATA_ROOT = Path(__file__).resolve().parent
 MANIFEST = "MANIFEST.json"
@@ -195,11 +195,13 @@ def _read_file(path: Path, split: str | None = None) -> list[dict]:
         return read_jsonl(path)
     if name.endswith((".json", ".json.gz")):
         opener = gzip.open if name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
+        with opener(path, "rt", encoding=TEXT_ENCODING) as f:
             try:
                 obj = json.load(f)
             except json.JSONDecodeError as e:
                 raise InputError(path, f"not valid JSON ({e.msg})", line=e.lineno) from None
+            except UnicodeDecodeError:
+                raise not_utf8(path) from None
         return _json_records(path, obj, split)
     if name.endswith(".parquet"):
         import pandas as pd

@@ -17,7 +17,8 @@ Not handled: stratified or block bootstraps, BCa corrections (percentiles only, 
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -134,9 +135,55 @@ def item_matrix(items: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray, 
     return cell_n, cell_seed, piv.to_numpy(dtype=float, na_value=np.nan)
 
 
+#: recent ``curve_data`` results of aggregate rows (no items): fit_table, joint_fits and
+#: forecast_table each build every curve's data with the same generator state, and with many
+#: seeds the binomial draws dominate (1 s for 5,000 cells x 1,000 replicates); bounded in bytes
+_MEMO: "OrderedDict[tuple, tuple[CurveData, dict]]" = OrderedDict()
+_MEMO_MAX_BYTES = 256 << 20
+_MEMO_COLS = ["n", "value", "seed", "n_items"]
+
+
 def curve_data(rows: pd.DataFrame, items: pd.DataFrame | None, n_boot: int,
                rng: np.random.Generator) -> CurveData:
-    """Build a CurveData from long-table rows of one curve and, optionally, its items."""
+    """Build a CurveData from long-table rows of one curve and, optionally, its items.
+
+    Without items, the result for the same rows, ``n_boot`` and generator state is taken
+    from a small in-memory memo (a copy, with the generator left in the state the draws would
+    have left it in): identical to building it again."""
+    key = None
+    if items is None and len(rows) >= 500:  # small curves are cheaper to build than to key
+        import hashlib
+
+        cols = [c for c in _MEMO_COLS if c in rows.columns]
+        h = hashlib.sha1(pd.util.hash_pandas_object(rows[cols].astype(object), index=False)
+                         .to_numpy().tobytes())
+        h.update(repr((str(rows["model"].iloc[0]), str(rows["task"].iloc[0]),
+                       str(rows["metric"].iloc[0]), rng.bit_generator.state)).encode())
+        key = (h.hexdigest(), int(n_boot))
+        hit = _MEMO.get(key)
+        if hit is not None:
+            _MEMO.move_to_end(key)
+            rng.bit_generator.state = hit[1]
+            return _copy(hit[0])
+    cd = _curve_data(rows, items, n_boot, rng)
+    if key is not None:
+        _MEMO[key] = (_copy(cd), rng.bit_generator.state)
+        while len(_MEMO) > 1 and sum(_size(v[0]) for v in _MEMO.values()) > _MEMO_MAX_BYTES:
+            _MEMO.popitem(last=False)
+    return cd
+
+
+def _copy(cd: CurveData) -> CurveData:
+    return replace(cd, n=cd.n.copy(), y=cd.y.copy(), notes=list(cd.notes),
+                   reps=None if cd.reps is None else cd.reps.copy())
+
+
+def _size(cd: CurveData) -> int:
+    return cd.n.nbytes + cd.y.nbytes + (0 if cd.reps is None else cd.reps.nbytes)
+
+
+def _curve_data(rows: pd.DataFrame, items: pd.DataFrame | None, n_boot: int,
+                rng: np.random.Generator) -> CurveData:
     model, task, metric = (str(rows[c].iloc[0]) for c in ("model", "task", "metric"))
     notes: list[str] = []
     col = METRIC_TO_ITEM.get(metric, metric)

@@ -15,6 +15,22 @@ Two plain tables, independent of the study runner:
     (the evaluate stage's sample records use ``id``). For IFEval per-instruction curves,
     rows may instead carry ``category`` and ``followed_strict`` (and ``followed_loose``).
 
+Encoding: UTF-8, with or without a byte-order mark; any other encoding is an InputError
+naming the file (``io.read_text_input``).
+
+Rates: a metric named like a rate (``is_rate``: accuracy, format_rate, ``*acc*``, ``*_rate``,
+``pass@k``, em, f1, exact_match, ... and their ``_stderr``) must have every value in [0, 1];
+a value outside (a percentage such as 85, a negative number) is an InputError at its line;
+so is a per-item score (``correct``, ``format_ok``, ``followed_*``) outside [0, 1].
+
+Duplicates. Long table: two rows with the same (model, task, metric, n, seed) and different
+``value`` or ``n_items`` are an InputError naming the file, both lines and the field; exact
+copies are dropped (the first is kept) with one warning. Rows without a seed are never
+duplicates of each other (each counts as its own seed). Per-item table: the same for
+(model, task, n, seed, item_id[, sample]) and every other column. The warnings are in the
+returned frame's ``attrs["input_warnings"]`` (``sftscale fit`` prints them and lists them
+under ``input_warnings`` in fits.json).
+
 A run directory is searched for ``export.csv`` and ``items.jsonl`` (or ``items.csv``);
 if ``export.csv`` is missing and ``sftscale.rundir.export.load_tables(run_dir)`` exists, it
 is called and may return ``(long_df, items_df)`` or a dict with keys ``long``/``items``.
@@ -26,14 +42,16 @@ Not handled: wide tables (one column per N), Excel files, multi-line quoted CSV 
 from __future__ import annotations
 
 import csv
+import io
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..io import InputError, read_jsonl
+from ..io import InputError, read_jsonl, read_text_input
 from ..rundir import layout
 from ..rundir.export import load_tables
 
@@ -70,8 +88,21 @@ def _num(raw: Any, path, line, field, *, integer=False, lo=None) -> float:
     return v
 
 
+#: metric names that are rates (a share of items or instructions, in [0, 1]); a trailing
+#: ``_stderr`` (its standard error) and an lm-eval filter suffix (``,flexible``) are ignored
+_RATE = re.compile(r"(^|[_.-])(acc|accuracy|rate|em|f1|exact_match|correct|format_ok|bridge_ok|"
+                   r"contains|followed|strict|loose)([_.-]|$)|^(pass@\d+|rate_)", re.IGNORECASE)
+
+
+def is_rate(metric: str) -> bool:
+    """Is ``metric`` a rate, whose values lie in [0, 1] (and whose targets in (0, 1))?"""
+    name = str(metric).split(",")[0].removesuffix("_stderr")
+    return bool(_RATE.search(name))
+
+
 def _check_long_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
     out = []
+    rates: dict[str, bool] = {}
     for row, line in zip(rows, lines):
         for c in ("model", "task", "metric"):
             if _blank(row.get(c)):
@@ -79,6 +110,12 @@ def _check_long_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
         rec = {"model": str(row["model"]), "task": str(row["task"]), "metric": str(row["metric"]),
                "n": int(_num(row.get("n"), path, line, "n", integer=True, lo=0)),
                "value": _num(row.get("value"), path, line, "value"), "_line": line}
+        rate = rates.setdefault(rec["metric"], is_rate(rec["metric"]))
+        if rate and not 0.0 <= rec["value"] <= 1.0:
+            raise InputError(path, f"{rec['metric']!r} is a rate, so its values lie in [0, 1]; "
+                             f"got {row.get('value')!r}"
+                             + (" (a percentage? divide by 100)" if 1 < rec["value"] <= 100 else ""),
+                             line=line, field="value")
         if not _blank(row.get("seed")):
             rec["seed"] = str(row["seed"]).removesuffix(".0")
         if not _blank(row.get("n_items")):
@@ -91,7 +128,97 @@ def _check_long_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
         df["seed"] = None
     if "n_items" not in df:
         df["n_items"] = None
-    return df
+    return _drop_duplicates(df, path, ["model", "task", "metric", "n", "seed"], "row",
+                            seeded_only=True)
+
+
+def _drop_duplicates(df: pd.DataFrame, path, key: list[str], what: str,
+                     seeded_only: bool = False) -> pd.DataFrame:
+    """``df`` without exact copies of a row (same ``key`` and same everything else), with one
+    warning in ``attrs["input_warnings"]``; two rows with the same ``key`` that differ
+    elsewhere are an InputError naming both lines and the first differing field. The line
+    of each row is its ``_line`` column (dropped from the result when it was added here)."""
+    df.attrs.setdefault("input_warnings", [])
+    sub = df[df["seed"].notna()] if seeded_only else df
+    if len(sub) < 2:
+        return df
+    dup = sub.duplicated(subset=key, keep=False).to_numpy()
+    if not dup.any():
+        return df
+    rest = [c for c in df.columns if c not in key and c != "_line"]
+    cand = sub[dup]
+    first: dict[tuple, int] = {}
+    drop: list[Any] = []
+    for idx, k, vals in zip(cand.index, cand[key].itertuples(index=False, name=None),
+                            cand[rest].itertuples(index=False, name=None)):
+        if k not in first:
+            first[k] = idx
+            continue
+        ref = df.loc[first[k], rest].tolist()
+        for c, a, b in zip(rest, ref, vals):
+            if not (_same(a, b)):
+                la, lb = df.at[first[k], "_line"], df.at[idx, "_line"]
+                raise InputError(path, f"lines {la} and {lb} are the same {what} ("
+                                 + ", ".join(f"{c} {v}" for c, v in zip(key, k))
+                                 + f") with different {c}: {_show(a)} and {_show(b)}; keep one of them",
+                                 line=lb, field=c)
+        drop.append(idx)
+    out = df.drop(index=drop).reset_index(drop=True)
+    la = int(df.at[drop[0], "_line"])
+    out.attrs["input_warnings"] = df.attrs["input_warnings"] + [
+        f"{path if path is not None else 'the table'}: {len(drop)} exact duplicate {what}(s) "
+        f"dropped (the same {', '.join(key)} and values as an earlier {what}; e.g. line {la})"]
+    return out
+
+
+def _show(v: Any) -> str:
+    if _blank(v):
+        return "(empty)"
+    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+        return f"{float(v):g}"
+    return repr(v)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if _blank(a) and _blank(b):
+        return True
+    num = (int, float, np.integer, np.floating)
+    if isinstance(a, num) and isinstance(b, num) and not isinstance(a, bool) and not isinstance(b, bool):
+        return float(a) == float(b)
+    return str(a) == str(b)
+
+
+def _long_frame_fast(df: pd.DataFrame) -> pd.DataFrame | None:
+    """Vectorised validation of a clean long DataFrame (a table already read, a run
+    directory's); None sends it to the row-by-row path, which names the first bad row."""
+    if len(df) == 0 or any(df[c].isna().any() for c in ("model", "task", "metric", "n", "value")):
+        return None
+    n = pd.to_numeric(df["n"], errors="coerce")
+    v = pd.to_numeric(df["value"], errors="coerce")
+    if n.isna().any() or (n < 0).any() or (n != n.round()).any() or not np.isfinite(v).all():
+        return None
+    if any(str(x) == "" for x in pd.unique(df[["model", "task", "metric"]].to_numpy().ravel())):
+        return None
+    metric = df["metric"].astype(str)
+    rate = metric.map({m: is_rate(m) for m in pd.unique(metric)}).to_numpy(bool)
+    if ((v[rate] < 0) | (v[rate] > 1)).any():
+        return None
+    out = pd.DataFrame({"model": df["model"].astype(str), "task": df["task"].astype(str),
+                        "metric": metric, "n": n.astype("int64"), "value": v.astype(float),
+                        "_line": np.arange(2, len(df) + 2)})
+    if "seed" in df.columns:
+        out["seed"] = [None if _blank(x) else str(x).removesuffix(".0") for x in df["seed"]]
+    else:
+        out["seed"] = None
+    if "n_items" in df.columns and df["n_items"].notna().any():
+        k = pd.to_numeric(df["n_items"], errors="coerce")
+        given = df["n_items"].notna()
+        if k[given].isna().any() or (k[given] < 1).any() or (k[given] != k[given].round()).any():
+            return None
+        out["n_items"] = [int(x) if g else None for x, g in zip(k, given)]
+    else:
+        out["n_items"] = None
+    return out.reset_index(drop=True)
 
 
 def load_long(src: str | Path | pd.DataFrame) -> pd.DataFrame:
@@ -100,26 +227,29 @@ def load_long(src: str | Path | pd.DataFrame) -> pd.DataFrame:
         missing = [c for c in LONG_REQUIRED if c not in src.columns]
         if missing:
             raise InputError(None, "missing column", field=missing[0])
+        fast = _long_frame_fast(src)
+        if fast is not None:
+            return _drop_duplicates(fast, None, ["model", "task", "metric", "n", "seed"], "row",
+                                    seeded_only=True)
         rows = src.to_dict("records")
         return _check_long_rows(rows, None, [i + 2 for i in range(len(rows))])
     path = Path(src)
     _check_file(path, "a long CSV table or a run directory")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        reader.fieldnames = header
-        for c in LONG_REQUIRED:
-            if c not in header:
-                raise InputError(path, f"missing column (header has: {', '.join(header) or 'nothing'})",
-                                 line=1, field=c)
-        rows, lines = [], []
-        for row in reader:
-            if None in row:
-                raise InputError(path, "more fields than the header", line=reader.line_num)
-            if all(v in (None, "") for v in row.values()):
-                continue
-            rows.append(row)
-            lines.append(reader.line_num)
+    reader = csv.DictReader(io.StringIO(read_text_input(path), newline=""))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    reader.fieldnames = header
+    for c in LONG_REQUIRED:
+        if c not in header:
+            raise InputError(path, f"missing column (header has: {', '.join(header) or 'nothing'})",
+                             line=1, field=c)
+    rows, lines = [], []
+    for row in reader:
+        if None in row:
+            raise InputError(path, "more fields than the header", line=reader.line_num)
+        if all(v in (None, "") for v in row.values()):
+            continue
+        rows.append(row)
+        lines.append(reader.line_num)
     return _check_long_rows(rows, path, lines)
 
 
@@ -171,6 +301,10 @@ def _names(keys: list[tuple]) -> str:
     return shown + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
 
 
+#: per-item columns that are scores of one item, in [0, 1]
+_ITEM_RATES = ("correct", "format_ok", "followed_strict", "followed_loose")
+
+
 def _check_item_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
     out = []
     for row, line in zip(rows, lines):
@@ -182,7 +316,8 @@ def _check_item_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
         rec = {"model": str(row["model"]), "task": str(row["task"]),
                "n": int(_num(row["n"], path, line, "n", integer=True, lo=0)),
                "item_id": str(row["item_id"]),
-               "seed": "0" if _blank(row.get("seed")) else str(row["seed"]).removesuffix(".0")}
+               "seed": "0" if _blank(row.get("seed")) else str(row["seed"]).removesuffix(".0"),
+               "_line": line}
         for k, v in row.items():
             if k in rec or k in ("id", "_line") or _blank(v):
                 continue
@@ -192,8 +327,11 @@ def _check_item_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
                 rec[k] = float(v)
             elif isinstance(v, str) and v.strip().lower() in ("true", "false"):
                 rec[k] = 1.0 if v.strip().lower() == "true" else 0.0
-            elif isinstance(v, str) and k in ("correct", "format_ok", "followed_strict", "followed_loose"):
+            elif isinstance(v, str) and k in _ITEM_RATES:
                 rec[k] = _num(v, path, line, k)
+            if k in _ITEM_RATES and k in rec and not 0.0 <= rec[k] <= 1.0:
+                raise InputError(path, f"a per-item score lies in [0, 1] (1 = right), got {v!r}",
+                                 line=line, field=k)
         out.append(rec)
     if not out:
         raise InputError(path, "no item rows")
@@ -211,7 +349,8 @@ def _items_frame_fast(df: pd.DataFrame) -> pd.DataFrame | None:
     if n.isna().any() or (n < 0).any() or (n != n.round()).any():
         return None
     out = pd.DataFrame({"model": df["model"].astype(str), "task": df["task"].astype(str),
-                        "n": n.astype("int64"), "item_id": df["item_id"].astype(str)})
+                        "n": n.astype("int64"), "item_id": df["item_id"].astype(str),
+                        "_line": np.arange(2, len(df) + 2)})
     seed = df["seed"] if "seed" in df.columns else pd.Series("0", index=df.index)
     out["seed"] = ["0" if _blank(v) else str(v).removesuffix(".0") for v in seed]
     for k in df.columns:
@@ -222,13 +361,28 @@ def _items_frame_fast(df: pd.DataFrame) -> pd.DataFrame | None:
             out[k] = col.astype(object).where(col.notna(), None).map(lambda v: None if v is None else str(v))
         elif pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
             out[k] = col.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-        elif k in ("correct", "format_ok", "followed_strict", "followed_loose"):
+            if k in _ITEM_RATES and ((out[k] < 0) | (out[k] > 1)).any():
+                return None  # the row-by-row path names the row
+        elif k in _ITEM_RATES:
             return None  # strings or mixed objects: validate row by row
     return out.reset_index(drop=True)
 
 
 def load_items(src: str | Path | pd.DataFrame) -> pd.DataFrame:
     """Read a per-item table (JSONL or CSV or DataFrame), validated like ``load_long``."""
+    return _unique_items(_load_items(src), None if isinstance(src, pd.DataFrame) else Path(src))
+
+
+def _unique_items(df: pd.DataFrame, path) -> pd.DataFrame:
+    key = ["model", "task", "n", "seed", "item_id"] + (["sample"] if "sample" in df.columns else [])
+    out = _drop_duplicates(df, path, key, "item row")
+    warnings = out.attrs["input_warnings"]
+    out = out.drop(columns="_line")
+    out.attrs["input_warnings"] = warnings
+    return out
+
+
+def _load_items(src: str | Path | pd.DataFrame) -> pd.DataFrame:
     if isinstance(src, pd.DataFrame):
         fast = _items_frame_fast(src)
         if fast is not None:
@@ -238,18 +392,14 @@ def load_items(src: str | Path | pd.DataFrame) -> pd.DataFrame:
     path = Path(src)
     _check_file(path, "a per-item JSONL or CSV file")
     if path.suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            rows, lines = [], []
-            for row in reader:
-                rows.append(row)
-                lines.append(reader.line_num)
+        reader = csv.DictReader(io.StringIO(read_text_input(path), newline=""))
+        rows, lines = [], []
+        for row in reader:
+            rows.append(row)
+            lines.append(reader.line_num)
         return _check_item_rows(rows, path, lines)
-    rows = read_jsonl(path)
-    lines = []
-    with open(path, encoding="utf-8") as f:  # physical line numbers of non-empty lines
-        lines = [i for i, ln in enumerate(f, 1) if ln.strip()]
-    return _check_item_rows(rows, path, lines)
+    numbered = read_jsonl(path, numbered=True)
+    return _check_item_rows([r for _, r in numbered], path, [i for i, _ in numbered])
 
 
 def load_inputs(src: str | Path, items: str | Path | None = None

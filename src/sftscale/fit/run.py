@@ -1,6 +1,6 @@
 """One fit of a study's results, for ``sftscale fit`` and ``sftscale report``: fits.json and analysis.json.
 
-``fit_run_dir(src, settings, items=, out=, reuse=False, warn=, inputs=) -> FitOutcome``:
+``fit_run_dir(src, settings, items=, out=, reuse=False, warn=, inputs=, write_to=) -> FitOutcome``:
 
 1. **Inputs** (``load_fit_inputs``): a run directory with a ``study.sqlite`` is read from its
    store (the truth: ``export.csv`` may lag an interrupted run); a long CSV, or a directory
@@ -19,10 +19,20 @@
    since. A refit keeps the settings recorded in the old file when they can still be used (its
    forms are registered), else the caller's. analysis.json is reused on the same rule, else
    recomputed.
-4. **Outputs**: ``fits.json`` (``schema.FitsDoc``: the fits, joint fits and forecasts, plus
-   ``settings``, ``inputs``, ``written_by`` and ``sftscale_version``) at ``out`` or in the
-   input's directory; ``analysis.json`` (``schema.AnalysisDoc``, with the same ``inputs``)
-   beside it when the per-item scores have ``format_ok`` and ``correct`` (``analysis_path``).
+4. **Checks** before any fitting: ``--metric`` names a metric of the table; every target is
+   strictly between 0 and 1 when a fitted metric is a rate (``fit.data.is_rate``); and where
+   it is about to write, the files there are its own (``io.check_owned``: a fits or analysis
+   document), never a user's file or a directory (InputError, nothing written).
+5. **Outputs**: ``fits.json`` (``schema.FitsDoc``: the fits, joint fits and forecasts, plus
+   ``settings``, ``inputs``, ``written_by`` and ``sftscale_version``; the input files' own
+   warnings, such as exact duplicate rows dropped, under ``input_warnings``) at ``out`` or in
+   the input's directory; analysis.json (``schema.AnalysisDoc``, with the same ``inputs``)
+   beside it when the per-item scores have ``format_ok`` and ``correct``: ``DIR/analysis.json``
+   beside the default ``DIR/fits.json``, named after a fits.json the caller named
+   (``--out X/f.json`` -> ``X/f.analysis.json``; ``analysis_path``). With ``write_to`` both
+   are written into that directory instead (the report's stage, moved into place by the
+   report when it is complete); reuse still reads them from their places. Curves are fitted
+   one by one under a progress bar on stderr (``fit.progress.run_groups``).
 
 ``read_fits`` / ``read_analysis`` read the two files back (ValueError when they are not what
 these types say at the top level). Not handled: merging a reused fits.json with fits of other
@@ -40,16 +50,15 @@ from typing import Any, Callable, Literal, Mapping, Sequence, cast
 import pandas as pd
 
 from .. import __version__
-from ..io import InputError, atomic_write_json
+from ..io import InputError, atomic_write_json, check_owned, json_with_keys
 from ..rundir import layout
 from ..rundir.export import load_tables
 from ..schema import AnalysisDoc, FitSettingsDoc, FitsDoc, InputsDoc
 from .analysis import style_substance
-from .data import load_inputs, load_items, load_long, match_items
-from .fitting import FITS_VERSION, fit_table, fits_document
-from .forecast import forecast_table
+from .data import is_rate, load_inputs, load_items, load_long, match_items
+from .fitting import FITS_VERSION, fits_document
 from .forms import default_forms, get_form
-from .joint import joint_fits
+from .progress import run_groups
 
 Warn = Callable[[str], None]
 
@@ -121,9 +130,15 @@ class FitInputs:
     items_source: str | None = None
     sha256: str = ""
 
+    read_warnings: list[str] = field(default_factory=list)  # the files' own (fit.data)
+
     def __post_init__(self) -> None:
         if not self.sha256:
             self.sha256 = input_hash(self.long, self.items)
+        if not self.read_warnings:
+            self.read_warnings = [*self.long.attrs.get("input_warnings", []),
+                                  *(self.items.attrs.get("input_warnings", [])
+                                    if self.items is not None else [])]
 
     def record(self) -> InputsDoc:
         return {"sha256": self.sha256, "rows": int(len(self.long)),
@@ -183,9 +198,41 @@ class FitOutcome:
     results: list = field(default_factory=list)  # fitting.FitResult of a fit; empty when reused
 
 
-def analysis_path(fits_path: Path) -> Path:
-    """Where analysis.json goes: beside fits.json."""
-    return fits_path.parent / layout.ANALYSIS
+def analysis_path(fits_path: Path, named: bool = False) -> Path:
+    """Where analysis.json goes, beside fits.json: ``DIR/analysis.json`` beside the default
+    ``DIR/fits.json`` (a run directory, or beside the CSV); named after a fits.json the caller
+    named (``named``: ``--out X/f.json`` -> ``X/f.analysis.json``, ``layout.side_path``), so
+    that two fits written into one folder never share one."""
+    return layout.side_path(fits_path, "analysis") if named else fits_path.parent / layout.ANALYSIS
+
+
+FITS_OURS = json_with_keys("version", "fits")  # what check_owned accepts as a fits.json of ours
+ANALYSIS_OURS = json_with_keys("groups")
+
+
+def check_outputs(fits_path: Path, a_path: Path, field: str | None = None) -> None:
+    """InputError unless both paths are free for sftscale to write (missing, or a fits /
+    analysis document it wrote): never a user's file, never a directory."""
+    if field is not None and fits_path.is_dir():
+        raise InputError(fits_path, "is a directory; --out takes the path of the fits.json to "
+                         "write", field=field)
+    check_owned(fits_path, FITS_OURS, "a fits.json of sftscale fit", field=field)
+    check_owned(a_path, ANALYSIS_OURS, "an analysis.json of sftscale fit", field=field)
+
+
+def check_settings(inputs: FitInputs, s: FitSettings) -> None:
+    """The settings against the table (before any fitting): ``metric`` names one of its
+    metrics; each target lies strictly between 0 and 1 when a fitted metric is a rate (0 and
+    1 are never reached by a forecast)."""
+    long = inputs.long
+    if s.metric is not None and not (long["metric"] == s.metric).any():
+        raise InputError(inputs.source, f"no rows of metric {s.metric!r} (the table has: "
+                         f"{', '.join(sorted(set(long['metric'])))})", field="--metric")
+    rates = sorted(m for m in set(_asked(long, s)["metric"]) if is_rate(m))
+    for t in s.targets:
+        if rates and not 0 < t < 1:
+            raise InputError(None, f"{t:g} is outside the range of {rates[0]!r}: a rate's target "
+                             "lies strictly between 0 and 1 (e.g. 0.8 for 80%)", field="--target")
 
 
 def read_fits(path: Path) -> FitsDoc:
@@ -245,18 +292,25 @@ def _recorded_settings(doc: FitsDoc | None) -> FitSettings | None:
 
 def fit_run_dir(src: str | Path, settings: FitSettings | None = None, *, items: str | Path | None = None,
                 out: str | Path | None = None, reuse: bool = False, warn: Warn | None = None,
-                inputs: FitInputs | None = None, written_by: str = "sftscale fit") -> FitOutcome:
+                inputs: FitInputs | None = None, written_by: str = "sftscale fit",
+                write_to: Path | None = None) -> FitOutcome:
     """Fit (or, with ``reuse``, reuse) and write fits.json and analysis.json; module docstring."""
     settings = settings or FitSettings()
     settings.form_names()  # an unknown form is refused before anything is read
     warn = warn or (lambda line: None)
+    flag = "--out" if out is not None else None
+    fits_path = Path(out) if out is not None else \
+        layout.fits_path(inputs.out_dir if inputs is not None else _out_dir(src))
+    a_path = analysis_path(fits_path, named=out is not None)
+    if not reuse:  # never a user's file: refused before the inputs are read
+        check_outputs(fits_path, a_path, field=flag)
     inputs = inputs or load_fit_inputs(src, items)
-    fits_path = Path(out) if out is not None else layout.fits_path(inputs.out_dir)
+    check_settings(inputs, settings)
     note = why = None
     if reuse:
         doc, why = _why_not_reuse(fits_path, inputs)
         if doc is not None and why is None:
-            return _reused(doc, fits_path, inputs)
+            return _reused(doc, fits_path, a_path, inputs, write_to)
         if why is not None:
             recorded = _recorded_settings(doc)
             settings = recorded or settings
@@ -264,19 +318,31 @@ def fit_run_dir(src: str | Path, settings: FitSettings | None = None, *, items: 
                     + ("the settings it recorded" if recorded else "this command's settings")
                     + f" ({describe_settings(settings.to_doc())})")
             warn(note)
+    if reuse:  # a refit: never over a user's file
+        check_outputs(fits_path, a_path, field=flag)
     fits_doc, analysis_doc, warnings, results = _fit(inputs, settings, warn, written_by)
-    atomic_write_json(fits_path, fits_doc)
-    a_path = None
+    atomic_write_json(_dest(fits_path, write_to), fits_doc)
     if analysis_doc is not None:
-        a_path = analysis_path(fits_path)
-        atomic_write_json(a_path, analysis_doc)
-    return FitOutcome(fits_doc, analysis_doc, fits_path, a_path, inputs, note=note, refit_reason=why,
-                      warnings=warnings, results=results)
+        atomic_write_json(_dest(a_path, write_to), analysis_doc)
+    return FitOutcome(fits_doc, analysis_doc, fits_path, a_path if analysis_doc is not None else None,
+                      inputs, note=note, refit_reason=why, warnings=warnings, results=results)
 
 
-def _reused(doc: FitsDoc, fits_path: Path, inputs: FitInputs) -> FitOutcome:
+def _out_dir(src: str | Path) -> Path:
+    """Where ``load_fit_inputs(src)`` puts outputs by default: the run directory, or beside
+    the CSV."""
+    p = Path(src)
+    return p if p.is_dir() else p.parent
+
+
+def _dest(path: Path, write_to: Path | None) -> Path:
+    """Where ``path`` is written: itself, or its name in ``write_to`` (a stage)."""
+    return path if write_to is None else Path(write_to) / path.name
+
+
+def _reused(doc: FitsDoc, fits_path: Path, a_path: Path, inputs: FitInputs,
+            write_to: Path | None = None) -> FitOutcome:
     """A fresh fits.json: use it; reuse analysis.json on the same rule, else recompute it."""
-    a_path = analysis_path(fits_path)
     extra = ""
     try:
         analysis: AnalysisDoc | None = read_analysis(a_path)
@@ -286,7 +352,8 @@ def _reused(doc: FitsDoc, fits_path: Path, inputs: FitInputs) -> FitOutcome:
         s = _recorded_settings(doc) or FitSettings()
         analysis = _analysis(_matched_items(inputs, s)[0], s, inputs)
         if analysis is not None:
-            atomic_write_json(a_path, analysis)
+            check_outputs(fits_path, a_path)
+            atomic_write_json(_dest(a_path, write_to), analysis)
             extra = "; analysis.json recomputed (missing or of other inputs)"
     st = doc.get("settings")
     note = (f"reusing {fits_path.name}, written by {doc.get('written_by', 'sftscale')} for these inputs"
@@ -343,24 +410,18 @@ def _asked(long: pd.DataFrame, s: FitSettings) -> pd.DataFrame:
 def _fit(inputs: FitInputs, s: FitSettings, warn: Warn, written_by: str
          ) -> tuple[FitsDoc, AnalysisDoc | None, list[str], list]:
     long = inputs.long
-    items, warnings = _matched_items(inputs, s)
+    items, matched = _matched_items(inputs, s)
+    warnings = inputs.read_warnings + matched
     if s.analysis and items is not None and not _has_scores(items):
         warnings.append("no analysis.json: the per-item scores need both 'format_ok' and 'correct' columns")
     for w in warnings:
         warn(w)
-    forms = s.form_names()
     groups = _groups(long, items, s)
-    fits: list = []
-    joint: list = []
-    for rows, its in groups:
-        fits += fit_table(rows, its, metric=s.metric, forms=forms, n_boot=s.n_boot, seed=s.seed, level=s.level)
-        joint += joint_fits(rows, its, metric=s.metric, n_boot=s.n_boot, seed=s.seed, level=s.level)
-    forecasts = None
-    if groups:  # one calibration over every curve fitted (the same metric pooled)
-        its_all = [its for _, its in groups if its is not None]
-        forecasts = forecast_table(pd.concat([r for r, _ in groups]), pd.concat(its_all) if its_all else None,
-                                   metric=s.metric, targets=s.targets, level=s.forecast_level,
-                                   n_boot=s.n_boot, seed=s.seed)
+    # fit_table and joint_fits per group, one forecast_table over all: curve by curve, under a
+    # progress bar (the same numbers as one call each)
+    fits, joint, forecasts = run_groups(groups, metric=s.metric, forms=s.form_names(),
+                                        n_boot=s.n_boot, seed=s.seed, level=s.level,
+                                        targets=s.targets, forecast_level=s.forecast_level)
     at: Sequence[float] = (sorted({float(n) for n in long["n"].unique()}) if s.at == "grid" else s.at)
     doc = fits_document(fits, targets=s.targets, predict_at=at, source=inputs.source, joint=joint,
                         forecasts=forecasts)
@@ -373,5 +434,5 @@ def _fit(inputs: FitInputs, s: FitSettings, warn: Warn, written_by: str
     return doc, _analysis(items, s, inputs), warnings, fits
 
 
-__all__ = ["FITS_VERSION", "FitInputs", "FitOutcome", "FitSettings", "analysis_path", "describe_settings",
-           "fit_run_dir", "input_hash", "inputs_from_tables", "load_fit_inputs", "read_analysis", "read_fits"]
+__all__ = ["FITS_VERSION", "FitInputs", "FitOutcome", "FitSettings", "analysis_path", "check_outputs",
+           "check_settings", "describe_settings", "fit_run_dir", "input_hash", "inputs_from_tables", "load_fit_inputs", "read_analysis", "read_fits"]

@@ -23,12 +23,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..config import Label, _line_for, _loc_str, read_config_text, validate_yaml
+from ..config import Label, _line_for, _loc_str, read_config_text, strict_scalars, validate_yaml
 from ..io import InputError, sha256_json
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_scalars(cls, data: Any) -> Any:
+        return strict_scalars(cls, data)  # true is not a number (config.strict_scalars)
 
 
 class ReasoningStart(_Strict):

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..io import InputError
+from ..io import InputError, read_text_input
 from ..tasks.base import GenSpec, Item
 
 QTYPES = ("direct", "multihop")
@@ -242,7 +242,7 @@ def _records(p: Path) -> list[tuple[dict, int | None, str | None]]:
     """(record, line, field prefix) from JSONL (line numbers) or JSON (field paths)."""
     if p.suffix.lower() == ".json":
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
+            data = json.loads(read_text_input(p))
         except json.JSONDecodeError as e:
             raise InputError(p, f"not valid JSON ({e.msg})", line=e.lineno) from None
         if not isinstance(data, dict):
@@ -263,12 +263,7 @@ def _records(p: Path) -> list[tuple[dict, int | None, str | None]]:
         return out
     from ..io import read_jsonl
 
-    rows: list[tuple[dict, int | None, str | None]] = []
-    with open(p, encoding="utf-8") as f:
-        lines = [i for i, ln in enumerate(f, 1) if ln.strip()]
-    for rec, line in zip(read_jsonl(p), lines):
-        rows.append((rec, line, None))
-    return rows
+    return [(rec, line, None) for line, rec in read_jsonl(p, numbered=True)]
 
 
 __all__ = ["Fact", "QTYPES", "Source", "file_source"]

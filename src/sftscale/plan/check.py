@@ -36,6 +36,7 @@ assumed), evaluation-time code execution (sandbox) and scoring costs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -86,15 +87,22 @@ class CheckResult:
     notes: list[str] = field(default_factory=list)
 
 
-def check_study(cfg: StudyConfig, recipes: bool = True) -> CheckResult:
-    """Resolve every model and task; collect every problem (file, line, field) and raise them
-    together as one ``CheckProblems`` (an InputError listing them all)."""
+def check_study(cfg: StudyConfig, recipes: bool = True, out: Any = None) -> CheckResult:
+    """Resolve every model and task, check the recipes and that the run directory (``out``,
+    else the config's ``output``) can be written; collect every problem (file, line, field)
+    and raise them together as one ``CheckProblems`` (an InputError listing them all)."""
     from ..models import resolve_model
     from ..tasks.taskdata import study_task
 
     res = CheckResult()
     bad: list[InputError] = []
-    check_resources(cfg)
+    why = output_problem(cfg, out)
+    if why is not None:
+        bad.append(why)
+    try:
+        check_resources(cfg)
+    except InputError as e:
+        bad.append(e)
     for i, m in enumerate(cfg.models):
         try:
             res.model_specs[m.label] = resolve_model(m.ref)
@@ -108,8 +116,8 @@ def check_study(cfg: StudyConfig, recipes: bool = True) -> CheckResult:
             bad.append(cfg.error(str(e).strip("'\""), "tasks", j, "name"))
             continue
         except InputError as e:
-            bad.append(cfg.error(f"task {t.name!r}: {e}", "tasks", j,
-                                 "options" if t.options else "name"))
+            bad.append(cfg.error(f"task {t.name!r}: {e.reason if e.path is None else e}", "tasks",
+                                 j, "options" if t.options else "name"))
             continue
         except (TypeError, ValueError, FileNotFoundError) as e:
             bad.append(cfg.error(f"task {t.name!r} with options {t.task_options()}: {e}",
@@ -131,10 +139,7 @@ def check_study(cfg: StudyConfig, recipes: bool = True) -> CheckResult:
                 continue
             res.pool_sizes[t.label] = pool
     if recipes:
-        try:
-            _check_recipes(cfg, res)
-        except InputError as e:
-            bad.append(e)
+        bad += _check_recipes(cfg, res)
     if bad:
         from .problems import CheckProblems
 
@@ -142,29 +147,79 @@ def check_study(cfg: StudyConfig, recipes: bool = True) -> CheckResult:
     return res
 
 
-def _check_recipes(cfg: StudyConfig, res: CheckResult) -> None:
-    """Override keys must be Recipe fields and their values valid, for every model × task."""
+def _check_recipes(cfg: StudyConfig, res: CheckResult) -> list[InputError]:
+    """Override keys must be Recipe fields and their values valid, for every model × task;
+    every problem, each once (an override shared by several cells is reported at its line)."""
     from pydantic import ValidationError
 
     from ..train import Recipe, default_recipe
 
+    found: dict[tuple, InputError] = {}
+
+    def add(e: InputError) -> None:
+        found.setdefault((e.line, e.field), e)
+
     for i, m in enumerate(cfg.models):
-        base = default_recipe(m.ref).model_dump()
+        try:
+            base = default_recipe(m.ref).model_dump()
+        except InputError:
+            continue  # an unresolved model: reported by check_study
         for j, t in enumerate(cfg.tasks):
             over = cfg.recipe_overrides(m, t)
-            bad = sorted(set(over) - set(base))
-            if bad:
-                raise cfg.error(f"unknown recipe field {bad[0]!r}; known: {', '.join(sorted(base))}",
-                                *_recipe_loc(cfg, i, j, bad[0]))
+            unknown = sorted(set(over) - set(base))
+            for k in unknown:
+                known = "" if found else f"; known: {', '.join(sorted(base))}"
+                add(cfg.error(f"unknown recipe field {k!r}{known}", *_recipe_loc(cfg, i, j, k)))
             try:
-                Recipe.model_validate({**base, **over})
+                Recipe.model_validate({**base, **{k: v for k, v in over.items() if k in base}})
             except ValidationError as e:
-                err = e.errors()[0]
-                k = str(err["loc"][0]) if err["loc"] else ""
-                raise cfg.error(f"recipe: {err['msg']}", *_recipe_loc(cfg, i, j, k)) from None
+                for err in e.errors():
+                    exc = (err.get("ctx") or {}).get("error")  # config.strict_scalars' field
+                    loc = tuple(err["loc"]) or tuple(getattr(exc, "loc", ()))
+                    k = str(loc[0]) if loc else ""
+                    msg = str(err["msg"]).removeprefix("Value error, ")
+                    add(cfg.error(f"recipe: {msg}", *_recipe_loc(cfg, i, j, k)))
+                continue
+            if unknown:
+                continue
             why = check_search(cfg, m.ref, over) if cfg.recipe_search is not None else None
             if why:
-                raise cfg.error(why, "recipe_search")
+                add(cfg.error(why, "recipe_search"))
+    return list(found.values())
+
+
+def output_problem(cfg: StudyConfig, out: Any = None) -> InputError | None:
+    """Why the run directory (``out``, else the config's ``output``) cannot be written, or
+    None. Checked like ``run`` writes: an existing directory must take a new file, a missing
+    one must be creatable under its nearest existing parent (tried with a temporary directory,
+    removed at once; nothing else is written)."""
+    import tempfile
+
+    run_dir = Path(out) if out is not None else cfg.output_dir()
+
+    def problem(reason: str) -> InputError:
+        if out is not None:
+            return InputError(run_dir, f"the run directory {reason}", field="--out")
+        return cfg.error(f"the run directory {str(run_dir)!r} {reason}",
+                         "output" if cfg.output else "name")
+
+    if run_dir.exists() and not run_dir.is_dir():
+        return problem("exists and is not a directory")
+    probe = run_dir
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        return problem(f"cannot be created: {str(probe)!r} is a file, not a directory")
+    try:
+        made = tempfile.mkdtemp(prefix=".sftscale-probe-", dir=probe)
+    except OSError as e:
+        what = "cannot be written" if probe == run_dir else f"cannot be created in {str(probe)!r}"
+        return problem(f"{what} ({e.strerror})")
+    with contextlib.suppress(OSError):
+        Path(made).rmdir()
+    return None
 
 
 def _recipe_loc(cfg: StudyConfig, i: int, j: int, k: str) -> tuple:
@@ -363,14 +418,10 @@ def plan_study(cfg: StudyConfig, gpu: str | None = None, mfu: float | None = Non
 
 
 def _check_plan_inputs(cfg: StudyConfig, mfu: float | None) -> None:
-    """``--mfu`` in (0, 1]; the run directory, if it exists, a directory."""
+    """``--mfu`` in (0, 1] (the run directory is ``check_study``'s, with the other problems)."""
     if mfu is not None and not 0 < mfu <= 1:
         raise InputError(None, f"must be in (0, 1] (the fraction of the GPU's peak FLOP/s "
                          f"reached), got {mfu}", field="--mfu")
-    out = cfg.output_dir()
-    if out.exists() and not out.is_dir():
-        raise cfg.error(f"the run directory {str(out)!r} exists and is not a directory",
-                        "output" if cfg.output else "name")
 
 
 def _gpu_name(gpu: str | None) -> str | None:

@@ -85,17 +85,19 @@ def report_settings(metric_of: dict[str, str], n_boot: int = 1000,
 
 def load_report_data(run_dir: str | Path, knowledge_dir: str | Path | None = None, n_boot: int = 1000,
                      targets: Sequence[float] = DEFAULT_TARGETS, title: str | None = None,
-                     say: Callable[[str], None] | None = None) -> ReportData:
-    """Read (and where needed fit) everything the report shows; ``say`` gets the fits line."""
+                     say: Callable[[str], None] | None = None, stage: Path | None = None) -> ReportData:
+    """Read (and where needed fit) everything the report shows; ``say`` gets the fits line.
+    With ``stage`` (``report.staged_outputs``) a refitted fits.json, a recomputed
+    analysis.json and the report's directory go there instead of into the run directory."""
     run_dir = Path(run_dir)
     metrics, items = load_tables(run_dir)
     metric_of = primary_metrics(metrics) if len(metrics) else {}
     inputs = inputs_from_tables(metrics, items, run_dir)
     fit = fit_run_dir(run_dir, report_settings(metric_of, n_boot, targets), reuse=True, inputs=inputs,
-                      warn=say, written_by="sftscale report")
+                      warn=say, written_by="sftscale report", write_to=stage)
     if fit.reused and say is not None and fit.note:
         say(fit.note)
-    return ReportData(run_dir=run_dir, out_dir=layout.report_dir(run_dir),
+    return ReportData(run_dir=run_dir, out_dir=layout.report_dir(stage if stage is not None else run_dir),
                       title=title or f"sftscale report · {run_dir.name}", metrics=metrics, items=items,
                       metric_of=metric_of, fits=fit.fits, analysis=fit.analysis or empty_analysis(), fit=fit,
                       knowledge=knowledge_table(run_dir, knowledge_dir), examples=sample_responses(run_dir, k=3))

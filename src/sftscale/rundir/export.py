@@ -17,7 +17,11 @@
   ``correct``/``format_ok`` are pandas nullable booleans.
 
 ``export(run_dir, fmt, out=None)`` writes the metrics table as csv, parquet or jsonl
-(``DIR/export.<fmt>`` by default) and, beside it, the items table (``items.<fmt>``).
+(``DIR/export.<fmt>`` by default) and, beside it, the items table: ``DIR/items.<fmt>`` by
+default, and named after ``out`` otherwise (``--out X/metrics.csv`` -> ``X/metrics.items.csv``),
+so two studies exported into one folder under different names never share a file. It
+never overwrites a file it did not write (a table whose columns are not the export's):
+that, or an output that is a directory, is an InputError before anything is written.
 ``run_study`` writes ``export.csv`` and ``items.jsonl`` at the end of every run (a failure
 there is logged as a warning; the store keeps the results).
 
@@ -36,7 +40,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..io import InputError, atomic_open, atomic_write_jsonl
+from ..io import InputError, atomic_open, atomic_write_jsonl, check_owned, table_with_columns
 from . import layout
 from .store import Store
 
@@ -119,13 +123,19 @@ def _search_columns(cells: dict[str, dict[str, Any]], mrows: list[dict[str, Any]
 
 def export(run_dir: str | os.PathLike, fmt: str = "csv", out: str | os.PathLike | None = None
            ) -> tuple[Path, Path]:
-    """Write metrics (``out`` or DIR/export.<fmt>) and items (items.<fmt> beside it)."""
+    """Write metrics (``out`` or DIR/export.<fmt>) and items beside it (DIR/items.<fmt>, or
+    ``<out stem>.items.<fmt>``); refuses to overwrite a file it did not write."""
     if fmt not in ("csv", "parquet", "jsonl"):
         raise InputError(None, f"unknown format {fmt!r} (csv, parquet or jsonl)", field="format")
     metrics, items = load_tables(run_dir)
     mpath = Path(out) if out is not None else Path(run_dir) / layout.export_name(fmt)
-    ipath = mpath.with_name(layout.items_name(fmt)) if mpath.name != layout.items_name(fmt) else \
-        mpath.with_name(f"items_table.{fmt}")
+    ipath = layout.side_path(mpath, "items", f".{fmt}") if out is not None else \
+        Path(run_dir) / layout.items_name(fmt)
+    flag = "--out" if out is not None else None
+    check_owned(mpath, table_with_columns(*METRIC_COLUMNS), "a metrics table of sftscale "
+                "export", field=flag)
+    check_owned(ipath, table_with_columns(*ITEM_COLUMNS), "an items table of sftscale export "
+                f"(the per-item side file of {mpath.name})", field=flag)
     for df, path in ((metrics, mpath), (items, ipath)):
         try:
             _write(df, path, fmt)

@@ -11,6 +11,10 @@ logger ``sftscale.study``; a cell never ends up ``failed`` because of files it c
   changed checkpoint retrains and re-evaluates; a missing results file re-evaluates only). A
   stage in the list that the store has no files of (a stage registered after the cell was
   done) sends the cell back to run it, and what needs it.
+- A ``done`` cell whose files pass: the store's own values (metric and item rows, n_items)
+  against ``rows_sha``, the checksum taken when they were recorded (``outputs.check_values``,
+  called by the runner after ``verify_done``); a value changed in the store is re-recorded
+  from the files (no stage reruns), with one warning.
 - A stage directory reused by a cell that is not done (a crash between the stage and the
   store's commit, or a ``--retry-failed`` cell): ``stagespec.state`` checks its ``done``
   files, that its hashed files exist and that they match the hashes sealed when the stage
@@ -144,10 +148,23 @@ def verify_done(run_dir: Path, st: Any, stages: Sequence[StageSpec],
 
 def missing_files(run_dir: Path, row: dict[str, Any], recorded: Recorded) -> bool:
     """Is a file a done cell's row names absent (presence only: for ``status``)?"""
+    return bool(which_missing(run_dir, row, recorded))
+
+
+def which_missing(run_dir: Path, row: dict[str, Any], recorded: Recorded) -> list[str]:
+    """The recorded files of a done cell that are absent, relative to the run directory (a
+    directory, such as a checkpoint, with a trailing ``/``; the cell's directory alone when
+    all of it is gone); presence only, for ``status``."""
     cdir = run_dir / (row.get("cell_dir") or "-")
     if not cdir.is_dir():
-        return True
-    return any(not (run_dir / p).exists() for files in recorded.values() for p in files)
+        return [f"{row.get('cell_dir') or 'the cell directory'}/"]
+    gone = []
+    for files in recorded.values():
+        for p in files:
+            if not (run_dir / p).exists():
+                gone.append(p if Path(p).suffix else f"{p}/")  # no suffix: a directory (ckpt)
+    return gone
 
 
-__all__ = ["check_done", "checkpoint_dir", "missing_files", "train_files", "verify_done"]
+__all__ = ["check_done", "checkpoint_dir", "missing_files", "train_files", "verify_done",
+           "which_missing"]

@@ -17,6 +17,7 @@
     DIR/export.csv, DIR/items.jsonl   the tables (export.py)               EXPORT_CSV, ITEMS_JSONL
     DIR/fits.json, DIR/analysis.json  fits and the style/substance analysis FITS, ANALYSIS
     DIR/report/report.html      the report (and its figures)               REPORT, REPORT_HTML
+    DIR/.report.tmp-<pid>/      a report's outputs until it is complete    report_stage()
     DIR/tracking.json, DIR/mlartifacts/, DIR/wandb/   experiment tracking (study/tracking.py)
 
 The stage directories' own names are the stages' (``STAGES`` in study/stages.py): ``train/``
@@ -51,6 +52,7 @@ ANALYSIS = "analysis.json"
 REPORT = "report"
 REPORT_HTML = "report.html"
 REPORT_META = "report_meta.json"
+REPORT_STAGE_PREFIX = ".report.tmp-"  # + the report's pid: its outputs until they are moved in
 KNOWLEDGE = "knowledge"  # a knowledge-injection run's directory, inside or beside a run dir
 
 TRACKING = "tracking.json"
@@ -131,6 +133,16 @@ def items_name(fmt: str) -> str:
     return f"items.{fmt}"
 
 
+def side_path(main: PathLike, part: str, suffix: str | None = None) -> Path:
+    """A side output named after the main output it belongs to, beside it:
+    ``side_path("X/metrics.csv", "items")`` is ``X/metrics.items.csv``,
+    ``side_path("X/fits.json", "analysis")`` is ``X/fits.analysis.json`` (``suffix``: another
+    extension than the main file's). For outputs the user named (``--out``), so that two
+    outputs written into one folder under different names never share a side file."""
+    p = Path(main)
+    return p.with_name(f"{p.stem}.{part}{p.suffix if suffix is None else suffix}")
+
+
 def fits_path(run_dir: PathLike) -> Path:
     return Path(run_dir) / FITS
 
@@ -143,6 +155,11 @@ def report_dir(run_dir: PathLike) -> Path:
     return Path(run_dir) / REPORT
 
 
+def report_stage(run_dir: PathLike, pid: int) -> Path:
+    """Where report ``pid`` writes fits.json, analysis.json and report/ until it is complete."""
+    return Path(run_dir) / f"{REPORT_STAGE_PREFIX}{pid}"
+
+
 def rel(run_dir: PathLike, path: PathLike) -> str:
     """``path`` relative to the run directory, as the store records paths."""
     return str(Path(path).resolve().relative_to(Path(run_dir).resolve()))
@@ -150,5 +167,5 @@ def rel(run_dir: PathLike, path: PathLike) -> str:
 
 __all__ = [n for n in dir() if n.isupper() and not n.startswith("_")] + [
     "analysis_path", "cell_dir", "cell_rel", "cells_dir", "export_name", "fits_path",
-    "gen_cache", "items_name", "lock_path", "plan_path", "rel", "report_dir", "search_dir",
-    "stage_dir", "stage_tmp", "store_path", "study_yaml"]
+    "gen_cache", "items_name", "lock_path", "plan_path", "rel", "report_dir", "report_stage", "search_dir",
+    "side_path", "stage_dir", "stage_tmp", "store_path", "study_yaml"]

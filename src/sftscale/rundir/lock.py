@@ -60,6 +60,42 @@ class RunLock:
         except (OSError, ValueError):
             return {}
 
+    def held(self) -> bool:
+        """Does a live process hold the lock now? Takes no lock (a reader must never make a
+        starting ``run`` fail): the kernel's table of flock locks (``/proc/locks``) for the
+        lock file's inode where there is one, else the holder's pid from the lock file (on
+        this host: is that process alive; on another host: assumed held)."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return False
+        try:
+            table = Path("/proc/locks").read_text()
+        except OSError:
+            table = None
+        if table is not None:  # "1: FLOCK  ADVISORY  WRITE <pid> <maj>:<min>:<inode> 0 EOF"
+            me = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+            for line in table.splitlines():
+                parts = line.split()
+                if "FLOCK" not in parts or "->" in parts:  # "->": a waiter, not a holder
+                    continue
+                i = parts.index("FLOCK") + 4
+                if i < len(parts) and parts[i] == me:
+                    return True
+            return False
+        h = self.holder()
+        if not h.get("pid"):
+            return False
+        if h.get("host") != socket.gethostname():
+            return True
+        try:
+            os.kill(int(h["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except (OSError, ValueError):
+            return True
+        return True
+
     def acquire(self, wait: bool = False, poll_s: float = 0.5, on_wait: Any = None) -> "RunLock":
         """Take the lock; ``RunDirBusy`` if held and not ``wait``. ``on_wait(holder)`` is called
         once before waiting."""

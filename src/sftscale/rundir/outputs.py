@@ -3,7 +3,10 @@
 ``collect_outputs`` walks the stage list: each stage's hashed files (with their sha256) and
 what its ``collect`` adds (metrics, items, the recipe search's summary) become the row the
 store records. Used by the runner (a cell just finished) and by the repair (a store rebuilt
-from cell directories), so both record a cell identically.
+from cell directories), so both record a cell identically. ``check_values`` compares a done
+cell's values in the store with its files when the store's checksum (``rows_sha``) says they
+changed, and re-records them from the files (called by the runner after
+``integrity.verify_done``).
 
 The first two stages' readers live here too: ``train_record`` / ``train_seconds`` (the train
 stage's ``train_meta.json``), ``eval_record`` / ``eval_seconds`` / ``eval_files`` /
@@ -16,6 +19,7 @@ instead), several results files in one eval directory (the newest by name wins).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -23,6 +27,8 @@ from ..grid.cells import Cell
 from ..io import InputError, read_json_dict
 from . import layout
 from .stagespec import StageSpec, hash_stage
+
+log = logging.getLogger("sftscale.study")
 
 
 class StageUnreadable(RuntimeError):
@@ -41,14 +47,22 @@ def collect_outputs(run_dir: Path, cell: Cell, stages: Sequence[StageSpec],
     (``hashes``: per stage, the hashes already computed, relative to the stage directory)."""
     cdir = layout.cell_dir(run_dir, cell.key)
     files: list[list[Any]] = []
-    rec: dict[str, Any] = {"metrics": {}, "items": [], "n_items": None}
-    by: dict[str, str] = {}
     for spec in stages:
         sdir = spec.dir_in(cdir)
         h = (hashes or {}).get(spec.name)
         if h is None:
             h = hash_stage(spec, sdir)
         files += [[spec.name, layout.rel(run_dir, sdir / rel), sha] for rel, sha in h.items()]
+    return {"files": files, **collect_values(cdir, cell, stages)}
+
+
+def collect_values(cdir: Path, cell: Cell, stages: Sequence[StageSpec]) -> dict[str, Any]:
+    """``metrics``, ``items``, ``n_items`` and ``search`` of a cell whose stages are all
+    complete (what each stage's ``collect`` adds; no hashing)."""
+    rec: dict[str, Any] = {"metrics": {}, "items": [], "n_items": None}
+    by: dict[str, str] = {}
+    for spec in stages:
+        sdir = spec.dir_in(cdir)
         try:
             part = spec.collect(cell, sdir) if spec.collect is not None else {}
         except (InputError, OSError, ValueError) as e:
@@ -67,7 +81,62 @@ def collect_outputs(run_dir: Path, cell: Cell, stages: Sequence[StageSpec],
                 rec["items"] = v
             elif v is not None:
                 rec[k] = v
-    return {"files": files, **rec}
+    return rec
+
+
+def check_values(run_dir: Path, st: Any, row: dict[str, Any],
+                 stages: Sequence[StageSpec]) -> bool:
+    """A done cell whose files passed ``integrity.check_done``: are the store's values still
+    those recorded (``rows_sha``)? If not, they are compared with what the cell's files give
+    (``collect_values``) and, where they differ, re-recorded from the files (its recorded
+    files and timings kept), with one warning naming the first difference. A cell recorded
+    before ``rows_sha`` existed is compared with its files once. True when the store was
+    corrected."""
+    from .store import stored_form
+
+    key = row["key"]
+    now = st.rows_sha_now(key)
+    if row.get("rows_sha") == now:
+        return False
+    cell_dir = row.get("cell_dir") or layout.cell_rel(key)
+    cdir = run_dir / cell_dir
+    try:
+        cell = Cell.from_dict(json.loads(row["spec"]))
+        fresh = collect_values(cdir, cell, stages)
+    except (StageUnreadable, RuntimeError, TypeError, ValueError) as e:
+        log.warning("%s: the store's values changed since they were recorded, and the cell's "
+                    "files cannot be read back to check them (%s)", key, e)
+        return False
+    metrics, items = fresh.pop("metrics"), fresh.pop("items")
+    want, have = stored_form(metrics, items), st.stored_rows(key)
+    why = _difference(have, want, row.get("n_items"), fresh.get("n_items"))
+    if why is None:  # the same values (a store from before rows_sha): take its checksum now
+        st.set_rows_sha(key, now)
+        return False
+    files = [[stage, path, sha] for stage, fs in st.files(key).get(key, {}).items()
+             for path, sha in fs.items()]
+    st.record_done(key, {"cell_dir": cell_dir, "n_items": fresh.get("n_items"), "files": files,
+                         "finished_at": row.get("finished_at")}, metrics, items)
+    log.warning("%s: the store's values differ from the cell's files (%s); re-recorded them "
+                "from the files in %s", key, why, cdir)
+    return True
+
+
+def _difference(have: tuple[dict, list], want: tuple[dict, list], n_have: Any, n_want: Any
+                ) -> str | None:
+    """The first difference between the store's rows and the files' (None: the same)."""
+    (hm, hi), (wm, wi) = have, want
+    for m in sorted(set(hm) | set(wm)):
+        if hm.get(m) != wm.get(m):
+            return f"{m}: {hm.get(m)!r} in the store, {wm.get(m)!r} in the files"
+    if n_have != n_want:
+        return f"n_items: {n_have!r} in the store, {n_want!r} in the files"
+    if len(hi) != len(wi):
+        return f"{len(hi)} item rows in the store, {len(wi)} in the samples file"
+    for a, b in zip(hi, wi):
+        if tuple(a) != tuple(b):
+            return f"item {b[1]!r} (row {b[0]}) differs"
+    return None
 
 
 # --- the train stage's files ---------------------------------------------------------------
@@ -148,5 +217,5 @@ def _float(v: Any) -> float | None:
         return None
 
 
-__all__ = ["StageUnreadable", "collect_outputs", "eval_files", "eval_record", "eval_seconds", "parse_results",
-           "train_record", "train_seconds"]
+__all__ = ["StageUnreadable", "check_values", "collect_outputs", "collect_values", "eval_files",
+           "eval_record", "eval_seconds", "parse_results", "train_record", "train_seconds"]

@@ -20,6 +20,16 @@ metric and item rows are deleted and re-inserted in that transaction, so re-reco
 duplicates. ``running`` rows found at start-up belong to a dead process and go back to
 ``pending``.
 
+Values: ``rows_sha`` (a column of ``cells``) is a checksum over what the store holds for a
+done cell (its metric rows, item rows and n_items, read back inside the recording transaction;
+``Store.rows_sha_now``), so a value changed in the store after recording (by hand, another
+tool, a bug) is found by comparing the two: the runner re-records such a cell from its files
+(``outputs.check_values``, after ``integrity.verify_done``), ``status`` shows it. A store
+written before the column existed (schema 1, or schema 2 before ``rows_sha``) gets the column
+added, empty, on its first writable open; a done cell's value is filled in the first time
+``run`` finds its values equal to the cell's files. Opened read-only, such a store reads as
+it is (no checksum: nothing to compare).
+
 Schema versions (``meta.schema_version``): 2 has the ``files`` table. A store of version 1
 (one column per file: ``train_meta``, ``results``, ``samples`` and their ``*_sha``, and
 ``ckpt_sha``) is migrated on its first writable open, in one transaction: each done cell's
@@ -89,7 +99,7 @@ CREATE TABLE IF NOT EXISTS items(
 
 _OUTCOME_COLS = ("cell_dir", "n_items", "train_s", "eval_s", "stage_s", "wall_s", "overhead_s",
                  "worker", "started_at", "search")
-_ADDED_COLS = {"search": "TEXT", "stage_s": "TEXT"}  # newer than the first stores: added when missing
+_ADDED_COLS = {"search": "TEXT", "stage_s": "TEXT", "rows_sha": "TEXT"}  # newer than the first stores: added when missing
 _V1_FILE_COLS = ("train_meta", "results", "samples", "train_meta_sha", "results_sha", "samples_sha",
                  "ckpt_sha")  # schema 1: one column per file (migrated into ``files``)
 
@@ -259,7 +269,7 @@ class Store:
         self.db.execute("DELETE FROM metrics WHERE cell=?", (key,))
         self.db.execute("DELETE FROM items WHERE cell=?", (key,))
         self.db.execute("DELETE FROM files WHERE cell=?", (key,))
-        self.db.execute("UPDATE cells SET n_items=NULL WHERE key=?", (key,))
+        self.db.execute("UPDATE cells SET n_items=NULL, rows_sha=NULL WHERE key=?", (key,))
 
     def mark_running(self, key: str, worker: str = "") -> None:
         with self._tx():
@@ -287,6 +297,36 @@ class Store:
                             " traceback=NULL, finished_at=? WHERE key=?",
                             [_col(outcome[c]) for c in cols]
                             + [outcome.get("finished_at") or time.time(), key])
+            self.db.execute("UPDATE cells SET rows_sha=? WHERE key=?", (self.rows_sha_now(key), key))
+
+    def stored_rows(self, key: str) -> tuple[dict, list]:
+        """(metrics, item rows) the store holds for ``key``, in ``stored_form``."""
+        ms = {m: v for m, v in self.db.execute("SELECT metric, value FROM metrics WHERE cell=?",
+                                                (key,))}
+        its = [tuple(r) for r in self.db.execute("SELECT idx, item_id, correct, format_ok, fields"
+                                                 " FROM items WHERE cell=? ORDER BY idx", (key,))]
+        return ms, its
+
+    def rows_sha_now(self, key: str) -> str:
+        """Checksum of what the store holds now for cell ``key``: its metric rows, its item
+        rows and n_items (compare with the cell's ``rows_sha``, taken when it was recorded)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update(repr(self.db.execute("SELECT n_items FROM cells WHERE key=?", (key,)).fetchone()[0])
+                 .encode())
+        for m, v in self.db.execute("SELECT metric, value FROM metrics WHERE cell=? ORDER BY metric",
+                                    (key,)):
+            h.update(f"\nm\t{m}\t{v!r}".encode())
+        for row in self.db.execute("SELECT idx, item_id, correct, format_ok, fields FROM items"
+                                   " WHERE cell=? ORDER BY idx", (key,)):
+            h.update(("\ni\t" + "\t".join(map(repr, tuple(row)))).encode())
+        return h.hexdigest()
+
+    def set_rows_sha(self, key: str, value: str) -> None:
+        """Fill in ``rows_sha`` of a done cell recorded before the column existed."""
+        with self._tx():
+            self.db.execute("UPDATE cells SET rows_sha=? WHERE key=?", (value, key))
 
     def add_file(self, key: str, stage: str, path: str, sha: str) -> None:
         """Record one more hashed file of a done cell (one the store did not know yet)."""
@@ -447,4 +487,12 @@ def _bool(v: Any) -> int | None:
     return None if v is None else int(bool(v))
 
 
-__all__ = ["SCHEMA_VERSION", "STATES", "Store", "StoreDamaged"]
+def stored_form(metrics: dict[str, Any], items: Iterable[dict[str, Any]]) -> tuple[dict, list]:
+    """(metrics, item rows) as ``record_done`` would store them (for comparisons with the
+    store's rows: ``Store.stored_rows``)."""
+    return ({m: _num(v) for m, v in metrics.items()},
+            [(it["idx"], str(it["item_id"]), _bool(it.get("correct")), _bool(it.get("format_ok")),
+              json.dumps(it.get("fields") or {}, sort_keys=True)) for it in items])
+
+
+__all__ = ["SCHEMA_VERSION", "STATES", "Store", "StoreDamaged", "stored_form"]

@@ -85,7 +85,7 @@ from ..quiet import quiet_third_party_warnings
 from ..rundir import layout
 from ..rundir.integrity import verify_done
 from ..rundir.lock import RunLock
-from ..rundir.outputs import collect_outputs
+from ..rundir.outputs import check_values, collect_outputs
 from ..rundir.stagespec import (Stage, StageContext, StageSpec, check_stages, dependents,
                                 hashed_paths, seal)
 from ..rundir.stagespec import state as stage_state
@@ -278,7 +278,7 @@ def prepare(cfg: StudyConfig, out: str | os.PathLike | None = None, *, check: bo
     run_dir = Path(out) if out is not None else cfg.output_dir()
     if check and pool_sizes is None:
         from ..plan.check import check_study
-        pool_sizes = check_study(cfg).pool_sizes
+        pool_sizes = check_study(cfg, out=out).pool_sizes
     cells = expand_cells(cfg, pool_sizes)
     make_run_dir(run_dir)
     with contextlib.nullcontext() if locked else RunLock(run_dir).acquire():
@@ -304,23 +304,27 @@ def _prepare_store(cfg: StudyConfig, run_dir: Path, cells: list[Cell], rerun_cha
     from ..rundir.repair import ensure_store
 
     src = Path(cfg.path) if cfg.path and Path(cfg.path).is_file() else None
-    snap = src.read_text(encoding="utf-8") if src else json.dumps(cfg.model_dump(mode="json"), indent=2)
-    try:
-        atomic_write_text(layout.study_yaml(run_dir), snap)
-    except OSError as e:
-        raise InputError(run_dir, f"cannot write in the run directory ({e.strerror}); "
-                         "`sftscale status/export` can still read it") from None
+    snap = src.read_text(encoding="utf-8-sig") if src else _snapshot(cfg)
     ensure_store(run_dir, cells, stages, repair=repair, rerun_changed=rerun_changed)
     with Store(layout.store_path(run_dir)) as st:
+        # refused before anything is written: study.yaml keeps the config the cells ran with
+        had = {r["key"]: r["spec_hash"] for r in st.cells()}
+        changed = [c.key for c in cells if c.key in had and had[c.key] != c.spec_hash]
+        if changed and not rerun_changed:
+            raise InputError(layout.store_path(run_dir),
+                             f"{len(changed)} cell(s) were run here with a different spec "
+                             f"(e.g. {changed[0]}); use another --out, or --rerun-changed "
+                             "(nothing in the run directory was changed)")
+        try:
+            atomic_write_text(layout.study_yaml(run_dir), snap)
+        except OSError as e:
+            raise InputError(run_dir, f"cannot write in the run directory ({e.strerror}); "
+                             "`sftscale status/export` can still read it") from None
         if st.get_meta("name") is None:
             from .. import __version__
             st.set_meta(name=cfg.name, created=time.time(), sftscale_version=__version__)
         st.set_meta(config_fingerprint=cfg.fingerprint())
         _, changed = st.sync(cells)
-        if changed and not rerun_changed:
-            raise InputError(layout.store_path(run_dir),
-                             f"{len(changed)} cell(s) were run here with a different spec "
-                             f"(e.g. {changed[0]}); use another --out, or --rerun-changed")
         if changed:
             log.warning("%d cell(s) were run here with a different spec (e.g. %s); rerunning them",
                         len(changed), changed[0])
@@ -328,6 +332,17 @@ def _prepare_store(cfg: StudyConfig, run_dir: Path, cells: list[Cell], rerun_cha
         for k in changed:
             st.replace_spec(by_key[k])
             remove_path(layout.cell_dir(run_dir, k))
+
+
+def _snapshot(cfg: StudyConfig) -> str:
+    """``study.yaml`` of a config not read from a file: its JSON (YAML reads it), with the
+    trackers that are off written ``false`` (``mlflow: null`` read back would turn MLflow on,
+    and ``run DIR`` would write mlflow.db and wandb/ nobody asked for)."""
+    d = cfg.model_dump(mode="json")
+    for k, v in (d.get("tracking") or {}).items():
+        if v is None:
+            d["tracking"][k] = False
+    return json.dumps(d, indent=2)
 
 
 def run_study(cfg: StudyConfig, out: str | os.PathLike | None = None, executor: Any = None,
@@ -347,9 +362,9 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike | None = None, executor: 
     store from the cell directories (repair.py). SIGTERM raises ``signals.Terminated``.
     """
     quiet_third_party_warnings()
-    if check and pool_sizes is None:
+    if check and pool_sizes is None:  # every problem at once, the run directory's included
         from ..plan.check import check_study
-        pool_sizes = check_study(cfg).pool_sizes
+        pool_sizes = check_study(cfg, out=out).pool_sizes
     run_dir = Path(out) if out is not None else cfg.output_dir()
     make_run_dir(run_dir)
     with terminate_as_interrupt(), RunLock(run_dir).acquire(wait=wait, on_wait=on_wait):
@@ -403,6 +418,10 @@ def _reconcile(run_dir: Path, st: Store, keys: Sequence[str], retry_failed: bool
     """Interrupted cells back to pending, done cells verified; every cell's state."""
     st.reset_interrupted()
     verify_done(run_dir, st, stages, keys)
+    wanted = set(keys)
+    for row in st.cells("done"):  # files sound: are the store's own values still theirs?
+        if row["key"] in wanted:
+            check_values(run_dir, st, row, stages)
     if retry_failed:
         st.retry_failed()
     return {r["key"]: r["state"] for r in st.cells()}

@@ -3,7 +3,13 @@
 Reads the store read-only (``Store(readonly=True)``: works in a read-only run directory). A
 done cell whose files are gone (its directory deleted, or a file any of its stages recorded
 missing: train_meta, checkpoint, results, samples, ...) is shown as ``done (files missing)``
-and counted under ``files missing``, not ``done``: the next ``run`` redoes it (rundir/integrity.py).
+and counted under ``files missing``, not ``done``, with the missing paths in its row
+(``missing``, shown in the error column): the next ``run`` redoes it (rundir/integrity.py). A
+done cell whose values in the store changed since they were recorded (``rows_sha``) is
+``done (store changed)``: the next ``run`` re-records them from the cell's files. A cell the
+store calls ``running`` while no process holds the run directory's lock
+(``rundir.lock.RunLock.held``: the run was killed) is ``interrupted``: the next ``run`` starts
+it again.
 
 Stages: a row's ``stages`` maps each stage the cell has files or a time of (in the stage
 list's order: train, eval, then registered stages) to its seconds (None when unknown);
@@ -17,7 +23,8 @@ candidate's validation score (None for cells without a search);
 (plan/runplan.py) against the cells' measured seconds.
 
 Not handled: cells of a config that was never run in DIR (they are not in the store yet);
-files whose content changed (``status`` checks presence only; ``run`` checks the hashes).
+files whose content changed (``status`` checks their presence only and the store's values
+against the store's checksum; ``run`` checks the files' hashes).
 """
 
 from __future__ import annotations
@@ -29,10 +36,16 @@ from typing import Any
 
 from ..io import InputError
 from ..rundir import layout
-from ..rundir.integrity import missing_files
+from ..rundir.integrity import which_missing
+from ..rundir.lock import RunLock
 from ..rundir.store import STATES, Store
 
 FILES_MISSING = "done (files missing)"
+STORE_CHANGED = "done (store changed)"
+INTERRUPTED = "interrupted"
+#: what the states besides the store's own mean, in counts and the error column
+_EXTRA = {FILES_MISSING: "files missing", STORE_CHANGED: "store changed",
+          INTERRUPTED: "interrupted"}
 
 
 def status_rows(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], dict[str, int]]:
@@ -40,6 +53,7 @@ def status_rows(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], dict[
     p = Path(run_dir)
     if not layout.store_path(p).exists():
         raise InputError(p, f"not a run directory (no {layout.STORE})")
+    held = None  # whether a run holds the lock: asked only when a cell says running
     with Store(layout.store_path(p), readonly=True) as st:
         by_cell: dict[str, dict[str, float]] = {}
         for m in st.metrics():
@@ -48,21 +62,34 @@ def status_rows(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], dict[
         rows = []
         for c in st.cells():
             ms = by_cell.get(c["key"], {})
-            state = c["state"]
-            if state == "done" and missing_files(p, c, files.get(c["key"], {})):
-                state = FILES_MISSING
+            state, missing, problem = c["state"], [], None
+            if state == "done":
+                missing = which_missing(p, c, files.get(c["key"], {}))
+                if missing:
+                    state, problem = FILES_MISSING, "missing: " + ", ".join(missing)
+                elif c.get("rows_sha") and st.rows_sha_now(c["key"]) != c["rows_sha"]:
+                    state, problem = STORE_CHANGED, ("its values in study.sqlite changed since "
+                                                     "they were recorded; `sftscale run` re-reads "
+                                                     "them from its files")
+            elif state == "running":
+                held = RunLock(p).held() if held is None else held
+                if not held:
+                    state, problem = INTERRUPTED, ("no run holds the run directory (the one "
+                                                   "that ran it was stopped); `sftscale run` "
+                                                   "starts it again")
             rows.append({"key": c["key"], "model": c["model"], "task": c["task"], "n": c["n"],
                          "seed": c["seed"], "state": state, "attempts": c["attempts"],
                          "accuracy": ms.get("accuracy"), "format_rate": ms.get("format_rate"),
                          "n_items": c["n_items"], "train_s": c["train_s"], "eval_s": c["eval_s"],
-                         "overhead_s": c["overhead_s"], "error": c["error"],
-                         "traceback": c["traceback"],
+                         "overhead_s": c["overhead_s"], "error": c["error"] or problem,
+                         "missing": missing, "traceback": c["traceback"],
                          "search": json.loads(c["search"]) if c.get("search") else None,
                          "stages": _stages(c, files.get(c["key"], {}))})
     counts = {k: sum(r["state"] == k for r in rows) for k in STATES}
-    missing = sum(r["state"] == FILES_MISSING for r in rows)
-    if missing:
-        counts["files missing"] = missing
+    for state, name in _EXTRA.items():
+        k = sum(r["state"] == state for r in rows)
+        if k:
+            counts[name] = k
     return rows, counts
 
 
@@ -141,4 +168,4 @@ def _s(v: float | None) -> str:
     return "" if v is None else f"{v:.1f}"
 
 
-__all__ = ["FILES_MISSING", "print_plan_vs_measured", "status_rows"]
+__all__ = ["FILES_MISSING", "INTERRUPTED", "STORE_CHANGED", "print_plan_vs_measured", "status_rows"]

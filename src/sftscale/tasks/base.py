@@ -78,6 +78,9 @@ class Task(ABC):
     #: licence of the underlying data, shown by ``sftscale tasks``
     license: str = ""
     gen: GenSpec = GenSpec()
+    #: several responses per item are the norm for this task (pass@k): in `sftscale score`,
+    #: lines sharing an item are its samples; elsewhere a repeated item needs a ``sample`` index
+    samples_per_item: bool = False
 
     # --- items -------------------------------------------------------------------------
     @abstractmethod

@@ -181,6 +181,7 @@ class HumanEval(Task):
     response_keys = ("response", "completion", "solution")
     dataset = "humaneval"
     plus = False
+    samples_per_item = True  # evalplus / human-eval samples files: n lines per task
 
     def __init__(self, path: str | None = None, limit: int | None = None, timeout_s: float = 10.0,
                  workers: int | None = None, memory_mb: int = 2048, gt_cache: bool = True):

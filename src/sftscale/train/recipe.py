@@ -27,9 +27,9 @@ import math
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import parse_yaml, read_config_text, validation_error
+from ..config import parse_yaml, read_config_text, strict_scalars, validation_error
 from ..io import InputError, sha256_json
 
 #: a useful ``micro_batch_tokens`` on a CPU with one thread per process (1.5x faster on the
@@ -42,6 +42,11 @@ class Recipe(BaseModel):
     """Hyperparameters of one finetuning run. ``batch_size`` is the effective batch."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_scalars(cls, data: Any) -> Any:
+        return strict_scalars(cls, data)  # `lr: true` is not 1.0 (config.strict_scalars)
 
     method: Literal["lora", "full"] = "lora"
     lora_r: int = Field(32, ge=1)

@@ -1,0 +1,167 @@
+"""``sftscale fit`` on big inputs: a progress bar while it fits, a summary instead of a table.
+
+``run_groups(groups, ...) -> (fits, joint, forecasts)``: for groups of (rows, per-item rows)
+fitted together (``fit.run.fit_run_dir``: the whole table, or one group per task), the same
+three results as one call each of ``fitting.fit_table`` and ``joint.joint_fits`` per group and
+of ``forecast.forecast_table`` over all of them (every curve's bootstrap generator is seeded by
+its own key, ``bootstrap.curve_rng``, so fitting one curve at a time changes nothing), fitted
+curve by curve so that a progress bar on stderr can say how far it is: shown when stderr is a
+terminal; otherwise one line per stage when there are more than ``SUMMARY_OVER`` curves, and
+nothing for small inputs. ``run_fits(long_df, items_df, ...)`` is the one-group case.
+
+``print_summary(doc, analysis_doc, ...)``: what ``sftscale fit`` prints instead of the
+per-curve table (and one line per warning and per joint difference) when there are more than
+``SUMMARY_OVER`` curves: counts of curves, chosen forms, warnings grouped by kind, joint
+differences and forecasts, and where the details are (fits.json). Small inputs keep the
+table.
+
+Not handled: fitting curves in parallel (a shared 2-core machine gains little), an estimate
+of the remaining time (the curves differ too much in cost).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..schema import ForecastsDoc
+
+#: above this many curves ``sftscale fit`` prints a summary, not one table row per fit
+SUMMARY_OVER = 20
+
+
+def n_curves(long_df: Any, metric: str | None) -> int:
+    from .fitting import select_metric
+
+    rows = select_metric(long_df, metric)
+    return int(rows.groupby(["model", "task", "metric"]).ngroups)
+
+
+def run_fits(long_df: Any, items_df: Any, *, metric: str | None, forms: Sequence[str] | None,
+             n_boot: int, seed: int, level: float, targets: Sequence[float],
+             forecast_level: float) -> tuple[list, list, ForecastsDoc | None]:
+    """(fit_table results, joint_fits, forecast_table) of one table; see the module docstring."""
+    return run_groups([(long_df, items_df)], metric=metric, forms=forms, n_boot=n_boot, seed=seed,
+                      level=level, targets=targets, forecast_level=forecast_level)
+
+
+def run_groups(groups: Sequence[tuple[Any, Any]], *, metric: str | None,
+               forms: Sequence[str] | None, n_boot: int, seed: int, level: float,
+               targets: Sequence[float], forecast_level: float) -> tuple[list, list, ForecastsDoc | None]:
+    """(fit_table results, joint_fits, forecast_table or None without groups) of ``groups``,
+    curve by curve under a progress bar; see the module docstring."""
+    import pandas as pd
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, \
+        TimeElapsedColumn
+
+    from .fitting import fit_table, select_metric
+    from .forecast import forecast_table
+    from .joint import joint_fits
+
+    curves, multi, n_rows = [], [], 0
+    for rows, its in groups:
+        rows = select_metric(rows, metric)
+        n_rows += len(rows)
+        curves += [(part, its) for _, part in rows.groupby(["model", "task", "metric"], sort=True)]
+        multi += [(part, its) for _, part in rows.groupby(["task", "metric"], sort=True)
+                  if part["model"].nunique() > 1]
+    con = Console(stderr=True)
+    say = (lambda msg: None) if con.is_terminal or len(curves) <= SUMMARY_OVER else \
+        (lambda msg: print(msg, file=sys.stderr, flush=True))
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=con, transient=True,
+                  disable=not con.is_terminal) as bar:
+        say(f"fitting {len(curves)} curves ({n_rows:,} rows, {n_boot} bootstrap replicates)")
+        task = bar.add_task("fitting curves", total=len(curves))
+        fits: list = []
+        for part, its in curves:
+            fits += fit_table(part, its, metric=metric, forms=forms, n_boot=n_boot,
+                              seed=seed, level=level)
+            bar.advance(task)
+        say(f"joint fits across models: {len(multi)} task/metric group(s)")
+        task = bar.add_task("joint fits across models", total=len(multi))
+        joint: list = []
+        for part, its in multi:
+            joint += joint_fits(part, its, metric=metric, n_boot=n_boot, seed=seed,
+                                level=level)
+            bar.advance(task)
+        forecasts = None
+        if groups:  # one calibration over every curve fitted (the same metric pooled)
+            say(f"forecasts and their backtests: {len(curves)} curves")
+            bar.add_task("forecasts and backtests", total=None)
+            its_all = [its for _, its in groups if its is not None]
+            forecasts = forecast_table(pd.concat([r for r, _ in groups]),
+                                       pd.concat(its_all) if its_all else None, metric=metric,
+                                       targets=targets, level=forecast_level, n_boot=n_boot,
+                                       seed=seed)
+    return fits, joint, forecasts
+
+
+def _kind(msg: str) -> str:
+    """A warning with its numbers and quoted names blanked, to count warnings of one kind."""
+    msg = re.sub(r"'[^']*'", "'…'", msg)
+    return re.sub(r"[-+]?\d[\d.,]*(e[-+]?\d+)?", "#", msg)
+
+
+def _plural(k: int, word: str) -> str:
+    return f"{k:,} {word}{'' if k == 1 else 's'}"
+
+
+def print_summary(doc: Any, analysis_doc: Any, path: Path, analysis_path: Path | None) -> None:
+    """The summary of a big fit (see the module docstring), on stdout."""
+    from rich.console import Console
+
+    con = Console()
+    if not con.is_terminal:  # a log file: long lines rather than lines cut at 80 columns
+        con = Console(width=200)
+    out = lambda s: con.print(s, highlight=False, markup=False)  # noqa: E731
+    fits = doc["fits"]
+    curves = {(f["model"], f["task"], f["metric"]) for f in fits}
+    forms = sorted({f["form"] for f in fits})
+    chosen = Counter(f["form"] for f in fits if f["best"])
+    none = len(curves) - sum(chosen.values())
+    lv = int(round(100 * (doc.get("level") or 0)))
+    out(f"scaling-law fits: {_plural(len(curves), 'curve')} × {_plural(len(forms), 'form')} "
+        f"({lv}% intervals); chosen form: "
+        + ", ".join(f"{k} {v:,}" for k, v in chosen.most_common())
+        + (f", none {none:,} (no form eligible)" if none else ""))
+    kinds: dict[str, list] = {}
+    for f in fits:
+        for w in f["warnings"]:
+            kinds.setdefault(_kind(w), []).append((f, w))
+    if kinds:
+        out(f"warnings on {_plural(sum(len(v) for v in kinds.values()), 'fit')}, by kind "
+            "(each fit's are in fits.json, fits[].warnings):")
+        for k, v in sorted(kinds.items(), key=lambda kv: -len(kv[1]))[:8]:
+            f, w = v[0]
+            out(f"  {len(v):>6,} × {w} (e.g. {f['model']}/{f['task']}/{f['metric']}, {f['form']})")
+        if len(kinds) > 8:
+            out(f"  and {len(kinds) - 8} more kinds")
+    diffs = [d for j in doc.get("joint", []) for d in j["differences"]]
+    if diffs:
+        excl = sum(1 for d in diffs if d.get("identified") and d["lo"] is not None
+                   and (d["lo"] > 0 or d["hi"] < 0))
+        out(f"joint fits: {_plural(len(diffs), 'exponent difference')} between models over "
+            f"{_plural(len(doc['joint']), 'task/metric group')}; {excl:,} identified with an "
+            "interval that excludes 0 (fits.json, joint)")
+    fcs = (doc.get("forecasts") or {}).get("curves") or []
+    if fcs:
+        ok = sum(1 for c in fcs if c["status"] == "ok")
+        why: dict[str, list[str]] = {}
+        for c in fcs:
+            if c["status"] != "ok":
+                why.setdefault(_kind(c["reason"] or "no reason given"), []).append(c["reason"])
+        top = max(why.values(), key=len) if why else None
+        out(f"forecasts: {ok:,} of {_plural(len(fcs), 'curve')} forecast (fits.json, forecasts)"
+            + (f"; {len(fcs) - ok:,} cannot be, most often ({len(top):,}): {top[0]}" if top else ""))
+    if analysis_doc:
+        out(f"style/substance analysis: {_plural(len(analysis_doc.get('groups', [])), 'group')} "
+            f"({analysis_path})")
+    out(f"wrote {path}" + (f" and {analysis_path}" if analysis_doc else ""))
+
+
+__all__ = ["SUMMARY_OVER", "n_curves", "print_summary", "run_fits", "run_groups"]
