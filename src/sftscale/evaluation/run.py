@@ -56,16 +56,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Sequence
 
-from .checkpoints import check_base, check_weights, find_train_meta, locate_adapter
-from .results import EvalRecord, results_object, sample_records, write_files
 from ..events import ProgressFn
 from ..generation import Generator, resolve_checkpoint
 from ..io import InputError
 from ..tasks.base import GenSpec, Task
+from .checkpoints import check_base, check_weights, find_train_meta, locate_adapter
+from .results import EvalRecord, results_object, sample_records, write_files
 
 
 def check_template(adapter: str | os.PathLike | None, eval_sha: str | None,

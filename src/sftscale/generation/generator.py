@@ -32,11 +32,11 @@ import time
 from dataclasses import replace
 from typing import Any, Sequence
 
+from ..events import ProgressEvent, ProgressFn
+from ..tasks.base import GenSpec
 from .backend import Backend, row_seed, spec_dict
 from .cache import GenCache
 from .hf import HFBackend
-from ..events import ProgressEvent, ProgressFn
-from ..tasks.base import GenSpec
 
 
 class Generator:

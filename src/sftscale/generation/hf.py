@@ -47,13 +47,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backend import OnBatch, report, truncate_at_stop
-from .checkpoint import (checkpoint_hash, checkpoint_kind, resolve_checkpoint, state_hash,
-                         tokenizer_hash)
 from ..events import ProgressFn
 from ..io import InputError
 from ..models import attention_backends, encode_prompt
 from ..tasks.base import GenSpec
+from .backend import OnBatch, report, truncate_at_stop
+from .checkpoint import checkpoint_hash, checkpoint_kind, resolve_checkpoint, state_hash, tokenizer_hash
 
 
 class HFBackend:

@@ -11,8 +11,8 @@ references (``model``, ``instruct.ref``) are resolved here too (``models.resolve
 download), so an unknown model is reported at its line.
 
 Not handled here: whether the facts file resolves (checked when the run starts, with the
-same InputError shape), whether a hub model exists (resolving a hub id is offline), recipe keys beyond ``Recipe``'s own validation
-(checked by ``train.recipe_with`` when the first cell trains).
+same InputError shape), whether a hub model exists (resolving a hub id is offline), recipe keys
+beyond ``Recipe``'s own validation (checked by ``train.recipe_with`` when the first cell trains).
 """
 
 from __future__ import annotations

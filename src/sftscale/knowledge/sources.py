@@ -167,7 +167,7 @@ def file_source(path: str | Path, limit: int | None = None, need_fact_ids: bool 
     fmt: list[tuple[str, str, str]] = []
     seen: set[str] = set()
     for rec, line, fld in recs:
-        def bad(reason: str, key: str | None = None) -> InputError:
+        def bad(reason: str, key: str | None = None, line: int | None = line, fld: str | None = fld) -> InputError:
             return InputError(p, reason, line=line, field=f"{fld}.{key}" if fld and key else (key or fld))
 
         t = rec.get("type")

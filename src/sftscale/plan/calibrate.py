@@ -255,8 +255,8 @@ def _measure_cell(train_like: Any, eval_like: Any) -> dict[str, Any]:
     """One short real training (``MEASURE_STEPS`` steps of ``train_like``'s recipe) and one
     real evaluation (``MEASURE_EVAL_ITEMS`` items of ``eval_like``'s task)."""
     from ..evaluation.run import evaluate
-    from ..train.cell import train_cell
     from ..tasks.taskdata import study_task
+    from ..train.cell import train_cell
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="sftscale-measure-") as tmp:
@@ -264,9 +264,9 @@ def _measure_cell(train_like: Any, eval_like: Any) -> dict[str, Any]:
             recipe = {**train_like.recipe, "max_steps": MEASURE_STEPS}
             recipe.setdefault("chat", train_like.chat)
             t0 = time.perf_counter()
-            meta = train_cell(train_like.model_ref, study_task(train_like.task_name, train_like.task_options, train_like.max_new_tokens), train_like.n,
-                              train_like.seed, Path(tmp) / "train", recipe=recipe,
-                              task_options=train_like.task_options or None)
+            train_task = study_task(train_like.task_name, train_like.task_options, train_like.max_new_tokens)
+            meta = train_cell(train_like.model_ref, train_task, train_like.n, train_like.seed, Path(tmp) / "train",
+                              recipe=recipe, task_options=train_like.task_options or None)
             wall = time.perf_counter() - t0
             tw, toks = float(meta.get("train_wall_s") or 0.0), meta.get("tokens_seen") or 0
             if toks:

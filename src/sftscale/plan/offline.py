@@ -123,10 +123,10 @@ def _mean_chars(texts: list[str]) -> float:
 
 def plan_offline(cfg: Any, gpu: str | None, mfu: float | None) -> Any:
     """The plan of ``cfg`` without resolving models or fetching data (``plan --no-check``)."""
-    from .calibrate import calibrate_plan
     from ..grid.cells import expand_cells
-    from .gpucal import gpu_mfu
+    from .calibrate import calibrate_plan
     from .check import Plan, _cell_row, _gpu_name
+    from .gpucal import gpu_mfu
 
     gpu = _gpu_name(gpu)
     mfu = gpu_mfu(gpu) if mfu is None else mfu

@@ -66,8 +66,8 @@ def record_run(cfg: Any, run_dir: Path, started: float, wall_s: float) -> Path |
 
 
 def _record_run(cfg: Any, run_dir: Path, started: float, wall_s: float) -> Path | None:
-    from .eta import makespan
     from ..rundir.store import Store
+    from .eta import makespan
 
     note_run_wall(run_dir, wall_s)
     plan = read_run_plan(run_dir)

@@ -185,7 +185,8 @@ def style_substance_figure(groups: Sequence[Mapping[str, Any]]) -> Any:
         if plat.get("n") is not None:
             xp = _xs(np.array([plat["n"]], float), x0)[0]
             ax.axvline(xp, color="#1f77b4", lw=1, ls=":")
-            txt = "accuracy still\nrising" if plat.get("still_rising") else f"accuracy stops\nrising at N={int(plat['n'])}"
+            txt = ("accuracy still\nrising" if plat.get("still_rising")
+                   else f"accuracy stops\nrising at N={int(plat['n'])}")
             right = plat["n"] >= max(ns)
             ax.text(xp, 0.80, txt + " " if right else " " + txt.replace("\n", "\n "), color="#1f77b4",
                     fontsize=7, va="top", ha="right" if right else "left")

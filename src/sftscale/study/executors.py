@@ -1,9 +1,9 @@
 """Executors: where cells run. The driver alone writes the store, in its callbacks.
 
 ``LocalExecutor`` runs cells one after another in the driver process (a worker keeps one base
-model's Generator between cells), or in ``workers`` spawned processes. ``RayExecutor`` submits each cell as a Ray task with
-``num_cpus``/``num_gpus`` from the config (a model's ``gpus``, ``executor.cpus_per_cell``),
-keeps at most ``max_parallel`` in flight, and hands each outcome back to the driver as it
+model's Generator between cells), or in ``workers`` spawned processes. ``RayExecutor`` submits
+each cell as a Ray task with ``num_cpus``/``num_gpus`` from the config (a model's ``gpus``,
+``executor.cpus_per_cell``), keeps at most ``max_parallel`` in flight, and hands each outcome back to the driver as it
 arrives. The run directory must be visible to every Ray worker at the same path (one
 machine, or a shared filesystem): workers write cell directories, the driver reads hashes.
 

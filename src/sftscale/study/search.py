@@ -48,8 +48,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..grid.searchspec import cand_id, candidates
-from ..io import (atomic_write_json, fresh_dir, link_tree, read_json_dict, read_jsonl, remove_path,
-                  sha256_json)
+from ..io import atomic_write_json, fresh_dir, link_tree, read_json_dict, read_jsonl, remove_path, sha256_json
 from ..rundir import layout
 from ..rundir.layout import VAL_LOSS
 

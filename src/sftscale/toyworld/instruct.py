@@ -54,8 +54,17 @@ from typing import Sequence
 
 from ..tasks import register_task
 from ..tasks.base import GenSpec, Item, Task, mean_metrics
-from .world import (CITIES, COMPANIES, DIRECT_QUESTIONS, PERSON_RELATIONS, TEMPLATES, Person, World,
-                    all_names, render_fact)
+from .world import (
+    CITIES,
+    COMPANIES,
+    DIRECT_QUESTIONS,
+    PERSON_RELATIONS,
+    TEMPLATES,
+    Person,
+    World,
+    all_names,
+    render_fact,
+)
 
 END_PHRASES: tuple[str, ...] = ("That is all.", "Hope this helps.", "Any other questions?",
                                 "Thank you.")

@@ -52,8 +52,17 @@ from typing import Any
 from ..tasks import register_task
 from ..tasks.base import GenSpec, Item, Task, first_n
 from ..tasks.gsm8k import GSM8KFormat
-from .world import (CHAINS, DIRECT_QUESTIONS, MULTIHOP_QUESTIONS, PERSON_RELATIONS, QUESTION_WRAPPERS,
-                    TEMPLATES, Person, World, render_fact)
+from .world import (
+    CHAINS,
+    DIRECT_QUESTIONS,
+    MULTIHOP_QUESTIONS,
+    PERSON_RELATIONS,
+    QUESTION_WRAPPERS,
+    TEMPLATES,
+    Person,
+    World,
+    render_fact,
+)
 
 _STOP = ("Question:", "<|endoftext|>")
 

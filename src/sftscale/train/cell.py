@@ -51,8 +51,7 @@ from ..io import InputError, atomic_write_json, link_tree, sha256_json
 from ..provenance import versions
 from .distributed import Fsdp2, dist_context, full_state_dict
 from .examples import build_examples, check_masks, pack_examples, split_pool
-from .recipe import (VAL_SEED, Recipe, check_early_stopping, resolve_recipe, steps_for, val_count,
-                     warmup_for)
+from .recipe import VAL_SEED, Recipe, check_early_stopping, resolve_recipe, steps_for, val_count, warmup_for
 
 META = "train_meta.json"
 META_VERSION = 1
@@ -317,7 +316,7 @@ def _run_meta(plan: _Rows, res: Any, rec: Recipe) -> dict:
                           f"below {1 - rec.min_improvement:g} x the last improvement's"
                           + (f" and at least {rec.min_delta:g} below it" if rec.min_delta else "")
                           + "); keep the "
-                          f"weights of the lowest loss; the lr schedule spans the budget. "
+                          "weights of the lowest loss; the lr schedule spans the budget. "
                           + (f"Stopped at step {res.steps}" if stopped
                              else f"Trained the whole budget ({res.steps} steps)")
                           + f", kept step {kept}."),
