@@ -72,7 +72,8 @@ def score_file(task_name: str, responses: Path, samples_out: Optional[Path] = No
         rows = rows[:limit]
     if not rows:
         raise InputError(responses, "no response lines")
-    items, texts, index, seen = [], [], [], {}
+    items, texts, index = [], [], []
+    seen: dict[str, int] = {}
     for line, obj in rows:
         item, text = task.resolve_line(obj, line, responses)
         index.append(seen.get(item.id, 0))  # sample index: the line's rank among its item's

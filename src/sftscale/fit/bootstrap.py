@@ -66,7 +66,7 @@ def _counts(rng: np.random.Generator, n_boot: int, n_items: int) -> np.ndarray:
 
 
 @single_threaded
-def paired_bootstrap_means(cell_n: Sequence, cell_seed: Sequence, S: np.ndarray, n_boot: int,
+def paired_bootstrap_means(cell_n: Sequence | np.ndarray, cell_seed: Sequence | np.ndarray, S: np.ndarray, n_boot: int,
                            rng: np.random.Generator, paired: bool = True
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-N means of per-item scores and their bootstrap replicates.

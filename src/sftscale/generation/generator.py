@@ -135,7 +135,8 @@ class Generator:
         out: dict[int, str] = {}
         ntok: dict[int, int] = {}
         todo = rows
-        ident = sd = None
+        ident: dict = {}  # the cache key's model and generation parts (with a cache)
+        sd: dict = {}
         if self.cache is not None:
             ident, sd = self.identity(), spec_dict(spec)
             for i, h in zip(rows, self.cache.get_many(ident, sd, [keys[i] for i in rows])):

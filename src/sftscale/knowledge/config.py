@@ -167,7 +167,7 @@ def _check_models(cfg: KnowledgeConfig, where: str, lines: dict[tuple, int]) -> 
     (the study config's line index and field names: ``config._line_for`` / ``_loc_str``)."""
     from ..models import resolve_model
 
-    refs = [(("model",), cfg.model)]
+    refs: list[tuple[tuple[str, ...], str]] = [(("model",), cfg.model)]
     if cfg.instruct is not None:
         refs.append((("instruct", "ref"), cfg.instruct.ref))
     for loc, ref in refs:

@@ -309,6 +309,7 @@ def _eval_model(src: Source, items: dict[str, list[Item]], gen_ref: str, adapter
         if need_recall:
             from ..toyworld.pretrain import fact_recall
 
+            assert gen is not None  # made above when the recall is needed
             new = [f.triple for f in src.test_facts() if f.triple is not None]
             rec = {"corpus": fact_recall(gen.model, gen.tokenizer, src.corpus_recall),
                    "new": fact_recall(gen.model, gen.tokenizer, new),
@@ -357,14 +358,18 @@ def _differences(rows: list[dict], items: dict[str, list[Item]], bs: Any) -> lis
     out = []
     for cond in ("injected", "before", "retrieval"):
         crow = [r for r in rows if r["condition"] == cond]
-        ref = next((r for r in crow if r["kind"] == "base"), crow[0] if crow else None)
+        if not crow:
+            continue
+        ref = next((r for r in crow if r["kind"] == "base"), crow[0])
         for r in crow:
             if r is not ref:
                 out += _contrasts(items, bs, cond, r["start"], ref["start"], [(r, 1.0), (ref, -1.0)])
     inj = {r["start"]: r for r in rows if r["condition"] == "injected"}
     bef = {r["start"]: r for r in rows if r["condition"] == "before"}
     starts = [s for s in inj if s in bef]
-    ref_s = next((s for s in starts if inj[s]["kind"] == "base"), starts[0] if starts else None)
+    if not starts:
+        return out
+    ref_s = next((s for s in starts if inj[s]["kind"] == "base"), starts[0])
     for s in starts:
         if s != ref_s:
             out += _contrasts(items, bs, "gain", s, ref_s, [(inj[s], 1.0), (bef[s], -1.0),

@@ -247,7 +247,7 @@ def _records(p: Path) -> list[tuple[dict, int | None, str | None]]:
             raise InputError(p, f"not valid JSON ({e.msg})", line=e.lineno) from None
         if not isinstance(data, dict):
             raise InputError(p, "expected an object with lists facts, direct, multihop", line=1)
-        out = []
+        out: list[tuple[dict, int | None, str | None]] = []
         kinds = {"facts": "fact", "direct": "direct", "multihop": "multihop", "replay": "replay",
                  "format": "format"}
         for key in data:

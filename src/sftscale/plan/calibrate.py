@@ -42,7 +42,7 @@ import platform
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..io import atomic_write_json
 from ..paths import cache_root
@@ -172,13 +172,14 @@ def calibrate_plan(plan: Any, cfg: Any, specs: Mapping[str, Any] | None = None,
     for r in plan.rows:
         m = r["model"]
         if m not in cals:
-            cals[m] = load_calibration(fp, model_hash(refs[m], specs.get(m)))
-            if cals[m] is not None and _const(cals[m], "run_extra_s"):
-                extra.append(_const(cals[m], "run_extra_s"))
-        if cals[m] is None or "cpu_s" not in r:
+            cals[m] = new = load_calibration(fp, model_hash(refs[m], specs.get(m)))
+            if new is not None and _const(new, "run_extra_s"):
+                extra.append(_const(new, "run_extra_s"))
+        cal = cals[m]
+        if cal is None or "cpu_s" not in r:
             how.setdefault(m, set()).add("FLOP constants")
             continue
-        t, src = cell_seconds(cals[m], r)
+        t, src = cell_seconds(cal, r)
         if t is None:
             how.setdefault(m, set()).add("FLOP constants")
             continue
@@ -283,7 +284,7 @@ def _measure_cell(train_like: Any, eval_like: Any) -> dict[str, Any]:
     return out
 
 
-def fit_rates(pairs: list[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> dict[str, Any]:
+def fit_rates(pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> dict[str, Any]:
     """Rates from (store cell, plan row) pairs: the fixed training cost is the mean train_s of
     the N = 0 cells (0 without them); per task, seconds per training token over its N > 0
     cells and seconds per generated-token bound over all its cells; ``other_s`` the mean of

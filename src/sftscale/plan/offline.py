@@ -105,9 +105,9 @@ def _task_sizes(t: Any, cfg: Any, notes: list[str]) -> tuple[int, int | None, di
                 st["train_tokens"] = DEFAULT_TRAIN_TOKENS
         n_test = len(tests)
     except Exception:  # noqa: BLE001 - offline: the task's data is missing
-        n_test, pool = KNOWN_TASKS.get(t.name, (None, None))
-        if n_test is None:
-            n_test = DEFAULT_TEST_ITEMS
+        known_test, pool = KNOWN_TASKS.get(t.name, (None, None))
+        n_test = DEFAULT_TEST_ITEMS if known_test is None else known_test
+        if known_test is None:
             notes.append(f"{t.label}: test set not available offline; {n_test} items assumed")
         st = {"prompt_tokens": DEFAULT_PROMPT_TOKENS, "train_tokens": DEFAULT_TRAIN_TOKENS,
               "max_new": max_new or DEFAULT_MAX_NEW,
@@ -145,14 +145,14 @@ def plan_offline(cfg: Any, gpu: str | None, mfu: float | None) -> Any:
     for k in ("train_flops", "eval_flops", "cpu_s", "gpu_s"):
         if rows and all(k in r for r in rows):
             totals[k] = sum(r[k] for r in rows)
-    from . import check as P
+    from . import check as chk
 
-    assumptions = {"cpu_train_flops": P.CPU_TRAIN_FLOPS, "cpu_eval_flops": P.CPU_EVAL_FLOPS,
-                   "cpu_cell_overhead_s": P.CPU_CELL_OVERHEAD_S,
-                   "cpu_step_overhead_s": P.CPU_STEP_OVERHEAD_S,
-                   "cpu_gen_token_s": P.CPU_GEN_TOKEN_S, "eval_batch_gpu": P.EVAL_BATCH_GPU,
-                   "gpu": gpu, "mfu": mfu, "gpu_peak_flops": P.GPUS[gpu][0] if gpu else None,
-                   "gpu_bandwidth": P.GPUS[gpu][1] if gpu else None, "offline": True}
+    assumptions = {"cpu_train_flops": chk.CPU_TRAIN_FLOPS, "cpu_eval_flops": chk.CPU_EVAL_FLOPS,
+                   "cpu_cell_overhead_s": chk.CPU_CELL_OVERHEAD_S,
+                   "cpu_step_overhead_s": chk.CPU_STEP_OVERHEAD_S,
+                   "cpu_gen_token_s": chk.CPU_GEN_TOKEN_S, "eval_batch_gpu": chk.EVAL_BATCH_GPU,
+                   "gpu": gpu, "mfu": mfu, "gpu_peak_flops": chk.GPUS[gpu][0] if gpu else None,
+                   "gpu_bandwidth": chk.GPUS[gpu][1] if gpu else None, "offline": True}
     plan = Plan(rows=rows, totals=totals, assumptions=assumptions, notes=notes)
     calibrate_plan(plan, cfg, {}, measure=False)
     return plan

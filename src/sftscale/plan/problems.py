@@ -19,8 +19,8 @@ class CheckProblems(InputError):
         lines = "\n".join(f"  - {_where(e)}: {e.reason}" for e in problems)
         one = problems[0] if len(problems) == 1 else None
         super().__init__(cfg.path, f"{len(problems)} problem(s) (`sftscale plan --no-check` "
-                         f"estimates without them):\n{lines}", line=one and one.line,
-                         field=one and one.field)
+                         f"estimates without them):\n{lines}", line=one.line if one else None,
+                         field=one.field if one else None)
 
 
 def _where(e: InputError) -> str:

@@ -52,13 +52,13 @@ def save(fig: Any, out_dir: Path, stem: str) -> dict[str, Path]:
     return paths
 
 
-def zero_position(ns: Sequence[float]) -> float:
+def zero_position(ns: Sequence[float] | np.ndarray) -> float:
     """Where N = 0 is drawn on the log axis: a factor 4 left of the smallest positive N."""
     pos = [n for n in ns if n > 0]
     return (min(pos) if pos else 1.0) / 4.0
 
 
-def _xaxis(ax: Any, ns: Sequence[float]) -> None:
+def _xaxis(ax: Any, ns: Sequence[float] | np.ndarray) -> None:
     x0 = zero_position(ns)
     ticks = sorted(set(float(n) for n in ns))
     ax.set_xscale("log")

@@ -81,7 +81,7 @@ def eval_stage(cell: Cell, ctx: StageContext) -> None:
     if ctx.validation is not None:  # a search candidate: training items, never test items
         from .search import validation_view
         task = validation_view(task, ctx.validation)
-    common = dict(limit=cell.limit, out=ctx.out, chat=cell.chat, batch_size=cell.batch_size,
+    common: dict[str, Any] = dict(limit=cell.limit, out=ctx.out, chat=cell.chat, batch_size=cell.batch_size,
                   allow_template_mismatch=cell.allow_template_mismatch, progress=ctx.progress,
                   sampling=cell.sampling, num_fewshot=cell.num_fewshot,  # examples never from
                   fewshot_exclude=meta.get("subset_ids") or ())  # the cell's finetuning subset

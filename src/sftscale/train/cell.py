@@ -275,7 +275,7 @@ def _run_backend(mdl: Any, tok: Any, plan: _Rows, rec: Recipe, seed: int,
                      micro_batch_tokens=rec.micro_batch_tokens,
                      warmup_steps=plan.warmup, schedule=rec.schedule,
                      min_lr_ratio=rec.min_lr_ratio, weight_decay=rec.weight_decay,
-                     betas=tuple(rec.betas), max_grad_norm=rec.max_grad_norm,
+                     betas=(rec.betas[0], rec.betas[1]), max_grad_norm=rec.max_grad_norm,
                      seed=seed, autocast_dtype="bf16" if train_dtype == "bf16" else None,
                      eval_every=rec.eval_every if plan.val else 0, patience=rec.patience,
                      min_improvement=rec.min_improvement, min_delta=rec.min_delta)
@@ -467,8 +467,10 @@ def wrap_lora(model: Any, rec: Recipe, seed: int) -> Any:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    cfg = LoraConfig(r=rec.lora_r, lora_alpha=rec.lora_alpha, lora_dropout=rec.lora_dropout,
-                     target_modules=rec.lora_targets, task_type="CAUSAL_LM", bias="none")
+    # peft annotates lora_alpha as int; it takes a float (scaling = lora_alpha / r)
+    cfg = LoraConfig(r=rec.lora_r, lora_alpha=rec.lora_alpha,  # type: ignore[arg-type]
+                     lora_dropout=rec.lora_dropout, target_modules=rec.lora_targets, task_type="CAUSAL_LM",
+                     bias="none")
     torch.manual_seed(seed)  # LoRA A init
     return get_peft_model(model, cfg)
 

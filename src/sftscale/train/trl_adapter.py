@@ -47,7 +47,7 @@ def train_trl(model: Any, tok: Any, rows: Sequence[Sequence[Sequence[int]]], rec
     res = LoopResult(steps=0, tokens_seen=0, target_tokens=0)
     t0 = time.perf_counter()
 
-    span = {"begin": None, "end": None}
+    span: dict[str, float | None] = {"begin": None, "end": None}
 
     class _CB(TrainerCallback):
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
