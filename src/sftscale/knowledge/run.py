@@ -44,7 +44,7 @@ import numpy as np
 from ..io import InputError, atomic_write_json, atomic_write_text, read_jsonl, remove_path, sha256_json
 from ..rundir import layout
 from ..tasks.base import GenSpec, Item, Task
-from .config import KnowledgeConfig
+from .config import BootstrapSpec, KnowledgeConfig
 from .sources import QTYPES, Source, file_source
 from .stats import bootstrap_rows, interval, paired_contrast, table_markdown
 from .toy import toy_source
@@ -332,7 +332,7 @@ def _matrix(rows_samples: list[list[dict]], ids: list[str], metric: str) -> np.n
     return out
 
 
-def _contrasts(items: dict[str, list[Item]], bs: Any, cond: str, a: str, b: str,
+def _contrasts(items: dict[str, list[Item]], bs: BootstrapSpec, cond: str, a: str, b: str,
                terms: list[tuple[dict, float]]) -> list[dict]:
     """sum(weight * row mean) per question type and metric, paired over questions (and seeds),
     with the unpaired interval beside it for comparison."""
@@ -351,7 +351,7 @@ def _contrasts(items: dict[str, list[Item]], bs: Any, cond: str, a: str, b: str,
     return out
 
 
-def _differences(rows: list[dict], items: dict[str, list[Item]], bs: Any) -> list[dict]:
+def _differences(rows: list[dict], items: dict[str, list[Item]], bs: BootstrapSpec) -> list[dict]:
     """Each start minus the base start under each condition; then ``gain``: (injected -
     before) of each start minus that of the base start, which separates learning the facts
     from answering closed book."""

@@ -44,8 +44,12 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..config import StudyConfig
+from ..grid.cells import Cell, expand_cells
 from ..io import atomic_write_json
+from ..models import ModelSpec, model_weights_hash
 from ..paths import cache_root
+from .estimate import Plan
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +81,15 @@ def machine_key(fp: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def model_hash(ref: str, spec: Any = None) -> str | None:
+def model_hash(ref: str, spec: ModelSpec | None = None) -> str | None:
     """The weights hash of a model on this machine (None: not local)."""
-    from ..models import model_weights_hash
-
     try:
         return model_weights_hash(spec if spec is not None else ref)
     except Exception:  # noqa: BLE001 - not local, unreadable: no calibration
         return None
 
 
-def study_fingerprint(cfg: Any) -> dict[str, Any]:
+def study_fingerprint(cfg: StudyConfig) -> dict[str, Any]:
     ex = cfg.executor
     workers = ex.workers if ex.kind == "local" else (ex.max_parallel or 1)
     return machine_fingerprint(ex.threads, workers)
@@ -154,7 +156,7 @@ def cell_seconds(cal: dict[str, Any], row: Mapping[str, Any]) -> tuple[float | N
     return t, s1 if row["train_tokens"] else s2
 
 
-def calibrate_plan(plan: Any, cfg: Any, specs: Mapping[str, Any] | None = None,
+def calibrate_plan(plan: Plan, cfg: StudyConfig, specs: Mapping[str, ModelSpec] | None = None,
                    measure: bool = False) -> None:
     """Replace the FLOP-based CPU seconds of ``plan``'s rows by calibrated ones where this
     machine has a calibration for the model (``measure``: measure first); add the wall time."""
@@ -221,12 +223,10 @@ def _startup_s() -> float:
 
 # --- measuring ----------------------------------------------------------------------------------
 
-def measure_study(cfg: Any, plan: Any, specs: Mapping[str, Any], fp: Mapping[str, Any]) -> None:
+def measure_study(cfg: StudyConfig, plan: Plan, specs: Mapping[str, ModelSpec], fp: Mapping[str, Any]) -> None:
     """Time real training steps and generation of each (local) model on each task of the
     study; cache the rates. Models that are not on this machine are skipped (a note says so)."""
     import torch
-
-    from ..grid.cells import expand_cells
 
     torch.set_num_threads(int(fp["threads"]))
     cells = expand_cells(cfg)
@@ -252,7 +252,7 @@ def measure_study(cfg: Any, plan: Any, specs: Mapping[str, Any], fp: Mapping[str
         plan.notes.append(f"{m.label}: measured on this machine -> {p}")
 
 
-def _measure_cell(train_like: Any, eval_like: Any) -> dict[str, Any]:
+def _measure_cell(train_like: Cell, eval_like: Cell) -> dict[str, Any]:
     """One short real training (``MEASURE_STEPS`` steps of ``train_like``'s recipe) and one
     real evaluation (``MEASURE_EVAL_ITEMS`` items of ``eval_like``'s task)."""
     from ..evaluation.run import evaluate

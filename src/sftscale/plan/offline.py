@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config import ModelArch, ModelEntry, StudyConfig, TaskEntry
+from .estimate import Plan
 from .problems import CheckProblems
 
 #: (parameters, layers, hidden, attention heads, vocabulary) from each model's config.json on
@@ -54,7 +56,7 @@ def _known(ref: str) -> tuple[float, int, int, int, int] | None:
     return None
 
 
-def params_from_arch(arch: Any) -> float:
+def params_from_arch(arch: ModelArch | dict[str, Any]) -> float:
     """12·layers·hidden² (attention + a 4x MLP) + 2·vocab·hidden (untied embeddings): the usual
     dense-transformer count; GQA and wider MLPs shift it by ~10% (give ``params`` to be exact)."""
     a = arch if isinstance(arch, dict) else arch.model_dump()
@@ -62,13 +64,13 @@ def params_from_arch(arch: Any) -> float:
     return 12 * L * h * h + 2 * V * h
 
 
-def hinted_params(m: Any) -> tuple[float | None, str]:
+def hinted_params(m: ModelEntry) -> tuple[float | None, str]:
     """A model entry's parameters without its weights: ``params``, ``arch``, the table, the name."""
     from .check import _SIZE_IN_NAME
 
-    if getattr(m, "params", None):
+    if m.params:
         return float(m.params), "params in the study"
-    if getattr(m, "arch", None):
+    if m.arch:
         return params_from_arch(m.arch), "from arch in the study"
     k = _known(m.ref)
     if k is not None:
@@ -80,7 +82,7 @@ def hinted_params(m: Any) -> tuple[float | None, str]:
     return None, "unknown"
 
 
-def _task_sizes(t: Any, cfg: Any, notes: list[str]) -> tuple[int, int | None, dict[str, Any]]:
+def _task_sizes(t: TaskEntry, cfg: StudyConfig, notes: list[str]) -> tuple[int, int | None, dict[str, Any]]:
     """(test items, pool, token stats) of a task entry: built locally if it can be, else known."""
     from ..tasks.taskdata import study_task
 
@@ -121,11 +123,11 @@ def _mean_chars(texts: list[str]) -> float:
     return sum(len(x) for x in texts) / max(1, len(texts))
 
 
-def plan_offline(cfg: Any, gpu: str | None, mfu: float | None) -> Any:
+def plan_offline(cfg: StudyConfig, gpu: str | None, mfu: float | None) -> Plan:
     """The plan of ``cfg`` without resolving models or fetching data (``plan --no-check``)."""
     from ..grid.cells import expand_cells
     from .calibrate import calibrate_plan
-    from .check import Plan, _cell_row, _gpu_name
+    from .check import _cell_row, _gpu_name
     from .gpucal import gpu_mfu
 
     gpu = _gpu_name(gpu)

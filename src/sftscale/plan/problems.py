@@ -6,15 +6,14 @@ Not handled: problems found only while running (a cell's own failure is recorded
 
 from __future__ import annotations
 
-from typing import Any
-
+from ..config import StudyConfig
 from ..io import InputError
 
 
 class CheckProblems(InputError):
     """Every problem of a study at once; ``.problems`` holds each one's InputError."""
 
-    def __init__(self, cfg: Any, problems: list[InputError]):
+    def __init__(self, cfg: StudyConfig, problems: list[InputError]):
         self.problems = problems
         lines = "\n".join(f"  - {_where(e)}: {e.reason}" for e in problems)
         one = problems[0] if len(problems) == 1 else None

@@ -49,6 +49,7 @@ from typing import Any, Callable, Sequence
 from ..events import ProgressFn
 from ..io import InputError, atomic_write_json, link_tree, sha256_json
 from ..provenance import versions
+from ..tasks.base import Item, Task
 from .distributed import Fsdp2, dist_context, full_state_dict
 from .examples import build_examples, check_masks, pack_examples, split_pool
 from .recipe import VAL_SEED, Recipe, check_early_stopping, resolve_recipe, steps_for, val_count, warmup_for
@@ -99,7 +100,7 @@ class _Rows:
     val: Sequence[Any] = ()  # early stopping's validation examples (unpacked)
 
 
-def train_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
+def train_cell(model: Any, task: str | Task, n: int, seed: int, out: str | os.PathLike,
                recipe: Recipe | dict | str | os.PathLike | None = None,
                task_options: dict | None = None, progress: ProgressFn | None = None,
                device: str | None = None) -> dict:
@@ -157,11 +158,11 @@ def _start(req: _Request, out: Path, progress: ProgressFn | None) -> dict:
                   [by_id[i] for i in val_ids])
 
 
-def _resolve(model: Any, task: Any, n: int, seed: int, recipe: Any,
+def _resolve(model: Any, task: str | Task, n: int, seed: int, recipe: Recipe | dict | str | os.PathLike | None,
              task_options: dict | None, device: str | None = None) -> _Request:
     """Every input checked, nothing written: an InputError names the bad one."""
     from ..models import check_device, resolve_model
-    from ..tasks import Task, get_task
+    from ..tasks import get_task
 
     if int(n) < 0:
         raise InputError(None, f"N must be >= 0, got {n}", field="n")
@@ -182,7 +183,7 @@ def _resolve(model: Any, task: Any, n: int, seed: int, recipe: Any,
     return _Request(model_ref, spec, task_obj, int(n), int(seed), rec, ident, items, device)
 
 
-def _pool(task: Any, n: int) -> list:
+def _pool(task: Task, n: int) -> list[Item]:
     """The task's training items; a task without training data is an InputError for N > 0."""
     try:
         return task.train_items()
@@ -334,8 +335,8 @@ def _check_same(done: dict, ident: dict, out: Path) -> None:
                          field=diff[0])
 
 
-def replace_if_stale(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
-                     recipe: Any = None, task_options: dict | None = None,
+def replace_if_stale(model: Any, task: str | Task, n: int, seed: int, out: str | os.PathLike,
+                     recipe: Recipe | dict | str | os.PathLike | None = None, task_options: dict | None = None,
                      log: Callable[[str], None] | None = None) -> bool:
     """Remove ``out`` when it holds a finished cell that ``train_cell`` would refuse for this
     request (another task version, recipe, model or base weights); True when removed. For
@@ -356,8 +357,8 @@ def replace_if_stale(model: Any, task: Any, n: int, seed: int, out: str | os.Pat
     return False
 
 
-def adopt_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
-               sources: Sequence[str | os.PathLike], recipe: Any = None,
+def adopt_cell(model: Any, task: str | Task, n: int, seed: int, out: str | os.PathLike,
+               sources: Sequence[str | os.PathLike], recipe: Recipe | dict | str | os.PathLike | None = None,
                task_options: dict | None = None) -> Path | None:
     """When ``out`` holds no finished cell: link into it the first of ``sources`` (finished
     cell directories, e.g. a study's ``cells/*/train``) that ``train_cell`` would reuse for
