@@ -133,7 +133,7 @@ def results_object(rec: EvalRecord) -> dict[str, Any]:
     }
 
 
-def write_files(out: str | os.PathLike, task_name: str, samples: list[dict],
+def write_files(out: str | os.PathLike, task_name: str, samples: Sequence[SampleRecord],
                 results: dict) -> dict[str, str]:
     """Write samples then results under ``out``; return their paths."""
     outd = Path(out)

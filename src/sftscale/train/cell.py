@@ -48,6 +48,7 @@ from typing import Any, Callable, Sequence
 
 from ..events import ProgressFn
 from ..io import InputError, atomic_write_json, link_tree, sha256_json
+from ..models import ModelSpec
 from ..provenance import versions
 from ..tasks.base import Item, Task
 from .distributed import Fsdp2, dist_context, full_state_dict
@@ -77,13 +78,13 @@ class _Request:
     """What a cell is asked to do, resolved: the model's spec, the task object, the recipe."""
 
     model_ref: str
-    spec: Any
-    task: Any
+    spec: ModelSpec
+    task: Task
     n: int
     seed: int
     rec: Recipe
     ident: dict
-    items: list  # the task's training pool (empty for N = 0 on a task without one)
+    items: list[Item]  # the task's training pool (empty for N = 0 on a task without one)
     device: str | None
 
 
