@@ -58,7 +58,7 @@ def peer_fit(form, fit, reps):
     out = []
     for y in reps:
         z = fo.to_fit_space(y, floor)
-        res = least_squares(lambda th: fo.f(th[None], n)[0] - z, np.clip(fit.theta, lb, ub),
+        res = least_squares(lambda th, z=z: fo.f(th[None], n)[0] - z, np.clip(fit.theta, lb, ub),
                             jac=lambda th: fo.jac(th[None], n)[0], bounds=(lb, ub), loss="huber",
                             f_scale=fo.delta, method="trf")
         out.append(res.x)

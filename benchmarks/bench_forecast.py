@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sftscale.fit.bootstrap import CurveData
 from sftscale.fit.backtest import backtest, calibrate, curve_from_data
+from sftscale.fit.bootstrap import CurveData
 from sftscale.fit.forecast import forecast_curve, forecast_curves
 from sftscale.fit.simulate import random_params, simulate_curve
 
@@ -121,7 +121,7 @@ def published() -> pd.DataFrame:
     recs_full = {c.key: backtest(c) for c in full}
     t = Tally()
     cannot = []
-    for i, cd in enumerate(cds):
+    for cd in cds:
         for hold in (1, 2):
             k = cd.n.size - hold
             c = curve_from_data(_truncate(cd, k))

@@ -11,7 +11,8 @@ the ratio of wall times.
     .venv/bin/python benchmarks/bench_generate_vs_lmeval.py                 # toy-S if shipped, else a random tiny Llama
     .venv/bin/python benchmarks/bench_generate_vs_lmeval.py --random --hidden 64 --layers 2
     .venv/bin/python benchmarks/bench_generate_vs_lmeval.py --model DIR --batch-size 16 --max-new-tokens 64
-    .venv/bin/python benchmarks/bench_generate_vs_lmeval.py --model toy-S --task toy-math   # a task's prompts, stops, max tokens
+    # a task's prompts, stops, max tokens:
+    .venv/bin/python benchmarks/bench_generate_vs_lmeval.py --model toy-S --task toy-math
 
 With a random model every row runs to ``max_new_tokens`` (the worst case for sftscale: no
 finished rows to drop); a trained model on its task stops rows at different lengths.

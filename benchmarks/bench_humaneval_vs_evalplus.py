@@ -129,7 +129,7 @@ def main() -> int:
             bad = [i for i in ids if ours[i][:2] != theirs[i][:2]]
             known = [i for i in bad if i in KNOWN]
             if known:
-                print(f"  known evalplus defects: " + ", ".join(f"{i} ({KNOWN[i]})" for i in known))
+                print("  known evalplus defects: " + ", ".join(f"{i} ({KNOWN[i]})" for i in known))
             other = [i for i in bad if i not in KNOWN]
             if other:
                 ok = False

@@ -30,8 +30,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
 
-    from sftscale.tasks.nltk_offline import import_ifeval_checkers
     from sftscale.tasks import get_task
+    from sftscale.tasks.nltk_offline import import_ifeval_checkers
 
     task = get_task("ifeval")
     items = task.test_items()

@@ -26,8 +26,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from sftscale.config import load_study, parse_study
-from sftscale.io import atomic_write_json, atomic_write_jsonl
 from sftscale.grid.cells import expand_cells
+from sftscale.io import atomic_write_json, atomic_write_jsonl
 from sftscale.rundir.stagespec import StageContext
 from sftscale.study.runner import CellRunner, prepare, run_study
 from sftscale.study.stages import with_runs

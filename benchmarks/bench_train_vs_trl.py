@@ -6,10 +6,10 @@ For each model, both backends train a fresh copy of the model on the SAME pre-to
 (prompt masked with -100), with the same effective batch, micro batch, steps, lr and
 schedule. ``ours`` is our loop as train_cell runs it by default (micro_batch_size examples
 per micro-batch, like TRL); ``ours_capped`` also caps each micro-batch at 1024 padded tokens
-(``micro_batch_tokens``: same gradient, less padding, more and smaller matmuls). Rounds alternate ours/TRL so that load on a shared machine hits both alike; the
-best round of each is reported. Timed: the optimizer steps only (model loading, dataset
-preparation and trainer construction excluded; TRL's time runs from on_train_begin to
-on_train_end).
+(``micro_batch_tokens``: same gradient, less padding, more and smaller matmuls). Rounds
+alternate ours/TRL so that load on a shared machine hits both alike; the best round of each is
+reported. Timed: the optimizer steps only (model loading, dataset preparation and trainer
+construction excluded; TRL's time runs from on_train_begin to on_train_end).
 
 Achieved FLOP/s = 6 * P * T / t, where P = all model parameters (embeddings included; tied
 embeddings counted once), T = non-padding tokens processed, t = training seconds. This is
@@ -75,8 +75,6 @@ def run_trl(model, tok, rows, rec, steps: int):
 
 
 def bench_model(name: str, steps: int, rounds: int, peak: float) -> dict:
-    import torch
-
     from sftscale.models import load_model
     from sftscale.testing import tiny_model
     from sftscale.train.cell import wrap_lora

@@ -72,9 +72,8 @@ def hf_generate(model, tok, prompts, spec, batch_size):
 
 
 def random_llama(tok, hidden: int, layers: int):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=4 * hidden,

@@ -151,8 +151,8 @@ def main() -> int:
     print("vllm", json.dumps(report["vllm"]), flush=True)
     (out / "gpu_train_check.json").write_text(json.dumps(report, indent=2))
     if gpu:  # the planner's GPU constants (plan/gpu_calibration.json), copied to --out too
-        from sftscale.plan.gpucal import write_gpu_calibration
         from sftscale.plan.check import GPUS
+        from sftscale.plan.gpucal import write_gpu_calibration
 
         name = report["device"]
         key = next((k for k in GPUS if k.lower() in name.lower()), name)

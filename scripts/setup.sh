@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv (once) and install sftscale.
 #   scripts/setup.sh           what `make demo` needs: sftscale and its runtime dependencies only
-#   scripts/setup.sh --tests   what `make test` needs too: the dev extra (pytest, evalplus, Ray,
-#                              MLflow, W&B: the peers the tests run against) and a headless Chromium for the report's
+#   scripts/setup.sh --tests   what `make test` needs too: the dev extra (pytest, ruff, mypy; evalplus,
+#                              Ray, MLflow, W&B: the peers the tests run against) and a headless Chromium for the report's
 #                              browser test (Debian's package: installed when we are root or have
 #                              passwordless sudo; otherwise we stop, before any test, with the
 #                              one command that installs it)

@@ -90,18 +90,18 @@ INTERRUPTED = "interrupted (Ctrl-C): files already written are complete; rerun t
 REPORT = ("internal error: this is a bug in sftscale, not a problem with your input; please "
           "report it on the project's issue tracker with the command you ran and this traceback")
 #: errors of the environment rather than of a path's kind: always the user's to fix
-_DISK = {errno.ENOSPC: "no space left on device: free some space and rerun",
-         errno.EDQUOT: "disk quota exceeded: free some space and rerun",
-         errno.EROFS: "read-only file system: choose a writable location"}
+_DISK: dict[int | None, str] = {errno.ENOSPC: "no space left on device: free some space and rerun",
+                                errno.EDQUOT: "disk quota exceeded: free some space and rerun",
+                                errno.EROFS: "read-only file system: choose a writable location"}
 #: errors about one path the user named
-_PATH = {errno.ENOENT: "no such file or directory",
-         errno.EACCES: "permission denied: check the permissions of this path",
-         errno.EPERM: "operation not permitted: check the permissions of this path",
-         errno.EISDIR: "is a directory, but a file is needed here",
-         errno.ENOTDIR: "a part of this path is a file, but a directory is needed here",
-         errno.EEXIST: "already exists (a file where a directory is needed?)",
-         errno.ENOTEMPTY: "directory not empty",
-         errno.ENAMETOOLONG: "file name too long"}
+_PATH: dict[int | None, str] = {errno.ENOENT: "no such file or directory",
+                                errno.EACCES: "permission denied: check the permissions of this path",
+                                errno.EPERM: "operation not permitted: check the permissions of this path",
+                                errno.EISDIR: "is a directory, but a file is needed here",
+                                errno.ENOTDIR: "a part of this path is a file, but a directory is needed here",
+                                errno.EEXIST: "already exists (a file where a directory is needed?)",
+                                errno.ENOTEMPTY: "directory not empty",
+                                errno.ENAMETOOLONG: "file name too long"}
 
 
 def report_error(e: BaseException) -> int:
@@ -121,7 +121,7 @@ def report_error(e: BaseException) -> int:
         return 1
     if isinstance(e, OSError) and _user_os_error(e):
         path = e.filename2 if e.filename2 is not None else e.filename
-        reason = _DISK.get(e.errno) or _PATH.get(e.errno) or e.strerror
+        reason = _DISK.get(e.errno) or _PATH.get(e.errno) or str(e.strerror)
         print(f"error: {InputError(path, reason)}", file=sys.stderr)
         return 2
     traceback.print_exception(e)

@@ -52,8 +52,8 @@ def run_demo(out: Path, quick: bool = False, n_boot: int = 1000, progress: bool 
     out.mkdir(parents=True, exist_ok=True)
 
     t = time.perf_counter()
-    from .toyworld import toy_model_path  # the shipped models: set-up is only checking them
     from .models import load_model
+    from .toyworld import toy_model_path  # the shipped models: set-up is only checking them
 
     cfg = load_study(study_file(quick, full))
     for m in cfg.models:
@@ -72,9 +72,9 @@ def run_demo(out: Path, quick: bool = False, n_boot: int = 1000, progress: bool 
 
     t = time.perf_counter()
     con.rule("[bold]2/3 knowledge injection")
-    from .knowledge import load_config, run_knowledge
-
     import torch
+
+    from .knowledge import load_config, run_knowledge
 
     torch.set_num_threads(1)  # measured: one thread is steadier than two on a 2-core CPU
     kpath = studies_dir() / "knowledge-toy-quick.yaml"

@@ -47,7 +47,8 @@ class Throttle:
     (``done == total``) and the first of each stage."""
 
     def __init__(self, fn: ProgressFn, every_s: float = 0.25):
-        self.fn, self.every_s, self._last, self._stage = fn, every_s, 0.0, None
+        self.fn, self.every_s, self._last = fn, every_s, 0.0
+        self._stage: str | None = None
 
     def __call__(self, ev: ProgressEvent) -> None:
         now = time.monotonic()

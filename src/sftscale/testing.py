@@ -57,11 +57,11 @@ def tiny_llama(vocab_size: int = 97, hidden: int = 32, layers: int = 2, heads: i
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    ids: dict[str, Any] = dict(token_ids or {})
     cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                       num_attention_heads=heads, num_key_value_heads=kv_heads or heads,
                       intermediate_size=intermediate or 2 * hidden,
-                      max_position_embeddings=max_positions, tie_word_embeddings=tie,
-                      **(token_ids or {}))
+                      max_position_embeddings=max_positions, tie_word_embeddings=tie, **ids)
     torch.manual_seed(seed)
     return LlamaForCausalLM(cfg)
 
@@ -171,7 +171,7 @@ def make_lora(base_dir: str | os.PathLike, out: str | os.PathLike, seed: int) ->
     cfg = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj"],
                      init_lora_weights=False)
     pm = get_peft_model(base, cfg)
-    pm.save_pretrained(out)
+    pm.save_pretrained(str(out))
     return Path(out)
 
 

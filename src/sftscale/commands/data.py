@@ -75,7 +75,8 @@ def score_file(task_name: str, responses: Path, samples_out: Optional[Path] = No
         rows = rows[:limit]
     if not rows:
         raise InputError(responses, "no response lines")
-    items, texts, index, seen = [], [], [], {}
+    items, texts, index = [], [], []
+    seen: dict[str, int] = {}
     where: dict[Any, int] = {}  # item id (and sample index) -> its first line
     for line, obj in rows:
         item, text = task.resolve_line(obj, line, responses)
@@ -144,11 +145,14 @@ def register(app: typer.Typer) -> None:
     @app.command("score")
     def score_cmd(
         task: str = typer.Option(..., "--task", "-t", help="Registered task name (see `sftscale tasks`)."),
-        responses: Path = typer.Option(..., "--responses", "-r", help="JSONL: one {id|question|..., response} per line."),
-        samples_out: Optional[Path] = typer.Option(None, "--samples-out", help="Write per-sample records here (JSONL)."),
+        responses: Path = typer.Option(..., "--responses", "-r",
+                                       help="JSONL: one {id|question|..., response} per line."),
+        samples_out: Optional[Path] = typer.Option(None, "--samples-out",
+                                                   help="Write per-sample records here (JSONL)."),
         limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N lines."),
         task_option: list[str] = typer.Option([], "--task-option", "-o",
-                                               help="Task constructor option KEY=VALUE (repeatable), e.g. path=qa.jsonl."),
+                                               help="Task constructor option KEY=VALUE (repeatable), "
+                                                    "e.g. path=qa.jsonl."),
     ) -> None:
         """Score a JSONL of responses; print one JSON object of aggregates on stdout."""
         with contextlib.redirect_stdout(sys.stderr):

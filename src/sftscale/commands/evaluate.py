@@ -49,7 +49,8 @@ def register(app: typer.Typer) -> None:
         allow_template_mismatch: bool = typer.Option(False, "--allow-template-mismatch"),
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir",
                                                  help="content-addressed generation cache"),
-        device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N, mps, or auto (spread over every visible GPU)"),
+        device: Optional[str] = typer.Option(None, "--device",
+                                             help="cpu, cuda, cuda:N, mps, or auto (spread over every visible GPU)"),
         task_option: list[str] = typer.Option([], "--task-option", help="KEY=VALUE, repeatable"),
         no_progress: bool = typer.Option(False, "--no-progress"),
         temperature: Optional[float] = typer.Option(

@@ -27,7 +27,8 @@ def report_cmd(
 
 def demo_cmd(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="where the demo writes its run directories"),
-    quick: bool = typer.Option(False, "--quick", help="a smaller grid: one seed, four N > 0 (about 4 minutes on 2 cores)"),
+    quick: bool = typer.Option(False, "--quick",
+                               help="a smaller grid: one seed, four N > 0 (about 4 minutes on 2 cores)"),
     full: bool = typer.Option(False, "--full", help="the bigger grid (studies/toy-full.yaml; about 30 minutes)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="no live display"),
 ) -> None:

@@ -11,7 +11,6 @@ from typing import Optional
 import typer
 
 
-
 def register(app: typer.Typer) -> None:
     @app.command("pretrain-toy")
     def pretrain_toy_cmd(

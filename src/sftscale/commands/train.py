@@ -40,8 +40,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Finetune MODEL on N examples of TASK (seeded subset) into OUT."""
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         from ..events import ProgressEvent
         from ..train import Recipe, default_recipe, train_cell

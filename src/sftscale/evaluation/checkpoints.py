@@ -125,7 +125,9 @@ def same_model(a: str, b: str) -> bool | None:
     if sa.kind == "hub" and sb.kind == "hub":
         return sa.hub_id == sb.hub_id
     if "gguf" in (sa.kind, sb.kind):  # not converted just to compare
-        return None if sa.kind != sb.kind else Path(sa.path).resolve() == Path(sb.path).resolve()
+        if sa.kind != sb.kind or sa.path is None or sb.path is None:
+            return None
+        return sa.path.resolve() == sb.path.resolve()
     da, db = local_dir(sa), local_dir(sb)
     if da is None or db is None:
         return None

@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence, cast
 from ..io import InputError, atomic_write_json, atomic_write_jsonl, sha256_file, sha256_json
 from ..provenance import git_hash, versions
 from ..schema import SampleRecord
+from ..tasks.base import GenSpec, Item, Task
 
 
 @dataclass
@@ -36,9 +37,9 @@ class EvalRecord:
     before ``limit``; ``metrics`` the task's flat aggregate; ``timings`` seconds and token
     counts; ``t_start`` the wall-clock start (``time.time()``)."""
 
-    task: Any
+    task: Task
     task_options: dict
-    items: list
+    items: list[Item]
     n_total: int
     config: dict
     identity: dict
@@ -48,11 +49,11 @@ class EvalRecord:
     metrics: dict
     timings: dict
     t_start: float
-    gen: Any = None  # the GenSpec used (default: the task's)
+    gen: GenSpec | None = None  # the GenSpec used (default: the task's)
     num_fewshot: int = 0
 
 
-def data_hashes(task: Any, task_options: dict) -> dict:
+def data_hashes(task: Task, task_options: dict) -> dict:
     """Manifest sha256s of the task's shipped data, or the sha256 of a user data file."""
     out: dict[str, Any] = {}
     path = task_options.get("path") or getattr(task, "path", None)
@@ -132,7 +133,7 @@ def results_object(rec: EvalRecord) -> dict[str, Any]:
     }
 
 
-def write_files(out: str | os.PathLike, task_name: str, samples: list[dict],
+def write_files(out: str | os.PathLike, task_name: str, samples: Sequence[SampleRecord],
                 results: dict) -> dict[str, str]:
     """Write samples then results under ``out``; return their paths."""
     outd = Path(out)

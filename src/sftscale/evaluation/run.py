@@ -56,16 +56,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Sequence
 
-from .checkpoints import check_base, check_weights, find_train_meta, locate_adapter
-from .results import EvalRecord, results_object, sample_records, write_files
 from ..events import ProgressFn
 from ..generation import Generator, resolve_checkpoint
 from ..io import InputError
 from ..tasks.base import GenSpec, Task
+from .checkpoints import check_base, check_weights, find_train_meta, locate_adapter
+from .results import EvalRecord, results_object, sample_records, write_files
 
 
 def check_template(adapter: str | os.PathLike | None, eval_sha: str | None,
@@ -92,9 +92,9 @@ def check_template(adapter: str | os.PathLike | None, eval_sha: str | None,
     return train_sha
 
 
-def evaluate(model: Any, task: Any, adapter: str | os.PathLike | None = None,
+def evaluate(model: Any, task: str | Task, adapter: str | os.PathLike | None = None,
              limit: int | None = None, out: str | os.PathLike | None = None,
-             generator: Any = None, chat: bool = False, batch_size: int | None = None,
+             generator: Generator | None = None, chat: bool = False, batch_size: int | None = None,
              allow_template_mismatch: bool = False, task_options: dict | None = None,
              cache_dir: str | os.PathLike | None = None, device: str | None = None,
              progress: ProgressFn | None = None, sampling: dict | None = None,
@@ -162,7 +162,7 @@ def evaluate(model: Any, task: Any, adapter: str | os.PathLike | None = None,
     return {**results, "metrics": agg, "samples": samples, "paths": paths}
 
 
-def _resolve_task(task: Any, task_options: dict) -> Task:
+def _resolve_task(task: str | Task, task_options: dict) -> Task:
     """A Task object as given, or the registered task of that name built with the options."""
     if isinstance(task, Task):
         return task
@@ -183,7 +183,7 @@ def _template_sha(tok: Any, chat: bool) -> str | None:
         raise InputError(None, f"--chat: {e}", field="chat") from None
 
 
-def _use_adapter(generator: Any, model: Any, adapter: str | os.PathLike | None,
+def _use_adapter(generator: Generator, model: Any, adapter: str | os.PathLike | None,
                  eval_sha: str | None, allow_mismatch: bool) -> tuple[Path | None, str | None]:
     """Guard the template, then switch the generator to ``adapter`` (or the bare base).
 
@@ -217,7 +217,7 @@ def gen_spec(base: GenSpec, sampling: dict | None) -> GenSpec:
     return replace(base, **over) if over else base
 
 
-def _generate_and_score(generator: Any, task: Task, spec: GenSpec, rows: list,
+def _generate_and_score(generator: Generator, task: Task, spec: GenSpec, rows: list,
                         progress: ProgressFn | None) -> tuple[list, list, dict, dict, list]:
     """(responses, per-sample scores, aggregate, timings, generated tokens per row) for the
     rows (item, prompt, sample index); several samples per item carry ``sample`` when

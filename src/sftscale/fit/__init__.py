@@ -13,8 +13,8 @@ Not handled here: drawing (``sftscale.report``).
 """
 
 from .analysis import style_substance
-from .data import load_inputs, load_items, load_long
 from .bootstrap import paired_bootstrap_means
+from .data import load_inputs, load_items, load_long
 from .fitting import FitResult, fit_table, fits_document, n_for_target
 from .forms import FORMS, Form, default_forms, register_form
 from .run import FitSettings, fit_run_dir

@@ -37,11 +37,11 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import isotonic_regression
 
+from ..schema import AnalysisDoc
 from .bootstrap import curve_rng, item_matrix, paired_bootstrap_means
 from .data import load_items
 from .fitting import json_safe
 from .forms import pearson_r2, single_threaded
-from ..schema import AnalysisDoc
 
 
 def _band(point: np.ndarray, reps: np.ndarray, level: float) -> dict:

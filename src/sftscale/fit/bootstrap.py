@@ -67,7 +67,7 @@ def _counts(rng: np.random.Generator, n_boot: int, n_items: int) -> np.ndarray:
 
 
 @single_threaded
-def paired_bootstrap_means(cell_n: Sequence, cell_seed: Sequence, S: np.ndarray, n_boot: int,
+def paired_bootstrap_means(cell_n: Sequence | np.ndarray, cell_seed: Sequence | np.ndarray, S: np.ndarray, n_boot: int,
                            rng: np.random.Generator, paired: bool = True
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-N means of per-item scores and their bootstrap replicates.
@@ -83,7 +83,7 @@ def paired_bootstrap_means(cell_n: Sequence, cell_seed: Sequence, S: np.ndarray,
     squeeze = S.ndim == 2
     if squeeze:
         S = S[:, :, None]
-    C, I, _ = S.shape
+    C, n_items, _ = S.shape  # (cells, items I, metrics)
     present = np.isfinite(S)
     Sz = np.where(present, S, 0.0)
     P = present.astype(float)
@@ -93,14 +93,14 @@ def paired_bootstrap_means(cell_n: Sequence, cell_seed: Sequence, S: np.ndarray,
     point = _combine_seeds(cell_point[None], None, G)[0]
     m = S.shape[2]
     if paired:
-        cnt = _counts(rng, n_boot, I)  # (B, I): how often each item is drawn
-        num = (cnt @ Sz.transpose(1, 0, 2).reshape(I, C * m)).reshape(n_boot, C, m)
-        den = (cnt @ P.transpose(1, 0, 2).reshape(I, C * m)).reshape(n_boot, C, m)
+        cnt = _counts(rng, n_boot, n_items)  # (B, I): how often each item is drawn
+        num = (cnt @ Sz.transpose(1, 0, 2).reshape(n_items, C * m)).reshape(n_boot, C, m)
+        den = (cnt @ P.transpose(1, 0, 2).reshape(n_items, C * m)).reshape(n_boot, C, m)
     else:
         num = np.empty((n_boot, C, m))
         den = np.empty_like(num)
         for c in range(C):
-            cnt = _counts(rng, n_boot, I)
+            cnt = _counts(rng, n_boot, n_items)
             num[:, c] = cnt @ Sz[c]
             den[:, c] = cnt @ P[c]
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -47,12 +47,12 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
+from ..io import InputError
+from ..schema import FitEntry, FitsDoc, ForecastsDoc, JointEntry
 from .bootstrap import CurveData, curve_data, curve_rng
 from .data import load_items, load_long
 from .forms import FORMS, Form, default_forms, get_form, huber, huber_weight, lm_fit, r2_score, single_threaded
 from .selection import RULE, identifiability, select_best
-from ..io import InputError
-from ..schema import FitEntry, FitsDoc, ForecastsDoc, JointEntry
 
 
 # --- fitting ------------------------------------------------------------------------------

@@ -48,13 +48,24 @@ from typing import Any, Sequence, cast
 import numpy as np
 from scipy.stats import chi2, norm
 
-from .backtest import (BUCKETS, BucketCal, Curve, Record, backtest, calibrate, calibration_dict,
-                       combine, curve_from_data, method_weights, predict_members)
+from ..schema import ForecastsDoc
+from .backtest import (
+    BUCKETS,
+    BucketCal,
+    Curve,
+    Record,
+    backtest,
+    calibrate,
+    calibration_dict,
+    combine,
+    curve_from_data,
+    method_weights,
+    predict_members,
+)
 from .data import load_items, load_long
 from .fitting import _is_items_frame, iter_curves, select_metric
 from .forms import single_threaded
 from .members import MEMBERS, NAIVE, clip_rate, logit
-from ..schema import ForecastsDoc
 
 MIN_POINTS = 4        # N > 0 points a curve needs for a forecast
 LOF_P = 0.01          # lack of fit: chi-squared p-value below this

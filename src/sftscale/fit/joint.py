@@ -32,13 +32,13 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ..io import InputError
+from ..schema import JointDifference, JointEntry
 from .bootstrap import CurveData, curve_data, curve_rng, paired_bootstrap_means
 from .data import METRIC_TO_ITEM, load_long
 from .fitting import fit_curve, json_safe
 from .forms import get_form, paper_form, single_threaded
 from .selection import MIN_DOF
-from ..io import InputError
-from ..schema import JointDifference, JointEntry
 
 
 def _joint_items(rows: pd.DataFrame, items: pd.DataFrame, col: str, models: list[str], n_boot: int,

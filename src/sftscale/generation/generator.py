@@ -32,11 +32,11 @@ import time
 from dataclasses import replace
 from typing import Any, Sequence
 
+from ..events import ProgressEvent, ProgressFn
+from ..tasks.base import GenSpec
 from .backend import Backend, row_seed, spec_dict
 from .cache import GenCache
 from .hf import HFBackend
-from ..events import ProgressEvent, ProgressFn
-from ..tasks.base import GenSpec
 
 
 class Generator:
@@ -135,7 +135,8 @@ class Generator:
         out: dict[int, str] = {}
         ntok: dict[int, int] = {}
         todo = rows
-        ident = sd = None
+        ident: dict = {}  # the cache key's model and generation parts (with a cache)
+        sd: dict = {}
         if self.cache is not None:
             ident, sd = self.identity(), spec_dict(spec)
             for i, h in zip(rows, self.cache.get_many(ident, sd, [keys[i] for i in rows])):

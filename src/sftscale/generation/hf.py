@@ -45,15 +45,14 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from .backend import OnBatch, report, truncate_at_stop
-from .checkpoint import (checkpoint_hash, checkpoint_kind, resolve_checkpoint, state_hash,
-                         tokenizer_hash)
 from ..events import ProgressFn
 from ..io import InputError
 from ..models import attention_backends, encode_prompt
 from ..tasks.base import GenSpec
+from .backend import OnBatch, report, truncate_at_stop
+from .checkpoint import checkpoint_hash, checkpoint_kind, resolve_checkpoint, state_hash, tokenizer_hash
 
 
 class HFBackend:
@@ -409,6 +408,7 @@ def _cache_kwarg(model: Any) -> str:
     if cls not in _CACHE_KW:
         import inspect
 
+        params: Mapping[str, inspect.Parameter]
         try:
             params = inspect.signature(cls.forward).parameters
         except (TypeError, ValueError):
@@ -422,7 +422,9 @@ def _mergeable(cache: Any) -> bool:
     from transformers.cache_utils import DynamicLayer
 
     layers = getattr(cache, "layers", None)
-    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+    if not layers:
+        return False
+    return all(type(layer) is DynamicLayer for layer in layers)
 
 
 def _merge(torch: Any, c1: Any, a1: Any, c2: Any, a2: Any) -> tuple[Any, Any]:

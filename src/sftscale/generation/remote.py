@@ -24,11 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .backend import OnBatch, report, truncate_at_stop
-from .checkpoint import checkpoint_hash, checkpoint_kind, resolve_checkpoint
 from ..events import ProgressFn
 from ..io import InputError
 from ..tasks.base import GenSpec
+from .backend import OnBatch, report, truncate_at_stop
+from .checkpoint import checkpoint_hash, checkpoint_kind, resolve_checkpoint
 
 
 # --------------------------------------------------------------------------- OpenAI server

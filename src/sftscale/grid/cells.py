@@ -117,7 +117,7 @@ def expand_cells(cfg: StudyConfig, pool_sizes: Mapping[str, int] | None = None) 
 
     cells: list[Cell] = []
     search = cell_search(cfg)
-    for mi, m in enumerate(cfg.models):
+    for m in cfg.models:
         own = model_defaults(m.ref)
         for ti, t in enumerate(cfg.tasks):
             pool = None if pool_sizes is None else pool_sizes.get(t.label)

@@ -17,11 +17,12 @@ import itertools
 import json
 from typing import Any
 
+from ..config import StudyConfig
 from ..io import sha256_json
 
 # --- the spec a cell carries ---------------------------------------------------------------
 
-def cell_search(cfg: Any) -> dict[str, Any]:
+def cell_search(cfg: StudyConfig) -> dict[str, Any]:
     """The ``Cell.search`` dict of a study's N > 0 cells ({} without ``recipe_search``)."""
     rs = cfg.recipe_search
     if rs is None:
@@ -65,7 +66,7 @@ def cand_id(values: dict[str, Any]) -> str:
     return text if safe and len(text) <= 60 else "c" + sha256_json(values)[:12]
 
 
-def check_search(cfg: Any, model_ref: str, base_overrides: dict) -> str | None:
+def check_search(cfg: StudyConfig, model_ref: str, base_overrides: dict) -> str | None:
     """Why the grid is invalid on top of ``base_overrides`` for this model (None: valid)."""
     from ..io import InputError
     from ..train.recipe import recipe_with

@@ -15,8 +15,8 @@ from __future__ import annotations
 from .config import KnowledgeConfig, load_config, parse_config
 from .run import run_knowledge
 from .sources import file_source
-from .toy import toy_source
 from .stats import bootstrap_rows, paired_contrast, paired_difference, table_markdown
+from .toy import toy_source
 
 __all__ = ["KnowledgeConfig", "bootstrap_rows", "file_source", "load_config", "paired_contrast", "paired_difference",
            "parse_config", "run_knowledge", "table_markdown", "toy_source"]

@@ -11,8 +11,8 @@ references (``model``, ``instruct.ref``) are resolved here too (``models.resolve
 download), so an unknown model is reported at its line.
 
 Not handled here: whether the facts file resolves (checked when the run starts, with the
-same InputError shape), whether a hub model exists (resolving a hub id is offline), recipe keys beyond ``Recipe``'s own validation
-(checked by ``train.recipe_with`` when the first cell trains).
+same InputError shape), whether a hub model exists (resolving a hub id is offline), recipe keys
+beyond ``Recipe``'s own validation (checked by ``train.recipe_with`` when the first cell trains).
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def _check_models(cfg: KnowledgeConfig, where: str, lines: dict[tuple, int]) -> 
     (the study config's line index and field names: ``config._line_for`` / ``_loc_str``)."""
     from ..models import resolve_model
 
-    refs = [(("model",), cfg.model)]
+    refs: list[tuple[tuple[str, ...], str]] = [(("model",), cfg.model)]
     if cfg.instruct is not None:
         refs.append((("instruct", "ref"), cfg.instruct.ref))
     for loc, ref in refs:

@@ -44,7 +44,7 @@ import numpy as np
 from ..io import InputError, atomic_write_json, atomic_write_text, read_jsonl, remove_path, sha256_json
 from ..rundir import layout
 from ..tasks.base import GenSpec, Item, Task
-from .config import KnowledgeConfig
+from .config import BootstrapSpec, KnowledgeConfig
 from .sources import QTYPES, Source, file_source
 from .stats import bootstrap_rows, interval, paired_contrast, table_markdown
 from .toy import toy_source
@@ -309,6 +309,7 @@ def _eval_model(src: Source, items: dict[str, list[Item]], gen_ref: str, adapter
         if need_recall:
             from ..toyworld.pretrain import fact_recall
 
+            assert gen is not None  # made above when the recall is needed
             new = [f.triple for f in src.test_facts() if f.triple is not None]
             rec = {"corpus": fact_recall(gen.model, gen.tokenizer, src.corpus_recall),
                    "new": fact_recall(gen.model, gen.tokenizer, new),
@@ -331,7 +332,7 @@ def _matrix(rows_samples: list[list[dict]], ids: list[str], metric: str) -> np.n
     return out
 
 
-def _contrasts(items: dict[str, list[Item]], bs: Any, cond: str, a: str, b: str,
+def _contrasts(items: dict[str, list[Item]], bs: BootstrapSpec, cond: str, a: str, b: str,
                terms: list[tuple[dict, float]]) -> list[dict]:
     """sum(weight * row mean) per question type and metric, paired over questions (and seeds),
     with the unpaired interval beside it for comparison."""
@@ -350,21 +351,25 @@ def _contrasts(items: dict[str, list[Item]], bs: Any, cond: str, a: str, b: str,
     return out
 
 
-def _differences(rows: list[dict], items: dict[str, list[Item]], bs: Any) -> list[dict]:
+def _differences(rows: list[dict], items: dict[str, list[Item]], bs: BootstrapSpec) -> list[dict]:
     """Each start minus the base start under each condition; then ``gain``: (injected -
     before) of each start minus that of the base start, which separates learning the facts
     from answering closed book."""
     out = []
     for cond in ("injected", "before", "retrieval"):
         crow = [r for r in rows if r["condition"] == cond]
-        ref = next((r for r in crow if r["kind"] == "base"), crow[0] if crow else None)
+        if not crow:
+            continue
+        ref = next((r for r in crow if r["kind"] == "base"), crow[0])
         for r in crow:
             if r is not ref:
                 out += _contrasts(items, bs, cond, r["start"], ref["start"], [(r, 1.0), (ref, -1.0)])
     inj = {r["start"]: r for r in rows if r["condition"] == "injected"}
     bef = {r["start"]: r for r in rows if r["condition"] == "before"}
     starts = [s for s in inj if s in bef]
-    ref_s = next((s for s in starts if inj[s]["kind"] == "base"), starts[0] if starts else None)
+    if not starts:
+        return out
+    ref_s = next((s for s in starts if inj[s]["kind"] == "base"), starts[0])
     for s in starts:
         if s != ref_s:
             out += _contrasts(items, bs, "gain", s, ref_s, [(inj[s], 1.0), (bef[s], -1.0),

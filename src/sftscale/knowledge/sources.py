@@ -167,7 +167,7 @@ def file_source(path: str | Path, limit: int | None = None, need_fact_ids: bool 
     fmt: list[tuple[str, str, str]] = []
     seen: set[str] = set()
     for rec, line, fld in recs:
-        def bad(reason: str, key: str | None = None) -> InputError:
+        def bad(reason: str, key: str | None = None, line: int | None = line, fld: str | None = fld) -> InputError:
             return InputError(p, reason, line=line, field=f"{fld}.{key}" if fld and key else (key or fld))
 
         t = rec.get("type")
@@ -247,7 +247,7 @@ def _records(p: Path) -> list[tuple[dict, int | None, str | None]]:
             raise InputError(p, f"not valid JSON ({e.msg})", line=e.lineno) from None
         if not isinstance(data, dict):
             raise InputError(p, "expected an object with lists facts, direct, multihop", line=1)
-        out = []
+        out: list[tuple[dict, int | None, str | None]] = []
         kinds = {"facts": "fact", "direct": "direct", "multihop": "multihop", "replay": "replay",
                  "format": "format"}
         for key in data:

@@ -45,7 +45,7 @@ def new_people(world, n: int | None = None) -> list:
     if n is None or n <= len(held):
         return held if n is None else held[:n]
     used = {p.name for p in world.people}
-    names = [f"{f} {l}" for f in FIRST_NAMES for l in LAST_NAMES if f"{f} {l}" not in used]
+    names = [f"{f} {last}" for f in FIRST_NAMES for last in LAST_NAMES if f"{f} {last}" not in used]
     rng = random.Random(f"knowledge-new-people-{world.seed}")
     rng.shuffle(names)
     if n - len(held) > len(names):
@@ -62,8 +62,16 @@ def toy_source(world_seed: int = 0, people: int | None = None, qa_share: float =
     ``limit``: only the first ``ceil(limit / 3)`` new people (tests)."""
     from ..toyworld.pretrain import recall_sets
     from ..toyworld.tasks import ToyKnowledge, direct_item, multihop_item
-    from ..toyworld.world import (CHAINS, DIRECT_QUESTIONS, MULTIHOP_QUESTIONS, PERSON_RELATIONS,
-                                  QUESTION_WRAPPERS, TEMPLATES, World, render_fact)
+    from ..toyworld.world import (
+        CHAINS,
+        DIRECT_QUESTIONS,
+        MULTIHOP_QUESTIONS,
+        PERSON_RELATIONS,
+        QUESTION_WRAPPERS,
+        TEMPLATES,
+        World,
+        render_fact,
+    )
 
     world = World.generate(world_seed)
     ppl = new_people(world, people)

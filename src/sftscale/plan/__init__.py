@@ -1,10 +1,10 @@
 """Before and around a run: is the study runnable, what will it cost, how long is left.
 
-``check.py`` (``check_study``, ``plan_study``, ``format_plan``) with ``memory.py`` (per-rank
-memory), ``calibrate.py`` (costs measured on this machine), ``gpucal.py`` (GPU constants,
-``gpu_calibration.json``), ``offline.py`` (``--no-check`` plans), ``problems.py`` (every
-problem at once), ``runplan.py`` (the plan saved in a run directory, recalibration after a
-run) and ``eta.py`` (cost-weighted ETA).
+``check.py`` (``check_study``, ``plan_study``, ``format_plan``) with ``estimate.py`` (the
+``Plan`` they return), ``memory.py`` (per-rank memory), ``calibrate.py`` (costs measured on
+this machine), ``gpucal.py`` (GPU constants, ``gpu_calibration.json``), ``offline.py``
+(``--no-check`` plans), ``problems.py`` (every problem at once), ``runplan.py`` (the plan saved
+in a run directory, recalibration after a run) and ``eta.py`` (cost-weighted ETA).
 
 Public API (imports are lazy so that ``import sftscale.plan`` stays cheap)::
 

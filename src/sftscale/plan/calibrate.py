@@ -42,10 +42,14 @@ import platform
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from ..config import StudyConfig
+from ..grid.cells import Cell, expand_cells
 from ..io import atomic_write_json
+from ..models import ModelSpec, model_weights_hash
 from ..paths import cache_root
+from .estimate import Plan
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +81,15 @@ def machine_key(fp: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def model_hash(ref: str, spec: Any = None) -> str | None:
+def model_hash(ref: str, spec: ModelSpec | None = None) -> str | None:
     """The weights hash of a model on this machine (None: not local)."""
-    from ..models import model_weights_hash
-
     try:
         return model_weights_hash(spec if spec is not None else ref)
     except Exception:  # noqa: BLE001 - not local, unreadable: no calibration
         return None
 
 
-def study_fingerprint(cfg: Any) -> dict[str, Any]:
+def study_fingerprint(cfg: StudyConfig) -> dict[str, Any]:
     ex = cfg.executor
     workers = ex.workers if ex.kind == "local" else (ex.max_parallel or 1)
     return machine_fingerprint(ex.threads, workers)
@@ -154,7 +156,7 @@ def cell_seconds(cal: dict[str, Any], row: Mapping[str, Any]) -> tuple[float | N
     return t, s1 if row["train_tokens"] else s2
 
 
-def calibrate_plan(plan: Any, cfg: Any, specs: Mapping[str, Any] | None = None,
+def calibrate_plan(plan: Plan, cfg: StudyConfig, specs: Mapping[str, ModelSpec] | None = None,
                    measure: bool = False) -> None:
     """Replace the FLOP-based CPU seconds of ``plan``'s rows by calibrated ones where this
     machine has a calibration for the model (``measure``: measure first); add the wall time."""
@@ -172,13 +174,14 @@ def calibrate_plan(plan: Any, cfg: Any, specs: Mapping[str, Any] | None = None,
     for r in plan.rows:
         m = r["model"]
         if m not in cals:
-            cals[m] = load_calibration(fp, model_hash(refs[m], specs.get(m)))
-            if cals[m] is not None and _const(cals[m], "run_extra_s"):
-                extra.append(_const(cals[m], "run_extra_s"))
-        if cals[m] is None or "cpu_s" not in r:
+            cals[m] = new = load_calibration(fp, model_hash(refs[m], specs.get(m)))
+            if new is not None and _const(new, "run_extra_s"):
+                extra.append(_const(new, "run_extra_s"))
+        cal = cals[m]
+        if cal is None or "cpu_s" not in r:
             how.setdefault(m, set()).add("FLOP constants")
             continue
-        t, src = cell_seconds(cals[m], r)
+        t, src = cell_seconds(cal, r)
         if t is None:
             how.setdefault(m, set()).add("FLOP constants")
             continue
@@ -220,12 +223,10 @@ def _startup_s() -> float:
 
 # --- measuring ----------------------------------------------------------------------------------
 
-def measure_study(cfg: Any, plan: Any, specs: Mapping[str, Any], fp: Mapping[str, Any]) -> None:
+def measure_study(cfg: StudyConfig, plan: Plan, specs: Mapping[str, ModelSpec], fp: Mapping[str, Any]) -> None:
     """Time real training steps and generation of each (local) model on each task of the
     study; cache the rates. Models that are not on this machine are skipped (a note says so)."""
     import torch
-
-    from ..grid.cells import expand_cells
 
     torch.set_num_threads(int(fp["threads"]))
     cells = expand_cells(cfg)
@@ -251,12 +252,12 @@ def measure_study(cfg: Any, plan: Any, specs: Mapping[str, Any], fp: Mapping[str
         plan.notes.append(f"{m.label}: measured on this machine -> {p}")
 
 
-def _measure_cell(train_like: Any, eval_like: Any) -> dict[str, Any]:
+def _measure_cell(train_like: Cell, eval_like: Cell) -> dict[str, Any]:
     """One short real training (``MEASURE_STEPS`` steps of ``train_like``'s recipe) and one
     real evaluation (``MEASURE_EVAL_ITEMS`` items of ``eval_like``'s task)."""
     from ..evaluation.run import evaluate
-    from ..train.cell import train_cell
     from ..tasks.taskdata import study_task
+    from ..train.cell import train_cell
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="sftscale-measure-") as tmp:
@@ -264,9 +265,9 @@ def _measure_cell(train_like: Any, eval_like: Any) -> dict[str, Any]:
             recipe = {**train_like.recipe, "max_steps": MEASURE_STEPS}
             recipe.setdefault("chat", train_like.chat)
             t0 = time.perf_counter()
-            meta = train_cell(train_like.model_ref, study_task(train_like.task_name, train_like.task_options, train_like.max_new_tokens), train_like.n,
-                              train_like.seed, Path(tmp) / "train", recipe=recipe,
-                              task_options=train_like.task_options or None)
+            train_task = study_task(train_like.task_name, train_like.task_options, train_like.max_new_tokens)
+            meta = train_cell(train_like.model_ref, train_task, train_like.n, train_like.seed, Path(tmp) / "train",
+                              recipe=recipe, task_options=train_like.task_options or None)
             wall = time.perf_counter() - t0
             tw, toks = float(meta.get("train_wall_s") or 0.0), meta.get("tokens_seen") or 0
             if toks:
@@ -283,7 +284,7 @@ def _measure_cell(train_like: Any, eval_like: Any) -> dict[str, Any]:
     return out
 
 
-def fit_rates(pairs: list[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> dict[str, Any]:
+def fit_rates(pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> dict[str, Any]:
     """Rates from (store cell, plan row) pairs: the fixed training cost is the mean train_s of
     the N = 0 cells (0 without them); per task, seconds per training token over its N > 0
     cells and seconds per generated-token bound over all its cells; ``other_s`` the mean of

@@ -50,6 +50,9 @@ from ..config import StudyConfig
 from ..grid.cells import Cell, expand_cells
 from ..grid.searchspec import candidates, check_search
 from ..io import InputError
+from ..models import ModelSpec
+from ..tasks.base import Task
+from .estimate import Plan
 from .memory import check_fit, check_resources, train_memory
 
 #: CPU constants, measured on this project's 2-core machine with studies/toy-quick.yaml
@@ -83,7 +86,7 @@ _SIZE_IN_NAME = re.compile(r"(?<![A-Za-z0-9])(\d+(?:\.\d+)?)\s*([BbMm])(?![A-Za-
 class CheckResult:
     pool_sizes: dict[str, int] = field(default_factory=dict)
     test_sizes: dict[str, int] = field(default_factory=dict)
-    model_specs: dict[str, Any] = field(default_factory=dict)
+    model_specs: dict[str, ModelSpec] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -236,7 +239,7 @@ def _recipe_loc(cfg: StudyConfig, i: int, j: int, k: str) -> tuple:
 
 # --- sizes -----------------------------------------------------------------------------------
 
-def count_params(ref: str, spec: Any = None) -> tuple[float | None, str]:
+def count_params(ref: str, spec: ModelSpec | None = None) -> tuple[float | None, str]:
     """(parameters, how they were counted) without loading weights."""
     from ..models import resolve_model
 
@@ -291,7 +294,7 @@ def train_steps(n: int, recipe: Any) -> int:
     return steps_for(n, recipe)[0]
 
 
-def _token_stats(ref: str, task: Any, chat: bool, limit: int | None, spec: Any = None
+def _token_stats(ref: str, task: Task, chat: bool, limit: int | None, spec: ModelSpec | None = None
                  ) -> dict[str, Any]:
     """Mean tokens of a training example and of an evaluation prompt (≤ 64 items each)."""
     tok = None
@@ -338,14 +341,6 @@ def _token_stats(ref: str, task: Any, chat: bool, limit: int | None, spec: Any =
 
 
 # --- the plan ----------------------------------------------------------------------------------
-
-@dataclass
-class Plan:
-    rows: list[dict[str, Any]]
-    totals: dict[str, Any]
-    assumptions: dict[str, Any]
-    notes: list[str]
-
 
 def measure_cpu_flops(seconds: float = 0.5) -> float:
     """FLOP/s of a 512x512 fp32 matmul loop on this machine (torch's threads)."""
@@ -544,6 +539,6 @@ def _dur(s: float | None) -> str:
     return f"{s / 86400:.1f}d"
 
 
-__all__ = ["CPU_EVAL_FLOPS", "CPU_TRAIN_FLOPS", "GPUS", "CheckResult", "Plan", "Cell",
+__all__ = ["CPU_EVAL_FLOPS", "CPU_TRAIN_FLOPS", "GPUS", "CheckResult", "Cell",
            "check_study", "count_params", "format_plan", "measure_cpu_flops", "plan_study",
            "train_steps"]

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config import ModelArch, ModelEntry, StudyConfig, TaskEntry
+from .estimate import Plan
 from .problems import CheckProblems
 
 #: (parameters, layers, hidden, attention heads, vocabulary) from each model's config.json on
@@ -54,7 +56,7 @@ def _known(ref: str) -> tuple[float, int, int, int, int] | None:
     return None
 
 
-def params_from_arch(arch: Any) -> float:
+def params_from_arch(arch: ModelArch | dict[str, Any]) -> float:
     """12·layers·hidden² (attention + a 4x MLP) + 2·vocab·hidden (untied embeddings): the usual
     dense-transformer count; GQA and wider MLPs shift it by ~10% (give ``params`` to be exact)."""
     a = arch if isinstance(arch, dict) else arch.model_dump()
@@ -62,13 +64,13 @@ def params_from_arch(arch: Any) -> float:
     return 12 * L * h * h + 2 * V * h
 
 
-def hinted_params(m: Any) -> tuple[float | None, str]:
+def hinted_params(m: ModelEntry) -> tuple[float | None, str]:
     """A model entry's parameters without its weights: ``params``, ``arch``, the table, the name."""
     from .check import _SIZE_IN_NAME
 
-    if getattr(m, "params", None):
+    if m.params:
         return float(m.params), "params in the study"
-    if getattr(m, "arch", None):
+    if m.arch:
         return params_from_arch(m.arch), "from arch in the study"
     k = _known(m.ref)
     if k is not None:
@@ -80,7 +82,7 @@ def hinted_params(m: Any) -> tuple[float | None, str]:
     return None, "unknown"
 
 
-def _task_sizes(t: Any, cfg: Any, notes: list[str]) -> tuple[int, int | None, dict[str, Any]]:
+def _task_sizes(t: TaskEntry, cfg: StudyConfig, notes: list[str]) -> tuple[int, int | None, dict[str, Any]]:
     """(test items, pool, token stats) of a task entry: built locally if it can be, else known."""
     from ..tasks.taskdata import study_task
 
@@ -105,9 +107,9 @@ def _task_sizes(t: Any, cfg: Any, notes: list[str]) -> tuple[int, int | None, di
                 st["train_tokens"] = DEFAULT_TRAIN_TOKENS
         n_test = len(tests)
     except Exception:  # noqa: BLE001 - offline: the task's data is missing
-        n_test, pool = KNOWN_TASKS.get(t.name, (None, None))
-        if n_test is None:
-            n_test = DEFAULT_TEST_ITEMS
+        known_test, pool = KNOWN_TASKS.get(t.name, (None, None))
+        n_test = DEFAULT_TEST_ITEMS if known_test is None else known_test
+        if known_test is None:
             notes.append(f"{t.label}: test set not available offline; {n_test} items assumed")
         st = {"prompt_tokens": DEFAULT_PROMPT_TOKENS, "train_tokens": DEFAULT_TRAIN_TOKENS,
               "max_new": max_new or DEFAULT_MAX_NEW,
@@ -121,12 +123,12 @@ def _mean_chars(texts: list[str]) -> float:
     return sum(len(x) for x in texts) / max(1, len(texts))
 
 
-def plan_offline(cfg: Any, gpu: str | None, mfu: float | None) -> Any:
+def plan_offline(cfg: StudyConfig, gpu: str | None, mfu: float | None) -> Plan:
     """The plan of ``cfg`` without resolving models or fetching data (``plan --no-check``)."""
-    from .calibrate import calibrate_plan
     from ..grid.cells import expand_cells
+    from .calibrate import calibrate_plan
+    from .check import _cell_row, _gpu_name
     from .gpucal import gpu_mfu
-    from .check import Plan, _cell_row, _gpu_name
 
     gpu = _gpu_name(gpu)
     mfu = gpu_mfu(gpu) if mfu is None else mfu
@@ -145,14 +147,14 @@ def plan_offline(cfg: Any, gpu: str | None, mfu: float | None) -> Any:
     for k in ("train_flops", "eval_flops", "cpu_s", "gpu_s"):
         if rows and all(k in r for r in rows):
             totals[k] = sum(r[k] for r in rows)
-    from . import check as P
+    from . import check as chk
 
-    assumptions = {"cpu_train_flops": P.CPU_TRAIN_FLOPS, "cpu_eval_flops": P.CPU_EVAL_FLOPS,
-                   "cpu_cell_overhead_s": P.CPU_CELL_OVERHEAD_S,
-                   "cpu_step_overhead_s": P.CPU_STEP_OVERHEAD_S,
-                   "cpu_gen_token_s": P.CPU_GEN_TOKEN_S, "eval_batch_gpu": P.EVAL_BATCH_GPU,
-                   "gpu": gpu, "mfu": mfu, "gpu_peak_flops": P.GPUS[gpu][0] if gpu else None,
-                   "gpu_bandwidth": P.GPUS[gpu][1] if gpu else None, "offline": True}
+    assumptions = {"cpu_train_flops": chk.CPU_TRAIN_FLOPS, "cpu_eval_flops": chk.CPU_EVAL_FLOPS,
+                   "cpu_cell_overhead_s": chk.CPU_CELL_OVERHEAD_S,
+                   "cpu_step_overhead_s": chk.CPU_STEP_OVERHEAD_S,
+                   "cpu_gen_token_s": chk.CPU_GEN_TOKEN_S, "eval_batch_gpu": chk.EVAL_BATCH_GPU,
+                   "gpu": gpu, "mfu": mfu, "gpu_peak_flops": chk.GPUS[gpu][0] if gpu else None,
+                   "gpu_bandwidth": chk.GPUS[gpu][1] if gpu else None, "offline": True}
     plan = Plan(rows=rows, totals=totals, assumptions=assumptions, notes=notes)
     calibrate_plan(plan, cfg, {}, measure=False)
     return plan

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..config import StudyConfig
 from ..io import atomic_write_json
 from ..rundir import layout
 from .calibrate import fit_rates, model_hash, save_calibration, study_fingerprint
@@ -25,7 +26,7 @@ from .calibrate import fit_rates, model_hash, save_calibration, study_fingerprin
 log = logging.getLogger(__name__)
 
 
-def save_run_plan(cfg: Any, run_dir: Path, pool_sizes: Mapping[str, int] | None = None
+def save_run_plan(cfg: StudyConfig, run_dir: Path, pool_sizes: Mapping[str, int] | None = None
                   ) -> dict[str, float] | None:
     """Write ``DIR/plan.json`` (the plan before the run: the first one is kept; cells it lacks
     are added) and return {cell key: planned CPU seconds}. Never raises: a plan that cannot be
@@ -55,7 +56,7 @@ def read_run_plan(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def record_run(cfg: Any, run_dir: Path, started: float, wall_s: float) -> Path | None:
+def record_run(cfg: StudyConfig, run_dir: Path, started: float, wall_s: float) -> Path | None:
     """Fit the rates of each model from the cells finished since ``started`` (time.time()) and
     merge them into the cache as source "run". Never raises (logged)."""
     try:
@@ -65,9 +66,9 @@ def record_run(cfg: Any, run_dir: Path, started: float, wall_s: float) -> Path |
         return None
 
 
-def _record_run(cfg: Any, run_dir: Path, started: float, wall_s: float) -> Path | None:
-    from .eta import makespan
+def _record_run(cfg: StudyConfig, run_dir: Path, started: float, wall_s: float) -> Path | None:
     from ..rundir.store import Store
+    from .eta import makespan
 
     note_run_wall(run_dir, wall_s)
     plan = read_run_plan(run_dir)

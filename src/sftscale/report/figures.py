@@ -52,13 +52,13 @@ def save(fig: Any, out_dir: Path, stem: str) -> dict[str, Path]:
     return paths
 
 
-def zero_position(ns: Sequence[float]) -> float:
+def zero_position(ns: Sequence[float] | np.ndarray) -> float:
     """Where N = 0 is drawn on the log axis: a factor 4 left of the smallest positive N."""
     pos = [n for n in ns if n > 0]
     return (min(pos) if pos else 1.0) / 4.0
 
 
-def _xaxis(ax: Any, ns: Sequence[float]) -> None:
+def _xaxis(ax: Any, ns: Sequence[float] | np.ndarray) -> None:
     x0 = zero_position(ns)
     ticks = sorted(set(float(n) for n in ns))
     ax.set_xscale("log")
@@ -185,7 +185,8 @@ def style_substance_figure(groups: Sequence[Mapping[str, Any]]) -> Any:
         if plat.get("n") is not None:
             xp = _xs(np.array([plat["n"]], float), x0)[0]
             ax.axvline(xp, color="#1f77b4", lw=1, ls=":")
-            txt = "accuracy still\nrising" if plat.get("still_rising") else f"accuracy stops\nrising at N={int(plat['n'])}"
+            txt = ("accuracy still\nrising" if plat.get("still_rising")
+                   else f"accuracy stops\nrising at N={int(plat['n'])}")
             right = plat["n"] >= max(ns)
             ax.text(xp, 0.80, txt + " " if right else " " + txt.replace("\n", "\n "), color="#1f77b4",
                     fontsize=7, va="top", ha="right" if right else "left")

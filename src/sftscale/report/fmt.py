@@ -1,7 +1,8 @@
 """The one number formatter of the report: at most 3 significant digits, everywhere.
 
-- ``num(x[, approx=True])``: 3 significant digits ("≈" first when rounding changed an exact count); thousands separators from 1,000 on (``2,110``,
-  ``16,400``); ``1.07e9`` from 10^9 on; "–" for None/NaN/inf; other values as escaped text.
+- ``num(x[, approx=True])``: 3 significant digits ("≈" first when rounding changed an exact count);
+  thousands separators from 1,000 on (``2,110``, ``16,400``); ``1.07e9`` from 10^9 on; "–" for
+  None/NaN/inf; other values as escaped text.
 - ``percent(x)``: ``num(100 x)``; ``signed(x)``: ``num`` with a leading ``+`` for positive values.
 - ``interval(mid, lo, hi, pct=False, hi_text=None)``: ``mid [lo, hi]`` (``hi_text`` replaces
   a missing upper end, e.g. "not determined by these data").

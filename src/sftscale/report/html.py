@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..fit.answers import answer_rows, n_text
-from .fmt import esc, interval, num, percent
-
 from ..schema import AnalysisDoc, BandSeries, FitsDoc, ForecastsDoc
+from .fmt import esc, interval, num, percent
 
 if TYPE_CHECKING:
     from .data import ReportData
@@ -137,7 +136,8 @@ def _held_fixed(run_dir: Path) -> str:
               "Steps per cell (seeds apart):")
            + f"</p><table><tr><th class=l>model · task</th>{head}</tr>"]
     for (model, task), d in sorted(by.items()):
-        cells = "".join("<td>" + " / ".join(str(m.get("steps")) for m in sorted(d.get(n, []), key=lambda m: m.get("seed", 0)))
+        cells = "".join("<td>" + " / ".join(str(m.get("steps"))
+                                            for m in sorted(d.get(n, []), key=lambda m: m.get("seed", 0)))
                         + "</td>" for n in ns)
         out.append(f"<tr><td class=l>{esc(model)} · {esc(task)}</td>{cells}</tr>")
     out.append("</table><p class=sub>" + "<br>".join(esc(r) for r in rules[:4]) + "</p>")
@@ -165,7 +165,8 @@ def _fit_table(doc: FitsDoc) -> str:
                     f"<td class=l>{esc(f['task'])}</td><td class=l>{esc(f['metric'])}</td>"
                     f"<td class=l>{esc(f['form'])}{' ★' if f['best'] else ''}</td><td class=l>{ps}</td>"
                     f"<td>{num(f.get('r2_metric'))}</td><td>{num(f.get('dof'))}</td><td>{num(f.get('aicc'))}</td>"
-                    f"<td>{num(loo['rmse'])}</td><td class=l>{sel_s}</td><td class='l warn'>{'<br>'.join(esc(w) for w in f['warnings'])}</td></tr>")
+                    f"<td>{num(loo['rmse'])}</td><td class=l>{sel_s}</td>"
+                    f"<td class='l warn'>{'<br>'.join(esc(w) for w in f['warnings'])}</td></tr>")
     rule = next((n[len("best: "):] for n in doc["notes"] if n.startswith("best: ")), "lowest AICc")
     rows.append(f"</table><p class=sub>★ the chosen form of the curve; rule: {esc(rule)}. R² in metric space. "
                 f"Intervals: {num(100 * (doc.get('level') or 0.95))}% bootstrap percentiles. Forms that are not "
@@ -224,7 +225,8 @@ def _joint_table(doc: FitsDoc) -> str:
         for m in j["models"]:
             e = m["exponent"]
             val = interval(e.get("mid"), e.get("lo"), e.get("hi")) if m.get("identified") else "–"
-            ok = "yes" if m.get("identified") else "<span class=bad>no</span>: " + esc(", ".join(m.get("reasons") or []))
+            ok = ("yes" if m.get("identified")
+                  else "<span class=bad>no</span>: " + esc(", ".join(m.get("reasons") or [])))
             rows.append(f"<tr><td class=l>{esc(j['task'])}</td><td class=l>{esc(j['metric'])} ({esc(j['form'])}, "
                         f"{esc(j['exponent'])})</td><td class=l>{esc(m['model'])}</td><td>{val}</td>"
                         f"<td class=l>{ok}</td></tr>")
@@ -249,7 +251,7 @@ def _style_table(analysis: AnalysisDoc) -> str:
                    "<th>format errors %</th><th>substance errors %</th><th>total errors %</th></tr>")
         bands = (g["format_rate"], g["format_error"], g["substance_error"], g["total_error"])
         for i, n in enumerate(g["n"]):
-            def b(s: BandSeries) -> str:
+            def b(s: BandSeries, i: int = i) -> str:
                 return interval(s["mid"][i], s["lo"][i], s["hi"][i], pct=True)
             out.append(f"<tr><td>{n_text(n)}</td>" + "".join(f"<td>{b(s)}</td>" for s in bands) + "</tr>")
         out.append("</table>")

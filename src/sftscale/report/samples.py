@@ -13,12 +13,12 @@ from pathlib import Path
 
 from ..io import read_jsonl
 from ..rundir import layout
+from ..schema import SampleRecord
 
 
 def _samples(eval_files: dict) -> str | None:
     """The samples file among the eval stage's recorded files (path relative to the run dir)."""
     return next((p for p in eval_files if fnmatch(Path(p).name, layout.SAMPLES_GLOB)), None)
-from ..schema import SampleRecord
 
 
 def sample_responses(run_dir: Path, k: int = 3, max_chars: int = 400) -> list[dict]:

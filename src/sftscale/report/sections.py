@@ -17,8 +17,18 @@ from . import figures
 from .data import ReportData
 from .findings import findings
 from .fmt import esc, num
-from .html import (_answers, _backtests, _examples, _fit_table, _held_fixed, _joint_table, _knowledge,
-                   _search_table, _style_table, img)
+from .html import (
+    _answers,
+    _backtests,
+    _examples,
+    _fit_table,
+    _held_fixed,
+    _joint_table,
+    _knowledge,
+    _search_table,
+    _style_table,
+    img,
+)
 
 Section = Callable[[ReportData], str]
 

@@ -160,9 +160,9 @@ def _restore_cell(run_dir: Path, st: Store, cell: Cell, stages: Sequence[StageSp
         return 0
     secs = {s.name: s.seconds(s.dir_in(cdir)) if s.seconds else None for s in stages}
     train_s, eval_s = secs.get(layout.TRAIN), secs.get(layout.EVAL)
+    known = {k: v for k, v in secs.items() if v is not None}
     out.update(cell_dir=layout.cell_rel(cell.key), worker="rebuilt", train_s=train_s, eval_s=eval_s,
-               stage_s={k: v for k, v in secs.items() if v is not None},
-               wall_s=None if any(v is None for v in secs.values()) else sum(secs.values()),  # type: ignore[misc]
+               stage_s=known, wall_s=sum(known.values()) if len(known) == len(secs) else None,
                finished_at=_finished(cdir, stages))
     st.record_done(cell.key, out, out.pop("metrics", {}), out.pop("items", []))
     (cdir / layout.ERROR).unlink(missing_ok=True)

@@ -1,9 +1,9 @@
 """Executors: where cells run. The driver alone writes the store, in its callbacks.
 
 ``LocalExecutor`` runs cells one after another in the driver process (a worker keeps one base
-model's Generator between cells), or in ``workers`` spawned processes. ``RayExecutor`` submits each cell as a Ray task with
-``num_cpus``/``num_gpus`` from the config (a model's ``gpus``, ``executor.cpus_per_cell``),
-keeps at most ``max_parallel`` in flight, and hands each outcome back to the driver as it
+model's Generator between cells), or in ``workers`` spawned processes. ``RayExecutor`` submits
+each cell as a Ray task with ``num_cpus``/``num_gpus`` from the config (a model's ``gpus``,
+``executor.cpus_per_cell``), keeps at most ``max_parallel`` in flight, and hands each outcome back to the driver as it
 arrives. The run directory must be visible to every Ray worker at the same path (one
 machine, or a shared filesystem): workers write cell directories, the driver reads hashes.
 
@@ -33,6 +33,7 @@ from typing import Any, Callable, Protocol, Sequence
 from ..config import StudyConfig
 from ..events import ProgressEvent, ProgressFn
 from ..grid.cells import Cell
+from ..rundir.stagespec import Stage, StageContext
 
 OnStart = Callable[[Cell], None]
 OnDone = Callable[[Cell, dict], None]
@@ -135,10 +136,10 @@ def _ray_cell_task(runner: Any, cell_dict: dict, run_dir: str) -> dict:
 class OnRay:
     """A stage run as a Ray task with ``cpus``/``gpus`` (picklable; progress not forwarded)."""
 
-    def __init__(self, stage: Any, cpus: float, gpus: float):
+    def __init__(self, stage: Stage, cpus: float, gpus: float):
         self.stage, self.cpus, self.gpus = stage, cpus, gpus
 
-    def __call__(self, cell: Cell, ctx: Any) -> None:
+    def __call__(self, cell: Cell, ctx: StageContext) -> None:
         import dataclasses
 
         import ray
@@ -148,7 +149,7 @@ class OnRay:
         ray.get(task.remote(self.stage, cell, dataclasses.replace(ctx, progress=None)))
 
 
-def _call_stage(stage: Any, cell: Cell, ctx: Any) -> None:
+def _call_stage(stage: Stage, cell: Cell, ctx: StageContext) -> None:
     stage(cell, ctx)
 
 
@@ -229,7 +230,7 @@ class RayExecutor:
                 ray.shutdown()
 
 
-def make_executor(kind: str, cfg: StudyConfig | None = None) -> Any:
+def make_executor(kind: str, cfg: StudyConfig | None = None) -> Executor:
     ex = cfg.executor if cfg is not None else None
     if kind == "local":
         return LocalExecutor(workers=ex.workers if ex else 1, threads=ex.threads if ex else None)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..events import ProgressEvent
+from ..grid.cells import Cell
 from ..plan.eta import CostETA
 
 
@@ -35,11 +36,11 @@ class NullReporter:
     def __exit__(self, *exc: Any) -> None:
         return None
 
-    def start(self, cell: Any) -> None: ...
+    def start(self, cell: Cell) -> None: ...
 
     def event(self, ev: ProgressEvent) -> None: ...
 
-    def done(self, cell: Any, outcome: dict) -> None: ...
+    def done(self, cell: Cell, outcome: dict) -> None: ...
 
 
 class RichReporter(NullReporter):
@@ -108,7 +109,7 @@ class RichReporter(NullReporter):
             self.progress.update(self.task, description=self._desc(),
                                  completed=self.done_n + self.failed_n, eta=self._eta())
 
-    def start(self, cell: Any) -> None:
+    def start(self, cell: Cell) -> None:
         self.current[cell.key] = "start"
         self.eta.start(cell.key, time.monotonic())
         self._refresh()
@@ -117,7 +118,7 @@ class RichReporter(NullReporter):
         self.current[ev.cell or "?"] = ev.describe()
         self._refresh()
 
-    def done(self, cell: Any, outcome: dict) -> None:
+    def done(self, cell: Cell, outcome: dict) -> None:
         self.current.pop(cell.key, None)
         self.finished_n += 1
         self.eta.finish(cell.key, time.monotonic(), float(outcome.get("wall_s") or 0.0))

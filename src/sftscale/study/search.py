@@ -47,11 +47,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..grid.cells import Cell
 from ..grid.searchspec import cand_id, candidates
-from ..io import (atomic_write_json, fresh_dir, link_tree, read_json_dict, read_jsonl, remove_path,
-                  sha256_json)
+from ..io import atomic_write_json, fresh_dir, link_tree, read_json_dict, read_jsonl, remove_path, sha256_json
 from ..rundir import layout
 from ..rundir.layout import VAL_LOSS
+from ..rundir.stagespec import StageContext
+from ..tasks.base import Task
 
 RULE = ("highest validation {metric}; ties: lowest validation loss, then the first candidate "
         "in grid order")
@@ -87,16 +89,16 @@ def validation_ids(pool_ids: Sequence[str], n: int, seed: int, search: dict[str,
     return subset, select_subset(rest, v["n"], v["seed"])
 
 
-def validation_view(task: Any, ids: Sequence[str]) -> Any:
+def validation_view(task: Task, ids: Sequence[str]) -> Task:
     """A copy of ``task`` whose ``test_items()`` are the training items ``ids`` (in order)."""
     by_id = {it.id: it for it in task.train_items()}
     items = [by_id[i] for i in ids]
     view = copy.copy(task)
-    view.test_items = lambda: list(items)  # the instance attribute shadows the method
+    view.test_items = lambda: list(items)  # type: ignore[method-assign]  # the instance attribute shadows the method
     return view
 
 
-def write_val_loss(gen: Any, task: Any, cell: Any, out: Path) -> None:
+def write_val_loss(gen: Any, task: Task, cell: Cell, out: Path) -> None:
     """``out/val_loss.json``: mean next-token loss of the validation items' gold completions
     under the generator's current model (nothing when the backend has no torch model)."""
     model = getattr(gen, "model", None)
@@ -124,7 +126,7 @@ def write_val_loss(gen: Any, task: Any, cell: Any, out: Path) -> None:
 
 # --- running the search (the train stage of a search cell) ---------------------------------
 
-def run_search(runner: Any, cell: Any, ctx: Any) -> None:
+def run_search(runner: Any, cell: Cell, ctx: StageContext) -> None:
     """Train and validate every candidate (resuming finished ones), choose, and write the
     chosen candidate's training directory into ``ctx.out`` (see the module docstring)."""
     from ..tasks.taskdata import study_task
@@ -180,7 +182,7 @@ def _done(cdir: Path, values: dict[str, Any], ids_sha: str) -> dict[str, Any] | 
     return rec
 
 
-def _run_candidate(runner: Any, cell: Any, ctx: Any, cdir: Path, values: dict[str, Any],
+def _run_candidate(runner: Any, cell: Cell, ctx: StageContext, cdir: Path, values: dict[str, Any],
                    val: list[str], ids_sha: str) -> dict[str, Any]:
     """Train (unless its ``train/`` is complete) and validate one candidate; write val.json."""
     import time

@@ -32,6 +32,7 @@ from ..rundir import layout
 from ..rundir.integrity import train_files
 from ..rundir.outputs import eval_record, eval_seconds, train_record, train_seconds
 from ..rundir.stagespec import Stage, StageContext, StageSpec, check_stages
+from ..tasks.base import Task
 
 
 def train_stage(cell: Cell, ctx: StageContext) -> None:
@@ -81,7 +82,7 @@ def eval_stage(cell: Cell, ctx: StageContext) -> None:
     if ctx.validation is not None:  # a search candidate: training items, never test items
         from .search import validation_view
         task = validation_view(task, ctx.validation)
-    common = dict(limit=cell.limit, out=ctx.out, chat=cell.chat, batch_size=cell.batch_size,
+    common: dict[str, Any] = dict(limit=cell.limit, out=ctx.out, chat=cell.chat, batch_size=cell.batch_size,
                   allow_template_mismatch=cell.allow_template_mismatch, progress=ctx.progress,
                   sampling=cell.sampling, num_fewshot=cell.num_fewshot,  # examples never from
                   fewshot_exclude=meta.get("subset_ids") or ())  # the cell's finetuning subset
@@ -107,7 +108,7 @@ def eval_stage(cell: Cell, ctx: StageContext) -> None:
         write_val_loss(gen, task, cell, ctx.out)
 
 
-def task_object(cell: Cell) -> Any:
+def task_object(cell: Cell) -> Task:
     """The cell's task: max_new_tokens override and external training data applied."""
     from ..tasks.taskdata import study_task
 

@@ -68,7 +68,7 @@ class Tracker(Protocol):
 
     def __enter__(self) -> "Tracker": ...
 
-    def __exit__(self, *exc: Any) -> None: ...
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None: ...
 
     def cell_done(self, cell: Cell, outcome: Mapping[str, Any]) -> None: ...
 
@@ -86,10 +86,10 @@ class NullTracker:
         return None
 
 
-def open_tracker(cfg: StudyConfig, run_dir: Path) -> Any:
+def open_tracker(cfg: StudyConfig, run_dir: Path) -> Tracker:
     """The study's tracker (NullTracker when ``tracking:`` is off); starts the parent run(s)."""
     t = cfg.tracking
-    trackers: list[Any] = []
+    trackers: list[Tracker] = []
     try:
         if t.mlflow is not None:
             trackers.append(MlflowTracker(cfg, run_dir, t.mlflow))
@@ -105,7 +105,7 @@ def open_tracker(cfg: StudyConfig, run_dir: Path) -> Any:
 
 
 class _Both:
-    def __init__(self, trackers: list[Any]):
+    def __init__(self, trackers: list[Tracker]):
         self.trackers = trackers
 
     def __enter__(self) -> "_Both":

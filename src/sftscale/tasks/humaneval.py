@@ -178,7 +178,7 @@ class HumanEval(Task):
     primary_metric = "pass@1_base"
     license = "MIT"
     gen = GenSpec(max_new_tokens=512, stop=GEN_STOPS)
-    response_keys = ("response", "completion", "solution")
+    response_keys: tuple[str, ...] = ("response", "completion", "solution")
     dataset = "humaneval"
     plus = False
     samples_per_item = True  # evalplus / human-eval samples files: n lines per task
@@ -293,6 +293,7 @@ class HumanEval(Task):
             return sandbox.Program(code=program, tests=tests, timeout_s=self.timeout_s,
                                    memory_mb=self.memory_mb, harness=CHECK_HARNESS,
                                    data={"entry_point": ep})
+        assert gt is not None  # plus: ground_truth() covers every item
         groups, budget = [], 2.0
         for name in ("base", "plus"):
             limits = [max(1.0, 4.0 * t) for t in gt[name + "_time"]]
@@ -342,7 +343,7 @@ class HumanEval(Task):
                 out[it.id] = got
             else:
                 todo.append((it, key))
-        progs = [sandbox.Program(code=it.question + it.completion, timeout_s=600.0, memory_mb=4096,
+        progs = [sandbox.Program(code=it.question + (it.completion or ""), timeout_s=600.0, memory_mb=4096,
                                  harness=GT_HARNESS, max_file_mb=1024,
                                  data={"entry_point": it.target["entry_point"],
                                        "groups": [("base", it.target["base_input"]),

@@ -167,7 +167,7 @@ def _group(fn, entry_point, inputs, expected, limits, atol, digests):
             if atol == 0 and _is_floats(exp):
                 atol = 1e-6
             if not exact and atol != 0:
-                ok = type(out) == type(exp)
+                ok = type(out) is type(exp)
                 if ok and isinstance(exp, (list, tuple)):
                     ok = len(out) == len(exp)
                 ok = ok and _allclose(out, exp, atol)

@@ -29,8 +29,9 @@ not the naive binomial ones.
 Deviation from lm-eval, on purpose: lm-eval builds a checker with missing/invalid kwargs from
 the global ``random`` state, so two prompts (keys 1122 and 1129: "letter" ``#`` and ``!``) get
 a random letter and their scores vary from run to run; here ``random`` is seeded per prompt
-(``"ifeval:<key>"``) around the checkers, so scores are reproducible. Not handled: the multilingual IFEval variants, lm-eval's
-``multi-turn:`` instructions (not in the data), and training items (IFEval has no training pool).
+(``"ifeval:<key>"``) around the checkers, so scores are reproducible. Not handled: the
+multilingual IFEval variants, lm-eval's ``multi-turn:`` instructions (not in the data), and
+training items (IFEval has no training pool).
 """
 
 from __future__ import annotations

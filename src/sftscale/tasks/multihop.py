@@ -265,7 +265,9 @@ class MultihopFile(_QATask):
     def _load(self) -> tuple[list[Item], list[Item]]:
         if self._loaded is None:
             from ..data import read_numbered
-            test, train, seen = [], [], set()
+            test: list[Item] = []
+            train: list[Item] = []
+            seen: set[str] = set()
             stem = Path(self.path).name.split(".")[0]
             for i, (line, r) in enumerate(read_numbered(self.path)):
                 item, split = self._item(r, line, f"multihop/{stem}/{i}")

@@ -19,6 +19,7 @@ the ``punkt`` pickles of NLTK < 3.9 (NLTK >= 3.9 maps ``tokenizers/punkt/*.pickl
 from __future__ import annotations
 
 import contextlib
+import importlib
 import sys
 import warnings
 from pathlib import Path
@@ -162,7 +163,7 @@ def import_ifeval_checkers() -> ModuleType:
     utils = sys.modules.get("lm_eval.tasks.ifeval.utils")
     if utils is None:
         with no_nltk_download():
-            from lm_eval.tasks.ifeval import utils
+            utils = importlib.import_module("lm_eval.tasks.ifeval.utils")
     import logging
 
     import langdetect

@@ -45,9 +45,9 @@ from __future__ import annotations
 
 import functools
 import json
+import marshal
 import math
 import os
-import marshal
 import secrets
 import shutil
 import signal

@@ -11,6 +11,7 @@ Importing this package imports neither torch nor transformers.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 TOY_MODELS: tuple[str, ...] = ("toy-S", "toy-M")
@@ -58,7 +59,7 @@ def toy_sft_defaults(model_dir: str | Path | None = None) -> dict:
     import json
 
     meta = Path(model_dir) / "toy_meta.json" if model_dir is not None else None
-    own = {}
+    own: dict[str, Any] = {}
     if meta is not None and meta.is_file():
         own = json.loads(meta.read_text(encoding="utf-8")).get("sft_defaults") or {}
     return {**TOY_SFT_DEFAULTS, **own}

@@ -25,8 +25,8 @@ formats (their modules own that); the token count uses the tokenizer's pre-token
 from __future__ import annotations
 
 import random
-from .arith import (MATH_TEST_RESERVE, MathProblem, drill, math_pool_problems,  # noqa: F401
-                    math_test_problems, random_problem)
+
+from .arith import MATH_TEST_RESERVE, MathProblem, drill, math_pool_problems, math_test_problems, random_problem  # noqa: F401
 from .pieces import count_tokens
 from .world import TEMPLATES, World, render_fact
 

@@ -50,12 +50,21 @@ import random
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..tasks import register_task
 from ..tasks.base import GenSpec, Item, Task, mean_metrics
-from .world import (CITIES, COMPANIES, DIRECT_QUESTIONS, PERSON_RELATIONS, TEMPLATES, Person, World,
-                    all_names, render_fact)
+from .world import (
+    CITIES,
+    COMPANIES,
+    DIRECT_QUESTIONS,
+    PERSON_RELATIONS,
+    TEMPLATES,
+    Person,
+    World,
+    all_names,
+    render_fact,
+)
 
 END_PHRASES: tuple[str, ...] = ("That is all.", "Hope this helps.", "Any other questions?",
                                 "Thank you.")
@@ -190,13 +199,17 @@ def apply(fact: str, cfg: Config) -> str:
 def instructions(cfg: Config, gold: str) -> tuple[str, list[str], list[dict]]:
     """(prompt sentences, IFEval instruction ids, kwargs) of ``cfg`` for its ``gold``."""
     m = count_words(gold) + cfg.extra_words
-    sentences, ids, kwargs = [], [], []
+    sentences: list[str] = []
+    ids: list[str] = []
+    kwargs: list[dict] = []
     for k in cfg.kinds:
         iid, sentence = KINDS[k]
         sentences.append(sentence.format(p=cfg.end, w=cfg.keyword, m=m))
         ids.append(iid)
-        kwargs.append({"words": {"relation": "less than", "num_words": m + 1}, "end": {"end_phrase": cfg.end},
-                       "ps": {"postscript_marker": "P.S."}, "keyword": {"keywords": [cfg.keyword]}}.get(k, {}))
+        by_kind: dict[str, dict[str, Any]] = {
+            "words": {"relation": "less than", "num_words": m + 1}, "end": {"end_phrase": cfg.end},
+            "ps": {"postscript_marker": "P.S."}, "keyword": {"keywords": [cfg.keyword]}}
+        kwargs.append(by_kind.get(k, {}))
     return " ".join(sentences), ids, kwargs
 
 

@@ -49,7 +49,7 @@ def model_config(size: str, vocab_size: int, pad_id: int, eos_id: int):
 
     if size not in SIZES:
         raise ValueError(f"unknown toy size {size!r}; known: {', '.join(SIZES)}")
-    s = SIZES[size]
+    s: dict[str, Any] = SIZES[size]  # LlamaConfig keyword arguments
     return LlamaConfig(vocab_size=vocab_size, num_key_value_heads=s["num_attention_heads"],
                        max_position_embeddings=512, tie_word_embeddings=True, pad_token_id=pad_id,
                        bos_token_id=eos_id, eos_token_id=eos_id, rms_norm_eps=1e-5, **s)

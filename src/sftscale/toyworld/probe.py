@@ -66,7 +66,7 @@ def finetune(model, tok, task: Task, n: int, seed: int, defaults: dict | None = 
     rec = Recipe(**{**d, **{k: v for k, v in overrides.items() if v is not None}})
     steps, _ = steps_for(n, rec)
     cfg = LoopConfig(steps=steps, lr=rec.lr, batch_size=min(rec.batch_size, n),
-                     micro_batch_size=rec.micro_batch_size, warmup_steps=rec.warmup_steps,
+                     micro_batch_size=rec.micro_batch_size, warmup_steps=rec.warmup_steps or 0,
                      schedule=rec.schedule, weight_decay=rec.weight_decay, seed=seed)
     res = train_loop(model, ex, cfg, pad_id=tok.pad_token_id)
     return {"steps": res.steps, "train_s": round(res.wall_s, 1), "final_loss": round(res.losses[-1], 4)}
@@ -84,9 +84,12 @@ def indistinct_pairs(prompts: Sequence[str], model_dirs: Sequence[str], threshol
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(model_dirs[0]))
-    emb = [torch.nn.functional.normalize(
-        AutoModelForCausalLM.from_pretrained(str(d)).get_input_embeddings().weight.detach(), dim=-1)
-        for d in model_dirs]
+
+    def unit_embeddings(d: str) -> torch.Tensor:
+        layer: Any = AutoModelForCausalLM.from_pretrained(str(d)).get_input_embeddings()
+        return torch.nn.functional.normalize(layer.weight.detach(), dim=-1)
+
+    emb = [unit_embeddings(d) for d in model_dirs]
     slots: dict[tuple, set[int]] = defaultdict(set)  # prompt with one position blanked -> tokens there
     for text in set(prompts):
         ids = tuple(tok(text, add_special_tokens=False)["input_ids"])
@@ -99,8 +102,8 @@ def indistinct_pairs(prompts: Sequence[str], model_dirs: Sequence[str], threshol
         a = torch.tensor(sorted(alts))
         sim = torch.stack([e[a] @ e[a].T for e in emb]).amin(0)
         for i, j in zip(*torch.where(torch.triu(sim > threshold, diagonal=1))):
-            key = tuple(sorted((tok.decode([int(a[i])]), tok.decode([int(a[j])]))))
-            found[key] = found.get(key, 0) + 1
+            lo, hi = sorted((str(tok.decode([int(a[i])])), str(tok.decode([int(a[j])]))))
+            found[(lo, hi)] = found.get((lo, hi), 0) + 1
     return found
 
 

@@ -52,8 +52,17 @@ from typing import Any
 from ..tasks import register_task
 from ..tasks.base import GenSpec, Item, Task, first_n
 from ..tasks.gsm8k import GSM8KFormat
-from .world import (CHAINS, DIRECT_QUESTIONS, MULTIHOP_QUESTIONS, PERSON_RELATIONS, QUESTION_WRAPPERS,
-                    TEMPLATES, Person, World, render_fact)
+from .world import (
+    CHAINS,
+    DIRECT_QUESTIONS,
+    MULTIHOP_QUESTIONS,
+    PERSON_RELATIONS,
+    QUESTION_WRAPPERS,
+    TEMPLATES,
+    Person,
+    World,
+    render_fact,
+)
 
 _STOP = ("Question:", "<|endoftext|>")
 
@@ -91,9 +100,15 @@ def direct_item(p: Person, rel: str, t: int, w: int, split: str, prefix: str = "
 class _Pools:
     """``test_items``/``train_items`` from a task's cached ``_test``/``_train`` lists and ``limit``."""
 
-    _test: list[Item]
-    _train: list[Item]
     limit: int | None
+
+    @property
+    def _test(self) -> list[Item]:  # each task's cached_property
+        raise NotImplementedError
+
+    @property
+    def _train(self) -> list[Item]:
+        raise NotImplementedError
 
     def test_items(self) -> list[Item]:
         return first_n(self._test, self.limit)

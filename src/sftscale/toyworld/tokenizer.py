@@ -24,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .pieces import PIECE_PATTERN, vocabulary_pieces
+
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
 UNK = "<unk>"
@@ -59,8 +60,7 @@ def vocabulary_texts() -> list[str]:
 
     from .arith import drill
     from .corpus import DOMAIN_MODULES, HEADERS, available_shares, build_corpus, domain_module, random_problem
-    from .world import (DIRECT_QUESTIONS, MULTIHOP_QUESTIONS, QUESTION_WRAPPERS, TEMPLATES, World,
-                        all_names)
+    from .world import DIRECT_QUESTIONS, MULTIHOP_QUESTIONS, QUESTION_WRAPPERS, TEMPLATES, World, all_names
 
     texts: list[str] = []
     for w in ("Q", "A", "Answer", *all_names(), *COMMON_WORDS):

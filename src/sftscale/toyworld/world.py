@@ -116,7 +116,7 @@ class World:
         city_country = {c: COUNTRIES[i // CITIES_PER_COUNTRY] for i, c in enumerate(CITIES)}
         capitals = {k: CITIES[i * CITIES_PER_COUNTRY] for i, k in enumerate(COUNTRIES)}
         company_country = {k: rng.choice(COUNTRIES) for k in COMPANIES}
-        names = [f"{f} {l}" for f in FIRST_NAMES for l in LAST_NAMES]
+        names = [f"{f} {last}" for f in FIRST_NAMES for last in LAST_NAMES]
         rng.shuffle(names)
         names = names[:n_people]
         n_held = round(n_people * heldout_frac)

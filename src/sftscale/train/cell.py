@@ -48,11 +48,12 @@ from typing import Any, Callable, Sequence
 
 from ..events import ProgressFn
 from ..io import InputError, atomic_write_json, link_tree, sha256_json
+from ..models import ModelSpec
 from ..provenance import versions
+from ..tasks.base import Item, Task
 from .distributed import Fsdp2, dist_context, full_state_dict
 from .examples import build_examples, check_masks, pack_examples, split_pool
-from .recipe import (VAL_SEED, Recipe, check_early_stopping, resolve_recipe, steps_for, val_count,
-                     warmup_for)
+from .recipe import VAL_SEED, Recipe, check_early_stopping, resolve_recipe, steps_for, val_count, warmup_for
 
 META = "train_meta.json"
 META_VERSION = 1
@@ -77,13 +78,13 @@ class _Request:
     """What a cell is asked to do, resolved: the model's spec, the task object, the recipe."""
 
     model_ref: str
-    spec: Any
-    task: Any
+    spec: ModelSpec
+    task: Task
     n: int
     seed: int
     rec: Recipe
     ident: dict
-    items: list  # the task's training pool (empty for N = 0 on a task without one)
+    items: list[Item]  # the task's training pool (empty for N = 0 on a task without one)
     device: str | None
 
 
@@ -100,7 +101,7 @@ class _Rows:
     val: Sequence[Any] = ()  # early stopping's validation examples (unpacked)
 
 
-def train_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
+def train_cell(model: Any, task: str | Task, n: int, seed: int, out: str | os.PathLike,
                recipe: Recipe | dict | str | os.PathLike | None = None,
                task_options: dict | None = None, progress: ProgressFn | None = None,
                device: str | None = None) -> dict:
@@ -158,11 +159,11 @@ def _start(req: _Request, out: Path, progress: ProgressFn | None) -> dict:
                   [by_id[i] for i in val_ids])
 
 
-def _resolve(model: Any, task: Any, n: int, seed: int, recipe: Any,
+def _resolve(model: Any, task: str | Task, n: int, seed: int, recipe: Recipe | dict | str | os.PathLike | None,
              task_options: dict | None, device: str | None = None) -> _Request:
     """Every input checked, nothing written: an InputError names the bad one."""
     from ..models import check_device, resolve_model
-    from ..tasks import Task, get_task
+    from ..tasks import get_task
 
     if int(n) < 0:
         raise InputError(None, f"N must be >= 0, got {n}", field="n")
@@ -183,7 +184,7 @@ def _resolve(model: Any, task: Any, n: int, seed: int, recipe: Any,
     return _Request(model_ref, spec, task_obj, int(n), int(seed), rec, ident, items, device)
 
 
-def _pool(task: Any, n: int) -> list:
+def _pool(task: Task, n: int) -> list[Item]:
     """The task's training items; a task without training data is an InputError for N > 0."""
     try:
         return task.train_items()
@@ -276,7 +277,7 @@ def _run_backend(mdl: Any, tok: Any, plan: _Rows, rec: Recipe, seed: int,
                      micro_batch_tokens=rec.micro_batch_tokens,
                      warmup_steps=plan.warmup, schedule=rec.schedule,
                      min_lr_ratio=rec.min_lr_ratio, weight_decay=rec.weight_decay,
-                     betas=tuple(rec.betas), max_grad_norm=rec.max_grad_norm,
+                     betas=(rec.betas[0], rec.betas[1]), max_grad_norm=rec.max_grad_norm,
                      seed=seed, autocast_dtype="bf16" if train_dtype == "bf16" else None,
                      eval_every=rec.eval_every if plan.val else 0, patience=rec.patience,
                      min_improvement=rec.min_improvement, min_delta=rec.min_delta)
@@ -317,7 +318,7 @@ def _run_meta(plan: _Rows, res: Any, rec: Recipe) -> dict:
                           f"below {1 - rec.min_improvement:g} x the last improvement's"
                           + (f" and at least {rec.min_delta:g} below it" if rec.min_delta else "")
                           + "); keep the "
-                          f"weights of the lowest loss; the lr schedule spans the budget. "
+                          "weights of the lowest loss; the lr schedule spans the budget. "
                           + (f"Stopped at step {res.steps}" if stopped
                              else f"Trained the whole budget ({res.steps} steps)")
                           + f", kept step {kept}."),
@@ -335,8 +336,8 @@ def _check_same(done: dict, ident: dict, out: Path) -> None:
                          field=diff[0])
 
 
-def replace_if_stale(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
-                     recipe: Any = None, task_options: dict | None = None,
+def replace_if_stale(model: Any, task: str | Task, n: int, seed: int, out: str | os.PathLike,
+                     recipe: Recipe | dict | str | os.PathLike | None = None, task_options: dict | None = None,
                      log: Callable[[str], None] | None = None) -> bool:
     """Remove ``out`` when it holds a finished cell that ``train_cell`` would refuse for this
     request (another task version, recipe, model or base weights); True when removed. For
@@ -357,8 +358,8 @@ def replace_if_stale(model: Any, task: Any, n: int, seed: int, out: str | os.Pat
     return False
 
 
-def adopt_cell(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike,
-               sources: Sequence[str | os.PathLike], recipe: Any = None,
+def adopt_cell(model: Any, task: str | Task, n: int, seed: int, out: str | os.PathLike,
+               sources: Sequence[str | os.PathLike], recipe: Recipe | dict | str | os.PathLike | None = None,
                task_options: dict | None = None) -> Path | None:
     """When ``out`` holds no finished cell: link into it the first of ``sources`` (finished
     cell directories, e.g. a study's ``cells/*/train``) that ``train_cell`` would reuse for
@@ -468,8 +469,10 @@ def wrap_lora(model: Any, rec: Recipe, seed: int) -> Any:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    cfg = LoraConfig(r=rec.lora_r, lora_alpha=rec.lora_alpha, lora_dropout=rec.lora_dropout,
-                     target_modules=rec.lora_targets, task_type="CAUSAL_LM", bias="none")
+    # peft annotates lora_alpha as int; it takes a float (scaling = lora_alpha / r)
+    cfg = LoraConfig(r=rec.lora_r, lora_alpha=rec.lora_alpha,  # type: ignore[arg-type]
+                     lora_dropout=rec.lora_dropout, target_modules=rec.lora_targets, task_type="CAUSAL_LM",
+                     bias="none")
     torch.manual_seed(seed)  # LoRA A init
     return get_peft_model(model, cfg)
 

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 from ..io import InputError
 from ..models import encode_prompt
+from ..tasks.base import Item, Task
 
 IGNORE = -100
 
@@ -86,7 +87,7 @@ def encode_pair(tok: Any, prompt: str, completion: str, max_length: int
     return ids, labels, len(p), cut
 
 
-def build_examples(task: Any, items: Sequence[Any], tok: Any, max_length: int, chat: bool
+def build_examples(task: Task, items: Sequence[Item], tok: Any, max_length: int, chat: bool
                    ) -> tuple[list[tuple[list[int], list[int]]], list[int], dict]:
     """Tokenised (input_ids, labels) for the items, prompt lengths, truncation stats."""
     examples, plens = [], []

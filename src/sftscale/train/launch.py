@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from ..events import ProgressEvent, ProgressFn
+from ..tasks.base import Task
+from .recipe import Recipe
 
 LAUNCHER_ENV = "SFTSCALE_LAUNCHER"
 LAUNCHERS = ("torchrun", "ray")
@@ -52,8 +54,9 @@ def launcher_from_env() -> str:
     return v
 
 
-def train_cell_launched(model: Any, task: Any, n: int, seed: int, out: str | os.PathLike, *,
-                        recipe: Any = None, task_options: dict | None = None,
+def train_cell_launched(model: Any, task: str | Task, n: int, seed: int, out: str | os.PathLike, *,
+                        recipe: Recipe | dict | str | os.PathLike | None = None,
+                        task_options: dict | None = None,
                         progress: ProgressFn | None = None, world: int = 1,
                         launcher: str | None = None, use_gpu: bool = False,
                         cpus_per_worker: float = 1.0, threads: int | None = None) -> dict:

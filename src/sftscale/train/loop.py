@@ -177,7 +177,7 @@ _KEEP_CACHE: dict[type, bool] = {}
 def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
     """Whether the underlying HF model's forward takes ``logits_to_keep`` (peft and DDP
     wrappers pass keyword arguments through)."""
-    base = getattr(model, "module", model)  # DDP
+    base: Any = getattr(model, "module", model)  # DDP
     if hasattr(base, "get_base_model"):  # peft
         base = base.get_base_model()
     t = type(base)
@@ -232,7 +232,8 @@ def split_micro(lengths: Sequence[int], max_examples: int, max_tokens: int | Non
 
 def make_optimizer(model: torch.nn.Module, cfg: LoopConfig) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases, norms and embeddings of size-1 dims."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -367,7 +368,7 @@ def train_loop(model: torch.nn.Module, examples: Sequence[Sequence[Sequence[int]
     amp = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
            if cfg.autocast_dtype == "bf16" else None)
     res = LoopResult(steps=0, tokens_seen=0, target_tokens=0)
-    stopper = _Stopper(model, val_examples, cfg, pad_id) if early else None
+    stopper = _Stopper(model, val_examples, cfg, pad_id) if early and val_examples is not None else None
     t0 = time.perf_counter()
     for step, idx in enumerate(batch_order(len(examples), cfg.batch_size, cfg.steps, cfg.seed)):
         idx = sorted(idx, key=lambda i: len(examples[i][0]))
@@ -435,5 +436,5 @@ class _null:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, *a: Any) -> bool:
-        return False
+    def __exit__(self, *a: Any) -> None:
+        return None

@@ -12,7 +12,8 @@
   in every meta. With ``early_stopping`` it is the step BUDGET: training evaluates the mean
   next-token loss of the gold completions of ``val_items`` validation items of the training
   pool every ``eval_every`` steps (and at the budget), stops after ``patience`` evaluations
-  without an improvement (a relative gain of ``min_improvement`` and an absolute one of ``min_delta``) and keeps the weights of the minimum (``train.loop``; the split:
+  without an improvement (a relative gain of ``min_improvement`` and an absolute one of
+  ``min_delta``) and keeps the weights of the minimum (``train.loop``; the split:
   ``examples.split_pool``). The learning-rate schedule is always defined over the budget, so a
   run stopped early ends at a learning rate above the schedule's end.
 

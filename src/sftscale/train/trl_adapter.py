@@ -24,9 +24,10 @@ from typing import Any, Sequence
 from ..events import ProgressFn
 from .examples import n_targets
 from .loop import LoopResult, train_event
+from .recipe import Recipe
 
 
-def train_trl(model: Any, tok: Any, rows: Sequence[Sequence[Sequence[int]]], recipe: Any,
+def train_trl(model: Any, tok: Any, rows: Sequence[Sequence[Sequence[int]]], recipe: Recipe,
               steps: int, warmup_steps: int, seed: int, progress: ProgressFn | None = None,
               bf16: bool = False) -> LoopResult:
     """Train ``model`` in place with SFTTrainer for ``steps`` optimizer steps; ``progress``
@@ -47,7 +48,7 @@ def train_trl(model: Any, tok: Any, rows: Sequence[Sequence[Sequence[int]]], rec
     res = LoopResult(steps=0, tokens_seen=0, target_tokens=0)
     t0 = time.perf_counter()
 
-    span = {"begin": None, "end": None}
+    span: dict[str, float | None] = {"begin": None, "end": None}
 
     class _CB(TrainerCallback):
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
