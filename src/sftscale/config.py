@@ -36,7 +36,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .io import InputError, sha256_json
 
@@ -166,7 +175,7 @@ class TaskEntry(_Strict):
     """One task of the study."""
 
     name: str = Field(description="registered task name (see `sftscale tasks`)")
-    label: str | None = Field(None, description="label in cell keys and tables (default: name)")
+    label: str = Field("", description="label in cell keys and tables (default: name)")
     options: dict[str, Any] = Field(default_factory=dict, description="task constructor options")
     limit: int | None = Field(None, ge=1, description="evaluate on the first LIMIT test items")
     train_data: str | None = Field(
@@ -183,7 +192,7 @@ class TaskEntry(_Strict):
 
     @model_validator(mode="after")
     def _default_label(self) -> "TaskEntry":
-        if self.label is None:
+        if "label" not in self.model_fields_set:
             self.label = re.sub(r"[^A-Za-z0-9._+-]", "-", self.name)
         if not _LABEL.match(self.label) or "__" in self.label:
             raise _LocError(f"label {self.label!r}: use letters, digits and . _ + - (no '__')",

@@ -76,11 +76,11 @@ def run_cmd(
     except Terminated as e:
         print("terminated (SIGTERM): finished cells are saved, cells in flight are pending "
               "again; rerun the same command to resume", file=sys.stderr)
-        raise typer.Exit(e.exit_code)
+        raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
         print("interrupted: finished cells are saved; rerun the same command to resume",
               file=sys.stderr)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     c = res.counts
     print(json.dumps({"run_dir": str(res.run_dir), **c, "ran": res.ran,
                       "wall_s": round(res.wall_s, 2)}))
@@ -173,12 +173,12 @@ def plan_cmd(
 
     Every unresolved model, dataset and file is listed in one message (exit 2), after the
     estimate of what could be estimated without them."""
-    from ..plan.offline import plan_offline
     from ..plan.check import format_plan, plan_study
+    from ..plan.offline import plan_offline
     from ..plan.problems import CheckProblems
 
     cfg = _load(study)
-    problems = None
+    problems: CheckProblems | None = None
     if no_check:
         from ..plan.check import CheckResult, _check_recipes
 
@@ -196,6 +196,7 @@ def plan_cmd(
             except (InputError, ValueError):  # a problem the estimate needs: the list alone
                 plan = None
     if plan is None:
+        assert problems is not None  # plan is None only after CheckProblems
         raise problems
     if as_json:
         for r in plan.rows:

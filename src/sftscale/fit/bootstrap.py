@@ -19,7 +19,7 @@ from __future__ import annotations
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -138,7 +138,7 @@ def item_matrix(items: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray, 
 #: recent ``curve_data`` results of aggregate rows (no items): fit_table, joint_fits and
 #: forecast_table each build every curve's data with the same generator state, and with many
 #: seeds the binomial draws dominate (1 s for 5,000 cells x 1,000 replicates); bounded in bytes
-_MEMO: "OrderedDict[tuple, tuple[CurveData, dict]]" = OrderedDict()
+_MEMO: "OrderedDict[tuple, tuple[CurveData, Mapping[str, Any]]]" = OrderedDict()
 _MEMO_MAX_BYTES = 256 << 20
 _MEMO_COLS = ["n", "value", "seed", "n_items"]
 

@@ -107,14 +107,15 @@ def _check_long_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
         for c in ("model", "task", "metric"):
             if _blank(row.get(c)):
                 raise InputError(path, "empty value", line=line, field=c)
-        rec = {"model": str(row["model"]), "task": str(row["task"]), "metric": str(row["metric"]),
-               "n": int(_num(row.get("n"), path, line, "n", integer=True, lo=0)),
-               "value": _num(row.get("value"), path, line, "value"), "_line": line}
-        rate = rates.setdefault(rec["metric"], is_rate(rec["metric"]))
-        if rate and not 0.0 <= rec["value"] <= 1.0:
+        metric, value = str(row["metric"]), _num(row.get("value"), path, line, "value")
+        rec: dict[str, Any] = {"model": str(row["model"]), "task": str(row["task"]), "metric": metric,
+                               "n": int(_num(row.get("n"), path, line, "n", integer=True, lo=0)),
+                               "value": value, "_line": line}
+        rate = rates.setdefault(metric, is_rate(metric))
+        if rate and not 0.0 <= value <= 1.0:
             raise InputError(path, f"{rec['metric']!r} is a rate, so its values lie in [0, 1]; "
                              f"got {row.get('value')!r}"
-                             + (" (a percentage? divide by 100)" if 1 < rec["value"] <= 100 else ""),
+                             + (" (a percentage? divide by 100)" if 1 < value <= 100 else ""),
                              line=line, field="value")
         if not _blank(row.get("seed")):
             rec["seed"] = str(row["seed"]).removesuffix(".0")
@@ -313,7 +314,7 @@ def _check_item_rows(rows: list[dict], path, lines: list[int]) -> pd.DataFrame:
         for c in ITEM_REQUIRED:
             if _blank(row.get(c)):
                 raise InputError(path, "missing value", line=line, field=c)
-        rec = {"model": str(row["model"]), "task": str(row["task"]),
+        rec: dict[str, Any] = {"model": str(row["model"]), "task": str(row["task"]),
                "n": int(_num(row["n"], path, line, "n", integer=True, lo=0)),
                "item_id": str(row["item_id"]),
                "seed": "0" if _blank(row.get("seed")) else str(row["seed"]).removesuffix(".0"),

@@ -55,8 +55,7 @@ def run_groups(groups: Sequence[tuple[Any, Any]], *, metric: str | None,
     curve by curve under a progress bar; see the module docstring."""
     import pandas as pd
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, \
-        TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from .fitting import fit_table, select_metric
     from .forecast import forecast_table
@@ -136,7 +135,7 @@ def print_summary(doc: Any, analysis_doc: Any, path: Path, analysis_path: Path |
     if kinds:
         out(f"warnings on {_plural(sum(len(v) for v in kinds.values()), 'fit')}, by kind "
             "(each fit's are in fits.json, fits[].warnings):")
-        for k, v in sorted(kinds.items(), key=lambda kv: -len(kv[1]))[:8]:
+        for _, v in sorted(kinds.items(), key=lambda kv: -len(kv[1]))[:8]:
             f, w = v[0]
             out(f"  {len(v):>6,} × {w} (e.g. {f['model']}/{f['task']}/{f['metric']}, {f['form']})")
         if len(kinds) > 8:

@@ -53,7 +53,7 @@ from .. import __version__
 from ..io import InputError, atomic_write_json, check_owned, json_with_keys
 from ..rundir import layout
 from ..rundir.export import load_tables
-from ..schema import AnalysisDoc, FitSettingsDoc, FitsDoc, InputsDoc
+from ..schema import AnalysisDoc, FitsDoc, FitSettingsDoc, InputsDoc
 from .analysis import style_substance
 from .data import is_rate, load_inputs, load_items, load_long, match_items
 from .fitting import FITS_VERSION, fits_document
@@ -435,4 +435,5 @@ def _fit(inputs: FitInputs, s: FitSettings, warn: Warn, written_by: str
 
 
 __all__ = ["FITS_VERSION", "FitInputs", "FitOutcome", "FitSettings", "analysis_path", "check_outputs",
-           "check_settings", "describe_settings", "fit_run_dir", "input_hash", "inputs_from_tables", "load_fit_inputs", "read_analysis", "read_fits"]
+           "check_settings", "describe_settings", "fit_run_dir", "input_hash", "inputs_from_tables",
+           "load_fit_inputs", "read_analysis", "read_fits"]

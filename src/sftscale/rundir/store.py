@@ -99,7 +99,8 @@ CREATE TABLE IF NOT EXISTS items(
 
 _OUTCOME_COLS = ("cell_dir", "n_items", "train_s", "eval_s", "stage_s", "wall_s", "overhead_s",
                  "worker", "started_at", "search")
-_ADDED_COLS = {"search": "TEXT", "stage_s": "TEXT", "rows_sha": "TEXT"}  # newer than the first stores: added when missing
+# newer than the first stores: added when missing
+_ADDED_COLS = {"search": "TEXT", "stage_s": "TEXT", "rows_sha": "TEXT"}
 _V1_FILE_COLS = ("train_meta", "results", "samples", "train_meta_sha", "results_sha", "samples_sha",
                  "ckpt_sha")  # schema 1: one column per file (migrated into ``files``)
 
@@ -130,14 +131,14 @@ class Store:
 
     def __init__(self, path: str | os.PathLike, readonly: bool = False):
         self.path = Path(path)
-        self.db: sqlite3.Connection | None = None
+        self._db: sqlite3.Connection | None = None
         self._v1: list[str] = []  # schema-1 per-file columns (read-only opens of old stores)
         try:
             if readonly:
-                self.db = _connect_readonly(self.path)
+                self._db = _connect_readonly(self.path)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+                self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")  # durable across process kills in WAL
                 self.db.executescript(_SCHEMA)
@@ -192,9 +193,16 @@ class Store:
             return str(e)
         return None if rows == ["ok"] else "; ".join(rows[:3])
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The open connection (a closed store has none: a bug to use it then)."""
+        if self._db is None:
+            raise RuntimeError(f"the store {self.path} is closed")
+        return self._db
+
     def close(self) -> None:
-        if self.db is not None:
-            self.db.close()
+        if self._db is not None:
+            self._db.close()
 
     def __enter__(self) -> "Store":
         return self
@@ -378,7 +386,7 @@ class Store:
             rows: Iterable[tuple] = ((c["key"], *f) for c in self.cells() if key in (None, c["key"])
                                      for f in _v1_files(c))
         else:
-            q, args = "SELECT cell, stage, path, sha FROM files", ()
+            q, args = "SELECT cell, stage, path, sha FROM files", ()  # type: tuple[str, tuple]
             if key is not None:
                 q, args = q + " WHERE cell=?", (key,)
             rows = self.db.execute(q + " ORDER BY rowid", args)

@@ -86,8 +86,7 @@ from ..rundir import layout
 from ..rundir.integrity import verify_done
 from ..rundir.lock import RunLock
 from ..rundir.outputs import check_values, collect_outputs
-from ..rundir.stagespec import (Stage, StageContext, StageSpec, check_stages, dependents,
-                                hashed_paths, seal)
+from ..rundir.stagespec import Stage, StageContext, StageSpec, check_stages, dependents, hashed_paths, seal
 from ..rundir.stagespec import state as stage_state
 from ..rundir.store import Store
 from . import stages as stage_list
