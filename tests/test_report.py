@@ -24,7 +24,7 @@ from sftscale.report import write_report
 from sftscale.study.runner import CellRunner, run_study
 from sftscale.study.stages import with_runs
 
-from cli import run
+import cli
 
 STUDY = """\
 name: synthetic
@@ -189,7 +189,7 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path):
 
 # --- one fit for `sftscale fit` and `sftscale report`: reuse, or refit and say why --------------
 def _invoke(*args: object):
-    res = run(*args)
+    res = cli.run(*args)
     assert res.exit_code == 0, res.output
     return res
 

@@ -18,7 +18,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from sftscale.config import parse_study
 from sftscale.io import atomic_write_json, read_jsonl
@@ -30,6 +29,7 @@ from sftscale.study.runner import CellRunner, run_study
 from sftscale.study.stages import register_stage, with_runs
 from sftscale.study.status import status_rows
 
+from cli import run
 from study_helpers import RUNNER, STUDY, cheap_eval, cheap_train, table
 
 N_CELLS = 10
@@ -104,8 +104,7 @@ def test_a_registered_stage_runs_is_recorded_exported_and_shown(tmp_path, regist
     rows, counts = status_rows(out)
     assert counts["done"] == N_CELLS
     assert all(list(row["stages"]) == ["train", "eval", "wordcount"] for row in rows)
-    from sftscale.cli import app
-    res = CliRunner().invoke(app, ["status", str(out)])
+    res = run("status", str(out))
     assert res.exit_code == 0 and "wordcount s" in res.output
 
 

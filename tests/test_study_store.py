@@ -12,7 +12,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from sftscale.config import parse_study
 from sftscale.io import InputError
@@ -21,6 +20,7 @@ from sftscale.study.runner import run_study
 from sftscale.study.status import status_rows
 from sftscale.rundir.store import Store
 
+from cli import run
 from study_helpers import RUNNER, STUDY, table as _table
 
 N_CELLS = 2 * (1 + 2 * 2)
@@ -144,16 +144,14 @@ def test_load_tables_and_export_formats(tmp_path):
 
 
 def test_cli_status_and_export(tmp_path):
-    from sftscale.cli import app
-
     r = _run(tmp_path)
-    res = CliRunner().invoke(app, ["status", str(r.run_dir), "--json"])
+    res = run("status", str(r.run_dir), "--json")
     assert res.exit_code == 0
     rows = [json.loads(x) for x in res.stdout.splitlines()]
     assert len(rows) == N_CELLS and all(x["state"] == "done" for x in rows)
-    res = CliRunner().invoke(app, ["export", str(r.run_dir), "--format", "jsonl"])
+    res = run("export", str(r.run_dir), "--format", "jsonl")
     assert res.exit_code == 0 and (r.run_dir / "export.jsonl").exists()
-    res = CliRunner().invoke(app, ["status", str(tmp_path / "nothing")])
+    res = run("status", str(tmp_path / "nothing"))
     assert res.exit_code == 2
 
 
