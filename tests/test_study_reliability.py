@@ -1,8 +1,10 @@
-"""Issue 14, the run directory: one writer, content checks on reuse, a damaged or missing
+"""The run directory under faults: one writer, content checks on reuse, a damaged or missing
 store, a read-only run directory, SIGTERM, and random SIGKILLs of the whole process group.
 
-Cheap file-writing stages (tests/study_helpers.py); the command line runs in subprocesses
-through tests/crash_driver.py (``cli`` mode: the real ``sftscale`` with those stages).
+Cheap file-writing stages (tests/study_helpers.py); the command line runs in-process
+(``run`` of tests/cli.py) or, where a test signals or races it, in background processes
+(``start_process``: tests/crash_driver.py's ``cli`` mode, the real ``sftscale`` with those
+stages).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from sftscale.config import parse_study
 from sftscale.io import atomic_write_json
@@ -28,10 +29,10 @@ from sftscale.study.runner import CellRunner, run_study
 from sftscale.study.stages import with_runs
 from sftscale.study.status import FILES_MISSING, status_rows
 
+from cli import run, start_process
 from study_helpers import RUNNER, STUDY, cell_states, cheap_eval, cheap_train, reap, table
 
 N_CELLS = 10
-DRIVER = Path(__file__).with_name("crash_driver.py")
 KEY = "m1__toy-math__n8__s3"
 
 
@@ -47,11 +48,8 @@ def _study_file(tmp_path: Path) -> Path:
 
 
 def _cli(args: list[str], *opts: str, **popen: object) -> subprocess.Popen:
-    """``sftscale ARGS`` in a subprocess, with the cheap stages (tests/crash_driver.py cli)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.Popen([sys.executable, str(DRIVER), "cli", "--cheap", *opts, "--", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            **popen)
+    """``sftscale ARGS`` in a background process, with the cheap stages."""
+    return start_process(*args, driver=("--cheap", *opts), **popen)
 
 
 def _wait_until(cond, what: str, proc: subprocess.Popen | None = None, limit: float = 120) -> None:
@@ -205,11 +203,10 @@ def cheap_cli(monkeypatch):
     import functools
 
     import sftscale.study.runner as runner_mod
-    from sftscale.cli import app
 
     monkeypatch.setattr(runner_mod, "run_study",
                         functools.partial(runner_mod.run_study, runner=TIMED, check=False))
-    return lambda *args: CliRunner().invoke(app, [str(a) for a in args])
+    return run
 
 
 def test_damaged_store_is_explained_then_repaired(tmp_path, cheap_cli, caplog):
