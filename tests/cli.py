@@ -9,8 +9,9 @@
 - ``run_process(*args, cwd=None, input=None, env=None, timeout=600, patch=None) -> Result``:
   ``python -m sftscale.cli ARGS`` in a fresh process, for what only a real process shows: the
   traceback and exit code a user sees, a fresh interpreter (no torch state from earlier
-  tests), warnings printed by a clean start. ``patch`` is Python source run in the child
-  before ``main`` (to make a command raise, say).
+  tests), warnings printed by a clean start. ``env`` goes on top of this process's
+  environment (None removes a variable); ``patch`` is Python source run in the child before
+  ``main`` (to make a command raise, say).
 - ``start_process(*args, driver=(), **popen) -> subprocess.Popen``: ``sftscale ARGS`` running
   in the background through tests/crash_driver.py's ``cli`` mode (``driver`` holds its options,
   such as ``--cheap``, ``--slow S``, ``--hook POINT``), for signals, SIGKILL and concurrent
@@ -69,15 +70,16 @@ def run(*args: object, cwd: str | Path | None = None, input: str | None = None,
         return Result(code, out.getvalue().decode(), err.getvalue().decode())
 
 
-def _env(env: dict[str, str] | None) -> dict[str, str]:
+def _env(env: dict[str, str | None] | None) -> dict[str, str]:
     """This process's environment, with this process's import path (the tests run from a
-    source tree), and ``env`` on top."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-            **(env or {})}
+    source tree), and ``env`` on top (a variable set to None is removed)."""
+    merged = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+              **(env or {})}
+    return {k: v for k, v in merged.items() if v is not None}
 
 
 def run_process(*args: object, cwd: str | Path | None = None, input: str | None = None,
-                env: dict[str, str] | None = None, timeout: float = 600,
+                env: dict[str, str | None] | None = None, timeout: float = 600,
                 patch: str | None = None) -> Result:
     """``sftscale ARGS`` in a fresh process (see the module docstring)."""
     argv = [str(a) for a in args]

@@ -8,11 +8,9 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from sftscale.fit.bootstrap import CurveData, paired_bootstrap_means
-from sftscale.fit.fitting import fit_curve, fit_table, fits_document, n_for_target
+from sftscale.fit.fitting import fit_table, fits_document, n_for_target
 from sftscale.fit.forms import FORMS
 from sftscale.fit.joint import joint_fits
-from sftscale.fit.selection import select_best
 from sftscale.report.findings import curve_finding, joint_finding
 from sftscale.report.fmt import num, printed_numbers, sig_digits
 

@@ -23,6 +23,7 @@ from sftscale.config import load_study
 from sftscale.io import sha256_file
 from sftscale.rundir.export import load_tables
 from sftscale.study.runner import run_study
+from cli import run_process
 from study_helpers import cell_states, reap, run_on_ray
 
 CELLS = ["tiny__gsm8k__n0", "tiny__gsm8k__n8__s0", "tiny__gsm8k__n8__s1"]
@@ -81,11 +82,8 @@ def reference(study: Path) -> Path:
     would inherit process-wide torch state from earlier tests (after tests/test_study_workers.py
     its weights differed in the last bits)."""
     out = study.parent / "ref"
-    cli = Path(sys.executable).with_name("sftscale")
-    proc = subprocess.run([str(cli), "run", str(study), "--out", str(out), "--no-progress"],
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_process("run", study, "--out", out, "--no-progress", env={"HF_HUB_OFFLINE": "1"})
+    assert proc.exit_code == 0, proc.stderr[-3000:]
     assert cell_states(out) == {k: "done" for k in CELLS}
     return out
 
