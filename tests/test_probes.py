@@ -1,4 +1,4 @@
-"""Issue 31's probe suite: bad inputs and faults, one table row each, through the command line.
+"""The probe suite: bad inputs and faults, one table row each, through the command line.
 
 Every case runs ``sftscale ARGS`` (``run`` of tests/cli.py, in-process; the study runner with
 the cheap file-writing stages of tests/study_helpers.py) in a work directory holding a copy of

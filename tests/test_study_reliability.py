@@ -152,7 +152,7 @@ def test_missing_results_re_evaluate_only(tmp_path, reference, caplog):
 
 
 def test_weights_and_results_gone_is_not_a_permanent_failure(tmp_path, reference):
-    """Issue 14 finding 3: with weights and results gone the cell used to fail for ever."""
+    """A cell whose weights and results are both gone is run again, not failed for good."""
     out = tmp_path / "run"
     _run(out)
     shutil.rmtree(_ckpt(out).parent)
