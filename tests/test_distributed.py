@@ -2,7 +2,7 @@
 a study's 2-process cell through torchrun (local) and Ray Train (Ray) gives the same table, a
 killed worker fails the cell cleanly and a rerun finishes it with the same result.
 
-The model is a random 2-layer Llama with the toy world's tokenizer (sftscale.testing); the
+The model is a random 2-layer Llama with the toy world's tokenizer (``tiny_model("toy")``); the
 cells really finetune (full, 3 steps of 8 examples) and evaluate toy-math items.
 """
 
@@ -18,7 +18,6 @@ import pytest
 from sftscale.config import load_study
 from sftscale.io import InputError
 from sftscale.study.runner import CellRunner, run_study
-from sftscale.testing import tiny_model
 from sftscale.train.launch import train_cell_launched
 from study_helpers import run_on_ray, tables
 
@@ -29,8 +28,8 @@ KEY = "tiny__toy-math__n16__s0"
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp("m") / "tiny", kind="toy")
+def model(tiny_model) -> Path:
+    return tiny_model("toy")
 
 
 @pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
