@@ -45,7 +45,7 @@ def test_offset_form_with_one_dof_is_never_chosen_although_it_wins_on_aic():
     res = fit_table(long, n_boot=200)
     by = {r.form: r for r in res}
     off = by["saturating_offset"]
-    assert off.dof == 1 and off.aic == min(r.aic for r in res)  # the old rule would pick it
+    assert off.dof == 1 and off.aic == min(r.aic for r in res)  # lowest AIC alone would pick it
     assert not off.best and not off.selection["eligible"]
     assert any("1 residual dof" in x for x in off.selection["reasons"])
     best = [r for r in res if r.best]
