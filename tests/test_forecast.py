@@ -42,7 +42,7 @@ def test_members_recover_their_own_shapes_and_stay_in_unit_interval():
 
 def test_sigmoid_truth_never_gives_a_forecast_above_one():
     """A sigmoid in log N with a ceiling below 1, measured noisily: no forecast and no interval
-    end at 2x or 4x lies above 1 (a plain power law can forecast above 1 here)."""
+    end at 2x or 4x lies above 1 (a power law is not bounded by 1)."""
     rng = np.random.default_rng(3)
     for _ in range(6):
         cds = [simulate_curve("logistic", random_params("logistic", rng), N8, rng, name=f"c{i}") for i in range(4)]
