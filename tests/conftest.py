@@ -7,8 +7,13 @@
 - ``one_torch_thread``: torch limited to one intra-op thread for a module; opt in with
   ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
 
-Helpers that several test files share live in modules that are not test files
-(``tests/study_helpers.py``); test files do not import each other.
+Helpers that several test files share live in modules that are not test files; test files
+do not import each other:
+
+- ``tests/cli.py``: the one way to drive the command line (``run`` in-process through the
+  real entry point, ``run_process`` / ``start_process`` where a real process is needed);
+- ``tests/study_helpers.py``: the cheap study and its stages, ``tables(run_dir)`` (a run
+  directory's tables, for equality checks), store states, a Ray run, reaping subprocesses.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ with ``kill`` SIGKILLs the process itself. A helper script, not a test file.
 runs the real command line (``sftscale ARGS``: exit codes, messages, ``--wait``, SIGTERM) with
 ``run_study`` given a ``CellRunner`` of the hook (if any) and, with ``--cheap``, the cheap
 file-writing stages of tests/study_helpers.py (each sleeping S seconds first, so that a test
-can interrupt it) and no model checks (used by tests/test_study_reliability.py).
+can interrupt it) and no model checks (``start_process`` of tests/cli.py).
 """
 
 from __future__ import annotations

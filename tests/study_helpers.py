@@ -19,12 +19,12 @@ from sftscale.study.runner import CellRunner
 from sftscale.study.stages import with_runs
 
 __all__ = ["RUNNER", "STUDY", "cell_states", "cheap_eval", "cheap_train", "reap", "run_on_ray",
-           "table"]
+           "tables"]
 
 RUNNER = CellRunner(stages=with_runs(train=cheap_train, eval=cheap_eval))
 
 
-def table(run_dir: Path):
+def tables(run_dir: Path):
     """(metrics records, items records) of a run directory, for equality checks."""
     m, i = load_tables(run_dir)
     return m.to_dict(orient="records"), i.to_dict(orient="records")

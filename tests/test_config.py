@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +9,8 @@ import pytest
 from sftscale.config import load_study, parse_study
 from sftscale.io import InputError
 from sftscale.grid.cells import expand_cells
+
+from cli import run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,9 +89,8 @@ def test_duplicate_key_and_yaml_syntax(tmp_path):
 def test_cli_config_error_exit_2(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text(GOOD.replace("seeds:", "seedz:"))
-    r = subprocess.run([sys.executable, "-m", "sftscale.cli", "plan", str(p)], capture_output=True,
-                       text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=120)
-    assert r.returncode == 2
+    r = run("plan", p)
+    assert r.exit_code == 2
     assert f"{p}, line 13, field 'seedz'" in r.stderr
 
 

@@ -2,7 +2,7 @@
 a study's 2-process cell through torchrun (local) and Ray Train (Ray) gives the same table, a
 killed worker fails the cell cleanly and a rerun finishes it with the same result.
 
-The model is a random 2-layer Llama with the toy world's tokenizer (sftscale.testing); the
+The model is a random 2-layer Llama with the toy world's tokenizer (``tiny_model("toy")``); the
 cells really finetune (full, 3 steps of 8 examples) and evaluate toy-math items.
 """
 
@@ -17,11 +17,9 @@ import pytest
 
 from sftscale.config import load_study
 from sftscale.io import InputError
-from sftscale.rundir.export import load_tables
 from sftscale.study.runner import CellRunner, run_study
-from sftscale.testing import tiny_model
 from sftscale.train.launch import train_cell_launched
-from study_helpers import run_on_ray
+from study_helpers import run_on_ray, tables
 
 # a fixed 3 steps: the toy defaults' early stopping runs in one process only (a clear error otherwise)
 RECIPE = dict(method="full", epochs=1, batch_size=8, micro_batch_size=4, max_length=128,
@@ -30,8 +28,8 @@ KEY = "tiny__toy-math__n16__s0"
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp("m") / "tiny", kind="toy")
+def model(tiny_model) -> Path:
+    return tiny_model("toy")
 
 
 @pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
@@ -74,11 +72,6 @@ executor: {{num_cpus: 2}}
     return p
 
 
-def _tables(run_dir: Path):
-    m, i = load_tables(run_dir)
-    return m.to_dict(orient="records"), i.to_dict(orient="records")
-
-
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, model) -> tuple[Path, Path]:
     """The study file and its uninterrupted run (local executor: torchrun)."""
@@ -119,7 +112,7 @@ def test_killed_worker_fails_cell_then_rerun_equals(study, tmp_path):
     res = run_study(load_study(p), out=out, progress=False, retry_failed=True)
     assert res.counts["done"] == 1 and not res.failed
     assert not list(out.glob("cells/*/*.tmp"))
-    assert _tables(out) == _tables(ref)
+    assert tables(out) == tables(ref)
 
 
 @pytest.mark.slow
@@ -129,7 +122,7 @@ def test_ray_train_gives_the_local_table(study, monkeypatch):
     out = p.parent / "ray"
     res = run_on_ray(p, out, monkeypatch)
     assert res.counts["done"] == 1 and not res.failed, res
-    assert _tables(out) == _tables(ref)
+    assert tables(out) == tables(ref)
     meta = json.loads((out / "cells" / KEY / "train" / "train_meta.json").read_text())
     assert (meta["processes"], meta["sharding"]) == (2, "ddp")
     assert not list(out.glob("cells/*/.*ray_train"))

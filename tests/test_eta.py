@@ -1,5 +1,5 @@
 """The cost-weighted ETA (plan/eta.py) on synthetic runs: cells of very different costs,
-finished in random orders, against the old 'mean of finished cells x cells left' rule."""
+finished in random orders, against the naive 'mean of finished cells x cells left' rule."""
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ All data are simulated here from known laws with binomial noise on a finite test
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pandas as pd
@@ -18,6 +17,8 @@ from sftscale.fit.data import load_items, load_long
 from sftscale.fit.fitting import bootstrap_fit, fit_curve, fit_law, fit_table, n_for_target
 from sftscale.fit.forms import FORMS, lm_fit, pearson_r2, r2_score
 from sftscale.io import InputError
+
+from cli import run
 
 TRUTH = {  # internal theta of each form
     "power": [np.log(0.05), 0.35],
@@ -288,27 +289,10 @@ def test_items_jsonl_accepts_id_and_names_bad_line(tmp_path):
     assert e.value.line == 2 and e.value.field == "n"
 
 
-class _Run:
-    def __init__(self, code, out, err):
-        self.returncode, self.stdout, self.stderr = code, out, err
-
-
 @pytest.fixture
-def cli(monkeypatch, capsys):
-    """Run ``sftscale fit ...`` in-process through ``cli.main`` (the real exit-code path)."""
-    from sftscale import cli as cli_mod
-
-    def run(*args, cwd=None):
-        monkeypatch.setattr(sys, "argv", ["sftscale", "fit", *args])
-        monkeypatch.setenv("COLUMNS", "200")
-        code = 0
-        try:
-            cli_mod.main()
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-        out = capsys.readouterr()
-        return _Run(code, out.out, out.err)
-    return run
+def cli():
+    """``sftscale fit ARGS`` (tests/cli.py ``run``: in-process, the real exit-code path)."""
+    return lambda *args, cwd=None: run("fit", *args, cwd=cwd, env={"COLUMNS": "200"})
 
 
 def test_cli_on_csv_and_run_dir(tmp_path, cli):
@@ -319,7 +303,7 @@ def test_cli_on_csv_and_run_dir(tmp_path, cli):
     items["format_ok"] = np.maximum(items["correct"], (rng.random(len(items)) < 0.8).astype(float))
     long.to_csv(tmp_path / "export.csv", index=False)
     r = cli(str(tmp_path / "export.csv"), "--n-boot", "100", "-t", "0.5", "--at", "4096", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    assert r.exit_code == 0, r.stderr
     doc = json.loads((tmp_path / "fits.json").read_text())
     assert {f["form"] for f in doc["fits"]} == set(FORMS)
     assert sum(f["best"] for f in doc["fits"]) == 1
@@ -331,7 +315,7 @@ def test_cli_on_csv_and_run_dir(tmp_path, cli):
         for rec in items.to_dict("records"):
             fh.write(json.dumps(rec) + "\n")
     r = cli(str(tmp_path), "--n-boot", "50", "--form", "power,saturating", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    assert r.exit_code == 0, r.stderr
     doc = json.loads((tmp_path / "fits.json").read_text())
     assert [f["form"] for f in doc["fits"]] == ["power", "saturating"]
     assert doc["fits"][0]["bootstrap"]["method"] == "paired-items"
@@ -343,14 +327,14 @@ def test_cli_bad_csv_exit_2_and_no_output(tmp_path, cli):
     p = tmp_path / "bad.csv"
     p.write_text("model,task,metric,n,value\nm,t,accuracy,1,0.1\nm,t,accuracy,ten,0.2\n")
     r = cli(str(p), cwd=tmp_path)
-    assert r.returncode == 2
+    assert r.exit_code == 2
     assert "bad.csv" in r.stderr and "line 3" in r.stderr and "'n'" in r.stderr
     assert not (tmp_path / "fits.json").exists()
     r = cli(str(tmp_path / "nope.csv"), cwd=tmp_path)
-    assert r.returncode == 2 and "nope.csv" in r.stderr
+    assert r.exit_code == 2 and "nope.csv" in r.stderr
     p.write_text("model,task,metric,n,value\nm,t,accuracy,1,0.1\n")
     r = cli(str(p), "--form", "cubic", cwd=tmp_path)
-    assert r.returncode == 2 and "cubic" in r.stderr
+    assert r.exit_code == 2 and "cubic" in r.stderr
     assert not (tmp_path / "fits.json").exists()
 
 

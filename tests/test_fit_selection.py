@@ -8,11 +8,9 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from sftscale.fit.bootstrap import CurveData, paired_bootstrap_means
-from sftscale.fit.fitting import fit_curve, fit_table, fits_document, n_for_target
+from sftscale.fit.fitting import fit_table, fits_document, n_for_target
 from sftscale.fit.forms import FORMS
 from sftscale.fit.joint import joint_fits
-from sftscale.fit.selection import select_best
 from sftscale.report.findings import curve_finding, joint_finding
 from sftscale.report.fmt import num, printed_numbers, sig_digits
 
@@ -47,7 +45,7 @@ def test_offset_form_with_one_dof_is_never_chosen_although_it_wins_on_aic():
     res = fit_table(long, n_boot=200)
     by = {r.form: r for r in res}
     off = by["saturating_offset"]
-    assert off.dof == 1 and off.aic == min(r.aic for r in res)  # the old rule would pick it
+    assert off.dof == 1 and off.aic == min(r.aic for r in res)  # lowest AIC alone would pick it
     assert not off.best and not off.selection["eligible"]
     assert any("1 residual dof" in x for x in off.selection["reasons"])
     best = [r for r in res if r.best]

@@ -14,7 +14,8 @@ from sftscale.fit.backtest import conformal_q, curve_from_data, predict_members
 from sftscale.fit.forecast import forecast_curves, forecast_table, isotonic
 from sftscale.fit.members import MEMBERS
 from sftscale.fit.simulate import random_params, simulate_curve, truth
-from test_fit import cli  # noqa: F401  (the in-process `sftscale fit` runner)
+
+from cli import run
 
 N8 = 2.0 ** np.arange(3, 11)  # 8 ... 1,024, the demo's grid
 
@@ -41,7 +42,7 @@ def test_members_recover_their_own_shapes_and_stay_in_unit_interval():
 
 def test_sigmoid_truth_never_gives_a_forecast_above_one():
     """A sigmoid in log N with a ceiling below 1, measured noisily: no forecast and no interval
-    end at 2x or 4x lies above 1 (the old power law gave 9 of 100 above 1)."""
+    end at 2x or 4x lies above 1 (a power law is not bounded by 1)."""
     rng = np.random.default_rng(3)
     for _ in range(6):
         cds = [simulate_curve("logistic", random_params("logistic", rng), N8, rng, name=f"c{i}") for i in range(4)]
@@ -134,7 +135,7 @@ def test_conformal_quantile_is_finite_sample():
     assert conformal_q(s[:8], 0.9) == np.inf  # fewer than 9 scores cannot give 90%
 
 
-def test_backtests_and_naive_baselines_in_fits_json(tmp_path, cli):
+def test_backtests_and_naive_baselines_in_fits_json(tmp_path):
     """``sftscale fit`` writes forecasts with backtests (predicted, interval, measured, error,
     the naive forecasts) and prints the answers; a rate target outside (0, 1) is refused."""
     rng = np.random.default_rng(8)
@@ -146,8 +147,9 @@ def test_backtests_and_naive_baselines_in_fits_json(tmp_path, cli):
             rows += [{"model": "m", "task": f"t{t}", "metric": "accuracy", "n": int(n), "value": v, "seed": s,
                       "n_items": 80} for n, v in zip(N8, y)]
     pd.DataFrame(rows).to_csv(tmp_path / "r.csv", index=False)
-    r = cli(str(tmp_path / "r.csv"), "--n-boot", "200", "-t", "0.5", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    wide = {"COLUMNS": "200"}  # the printed table on one line per row
+    r = run("fit", tmp_path / "r.csv", "--n-boot", "200", "-t", "0.5", cwd=tmp_path, env=wide)
+    assert r.exit_code == 0, r.stderr
     doc = json.loads((tmp_path / "fits.json").read_text())
     fc = doc["forecasts"]
     assert fc["level"] == 0.9 and set(fc["calibration"]["accuracy"]) == {"2x", "4x"}
@@ -159,8 +161,8 @@ def test_backtests_and_naive_baselines_in_fits_json(tmp_path, cli):
     assert last == 1024 and any(b["fit_n_max"] == 512 for b in bt if b["n"] == last)
     assert "answers" in r.stdout and "1,024" in r.stdout and "backtest" in r.stdout
     assert all("prediction_2x" not in f for f in doc["fits"])
-    bad = cli(str(tmp_path / "r.csv"), "-t", "1.5", cwd=tmp_path)
-    assert bad.returncode == 2 and "target" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run("fit", tmp_path / "r.csv", "-t", "1.5", cwd=tmp_path, env=wide)
+    assert bad.exit_code == 2 and "target" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_forecast_table_is_deterministic():

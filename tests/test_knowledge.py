@@ -273,7 +273,7 @@ bootstrap: {{n_boot: 200}}
     assert scores(par) == scores(table) and par["differences"] == table["differences"]
     assert losses(par) == losses(table) and any(losses(table))
     # more facts in the same directory: every evaluation is redone for the new questions
-    # (before session 6 the old directories' answers to the old questions were read back)
+    # (not the answers to the old questions read back from the old directories)
     more = cfg.model_copy(update={"stage": cfg.stage.model_copy(update={"limit": 12})})
     t2 = run_knowledge(more, out)
     assert t2["n_items"]["direct"] > table["n_items"]["direct"]

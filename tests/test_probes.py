@@ -1,6 +1,6 @@
-"""Issue 31's probe suite: bad inputs and faults, one table row each, through the command line.
+"""The probe suite: bad inputs and faults, one table row each, through the command line.
 
-Every case runs ``sftscale ARGS`` (typer's CliRunner on the real app; the study runner with
+Every case runs ``sftscale ARGS`` (``run`` of tests/cli.py, in-process; the study runner with
 the cheap file-writing stages of tests/study_helpers.py) in a work directory holding a copy of
 one finished run directory (built once per session) and the case's own input files, and
 asserts:
@@ -24,13 +24,13 @@ import io
 import json
 import shutil
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pytest
-from typer.testing import CliRunner
 
+from cli import run as run_cli
 from study_helpers import RUNNER, STUDY
 
 KEY = "m1__toy-math__n8__s3"  # a trained cell of the finished run
@@ -53,11 +53,10 @@ def finished_run(tmp_path_factory) -> Path:
 def cli(monkeypatch):
     """``sftscale ARGS`` in-process, the runner with the cheap stages (models still checked)."""
     import sftscale.study.runner as runner_mod
-    from sftscale.cli import app
 
     monkeypatch.setattr(runner_mod, "run_study", functools.partial(runner_mod.run_study,
                                                                    runner=RUNNER))
-    return lambda args: CliRunner().invoke(app, [str(a) for a in args])
+    return lambda args: run_cli(*args)
 
 
 # --- the work directory and its hash -------------------------------------------------------------
@@ -458,9 +457,7 @@ CASES: list[Case] = [
 
 
 def _fit_run(w: W) -> None:
-    from sftscale.cli import app
-
-    res = CliRunner().invoke(app, ["fit", str(w.run), "--n-boot", "20", "--form", "power"])
+    res = run_cli("fit", w.run, "--n-boot", "20", "--form", "power")
     assert res.exit_code == 0 and (w.run / "fits.json").is_file(), res.output
 
 
@@ -507,7 +504,7 @@ def test_probe(case: Case, tmp_path, finished_run, cli, caplog, monkeypatch):
     out = res.output
     logged = "\n".join(r.getMessage() for r in caplog.records)  # stderr outside pytest
     assert "Traceback" not in out, out
-    assert res.exit_code == case.code, (res.exit_code, out, res.exception)
+    assert res.exit_code == case.code, (res.exit_code, out)
     flat = out.replace("\n", "")  # rich wraps long lines (paths) at 80 columns here
     for needle in case.needles:
         assert needle in out or needle in flat or needle in logged, (needle, out, logged)

@@ -24,6 +24,8 @@ from sftscale.report import write_report
 from sftscale.study.runner import CellRunner, run_study
 from sftscale.study.stages import with_runs
 
+import cli
+
 STUDY = """\
 name: synthetic
 models:
@@ -187,11 +189,7 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path):
 
 # --- one fit for `sftscale fit` and `sftscale report`: reuse, or refit and say why --------------
 def _invoke(*args: object):
-    from typer.testing import CliRunner
-
-    from sftscale.cli import app
-
-    res = CliRunner().invoke(app, [str(a) for a in args])
+    res = cli.run(*args)
     assert res.exit_code == 0, res.output
     return res
 

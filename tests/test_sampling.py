@@ -7,8 +7,6 @@ The model is the tiny random character-level Llama of conftest.py (nothing downl
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import pytest
 
@@ -17,6 +15,8 @@ from sftscale.generation import Generator
 from sftscale.generation.backend import row_seed, spec_dict
 from sftscale.generation.cache import group_key
 from sftscale.tasks.base import GenSpec, Item, Task, mean_metrics
+
+from cli import run
 
 PROMPTS = [f"Q{i}: add {i} and {3 * i}?" * (1 + i % 3) for i in range(9)]
 
@@ -141,10 +141,8 @@ def test_mean_over_samples_with_per_item_stderr():
     ("--temperature", "-1", "must be >= 0"), ("--top-p", "0", "must be in (0, 1]"),
     ("--n-samples", "0", "must be an integer >= 1"), ("--num-fewshot", "2", "no few-shot definition")])
 def test_eval_bad_sampling_options_exit_2(tiny_model, flag, value, reason):
-    p = subprocess.run([sys.executable, "-m", "sftscale.cli", "eval", "-m", str(tiny_model("chars")),
-                        "-t", "humaneval", "--limit", "1", flag, value],
-                       capture_output=True, text=True, timeout=300)
-    assert p.returncode == 2, p.stderr
+    p = run("eval", "-m", tiny_model("chars"), "-t", "humaneval", "--limit", "1", flag, value)
+    assert p.exit_code == 2, p.stderr
     assert reason in p.stderr and f"field '{flag}'" in p.stderr and "Traceback" not in p.stderr
     assert p.stdout == ""
 
@@ -182,10 +180,8 @@ def test_score_evalplus_file_with_10_samples_per_task(tmp_path):
     f = tmp_path / "samples.jsonl"
     f.write_text("".join(json.dumps(x) + "\n" for x in lines))
     out = tmp_path / "scored.jsonl"
-    p = subprocess.run([sys.executable, "-m", "sftscale.cli", "score", "--task", "humaneval+",
-                        "--responses", str(f), "--samples-out", str(out)],
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr
+    p = run("score", "--task", "humaneval+", "--responses", f, "--samples-out", out)
+    assert p.exit_code == 0, p.stderr
     agg = json.loads(p.stdout)
     for k in (1, 10):
         want = sum(_pass_at_k_by_comb(n, c, k) for n, c in plan.values()) / len(plan)

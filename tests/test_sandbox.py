@@ -9,7 +9,6 @@ import tempfile
 import time
 
 import psutil
-import pytest
 
 from sftscale.tasks import sandbox
 from sftscale.tasks.sandbox import Program, run_many, run_program

@@ -18,7 +18,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from sftscale.config import parse_study
 from sftscale.io import atomic_write_json, read_jsonl
@@ -30,7 +29,8 @@ from sftscale.study.runner import CellRunner, run_study
 from sftscale.study.stages import register_stage, with_runs
 from sftscale.study.status import status_rows
 
-from study_helpers import RUNNER, STUDY, cheap_eval, cheap_train, table
+from cli import run
+from study_helpers import RUNNER, STUDY, cheap_eval, cheap_train, tables
 
 N_CELLS = 10
 KEY = "m1__toy-math__n8__s3"
@@ -98,14 +98,13 @@ def test_a_registered_stage_runs_is_recorded_exported_and_shown(tmp_path, regist
     files = _files(out)[KEY]
     assert list(files) == ["train", "eval", "wordcount"]
     assert list(files["wordcount"]) == [f"cells/{KEY}/wordcount/counts.json"]
-    metrics, _ = table(out)
+    metrics, _ = tables(out)
     assert {m["value"] for m in metrics if m["metric"] == "response_words"} == {6.0}
     assert "response_words" in (out / "export.csv").read_text()
     rows, counts = status_rows(out)
     assert counts["done"] == N_CELLS
     assert all(list(row["stages"]) == ["train", "eval", "wordcount"] for row in rows)
-    from sftscale.cli import app
-    res = CliRunner().invoke(app, ["status", str(out)])
+    res = run("status", str(out))
     assert res.exit_code == 0 and "wordcount s" in res.output
 
 
@@ -155,11 +154,11 @@ def test_a_stage_registered_later_runs_on_done_cells_without_retraining(tmp_path
 def test_a_store_rebuilt_from_cell_directories_has_every_stage(tmp_path, registered):
     out = tmp_path / "run"
     _run(out, registered)
-    before = table(out)
+    before = tables(out)
     for p in out.glob("study.sqlite*"):
         p.unlink()
     assert _run(out, registered).ran == 0
-    assert table(out) == before and "wordcount" in _files(out)[KEY]
+    assert tables(out) == before and "wordcount" in _files(out)[KEY]
 
 
 def test_a_failed_stage_keeps_the_stages_before_it(tmp_path, monkeypatch):
@@ -256,7 +255,7 @@ def test_an_old_run_directory_reads_as_it_is(tmp_path, old_run, reference):
     rows, counts = status_rows(out)  # read-only: not migrated
     assert counts["done"] == N_CELLS and "files missing" not in counts
     assert all(list(r["stages"])[:2] == ["train", "eval"] for r in rows)
-    assert table(out) == table(reference)
+    assert tables(out) == tables(reference)
     db = sqlite3.connect(out / "study.sqlite")
     assert "ckpt_sha" in {r[1] for r in db.execute("PRAGMA table_info(cells)")}
     db.close()
@@ -269,7 +268,7 @@ def test_an_old_run_directory_is_migrated_and_reused_without_retraining(tmp_path
     stamp = _mtime(ckpt)
     r = _run(out, RUNNER)
     assert r.ran == 0 and r.counts["done"] == N_CELLS
-    assert _mtime(ckpt) == stamp and table(out) == table(reference)
+    assert _mtime(ckpt) == stamp and tables(out) == tables(reference)
     db = sqlite3.connect(out / "study.sqlite")
     cols = {r[1] for r in db.execute("PRAGMA table_info(cells)")}
     version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
@@ -291,7 +290,7 @@ def test_an_old_store_without_checkpoint_hashes_records_them(tmp_path, old_run, 
     db.commit()
     db.close()
     assert status_rows(out)[1]["done"] == N_CELLS  # readable as it is
-    assert _run(out, RUNNER).ran == 0 and table(out) == table(reference)
+    assert _run(out, RUNNER).ran == 0 and tables(out) == tables(reference)
     trained = {k: f for k, f in _files(out).items() if "__n0" not in k}
     assert all(len(f["train"][f"cells/{k}/train/ckpt"]) == 64 for k, f in trained.items())
     (layout.cell_dir(out, KEY) / "train" / "ckpt" / "w.bin").write_bytes(b"changed")
@@ -365,7 +364,7 @@ def test_a_schema_1_store_gets_its_checksums_when_migrated(tmp_path, old_run, re
     assert "differ from the cell's files" not in caplog.text  # values equal: checksum taken
     shas = _rows_sha(out)
     assert len(shas) == N_CELLS and all(len(v or "") == 64 for v in shas.values())
-    assert shas == _rows_sha(reference) and table(out) == table(reference)
+    assert shas == _rows_sha(reference) and tables(out) == tables(reference)
     _changed_value_is_found_and_restored(out, caplog)
 
 

@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from sftscale.config import parse_study
 from sftscale.io import InputError
 from sftscale.plan.check import GPUS, check_study, count_params, plan_study
 from sftscale.tasks.taskdata import study_task
+
+from cli import run
 
 
 def _model_dir(tmp_path: Path) -> Path:
@@ -124,13 +125,11 @@ def test_external_train_data_replaces_only_the_pool(tmp_path):
 
 
 def test_plan_cli_json(tmp_path):
-    from sftscale.cli import app
-
     p = tmp_path / "s.yaml"
     p.write_text(_study(tmp_path))
-    res = CliRunner().invoke(app, ["plan", str(p), "--json", "--gpu", "A100"])
+    res = run("plan", str(p), "--json", "--gpu", "A100")
     assert res.exit_code == 0, res.output
     lines = [json.loads(x) for x in res.stdout.splitlines()]
     assert len(lines) == 6 and lines[-1]["assumptions"]["gpu"] == "A100"
-    res = CliRunner().invoke(app, ["plan", str(p), "--gpu", "Z80"])
+    res = run("plan", str(p), "--gpu", "Z80")
     assert res.exit_code == 2 and "unknown GPU" in res.output

@@ -1,8 +1,10 @@
-"""Issue 14, the run directory: one writer, content checks on reuse, a damaged or missing
+"""The run directory under faults: one writer, content checks on reuse, a damaged or missing
 store, a read-only run directory, SIGTERM, and random SIGKILLs of the whole process group.
 
-Cheap file-writing stages (tests/study_helpers.py); the command line runs in subprocesses
-through tests/crash_driver.py (``cli`` mode: the real ``sftscale`` with those stages).
+Cheap file-writing stages (tests/study_helpers.py); the command line runs in-process
+(``run`` of tests/cli.py) or, where a test signals or races it, in background processes
+(``start_process``: tests/crash_driver.py's ``cli`` mode, the real ``sftscale`` with those
+stages).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from sftscale.config import parse_study
 from sftscale.io import atomic_write_json
@@ -28,10 +29,10 @@ from sftscale.study.runner import CellRunner, run_study
 from sftscale.study.stages import with_runs
 from sftscale.study.status import FILES_MISSING, status_rows
 
-from study_helpers import RUNNER, STUDY, cell_states, cheap_eval, cheap_train, reap, table
+from cli import run, start_process
+from study_helpers import RUNNER, STUDY, cell_states, cheap_eval, cheap_train, reap, tables
 
 N_CELLS = 10
-DRIVER = Path(__file__).with_name("crash_driver.py")
 KEY = "m1__toy-math__n8__s3"
 
 
@@ -47,11 +48,8 @@ def _study_file(tmp_path: Path) -> Path:
 
 
 def _cli(args: list[str], *opts: str, **popen: object) -> subprocess.Popen:
-    """``sftscale ARGS`` in a subprocess, with the cheap stages (tests/crash_driver.py cli)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.Popen([sys.executable, str(DRIVER), "cli", "--cheap", *opts, "--", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            **popen)
+    """``sftscale ARGS`` in a background process, with the cheap stages."""
+    return start_process(*args, driver=("--cheap", *opts), **popen)
 
 
 def _wait_until(cond, what: str, proc: subprocess.Popen | None = None, limit: float = 120) -> None:
@@ -100,7 +98,7 @@ def test_concurrent_runs_one_refused_one_waits(tmp_path, reference):
     assert f"waiting: another sftscale run writes {out} (pid {first.pid}" in err3
     summary = json.loads(out3.strip().splitlines()[-1])
     assert summary["ran"] == 0 and summary["done"] == N_CELLS
-    assert table(out) == table(reference)
+    assert tables(out) == tables(reference)
     for name in ("export.csv", "items.jsonl"):
         assert (out / name).read_text() == (reference / name).read_text()
     db = sqlite3.connect(out / "study.sqlite")
@@ -134,7 +132,7 @@ def test_changed_or_missing_weights_retrain(tmp_path, reference, caplog, damage)
     assert r.ran == 1 and r.counts["done"] == N_CELLS and not r.failed
     msgs = [m for m in caplog.messages if KEY in m]
     assert len(msgs) == 1 and "train/ckpt " in msgs[0] and "rerunning its train, eval" in msgs[0]
-    assert table(out) == table(reference)
+    assert tables(out) == tables(reference)
     assert _ckpt(out).read_bytes() == _ckpt(reference).read_bytes()
 
 
@@ -150,17 +148,17 @@ def test_missing_results_re_evaluate_only(tmp_path, reference, caplog):
     assert len(msgs) == 1 and "eval/results_t.json missing" in msgs[0]
     assert "rerunning its eval stage" in msgs[0]
     assert _ckpt(out).stat().st_mtime_ns == stamp  # not retrained
-    assert table(out) == table(reference)
+    assert tables(out) == tables(reference)
 
 
 def test_weights_and_results_gone_is_not_a_permanent_failure(tmp_path, reference):
-    """Issue 14 finding 3: with weights and results gone the cell used to fail for ever."""
+    """A cell whose weights and results are both gone is run again, not failed for good."""
     out = tmp_path / "run"
     _run(out)
     shutil.rmtree(_ckpt(out).parent)
     _results(out).unlink()
     r = _run(out)
-    assert r.ran == 1 and not r.failed and table(out) == table(reference)
+    assert r.ran == 1 and not r.failed and tables(out) == tables(reference)
 
 
 @pytest.mark.parametrize("damage", ["delete", "truncate"])
@@ -177,7 +175,7 @@ def test_failed_cell_with_its_inputs_gone_is_recovered_by_retry_failed(tmp_path,
         _ckpt(out).write_bytes(b"x")
     r = _run(out, retry_failed=True)
     assert r.ran == 1 and r.counts["done"] == N_CELLS and not r.failed
-    assert table(out) == table(reference)
+    assert tables(out) == tables(reference)
     assert not (out / "cells" / KEY / "error.txt").exists()  # the stale traceback is gone
 
 
@@ -205,17 +203,16 @@ def cheap_cli(monkeypatch):
     import functools
 
     import sftscale.study.runner as runner_mod
-    from sftscale.cli import app
 
     monkeypatch.setattr(runner_mod, "run_study",
                         functools.partial(runner_mod.run_study, runner=TIMED, check=False))
-    return lambda *args: CliRunner().invoke(app, [str(a) for a in args])
+    return run
 
 
 def test_damaged_store_is_explained_then_repaired(tmp_path, cheap_cli, caplog):
     study, out = _study_file(tmp_path), tmp_path / "run"
     assert cheap_cli("run", study, "--out", out, "--no-progress").exit_code == 0
-    before = table(out)
+    before = tables(out)
     (out / "cells" / KEY / "error.txt").write_text("a stale traceback")
     (out / "study.sqlite").write_bytes(b"garbage, not a database" * 100)
     for args in (("status", out), ("export", out), ("run", study, "--out", out),
@@ -234,7 +231,7 @@ def test_damaged_store_is_explained_then_repaired(tmp_path, cheap_cli, caplog):
     aside = [p for p in out.glob("study.sqlite.damaged-*") if not p.name.endswith(("-wal", "-shm"))]
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"garbage")
     assert not list(out.glob("study.sqlite.rebuild*"))
-    assert table(out) == before
+    assert tables(out) == before
     rows, counts = status_rows(out)
     assert counts["done"] == N_CELLS
     trained = [r for r in rows if r["n"] > 0]
@@ -255,7 +252,7 @@ def test_missing_store_is_rebuilt_and_says_so(tmp_path, reference, caplog):
         r = _run(out, runner=TIMED)
     assert r.ran == 0 and r.counts["done"] == N_CELLS
     assert any("no study.sqlite; rebuilt it" in m for m in caplog.messages)
-    assert table(out) == table(reference)
+    assert tables(out) == tables(reference)
 
 
 def test_retry_failed_keeps_the_recorded_training_time(tmp_path):
@@ -356,7 +353,7 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path, reference):
     assert (out / "cells" / KEY / "eval.tmp").is_dir()
     (out / ".hook-eval.written").unlink()
     r = _run(out)
-    assert r.counts["done"] == N_CELLS and table(out) == table(reference)
+    assert r.counts["done"] == N_CELLS and tables(out) == tables(reference)
 
 
 # --- 5. status of a deleted cell --------------------------------------------------------------
@@ -371,7 +368,7 @@ def test_status_does_not_call_a_deleted_cell_done(tmp_path, reference, cheap_cli
     res = cheap_cli("status", out)
     assert res.exit_code == 0 and FILES_MISSING in res.output
     r = _run(out)
-    assert r.ran == 1 and table(out) == table(reference)
+    assert r.ran == 1 and tables(out) == tables(reference)
 
 
 # --- 6. SIGKILL of the process group at random moments ------------------------------------------
@@ -392,7 +389,7 @@ def test_random_sigkills_then_resume_give_the_uninterrupted_tables(tmp_path, ref
         assert proc.returncode == -signal.SIGKILL  # killed, not finished
     r = _run(out)
     assert r.counts["done"] == N_CELLS and not r.failed
-    assert table(out) == table(reference)
+    assert tables(out) == tables(reference)
     db = sqlite3.connect(out / "study.sqlite")
     assert db.execute("SELECT COUNT(*), COUNT(DISTINCT cell || '/' || idx) FROM items"
                       ).fetchone() == (N_CELLS * 6, N_CELLS * 6)

@@ -1,8 +1,9 @@
 """Real studies on a tiny model: SIGKILL at different stages and resume; Ray equals local.
 
-The model is a randomly initialised 2-layer Llama (hidden 32) with a byte-level BPE tokenizer
-trained here on 300 GSM8k train problems (shipped data); the cells really finetune it
-(full finetuning, a few steps) and really generate and score on GSM8k test problems.
+The model is a randomly initialised 2-layer Llama (hidden 32) with a word-level tokenizer over
+300 GSM8k train problems (shipped data; the ``tiny_model`` fixture of conftest.py); the cells
+really finetune it (full finetuning, a few steps) and really generate and score on GSM8k test
+problems.
 Greedy decoding of a deterministic CPU training run makes every table reproducible, so the
 killed-and-resumed study must reproduce the uninterrupted one exactly.
 """
@@ -23,47 +24,26 @@ from sftscale.config import load_study
 from sftscale.io import sha256_file
 from sftscale.rundir.export import load_tables
 from sftscale.study.runner import run_study
-from study_helpers import cell_states, reap, run_on_ray
+from cli import run_process
+from study_helpers import cell_states, reap, run_on_ray, tables
 
 CELLS = ["tiny__gsm8k__n0", "tiny__gsm8k__n8__s0", "tiny__gsm8k__n8__s1"]
 N_ITEMS = 4
 
 
-def _make_tiny_model(out: Path) -> None:
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, tiny_model) -> Path:
     from sftscale.data import load_records
 
-    recs = load_records("gsm8k", split="train")[:300]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>", "</s>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator([r["question"] + "\n" + r["answer"] for r in recs], trainer)
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                     pad_token="<pad>")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(hf_tok), hidden_size=32, intermediate_size=64,
-                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                      max_position_embeddings=1024, tie_word_embeddings=True,
-                      bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
-                      pad_token_id=hf_tok.pad_token_id)
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    hf_tok.save_pretrained(out)
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
+    texts = [r["question"] + "\n" + r["answer"] for r in load_records("gsm8k", split="train")[:300]]
+    model = tiny_model("words", texts=texts, hidden=32, heads=2, intermediate=64,
+                       max_positions=1024)
     d = tmp_path_factory.mktemp("study")
-    _make_tiny_model(d / "tiny")
     p = d / "study.yaml"
     p.write_text(f"""\
 name: e2e
 models:
-  - {{name: tiny, ref: {d / 'tiny'}}}
+  - {{name: tiny, ref: {model}}}
 tasks:
   - {{name: gsm8k, limit: 4, max_new_tokens: 8}}
 n: [0, 8]
@@ -81,18 +61,10 @@ def reference(study: Path) -> Path:
     would inherit process-wide torch state from earlier tests (after tests/test_study_workers.py
     its weights differed in the last bits)."""
     out = study.parent / "ref"
-    cli = Path(sys.executable).with_name("sftscale")
-    proc = subprocess.run([str(cli), "run", str(study), "--out", str(out), "--no-progress"],
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_process("run", study, "--out", out, "--no-progress", env={"HF_HUB_OFFLINE": "1"})
+    assert proc.exit_code == 0, proc.stderr[-3000:]
     assert cell_states(out) == {k: "done" for k in CELLS}
     return out
-
-
-def _tables(run_dir: Path):
-    m, i = load_tables(run_dir)
-    return m.to_dict(orient="records"), i.to_dict(orient="records")
 
 
 def _weights(run_dir: Path) -> dict[str, str]:
@@ -146,7 +118,7 @@ def test_sigkill_during_training_and_evaluation_then_resume(study, reference):
     # 3) resume: the same final table as the uninterrupted run, no cell lost or duplicated
     res = run_study(load_study(study), out=out, progress=False)
     assert res.ran == 1 and res.counts["done"] == len(CELLS)
-    assert _tables(out) == _tables(reference)
+    assert tables(out) == tables(reference)
     assert _weights(out) == _weights(reference)  # the retrained cell's weights are identical
     db = sqlite3.connect(out / "study.sqlite")
     n_items = db.execute("SELECT COUNT(*), COUNT(DISTINCT cell || '/' || idx) FROM items").fetchone()
@@ -175,7 +147,7 @@ def test_ray_executor_gives_the_local_table(study, reference, monkeypatch):
     out = study.parent / "ray"
     res = run_on_ray(study, out, monkeypatch)
     assert res.counts["done"] == len(CELLS) and not res.failed
-    assert _tables(out) == _tables(reference)
+    assert tables(out) == tables(reference)
     db = sqlite3.connect(out / "study.sqlite")
     workers = {w for (w,) in db.execute("SELECT worker FROM cells")}
     db.close()

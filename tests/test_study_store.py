@@ -12,7 +12,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from sftscale.config import parse_study
 from sftscale.io import InputError
@@ -21,7 +20,8 @@ from sftscale.study.runner import run_study
 from sftscale.study.status import status_rows
 from sftscale.rundir.store import Store
 
-from study_helpers import RUNNER, STUDY, table as _table
+from cli import run
+from study_helpers import RUNNER, STUDY, tables
 
 N_CELLS = 2 * (1 + 2 * 2)
 
@@ -34,11 +34,11 @@ def _run(tmp_path: Path, text: str = STUDY, **kw):
 def test_run_then_resume_recomputes_nothing(tmp_path):
     r = _run(tmp_path)
     assert r.counts["done"] == N_CELLS and r.ran == N_CELLS and not r.failed
-    before = _table(r.run_dir)
+    before = tables(r.run_dir)
     stamps = {p: p.stat().st_mtime_ns for p in (r.run_dir / "cells").rglob("*") if p.is_file()}
     r2 = _run(tmp_path)
     assert r2.ran == 0 and r2.counts["done"] == N_CELLS
-    assert _table(r2.run_dir) == before
+    assert tables(r2.run_dir) == before
     after = {p: p.stat().st_mtime_ns for p in (r.run_dir / "cells").rglob("*") if p.is_file()
              if p.name != "cell.json"}
     assert all(stamps[p] == t for p, t in after.items())  # no stage output rewritten
@@ -72,17 +72,17 @@ def test_failed_cell_is_recorded_and_retried(tmp_path):
 
 def test_changed_outputs_fail_verification_and_are_recomputed(tmp_path):
     r = _run(tmp_path)
-    before = _table(r.run_dir)
+    before = tables(r.run_dir)
     samples = next((r.run_dir / "cells" / "m1__toy-math__n32__s3" / "eval").glob("samples_*"))
     samples.write_text(samples.read_text().replace('"x"', '"y"'))
     r2 = _run(tmp_path)
     assert r2.ran == 1
-    assert _table(r2.run_dir) == before
+    assert tables(r2.run_dir) == before
 
 
 def test_interrupted_cell_restarts_from_clean_stage_dirs(tmp_path):
     r = _run(tmp_path)
-    before = _table(r.run_dir)
+    before = tables(r.run_dir)
     key = "m2__toy-math__n32__s4"
     cdir = r.run_dir / "cells" / key
     # what a kill in the middle of this cell leaves: a 'running' row, no eval/, a partial eval.tmp/
@@ -96,7 +96,7 @@ def test_interrupted_cell_restarts_from_clean_stage_dirs(tmp_path):
     r2 = _run(tmp_path)
     assert r2.ran == 1 and r2.counts["done"] == N_CELLS
     assert not (cdir / "eval.tmp").exists()
-    assert _table(r2.run_dir) == before
+    assert tables(r2.run_dir) == before
 
 
 def test_changed_spec_is_refused_unless_rerun_changed(tmp_path, caplog):
@@ -144,16 +144,14 @@ def test_load_tables_and_export_formats(tmp_path):
 
 
 def test_cli_status_and_export(tmp_path):
-    from sftscale.cli import app
-
     r = _run(tmp_path)
-    res = CliRunner().invoke(app, ["status", str(r.run_dir), "--json"])
+    res = run("status", str(r.run_dir), "--json")
     assert res.exit_code == 0
     rows = [json.loads(x) for x in res.stdout.splitlines()]
     assert len(rows) == N_CELLS and all(x["state"] == "done" for x in rows)
-    res = CliRunner().invoke(app, ["export", str(r.run_dir), "--format", "jsonl"])
+    res = run("export", str(r.run_dir), "--format", "jsonl")
     assert res.exit_code == 0 and (r.run_dir / "export.jsonl").exists()
-    res = CliRunner().invoke(app, ["status", str(tmp_path / "nothing")])
+    res = run("status", str(tmp_path / "nothing"))
     assert res.exit_code == 2
 
 

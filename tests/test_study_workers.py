@@ -8,7 +8,7 @@ from sftscale.config import parse_study
 from sftscale.study.executors import LocalExecutor
 from sftscale.study.runner import run_study
 
-from study_helpers import RUNNER, STUDY, table as _table
+from study_helpers import RUNNER, STUDY, tables
 
 
 def test_two_workers_equal_one(tmp_path: Path):
@@ -17,8 +17,8 @@ def test_two_workers_equal_one(tmp_path: Path):
     par = run_study(cfg, out=tmp_path / "par", runner=RUNNER, progress=False, check=False,
                     executor=LocalExecutor(workers=2, threads=1))
     assert seq.counts == par.counts and par.counts["done"] == 10
-    m1, i1 = _table(seq.run_dir)
-    m2, i2 = _table(par.run_dir)
+    m1, i1 = tables(seq.run_dir)
+    m2, i2 = tables(par.run_dir)
     assert m1 == m2 and i1 == i2
     # a rerun with workers finds everything done and runs nothing
     again = run_study(cfg, out=tmp_path / "par", runner=RUNNER, progress=False, check=False,

@@ -209,10 +209,10 @@ def test_demo_studies_cover_the_four_capabilities():
         assert {t.name for t in cfg.tasks} == four
         names[(quick, full)] = {m.ref for m in cfg.models}
     assert names[(False, True)] == {"toy-S", "toy-M"} and names[(False, False)] == {"toy-S"}
-    check = load_study(study_file().parent / "toy-check.yaml")  # the issue's done-when grid
+    check = load_study(study_file().parent / "toy-check.yaml")  # the learnability check's grid
     assert {t.name for t in check.tasks} == four and check.n == [0, 64, 1024] and check.seeds == [0, 1]
     assert all(t.limit == 60 for t in check.tasks)
-    assert [m.ref for m in check.models] == ["toy-S", "toy-M"]  # issue 16: toy-M vs toy-S at N = 1024
+    assert [m.ref for m in check.models] == ["toy-S", "toy-M"]  # toy-M is compared with toy-S at N = 1024
     with pytest.raises(InputError):
         study_file(quick=True, full=True)
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from cli import run_process
 from study_helpers import cheap_eval, cheap_train
 from sftscale.config import parse_study
 from sftscale.io import InputError, atomic_write_json
@@ -383,13 +384,11 @@ executor: {{threads: 1}}
 tracking:
   mlflow: true
 """)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONWARNINGS", "MLFLOW_TRACKING_URI")}
-    env.update(MLFLOW_DISABLE_TELEMETRY="true", HF_HUB_OFFLINE="1")
-    cmd = [str(VENV_BIN / "sftscale"), "run", str(study), "--out", str(tmp_path / "run"),
-           "--no-progress"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
+    env = {"PYTHONWARNINGS": None, "MLFLOW_TRACKING_URI": None,
+           "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1"}
+    out = run_process("run", study, "--out", tmp_path / "run", "--no-progress", env=env,
+                      cwd=tmp_path, timeout=300)  # a fresh process: warnings shown once
+    assert out.exit_code == 0, out.stderr[-3000:]
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert any(ln.startswith("quiet: 1 done, 0 failed") for ln in lines), out.stderr
     noise = [ln for ln in lines if re.search(r"Warning\b|\bINFO\b|^\s+warnings\.warn|^wandb:", ln)]

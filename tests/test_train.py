@@ -18,6 +18,8 @@ from sftscale.train import (IGNORE, Recipe, default_recipe, read_meta, recipe_wi
                             train_cell)
 from sftscale.train.examples import check_masks, encode_pair, pack_examples
 
+from cli import run
+
 
 class AddTask(Task):
     name = "tiny-add"
@@ -298,23 +300,18 @@ def test_progress_callback_gets_steps(tiny, tmp_path):
 
 
 def test_cli_train_gsm8k_cell_and_bad_n(tiny, tmp_path):
-    from typer.testing import CliRunner
-
-    from sftscale.cli import app
-
     rec = tmp_path / "r.yaml"
     rec.write_text("method: full\nbatch_size: 4\nmicro_batch_size: 4\nepochs: 1\nmax_length: 512\n")
-    runner = CliRunner()
-    res = runner.invoke(app, ["train", "--model", str(tiny), "--task", "gsm8k", "--n", "4",
-                              "--seed", "0", "--out", str(tmp_path / "cell"), "--recipe", str(rec), "-q"])
+    res = run("train", "--model", tiny, "--task", "gsm8k", "--n", "4", "--seed", "0",
+              "--out", tmp_path / "cell", "--recipe", rec, "-q")
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["n"] == 4 and summary["steps"] == 1 and summary["checkpoint"] == "ckpt"
     assert read_meta(tmp_path / "cell")["task"] == "gsm8k"
-    bad = runner.invoke(app, ["train", "--model", str(tiny), "--task", "gsm8k", "--n", "100000",
-                              "--out", str(tmp_path / "bad"), "-q"])
+    bad = run("train", "--model", tiny, "--task", "gsm8k", "--n", "100000",
+              "--out", tmp_path / "bad", "-q")
     assert bad.exit_code == 2 and "exceeds the training pool" in bad.output
     rec.write_text("lr: -1\n")
-    worse = runner.invoke(app, ["train", "--model", str(tiny), "--task", "gsm8k", "--n", "4",
-                                "--out", str(tmp_path / "bad2"), "--recipe", str(rec), "-q"])
+    worse = run("train", "--model", tiny, "--task", "gsm8k", "--n", "4",
+                "--out", tmp_path / "bad2", "--recipe", rec, "-q")
     assert worse.exit_code == 2 and "line 1" in worse.output

@@ -52,7 +52,8 @@ def test_accumulation_1x16_equals_4x4():
 
 
 def test_gradients_do_not_depend_on_micro_batching():
-    """Per-micro-batch normalisation (the old bug) would weight short micro-batches more."""
+    """The loss is normalised over the whole batch, not per micro-batch (which would weight
+    short micro-batches more): the gradients are the same however the batch is split."""
     base = tiny_llama()
     ex = sft_examples(16, seed=3)
     grads = {}
