@@ -10,6 +10,6 @@ setup-tests:
 demo: setup
 	.venv/bin/sftscale demo
 test: setup-tests
-	.venv/bin/ruff check src benchmarks
+	.venv/bin/ruff check src tests benchmarks
 	.venv/bin/mypy
 	.venv/bin/python -m pytest -q

@@ -68,8 +68,9 @@ def cli(argv: list[str]) -> int:
         spec, _, action = opts[opts.index("--hook") + 1].partition(":")
         kw["hooks"] = StopAt(spec, action or "sleep")
     if "--cheap" in opts:
-        from sftscale.study.stages import with_runs
         from study_helpers import cheap_eval, cheap_train
+
+        from sftscale.study.stages import with_runs
 
         slow = float(opts[opts.index("--slow") + 1]) if "--slow" in opts else 0.0
         kw["stages"] = with_runs(train=Slow(cheap_train, slow), eval=Slow(cheap_eval, slow))

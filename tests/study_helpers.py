@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cheap_stages import STUDY, cheap_eval, cheap_train
+
 from sftscale.rundir.export import load_tables
 from sftscale.study.runner import CellRunner
 from sftscale.study.stages import with_runs

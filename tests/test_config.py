@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cli import run
 
 from sftscale.config import load_study, parse_study
-from sftscale.io import InputError
 from sftscale.grid.cells import expand_cells
-
-from cli import run
+from sftscale.io import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,16 @@ import shutil
 
 import pytest
 
-from sftscale.data import (DataIntegrityError, dataset_dir, load_records, manifest, read_numbered,
-                           split_file, verify, write_manifest)
+from sftscale.data import (
+    DataIntegrityError,
+    dataset_dir,
+    load_records,
+    manifest,
+    read_numbered,
+    split_file,
+    verify,
+    write_manifest,
+)
 from sftscale.io import InputError
 
 

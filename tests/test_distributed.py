@@ -14,12 +14,12 @@ import signal
 from pathlib import Path
 
 import pytest
+from study_helpers import run_on_ray, tables
 
 from sftscale.config import load_study
 from sftscale.io import InputError
 from sftscale.study.runner import CellRunner, run_study
 from sftscale.train.launch import train_cell_launched
-from study_helpers import run_on_ray, tables
 
 # a fixed 3 steps: the toy defaults' early stopping runs in one process only (a clear error otherwise)
 RECIPE = dict(method="full", epochs=1, batch_size=8, micro_batch_size=4, max_length=128,
@@ -140,8 +140,8 @@ def test_processes_need_sharding(tmp_path, model):
 
 
 def test_plan_refuses_a_cell_that_cannot_fit(tmp_path, monkeypatch):
-    from sftscale.plan.memory import train_memory
     from sftscale.plan.check import plan_study
+    from sftscale.plan.memory import train_memory
     from sftscale.train import Recipe
 
     full = train_memory(8e9, Recipe(method="full", sharding="ddp"), 8)

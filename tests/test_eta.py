@@ -26,7 +26,7 @@ def _simulate(planned: dict[str, float], order: list[str], speed: float, noise: 
     started: set[str] = set()
     walls: list[float] = []
     for end, _, k in events:
-        for e2, s2, k2 in events:  # cells started by now
+        for _, s2, k2 in events:  # cells started by now
             if s2 <= end and k2 not in started:
                 started.add(k2)
                 eta.start(k2, s2)

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from cli import run
 from scipy.stats import norm
 
 from sftscale.fit.bootstrap import CurveData, paired_bootstrap_means
@@ -17,8 +18,6 @@ from sftscale.fit.data import load_items, load_long
 from sftscale.fit.fitting import bootstrap_fit, fit_curve, fit_law, fit_table, n_for_target
 from sftscale.fit.forms import FORMS, lm_fit, pearson_r2, r2_score
 from sftscale.io import InputError
-
-from cli import run
 
 TRUTH = {  # internal theta of each form
     "power": [np.log(0.05), 0.35],
@@ -196,8 +195,8 @@ def test_r2_batched_equals_row_by_row_and_constant_data_give_nan():
 
 def test_paired_bootstrap_difference_much_narrower_than_unpaired():
     rng = np.random.default_rng(3)
-    I = 500
-    easy = rng.random(I)
+    n_items = 500
+    easy = rng.random(n_items)
     # the same items are solved at both N, except a few that flip: the difference is ~0.02
     S = np.stack([(easy < 0.50).astype(float), (easy < 0.52).astype(float)])
     width = {}

@@ -8,14 +8,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from cli import run
 
-from sftscale.fit.bootstrap import CurveData
 from sftscale.fit.backtest import conformal_q, curve_from_data, predict_members
+from sftscale.fit.bootstrap import CurveData
 from sftscale.fit.forecast import forecast_curves, forecast_table, isotonic
 from sftscale.fit.members import MEMBERS
 from sftscale.fit.simulate import random_params, simulate_curve, truth
-
-from cli import run
 
 N8 = 2.0 ** np.arange(3, 11)  # 8 ... 1,024, the demo's grid
 

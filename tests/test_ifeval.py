@@ -16,11 +16,23 @@ import pytest
 
 from sftscale.data import verify
 from sftscale.io import InputError
-from sftscale.tasks.nltk_offline import (NLTK_DATA_DIR, PUNKT_TAB_FILES, punkt_tab_dir, punkt_tab_texts,
-                                   shipped_matches_conversion, use_shipped_nltk_data)
 from sftscale.tasks import get_task
-from sftscale.tasks.ifeval import (CONTENT_CATEGORIES, FORMAT_CATEGORIES, IFEval, aggregate_records, category,
-                                   score_response)
+from sftscale.tasks.ifeval import (
+    CONTENT_CATEGORIES,
+    FORMAT_CATEGORIES,
+    IFEval,
+    aggregate_records,
+    category,
+    score_response,
+)
+from sftscale.tasks.nltk_offline import (
+    NLTK_DATA_DIR,
+    PUNKT_TAB_FILES,
+    punkt_tab_dir,
+    punkt_tab_texts,
+    shipped_matches_conversion,
+    use_shipped_nltk_data,
+)
 
 
 @pytest.fixture(scope="module")

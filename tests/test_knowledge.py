@@ -74,8 +74,9 @@ def test_toy_source_tests_only_people_whose_qa_it_never_trains():
         fact = next(f for f in src.facts if f.id == it.meta["fact_ids"][0])
         assert fact.triple[1] == r1 and fact.triple[2] == it.meta["bridge"]
         country = (world.city_country if r2 == "located_in" else world.company_country)[it.meta["bridge"]]
-        assert it.target == [country] and it.completion.endswith(f"{it.meta['bridge']} "
-                                                                 f"{'is a city in' if r2 == 'located_in' else 'was founded in'} {country}.\nAnswer: {country}")
+        verb = "is a city in" if r2 == "located_in" else "was founded in"
+        assert it.target == [country]
+        assert it.completion.endswith(f"{it.meta['bridge']} {verb} {country}.\nAnswer: {country}")
     assert {f.id for f in src.test_facts()} == {i for it in src.questions["direct"] for i in it.meta["fact_ids"]}
 
 
@@ -101,8 +102,8 @@ def test_fact_documents_paraphrases_orders_and_exposures():
 
 
 def test_facts_mix_composition():
-    from sftscale.knowledge.run import Start, facts_mix
     from sftscale.knowledge import toy_source
+    from sftscale.knowledge.run import Start, facts_mix
 
     cfg = parse_config("model: toy-S\nstage: {people: 4, qa_share: 0.5, paraphrases: 3, exposures: 10, "
                        "qa_examples: 2, replay: 0.5, replay_own: 0.5, format_examples: 6}\n")

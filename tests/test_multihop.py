@@ -7,8 +7,16 @@ import json
 import pytest
 
 from sftscale.io import InputError
-from sftscale.tasks.multihop import (FanOutQA, MultihopFile, answer_parts, extract_answer, f1_score,
-                                     flatten_answer, normalize_answer, score_answer)
+from sftscale.tasks.multihop import (
+    FanOutQA,
+    MultihopFile,
+    answer_parts,
+    extract_answer,
+    f1_score,
+    flatten_answer,
+    normalize_answer,
+    score_answer,
+)
 
 
 @pytest.mark.parametrize("raw,norm", [

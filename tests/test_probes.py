@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-
 from cli import run as run_cli
 from study_helpers import RUNNER, STUDY
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from sftscale.config import parse_study
-from sftscale.io import InputError, atomic_write_json, atomic_write_jsonl
 from sftscale.grid.cells import expand_cells
+from sftscale.io import InputError, atomic_write_json, atomic_write_jsonl
 from sftscale.rundir.stagespec import StageContext
 from sftscale.study.runner import CellRunner, run_study
 from sftscale.study.search import choose, validation_ids
@@ -151,9 +151,9 @@ def test_status_export_and_report_show_the_choice(tmp_path):
 
 def test_a_choice_at_the_edge_of_the_grid_is_flagged_in_status_export_and_report(tmp_path):
     """3e-4 is the best score; a grid that starts there has not bracketed its optimum."""
+    from sftscale.grid.searchspec import describe_choice, grid_edges
     from sftscale.report.html import _search_table
     from sftscale.rundir.export import load_tables
-    from sftscale.grid.searchspec import describe_choice, grid_edges
     from sftscale.study.status import status_rows
 
     assert grid_edges({"lr": [3e-4, 1e-3, 3e-3]}, {"lr": 3e-4}) == {"lr": "low"}

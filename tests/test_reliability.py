@@ -9,7 +9,6 @@ import gzip
 from pathlib import Path
 
 import pytest
-
 from cli import run, run_process, user_error
 
 

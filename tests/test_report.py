@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import cli
 import numpy as np
 import pytest
 
@@ -23,8 +24,6 @@ from sftscale.io import atomic_write_json, atomic_write_jsonl
 from sftscale.report import write_report
 from sftscale.study.runner import CellRunner, run_study
 from sftscale.study.stages import with_runs
-
-import cli
 
 STUDY = """\
 name: synthetic

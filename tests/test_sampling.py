@@ -9,14 +9,13 @@ from __future__ import annotations
 import math
 
 import pytest
+from cli import run
 
 from sftscale.evaluation import evaluate
 from sftscale.generation import Generator
 from sftscale.generation.backend import row_seed, spec_dict
 from sftscale.generation.cache import group_key
 from sftscale.tasks.base import GenSpec, Item, Task, mean_metrics
-
-from cli import run
 
 PROMPTS = [f"Q{i}: add {i} and {3 * i}?" * (1 + i % 3) for i in range(9)]
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+
 import pytest
+from cli import run
 
 from sftscale.tasks.gsm8k import GSM8K
-
-from cli import run
 
 
 def write_jsonl(path, rows):

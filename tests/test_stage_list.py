@@ -18,6 +18,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from cli import run
+from study_helpers import RUNNER, STUDY, cheap_eval, cheap_train, tables
 
 from sftscale.config import parse_study
 from sftscale.io import atomic_write_json, read_jsonl
@@ -28,9 +30,6 @@ from sftscale.study import stages
 from sftscale.study.runner import CellRunner, run_study
 from sftscale.study.stages import register_stage, with_runs
 from sftscale.study.status import status_rows
-
-from cli import run
-from study_helpers import RUNNER, STUDY, cheap_eval, cheap_train, tables
 
 N_CELLS = 10
 KEY = "m1__toy-math__n8__s3"

@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from cli import run
 
 from sftscale.config import parse_study
 from sftscale.io import InputError
 from sftscale.plan.check import GPUS, check_study, count_params, plan_study
 from sftscale.tasks.taskdata import study_task
-
-from cli import run
 
 
 def _model_dir(tmp_path: Path) -> Path:

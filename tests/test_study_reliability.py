@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
+from cli import run, start_process
+from study_helpers import RUNNER, STUDY, cell_states, cheap_eval, cheap_train, reap, tables
 
 from sftscale.config import parse_study
 from sftscale.io import atomic_write_json
@@ -28,9 +30,6 @@ from sftscale.rundir.lock import RunLock
 from sftscale.study.runner import CellRunner, run_study
 from sftscale.study.stages import with_runs
 from sftscale.study.status import FILES_MISSING, status_rows
-
-from cli import run, start_process
-from study_helpers import RUNNER, STUDY, cell_states, cheap_eval, cheap_train, reap, tables
 
 N_CELLS = 10
 KEY = "m1__toy-math__n8__s3"

@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 
 import pytest
+from cli import run_process
+from study_helpers import cell_states, reap, run_on_ray, tables
 
 from sftscale.config import load_study
 from sftscale.io import sha256_file
 from sftscale.rundir.export import load_tables
 from sftscale.study.runner import run_study
-from cli import run_process
-from study_helpers import cell_states, reap, run_on_ray, tables
 
 CELLS = ["tiny__gsm8k__n0", "tiny__gsm8k__n8__s0", "tiny__gsm8k__n8__s1"]
 N_ITEMS = 4

@@ -12,16 +12,15 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from cli import run
+from study_helpers import RUNNER, STUDY, tables
 
 from sftscale.config import parse_study
 from sftscale.io import InputError
 from sftscale.rundir.export import export, load_tables
+from sftscale.rundir.store import Store
 from sftscale.study.runner import run_study
 from sftscale.study.status import status_rows
-from sftscale.rundir.store import Store
-
-from cli import run
-from study_helpers import RUNNER, STUDY, tables
 
 N_CELLS = 2 * (1 + 2 * 2)
 
@@ -172,10 +171,11 @@ def test_failed_export_logs_a_warning_naming_the_file(tmp_path, monkeypatch, cap
 
 
 def test_stages_and_the_reporter_share_one_progress_event(tmp_path):
+    from study_helpers import cheap_eval, cheap_train
+
     from sftscale.events import ProgressEvent
     from sftscale.study.runner import CellRunner
     from sftscale.study.stages import with_runs
-    from study_helpers import cheap_eval, cheap_train
 
     seen: list[ProgressEvent] = []
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from study_helpers import RUNNER, STUDY, tables
+
 from sftscale.config import parse_study
 from sftscale.study.executors import LocalExecutor
 from sftscale.study.runner import run_study
-
-from study_helpers import RUNNER, STUDY, tables
 
 
 def test_two_workers_equal_one(tmp_path: Path):

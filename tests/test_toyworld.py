@@ -11,7 +11,7 @@ import pytest
 from sftscale.tasks import get_task
 from sftscale.toyworld import TOY_MODELS, TOY_SFT_DEFAULTS, toy_model_path
 from sftscale.toyworld.corpus import build_corpus, math_pool_problems, math_test_problems
-from sftscale.toyworld.world import COUNTRIES, CHAINS, World
+from sftscale.toyworld.world import CHAINS, COUNTRIES, World
 
 
 @pytest.fixture(scope="module")
@@ -184,9 +184,8 @@ def test_pretrain_smoke(tmp_path):
     """A few steps through the CLI path: output loads and carries its meta."""
     from transformers import AutoModelForCausalLM
 
-    from sftscale.toyworld.pretrain import pretrain_toy
-
     from sftscale.io import sha256_file
+    from sftscale.toyworld.pretrain import pretrain_toy
 
     meta = pretrain_toy("S", tmp_path / "m", seed=1, steps=2, eval_every=2, log=lambda *_: None)
     assert meta["steps"] == 2 and meta["tokens"] == 2 * 16 * 128

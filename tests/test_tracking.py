@@ -13,8 +13,8 @@ hand-written train_meta (loss curve, recipe): the real toy stages would cost min
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import socket
 import struct
@@ -25,14 +25,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from cli import run_process
 from study_helpers import cheap_eval, cheap_train
+
 from sftscale.config import parse_study
 from sftscale.io import InputError, atomic_write_json
+from sftscale.rundir.store import Store
 from sftscale.study.runner import CellRunner, run_study
 from sftscale.study.stages import with_runs
-from sftscale.rundir.store import Store
 
 VENV_BIN = Path(sys.executable).parent
 STUDY = """\

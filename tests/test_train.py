@@ -11,14 +11,12 @@ import random
 from pathlib import Path
 
 import pytest
+from cli import run
 
 from sftscale.io import InputError
 from sftscale.tasks.base import Item, Task
-from sftscale.train import (IGNORE, Recipe, default_recipe, read_meta, recipe_with, select_subset, steps_for,
-                            train_cell)
+from sftscale.train import IGNORE, Recipe, default_recipe, read_meta, recipe_with, select_subset, steps_for, train_cell
 from sftscale.train.examples import check_masks, encode_pair, pack_examples
-
-from cli import run
 
 
 class AddTask(Task):

@@ -97,7 +97,7 @@ def test_packed_rows_do_not_attend_across_examples():
     m = tiny_llama().eval()
     with torch.no_grad():
         single = [token_loss_sum(m, collate([e], 0)) for e in ex]
-    want = sum(float(l) for l, _ in single) / sum(n for _, n in single)
+    want = sum(float(loss) for loss, _ in single) / sum(n for _, n in single)
     cfg = LoopConfig(steps=1, lr=1e-2, batch_size=1, micro_batch_size=1, max_grad_norm=None)
     packed_model, plain_model = tiny_llama(), tiny_llama()
     res = train_loop(packed_model, [row], cfg, pad_id=0)
