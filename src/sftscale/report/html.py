@@ -10,10 +10,12 @@ Not handled: themes, interactive plots, pagination of very large studies.
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..fit.answers import answer_rows, n_text
+from ..rundir import layout
 from ..schema import AnalysisDoc, BandSeries, FitsDoc, ForecastsDoc
 from .fmt import esc, interval, num, percent
 
@@ -107,12 +109,20 @@ def _backtests(fc: ForecastsDoc) -> str:
     return "\n".join(out)
 
 
+def _rule(meta: dict) -> str:
+    """A cell's steps rule without what happened to that cell (its budget, where it stopped):
+    the rule the curve's cells share."""
+    r = str(meta.get("stop_rule") or meta.get("steps_rule") or "")
+    r = re.sub(r"\s*(Stopped at step \d+|Trained the whole budget \(\d+ steps\)), kept step \d+\.$", "", r)
+    return re.sub(r"at the budget of \d+", "at the cell's step budget", r)
+
+
 def _held_fixed(run_dir: Path) -> str:
     """What the curve holds fixed: the optimizer steps each cell trained, and the rule."""
     import json
 
     rows = []
-    for p in sorted(Path(run_dir).glob("cells/*/train/train_meta.json")):
+    for p in sorted((Path(run_dir) / layout.CELLS).glob(f"*/{layout.TRAIN}/{layout.TRAIN_META}")):
         try:
             m = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -125,7 +135,7 @@ def _held_fixed(run_dir: Path) -> str:
     for m in rows:
         by.setdefault((m.get("model"), m.get("task")), {}).setdefault(int(m["n"]), []).append(m)
     ns = sorted({n for d in by.values() for n in d})
-    rules = sorted({str(m.get("stop_rule") or m.get("steps_rule") or "") for m in rows})
+    rules = sorted({_rule(m) for m in rows})
     early = any(m.get("steps_budget") is not None for m in rows)
     head = "".join(f"<th>{n_text(n)}</th>" for n in ns)
     out = ["<h2>What each curve holds fixed</h2><p>"
