@@ -361,3 +361,27 @@ def test_a_new_section_is_one_function_and_one_list_entry(study, tmp_path, monke
     page = write_report(_copy(study, tmp_path), n_boot=50).read_text()
     assert "<p id=cells>9 cells, fits by sftscale report</p>" in page
     assert page.index("<h2>Sample responses") < page.index("<h2>Cells measured") < page.index("<h2>Files")
+
+
+def test_held_fixed_states_the_shared_stop_rule_once(tmp_path):
+    """Cells that stopped at different steps share one rule: the section prints it once,
+    without any cell's budget or stopping step."""
+    import json
+
+    from sftscale.report.html import _held_fixed
+
+    rule = ("validation loss (...) every 10 steps and at the budget of {b}; stop after 3 evaluations "
+            "in a row without an improvement; keep the weights of the lowest loss; the lr schedule "
+            "spans the budget. {end}")
+    ends = [(160, "Stopped at step 110, kept step 110."), (200, "Trained the whole budget (200 steps), kept step 180."),
+            (200, "Stopped at step 120, kept step 90.")]
+    for k, (b, end) in enumerate(ends):
+        d = tmp_path / "cells" / f"c{k}" / "train"
+        d.mkdir(parents=True)
+        (d / "train_meta.json").write_text(json.dumps({
+            "model": "m", "task": "t", "n": 64 * (k + 1), "seed": 0, "steps": 100 + k,
+            "steps_budget": b, "stop_rule": rule.format(b=b, end=end)}))
+    html = _held_fixed(tmp_path)
+    assert html.count("validation loss (...)") == 1
+    assert "Stopped at" not in html and "budget of 160" not in html and "kept step" not in html
+    assert "at the cell&#x27;s step budget" in html
