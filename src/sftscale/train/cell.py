@@ -383,8 +383,7 @@ def adopt_cell(model: Any, task: str | Task, n: int, seed: int, out: str | os.Pa
         shutil.rmtree(tmp, ignore_errors=True)
         link_tree(src, tmp)
         shutil.rmtree(out, ignore_errors=True)
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
+        os.replace(tmp, out)  # link_tree made tmp and its parents
         return Path(src)
     return None
 
