@@ -78,8 +78,8 @@ def test_too_many_exclusions_and_tasks_without_fewshot_refuse(gsm8k, tiny_model)
     with pytest.raises(ValueError, match="fewer than num_fewshot"):
         small.fewshot_prompts(small.test_items()[:1], 5, exclude=[it.id for it in small._train[:2]])
     model = str(tiny_model("chars"))
-    for task in ("humaneval", "toy-math"):
-        with pytest.raises(InputError, match="no few-shot definition") as ei:
+    for task in ("humaneval", "ifeval"):  # test sets only: no pool unless given train_data
+        with pytest.raises(InputError, match="no few-shot pool") as ei:
             evaluate(model, task, limit=1, num_fewshot=3)
         assert ei.value.field == "num_fewshot"
     with pytest.raises(InputError, match="plain prompts only"):
@@ -128,3 +128,71 @@ def test_study_cell_passes_fewshot_and_excludes_its_subset(tmp_path, tiny_model,
     rec = json.loads(next(out.glob("samples_*.jsonl")).read_text().splitlines()[0])
     shots = [by_q[b.split("\nAnswer: ")[0][len("Question: "):]] for b in _examples(rec["prompt"])]
     assert len(shots) == 3 and not set(shots) & set(subset)
+
+
+# --- k-shot on every task: examples from the training pool, never from the test set ----------
+
+def _multihop_file(tmp_path: Path) -> str:
+    p = tmp_path / "mh.jsonl"
+    rows = [{"id": f"q{i}", "question": f"Who is person {i}?", "answer": f"P{i}",
+             "split": "train" if i % 2 else "test"} for i in range(12)]
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(p)
+
+
+def _train_data(tmp_path: Path) -> str:
+    p = tmp_path / "instr.jsonl"
+    p.write_text("".join(json.dumps({"id": f"tr{i}", "instruction": f"Say {i} twice.",
+                                     "output": f"{i} {i}"}) + "\n" for i in range(10)))
+    return str(p)
+
+
+TASKS = [("gsm8k", {}), ("toy-math", {}), ("toy-multihop", {}), ("toy-code", {}),
+         ("toy-instruct", {}), ("toy-knowledge", {}), ("fanoutqa", {"n_train": 40}),
+         ("multihop-file", "file"), ("humaneval", "train_data"), ("humaneval+", "train_data"),
+         ("ifeval", "train_data")]
+
+
+@pytest.mark.parametrize("name,opts", TASKS, ids=[t[0] for t in TASKS])
+def test_every_task_draws_its_context_from_the_training_pool_never_the_test_set(
+        tmp_path, name, opts):
+    from sftscale.tasks.taskdata import study_task
+
+    if opts == "file":
+        opts = {"path": _multihop_file(tmp_path)}
+    elif opts == "train_data":
+        opts = {"train_data": _train_data(tmp_path)}
+    task = study_task(name, dict(opts))
+    tests = task.test_items()[:6]
+    pool_ids = {it.id for it in task.fewshot_pool()}
+    test_ids = {it.id for it in task.test_items()}
+    test_prompts = {task.prompt_text(it) for it in task.test_items()}
+    draws = task.fewshot_draw(tests, 3, seed=5)
+    prompts = task.fewshot_prompts(tests, 3, seed=5)
+    for it, shots, prompt in zip(tests, draws, prompts):
+        assert len(shots) == 3 and len({s.id for s in shots}) == 3
+        assert {s.id for s in shots} <= pool_ids and not {s.id for s in shots} & test_ids
+        assert not any(task.prompt_text(s) in test_prompts for s in shots)
+        context = "".join(task.fewshot_example(s) + task.fewshot_delimiter for s in shots)
+        assert prompt == context + task.prompt_text(it)
+    if not task.fewshot_per_item:  # one shared draw: a common prefix, nested over k, seeded
+        assert len({tuple(s.id for s in d) for d in draws}) == 1
+        assert [s.id for s in task.fewshot_draw(tests, 2, seed=5)[0]] == [s.id for s in draws[0][:2]]
+        assert task.fewshot_draw(tests, 3, seed=6)[0] != draws[0]
+    if name == "toy-math":  # the example is exactly what finetuning shows the model
+        ex = task.fewshot_pool()[0]
+        assert task.fewshot_example(ex) == "".join(task.training_pair(ex))
+
+
+def test_a_k_that_does_not_fit_the_toy_context_is_refused_naming_the_longest_that_fits():
+    with pytest.raises(InputError) as ei:
+        evaluate("toy-S", "toy-math", limit=3, num_fewshot=12)
+    msg = str(ei.value)
+    assert "'toy-math'" in msg and "512-token context" in msg and ei.value.field == "num_fewshot"
+    longest = int(msg.rsplit("longest k that fits is ", 1)[1].split()[0])
+    assert 1 <= longest < 12
+    # ... and that k does run: the context is the examples, then the test prompt
+    task = get_task("toy-math", limit=3)
+    task.gen = dataclasses.replace(task.gen, max_new_tokens=2)
+    res = evaluate("toy-S", task, limit=3, num_fewshot=longest)
+    assert [s["prompt"] for s in res["samples"]] == task.fewshot_prompts(task.test_items()[:3], longest)

@@ -41,10 +41,12 @@ unchanged). Aggregates over n samples: the task's own (pass@k for code tasks: pa
 @100 up to n, evalplus' estimator), else the mean over all samples with the standard error
 of the per-item means (``tasks.base.mean_metrics``).
 
-Few-shot (``num_fewshot`` k > 0): the task's ``fewshot_prompts`` (lm-eval's context and
-sampler; ``fewshot_exclude`` ids are never used as examples: a study passes the cell's
-finetuning subset); refused with an InputError for tasks without a few-shot definition and
-with ``chat``. The results file's ``n-shot`` and ``configs.num_fewshot`` say k.
+Few-shot (``num_fewshot`` k > 0): the task's ``fewshot_prompts`` (examples from its training
+pool, one shared draw by ``fewshot_seed``, or lm-eval's context and sampler for gsm8k;
+``fewshot_exclude`` ids are never used as examples: a study passes the cell's finetuning
+subset); refused with an InputError for tasks without a pool, with ``chat``, and when the k
+examples with the prompt and ``max_new_tokens`` exceed the model's context (the message names
+the longest k that fits: ``tasks.fewshot``). The results file's ``n-shot`` and ``configs.num_fewshot`` say k.
 
 Not handled: few-shot with chat templates, log-likelihood tasks,
 several tasks per call (call once per task; the generator is reusable), filters other
@@ -98,7 +100,8 @@ def evaluate(model: Any, task: str | Task, adapter: str | os.PathLike | None = N
              allow_template_mismatch: bool = False, task_options: dict | None = None,
              cache_dir: str | os.PathLike | None = None, device: str | None = None,
              progress: ProgressFn | None = None, sampling: dict | None = None,
-             num_fewshot: int = 0, fewshot_exclude: Sequence[str] = ()) -> dict:
+             num_fewshot: int = 0, fewshot_exclude: Sequence[str] = (),
+             fewshot_seed: int | None = None) -> dict:
     """Generate, score and aggregate one task; see the module docstring."""
     task_options = dict(task_options or {})
     t_start = time.time()
@@ -107,8 +110,9 @@ def evaluate(model: Any, task: str | Task, adapter: str | os.PathLike | None = N
         raise InputError(None, "limit must be at least 1", field="limit")
     spec = gen_spec(task_obj.gen, sampling)
     if num_fewshot < 0 or (num_fewshot > 0 and task_obj.fewshot_pool() is None):
-        raise InputError(None, f"task {task_obj.name!r} has no few-shot definition: only 0 is "
-                         "possible" if num_fewshot > 0 else "must be at least 0",
+        raise InputError(None, f"task {task_obj.name!r} has no few-shot pool (no training "
+                         "pool; give it train_data): only 0 is possible" if num_fewshot > 0
+                         else "must be at least 0",
                          field="num_fewshot")
     if num_fewshot > 0 and chat:
         raise InputError(None, "few-shot contexts are built for plain prompts only (lm-eval's "
@@ -132,8 +136,18 @@ def evaluate(model: Any, task: str | Task, adapter: str | os.PathLike | None = N
     n_total = len(items)
     items = items if limit is None else items[:limit]
     try:
-        prompts = (task_obj.fewshot_prompts(items, num_fewshot, fewshot_exclude) if num_fewshot
-                   else [task_obj.build_prompt(it, tok, chat) for it in items])
+        prompts = (task_obj.fewshot_prompts(items, num_fewshot, fewshot_exclude, fewshot_seed)
+                   if num_fewshot else [task_obj.build_prompt(it, tok, chat) for it in items])
+        if num_fewshot and tok is not None:
+            from ..models import encode_prompt
+            from ..tasks.fewshot import check_fewshot_fits
+
+            # counting a too-long prompt is the point here: no "longer than the maximum" warning
+            getattr(tok, "deprecation_warnings", {})[
+                "sequence-length-is-longer-than-the-specified-maximum"] = True
+            check_fewshot_fits(task_obj, items, num_fewshot, lambda p: len(encode_prompt(tok, p)),
+                               context_length(generator.model), fewshot_exclude, fewshot_seed,
+                               field="num_fewshot")
     except ValueError as e:
         raise InputError(None, str(e), field="num_fewshot" if num_fewshot else "chat") from None
     rows = [(it, p, s) for it, p in zip(items, prompts) for s in range(spec.n)]
@@ -152,7 +166,8 @@ def evaluate(model: Any, task: str | Task, adapter: str | os.PathLike | None = N
         config["sampling"] = {"temperature": spec.temperature, "top_p": spec.top_p, "n": spec.n,
                               "seed": spec.seed}
     if num_fewshot:
-        config.update(num_fewshot=num_fewshot, fewshot_seed=task_obj.fewshot_seed,
+        config.update(num_fewshot=num_fewshot, fewshot_seed=(task_obj.fewshot_seed
+                                                             if fewshot_seed is None else fewshot_seed),
                       fewshot_excluded=len(set(fewshot_exclude)))
     results = results_object(EvalRecord(
         task=task_obj, task_options=task_options, items=items, n_total=n_total, config=config,
@@ -160,6 +175,16 @@ def evaluate(model: Any, task: str | Task, adapter: str | os.PathLike | None = N
         timings=timings, t_start=t_start, gen=spec, num_fewshot=num_fewshot))
     paths = write_files(out, task_obj.name, samples, results) if out is not None else {}
     return {**results, "metrics": agg, "samples": samples, "paths": paths}
+
+
+def context_length(model: Any) -> int | None:
+    """The model's context window in tokens (``max_position_embeddings``; None: unknown, e.g. a
+    remote backend)."""
+    cfg = getattr(model, "config", None)
+    if cfg is not None and hasattr(cfg, "get_text_config"):
+        cfg = cfg.get_text_config()
+    n = getattr(cfg, "max_position_embeddings", None)
+    return int(n) if isinstance(n, int) and n > 0 else None
 
 
 def _resolve_task(task: str | Task, task_options: dict) -> Task:

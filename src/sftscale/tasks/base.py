@@ -121,60 +121,93 @@ class Task(ABC):
             raise ValueError(f"item {item.id} has no reference completion")
         return self.build_prompt(item, tokenizer, chat), item.completion
 
-    # --- few-shot contexts (lm-evaluation-harness's rule) ------------------------------
+    # --- few-shot contexts -------------------------------------------------------------
     #: lm-eval's ``target_delimiter`` and ``fewshot_delimiter`` defaults, and its default
     #: ``fewshot_random_seed`` (``DEFAULT_OTHER_SEED``)
     target_delimiter: str = " "
     fewshot_delimiter: str = "\n\n"
     fewshot_seed: int = 1234
+    #: True: lm-eval's sampler, a fresh draw of k examples for every test item (gsm8k);
+    #: False (the default): ONE draw of k examples shared by every item of a call, so the
+    #: context is a common prefix (its KV cache is computed once: ``generation.hf``)
+    fewshot_per_item: bool = False
 
     def fewshot_pool(self) -> list[Item] | None:
-        """The items few-shot examples come from (lm-eval's ``fewshot_split``), in its order;
-        None (the default): the task has no few-shot definition and refuses ``num_fewshot``."""
-        return None
+        """The items few-shot examples come from, in a fixed order. Default: the TRAINING pool
+        (never the test set); None when the task has none (k-shot is then refused). Tasks
+        with lm-eval's definition return lm-eval's ``fewshot_split``."""
+        return self.train_items() if self.has_train() else None
 
     def fewshot_target(self, item: Item) -> str:
-        """An example's answer text (lm-eval's ``doc_to_target``)."""
-        raise NotImplementedError(f"task {self.name!r} has no few-shot definition")
+        """An example's answer text (lm-eval's ``doc_to_target``); default: the training
+        completion."""
+        if item.completion is None:
+            raise ValueError(f"item {item.id} has no reference completion")
+        return item.completion
 
-    def fewshot_prompts(self, items: Sequence[Item], k: int,
-                        exclude: Iterable[str] = ()) -> list[str]:
-        """Plain prompts with ``k`` examples in front, as lm-eval's ``fewshot_context`` builds
-        them: ONE ``random.Random(fewshot_seed)`` draws ``sample(pool, k)`` for each item in
-        turn, and each example is ``prompt_text + target_delimiter + fewshot_target +
-        fewshot_delimiter``. So item i's examples depend on its position in ``items`` (which
-        must start at the task's first test item, as lm-eval's do) and equal lm-eval's
-        ``--num_fewshot k`` with the default seed, when the pool is lm-eval's fewshot split.
+    def fewshot_example(self, item: Item) -> str:
+        """One in-context example, without the delimiter after it. Default: the plain
+        training pair (prompt + completion), exactly what finetuning shows the model; tasks
+        following lm-eval: ``prompt_text + target_delimiter + fewshot_target``."""
+        if self.fewshot_per_item:
+            return self.prompt_text(item) + self.target_delimiter + self.fewshot_target(item)
+        prompt, completion = self.training_pair(item)
+        return prompt + completion
 
-        ``exclude`` (ids, e.g. a study cell's finetuning subset): a drawn example whose id is
-        excluded (or already chosen) is replaced by the next allowed pool item after it
-        (wrapping around); the random draws stay lm-eval's, so only those replaced examples
-        depart from lm-eval. Pools that are the test split (lm-eval then removes the item
-        itself) are not handled. Raises ValueError when the task has no few-shot definition
-        or the pool has fewer than ``k`` allowed items."""
+    def fewshot_draw(self, items: Sequence[Item], k: int, exclude: Iterable[str] = (),
+                     seed: int | None = None) -> list[list[Item]]:
+        """The k examples of each item (pool items, in context order).
+
+        Shared draw (default): ONE permutation of the allowed pool by ``random.Random(seed)``;
+        the first k are every item's examples, so the contexts of k = 1, 2, 4 with one seed
+        are nested. Per-item draws (``fewshot_per_item``, lm-eval's ``fewshot_context``): ONE
+        ``random.Random(seed)`` draws ``sample(pool, k)`` for each item in turn, so item i's
+        examples depend on its position in ``items`` (which must start at the task's first
+        test item, as lm-eval's do) and equal lm-eval's ``--num_fewshot k`` with the default
+        seed. ``seed`` None: ``fewshot_seed``.
+
+        ``exclude`` (ids, e.g. a study cell's finetuning subset): never drawn. In per-item
+        mode a drawn example whose id is excluded (or already chosen) is replaced by the next
+        allowed pool item after it (wrapping around); the random draws stay lm-eval's, so only
+        those replaced examples depart from lm-eval. Pools that are the test split (lm-eval
+        then removes the item itself) are not handled. Raises ValueError when the task has no
+        pool or the pool has fewer than ``k`` allowed items."""
         import random
 
         if k <= 0:
-            return [self.prompt_text(it) for it in items]
+            return [[] for _ in items]
         pool = self.fewshot_pool()
         if pool is None:
-            raise ValueError(f"task {self.name!r} has no few-shot definition (num_fewshot must be 0)")
+            raise ValueError(f"task {self.name!r} has no few-shot pool (no training pool; give "
+                             "the task train_data): only 0 in-context examples are possible")
         banned = set(exclude)
         allowed = [i for i, it in enumerate(pool) if it.id not in banned]
         if len(allowed) < k:
             raise ValueError(f"task {self.name!r}: {len(allowed)} few-shot examples left after "
                              f"excluding {len(banned)} ids, fewer than num_fewshot={k}")
-        rnd, n_pool, out = random.Random(self.fewshot_seed), len(pool), []
-        for it in items:
+        rnd = random.Random(self.fewshot_seed if seed is None else seed)
+        if not self.fewshot_per_item:
+            order = list(allowed)
+            rnd.shuffle(order)
+            shared = [pool[i] for i in order[:k]]
+            return [shared for _ in items]
+        n_pool, out = len(pool), []
+        for _ in items:
             chosen: list[int] = []
             for i in rnd.sample(range(n_pool), k):
                 while pool[i].id in banned or i in chosen:
                     i = (i + 1) % n_pool
                 chosen.append(i)
-            shots = "".join(self.prompt_text(pool[i]) + self.target_delimiter
-                            + self.fewshot_target(pool[i]) + self.fewshot_delimiter for i in chosen)
-            out.append(shots + self.prompt_text(it))
+            out.append([pool[i] for i in chosen])
         return out
+
+    def fewshot_prompts(self, items: Sequence[Item], k: int, exclude: Iterable[str] = (),
+                        seed: int | None = None) -> list[str]:
+        """Plain prompts with ``k`` examples in front (``fewshot_draw``): each example is
+        ``fewshot_example + fewshot_delimiter``, then the item's ``prompt_text``."""
+        draws = self.fewshot_draw(items, k, exclude, seed)
+        return ["".join(self.fewshot_example(ex) + self.fewshot_delimiter for ex in shots)
+                + self.prompt_text(it) for it, shots in zip(items, draws)]
 
     # --- scoring -----------------------------------------------------------------------
     @abstractmethod

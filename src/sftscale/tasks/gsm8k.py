@@ -118,6 +118,7 @@ class GSM8K(GSM8KFormat):
     primary_metric = "accuracy"
     license = "MIT"
     gen = GenSpec(max_new_tokens=256, stop=("Question:", "</s>", "<|im_end|>"))
+    fewshot_per_item = True  # lm-eval's sampler: a fresh draw per test item
 
     def __init__(self, limit: int | None = None, path: str | None = None,
                  train_path: str | None = None):
