@@ -196,3 +196,81 @@ def test_a_k_that_does_not_fit_the_toy_context_is_refused_naming_the_longest_tha
     task.gen = dataclasses.replace(task.gen, max_new_tokens=2)
     res = evaluate("toy-S", task, limit=3, num_fewshot=longest)
     assert [s["prompt"] for s in res["samples"]] == task.fewshot_prompts(task.test_items()[:3], longest)
+
+
+# --- few-shot in a study ---------------------------------------------------------------------
+
+STUDY = """models: [{{ref: toy-S}}]
+tasks: [{{name: toy-math, limit: 4, max_new_tokens: 6}}]
+n: [0]
+fewshot: {ks}
+output: {out}
+executor: {{workers: 1, threads: 1}}
+"""
+
+
+def test_a_study_with_fewshot_runs_resumes_and_exports_the_k_column(tmp_path):
+    import pandas as pd
+    from cli import run
+
+    from sftscale.fit.run import load_fit_inputs
+    from sftscale.rundir import Store, layout
+
+    out = tmp_path / "run"
+    study = tmp_path / "s.yaml"
+    study.write_text(STUDY.format(ks="[1, 2]", out=out))
+    r = run("run", study)
+    assert r.exit_code == 0, r.output
+    with Store(layout.store_path(out), readonly=True) as st:
+        done = {c["key"]: c["finished_at"] for c in st.cells("done")}
+    assert sorted(done) == ["toy-S__toy-math__n0", "toy-S__toy-math__n0__k1", "toy-S__toy-math__n0__k2"]
+    samples = sorted((out / "cells" / "toy-S__toy-math__n0__k2" / "eval").glob("samples_*.jsonl"))
+    prompt = json.loads(samples[0].read_text().splitlines()[0])["prompt"]
+    assert prompt.count("\n#### ") == 2  # two worked examples before the test question
+
+    r = run("run", study)  # resumes: nothing is computed again
+    assert r.exit_code == 0, r.output
+    with Store(layout.store_path(out), readonly=True) as st:
+        assert {c["key"]: c["finished_at"] for c in st.cells("done")} == done
+
+    export = pd.read_csv(out / "export.csv")
+    assert {"k", "fewshot_seed"} <= set(export.columns)
+    acc = export[export.metric == "accuracy"].set_index("k")
+    assert sorted(acc.index) == [0, 1, 2] and set(acc["n"]) == {0}
+    items = pd.read_json(out / "items.jsonl", lines=True)
+    assert items.groupby("k").size().to_dict() == {0: 4, 1: 4, 2: 4}
+
+    # the fit never puts a k-shot row on an N curve: only the plain N = 0 cell is left
+    inputs = load_fit_inputs(out)
+    assert len(inputs.long[inputs.long.metric == "accuracy"]) == 1
+    assert float(inputs.long[inputs.long.metric == "accuracy"]["value"].iloc[0]) == acc.loc[0, "value"]
+    assert len(inputs.items) == 4
+    csv_only = load_fit_inputs(out / "export.csv")
+    assert len(csv_only.long[csv_only.long.metric == "accuracy"]) == 1
+
+
+def test_a_study_refuses_a_k_that_does_not_fit_with_exit_2(tmp_path):
+    from cli import run, user_error
+
+    study = tmp_path / "s.yaml"
+    study.write_text(STUDY.format(ks="[2, 12]", out=tmp_path / "run").replace("max_new_tokens: 6",
+                                                                              "max_new_tokens: 80"))
+    for cmd in ("plan", "run"):
+        user_error(run(cmd, study), "'toy-math'", "longest k that fits is")
+
+
+def test_fewshot_cells_keep_the_other_keys_and_specs():
+    from sftscale.config import parse_study
+    from sftscale.grid.cells import expand_cells
+
+    base = "models: [{ref: toy-S}]\ntasks: [{name: toy-math}, {name: toy-code, n: [4]}]\nn: [0, 4]\n"
+    plain = {c.key: c.spec_hash for c in expand_cells(parse_study(base))}
+    cells = expand_cells(parse_study(base + "fewshot: [1, 4]\nfewshot_seeds: [7]\n"
+                                            "fewshot_on_finetuned: true\n"))
+    assert {c.key: c.spec_hash for c in cells if not c.kshot} == plain
+    assert sorted(c.key for c in cells if c.kshot) == [
+        "toy-S__toy-code__n0__k1__fs7", "toy-S__toy-code__n0__k4__fs7",
+        "toy-S__toy-code__n4__s0__k1__fs7", "toy-S__toy-code__n4__s0__k4__fs7",
+        "toy-S__toy-math__n0__k1__fs7", "toy-S__toy-math__n0__k4__fs7",
+        "toy-S__toy-math__n4__s0__k1__fs7", "toy-S__toy-math__n4__s0__k4__fs7"]
+    assert all(c.num_fewshot == c.kshot and c.fewshot_seed == 7 for c in cells if c.kshot)

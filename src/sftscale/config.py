@@ -60,6 +60,8 @@ def _check_label(v: str) -> str:
 
 #: a name used in file names, cell keys and tables
 Label = Annotated[str, AfterValidator(_check_label)]
+#: k-shot baselines (``fewshot:``): distinct k >= 1, sorted
+Shots = Annotated[list[Annotated[int, Field(ge=1)]], AfterValidator(lambda v: _check_grid(v, "k"))]
 
 
 class _LocError(ValueError):
@@ -184,6 +186,7 @@ class TaskEntry(_Strict):
     max_new_tokens: int | None = Field(None, ge=1, description="override the task's GenSpec")
     n: list[int] | None = Field(None, description="this task's own N grid (default: the study's)")
     recipe: dict[str, Any] = Field(default_factory=dict, description="Recipe overrides for this task")
+    fewshot: Shots | None = Field(None, description="this task's k-shot baselines (default: the study's)")
 
     @field_validator("n")
     @classmethod
@@ -325,6 +328,11 @@ class StudyConfig(_Strict):
     recipe_search: RecipeSearch | None = Field(
         None, description="choose recipe values per cell on a validation split of the training "
                           "pool, e.g. {lr: [3e-4, 1e-3, 3e-3]} (docs/recipe-search.md)")
+    fewshot: Shots = Field(default_factory=list, description="k-shot baselines: base model, k in-context "
+                           "examples from the training pool, a cell per k (docs/fewshot.md)")
+    fewshot_seeds: Annotated[list[Annotated[int, Field(ge=0)]], AfterValidator(
+        lambda v: _check_grid(v, "seed"))] | None = Field(None, description="draws (default: the task's seed)")
+    fewshot_on_finetuned: bool = Field(False, description="k-shot cells for every finetuned cell too")
 
     _path: str | None = PrivateAttr(None)
     _lines: dict[tuple, int] = PrivateAttr(default_factory=dict)
@@ -399,11 +407,11 @@ class StudyConfig(_Strict):
         return sha256_json(self.model_dump(mode="json"))
 
 
-def _check_grid(v: list[int]) -> list[int]:
+def _check_grid(v: list[int], what: str = "N") -> list[int]:
     if any(x < 0 for x in v):
         raise ValueError("N must be >= 0")
     if len(set(v)) != len(v):
-        raise ValueError("N values must be distinct")
+        raise ValueError(f"{what} values must be distinct")
     return sorted(v)
 
 

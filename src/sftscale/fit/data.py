@@ -35,6 +35,9 @@ A run directory is searched for ``export.csv`` and ``items.jsonl`` (or ``items.c
 if ``export.csv`` is missing and ``sftscale.rundir.export.load_tables(run_dir)`` exists, it
 is called and may return ``(long_df, items_df)`` or a dict with keys ``long``/``items``.
 
+k-shot baselines (rows whose ``k`` column is > 0: a study's ``fewshot:`` cells) are dropped
+on reading, from both tables: they are not points of an N curve (the report draws them apart).
+
 Not handled: wide tables (one column per N), Excel files, multi-line quoted CSV fields
 (line numbers in errors then count records, not physical lines).
 """
@@ -53,7 +56,7 @@ import pandas as pd
 
 from ..io import InputError, read_jsonl, read_text_input
 from ..rundir import layout
-from ..rundir.export import load_tables
+from ..rundir.export import load_tables, split_kshot
 
 LONG_REQUIRED = ("model", "task", "metric", "n", "value")
 ITEM_REQUIRED = ("model", "task", "n", "item_id")
@@ -225,6 +228,7 @@ def _long_frame_fast(df: pd.DataFrame) -> pd.DataFrame | None:
 def load_long(src: str | Path | pd.DataFrame) -> pd.DataFrame:
     """Read and validate a long table; bad input raises InputError with line and field."""
     if isinstance(src, pd.DataFrame):
+        src = split_kshot(src)[0]
         missing = [c for c in LONG_REQUIRED if c not in src.columns]
         if missing:
             raise InputError(None, "missing column", field=missing[0])
@@ -247,11 +251,17 @@ def load_long(src: str | Path | pd.DataFrame) -> pd.DataFrame:
     for row in reader:
         if None in row:
             raise InputError(path, "more fields than the header", line=reader.line_num)
-        if all(v in (None, "") for v in row.values()):
+        if all(v in (None, "") for v in row.values()) or _kshot_row(row):
             continue
         rows.append(row)
         lines.append(reader.line_num)
     return _check_long_rows(rows, path, lines)
+
+
+def _kshot_row(row: dict) -> bool:
+    """A k-shot baseline's row (``k`` > 0, rundir.export): not a point of any N curve."""
+    k = row.get("k")
+    return k not in (None, "", "0", 0, False) and str(k).strip() not in ("", "0", "0.0", "nan")
 
 
 def _check_file(path: Path, what: str) -> None:
@@ -385,6 +395,7 @@ def _unique_items(df: pd.DataFrame, path) -> pd.DataFrame:
 
 def _load_items(src: str | Path | pd.DataFrame) -> pd.DataFrame:
     if isinstance(src, pd.DataFrame):
+        src = split_kshot(src)[0]
         fast = _items_frame_fast(src)
         if fast is not None:
             return fast
@@ -396,10 +407,12 @@ def _load_items(src: str | Path | pd.DataFrame) -> pd.DataFrame:
         reader = csv.DictReader(io.StringIO(read_text_input(path), newline=""))
         rows, lines = [], []
         for row in reader:
-            rows.append(row)
-            lines.append(reader.line_num)
+            if not _kshot_row(row):
+                rows.append(row)
+                lines.append(reader.line_num)
         return _check_item_rows(rows, path, lines)
-    numbered = read_jsonl(path, numbered=True)
+    numbered = [(i, r) for i, r in read_jsonl(path, numbered=True)
+                if not (isinstance(r, dict) and _kshot_row(r))]
     return _check_item_rows([r for _, r in numbered], path, [i for i, _ in numbered])
 
 

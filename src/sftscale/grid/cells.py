@@ -52,6 +52,8 @@ class Cell:
     search: dict[str, Any] = field(default_factory=dict)  # recipe search (search.py); {}: none
     task_version: str = ""  # the task's version (registry); part of the spec when set
     model_defaults: dict[str, Any] = field(default_factory=dict)  # a toy model's own defaults
+    kshot: int = 0  # a k-shot cell of the study's ``fewshot``: k in-context examples (0: none)
+    fewshot_seed: int | None = None  # its draw's seed (None: the task's own)
 
     @property
     def world(self) -> int:
@@ -64,7 +66,10 @@ class Cell:
     @property
     def key(self) -> str:
         base = f"{self.model}__{self.task}__n{self.n}"
-        return base if self.n == 0 else f"{base}__s{self.seed}"
+        base = base if self.n == 0 else f"{base}__s{self.seed}"
+        if self.kshot:  # only k-shot cells: every other key stays as it was
+            base += f"__k{self.kshot}" + ("" if self.fewshot_seed is None else f"__fs{self.fewshot_seed}")
+        return base
 
     def spec(self) -> dict[str, Any]:
         """What determines the outputs (resources and labels excluded)."""
@@ -77,6 +82,7 @@ class Cell:
                 # only when set, so the specs (and hashes) of greedy zero-shot cells stay
                 **({"sampling": self.sampling} if self.sampling else {}),
                 **({"num_fewshot": self.num_fewshot} if self.num_fewshot else {}),
+                **({"fewshot_seed": self.fewshot_seed} if self.fewshot_seed is not None else {}),
                 **({"recipe_search": search_spec(self.search)} if self.search and self.n else {}),
                 **({"task_version": self.task_version} if self.task_version else {}),
                 **({"model_defaults": self.model_defaults} if self.model_defaults and self.n else {})}
@@ -153,10 +159,49 @@ def expand_cells(cfg: StudyConfig, pool_sizes: Mapping[str, int] | None = None) 
                         num_fewshot=cfg.evaluation.num_fewshot, processes=m.processes,
                         search=search if n > 0 else {}, task_version=task_version(t.name),
                         model_defaults=own))
+    cells = _with_kshot(cfg, cells)
     keys = [c.key for c in cells]
     if len(set(keys)) != len(keys):  # impossible with validated labels; guard anyway
         raise InputError(cfg.path, "two cells share a key; make model/task labels distinct")
     return cells
+
+
+def fewshot_for(cfg: StudyConfig, task: Any) -> list[int]:
+    """A task entry's k-shot baselines: its own ``fewshot``, else the study's."""
+    return list(task.fewshot) if task.fewshot is not None else list(cfg.fewshot)
+
+
+def _with_kshot(cfg: StudyConfig, cells: list[Cell]) -> list[Cell]:
+    """The k-shot cells of ``fewshot`` after each model/task's curve cells: the base model
+    (N = 0) with each k and draw seed, and with ``fewshot_on_finetuned`` every N > 0 cell too
+    (its examples never from its own subset: the eval stage excludes them)."""
+    from dataclasses import replace
+
+    seeds: list[int | None] = list(cfg.fewshot_seeds) if cfg.fewshot_seeds else [None]
+    out: list[Cell] = []
+    by_task = {t.label or t.name: (ti, t) for ti, t in enumerate(cfg.tasks)}
+    for i, c in enumerate(cells):
+        out.append(c)
+        nxt = cells[i + 1] if i + 1 < len(cells) else None
+        if nxt is not None and (nxt.model, nxt.task) == (c.model, c.task):
+            continue  # the last cell of this model/task: its k-shot cells follow
+        ti, t = by_task[c.task]
+        ks = fewshot_for(cfg, t)
+        if not ks:
+            continue
+        if c.chat:
+            raise cfg.error(f"k-shot contexts are plain text; model {c.model!r} uses the chat "
+                            "template (drop chat or fewshot)", "tasks", ti, "fewshot"
+                            if t.fewshot is not None else "fewshot")
+        mine = [x for x in cells if (x.model, x.task) == (c.model, c.task)]
+        zero = [x for x in mine if x.n == 0] or [replace(mine[0], n=0, seed=cfg.seeds[0], search={},
+                                                         n_requested=0)]
+        group = zero + ([x for x in mine if x.n > 0] if cfg.fewshot_on_finetuned else [])
+        for base in group:
+            for k in ks:
+                for fs in seeds:
+                    out.append(replace(base, kshot=k, num_fewshot=k, fewshot_seed=fs))
+    return out
 
 
 def _check_search_task(cfg: StudyConfig, ti: int, pool: int | None) -> None:
@@ -187,4 +232,4 @@ def _sampling(cfg: StudyConfig) -> dict[str, Any]:
     return {k: v for k, v in vals.items() if v != dflt[k]}
 
 
-__all__ = ["Cell", "expand_cells"]
+__all__ = ["Cell", "expand_cells", "fewshot_for"]

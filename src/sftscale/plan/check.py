@@ -143,6 +143,9 @@ def check_study(cfg: StudyConfig, recipes: bool = True, out: Any = None) -> Chec
             res.pool_sizes[t.label] = pool
     if recipes:
         bad += _check_recipes(cfg, res)
+    from .fewshot import fewshot_problems
+
+    bad += fewshot_problems(cfg, res.model_specs)  # k-shot baselines: a pool, and k that fits
     if bad:
         from .problems import CheckProblems
 

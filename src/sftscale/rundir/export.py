@@ -10,7 +10,10 @@
   metric), ``search_edges`` (``lr=low``: fields chosen at the grid's lowest or highest value,
   searchspec.grid_edges; empty when inside) and ``search_candidates`` (JSON: every candidate's
   values, score and validation loss); empty for N = 0 cells. Without a search the columns are
-  absent.
+  absent. A study with k-shot cells (``fewshot:``) adds ``k`` (the cell's in-context examples;
+  0 for the finetuning curve's cells) and ``fewshot_seed`` (its draw's seed; empty: the task's
+  own), to both tables; without them the columns are absent. ``split_kshot`` separates the
+  k > 0 rows (which the fit never puts on an N curve).
 - ``items_df``: one row per done cell and evaluated item, columns
   ``model, task, n, seed, item_id, correct, format_ok`` plus one column per other scalar
   (bool/int/float) per-sample field the task reported (e.g. ``correct_flexible``, ``em``).
@@ -64,9 +67,11 @@ def load_tables(run_dir: str | os.PathLike) -> tuple[Any, Any]:
 
     with Store(_store_path(run_dir), readonly=True) as st:
         cells = {r["key"]: r for r in st.cells("done")}
+        kshot = _kshot_columns(cells)
         mrows = [{"model": cells[m["cell"]]["model"], "task": cells[m["cell"]]["task"],
                   "metric": m["metric"], "n": cells[m["cell"]]["n"], "value": m["value"],
-                  "seed": cells[m["cell"]]["seed"], "n_items": cells[m["cell"]]["n_items"]}
+                  "seed": cells[m["cell"]]["seed"], "n_items": cells[m["cell"]]["n_items"],
+                  **kshot.get(m["cell"], {})}
                  for m in st.metrics() if m["cell"] in cells]
         irows = []
         extra_cols: list[str] = []
@@ -77,7 +82,8 @@ def load_tables(run_dir: str | os.PathLike) -> tuple[Any, Any]:
             row = {"model": c["model"], "task": c["task"], "n": c["n"], "seed": c["seed"],
                    "item_id": it["item_id"],
                    "correct": None if it["correct"] is None else bool(it["correct"]),
-                   "format_ok": None if it["format_ok"] is None else bool(it["format_ok"])}
+                   "format_ok": None if it["format_ok"] is None else bool(it["format_ok"]),
+                   **kshot.get(it["cell"], {})}
             for k, v in it["fields"].items():
                 if k in row:
                     continue
@@ -86,15 +92,43 @@ def load_tables(run_dir: str | os.PathLike) -> tuple[Any, Any]:
                 row[k] = v
             irows.append(row)
     extra = _search_columns(cells, mrows)
-    metrics = pd.DataFrame(mrows, columns=METRIC_COLUMNS + extra)
+    kcols = list(KSHOT_COLUMNS) if kshot else []
+    metrics = pd.DataFrame(mrows, columns=METRIC_COLUMNS + kcols + extra)
     if len(metrics):
-        metrics = metrics.sort_values(["model", "task", "metric", "n", "seed"], kind="stable")
+        metrics = metrics.sort_values(["model", "task", "metric", *kcols[:1], "n", "seed"],
+                                      kind="stable")
         metrics = metrics.reset_index(drop=True)
-    metrics = metrics.astype({"n": "int64", "seed": "int64", "n_items": "Int64", "value": "float64"})
-    items = pd.DataFrame(irows, columns=ITEM_COLUMNS + extra_cols)
+    metrics = metrics.astype({"n": "int64", "seed": "int64", "n_items": "Int64", "value": "float64",
+                              **({"k": "int64", "fewshot_seed": "Int64"} if kcols else {})})
+    items = pd.DataFrame(irows, columns=ITEM_COLUMNS + kcols
+                         + [c for c in extra_cols if c not in KSHOT_COLUMNS])
     items = items.astype({"n": "int64", "seed": "int64", "correct": "boolean", "format_ok": "boolean",
-                          "item_id": "string"})
+                          "item_id": "string",
+                          **({"k": "int64", "fewshot_seed": "Int64"} if kcols else {})})
     return metrics, items
+
+
+KSHOT_COLUMNS = ("k", "fewshot_seed")
+
+
+def _kshot_columns(cells: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Cell key -> {k, fewshot_seed} from the cells' stored specs; {} when no cell is k-shot."""
+    import json
+
+    out = {}
+    for key, c in cells.items():
+        d = json.loads(c["spec"]) if c.get("spec") else {}
+        out[key] = {"k": int(d.get("kshot") or 0), "fewshot_seed": d.get("fewshot_seed")}
+    return out if any(v["k"] for v in out.values()) else {}
+
+
+def split_kshot(df: Any) -> tuple[Any, Any]:
+    """(the finetuning curve's rows, the k-shot rows) of a metrics or items table: rows with
+    ``k`` > 0 are k-shot baselines; a table without a ``k`` column has none."""
+    if df is None or "k" not in getattr(df, "columns", ()):
+        return df, None
+    k = df["k"].fillna(0).astype("int64")
+    return df[k == 0].reset_index(drop=True), df[k > 0].reset_index(drop=True)
 
 
 def _search_columns(cells: dict[str, dict[str, Any]], mrows: list[dict[str, Any]]) -> list[str]:
@@ -173,5 +207,5 @@ def write_default_exports(run_dir: str | os.PathLike) -> None:
         _write(df, Path(run_dir) / name, fmt)
 
 
-__all__ = ["DEFAULT_EXPORTS", "ITEM_COLUMNS", "METRIC_COLUMNS", "export", "load_tables",
+__all__ = ["DEFAULT_EXPORTS", "KSHOT_COLUMNS", "split_kshot", "ITEM_COLUMNS", "METRIC_COLUMNS", "export", "load_tables",
            "write_default_exports"]

@@ -42,10 +42,24 @@ def train_stage(cell: Cell, ctx: StageContext) -> None:
 
     recipe = dict(cell.recipe)
     recipe.setdefault("chat", cell.chat)
+    if cell.kshot and cell.n > 0 and _adopt_plain(cell, ctx, recipe):
+        return
     train_cell_launched(cell.model_ref, task_object(cell), cell.n, cell.seed, ctx.out,
                         recipe=recipe, task_options=cell.task_options or None,
                         progress=ctx.progress, world=cell.world, use_gpu=cell.gpus > 0,
                         cpus_per_worker=cell.cpus)
+
+
+def _adopt_plain(cell: Cell, ctx: StageContext, recipe: dict) -> bool:
+    """A k-shot cell of a finetuned N (``fewshot_on_finetuned``) links the finished training
+    of its plain cell (same model, task, N, seed, recipe) instead of training again; False
+    when that cell has not finished training yet (then it trains: the same result)."""
+    from ..train.cell import adopt_cell
+
+    plain = dataclasses.replace(cell, kshot=0, fewshot_seed=None).key
+    src = layout.stage_dir(layout.cell_dir(ctx.run_dir, plain), layout.TRAIN)
+    return adopt_cell(cell.model_ref, task_object(cell), cell.n, cell.seed, ctx.out, [src],
+                      recipe=recipe, task_options=cell.task_options or None) is not None
 
 
 GENERATORS: dict[tuple, Any] = {}  # per process: one loaded base model, reused across cells
@@ -85,7 +99,8 @@ def eval_stage(cell: Cell, ctx: StageContext) -> None:
     common: dict[str, Any] = dict(limit=cell.limit, out=ctx.out, chat=cell.chat, batch_size=cell.batch_size,
                   allow_template_mismatch=cell.allow_template_mismatch, progress=ctx.progress,
                   sampling=cell.sampling, num_fewshot=cell.num_fewshot,  # examples never from
-                  fewshot_exclude=meta.get("subset_ids") or ())  # the cell's finetuning subset
+                  fewshot_exclude=meta.get("subset_ids") or (),  # the cell's finetuning subset
+                  fewshot_seed=cell.fewshot_seed)
     if cell.n > 0 and not ckpt.is_dir():
         raise RuntimeError(f"{train_dir}: trained cell without its checkpoint ({ckpt.name}/)")
     dev = "auto" if cell.gpus > 1 else None  # a model granted several GPUs is spread over them
