@@ -26,6 +26,15 @@ cannot refill a batch, and decodes every row's tail at every step for stop strin
 here is ~200 lines; measurements in docs/notes/generate.md
 (benchmarks/bench_generate_vs_lmeval.py).
 
+Shared prefix (k-shot contexts): when every prompt of a ``generate`` call starts with the same
+``MIN_PREFIX`` or more token ids (one draw of k examples shared by all items), that prefix is
+prefilled ONCE (batch of one) and each group's cache starts from a copy of its keys and values;
+only the suffixes are prefilled, left-padded after the prefix (padding in the middle is masked,
+and positions follow the mask, so every row sees the same positions as when recomputed). Greedy
+output equals recomputing in fp32 on CPU (tests/test_fewshot.py;
+benchmarks/bench_kshot_cache.py measures the saving). ``share_prefix = False`` turns it off.
+Not for caches other than plain ``DynamicLayer`` ones (then the prefix is recomputed).
+
 Adapters: ``set_adapter(dir)`` on a peft adapter directory (``adapter_config.json``) loads
 it once into the SAME base object (peft ``PeftModel.from_pretrained`` the first time,
 ``load_adapter`` after) and switches with ``set_adapter``; ``set_adapter(None)`` runs the
@@ -34,7 +43,7 @@ directory with full weights (``config.json`` + safetensors) replaces the model i
 
 Not handled: merging into caches other than plain ``DynamicLayer`` ones (sliding-window
 models fall back to static batches that only shrink), prompt caching across rows, beam
-search, models whose caches cannot select batch rows (linear-attention hybrids), multi-GPU
+search, prefixes shared by only some of the prompts, models whose caches cannot select batch rows (linear-attention hybrids), multi-GPU
 (use the vLLM or server backends), token-level stop sequences other than EOS ids.
 """
 
@@ -53,6 +62,10 @@ from ..models import attention_backends, encode_prompt
 from ..tasks.base import GenSpec
 from .backend import OnBatch, report, truncate_at_stop
 from .checkpoint import checkpoint_hash, checkpoint_kind, resolve_checkpoint, state_hash, tokenizer_hash
+
+
+#: shortest common prefix (tokens) whose KV cache is computed once per call and reused
+MIN_PREFIX = 16
 
 
 class HFBackend:
@@ -75,7 +88,8 @@ class HFBackend:
         self._base_hash: str | None = None
         self._tok_hash: str | None = None
         self.stats = {"base_loads": 0, "adapter_loads": 0, "full_loads": 0, "trimmed_columns": 0,
-                      "merged_groups": 0}
+                      "merged_groups": 0, "prefix_tokens_reused": 0}
+        self.share_prefix = True  # reuse the KV cache of a prefix common to all prompts of a call
         if self.tok.pad_token_id is None:
             self.tok.pad_token = self.tok.eos_token
         ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -193,6 +207,8 @@ class HFBackend:
         self.last_batch_size = bs
         batch = _RunningBatch(self, spec, bs)
         sent = 0
+        p = len(os.path.commonprefix(enc)) if len(enc) > 1 and self.share_prefix else 0
+        p = min(p, min(len(e) for e in enc) - 1)  # every row keeps a token to prefill
 
         def flush(force: bool) -> None:
             nonlocal sent
@@ -206,6 +222,8 @@ class HFBackend:
                 report(progress, sent, len(enc))
 
         with self._context(), self._torch.inference_mode(), attention_backends(self.device):
+            if p >= MIN_PREFIX:
+                batch.prefix = self.prefix_cache(enc[0][:p])
             while queue or batch.rows:
                 if queue and batch.has_room():
                     n = bs - len(batch.rows)
@@ -233,24 +251,53 @@ class HFBackend:
                          use_cache=True, **{_cache_kwarg(self.model): cache}, **self._kw)
         return out.logits[:, -1, :]
 
-    def prefill(self, ids_list: list[list[int]]) -> tuple[Any, Any, Any, Any]:
-        """Left-padded prefill of a group: (cache, attention mask, last positions, logits)."""
-        torch = self._torch
+    def _new_cache(self) -> Any:
         from transformers import DynamicCache
 
+        try:
+            return DynamicCache(config=self.model.config)
+        except TypeError:
+            return DynamicCache()
+
+    def prefix_cache(self, ids: list[int]) -> tuple[int, list[tuple[Any, Any]]] | None:
+        """(length, per-layer keys and values) of ``ids`` prefilled alone; None when the cache
+        has layers other than plain ``DynamicLayer`` ones (the prefix is then recomputed)."""
+        torch, cache = self._torch, self._new_cache()
+        x = torch.tensor([ids], dtype=torch.long, device=self.device)
+        attn = torch.ones_like(x)
+        try:
+            self.forward(x, attn, torch.arange(len(ids), device=self.device)[None], cache)
+        except TypeError:  # a model without logits_to_keep
+            self._kw = {}
+            self.forward(x, attn, torch.arange(len(ids), device=self.device)[None], cache)
+        if not _mergeable(cache):
+            return None
+        return len(ids), [(layer.keys, layer.values) for layer in cache.layers]
+
+    def prefill(self, ids_list: list[list[int]], prefix: tuple[int, list] | None = None
+                ) -> tuple[Any, Any, Any, Any]:
+        """Left-padded prefill of a group: (cache, attention mask, last positions, logits).
+        With ``prefix`` (``prefix_cache``: the first ``p`` ids of every row), the cache starts
+        from the prefix's keys and values and only the rest of each row is computed."""
+        torch = self._torch
+        p = prefix[0] if prefix is not None else 0
         dev, B = self.device, len(ids_list)
+        ids_list = [x[p:] for x in ids_list]
         L = max(len(x) for x in ids_list)
         input_ids = torch.full((B, L), self.tok.pad_token_id, dtype=torch.long)
-        attn = torch.zeros((B, L), dtype=torch.long)
+        attn = torch.zeros((B, p + L), dtype=torch.long)
+        attn[:, :p] = 1
         for r, x in enumerate(ids_list):
             input_ids[r, L - len(x):] = torch.tensor(x, dtype=torch.long)
-            attn[r, L - len(x):] = 1
+            attn[r, p + L - len(x):] = 1
         input_ids, attn = input_ids.to(dev), attn.to(dev)
-        pos = (attn.cumsum(-1) - 1).masked_fill(attn == 0, 0)
-        try:
-            cache = DynamicCache(config=self.model.config)
-        except TypeError:
-            cache = DynamicCache()
+        pos = (attn.cumsum(-1) - 1).masked_fill(attn == 0, 0)[:, p:]
+        cache = self._new_cache()
+        if prefix is not None:
+            for li, (k, v) in enumerate(prefix[1]):
+                cache.update(k.expand(B, -1, -1, -1).contiguous(),
+                             v.expand(B, -1, -1, -1).contiguous(), li)
+            self.stats["prefix_tokens_reused"] += p * B
         try:
             logits = self.forward(input_ids, attn, pos, cache)
         except TypeError:  # a model without logits_to_keep
@@ -296,6 +343,7 @@ class _RunningBatch:
         self.attn: Any = None
         self.last: Any = None
         self.nxt: Any = None
+        self.prefix: tuple[int, list] | None = None  # HFBackend.prefix_cache of the call, if any
 
     def has_room(self) -> bool:
         """Empty, or a quarter free and every cache layer can take new rows."""
@@ -305,7 +353,7 @@ class _RunningBatch:
     def admit(self, group: list[_Row]) -> None:
         """Prefill ``group``, pick its first tokens, and merge its unfinished rows in."""
         torch = self.b._torch
-        cache, attn, last, logits = self.b.prefill([r.ids for r in group])
+        cache, attn, last, logits = self.b.prefill([r.ids for r in group], self.prefix)
         nxt = self._pick(logits, group)
         keep = self._extend(group, nxt)
         if not keep:
