@@ -302,3 +302,58 @@ def test_the_shared_prefix_cache_gives_the_same_generations_as_recomputing(batch
     a = gen.generate(prompts[:5], hot)
     gen.backend.share_prefix = False
     assert gen.generate(prompts[:5], hot) == a
+
+
+# --- the report and the demo's terminal lines ----------------------------------------------------
+
+def test_the_report_draws_kshot_points_and_states_the_crossover(tmp_path):
+    from rich.console import Console
+    from study_helpers import RUNNER
+
+    from sftscale.config import parse_study
+    from sftscale.demo import print_kshot
+    from sftscale.fit.kshot import kshot_table
+    from sftscale.fit.run import load_fit_inputs
+    from sftscale.report import write_report
+    from sftscale.report.data import load_report_data
+    from sftscale.study.runner import run_study
+
+    cfg = parse_study("models: [{name: m1, ref: toy-S}]\ntasks: [{name: toy-math, limit: 60}]\n"
+                      "n: [0, 8, 16, 32, 64, 128]\nseeds: [0, 1]\nfewshot: [1, 2, 4]\n"
+                      "fewshot_seeds: [0, 1]\n")
+    run = tmp_path / "run"
+    run_study(cfg, out=run, runner=RUNNER, progress=False, check=False)
+    d = load_report_data(run, n_boot=50)
+    assert set(d.metrics["k"]) == {0} and set(d.items["k"]) == {0}  # the other sections: no k rows
+    (row,) = d.kshot
+    assert [p["k"] for p in row["points"]] == [1, 2, 4] and all(p["draws"] == 2 for p in row["points"])
+    for p in row["points"]:  # format and substance, each with its interval
+        for m in ("accuracy", "format_rate"):
+            assert p[m]["lo"] <= p[m]["mid"] <= p[m]["hi"] and p[m]["n"] == 2
+    c = row["crossover"]
+    best = row["best"]["accuracy"]["mid"]
+    assert best == max(p["accuracy"]["mid"] for p in row["points"])
+    # cheap_eval's accuracy rises with N: finetuning beats the k-shot best within the grid
+    assert c["n"] is not None and 8 <= c["n"] <= 128
+    assert c["lo"] is not None and c["lo"] <= c["n"] and (c["hi"] is None or c["hi"] >= c["n"])
+    curve = load_fit_inputs(run).long  # the fit's curve: the k-shot rows are not on it
+    assert len(curve[(curve.metric == "accuracy") & (curve.n == 0)]) == 1
+    # the measured points alone give a crossover too (no fits.json)
+    plain = kshot_table(_all_rows(run), None, {"toy-math": "accuracy"})
+    assert plain[0]["crossover"]["source"] == "measured points" and plain[0]["crossover"]["n"]
+
+    page = write_report(run, n_boot=50).read_text()
+    assert "Examples in the prompt or in the weights" in page and "Crossover:" in page
+    assert (run / "report" / "kshot_vs_finetuning.png").exists()
+    assert "format_rate" in page.split("Examples in the prompt or in the weights")[1]
+
+    con = Console(record=True, width=200)
+    print_kshot(run, con)
+    text = con.export_text()
+    assert "toy-math: best k-shot k=" in text and "finetuning beats it from N" in text
+
+
+def _all_rows(run):
+    from sftscale.rundir.export import load_tables
+
+    return load_tables(run)[0]

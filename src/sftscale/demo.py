@@ -104,6 +104,7 @@ def run_demo(out: Path, quick: bool = False, n_boot: int = 1000, progress: bool 
 
     atomic_write_json(out / "demo_timings.json", {**times, "study_total_s": study_s})
     print_headline(out / "study", con)
+    print_kshot(out / "study", con)
     return report
 
 
@@ -126,3 +127,24 @@ def print_headline(run_dir: Path, con: Console) -> None:
     if forecasts is not None and forecasts["curves"]:
         con.print(answers_table(forecasts, analysis, short=True,
                                 title="what the demo measured and forecasts (details: the report)"))
+
+
+def print_kshot(run_dir: Path, con: Console) -> None:
+    """Per task: the best k-shot result of the base model and the crossover N from which
+    finetuning beats it (``fit.kshot``); nothing when the study has no k-shot cells."""
+    from .fit.kshot import crossover_text, kshot_table
+    from .fit.run import read_fits
+    from .report.data import primary_metrics
+    from .rundir import layout
+    from .rundir.export import load_tables
+
+    metrics, _ = load_tables(run_dir)
+    try:
+        fits = dict(read_fits(layout.fits_path(run_dir)))
+    except (OSError, ValueError):
+        fits = {}
+    rows = kshot_table(metrics, fits, primary_metrics(metrics)) if len(metrics) else []
+    if rows:
+        con.rule("[bold]examples in the prompt or in the weights (k-shot vs finetuning)")
+    for r in rows:
+        con.print(f"{r['task']}: {crossover_text(r)}", markup=False, highlight=False)

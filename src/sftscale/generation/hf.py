@@ -42,8 +42,9 @@ base with adapters disabled. At most ``max_adapters`` stay loaded (oldest delete
 directory with full weights (``config.json`` + safetensors) replaces the model instead.
 
 Not handled: merging into caches other than plain ``DynamicLayer`` ones (sliding-window
-models fall back to static batches that only shrink), prompt caching across rows, beam
-search, prefixes shared by only some of the prompts, models whose caches cannot select batch rows (linear-attention hybrids), multi-GPU
+models fall back to static batches that only shrink), prompt caching across calls, beam
+search, prefixes shared by only some of the prompts, models whose caches cannot select
+batch rows (linear-attention hybrids), multi-GPU
 (use the vLLM or server backends), token-level stop sequences other than EOS ids.
 """
 
@@ -62,7 +63,6 @@ from ..models import attention_backends, encode_prompt
 from ..tasks.base import GenSpec
 from .backend import OnBatch, report, truncate_at_stop
 from .checkpoint import checkpoint_hash, checkpoint_kind, resolve_checkpoint, state_hash, tokenizer_hash
-
 
 #: shortest common prefix (tokens) whose KV cache is computed once per call and reused
 MIN_PREFIX = 16

@@ -4,7 +4,8 @@
 gets fits.json and analysis.json through ``fit.run.fit_run_dir`` (reused when written for the
 same results, by ``sftscale fit`` or an earlier report, whatever their settings; else
 refitted, with one line to ``say`` on why), the knowledge experiment's table when it ran, and
-a few sample responses. Sections (``report.sections``) read it and save their figures through
+a few sample responses, and the k-shot baselines (``fit.kshot``; the other sections' tables hold the
+finetuning curve's rows only). Sections (``report.sections``) read it and save their figures through
 ``ReportData.save_figure``.
 
 Not handled: several run directories in one report.
@@ -19,9 +20,10 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
+from ..fit.kshot import kshot_table
 from ..fit.run import FitOutcome, FitSettings, fit_run_dir, inputs_from_tables
 from ..rundir import layout
-from ..rundir.export import load_tables
+from ..rundir.export import load_tables, split_kshot
 from ..schema import AnalysisDoc, FitsDoc, ForecastsDoc
 from .samples import sample_responses
 
@@ -47,6 +49,7 @@ class ReportData:
     fit: FitOutcome  # how fits.json came to be: reused or fitted, and why (``fit.note``)
     knowledge: dict | None = None  # the knowledge experiment's table.json
     examples: list[dict] = field(default_factory=list)  # ``samples.sample_responses``
+    kshot: list[dict] = field(default_factory=list)  # k-shot baselines and crossovers (fit.kshot)
     figures: dict[str, dict[str, Path]] = field(default_factory=dict)  # key -> {"png", "svg"} paths
 
     @property
@@ -92,6 +95,7 @@ def load_report_data(run_dir: str | Path, knowledge_dir: str | Path | None = Non
     run_dir = Path(run_dir)
     metrics, items = load_tables(run_dir)
     metric_of = primary_metrics(metrics) if len(metrics) else {}
+    all_metrics, (metrics, _), (items, _) = metrics, split_kshot(metrics), split_kshot(items)
     inputs = inputs_from_tables(metrics, items, run_dir)
     fit = fit_run_dir(run_dir, report_settings(metric_of, n_boot, targets), reuse=True, inputs=inputs,
                       warn=say, written_by="sftscale report", write_to=stage)
@@ -100,7 +104,8 @@ def load_report_data(run_dir: str | Path, knowledge_dir: str | Path | None = Non
     return ReportData(run_dir=run_dir, out_dir=layout.report_dir(stage if stage is not None else run_dir),
                       title=title or f"sftscale report · {run_dir.name}", metrics=metrics, items=items,
                       metric_of=metric_of, fits=fit.fits, analysis=fit.analysis or empty_analysis(), fit=fit,
-                      knowledge=knowledge_table(run_dir, knowledge_dir), examples=sample_responses(run_dir, k=3))
+                      knowledge=knowledge_table(run_dir, knowledge_dir), examples=sample_responses(run_dir, k=3),
+                      kshot=kshot_table(all_metrics, dict(fit.fits), metric_of))
 
 
 def knowledge_table(run_dir: Path, knowledge_dir: str | Path | None) -> dict | None:

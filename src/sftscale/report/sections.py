@@ -126,6 +126,17 @@ def examples(d: ReportData) -> str:
     return _examples(d.examples)
 
 
+def kshot(d: ReportData) -> str:
+    """k-shot baselines beside the finetuning curve, format and substance apart, and the
+    crossover N (``report.kshot``, ``fit.kshot``)."""
+    from .kshot import kshot_figure, kshot_html
+
+    if not d.kshot:
+        return ""
+    fig = d.save_figure("kshot", kshot_figure(d.metrics, d.kshot), "kshot_vs_finetuning")
+    return kshot_html(d.kshot, fig)
+
+
 def files(d: ReportData) -> str:
     return ("<h2>Files</h2><p class=sub>fits.json, analysis.json, the figures as PNG and SVG "
             "(report/), study.sqlite, export.csv, items.jsonl.</p>")
@@ -133,8 +144,9 @@ def files(d: ReportData) -> str:
 
 SECTIONS: list[Section] = [header, answers, held_fixed, accuracy, backtests, style, details, fit_table,
                            joint_table, search_table, knowledge, examples, files]
+SECTIONS.insert(SECTIONS.index(style) + 1, kshot)  # after style: format and substance again
 
 
 __all__ = ["SECTIONS", "Section", "accuracy", "answers", "backtests", "details", "examples", "files",
-           "fit_table", "fits_provenance", "header", "held_fixed", "joint_table", "knowledge", "search_table",
+           "fit_table", "fits_provenance", "header", "held_fixed", "joint_table", "knowledge", "kshot", "search_table",
            "style"]
