@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
             None, "--n-samples", help="samples per prompt (default 1; pass@k for code tasks)"),
         seed: Optional[int] = typer.Option(None, "--seed", help="sampling seed (default 0)"),
         num_fewshot: int = typer.Option(
-            0, "--num-fewshot", help="in-context examples, built as lm-eval builds them (gsm8k)"),
+            0, "--num-fewshot", help="in-context examples from the training pool (gsm8k: lm-eval's context)"),
     ) -> None:
         """Evaluate MODEL (+ ADAPTER) on TASK; print aggregates as JSON."""
         from rich.console import Console

@@ -107,7 +107,7 @@ def kshot_table(metrics: Any, fits: dict | None, metric_of: dict[str, str]) -> l
     for (model, task), g in ks.groupby(["model", "task"], sort=True):
         metric = metric_of.get(task, "accuracy")
         base = g[g["n"] == 0]
-        points = []
+        points: list[dict[str, Any]] = []
         for k, gk in base.groupby("k"):
             acc, fmt = _point(gk, metric), _point(gk, "format_rate")
             if acc is not None:
@@ -119,7 +119,7 @@ def kshot_table(metrics: Any, fits: dict | None, metric_of: dict[str, str]) -> l
         mine = curve[(curve["model"] == model) & (curve["task"] == task)]
         ns, mid, lo, hi, source = _curve(mine, metric, forecasts.get((model, task, metric)))
         zero = _point(mine[mine["n"] == 0], metric)
-        b = best[metric]
+        b: dict[str, float] = best[metric]
         cross = {"n": _crossing(ns, mid, b["mid"]), "lo": _crossing(ns, hi, b["lo"]),
                  "hi": _crossing(ns, lo, b["hi"]), "source": source,
                  "n_max": max(ns) if ns else None,

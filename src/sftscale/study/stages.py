@@ -42,7 +42,7 @@ def train_stage(cell: Cell, ctx: StageContext) -> None:
 
     recipe = dict(cell.recipe)
     recipe.setdefault("chat", cell.chat)
-    if cell.kshot and cell.n > 0 and _adopt_plain(cell, ctx, recipe):
+    if cell.kshot and _link_plain(cell, ctx):
         return
     train_cell_launched(cell.model_ref, task_object(cell), cell.n, cell.seed, ctx.out,
                         recipe=recipe, task_options=cell.task_options or None,
@@ -50,16 +50,20 @@ def train_stage(cell: Cell, ctx: StageContext) -> None:
                         cpus_per_worker=cell.cpus)
 
 
-def _adopt_plain(cell: Cell, ctx: StageContext, recipe: dict) -> bool:
-    """A k-shot cell of a finetuned N (``fewshot_on_finetuned``) links the finished training
-    of its plain cell (same model, task, N, seed, recipe) instead of training again; False
-    when that cell has not finished training yet (then it trains: the same result)."""
-    from ..train.cell import adopt_cell
+def _link_plain(cell: Cell, ctx: StageContext) -> bool:
+    """A k-shot cell (``fewshot:``) trains exactly what its plain cell trains (same model, task,
+    N, seed, recipe; k only changes the prompts): when that cell's training is finished, its
+    directory is linked (hard links) instead of trained or written again. False when it is not
+    finished yet (then this cell trains: the same result)."""
+    from ..io import link_tree
 
     plain = dataclasses.replace(cell, kshot=0, fewshot_seed=None).key
     src = layout.stage_dir(layout.cell_dir(ctx.run_dir, plain), layout.TRAIN)
-    return adopt_cell(cell.model_ref, task_object(cell), cell.n, cell.seed, ctx.out, [src],
-                      recipe=recipe, task_options=cell.task_options or None) is not None
+    if not (src / layout.TRAIN_META).is_file():
+        return False
+    link_tree(src, ctx.out)
+    (ctx.out / layout.SEAL).unlink(missing_ok=True)  # sealed again for this cell
+    return True
 
 
 GENERATORS: dict[tuple, Any] = {}  # per process: one loaded base model, reused across cells

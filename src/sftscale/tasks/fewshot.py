@@ -43,7 +43,7 @@ def longest_fitting_k(task: Task, items: Sequence[Item], k: int, count: Callable
 
 def check_fewshot_fits(task: Task, items: Sequence[Item], k: int, count: Callable[[str], int],
                        context_len: int | None, exclude: Iterable[str] = (),
-                       seed: int | None = None, where: object = None,
+                       seed: int | None = None, where: str | None = None,
                        field: str = "fewshot") -> None:
     """InputError unless ``k`` examples fit every item's prompt in ``context_len`` tokens."""
     if k <= 0 or not context_len or not items:
