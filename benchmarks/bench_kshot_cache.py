@@ -1,6 +1,13 @@
 """A k-shot cell's generation: the shared context's KV cache computed once vs recomputed per row.
 
     .venv/bin/python benchmarks/bench_kshot_cache.py [--k 4] [--limit 60] [--rounds 3]
+    .venv/bin/python benchmarks/bench_kshot_cache.py --demo     # the demo's 12 k-shot cells
+
+``--demo``: what the demo's k-shot cells cost a warm worker: ``evaluate`` (task, pool, the fit
+check, generation, scoring) of toy-S on each toy task with k = 1, 2, 4 after one plain N = 0
+evaluation per task (the demo's plain cells pay the first-use costs), CPU seconds per cell
+and in total (wall on two idle workers is about half the total, plus the runner's ~0.1 s per
+cell: docs/benchmarks.md, bench_scheduling.py).
 
 toy-S, one torch thread, the four toy tasks at ``--limit`` test items with ``--k`` examples of
 one shared draw (the demo's k-shot cells: ``sftscale demo``'s ``fewshot: [1, 2, 4]``), each
@@ -27,7 +34,10 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--limit", type=int, default=60)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--demo", action="store_true", help="CPU of the demo's 12 k-shot cells")
     args = ap.parse_args()
+    if args.demo:
+        return demo_cells(args.limit)
 
     import torch
 
@@ -68,6 +78,32 @@ def main() -> None:
           f"{best[False][1] / best[True][1]:.2f}x CPU; identical generations: {same}")
     if not same:
         raise SystemExit(1)
+
+
+def demo_cells(limit: int) -> None:
+    import torch
+
+    from sftscale.evaluation import evaluate
+    from sftscale.generation import Generator
+    from sftscale.tasks.taskdata import study_task
+
+    torch.set_num_threads(1)
+    gen = Generator("toy-S")
+    names = ("toy-math", "toy-multihop", "toy-code", "toy-instruct")
+    for name in names:  # the plain N = 0 cells run first in the demo
+        evaluate("toy-S", study_task(name, {}, None), limit=limit, generator=gen)
+    total, tokens = 0.0, 0
+    for name in names:
+        for k in (1, 2, 4):
+            c = time.process_time()
+            r = evaluate("toy-S", study_task(name, {}, None), limit=limit, generator=gen, num_fewshot=k)
+            d = time.process_time() - c
+            total, tokens = total + d, tokens + r["timings"]["generated_tokens"]
+            print(f"  {name:13s} k={k}: {d:5.2f} s CPU, {r['timings']['generated_tokens']:5d} tokens, "
+                  f"accuracy {r['metrics'].get('accuracy', float('nan')):.3f}, "
+                  f"format_rate {r['metrics'].get('format_rate', float('nan')):.3f}")
+    print(f"12 k-shot cells: {total:.1f} s CPU, {tokens} generated tokens, "
+          f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -350,7 +350,7 @@ def test_the_report_draws_kshot_points_and_states_the_crossover(tmp_path):
     con = Console(record=True, width=200)
     print_kshot(run, con)
     text = con.export_text()
-    assert "toy-math: best k-shot k=" in text and "finetuning beats it from N" in text
+    assert "toy-math: best k-shot k=" in text and "finetuning beats it from N " in text
 
 
 def _all_rows(run):

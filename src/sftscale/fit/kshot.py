@@ -15,7 +15,8 @@
   measured points (mean over seeds ± 1.96 standard errors). N* is where the curve's middle
   reaches the best k-shot value (linear in log N between points); the interval runs from
   where the curve's upper bound reaches the k-shot's lower bound (earliest plausible) to where
-  the curve's lower bound reaches the k-shot's upper bound (latest plausible). ``n`` None:
+  the curve's lower bound reaches the k-shot's upper bound (latest plausible); "beats" is
+strictly above, and a curve above it at its smallest N gives that N ("N ≤ 8"). ``n`` None:
   finetuning never beats it within the range; ``lo``/``hi`` None: that end is outside it.
   ``already``: N = 0's plain base model beats it (in-context examples hurt).
 
@@ -52,14 +53,15 @@ def _point(rows: Any, metric: str) -> dict[str, float] | None:
 
 
 def _crossing(ns: list[float], ys: list[float | None], target: float) -> float | None:
-    """The smallest N where the series reaches ``target`` (linear in log N between points)."""
+    """The smallest N where the series exceeds ``target`` (linear in log N between points;
+    the first N when it already does there)."""
     prev: tuple[float, float] | None = None
     for n, y in zip(ns, ys):
         if y is None:
             prev = None
             continue
-        if y >= target:
-            if prev is None or prev[1] >= target:
+        if y > target:
+            if prev is None or prev[1] > target:
                 return n
             f = (target - prev[1]) / (y - prev[1])
             return float(math.exp(math.log(prev[0]) + f * (math.log(n) - math.log(prev[0]))))
@@ -122,7 +124,7 @@ def kshot_table(metrics: Any, fits: dict | None, metric_of: dict[str, str]) -> l
         b: dict[str, float] = best[metric]
         cross = {"n": _crossing(ns, mid, b["mid"]), "lo": _crossing(ns, hi, b["lo"]),
                  "hi": _crossing(ns, lo, b["hi"]), "source": source,
-                 "n_max": max(ns) if ns else None,
+                 "n_max": max(ns) if ns else None, "n_min": min(ns) if ns else None,
                  "already": bool(zero is not None and zero["mid"] >= b["mid"])}
         out.append({"model": model, "task": task, "metric": metric, "points": points,
                     "zero": zero, "zero_format": _point(mine[mine["n"] == 0], "format_rate"),
@@ -141,7 +143,8 @@ def crossover_text(row: dict) -> str:
         return f"{best}; finetuning does not beat it up to N = {top}"
     lo = f"{c['lo']:.0f}" if c["lo"] is not None else "?"
     hi = f"{c['hi']:.0f}" if c["hi"] is not None else f"> {c['n_max']:.0f}"
-    return f"{best}; finetuning beats it from N ≈ {c['n']:.0f} (95%: {lo} to {hi})"
+    at = "≤" if c["n"] == c.get("n_min") else "≈"  # already at the smallest N measured
+    return f"{best}; finetuning beats it from N {at} {c['n']:.0f} (95%: {lo} to {hi})"
 
 
 __all__ = ["crossover_text", "kshot_table"]

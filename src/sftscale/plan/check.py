@@ -445,8 +445,9 @@ def _cell_row(c: Cell, P: float | None, st: dict[str, Any], n_eval: int, scale: 
     n_gen = n_eval + (k * c.search["validation"]["n"] if c.search else 0)  # validations
     train_tok = k * steps * rn["batch"] * per_ex
     gen_tok = n_gen * st["max_new"]
-    prompt_tok = n_gen * st["prompt_tokens"]
-    row: dict[str, Any] = {"cell": c.key, "model": c.model, "task": c.task, "n": c.n,
+    # a k-shot cell's prompts carry k examples, each about a training example long
+    prompt_tok = n_gen * (st["prompt_tokens"] + c.kshot * (st["train_tokens"] or 0.0))
+    row: dict[str, Any] = {"cell": c.key, "model": c.model, "task": c.task, "n": c.n, "k": c.kshot,
                            "seed": c.seed, "params": P, "steps": steps,
                            "train_tokens": round(train_tok), "eval_items": n_eval,
                            "prompt_tokens": round(prompt_tok), "gen_tokens_max": gen_tok}
@@ -497,7 +498,8 @@ def format_plan(plan: Plan) -> None:
     for col in cols:
         t.add_column(col, no_wrap=True, justify="left" if col in ("model", "task") else "right")
     for r in plan.rows:
-        vals = [r["model"], r["task"], str(r["n"]), "-" if r["n"] == 0 else str(r["seed"]),
+        vals = [r["model"], r["task"], f"{r['n']} k={r['k']}" if r.get("k") else str(r["n"]),
+                "-" if r["n"] == 0 else str(r["seed"]),
                 str(r["steps"]), _si(r["train_tokens"]), _si(r.get("train_flops")),
                 str(r["eval_items"]), _si(r["gen_tokens_max"]), _dur(r.get("cpu_s"))]
         if gpu:
