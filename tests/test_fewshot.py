@@ -357,3 +357,28 @@ def _all_rows(run):
     from sftscale.rundir.export import load_tables
 
     return load_tables(run)[0]
+
+
+def test_fewshot_on_finetuned_evaluates_the_plain_cells_checkpoint_without_its_subset(tmp_path):
+    from cli import run
+
+    from sftscale.rundir import Store, layout
+
+    out = tmp_path / "run"
+    study = tmp_path / "s.yaml"
+    study.write_text(STUDY.format(ks="[2]", out=out).replace("n: [0]", "n: [4]") +
+                     "fewshot_on_finetuned: true\nrecipe: {max_steps: 2, min_steps: 2, early_stopping: false}\n")
+    r = run("run", study)
+    assert r.exit_code == 0, r.output
+    with Store(layout.store_path(out), readonly=True) as st:
+        keys = sorted(c["key"] for c in st.cells("done"))
+    assert keys == ["toy-S__toy-math__n0__k2", "toy-S__toy-math__n4__s0",
+                    "toy-S__toy-math__n4__s0__k2"]
+    plain, kcell = (out / "cells" / k / "train" for k in keys[1:])
+    meta = json.loads((kcell / "train_meta.json").read_text())
+    assert meta == json.loads((plain / "train_meta.json").read_text())  # the same training
+    rec = json.loads(next((kcell.parent / "eval").glob("samples_*.jsonl")).read_text().splitlines()[0])
+    task = get_task("toy-math")
+    by_prompt = {task.fewshot_example(it): it.id for it in task.train_items()}
+    shots = [by_prompt[b] for b in rec["prompt"].split("\n\n")[:-1]]
+    assert len(shots) == 2 and not set(shots) & set(meta["subset_ids"])

@@ -2,12 +2,13 @@
 
 For each (model, task) the cells of the first seed (and N = 0) are read from the store; the
 first ``k`` item ids present in every cell are shown with the response and its format /
-correctness flags. Not handled: choosing "interesting" items (the first k in test order
-are shown, so nothing is cherry-picked).
+correctness flags (k-shot cells, ``fewshot:``, are not among them). Not handled: choosing
+"interesting" items (the first k in test order are shown, so nothing is cherry-picked).
 """
 
 from __future__ import annotations
 
+import json
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def sample_responses(run_dir: Path, k: int = 3, max_chars: int = 400) -> list[di
     with Store(sp, readonly=True) as st:
         files = st.files()
         cells = [{**c, "samples": s} for c in st.cells("done")
-                 if (s := _samples(files.get(c["key"], {}).get(layout.EVAL, {})))]
+                 if not json.loads(c["spec"] or "{}").get("kshot")  # not a k-shot cell
+                 and (s := _samples(files.get(c["key"], {}).get(layout.EVAL, {})))]
     out = []
     for (model, task) in sorted({(c["model"], c["task"]) for c in cells}):
         cs = [c for c in cells if c["model"] == model and c["task"] == task]
