@@ -382,3 +382,18 @@ def test_fewshot_on_finetuned_evaluates_the_plain_cells_checkpoint_without_its_s
     by_prompt = {task.fewshot_example(it): it.id for it in task.train_items()}
     shots = [by_prompt[b] for b in rec["prompt"].split("\n\n")[:-1]]
     assert len(shots) == 2 and not set(shots) & set(meta["subset_ids"])
+
+
+def test_the_demo_study_runs_k_1_2_4_on_the_four_toy_tasks_and_they_fit():
+    from sftscale.config import load_study
+    from sftscale.demo import study_file
+    from sftscale.grid.cells import expand_cells
+    from sftscale.models import resolve_model
+    from sftscale.plan.fewshot import fewshot_problems
+
+    cfg = load_study(study_file())
+    kcells = [c for c in expand_cells(cfg) if c.kshot]
+    assert sorted((c.task, c.kshot) for c in kcells) == sorted(
+        (t, k) for t in ("toy-math", "toy-multihop", "toy-code", "toy-instruct") for k in (1, 2, 4))
+    assert all(c.n == 0 and c.fewshot_seed is None for c in kcells)  # one draw
+    assert fewshot_problems(cfg, {m.label: resolve_model(m.ref) for m in cfg.models}) == []
