@@ -336,6 +336,9 @@ def test_the_report_draws_kshot_points_and_states_the_crossover(tmp_path):
     # cheap_eval's accuracy rises with N: finetuning beats the k-shot best within the grid
     assert c["n"] is not None and 8 <= c["n"] <= 128
     assert c["lo"] is not None and c["lo"] <= c["n"] and (c["hi"] is None or c["hi"] >= c["n"])
+    fc = d.fits["forecasts"]["curves"][0]  # the fitted, backtested curve when it forecasts
+    assert c["source"] == ("fitted curve (fits.json forecast)" if fc["status"] == "ok"
+                           else "measured points")
     curve = load_fit_inputs(run).long  # the fit's curve: the k-shot rows are not on it
     assert len(curve[(curve.metric == "accuracy") & (curve.n == 0)]) == 1
     # the measured points alone give a crossover too (no fits.json)
