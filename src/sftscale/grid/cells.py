@@ -190,9 +190,9 @@ def _with_kshot(cfg: StudyConfig, cells: list[Cell]) -> list[Cell]:
         if not ks:
             continue
         if c.chat:
+            loc = ("tasks", ti, "fewshot") if t.fewshot is not None else ("fewshot",)
             raise cfg.error(f"k-shot contexts are plain text; model {c.model!r} uses the chat "
-                            "template (drop chat or fewshot)", "tasks", ti, "fewshot"
-                            if t.fewshot is not None else "fewshot")
+                            "template (drop chat or fewshot)", *loc)
         mine = [x for x in cells if (x.model, x.task) == (c.model, c.task)]
         zero = [x for x in mine if x.n == 0] or [replace(mine[0], n=0, seed=cfg.seeds[0], search={},
                                                          n_requested=0)]
