@@ -271,6 +271,13 @@ class TrackingSettings(_Strict):
         return None if v is False else v
 
 
+class AnalysisSettings(_Strict):
+    """Per-cell analyses that run after evaluation (``analysis:`` in a study)."""
+
+    token_shift: bool = Field(True, description="compare each finetuned cell with its base token "
+                              "by token (the `shift` stage; docs/token-shift.md)")
+
+
 class ValidationSplit(_Strict):
     """The validation split of a recipe search, carved from each task's TRAINING pool."""
 
@@ -325,6 +332,8 @@ class StudyConfig(_Strict):
     recipe_search: RecipeSearch | None = Field(
         None, description="choose recipe values per cell on a validation split of the training "
                           "pool, e.g. {lr: [3e-4, 1e-3, 3e-3]} (docs/recipe-search.md)")
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings,
+                                       description="per-cell analyses after evaluation")
 
     _path: str | None = PrivateAttr(None)
     _lines: dict[tuple, int] = PrivateAttr(default_factory=dict)
@@ -567,7 +576,7 @@ def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-__all__ = ["EvalSettings", "ExecutorSettings", "MlflowSettings", "ModelEntry", "StudyConfig",
+__all__ = ["AnalysisSettings", "EvalSettings", "ExecutorSettings", "MlflowSettings", "ModelEntry", "StudyConfig",
            "TaskEntry", "TrackingSettings", "WandbSettings",
            "Label", "load_study", "parse_study", "parse_yaml", "read_config_text", "strict_scalars",
            "validate_yaml", "validation_error"]

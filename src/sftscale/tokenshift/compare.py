@@ -14,7 +14,7 @@ response positions are one block of columns and only their logits are computed
 
 For a peft model, ``base=None`` runs the base pass with the adapter disabled
 (``disable_adapter()``): the same weights, no second copy. A full finetune needs the base as a
-second model (``base=``). Log-softmax, ranks and KL are computed in float32 whatever the
+second model (``base=``; a peft model given as the base runs with its adapters disabled). Log-softmax, ranks and KL are computed in float32 whatever the
 models' dtype.
 
 Not handled: models on several devices (the inputs go to the first parameter's device),
@@ -118,7 +118,8 @@ def compare(finetuned: Any, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]
         for chunk in _chunks([pairs[i] for i in live], vocab, max_elements):
             rows = [live[j] for j in chunk]
             ids, attn, pos, P = _batch(torch, [pairs[i] for i in rows], pad_id, device)
-            ctx = base_view(finetuned) if base is None else contextlib.nullcontext()
+            ctx = (base_view(finetuned) if base is None else base.disable_adapter()
+                   if hasattr(base, "disable_adapter") else contextlib.nullcontext())
             with ctx:
                 lb = response_logits(finetuned if base is None else base, ids, attn, pos, P)
             lf = response_logits(finetuned, ids, attn, pos, P)
