@@ -134,7 +134,7 @@ def token_roles(text: str, offsets: Sequence[tuple[int, int]], spans: Iterable[S
 _MARKER = re.compile(r"\n?####")
 _ANSWER_LINE = re.compile(r"^[ \t]*(?:final[ \t]+)?answer[ \t]*:[ \t]*(.*)$", re.I | re.M)
 _FENCE = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.S)
-_SIGNATURE = re.compile(r"^[ \t]*def [A-Za-z_]\w*\(.*\).*:[ \t]*$", re.M)
+_SIGNATURE = re.compile(r"^[ \t]*def [A-Za-z_]\w*\(.*\).*:[ \t]*(?:\n|$)", re.M)
 
 
 def gsm8k_spans(text: str, operators: bool = False) -> list[Span]:
