@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 from ..generation.shared import GENERATORS  # one base model per process, shared with `shift`

@@ -14,8 +14,8 @@ response positions are one block of columns and only their logits are computed
 
 For a peft model, ``base=None`` runs the base pass with the adapter disabled
 (``disable_adapter()``): the same weights, no second copy. A full finetune needs the base as a
-second model (``base=``; a peft model given as the base runs with its adapters disabled). Log-softmax, ranks and KL are computed in float32 whatever the
-models' dtype.
+second model (``base=``; a peft model given as the base runs with its adapters disabled).
+Log-softmax, ranks and KL are computed in float32 whatever the models' dtype.
 
 Not handled: models on several devices (the inputs go to the first parameter's device),
 sequences longer than the model's context (the caller cuts prompts as generation did),

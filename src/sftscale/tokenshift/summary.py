@@ -94,10 +94,10 @@ def _group(records: list[dict[str, Any]], n_boot: int, seed: Any) -> list[dict[s
     """The entries of one (model, task, N): one per role (module docstring)."""
     items = sorted({r["id"] for r in records})
     pos = {i: k for k, i in enumerate(items)}
-    I = len(items)
+    n_items = len(items)
     # per item and role: tokens, unshifted, marginal, shifted, KL sum; first-k and rest too
     cols = ("tok", "uns", "mar", "shi", "kl", "tok1", "shi1", "kl1", "tok2", "shi2", "kl2")
-    acc = {role: {c: np.zeros(I) for c in cols} for role in ROLES_OUT}
+    acc = {role: {c: np.zeros(n_items) for c in cols} for role in ROLES_OUT}
     for r in records:
         i = pos[r["id"]]
         for j, (rank, kl, role) in enumerate(zip(r["base_rank"], r["kl"], r["role"])):
@@ -112,7 +112,7 @@ def _group(records: list[dict[str, Any]], n_boot: int, seed: Any) -> list[dict[s
                 a["tok" + part][i] += 1
                 a["shi" + part][i] += rank > 3
                 a["kl" + part][i] += kl
-    W = _weights(I, n_boot, np.random.default_rng(seed))
+    W = _weights(n_items, n_boot, np.random.default_rng(seed))
     first = records[0]
     out = []
     for role in ROLES_OUT:
@@ -122,7 +122,7 @@ def _group(records: list[dict[str, Any]], n_boot: int, seed: Any) -> list[dict[s
         e: dict[str, Any] = {
             "model": first["model"], "task": first["task"], "n": first["n"], "role": role,
             "roles_by": sorted({r.get("roles_by", "generic") for r in records}),
-            "n_cells": len({r["cell"] for r in records}), "n_items": I,
+            "n_cells": len({r["cell"] for r in records}), "n_items": n_items,
             "n_tokens": int(a["tok"].sum()),
             "unshifted": _ratio_ci(a["uns"], a["tok"], W), "marginal": _ratio_ci(a["mar"], a["tok"], W),
             "shifted": _ratio_ci(a["shi"], a["tok"], W), "mean_kl": _ratio_ci(a["kl"], a["tok"], W),
