@@ -1,11 +1,10 @@
 """Teacher-force responses through a base and a finetuned model and compare them token by token.
 
 ``compare(finetuned, pairs, base=...)`` takes (prompt ids, response ids) pairs and runs ONE
-batched forward pass per model over them (more only when the logits would exceed
-``max_elements`` floats: then one pass per model per chunk). Rows are laid out with every
-prompt ending in the same column (prompts left-padded, responses right-padded), so the
-response positions are one block of columns and only their logits are computed
-(``logits_to_keep``). Per response token it returns:
+batched forward pass per model over them (more only when the response logits would exceed
+``max_elements`` floats: then one pass per model per chunk). Rows are left-padded; the output
+layer sees only the positions that predict a response token (``response_logits``), so no
+logits are computed for prompts or padding. Per response token it returns:
 
 - ``base_rank``: 1 + the number of vocabulary entries the base scores strictly higher than the
   token (URIAL's measure: 1 unshifted, 2-3 marginal, beyond shifted);
@@ -56,45 +55,66 @@ def _device(model: Any) -> Any:
 
 def _chunks(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], vocab: int,
             max_elements: int) -> Iterator[list[int]]:
-    """Row indices in chunks whose logits stay under ``max_elements`` (at least one row)."""
-    order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][1]))
+    """Row indices (longest sequences first) in chunks whose response logits stay under
+    ``max_elements`` floats (at least one row per chunk)."""
+    order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
     chunk: list[int] = []
+    n = 0
     for i in order:
-        r = max([len(pairs[j][1]) for j in chunk] + [len(pairs[i][1])])
-        if chunk and (len(chunk) + 1) * r * vocab > max_elements:
+        r = len(pairs[i][1])
+        if chunk and (n + r) * vocab > max_elements:
             yield chunk
-            chunk = []
+            chunk, n = [], 0
         chunk.append(i)
+        n += r
     if chunk:
         yield chunk
 
 
 def _batch(torch: Any, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int,
-           device: Any) -> tuple[Any, Any, Any, int]:
-    """(input_ids, attention mask, position ids, prompt width P): row i is
-    ``pad*(P-len(prompt)) + prompt + response + pad*(R-len(response))``."""
-    P = max(len(p) for p, _ in pairs)
-    R = max(len(r) for _, r in pairs)
-    ids = torch.full((len(pairs), P + R), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(pairs), P + R), dtype=torch.long)
+           device: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """(input_ids, attention mask, position ids, wanted, targets): row i is
+    ``pad*(L-len(prompt+response)) + prompt + response``; ``wanted`` marks the positions that
+    predict a response token, ``targets`` those tokens (row by row, in order)."""
+    L = max(len(p) + len(r) for p, r in pairs)
+    ids = torch.full((len(pairs), L), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(pairs), L), dtype=torch.long)
+    want = torch.zeros((len(pairs), L), dtype=torch.bool)
     for i, (p, r) in enumerate(pairs):
-        ids[i, P - len(p):P + len(r)] = torch.tensor(list(p) + list(r), dtype=torch.long)
-        attn[i, P - len(p):P + len(r)] = 1
+        ids[i, L - len(p) - len(r):] = torch.tensor(list(p) + list(r), dtype=torch.long)
+        attn[i, L - len(p) - len(r):] = 1
+        want[i, L - len(r) - 1:L - 1] = True
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    return ids.to(device), attn.to(device), pos.to(device), P
+    targets = torch.tensor([t for _, r in pairs for t in r], dtype=torch.long)
+    return ids.to(device), attn.to(device), pos.to(device), want.to(device), targets.to(device)
 
 
-def response_logits(model: Any, ids: Any, attn: Any, pos: Any, P: int) -> Any:
-    """float32 logits predicting columns P..end (shape B x R x V) of one forward pass."""
-    R = ids.shape[1] - P
+def response_logits(model: Any, ids: Any, attn: Any, pos: Any, want: Any) -> Any:
+    """float32 logits of the ``want`` positions (rows in order), shape (want.sum(), V), from one
+    forward pass. The output layer sees only those positions (a pre-hook gathers them), so no
+    logits are computed for padding or prompts; a model whose forward does not allow that is
+    run whole and indexed afterwards."""
+    n = int(want.sum())
+    keep = int(want.shape[1] - want.float().argmax(-1).min())  # columns from the first wanted on
+    head = model.get_output_embeddings()
+
+    def gather(_module: Any, args: tuple) -> tuple:
+        h = args[0]
+        return (h[want[:, -h.shape[1]:]][None], *args[1:])
+
+    handle = head.register_forward_pre_hook(gather)
     try:
         out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False,
-                    logits_to_keep=R + 1)
-        logits = out.logits[:, -(R + 1):-1, :]
-    except TypeError:  # a model without logits_to_keep
-        out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False)
-        logits = out.logits[:, P - 1:-1, :]
-    return logits.float()
+                    logits_to_keep=keep)
+        logits = out.logits.reshape(-1, out.logits.shape[-1])
+        if logits.shape[0] == n:
+            return logits.float()
+    except (TypeError, RuntimeError, ValueError):  # no logits_to_keep, or a reshaping head
+        pass
+    finally:
+        handle.remove()
+    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False)
+    return out.logits[want].float()
 
 
 def compare(finetuned: Any, pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
@@ -117,25 +137,24 @@ def compare(finetuned: Any, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]
     with torch.inference_mode(), attention_backends(device):
         for chunk in _chunks([pairs[i] for i in live], vocab, max_elements):
             rows = [live[j] for j in chunk]
-            ids, attn, pos, P = _batch(torch, [pairs[i] for i in rows], pad_id, device)
+            ids, attn, pos, want, tgt = _batch(torch, [pairs[i] for i in rows], pad_id, device)
             ctx = (base_view(finetuned) if base is None else base.disable_adapter()
                    if hasattr(base, "disable_adapter") else contextlib.nullcontext())
             with ctx:
-                lb = response_logits(finetuned if base is None else base, ids, attn, pos, P)
-            lf = response_logits(finetuned, ids, attn, pos, P)
+                lb = response_logits(finetuned if base is None else base, ids, attn, pos, want)
+            lf = response_logits(finetuned, ids, attn, pos, want)
             if lb.shape != lf.shape:
                 raise ValueError(f"the models' vocabularies differ ({lb.shape[-1]} vs {lf.shape[-1]})")
-            tgt = ids[:, P:]
             lpb, lpf = torch.log_softmax(lb, -1), torch.log_softmax(lf, -1)
-            tok_b = lb.gather(-1, tgt[..., None])
-            rank = (lb > tok_b).sum(-1) + 1
-            blp = lpb.gather(-1, tgt[..., None])[..., 0]
-            flp = lpf.gather(-1, tgt[..., None])[..., 0]
-            kl = (lpf.exp() * (lpf - lpb)).sum(-1).clamp(min=0.0)
-            for k, i in enumerate(rows):
+            rank = ((lb > lb.gather(-1, tgt[:, None])).sum(-1) + 1).tolist()
+            blp = lpb.gather(-1, tgt[:, None])[:, 0].tolist()
+            flp = lpf.gather(-1, tgt[:, None])[:, 0].tolist()
+            kl = (lpf.exp() * (lpf - lpb)).sum(-1).clamp(min=0.0).tolist()
+            k = 0
+            for i in rows:
                 n = len(pairs[i][1])
-                out[i] = Shift(rank[k, :n].tolist(), blp[k, :n].tolist(), flp[k, :n].tolist(),
-                               kl[k, :n].tolist())
+                out[i] = Shift(rank[k:k + n], blp[k:k + n], flp[k:k + n], kl[k:k + n])
+                k += n
     return out
 
 
