@@ -300,6 +300,13 @@ def test_the_stage_runs_in_a_study_and_sftscale_shift_writes_both_files(gsm8k_mo
         logits = base(torch.tensor([ids[:s]])).logits[0, -1]
     assert line["base_rank"][0] == int((logits > logits[ids[s]]).sum()) + 1
 
+    r = run("report", out, "--n-boot", "50")
+    assert r.exit_code == 0, r.output
+    html = (out / "report" / "report.html").read_text()
+    assert "What finetuning changed, token by token" in html
+    assert "tiny on gsm8k: at N = 8, " in html and "of shifted tokens are format tokens" in html
+    assert (out / "report" / "token_shift_vs_n.png").exists()
+
     (out / "shift.json").write_text('{"mine": 1}')  # a file sftscale did not write
     r = run("shift", out)
     assert r.exit_code == 2 and "does not overwrite" in r.output
