@@ -58,8 +58,13 @@ def shift_figure(doc: Mapping[str, Any]) -> Any:
         ax.set_ylim(bottom=0)
     for ax in axes.ravel()[len(panels):]:
         ax.set_visible(False)
-    axes.ravel()[0].legend(fontsize=8, frameon=False)
+    handles: dict[str, Any] = {}
+    for ax in axes.ravel()[:len(panels)]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
     fig.tight_layout()
+    fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=len(handles),
+               fontsize=8, frameon=False, bbox_to_anchor=(0.5, 1.06))
     return fig
 
 
