@@ -274,6 +274,13 @@ class TrackingSettings(_Strict):
         return None if v is False else v
 
 
+class AnalysisSettings(_Strict):
+    """Per-cell analyses that run after evaluation (``analysis:`` in a study)."""
+
+    token_shift: bool = Field(True, description="compare each finetuned cell with its base token "
+                              "by token (the `shift` stage; docs/token-shift.md)")
+
+
 class ValidationSplit(_Strict):
     """The validation split of a recipe search, carved from each task's TRAINING pool."""
 
@@ -333,6 +340,8 @@ class StudyConfig(_Strict):
     fewshot_seeds: Annotated[list[Annotated[int, Field(ge=0)]], AfterValidator(
         lambda v: _check_grid(v, "seed"))] | None = Field(None, description="draws (default: the task's seed)")
     fewshot_on_finetuned: bool = Field(False, description="k-shot cells for every finetuned cell too")
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings,
+                                       description="per-cell analyses after evaluation")
 
     _path: str | None = PrivateAttr(None)
     _lines: dict[tuple, int] = PrivateAttr(default_factory=dict)
@@ -575,7 +584,7 @@ def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-__all__ = ["EvalSettings", "ExecutorSettings", "MlflowSettings", "ModelEntry", "StudyConfig",
+__all__ = ["AnalysisSettings", "EvalSettings", "ExecutorSettings", "MlflowSettings", "ModelEntry", "StudyConfig",
            "TaskEntry", "TrackingSettings", "WandbSettings",
            "Label", "load_study", "parse_study", "parse_yaml", "read_config_text", "strict_scalars",
            "validate_yaml", "validation_error"]

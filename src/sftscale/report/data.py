@@ -51,6 +51,7 @@ class ReportData:
     examples: list[dict] = field(default_factory=list)  # ``samples.sample_responses``
     kshot: list[dict] = field(default_factory=list)  # k-shot baselines and crossovers (fit.kshot)
     figures: dict[str, dict[str, Path]] = field(default_factory=dict)  # key -> {"png", "svg"} paths
+    token_shift: dict | None = None  # tokenshift.summary.summarise of the cells' shift/ (None: none)
 
     @property
     def forecasts(self) -> ForecastsDoc | None:
@@ -105,7 +106,16 @@ def load_report_data(run_dir: str | Path, knowledge_dir: str | Path | None = Non
                       title=title or f"sftscale report · {run_dir.name}", metrics=metrics, items=items,
                       metric_of=metric_of, fits=fit.fits, analysis=fit.analysis or empty_analysis(), fit=fit,
                       knowledge=knowledge_table(run_dir, knowledge_dir), examples=sample_responses(run_dir, k=3),
-                      kshot=kshot_table(all_metrics, dict(fit.fits), metric_of))
+                      kshot=kshot_table(all_metrics, dict(fit.fits), metric_of),
+                      token_shift=token_shift_summary(run_dir, n_boot))
+
+
+def token_shift_summary(run_dir: Path, n_boot: int = 1000) -> dict | None:
+    """The cells' token shift, summarised as ``sftscale shift`` writes it (None without data)."""
+    from ..tokenshift.summary import collect, summarise
+
+    records = list(collect(run_dir))
+    return summarise(records, n_boot=n_boot) if records else None
 
 
 def knowledge_table(run_dir: Path, knowledge_dir: str | Path | None) -> dict | None:
@@ -121,4 +131,4 @@ def knowledge_table(run_dir: Path, knowledge_dir: str | Path | None) -> dict | N
 
 
 __all__ = ["DEFAULT_TARGETS", "ReportData", "empty_analysis", "knowledge_table", "load_report_data",
-           "primary_metrics", "report_settings"]
+           "primary_metrics", "report_settings", "token_shift_summary"]

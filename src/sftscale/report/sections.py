@@ -96,6 +96,16 @@ def style(d: ReportData) -> str:
             + _style_table(d.analysis))
 
 
+def token_shift(d: ReportData) -> str:
+    """Shifted tokens against N, format vs content, per task and model (report/shift.py)."""
+    from .shift import shift_figure, shift_section
+
+    if not d.token_shift or not d.token_shift.get("groups"):
+        return ""
+    fig = d.save_figure("token_shift", shift_figure(d.token_shift), "token_shift_vs_n")
+    return shift_section(d.token_shift, fig, img)
+
+
 def details(d: ReportData) -> str:
     """The findings in sentences (``findings``)."""
     return "<h2>Details</h2>\n" + findings(d.fits, d.analysis, d.knowledge)
@@ -142,11 +152,11 @@ def files(d: ReportData) -> str:
             "(report/), study.sqlite, export.csv, items.jsonl.</p>")
 
 
-SECTIONS: list[Section] = [header, answers, held_fixed, accuracy, backtests, style, details, fit_table,
+SECTIONS: list[Section] = [header, answers, held_fixed, accuracy, backtests, style, token_shift, details, fit_table,
                            joint_table, search_table, knowledge, examples, files]
 SECTIONS.insert(SECTIONS.index(style) + 1, kshot)  # after style: format and substance again
 
 
 __all__ = ["SECTIONS", "Section", "accuracy", "answers", "backtests", "details", "examples", "files",
-           "fit_table", "fits_provenance", "header", "held_fixed", "joint_table", "knowledge", "kshot", "search_table",
-           "style"]
+           "fit_table", "fits_provenance", "header", "held_fixed", "joint_table", "knowledge", "kshot",
+           "search_table", "style", "token_shift"]

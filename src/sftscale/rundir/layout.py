@@ -73,6 +73,12 @@ CAND_VAL = "val"
 CAND_VAL_JSON = "val.json"
 VAL_LOSS = "val_loss.json"
 
+# the token-shift stage (cells/<key>/shift/) and its run-level outputs (DIR/shift.json, DIR/shift/)
+SHIFT = "shift"
+SHIFT_TOKENS = "tokens.jsonl.gz"
+SHIFT_META = "shift_meta.json"
+SHIFT_JSON = "shift.json"
+
 PathLike = str | os.PathLike
 
 
@@ -151,6 +157,16 @@ def analysis_path(run_dir: PathLike) -> Path:
     return Path(run_dir) / ANALYSIS
 
 
+def shift_path(run_dir: PathLike) -> Path:
+    """``DIR/shift.json``: token shift per model, task, N and role (``sftscale shift``)."""
+    return Path(run_dir) / SHIFT_JSON
+
+
+def shift_tokens_path(run_dir: PathLike) -> Path:
+    """``DIR/shift/tokens.jsonl.gz``: one line per (cell, item) with its per-token shift."""
+    return Path(run_dir) / SHIFT / SHIFT_TOKENS
+
+
 def report_dir(run_dir: PathLike) -> Path:
     return Path(run_dir) / REPORT
 
@@ -168,4 +184,4 @@ def rel(run_dir: PathLike, path: PathLike) -> str:
 __all__ = [n for n in dir() if n.isupper() and not n.startswith("_")] + [
     "analysis_path", "cell_dir", "cell_rel", "cells_dir", "export_name", "fits_path",
     "gen_cache", "items_name", "lock_path", "plan_path", "rel", "report_dir", "report_stage", "search_dir",
-    "side_path", "stage_dir", "stage_tmp", "store_path", "study_yaml"]
+    "shift_path", "shift_tokens_path", "side_path", "stage_dir", "stage_tmp", "store_path", "study_yaml"]

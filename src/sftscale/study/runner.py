@@ -355,7 +355,9 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike | None = None, executor: 
     config's ``executor.kind``.
     ``progress``: True for the rich display, "lines" for log lines only, False for none, or a
     ``Reporter``-like object (see progress.py).
-    ``runner``: the ``CellRunner`` (stages, hooks); None for the default stages.
+    ``runner``: the ``CellRunner`` (stages, hooks); None, or one with the default stages, runs
+    the study's stages (``stages.study_stages(cfg)``: with the token-shift stage unless
+    ``analysis: {token_shift: false}``).
     ``wait``: when another process writes the run directory, wait for it (``on_wait(holder)``
     is called once) instead of raising ``lock.RunDirBusy``. ``repair``: rebuild a damaged
     store from the cell directories (repair.py). SIGTERM raises ``signals.Terminated``.
@@ -380,6 +382,8 @@ def _run_locked(cfg: StudyConfig, run_dir: Path, executor: Any, retry_failed: bo
 
     t0, started = time.perf_counter(), time.time()
     runner = runner or CellRunner()
+    if runner.stages == default_stages():  # the default list: with the study's analyses
+        runner = replace(runner, stages=stage_list.study_stages(cfg))
     run_dir, cells = prepare(cfg, run_dir, check=False, pool_sizes=pool_sizes,
                              rerun_changed=rerun_changed, repair=repair, locked=True,
                              stages=runner.stages)

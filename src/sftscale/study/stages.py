@@ -18,15 +18,18 @@ A new per-cell stage is one module (its ``run``, and a ``StageSpec``) and one re
                              hashed=("counts.json",), needs=("eval",)))
 
 ``with_runs(train=f, eval=g)`` is the list with other run functions (tests, benchmarks).
+``study_stages(cfg)`` is what ``run_study`` runs for a study: ``STAGES`` plus the analyses its
+``analysis`` section turns on (``shift``: tokenshift/stage.py, on unless ``token_shift: false``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
+from ..generation.shared import GENERATORS  # one base model per process, shared with `shift`
+from ..generation.shared import shared_generator as _shared_generator
 from ..grid.cells import Cell
 from ..rundir import layout
 from ..rundir.integrity import train_files
@@ -64,21 +67,6 @@ def _link_plain(cell: Cell, ctx: StageContext) -> bool:
     link_tree(src, ctx.out)
     (ctx.out / layout.SEAL).unlink(missing_ok=True)  # sealed again for this cell
     return True
-
-
-GENERATORS: dict[tuple, Any] = {}  # per process: one loaded base model, reused across cells
-
-
-def _shared_generator(model: str, batch_size: int | None, cache_dir: Path | None,
-                      device: str | None = None) -> Any:
-    from ..generation.generator import Generator
-
-    key = (model, batch_size, str(cache_dir), device)
-    if key not in GENERATORS:
-        GENERATORS.clear()  # keep one base model in memory
-        GENERATORS[key] = Generator(model, batch_size=batch_size, cache_dir=cache_dir,
-                                    device=device)
-    return GENERATORS[key]
 
 
 def eval_stage(cell: Cell, ctx: StageContext) -> None:
@@ -154,6 +142,18 @@ def register_stage(spec: StageSpec) -> StageSpec:
     return spec
 
 
+def study_stages(cfg: Any) -> list[StageSpec]:
+    """The stages a study runs: ``STAGES``, then the analyses its ``analysis`` section turns on
+    (``token_shift``, on by default: tokenshift/stage.py's ``shift``)."""
+    from ..tokenshift.stage import SHIFT_SPEC
+
+    out = list(STAGES)
+    analysis = getattr(cfg, "analysis", None)
+    if getattr(analysis, "token_shift", True) and all(s.name != SHIFT_SPEC.name for s in out):
+        out.append(SHIFT_SPEC)
+    return out
+
+
 def with_runs(stages: list[StageSpec] | None = None, **runs: Stage) -> list[StageSpec]:
     """``stages`` (default ``STAGES``) with the run functions of the named stages replaced
     (``with_runs(train=cheap_train, eval=cheap_eval)``); KeyError for an unknown name."""
@@ -165,4 +165,4 @@ def with_runs(stages: list[StageSpec] | None = None, **runs: Stage) -> list[Stag
 
 
 __all__ = ["EVAL_SPEC", "GENERATORS", "STAGES", "StageContext", "StageSpec", "TRAIN_SPEC",
-           "eval_stage", "register_stage", "task_object", "train_stage", "with_runs"]
+           "eval_stage", "register_stage", "study_stages", "task_object", "train_stage", "with_runs"]

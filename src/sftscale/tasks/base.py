@@ -226,6 +226,18 @@ class Task(ABC):
         """
         return mean_metrics(records)
 
+    # --- token roles (sftscale.tokenshift) --------------------------------------------
+    #: the name of the rule ``role_spans`` applies, written beside every labelled token
+    role_scheme: str = "generic"
+
+    def role_spans(self, item: Item, response: str) -> tuple[list[tuple[int, int, str]], str]:
+        """(character spans ``(start, end, role)``, the role of characters no span covers)
+        labelling ``response`` as format / content / other (``tasks.roles``). The default is
+        the generic fallback: punctuation and function words are format, the rest content."""
+        from .roles import CONTENT, generic_spans
+
+        return generic_spans(response), CONTENT
+
     # --- lookups used by `sftscale score` ----------------------------------------------
     def lookup_keys(self) -> tuple[str, ...]:
         """Extra JSONL keys (besides ``id``) that can identify an item, e.g. ``question``."""

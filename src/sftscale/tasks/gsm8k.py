@@ -98,6 +98,14 @@ class GSM8KFormat(Task):
     def score(self, item: Item, response: str) -> dict:
         return score_response(response, item.target)
 
+    role_scheme = "gsm8k"
+
+    def role_spans(self, item: Item, response: str) -> tuple[list[tuple[int, int, str]], str]:
+        """``####`` marker format, numbers content, words other (``tasks.roles``)."""
+        from .roles import OTHER, gsm8k_spans
+
+        return gsm8k_spans(response, operators=self.role_scheme == "toy-math"), OTHER
+
     def aggregate(self, records: Sequence[dict]) -> dict[str, float]:
         return mean_metrics(records, rename={"correct_strict": "accuracy_strict",
                                              "correct_flexible": "accuracy_flexible"})

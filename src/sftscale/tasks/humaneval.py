@@ -392,6 +392,15 @@ class HumanEval(Task):
             pass  # a read-only cache dir only costs time
 
     # aggregation
+    role_scheme = "humaneval"
+
+    def role_spans(self, item: Item, response: str) -> tuple[list[tuple[int, int, str]], str]:
+        """Fence lines and the ``def`` signature format, the body content, prose outside the
+        fence other (``tasks.roles.code_spans``)."""
+        from .roles import CONTENT, code_spans
+
+        return code_spans(response), CONTENT
+
     def aggregate(self, records: Sequence[dict]) -> dict[str, float]:
         out = mean_metrics(records)
         keys = [("base", "status_base")] + ([("plus", "status_plus")] if self.plus else [])

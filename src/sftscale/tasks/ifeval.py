@@ -138,6 +138,15 @@ class IFEval(Task):
     def aggregate(self, records: Sequence[dict]) -> dict[str, float]:
         return aggregate_records(records)
 
+    role_scheme = "ifeval"
+
+    def role_spans(self, item: Item, response: str) -> tuple[list[tuple[int, int, str]], str]:
+        """The spans the item's checkers require are format, the rest content."""
+        from .roles import CONTENT, instruction_spans
+
+        ids, kwargs = item.target
+        return instruction_spans(response, ids, kwargs), CONTENT
+
     def lookup_keys(self) -> tuple[str, ...]:
         return ("prompt",) + tuple(k for k in super().lookup_keys() if k != "prompt")
 

@@ -162,6 +162,14 @@ class _QATask(Task):
     def score(self, item: Item, response: str) -> dict:
         return score_answer(response, item.target)
 
+    role_scheme = "qa"
+
+    def role_spans(self, item: Item, response: str) -> tuple[list[tuple[int, int, str]], str]:
+        """The ``Answer:`` template format, the answer span content, the rest other."""
+        from .roles import OTHER, answer_line_spans
+
+        return answer_line_spans(response), OTHER
+
 
 @register_task("fanoutqa")
 class FanOutQA(_QATask):

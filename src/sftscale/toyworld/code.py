@@ -396,6 +396,7 @@ class ToyCode(HumanEval):
 
     name = "toy-code"
     version = "2"
+    role_scheme = "toy-code"  # HumanEval's rule: fence and ``def solve(x):`` format, body content
     primary_metric = "accuracy"
     license = "Apache-2.0 (generated)"
     gen = GenSpec(max_new_tokens=96, stop=("<|endoftext|>", "\nTask:"))

@@ -295,6 +295,16 @@ class ToyInstruct(Task):
     def score(self, item: Item, response: str) -> dict:
         return score_item(item, response)
 
+    role_scheme = "toy-instruct"
+
+    def role_spans(self, item: Item, response: str) -> tuple[list[tuple[int, int, str]], str]:
+        """The phrases the instructions require (keyword, postscript line, end phrase, quotes)
+        format; the fact sentence content."""
+        from ..tasks.roles import CONTENT, instruction_spans
+
+        t = item.target
+        return instruction_spans(response, t["instruction_id_list"], t["kwargs"]), CONTENT
+
     def aggregate(self, records: Sequence[dict]) -> dict[str, float]:
         from ..tasks.ifeval import aggregate_records
 

@@ -134,6 +134,14 @@ class _ToyQA(_Pools, Task):
 
         return score_answer(response, item.target)
 
+    role_scheme = "toy-qa"
+
+    def role_spans(self, item: Item, response: str) -> tuple[list[tuple[int, int, str]], str]:
+        """The ``Answer:`` template format; the hops (facts, entities) and the answer content."""
+        from ..tasks.roles import CONTENT, answer_line_spans
+
+        return answer_line_spans(response), CONTENT
+
 
 @register_task("toy-math")
 class ToyMath(_Pools, GSM8KFormat):
@@ -142,6 +150,7 @@ class ToyMath(_Pools, GSM8KFormat):
     primary_metric = "accuracy"
     license = "Apache-2.0 (generated)"
     gen = GenSpec(max_new_tokens=80, stop=_STOP)
+    role_scheme = "toy-math"  # gsm8k's rule, with the equations' operators as content
 
     def __init__(self, n_train: int = 10_000, n_test: int = 200, seed: int = 0, limit: int | None = None):
         from .arith import MATH_TEST_RESERVE
