@@ -65,6 +65,7 @@ from .backtest import (
     predict_members_many,
     same_grid_groups,
 )
+from .bootstrap import CurveData
 from .data import load_items, load_long
 from .fitting import _is_items_frame, iter_curves, select_metric
 from .forms import single_threaded
@@ -404,8 +405,15 @@ def forecast_table(df: Any, items: Any = None, metric: str | None = None, target
     horizon bucket) and ``curves`` (``Forecast.to_dict()`` each)."""
     long = select_metric(load_long(df), metric)
     it = load_items(items) if items is not None and not _is_items_frame(items) else items
+    return forecast_curve_data(list(iter_curves(long, it, n_boot, seed)), targets, level)
+
+
+@single_threaded
+def forecast_curve_data(cds: Sequence[CurveData], targets: Sequence[float] = (), level: float = 0.9
+                        ) -> ForecastsDoc:
+    """``forecast_table``'s result for curves already built (``fitting.iter_curves``, in its order)."""
     by_metric: dict[str, list[Curve]] = {}
-    for cd in iter_curves(long, it, n_boot, seed):
+    for cd in cds:
         by_metric.setdefault(cd.metric, []).append(curve_from_data(cd))
     out: dict[str, Any] = {"level": level, "method": METHOD_NOTE, "intervals": INTERVALS_NOTE,
                            "calibration": {}, "curves": []}
@@ -417,5 +425,6 @@ def forecast_table(df: Any, items: Any = None, metric: str | None = None, target
 
 
 __all__ = ["BUCKETS", "Curve", "Forecast", "METHOD_NOTE", "MIN_POINTS", "backtest", "calibrate",
-           "calibration_dict", "curve_from_data", "forecast_curve", "forecast_curves", "forecast_table",
+           "calibration_dict", "curve_from_data", "forecast_curve", "forecast_curve_data", "forecast_curves",
+           "forecast_table",
            "isotonic", "predict_members"]

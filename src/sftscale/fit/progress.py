@@ -57,46 +57,57 @@ def run_groups(groups: Sequence[tuple[Any, Any]], *, metric: str | None,
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from .fitting import fit_table, select_metric
-    from .forecast import forecast_table
+    from .data import load_items, load_long
+    from .fitting import _is_items_frame, fit_curve_data, iter_curves, select_metric
+    from .forecast import forecast_curve_data, forecast_table
+    from .forms import default_forms
     from .joint import joint_fits
 
-    curves, multi, n_rows = [], [], 0
+    parts, multi, n_rows, n_cur = [], [], 0, 0
     for rows, its in groups:
         rows = select_metric(rows, metric)
         n_rows += len(rows)
-        curves += [(part, its) for _, part in rows.groupby(["model", "task", "metric"], sort=True)]
+        n_cur += int(rows.groupby(["model", "task", "metric"]).ngroups)
+        parts.append((rows, its))
         multi += [(part, its) for _, part in rows.groupby(["task", "metric"], sort=True)
                   if part["model"].nunique() > 1]
+    form_names = list(forms or default_forms())
     con = Console(stderr=True)
-    say = (lambda msg: None) if con.is_terminal or len(curves) <= SUMMARY_OVER else \
+    say = (lambda msg: None) if con.is_terminal or n_cur <= SUMMARY_OVER else \
         (lambda msg: print(msg, file=sys.stderr, flush=True))
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=con, transient=True,
                   disable=not con.is_terminal) as bar:
-        say(f"fitting {len(curves)} curves ({n_rows:,} rows, {n_boot} bootstrap replicates)")
-        task = bar.add_task("fitting curves", total=len(curves))
+        say(f"fitting {n_cur} curves ({n_rows:,} rows, {n_boot} bootstrap replicates)")
+        task = bar.add_task("fitting curves x forms", total=n_cur * len(form_names))
         fits: list = []
-        for part, its in curves:
-            fits += fit_table(part, its, metric=metric, forms=forms, n_boot=n_boot,
-                              seed=seed, level=level)
-            bar.advance(task)
+        all_cds: list = []
+        for rows, its in parts:  # the curves of a group with one N grid are fitted together
+            it = load_items(its) if its is not None and not _is_items_frame(its) else its
+            cds = list(iter_curves(select_metric(load_long(rows), metric), it, n_boot, seed))
+            all_cds += cds
+            fits += fit_curve_data(cds, form_names, level=level,
+                                   progress=lambda k: bar.advance(task, k))
+        by_key = {(f.model, f.task, f.metric): f for f in fits}
         say(f"joint fits across models: {len(multi)} task/metric group(s)")
         task = bar.add_task("joint fits across models", total=len(multi))
         joint: list = []
         for part, its in multi:
             joint += joint_fits(part, its, metric=metric, n_boot=n_boot, seed=seed,
-                                level=level)
+                                level=level, reuse=by_key)
             bar.advance(task)
         forecasts = None
         if groups:  # one calibration over every curve fitted (the same metric pooled)
-            say(f"forecasts and their backtests: {len(curves)} curves")
+            say(f"forecasts and their backtests: {n_cur} curves")
             bar.add_task("forecasts and backtests", total=None)
-            its_all = [its for _, its in groups if its is not None]
-            forecasts = forecast_table(pd.concat([r for r, _ in groups]),
-                                       pd.concat(its_all) if its_all else None, metric=metric,
-                                       targets=targets, level=forecast_level, n_boot=n_boot,
-                                       seed=seed)
+            if len(groups) == 1:  # the same curves, in the same order: reuse their data
+                forecasts = forecast_curve_data(all_cds, targets=targets, level=forecast_level)
+            else:
+                its_all = [its for _, its in groups if its is not None]
+                forecasts = forecast_table(pd.concat([r for r, _ in groups]),
+                                           pd.concat(its_all) if its_all else None, metric=metric,
+                                           targets=targets, level=forecast_level, n_boot=n_boot,
+                                           seed=seed)
     return fits, joint, forecasts
 
 
