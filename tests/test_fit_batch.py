@@ -20,8 +20,8 @@ from sftscale.fit.forecast import forecast_table
 from sftscale.fit.forms import default_forms
 from sftscale.fit.joint import _difference, _differences, joint_fits
 from sftscale.fit.members import _Curve
-from sftscale.fit.selection import select_best
 from sftscale.fit.progress import run_fits
+from sftscale.fit.selection import select_best
 
 GRID_A = [0, 8, 16, 32, 64, 128, 256, 512]
 GRID_B = [0, 10, 40, 160, 640]
@@ -128,10 +128,15 @@ def test_backtest_many_equals_backtest_of_each_curve():
 # --- joint fits --------------------------------------------------------------------------------
 def test_joint_fits_reusing_fit_table_fits_are_identical():
     long = long_table(4, GRID_A)
-    fits = {(f.model, f.task, f.metric): f for f in fit_table(long, n_boot=80)}
+    fits = {(f.model, f.task, f.metric, f.form): f for f in fit_table(long, n_boot=80)}
     fresh = joint_fits(long, n_boot=80)
     reused = joint_fits(long, n_boot=80, reuse=fits)
     assert fresh == reused and len(fresh[0]["differences"]) == 6
+    # the fits given are the ones used (not fitted again): a mark on one shows in the entry
+    fits[("tm2", "t", "accuracy", "power")].warnings.append("marked")
+    assert joint_fits(long, n_boot=80, reuse=fits)[0]["models"][2]["warnings"][-1] == "marked"
+    # a fit of another level is not the same fit: refitted
+    assert "marked" not in joint_fits(long, n_boot=80, level=0.9, reuse=fits)[0]["models"][2]["warnings"]
 
 
 def test_pair_differences_equal_one_pair_at_a_time_with_failed_refits():

@@ -90,17 +90,20 @@ def _difference(fa: Any, fb: Any, i: int, level: float) -> dict:
     return out
 
 
-def _model_fits(cds: Mapping[str, CurveData], order: Sequence[str], fo: Any, level: float,
-                reuse: Mapping[tuple[str, str, str], Any] | None) -> dict[str, Any]:
-    """Every model's fit of ``fo``: taken from ``reuse`` where it holds the same fit (see
-    ``joint_fits``), the others fitted together (``fitting.fit_curves``)."""
+def _unpaired_fits(rows: pd.DataFrame, order: Sequence[str], fo: Any, level: float, n_boot: int, seed: int,
+                   reuse: Mapping[tuple[str, str, str, str], Any] | None) -> dict[str, Any]:
+    """Every model's fit of ``fo`` from its own aggregates: taken from ``reuse`` where it holds
+    that fit (see ``joint_fits``), the others fitted together (``fitting.fit_curves``)."""
+    task, met = str(rows["task"].iloc[0]), str(rows["metric"].iloc[0])
     fits: dict[str, Any] = {}
     for m in order:
-        f = (reuse or {}).get((m, cds[m].task, cds[m].metric))
-        if f is not None and f.form == fo.name and f.level == level and not f.method.startswith("paired-items"):
+        f = (reuse or {}).get((m, task, met, fo.name))
+        if (f is not None and f.form == fo.name and f.level == level and not f.method.startswith("paired-items")
+                and (f.theta_reps is None or f.n_boot == n_boot)):
             fits[m] = f
     todo = [m for m in order if m not in fits]
-    fits.update(zip(todo, fit_curves([cds[m] for m in todo], fo, level=level)))
+    cds = [curve_data(rows[rows["model"] == m], None, n_boot, curve_rng(seed, m, task, met)) for m in todo]
+    fits.update(zip(todo, fit_curves(cds, fo, level=level)))
     return fits
 
 
@@ -150,13 +153,13 @@ def _model_entry(f: Any, name: str) -> dict:
 def joint_fits(df: pd.DataFrame | str, items: pd.DataFrame | None = None, metric: str | None = None,
                form: str | None = None, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
                models: Sequence[str] | None = None,
-               reuse: Mapping[tuple[str, str, str], Any] | None = None) -> list[JointEntry]:
+               reuse: Mapping[tuple[str, str, str, str], Any] | None = None) -> list[JointEntry]:
     """Joint fits of every (task, metric) with two or more models (see the module docstring).
 
     ``models`` fixes the order of the pairs (a minus b for a listed before b); models not
     listed come after, sorted. ``form=None``: the paper's power law. Returns JSON-safe dicts
     (the ``joint`` list of fits.json); InputError for a form that declares no exponent.
-    ``reuse``: ``fit_table``'s fits by (model, task, metric), of the same ``n_boot``, ``seed``
+    ``reuse``: ``fit_table``'s fits by (model, task, metric, form), of the same ``n_boot``, ``seed``
     and ``level``; an unpaired joint fit takes a model's fit of this form from it when that fit's
     replicates came from the aggregates (the same data as here) instead of fitting it again.
     """
@@ -182,16 +185,16 @@ def joint_fits(df: pd.DataFrame | str, items: pd.DataFrame | None = None, metric
         cds = _joint_items(rows, its, col, order, n_boot, rng) if its is not None else None
         paired = cds is not None
         if cds is None:
-            cds = {m: curve_data(rows[rows["model"] == m], None, n_boot, curve_rng(seed, m, task, met))
-                   for m in order}
-        fits = _model_fits(cds, order, fo, level, None if paired else reuse)
+            fits = _unpaired_fits(rows, order, fo, level, n_boot, seed, reuse)
+        else:
+            fits = dict(zip(order, fit_curves([cds[m] for m in order], fo, level=level)))
         entries = [_model_entry(fits[m], name) for m in order]
         diffs = _differences([fits[m] for m in order], i, level)
         for (a, b), d in zip(_pairs(len(order)), diffs):
             d["identified"] = entries[a]["identified"] and entries[b]["identified"]
             d["paired"] = paired
         out.append(json_safe({"task": task, "metric": met, "form": fo.name, "exponent": name,
-                              "level": level, "method": cds[order[0]].method, "paired": paired,
+                              "level": level, "method": fits[order[0]].method, "paired": paired,
                               "models": entries, "differences": diffs}))
     return out
 

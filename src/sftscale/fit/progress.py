@@ -88,7 +88,7 @@ def run_groups(groups: Sequence[tuple[Any, Any]], *, metric: str | None,
             all_cds += cds
             fits += fit_curve_data(cds, form_names, level=level,
                                    progress=lambda k: bar.advance(task, k))
-        by_key = {(f.model, f.task, f.metric): f for f in fits}
+        by_key = {(f.model, f.task, f.metric, f.form): f for f in fits}
         say(f"joint fits across models: {len(multi)} task/metric group(s)")
         task = bar.add_task("joint fits across models", total=len(multi))
         joint: list = []
