@@ -99,12 +99,16 @@ def pearson_r2(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def huber(r: np.ndarray, delta: float) -> np.ndarray:
     """Elementwise Huber loss: r^2/2 inside |r| <= delta, linear outside."""
     a = np.abs(r)
+    if a.size and a.max() <= delta:  # all inside (the members' threshold is too large to act)
+        return 0.5 * r * r
     return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
 def huber_weight(r: np.ndarray, delta: float) -> np.ndarray:
     """IRLS weight psi(r)/r of the Huber loss."""
     a = np.abs(r)
+    if a.size and a.max() <= delta:
+        return np.ones_like(a)
     return np.where(a <= delta, 1.0, delta / np.maximum(a, _TINY))
 
 
@@ -439,16 +443,20 @@ def lm_fit(form: Form, theta0: np.ndarray, n: np.ndarray, z: np.ndarray,
     z = np.where(np.isfinite(z), z, 0.0)
     lb, ub = form.bounds()
     theta = np.clip(theta, lb, ub)
-    loss = huber_objective(form, theta, n, z, w, delta)
+    res = z - form.f(theta, n)  # residuals at theta, kept up to date (one curve evaluation a step)
+    loss = np.sum(w * huber(res, delta), axis=1)
     lam = np.full(B, 1e-3)
     eye = np.eye(form.n_params)
     active = np.ones(B, bool)
+    everyone = np.arange(B)
     for _ in range(max_iter):
         idx = np.nonzero(active)[0]
         if idx.size == 0:
             break
-        th, zz, ww = theta[idx], z[idx], w[idx]
-        r = zz - form.f(th, n)
+        if idx.size == B:  # no gathers while every row is still active
+            idx, th, zz, ww, r = everyone, theta, z, w, res
+        else:
+            th, zz, ww, r = theta[idx], z[idx], w[idx], res[idx]
         J = form.jac(th, n)
         wi = ww * huber_weight(r, delta)
         JW = J * wi[:, :, None]
@@ -465,13 +473,15 @@ def lm_fit(form: Form, theta0: np.ndarray, n: np.ndarray, z: np.ndarray,
         gf = np.where(free, g, 0.0)
         try:
             step = np.linalg.solve(Hd, gf[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            step = np.stack([np.linalg.lstsq(h, v, rcond=None)[0] for h, v in zip(Hd, gf)])
+        except np.linalg.LinAlgError:  # row by row, so that one singular row changes no other
+            step = np.stack([_solve_one(h, v) for h, v in zip(Hd, gf)])
         new = np.clip(th + step, lb, ub)
-        new_loss = huber_objective(form, new, n, zz, ww, delta)
+        new_res = zz - form.f(new, n)
+        new_loss = np.sum(ww * huber(new_res, delta), axis=1)
         old = loss[idx]
         ok = np.isfinite(new_loss) & (new_loss <= old)
         theta[idx[ok]] = new[ok]
+        res[idx[ok]] = new_res[ok]
         loss[idx[ok]] = new_loss[ok]
         lam[idx] = np.where(ok, np.maximum(lam[idx] / 3.0, 1e-9), lam[idx] * 4.0)
         small = ok & ((old - new_loss) <= tol * (1.0 + old))
@@ -479,6 +489,13 @@ def lm_fit(form: Form, theta0: np.ndarray, n: np.ndarray, z: np.ndarray,
     theta[bad] = np.nan
     loss[bad] = np.nan
     return theta, loss
+
+
+def _solve_one(h: np.ndarray, v: np.ndarray) -> np.ndarray:
+    try:
+        return np.linalg.solve(h, v[:, None])[:, 0]
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(h, v, rcond=None)[0]
 
 
 def jacobian_condition(form: Form, theta: np.ndarray, n: np.ndarray) -> float:
