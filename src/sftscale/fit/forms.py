@@ -446,7 +446,7 @@ def lm_fit(form: Form, theta0: np.ndarray, n: np.ndarray, z: np.ndarray,
     res = z - form.f(theta, n)  # residuals at theta, kept up to date (one curve evaluation a step)
     loss = np.sum(w * huber(res, delta), axis=1)
     lam = np.full(B, 1e-3)
-    eye = np.eye(form.n_params)
+    P = form.n_params
     active = np.ones(B, bool)
     everyone = np.arange(B)
     for _ in range(max_iter):
@@ -466,11 +466,12 @@ def lm_fit(form: Form, theta0: np.ndarray, n: np.ndarray, z: np.ndarray,
         at_lb = (th <= lb + 1e-12) & (g < 0)
         at_ub = (th >= ub - 1e-12) & (g > 0)
         free = ~(at_lb | at_ub)
-        mask = free[:, :, None] & free[:, None, :]
-        diag = np.diagonal(H, axis1=1, axis2=2)
-        Hd = np.where(mask, H, 0.0) + eye * ((~free) + lam[idx, None] * np.maximum(diag, 1e-12)
-                                              + 1e-12)[:, None, :]
-        gf = np.where(free, g, 0.0)
+        damp = (~free) + lam[idx, None] * np.maximum(np.diagonal(H, axis1=1, axis2=2), 1e-12) + 1e-12
+        if free.all():
+            Hd, gf = H, g
+        else:
+            Hd, gf = np.where(free[:, :, None] & free[:, None, :], H, 0.0), np.where(free, g, 0.0)
+        Hd.reshape(len(idx), P * P)[:, ::P + 1] += damp  # the damped diagonal, in place
         try:
             step = np.linalg.solve(Hd, gf[:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:  # row by row, so that one singular row changes no other
