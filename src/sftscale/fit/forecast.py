@@ -41,6 +41,7 @@ grid cannot give); curves that fall with N (members are constrained to growth).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence, cast
@@ -107,13 +108,19 @@ def lack_of_fit(c: Curve, fitted: dict[str, dict[str, np.ndarray]]) -> dict[str,
     return out
 
 
+@functools.lru_cache(maxsize=16)
+def _normal_q(level: float) -> float:
+    """The two-sided normal quantile of ``level`` (one scipy call per level, not per forecast)."""
+    return float(norm.ppf(0.5 + level / 2))
+
+
 def _interval(mid: float, zvar: float, c: Curve, q: float, level: float) -> dict:
     """Measurement and curve intervals around ``mid`` (module docstring, item 4)."""
     zm = float(logit(np.array([mid]), c.eps)[0])
     p = float(clip_rate(np.array([mid]), c.eps)[0])
     znoise = 1.0 / (c.m_eff * p * (1 - p))
     half_m = q * math.sqrt(max(zvar + znoise, 1e-12))
-    zq = float(norm.ppf(0.5 + level / 2))
+    zq = _normal_q(level)
     half_c = math.sqrt(max(half_m ** 2 - zq ** 2 * znoise, 0.0))
 
     def band(h: float) -> list[float]:
