@@ -363,7 +363,7 @@ def _fit_group(cds: Sequence[CurveData], fo: Form, delta: float, level: float) -
     # bootstrap replicates of every curve that has them, warm-started at its point fit
     reps = [c for c, cd in enumerate(cds) if cd.reps is not None and not nan_fit]
     if reps:
-        R = [fo.to_fit_space(cds[c].reps[:, prep[c][0]], prep[c][1]) for c in reps]
+        R = [fo.to_fit_space(cast(np.ndarray, cds[c].reps)[:, prep[c][0]], prep[c][1]) for c in reps]
         sizes = [len(x) for x in R]
         thr, _ = lm_fit(fo, np.repeat(TH[reps], sizes, axis=0), n, np.vstack(R), delta=delta)
         for c, (lo, hi) in zip(reps, _spans(sizes)):

@@ -27,7 +27,7 @@ form at a time, items present for only some models (then all models are resample
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 import pandas as pd
@@ -121,9 +121,10 @@ def _differences(fits: Sequence[Any], i: int, level: float) -> list[dict]:
     for a in range(k - 1):
         fa, ra = fits[a], full[a]
         rest = range(a + 1, k)
-        ok = ra is not None and all(full[b] is not None and full[b].shape[0] == ra.shape[0] for b in rest)
+        others = [full[b] for b in rest]
+        ok = ra is not None and all(x is not None and x.shape[0] == ra.shape[0] for x in others)
         if ok:
-            D = ra[None, :, i] - np.stack([full[b][:, i] for b in rest])  # type: ignore[index]
+            D = cast(np.ndarray, ra)[None, :, i] - np.stack([cast(np.ndarray, x)[:, i] for x in others])
             fin = np.all(np.isfinite(D), axis=1) & (D.shape[1] > 0)
             if fin.any():
                 Df = D[fin]

@@ -113,7 +113,7 @@ def _loglinear(x, Y, V, xnew, eps):
     return np.clip(fit, 0, 1), np.clip(pred, 0, 1)
 
 
-def _grid(Y: np.ndarray, floors: bool, eps: float) -> tuple[np.ndarray, np.ndarray]:
+def _grid(Y: np.ndarray, floors: bool, eps: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-row grids of floors f (B, G) and ceilings h (B, G)."""
     ymax = np.clip(Y.max(1, keepdims=True), 0.0, 1.0)
     ymin = np.clip(Y.min(1, keepdims=True), 0.0, 1.0)
