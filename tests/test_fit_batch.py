@@ -175,3 +175,19 @@ def _nan_eq(a, b) -> bool:
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
         return math.isnan(b)
     return a == b
+
+
+def test_lm_fit_in_blocks_equals_one_block(monkeypatch):
+    import sftscale.fit.forms as forms
+
+    fo = forms.FORMS["saturating"]
+    n = np.array([8.0, 16, 32, 64, 128, 256])
+    rng = np.random.default_rng(5)
+    z = fo.f(np.array([[0.1, np.log(0.8), 0.4]]), n) + 0.05 * rng.standard_normal((50, n.size))
+    w = (rng.random((50, n.size)) > 0.1).astype(float)
+    whole = forms.lm_fit(fo, np.array([0.05, 0.0, 0.3]), n, z, w)
+    monkeypatch.setattr(forms, "LM_BLOCK", 7)  # 8 blocks, the last one short
+    blocks = forms.lm_fit(fo, np.array([0.05, 0.0, 0.3]), n, z, w)
+    np.testing.assert_array_equal(whole[0], blocks[0])
+    np.testing.assert_array_equal(whole[1], blocks[1])
+    assert np.all(np.isfinite(whole[0]))
