@@ -8,6 +8,9 @@ Public API (see ``forms`` for the four forms, ``data`` for the input tables and
   forms' ``default_forms()``); ``best`` marks the form
   chosen by ``selection.select_best`` (>= 2 residual dof, identified, then AICc or
   leave-one-N-out error; ``fit.selection`` says why each form was or was not eligible).
+- ``fit_curves(cds, form)`` / ``fit_curve_data(cds, forms)``: ``fit_table`` on curves already
+  built (``iter_curves``); curves with the same N are fitted together, each LM stage one
+  stacked ``lm_fit`` call, row for row what ``fit_curve`` gives for each curve alone (tested).
 - ``fit_law(n, y, form, n_items=None) -> FitResult``: a single point fit (no bootstrap);
   ``bootstrap_fit(n, y, replicates, form)``: the same plus refits of given replicates (B, K).
 - ``FitResult.predict(n) -> (mid, lo, hi)`` arrays in metric space;

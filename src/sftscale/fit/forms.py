@@ -31,7 +31,11 @@ joint fits and the report then pick it up.
 leave-one-out folds, multi-start candidates): iteratively reweighted Gauss-Newton steps
 with per-row Levenberg damping, box bounds by projection with an active set, a step is
 kept only if it lowers that row's Huber loss. Everything is numpy broadcasting over a
-leading batch axis, so 1,000 replicates cost about as much as a few dozen scalar fits.
+leading batch axis, so 1,000 replicates cost about as much as a few dozen scalar fits; the
+rows may be the replicates of many curves that share their N (``fitting.fit_curves``, the
+forecast backtests): every row is its own problem, so a row's fit does not depend on the
+others (batches beyond ``LM_BLOCK`` rows are solved block by block, and a singular step
+matrix is solved for its row alone).
 
 Also the one owner of the goodness-of-fit numbers (``r2_score``: coefficient of
 determination of a fit; ``pearson_r2``: squared correlation of two series) and of the BLAS

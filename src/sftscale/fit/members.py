@@ -21,6 +21,9 @@ every (f, h) of a small grid, and the grid value with the lowest weighted square
 metric space (weights 1 / variance of each point) wins: a profile fit with no iterations,
 batched over rows and grid. Slopes are constrained to growth (b >= 0; pow3 b <= 0). The
 grid: ceilings between the largest value and 1, floors between 0 and the smallest value.
+The grid's best start is then refined by weighted Levenberg-Marquardt in metric space
+(``forms.lm_fit``, closed-form Jacobians checked against finite differences), for many curves
+of one N grid at once (``Member.many``).
 
 ``logistic`` is LCDB's MMF4 and Alabdulmohsin et al.'s M4 with alpha = 1; ``pow3`` is
 LCDB's pow3 (the ``saturating`` form of ``forms``); the paper's power law P = a N^b is not

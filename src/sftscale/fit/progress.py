@@ -4,10 +4,15 @@
 fitted together (``fit.run.fit_run_dir``: the whole table, or one group per task), the same
 three results as one call each of ``fitting.fit_table`` and ``joint.joint_fits`` per group and
 of ``forecast.forecast_table`` over all of them (every curve's bootstrap generator is seeded by
-its own key, ``bootstrap.curve_rng``, so fitting one curve at a time changes nothing), fitted
-curve by curve so that a progress bar on stderr can say how far it is: shown when stderr is a
-terminal; otherwise one line per stage when there are more than ``SUMMARY_OVER`` curves, and
-nothing for small inputs. ``run_fits(long_df, items_df, ...)`` is the one-group case.
+its own key, ``bootstrap.curve_rng``, and every batched fit solves each row alone, so how the
+curves are grouped changes nothing). Each curve's data are built once and shared: the fits
+of a group's curves of one N grid run together, form by form (``fitting.fit_curve_data``);
+the joint fits take ``fit_table``'s fit of the joint form where it is the same fit
+(``joint_fits(reuse=)``); with one group the forecasts use the same curve data
+(``forecast.forecast_curve_data``). A progress bar on stderr says how far it is (fits counted
+form by form, joint fits per task/metric group): shown when stderr is a terminal; otherwise
+one line per stage when there are more than ``SUMMARY_OVER`` curves, and nothing for small
+inputs. ``run_fits(long_df, items_df, ...)`` is the one-group case.
 
 ``print_summary(doc, analysis_doc, ...)``: what ``sftscale fit`` prints instead of the
 per-curve table (and one line per warning and per joint difference) when there are more than
@@ -15,8 +20,9 @@ per-curve table (and one line per warning and per joint difference) when there a
 differences and forecasts, and where the details are (fits.json). Small inputs keep the
 table.
 
-Not handled: fitting curves in parallel (a shared 2-core machine gains little), an estimate
-of the remaining time (the curves differ too much in cost).
+Not handled: fitting curves in parallel processes (a shared 2-core machine gains little), an
+estimate of the remaining time (the curves differ too much in cost), progress inside one
+form's batched fit (a 500-curve form is one step of the bar).
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ def run_groups(groups: Sequence[tuple[Any, Any]], *, metric: str | None,
                forms: Sequence[str] | None, n_boot: int, seed: int, level: float,
                targets: Sequence[float], forecast_level: float) -> tuple[list, list, ForecastsDoc | None]:
     """(fit_table results, joint_fits, forecast_table or None without groups) of ``groups``,
-    curve by curve under a progress bar; see the module docstring."""
+    under a progress bar; see the module docstring."""
     import pandas as pd
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
