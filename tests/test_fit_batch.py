@@ -191,3 +191,11 @@ def test_lm_fit_in_blocks_equals_one_block(monkeypatch):
     np.testing.assert_array_equal(whole[0], blocks[0])
     np.testing.assert_array_equal(whole[1], blocks[1])
     assert np.all(np.isfinite(whole[0]))
+
+
+def test_run_fits_refuses_an_unknown_form_as_input():
+    from sftscale.io import InputError
+
+    with pytest.raises(InputError, match="nope"):
+        run_fits(long_table(2, GRID_A), None, metric=None, forms=["nope"], n_boot=10, seed=0, level=0.95,
+                 targets=[], forecast_level=0.9)

@@ -63,10 +63,11 @@ def run_groups(groups: Sequence[tuple[Any, Any]], *, metric: str | None,
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from ..io import InputError
     from .data import load_items, load_long
     from .fitting import _is_items_frame, fit_curve_data, iter_curves, select_metric
     from .forecast import forecast_curve_data, forecast_table
-    from .forms import default_forms
+    from .forms import default_forms, get_form
     from .joint import joint_fits
 
     parts, multi, n_rows, n_cur = [], [], 0, 0
@@ -78,6 +79,11 @@ def run_groups(groups: Sequence[tuple[Any, Any]], *, metric: str | None,
         multi += [(part, its) for _, part in rows.groupby(["task", "metric"], sort=True)
                   if part["model"].nunique() > 1]
     form_names = list(forms or default_forms())
+    for f in form_names:  # as fit_table: an unknown form is the user's input
+        try:
+            get_form(f)
+        except KeyError as e:
+            raise InputError(None, str(e.args[0]), field="form") from None
     con = Console(stderr=True)
     say = (lambda msg: None) if con.is_terminal or n_cur <= SUMMARY_OVER else \
         (lambda msg: print(msg, file=sys.stderr, flush=True))
