@@ -7,7 +7,7 @@ intervals, N for a target, ``fits.json``), ``selection`` (identifiability and th
 chooses a form), ``joint`` (one fit across model sizes: exponent differences), ``analysis``
 (format errors vs substance errors), ``forecast`` with ``members`` and ``backtest`` (the
 answers), ``run`` (``fit_run_dir``: inputs, settings, reuse, fits.json and analysis.json, for
-``sftscale fit`` and ``sftscale report``), ``progress`` (curve by curve under a progress bar;
+``sftscale fit`` and ``sftscale report``), ``progress`` (the fits of ``sftscale fit`` under a progress bar;
 the summary of a big fit). The files' shapes: ``sftscale.schema``.
 Not handled here: drawing (``sftscale.report``).
 """

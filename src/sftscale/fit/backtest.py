@@ -4,6 +4,8 @@
   variance, floored at binomial) and replicates.
 - ``predict_members(c, k, n_new)``: every member (``members``) fitted on the first k points,
   its prediction at ``n_new`` and the logit variance of that prediction over bootstrap refits.
+- ``predict_members_many`` / ``backtest_many``: the same for many curves, those of one N grid
+  fitted together (one batched fit per member and prefix; row for row the one-curve results).
 - ``backtest(c)``: every prefix with at least ``MIN_ORIGIN`` points predicts the next one and
   two larger N (``Record``s).
 - ``calibrate(records, level)``: per horizon bucket (``BUCKETS``: up to 2.8x and 5.7x the
@@ -119,6 +121,45 @@ def predict_members(c: Curve, k: int, n_new: np.ndarray, names: Sequence[str] | 
     return out
 
 
+def same_grid_groups(curves: Sequence[Curve]) -> list[list[int]]:
+    """Indices of ``curves`` grouped by their N grid (first appearance order)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(curves):
+        groups.setdefault(tuple(c.n.tolist()), []).append(i)
+    return list(groups.values())
+
+
+def predict_members_many(curves: Sequence[Curve], k: int, n_new: np.ndarray, names: Sequence[str] | None = None,
+                         n_rep: int = B_FORECAST) -> list[dict[str, dict[str, np.ndarray]]]:
+    """``predict_members`` of each of ``curves``, which share their first ``k`` N, in one
+    batched fit per member (the rows of all curves stacked): equal to one call per curve."""
+    if not curves:
+        return []
+    x = np.log(curves[0].n[:k])
+    xn = np.log(np.asarray(n_new, float))
+    blocks = [c.y[None, :k] if c.reps is None else np.vstack([c.y[None, :k], c.reps[:n_rep, :k]])
+              for c in curves]
+    sizes = np.array([len(b) for b in blocks])
+    ends = np.cumsum(sizes)
+    heads = ends - sizes
+    Y = np.vstack(blocks)
+    owner = np.repeat(np.arange(len(curves)), sizes)
+    V = np.stack([c.var[:k] for c in curves])
+    eps = np.array([c.eps for c in curves], float)
+    out: list[dict[str, dict[str, np.ndarray]]] = [{} for _ in curves]
+    for name in names or MEMBERS:
+        mem = MEMBERS[name]
+        if k < mem.min_points() or mem.many is None:
+            continue
+        with np.errstate(all="ignore"):
+            fit, pred = mem.many(x, Y, V, xn, eps, owner, heads)
+            for i, c in enumerate(curves):
+                p = pred[heads[i]:ends[i]]
+                zv = np.var(logit(p[1:], c.eps), axis=0) if len(p) > 2 else np.zeros(xn.size)
+                out[i][name] = {"mid": p[0], "zvar": zv, "fitted": fit[heads[i]]}
+    return out
+
+
 # --- backtests --------------------------------------------------------------------------
 
 @dataclass
@@ -145,15 +186,38 @@ def backtest(c: Curve) -> list[Record]:
     zobs = _zvar_point(c.y, c.var, c.eps)
     for k in range(MIN_ORIGIN, K):
         idx = [j for j in (k, k + 1) if j < K]
-        pm = predict_members(c, k, c.n[idx])
-        for t, j in enumerate(idx):
-            ratio = float(c.n[j] / c.n[k - 1])
-            b = bucket_of(ratio)
-            if b is None:
-                continue
-            out.append(Record(c.key, k, float(c.n[k - 1]), float(c.n[j]), ratio, b, float(c.y[j]),
-                              float(zobs[j]), {m: float(v["mid"][t]) for m, v in pm.items()},
-                              {m: float(v["zvar"][t]) for m, v in pm.items()}, c.eps))
+        out += _records(c, k, idx, predict_members(c, k, c.n[idx]), zobs)
+    return out
+
+
+def backtest_many(curves: Sequence[Curve]) -> list[Record]:
+    """``backtest`` of every curve, in order (the same records as one call per curve): curves
+    of one N grid are fitted together, one batched fit per member and prefix."""
+    per: list[list[Record]] = [[] for _ in curves]
+    for group in same_grid_groups(curves):
+        cs = [curves[i] for i in group]
+        c0 = cs[0]
+        K = c0.n.size
+        zobs = [_zvar_point(c.y, c.var, c.eps) for c in cs]
+        for k in range(MIN_ORIGIN, K):
+            idx = [j for j in (k, k + 1) if j < K]
+            pms = predict_members_many(cs, k, c0.n[idx])
+            for i, c, pm, zo in zip(group, cs, pms, zobs):
+                per[i] += _records(c, k, idx, pm, zo)
+    return [r for rs in per for r in rs]
+
+
+def _records(c: Curve, k: int, idx: list[int], pm: dict[str, dict[str, np.ndarray]], zobs: np.ndarray
+             ) -> list[Record]:
+    out = []
+    for t, j in enumerate(idx):
+        ratio = float(c.n[j] / c.n[k - 1])
+        b = bucket_of(ratio)
+        if b is None:
+            continue
+        out.append(Record(c.key, k, float(c.n[k - 1]), float(c.n[j]), ratio, b, float(c.y[j]),
+                          float(zobs[j]), {m: float(v["mid"][t]) for m, v in pm.items()},
+                          {m: float(v["zvar"][t]) for m, v in pm.items()}, c.eps))
     return out
 
 
@@ -261,6 +325,7 @@ def calibration_dict(cal: dict[str, BucketCal]) -> dict:
             for b, v in cal.items()}
 
 
-__all__ = ["BUCKETS", "BucketCal", "Curve", "MIN_ORIGIN", "REFERENCE_Q", "Record", "backtest", "bucket_of",
+__all__ = ["BUCKETS", "BucketCal", "Curve", "MIN_ORIGIN", "REFERENCE_Q", "Record", "backtest", "backtest_many",
+           "bucket_of", "predict_members_many", "same_grid_groups",
            "calibrate", "calibration_dict", "combine", "conformal_q", "curve_from_data", "method_weights",
            "predict_members", "reference_q"]

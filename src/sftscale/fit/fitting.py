@@ -8,6 +8,9 @@ Public API (see ``forms`` for the four forms, ``data`` for the input tables and
   forms' ``default_forms()``); ``best`` marks the form
   chosen by ``selection.select_best`` (>= 2 residual dof, identified, then AICc or
   leave-one-N-out error; ``fit.selection`` says why each form was or was not eligible).
+- ``fit_curves(cds, form)`` / ``fit_curve_data(cds, forms)``: ``fit_table`` on curves already
+  built (``iter_curves``); curves with the same N are fitted together, each LM stage one
+  stacked ``lm_fit`` call, row for row what ``fit_curve`` gives for each curve alone (tested).
 - ``fit_law(n, y, form, n_items=None) -> FitResult``: a single point fit (no bootstrap);
   ``bootstrap_fit(n, y, replicates, form)``: the same plus refits of given replicates (B, K).
 - ``FitResult.predict(n) -> (mid, lo, hi)`` arrays in metric space;
@@ -41,7 +44,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence, cast
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 import pandas as pd
@@ -73,16 +76,43 @@ def _lbfgs(form: Form, theta0: np.ndarray, n: np.ndarray, z: np.ndarray, delta: 
 
 def point_fit(form: Form, n: np.ndarray, z: np.ndarray, delta: float) -> tuple[np.ndarray, float]:
     """Deterministic multi-start grid -> batched LM -> L-BFGS-B from the best -> LM polish of it
-    and of the two best grid solutions; the lowest loss wins."""
-    starts = form.starts(n, z)
-    th, loss = lm_fit(form, starts, n, np.broadcast_to(z, (len(starts), z.size)), delta=delta)
-    order = np.argsort(np.where(np.isfinite(loss), loss, np.inf))[:2]
-    cands = [_lbfgs(form, th[i], n, z, delta) for i in order[:1] if np.all(np.isfinite(th[i]))]
-    cands += [th[i] for i in order if np.all(np.isfinite(th[i]))]
-    C = np.array(cands)
-    th2, loss2 = lm_fit(form, C, n, np.broadcast_to(z, (len(C), z.size)), delta=delta)
-    best = int(np.nanargmin(loss2))
-    return th2[best], float(loss2[best])
+    and of the two best grid solutions; the lowest loss wins. ``point_fit_many`` of one row."""
+    th, loss = point_fit_many(form, n, np.asarray(z, float)[None], delta)
+    return th[0], float(loss[0])
+
+
+def point_fit_many(form: Form, n: np.ndarray, Z: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """``point_fit`` of every row of Z (C, K) (curves sharing the N ``n``): the multi-start and
+    the polish LM of all rows each in one stacked ``lm_fit`` (rows are independent problems, so
+    each row's fit is what it would be alone); L-BFGS-B one row at a time. (C, P), (C,)."""
+    starts = [form.starts(n, z) for z in Z]
+    sizes = [len(s) for s in starts]
+    th, loss = lm_fit(form, np.vstack(starts), n, np.repeat(Z, sizes, axis=0), delta=delta)
+    cands, owner = [], []
+    for c, (lo, hi) in enumerate(_spans(sizes)):
+        t, ls = th[lo:hi], loss[lo:hi]
+        order = np.argsort(np.where(np.isfinite(ls), ls, np.inf))[:2]
+        mine = [_lbfgs(form, t[i], n, Z[c], delta) for i in order[:1] if np.all(np.isfinite(t[i]))]
+        mine += [t[i] for i in order if np.all(np.isfinite(t[i]))]
+        cands += mine
+        owner += [c] * len(mine)
+    out_th = np.full((len(Z), form.n_params), np.nan)
+    out_loss = np.full(len(Z), np.nan)
+    if not cands:
+        return out_th, out_loss
+    own = np.array(owner)
+    th2, loss2 = lm_fit(form, np.array(cands), n, Z[own], delta=delta)
+    for c in range(len(Z)):
+        rows = np.nonzero(own == c)[0]
+        if rows.size and np.any(np.isfinite(loss2[rows])):
+            best = rows[int(np.nanargmin(loss2[rows]))]
+            out_th[c], out_loss[c] = th2[best], loss2[best]
+    return out_th, out_loss
+
+
+def _spans(sizes: Sequence[int]) -> list[tuple[int, int]]:
+    ends = np.cumsum(sizes)
+    return [(int(e - k), int(e)) for e, k in zip(ends, sizes)]
 
 
 def json_safe(x: Any) -> Any:
@@ -243,15 +273,36 @@ def bootstrap_fit(n: Sequence[float], y: Sequence[float], replicates: np.ndarray
 
 @single_threaded
 def fit_curve(cd: CurveData, form: str | Form, delta: float | None = None, level: float = 0.95) -> FitResult:
-    """Fit one form to a CurveData, refit its bootstrap replicates, compute diagnostics."""
+    """Fit one form to a CurveData, refit its bootstrap replicates, compute diagnostics (the
+    one-curve case of ``fit_curves``, and the reference its batching is tested against)."""
+    return fit_curves([cd], form, delta=delta, level=level)[0]
+
+
+@single_threaded
+def fit_curves(cds: Sequence[CurveData], form: str | Form, delta: float | None = None,
+               level: float = 0.95) -> list[FitResult]:
+    """``fit_curve`` of each of ``cds``: curves with the same N are fitted together, each LM
+    stage (multi-start, polish, leave-one-N-out, bootstrap refits) one stacked ``lm_fit``."""
     fo = get_form(form) if isinstance(form, str) else form
     delta = fo.delta if delta is None else delta
+    groups: dict[tuple, list[int]] = {}
+    for i, cd in enumerate(cds):
+        keep = np.ones(cd.n.size, bool) if fo.includes_zero else cd.n > 0
+        groups.setdefault(tuple(cd.n[keep].tolist()), []).append(i)
+    out: list[Any] = [None] * len(cds)
+    for idx in groups.values():
+        for i, r in zip(idx, _fit_group([cds[i] for i in idx], fo, delta, level)):
+            out[i] = r
+    return out
+
+
+def _prepare(cd: CurveData, fo: Form) -> tuple[np.ndarray, float, list[str]]:
+    """(the N kept, the clip floor, the warnings so far) of one curve."""
     warns = list(cd.notes)
     keep = np.ones(cd.n.size, bool) if fo.includes_zero else cd.n > 0
     if not np.all(keep):
         warns.append(f"N=0 excluded: {fo.name} is undefined there")
-    n, y = cd.n[keep], cd.y[keep]
-    K, P = n.size, fo.n_params
+    y = cd.y[keep]
     floor = 0.5 / cd.n_items if cd.n_items else 1e-4
     if fo.log_space:
         if np.any(fo.logged(y) <= 0):
@@ -260,61 +311,83 @@ def fit_curve(cd: CurveData, form: str | Form, delta: float | None = None, level
         if fo.of_error and np.any((y < 0) | (y > 1)):
             warns.append(f"metric outside [0, 1]: the {fo.name} form describes the error 1 - metric "
                          "and assumes a success rate")
+    return keep, floor, warns
+
+
+def _fit_group(cds: Sequence[CurveData], fo: Form, delta: float, level: float) -> list[FitResult]:
+    """``fit_curve`` of curves that keep the same N (see ``fit_curves``)."""
+    prep = [_prepare(cd, fo) for cd in cds]
+    n = cds[0].n[prep[0][0]]
+    K, P = n.size, fo.n_params
+    Z = np.array([fo.to_fit_space(cd.y[keep], floor) for cd, (keep, floor, _) in zip(cds, prep)]).reshape(len(cds), K)
     nan_fit = K < P
     if nan_fit:
-        warns.append(f"only {K} distinct N for {P} parameters: not fitted")
-        th = np.full(P, np.nan)
-        loss = float("nan")
+        TH, LOSS = np.full((len(cds), P), np.nan), np.full(len(cds), np.nan)
     else:
-        z = fo.to_fit_space(y, floor)
-        th, loss = point_fit(fo, n, z, delta)
-    if not nan_fit and K < P + 1:
-        warns.append(f"{K} distinct N for {P} parameters: no degrees of freedom, the fit interpolates")
-    z = fo.to_fit_space(y, floor)
-    zhat = fo.f(th[None], n)[0]
-    yhat = fo.to_metric(zhat)
-    res = z - zhat
-    # AIC on the N > 0 points in metric space, the same points for every form
-    pos = cd.n > 0
-    yh_pos = fo.predict(th, cd.n[pos])[0]
-    Kp, k = int(pos.sum()), P + 1
-    rss = max(float(np.sum((cd.y[pos] - yh_pos) ** 2)), Kp * 1e-14)
-    aic = Kp * math.log(rss / Kp) + 2 * k if Kp > 0 else float("nan")
-    aicc = aic + 2 * k * (k + 1) / (Kp - k - 1) if Kp - k - 1 > 0 else float("nan")
-    # leave-one-N-out
-    loo_err = np.full(K, np.nan)
-    if not nan_fit and K - 1 >= P:
-        Wm = 1.0 - np.eye(K)
-        th_loo, _ = lm_fit(fo, th, n, np.broadcast_to(z, (K, K)), w=Wm, delta=delta)
-        for i in range(K):
-            loo_err[i] = y[i] - fo.predict(th_loo[i], n[i:i + 1])[0, 0]
-    elif not nan_fit:
-        warns.append("leave-one-N-out needs at least as many remaining N as parameters: not computed")
-    loo = {"n": n, "error": loo_err,
-           "rmse": float(np.sqrt(np.mean(loo_err ** 2))) if np.all(np.isfinite(loo_err)) else float("nan")}
-    pub = fo.public(th)
-    r2_fit, r2_metric = float(r2_score(z, zhat)), float(r2_score(y, yhat))
-    r = FitResult(cd.model, cd.task, cd.metric, fo.name, fo.space, n, y, yhat, res, th,
-                  dict(zip(fo.public_names, map(float, pub))), loss, r2_fit, r2_metric,
-                  K - P, aic, aicc, loo, level=level, method=cd.method, warnings=warns,
-                  n_max=float(cd.n.max()) if cd.n.size else float("nan"))
-    if fo.log_space:
-        r.clipped = fo.logged(y) < floor
-    if cd.reps is not None and not nan_fit:
-        _refit_replicates(r, fo, cd.reps[:, keep], floor, delta)
-    elif cd.reps is None:
-        warns.append("no bootstrap: intervals unavailable")
-    if not nan_fit:
-        alt = None
-        if fo.log_space and np.any(r.clipped):  # does the fit follow the clip value of zeros?
-            alt = point_fit(fo, n, fo.to_fit_space(y, floor / 10.0), delta)[0]
-        r.unidentified = identifiability(r, fo, cd, alt)
-    return r
+        TH, LOSS = point_fit_many(fo, n, Z, delta)
+    loo_ok = not nan_fit and K - 1 >= P
+    if loo_ok:  # leave-one-N-out: K rows per curve, row i without point i
+        TH_loo, _ = lm_fit(fo, np.repeat(TH, K, axis=0), n, np.repeat(Z, K, axis=0),
+                           w=np.tile(1.0 - np.eye(K), (len(cds), 1)), delta=delta)
+    out = []
+    for c, (cd, (keep, floor, warns)) in enumerate(zip(cds, prep)):
+        y, z, th, loss = cd.y[keep], Z[c], TH[c], float(LOSS[c])
+        if nan_fit:
+            warns.append(f"only {K} distinct N for {P} parameters: not fitted")
+        elif K < P + 1:
+            warns.append(f"{K} distinct N for {P} parameters: no degrees of freedom, the fit interpolates")
+        zhat = fo.f(th[None], n)[0]
+        yhat = fo.to_metric(zhat)
+        # AIC on the N > 0 points in metric space, the same points for every form
+        pos = cd.n > 0
+        yh_pos = fo.predict(th, cd.n[pos])[0]
+        Kp, k = int(pos.sum()), P + 1
+        rss = max(float(np.sum((cd.y[pos] - yh_pos) ** 2)), Kp * 1e-14)
+        aic = Kp * math.log(rss / Kp) + 2 * k if Kp > 0 else float("nan")
+        aicc = aic + 2 * k * (k + 1) / (Kp - k - 1) if Kp - k - 1 > 0 else float("nan")
+        loo_err = np.full(K, np.nan)
+        if loo_ok:
+            th_loo = TH_loo[c * K:(c + 1) * K]
+            for i in range(K):
+                loo_err[i] = y[i] - fo.predict(th_loo[i], n[i:i + 1])[0, 0]
+        elif not nan_fit:
+            warns.append("leave-one-N-out needs at least as many remaining N as parameters: not computed")
+        loo = {"n": n, "error": loo_err,
+               "rmse": float(np.sqrt(np.mean(loo_err ** 2))) if np.all(np.isfinite(loo_err)) else float("nan")}
+        pub = fo.public(th)
+        r2_fit, r2_metric = float(r2_score(z, zhat)), float(r2_score(y, yhat))
+        r = FitResult(cd.model, cd.task, cd.metric, fo.name, fo.space, n, y, yhat, z - zhat, th,
+                      dict(zip(fo.public_names, map(float, pub))), loss, r2_fit, r2_metric,
+                      K - P, aic, aicc, loo, level=level, method=cd.method, warnings=warns,
+                      n_max=float(cd.n.max()) if cd.n.size else float("nan"))
+        if fo.log_space:
+            r.clipped = fo.logged(y) < floor
+        out.append(r)
+    # bootstrap replicates of every curve that has them, warm-started at its point fit
+    reps = [c for c, cd in enumerate(cds) if cd.reps is not None and not nan_fit]
+    if reps:
+        R = [fo.to_fit_space(cast(np.ndarray, cds[c].reps)[:, prep[c][0]], prep[c][1]) for c in reps]
+        sizes = [len(x) for x in R]
+        thr, _ = lm_fit(fo, np.repeat(TH[reps], sizes, axis=0), n, np.vstack(R), delta=delta)
+        for c, (lo, hi) in zip(reps, _spans(sizes)):
+            _fill_replicates(out[c], fo, thr[lo:hi])
+    for cd, r in zip(cds, out):
+        if cd.reps is None:
+            r.warnings.append("no bootstrap: intervals unavailable")
+    if not nan_fit:  # does the fit follow the clip value of zeros?
+        alt: list[Any] = [None] * len(cds)
+        moved = [c for c, r in enumerate(out) if fo.log_space and np.any(r.clipped)]
+        if moved:
+            Za = np.array([fo.to_fit_space(out[c].y, prep[c][1] / 10.0) for c in moved]).reshape(len(moved), K)
+            for c, th in zip(moved, point_fit_many(fo, n, Za, delta)[0]):
+                alt[c] = th
+        for cd, r, a in zip(cds, out, alt):
+            r.unidentified = identifiability(r, fo, cd, a)
+    return out
 
 
-def _refit_replicates(r: FitResult, fo: Form, R: np.ndarray, floor: float, delta: float) -> None:
-    """Refit replicates R (B, K) warm-started at the point fit; fill theta_reps, rep_ok, param_ci."""
-    thr, _ = lm_fit(fo, r.theta, r.n, fo.to_fit_space(R, floor), delta=delta)
+def _fill_replicates(r: FitResult, fo: Form, thr: np.ndarray) -> None:
+    """Replicate refits thr (B, P) of ``r``: fill theta_reps, rep_ok, param_ci."""
     ok = np.all(np.isfinite(thr), axis=1)
     r.theta_reps, r.n_boot, r.rep_ok = thr[ok], int(len(thr)), ok
     if ok.mean() < 0.95:
@@ -384,9 +457,23 @@ def fit_table(df: pd.DataFrame | str, items: pd.DataFrame | str | None = None, m
         except KeyError as e:
             raise InputError(None, str(e.args[0]), field="form") from None
     long = select_metric(long, metric)
+    return fit_curve_data(list(iter_curves(long, it, n_boot, seed)), forms, delta=delta, level=level)
+
+
+@single_threaded
+def fit_curve_data(cds: Sequence[CurveData], forms: Sequence[str], delta: float | None = None,
+                   level: float = 0.95, progress: Callable[[int], Any] | None = None) -> list[FitResult]:
+    """``fit_table``'s results for curves already built: every form of each curve (in the
+    order of ``cds``, forms in the order given), the curves of one N grid fitted together
+    (``fit_curves``), the best form of each curve marked. ``progress(k)``: k more fits done."""
+    by_form = []
+    for f in forms:
+        by_form.append(fit_curves(cds, f, delta=delta, level=level))
+        if progress is not None:
+            progress(len(cds))
     out: list[FitResult] = []
-    for cd in iter_curves(long, it, n_boot, seed):
-        fits = [fit_curve(cd, f, delta=delta, level=level) for f in forms]
+    for c in range(len(cds)):
+        fits = [fs[c] for fs in by_form]
         select_best(fits)
         out += fits
     return out
@@ -441,6 +528,7 @@ def fits_document(results: Sequence[FitResult], targets: Sequence[float] = (),
     return cast(FitsDoc, doc)
 
 
-__all__ = ["FITS_VERSION", "FitResult", "bootstrap_fit", "fit_curve", "fit_law", "fit_table",
-           "fits_document", "iter_curves", "json_safe", "n_for_target", "point_fit", "select_metric"]
+__all__ = ["FITS_VERSION", "FitResult", "bootstrap_fit", "fit_curve", "fit_curve_data", "fit_curves", "fit_law",
+           "fit_table", "fits_document", "iter_curves", "json_safe", "n_for_target", "point_fit", "point_fit_many",
+           "select_metric"]
 

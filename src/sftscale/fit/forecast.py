@@ -41,6 +41,7 @@ grid cannot give); curves that fall with N (members are constrained to growth).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence, cast
@@ -55,13 +56,17 @@ from .backtest import (
     Curve,
     Record,
     backtest,
+    backtest_many,
     calibrate,
     calibration_dict,
     combine,
     curve_from_data,
     method_weights,
     predict_members,
+    predict_members_many,
+    same_grid_groups,
 )
+from .bootstrap import CurveData
 from .data import load_items, load_long
 from .fitting import _is_items_frame, iter_curves, select_metric
 from .forms import single_threaded
@@ -103,13 +108,19 @@ def lack_of_fit(c: Curve, fitted: dict[str, dict[str, np.ndarray]]) -> dict[str,
     return out
 
 
+@functools.lru_cache(maxsize=16)
+def _normal_q(level: float) -> float:
+    """The two-sided normal quantile of ``level`` (one scipy call per level, not per forecast)."""
+    return float(norm.ppf(0.5 + level / 2))
+
+
 def _interval(mid: float, zvar: float, c: Curve, q: float, level: float) -> dict:
     """Measurement and curve intervals around ``mid`` (module docstring, item 4)."""
     zm = float(logit(np.array([mid]), c.eps)[0])
     p = float(clip_rate(np.array([mid]), c.eps)[0])
     znoise = 1.0 / (c.m_eff * p * (1 - p))
     half_m = q * math.sqrt(max(zvar + znoise, 1e-12))
-    zq = float(norm.ppf(0.5 + level / 2))
+    zq = _normal_q(level)
     half_c = math.sqrt(max(half_m ** 2 - zq ** 2 * znoise, 0.0))
 
     def band(h: float) -> list[float]:
@@ -205,16 +216,28 @@ def _why_not(c: Curve, lack: dict[str, dict]) -> str | None:
     return None
 
 
-def forecast_curve(c: Curve, cal: dict[str, BucketCal], records: Sequence[Record],
-                   targets: Sequence[float] = (), level: float = 0.9,
-                   ratios: Sequence[float] = (2.0, 4.0)) -> Forecast:
-    """The forecast of one curve with a study's calibration (module docstring, items 3-6)."""
+def _where(c: Curve, ratios: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(the N forecast: index 0 is the largest measured N itself, the base of "what it buys";
+    the N of the drawn curve inside the measured range)."""
     K = c.n.size
-    # index 0 is the largest measured N itself (the base of "what it buys")
     grid = np.unique(np.concatenate([[1.0], np.asarray(ratios, float), TARGET_GRID])) * (c.n[-1] if K else 1.0)
     inside = np.geomspace(c.n[0], c.n[-1], PATH_POINTS) if K else np.empty(0)
+    return grid, inside
+
+
+def forecast_curve(c: Curve, cal: dict[str, BucketCal], records: Sequence[Record],
+                   targets: Sequence[float] = (), level: float = 0.9,
+                   ratios: Sequence[float] = (2.0, 4.0),
+                   fitted: dict[str, dict[str, np.ndarray]] | None = None) -> Forecast:
+    """The forecast of one curve with a study's calibration (module docstring, items 3-6).
+    ``fitted``: ``predict_members(c, K, concat(_where(c, ratios)))`` when the caller has it
+    (``forecast_curves`` fits the curves of one grid together)."""
+    K = c.n.size
+    grid, inside = _where(c, ratios)
     # one fit of every member serves the lack-of-fit test, the forecasts and the drawn curve
-    both = predict_members(c, K, np.concatenate([grid, inside])) if K >= 1 else {}
+    if fitted is None:
+        fitted = predict_members(c, K, np.concatenate([grid, inside])) if K >= 1 else {}
+    both = fitted
     full = {m: {**v, "mid": v["mid"][:grid.size], "zvar": v["zvar"][:grid.size]} for m, v in both.items()}
     lack = lack_of_fit(c, full)
     why = _why_not(c, lack)
@@ -365,10 +388,18 @@ def _target(c: Curve, fc: Forecast, preds: list[dict], t: float, level: float) -
 
 def forecast_curves(curves: Sequence[Curve], targets: Sequence[float] = (), level: float = 0.9
                     ) -> tuple[list[Forecast], dict[str, BucketCal]]:
-    """Backtest every curve, calibrate on the pooled backtests, forecast every curve."""
-    records = [r for c in curves if _calibrates(c) for r in backtest(c)]
+    """Backtest every curve, calibrate on the pooled backtests, forecast every curve (the curves
+    of one N grid fitted together: ``backtest.backtest_many``, ``predict_members_many``)."""
+    records = backtest_many([c for c in curves if _calibrates(c)])
     cal = calibrate(records, level)
-    return [forecast_curve(c, cal, records, targets, level) for c in curves], cal
+    fitted: list[dict | None] = [None] * len(curves)
+    for group in same_grid_groups(curves):
+        c0 = curves[group[0]]
+        if c0.n.size:
+            pms = predict_members_many([curves[i] for i in group], c0.n.size, np.concatenate(_where(c0, (2.0, 4.0))))
+            for i, pm in zip(group, pms):
+                fitted[i] = pm
+    return [forecast_curve(c, cal, records, targets, level, fitted=f) for c, f in zip(curves, fitted)], cal
 
 
 @single_threaded
@@ -381,8 +412,15 @@ def forecast_table(df: Any, items: Any = None, metric: str | None = None, target
     horizon bucket) and ``curves`` (``Forecast.to_dict()`` each)."""
     long = select_metric(load_long(df), metric)
     it = load_items(items) if items is not None and not _is_items_frame(items) else items
+    return forecast_curve_data(list(iter_curves(long, it, n_boot, seed)), targets, level)
+
+
+@single_threaded
+def forecast_curve_data(cds: Sequence[CurveData], targets: Sequence[float] = (), level: float = 0.9
+                        ) -> ForecastsDoc:
+    """``forecast_table``'s result for curves already built (``fitting.iter_curves``, in its order)."""
     by_metric: dict[str, list[Curve]] = {}
-    for cd in iter_curves(long, it, n_boot, seed):
+    for cd in cds:
         by_metric.setdefault(cd.metric, []).append(curve_from_data(cd))
     out: dict[str, Any] = {"level": level, "method": METHOD_NOTE, "intervals": INTERVALS_NOTE,
                            "calibration": {}, "curves": []}
@@ -394,5 +432,6 @@ def forecast_table(df: Any, items: Any = None, metric: str | None = None, target
 
 
 __all__ = ["BUCKETS", "Curve", "Forecast", "METHOD_NOTE", "MIN_POINTS", "backtest", "calibrate",
-           "calibration_dict", "curve_from_data", "forecast_curve", "forecast_curves", "forecast_table",
+           "calibration_dict", "curve_from_data", "forecast_curve", "forecast_curve_data", "forecast_curves",
+           "forecast_table",
            "isotonic", "predict_members"]

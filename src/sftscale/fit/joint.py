@@ -27,7 +27,7 @@ form at a time, items present for only some models (then all models are resample
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,7 @@ from ..io import InputError
 from ..schema import JointDifference, JointEntry
 from .bootstrap import CurveData, curve_data, curve_rng, paired_bootstrap_means
 from .data import METRIC_TO_ITEM, load_long
-from .fitting import fit_curve, json_safe
+from .fitting import fit_curves, json_safe
 from .forms import get_form, paper_form, single_threaded
 from .selection import MIN_DOF
 
@@ -90,6 +90,57 @@ def _difference(fa: Any, fb: Any, i: int, level: float) -> dict:
     return out
 
 
+def _unpaired_fits(rows: pd.DataFrame, order: Sequence[str], fo: Any, level: float, n_boot: int, seed: int,
+                   reuse: Mapping[tuple[str, str, str, str], Any] | None) -> dict[str, Any]:
+    """Every model's fit of ``fo`` from its own aggregates: taken from ``reuse`` where it holds
+    that fit (see ``joint_fits``), the others fitted together (``fitting.fit_curves``)."""
+    task, met = str(rows["task"].iloc[0]), str(rows["metric"].iloc[0])
+    fits: dict[str, Any] = {}
+    for m in order:
+        f = (reuse or {}).get((m, task, met, fo.name))
+        if (f is not None and f.form == fo.name and f.level == level and not f.method.startswith("paired-items")
+                and (f.theta_reps is None or f.n_boot == n_boot)):
+            fits[m] = f
+    todo = [m for m in order if m not in fits]
+    cds = [curve_data(rows[rows["model"] == m], None, n_boot, curve_rng(seed, m, task, met)) for m in todo]
+    fits.update(zip(todo, fit_curves(cds, fo, level=level)))
+    return fits
+
+
+def _pairs(k: int) -> list[tuple[int, int]]:
+    return [(a, b) for a in range(k) for b in range(a + 1, k)]
+
+
+def _differences(fits: Sequence[Any], i: int, level: float) -> list[dict]:
+    """``_difference`` of every pair (a before b) of ``fits``, the pairs of one model a at once
+    (quantiles along an axis); pairs with a failed replicate refit one at a time."""
+    full = [_full_reps(f) for f in fits]
+    k = len(fits)
+    out: list[dict] = []
+    t = (1.0 - level) / 2.0
+    for a in range(k - 1):
+        fa, ra = fits[a], full[a]
+        rest = range(a + 1, k)
+        others = [full[b] for b in rest]
+        ok = ra is not None and all(x is not None and x.shape[0] == ra.shape[0] for x in others)
+        if ok:
+            D = cast(np.ndarray, ra)[None, :, i] - np.stack([cast(np.ndarray, x)[:, i] for x in others])
+            fin = np.all(np.isfinite(D), axis=1) & (D.shape[1] > 0)
+            if fin.any():
+                Df = D[fin]
+                lo, hi = np.quantile(Df, t, axis=1), np.quantile(Df, 1 - t, axis=1)
+                p = np.minimum(1.0, 2 * np.minimum(np.mean(Df <= 0, axis=1), np.mean(Df >= 0, axis=1)))
+                vals = iter(zip(lo, hi, p))
+        for j, b in enumerate(rest):
+            if not ok or not fin[j]:
+                out.append(_difference(fa, fits[b], i, level))
+                continue
+            l_, h_, p_ = next(vals)
+            out.append({"a": fa.model, "b": fits[b].model, "diff": float(fa.theta[i] - fits[b].theta[i]),
+                        "lo": float(l_), "hi": float(h_), "p_two_sided": float(p_), "n_rep": int(D.shape[1])})
+    return out
+
+
 def _model_entry(f: Any, name: str) -> dict:
     ok = np.all(np.isfinite(f.theta)) and f.dof >= MIN_DOF and not f.unidentified
     reasons = ([f"{f.dof} residual dof (< {MIN_DOF})"] if f.dof < MIN_DOF else []) + list(f.unidentified)
@@ -102,12 +153,16 @@ def _model_entry(f: Any, name: str) -> dict:
 @single_threaded
 def joint_fits(df: pd.DataFrame | str, items: pd.DataFrame | None = None, metric: str | None = None,
                form: str | None = None, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
-               models: Sequence[str] | None = None) -> list[JointEntry]:
+               models: Sequence[str] | None = None,
+               reuse: Mapping[tuple[str, str, str, str], Any] | None = None) -> list[JointEntry]:
     """Joint fits of every (task, metric) with two or more models (see the module docstring).
 
     ``models`` fixes the order of the pairs (a minus b for a listed before b); models not
     listed come after, sorted. ``form=None``: the paper's power law. Returns JSON-safe dicts
     (the ``joint`` list of fits.json); InputError for a form that declares no exponent.
+    ``reuse``: ``fit_table``'s fits by (model, task, metric, form), of the same ``n_boot``, ``seed``
+    and ``level``; an unpaired joint fit takes a model's fit of this form from it when that fit's
+    replicates came from the aggregates (the same data as here) instead of fitting it again.
     """
     long = load_long(df)
     fo = paper_form() if form is None else get_form(form)
@@ -131,19 +186,16 @@ def joint_fits(df: pd.DataFrame | str, items: pd.DataFrame | None = None, metric
         cds = _joint_items(rows, its, col, order, n_boot, rng) if its is not None else None
         paired = cds is not None
         if cds is None:
-            cds = {m: curve_data(rows[rows["model"] == m], None, n_boot, curve_rng(seed, m, task, met))
-                   for m in order}
-        fits = {m: fit_curve(cds[m], fo, level=level) for m in order}
+            fits = _unpaired_fits(rows, order, fo, level, n_boot, seed, reuse)
+        else:
+            fits = dict(zip(order, fit_curves([cds[m] for m in order], fo, level=level)))
         entries = [_model_entry(fits[m], name) for m in order]
-        diffs = []
-        for a in range(len(order)):
-            for b in range(a + 1, len(order)):
-                d = _difference(fits[order[a]], fits[order[b]], i, level)
-                d["identified"] = entries[a]["identified"] and entries[b]["identified"]
-                d["paired"] = paired
-                diffs.append(d)
+        diffs = _differences([fits[m] for m in order], i, level)
+        for (a, b), d in zip(_pairs(len(order)), diffs):
+            d["identified"] = entries[a]["identified"] and entries[b]["identified"]
+            d["paired"] = paired
         out.append(json_safe({"task": task, "metric": met, "form": fo.name, "exponent": name,
-                              "level": level, "method": cds[order[0]].method, "paired": paired,
+                              "level": level, "method": fits[order[0]].method, "paired": paired,
                               "models": entries, "differences": diffs}))
     return out
 

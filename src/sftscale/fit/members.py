@@ -21,6 +21,9 @@ every (f, h) of a small grid, and the grid value with the lowest weighted square
 metric space (weights 1 / variance of each point) wins: a profile fit with no iterations,
 batched over rows and grid. Slopes are constrained to growth (b >= 0; pow3 b <= 0). The
 grid: ceilings between the largest value and 1, floors between 0 and the smallest value.
+The grid's best start is then refined by weighted Levenberg-Marquardt in metric space
+(``forms.lm_fit``, closed-form Jacobians checked against finite differences), for many curves
+of one N grid at once (``Member.many``).
 
 ``logistic`` is LCDB's MMF4 and Alabdulmohsin et al.'s M4 with alpha = 1; ``pow3`` is
 LCDB's pow3 (the ``saturating`` form of ``forms``); the paper's power law P = a N^b is not
@@ -81,6 +84,9 @@ def wls_line(x: np.ndarray, z: np.ndarray, w: np.ndarray, slope: str = "free"
 @dataclass(frozen=True)
 class Member:
     """One forecaster: ``fit_predict(x, Y, V, xnew, eps)`` -> (fitted (B, k), predictions (B, m)).
+    ``many(x, Y, V, xnew, eps, owner, heads)``: the same for the rows of many curves of one N
+    grid (``owner`` (B,): each row's curve; ``heads`` (C,): each curve's point row; V (C, k) and
+    eps (C,) per curve), row for row what ``fit_predict`` gives for each curve alone.
 
     ``fits_points``: a curve fitted through the points (it needs max(k, 2) of them, and its lack
     of fit says whether the points have a shape it can describe); False for the value carried
@@ -92,6 +98,7 @@ class Member:
     curve: str
     fit_predict: Callable[..., tuple[np.ndarray, np.ndarray]]
     fits_points: bool = True
+    many: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None  # (x, Y, V, xnew, eps, owner, heads)
 
     def min_points(self) -> int:
         return max(self.n_params, 2) if self.fits_points else 1
@@ -109,7 +116,7 @@ def _loglinear(x, Y, V, xnew, eps):
     return np.clip(fit, 0, 1), np.clip(pred, 0, 1)
 
 
-def _grid(Y: np.ndarray, floors: bool, eps: float) -> tuple[np.ndarray, np.ndarray]:
+def _grid(Y: np.ndarray, floors: bool, eps: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-row grids of floors f (B, G) and ceilings h (B, G)."""
     ymax = np.clip(Y.max(1, keepdims=True), 0.0, 1.0)
     ymin = np.clip(Y.min(1, keepdims=True), 0.0, 1.0)
@@ -125,16 +132,18 @@ def _profile(x, Y, V, eps, link: str):
     """Profile fit over a (floor, ceiling) grid of a family that is a line in its fit space.
     Returns the grid-best parameters per row: (f, h, a, b), each (B,)."""
     floors = link in ("logit", "cloglog")
-    f, h = _grid(Y, floors, eps)  # (B, G)
+    e = np.asarray(eps, float)  # a scalar, or one per row (B,)
+    e1, e2 = (e[:, None], e[:, None, None]) if e.ndim else (e, e)
+    f, h = _grid(Y, floors, e1)  # (B, G)
     Yg = Y[:, None, :]
     Vg = V[None, None, :] if V.ndim == 1 else V[:, None, :]
     if link == "pow":
-        gap = np.maximum(h[:, :, None] - Yg, eps)
+        gap = np.maximum(h[:, :, None] - Yg, e2)
         a, b = wls_line(x, np.log(gap), gap ** 2 / Vg, "down")
         fit = h[:, :, None] - np.exp(a[:, :, None] + b[:, :, None] * x)
     else:
         span = np.maximum(h - f, 1e-9)[:, :, None]
-        ue = eps / span
+        ue = e2 / span
         u = np.clip((Yg - f[:, :, None]) / span, ue, 1 - ue)
         if link == "logit":
             z, dz = np.log(u) - np.log1p(-u), 1.0 / (span * u * (1 - u))
@@ -175,6 +184,30 @@ class _Curve(Form):
         return self.curve(theta, np.log(np.asarray(n, float))[None, :])
 
     def jac(self, theta, n):
+        """Closed-form d curve / d theta, (B, K, P) (``jac_fd`` is the finite-difference check)."""
+        x = np.log(np.asarray(n, float))[None, :]
+        if self.kind == "logit":
+            s = _sigmoid(theta[:, :1] + theta[:, 1:2] * x)
+            ds = s * (1.0 - s)
+            return np.stack([ds, ds * x], -1)
+        if self.kind == "pow3":
+            u = theta[:, 1:2] + theta[:, 2:3] * x
+            e = np.where((u > -60) & (u < 60), np.exp(np.clip(u, -60, 60)), 0.0)
+            return np.stack([np.ones_like(e), -e, -e * x], -1)
+        f, s = theta[:, :1], theta[:, 1:2]
+        t = theta[:, 2:3] + theta[:, 3:4] * x
+        if self.kind == "logistic":
+            g = _sigmoid(t)
+            dg = g * (1.0 - g)
+        else:
+            tc = np.clip(t, -50, 50)
+            g = np.exp(-np.exp(-tc))
+            dg = np.where((t > -50) & (t < 50), g * np.exp(-tc), 0.0)
+        ds = (1 - f) * s * dg
+        return np.stack([1.0 - s * g, (1 - f) * g, ds, ds * x], -1)
+
+    def jac_fd(self, theta, n):
+        """Central finite differences of ``f`` (the reference the closed form is tested against)."""
         h = 1e-6 * np.maximum(np.abs(theta), 1.0)
         cols = []
         for j in range(theta.shape[1]):
@@ -200,35 +233,57 @@ def _theta0(kind: str, f, h, a, b) -> np.ndarray:
 
 
 def _refined(kind: str, x, Y, V, xnew, eps):
-    """Grid profile start, then weighted LM in metric space: the point row from its grid start,
-    the replicates warm-started at the point fit (fewer iterations: they feed only the spread)."""
+    """One curve (the reference path): row 0 of Y (B, k) is its point estimate, the rest its
+    bootstrap replicates; V (k,) the variances of its points, eps its clip. ``_refined_many``
+    with one curve."""
+    return _refined_many(kind, x, Y, np.asarray(V, float)[None], xnew, np.array([eps], float),
+                         np.zeros(Y.shape[0], int), np.array([0]))
+
+
+def _refined_many(kind: str, x, Y, V, xnew, eps, owner, heads):
+    """Grid profile start, then weighted LM in metric space: each curve's point row from its
+    grid start, its replicates warm-started at its point fit (fewer iterations: they feed only
+    the spread). Many curves of one N grid at once: Y (B, k) rows, ``owner`` (B,) the curve of
+    each row, ``heads`` (C,) each curve's point row, V (C, k) and eps (C,) per curve. Every row
+    is its own problem (``forms.lm_fit``), so the result of a row does not depend on the others."""
     form = _Curve(name=kind, kind=kind, theta_names=("",) * (2 if kind == "logit" else 3 if kind == "pow3" else 4))
     n = np.exp(x)
-    W = np.broadcast_to(1.0 / V, Y.shape)
+    Yp = Y[heads]
     if kind == "logit":
-        p = clip_rate(Y[:1], eps)
+        p = clip_rate(Yp, eps[:, None])
         a, b = wls_line(x, np.log(p) - np.log1p(-p), (p * (1 - p)) ** 2 / V, "up")
         th0 = np.stack([a, b], 1)
     else:
-        th0 = _theta0(kind, *_profile(x, Y[:1], V, eps, _LINK[kind]))
-    th_pt, _ = lm_fit(form, th0, n, Y[:1], W[:1], max_iter=80)
-    th = th_pt
-    if Y.shape[0] > 1:
-        th_r, _ = lm_fit(form, th_pt, n, Y[1:], W[1:], max_iter=20)
-        th = np.vstack([th_pt, th_r])
+        th0 = _theta0(kind, *_profile(x, Yp, V, eps, _LINK[kind]))
+    th_pt, _ = lm_fit(form, th0, n, Yp, 1.0 / V, max_iter=80)
+    th = th_pt[owner]
+    rest = np.ones(Y.shape[0], bool)
+    rest[heads] = False
+    if rest.any():
+        th[rest], _ = lm_fit(form, th[rest], n, Y[rest], 1.0 / V[owner[rest]], max_iter=20)
     with np.errstate(all="ignore"):
         fit = np.clip(form.curve(th, x), 0.0, 1.0)
         pred = np.clip(form.curve(th, xnew), 0.0, 1.0)
-    return np.nan_to_num(fit, nan=np.nan), pred
+    return fit, pred
+
+
+def _naive_many(fn):
+    return lambda x, Y, V, xnew, eps, owner, heads: fn(x, Y, None, xnew, None)
+
+
+def _refined_member(kind: str, n_params: int, curve: str) -> Member:
+    return Member(kind, n_params, False, curve, lambda *a: _refined(kind, *a),
+                  many=lambda *a: _refined_many(kind, *a))
 
 
 MEMBERS: dict[str, Member] = {m.name: m for m in (
-    Member("last", 1, True, "the value at the largest N, carried forward", _last, fits_points=False),
-    Member("loglinear", 2, True, "a + b log N, clipped to [0, 1]", _loglinear),
-    Member("logit", 2, False, "sigmoid(a + b log N)", lambda *a: _refined("logit", *a)),
-    Member("logistic", 4, False, "f + (h - f) sigmoid(a + b log N)", lambda *a: _refined("logistic", *a)),
-    Member("gompertz", 4, False, "f + (h - f) exp(-exp(-(a + b log N)))", lambda *a: _refined("gompertz", *a)),
-    Member("pow3", 3, False, "h - A N^-alpha", lambda *a: _refined("pow3", *a)),
+    Member("last", 1, True, "the value at the largest N, carried forward", _last, fits_points=False,
+           many=_naive_many(_last)),
+    Member("loglinear", 2, True, "a + b log N, clipped to [0, 1]", _loglinear, many=_naive_many(_loglinear)),
+    _refined_member("logit", 2, "sigmoid(a + b log N)"),
+    _refined_member("logistic", 4, "f + (h - f) sigmoid(a + b log N)"),
+    _refined_member("gompertz", 4, "f + (h - f) exp(-exp(-(a + b log N)))"),
+    _refined_member("pow3", 3, "h - A N^-alpha"),
 )}
 NAIVE = tuple(m for m, v in MEMBERS.items() if v.naive)
 

@@ -4,10 +4,15 @@
 fitted together (``fit.run.fit_run_dir``: the whole table, or one group per task), the same
 three results as one call each of ``fitting.fit_table`` and ``joint.joint_fits`` per group and
 of ``forecast.forecast_table`` over all of them (every curve's bootstrap generator is seeded by
-its own key, ``bootstrap.curve_rng``, so fitting one curve at a time changes nothing), fitted
-curve by curve so that a progress bar on stderr can say how far it is: shown when stderr is a
-terminal; otherwise one line per stage when there are more than ``SUMMARY_OVER`` curves, and
-nothing for small inputs. ``run_fits(long_df, items_df, ...)`` is the one-group case.
+its own key, ``bootstrap.curve_rng``, and every batched fit solves each row alone, so how the
+curves are grouped changes nothing). Each curve's data are built once and shared: the fits
+of a group's curves of one N grid run together, form by form (``fitting.fit_curve_data``);
+the joint fits take ``fit_table``'s fit of the joint form where it is the same fit
+(``joint_fits(reuse=)``); with one group the forecasts use the same curve data
+(``forecast.forecast_curve_data``). A progress bar on stderr says how far it is (fits counted
+form by form, joint fits per task/metric group): shown when stderr is a terminal; otherwise
+one line per stage when there are more than ``SUMMARY_OVER`` curves, and nothing for small
+inputs. ``run_fits(long_df, items_df, ...)`` is the one-group case.
 
 ``print_summary(doc, analysis_doc, ...)``: what ``sftscale fit`` prints instead of the
 per-curve table (and one line per warning and per joint difference) when there are more than
@@ -15,8 +20,9 @@ per-curve table (and one line per warning and per joint difference) when there a
 differences and forecasts, and where the details are (fits.json). Small inputs keep the
 table.
 
-Not handled: fitting curves in parallel (a shared 2-core machine gains little), an estimate
-of the remaining time (the curves differ too much in cost).
+Not handled: fitting curves in parallel processes (a shared 2-core machine gains little), an
+estimate of the remaining time (the curves differ too much in cost), progress inside one
+form's batched fit (a 500-curve form is one step of the bar).
 """
 
 from __future__ import annotations
@@ -52,51 +58,68 @@ def run_groups(groups: Sequence[tuple[Any, Any]], *, metric: str | None,
                forms: Sequence[str] | None, n_boot: int, seed: int, level: float,
                targets: Sequence[float], forecast_level: float) -> tuple[list, list, ForecastsDoc | None]:
     """(fit_table results, joint_fits, forecast_table or None without groups) of ``groups``,
-    curve by curve under a progress bar; see the module docstring."""
+    under a progress bar; see the module docstring."""
     import pandas as pd
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from .fitting import fit_table, select_metric
-    from .forecast import forecast_table
+    from ..io import InputError
+    from .data import load_items, load_long
+    from .fitting import _is_items_frame, fit_curve_data, iter_curves, select_metric
+    from .forecast import forecast_curve_data, forecast_table
+    from .forms import default_forms, get_form
     from .joint import joint_fits
 
-    curves, multi, n_rows = [], [], 0
+    parts, multi, n_rows, n_cur = [], [], 0, 0
     for rows, its in groups:
         rows = select_metric(rows, metric)
         n_rows += len(rows)
-        curves += [(part, its) for _, part in rows.groupby(["model", "task", "metric"], sort=True)]
+        n_cur += int(rows.groupby(["model", "task", "metric"]).ngroups)
+        parts.append((rows, its))
         multi += [(part, its) for _, part in rows.groupby(["task", "metric"], sort=True)
                   if part["model"].nunique() > 1]
+    form_names = list(forms or default_forms())
+    for f in form_names:  # as fit_table: an unknown form is the user's input
+        try:
+            get_form(f)
+        except KeyError as e:
+            raise InputError(None, str(e.args[0]), field="form") from None
     con = Console(stderr=True)
-    say = (lambda msg: None) if con.is_terminal or len(curves) <= SUMMARY_OVER else \
+    say = (lambda msg: None) if con.is_terminal or n_cur <= SUMMARY_OVER else \
         (lambda msg: print(msg, file=sys.stderr, flush=True))
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=con, transient=True,
                   disable=not con.is_terminal) as bar:
-        say(f"fitting {len(curves)} curves ({n_rows:,} rows, {n_boot} bootstrap replicates)")
-        task = bar.add_task("fitting curves", total=len(curves))
+        say(f"fitting {n_cur} curves ({n_rows:,} rows, {n_boot} bootstrap replicates)")
+        task = bar.add_task("fitting curves x forms", total=n_cur * len(form_names))
         fits: list = []
-        for part, its in curves:
-            fits += fit_table(part, its, metric=metric, forms=forms, n_boot=n_boot,
-                              seed=seed, level=level)
-            bar.advance(task)
+        all_cds: list = []
+        for rows, its in parts:  # the curves of a group with one N grid are fitted together
+            it = load_items(its) if its is not None and not _is_items_frame(its) else its
+            cds = list(iter_curves(select_metric(load_long(rows), metric), it, n_boot, seed))
+            all_cds += cds
+            fits += fit_curve_data(cds, form_names, level=level,
+                                   progress=lambda k: bar.advance(task, k))
+        by_key = {(f.model, f.task, f.metric, f.form): f for f in fits}
         say(f"joint fits across models: {len(multi)} task/metric group(s)")
         task = bar.add_task("joint fits across models", total=len(multi))
         joint: list = []
         for part, its in multi:
             joint += joint_fits(part, its, metric=metric, n_boot=n_boot, seed=seed,
-                                level=level)
+                                level=level, reuse=by_key)
             bar.advance(task)
         forecasts = None
         if groups:  # one calibration over every curve fitted (the same metric pooled)
-            say(f"forecasts and their backtests: {len(curves)} curves")
+            say(f"forecasts and their backtests: {n_cur} curves")
             bar.add_task("forecasts and backtests", total=None)
-            its_all = [its for _, its in groups if its is not None]
-            forecasts = forecast_table(pd.concat([r for r, _ in groups]),
-                                       pd.concat(its_all) if its_all else None, metric=metric,
-                                       targets=targets, level=forecast_level, n_boot=n_boot,
-                                       seed=seed)
+            if len(groups) == 1:  # the same curves, in the same order: reuse their data
+                forecasts = forecast_curve_data(all_cds, targets=targets, level=forecast_level)
+            else:
+                its_all = [its for _, its in groups if its is not None]
+                forecasts = forecast_table(pd.concat([r for r, _ in groups]),
+                                           pd.concat(its_all) if its_all else None, metric=metric,
+                                           targets=targets, level=forecast_level, n_boot=n_boot,
+                                           seed=seed)
     return fits, joint, forecasts
 
 

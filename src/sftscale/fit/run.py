@@ -32,7 +32,7 @@
    (``--out X/f.json`` -> ``X/f.analysis.json``; ``analysis_path``). With ``write_to`` both
    are written into that directory instead (the report's stage, moved into place by the
    report when it is complete); reuse still reads them from their places. Curves are fitted
-   one by one under a progress bar on stderr (``fit.progress.run_groups``).
+   under a progress bar on stderr (``fit.progress.run_groups``).
 
 ``read_fits`` / ``read_analysis`` read the two files back (ValueError when they are not what
 these types say at the top level). Not handled: merging a reused fits.json with fits of other
@@ -417,8 +417,8 @@ def _fit(inputs: FitInputs, s: FitSettings, warn: Warn, written_by: str
     for w in warnings:
         warn(w)
     groups = _groups(long, items, s)
-    # fit_table and joint_fits per group, one forecast_table over all: curve by curve, under a
-    # progress bar (the same numbers as one call each)
+    # fit_table and joint_fits per group, one forecast_table over all, under a progress bar
+    # (the same numbers as one call each)
     fits, joint, forecasts = run_groups(groups, metric=s.metric, forms=s.form_names(),
                                         n_boot=s.n_boot, seed=s.seed, level=s.level,
                                         targets=s.targets, forecast_level=s.forecast_level)

@@ -1,0 +1,201 @@
+"""The batched fit paths give what the one-curve paths give (issue 31: big fit tables).
+
+``fit_curves`` / ``fit_curve_data``, ``backtest_many``, ``predict_members_many``, the joint
+fits' pair differences and ``progress.run_fits`` stack many curves into one ``lm_fit`` call;
+every row is its own problem, so each curve's numbers must equal those of fitting it alone.
+The members' closed-form Jacobians are checked against finite differences.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sftscale.fit.backtest import backtest, backtest_many, curve_from_data, predict_members, predict_members_many
+from sftscale.fit.fitting import fit_curve, fit_curve_data, fit_table, iter_curves
+from sftscale.fit.forecast import forecast_table
+from sftscale.fit.forms import default_forms
+from sftscale.fit.joint import _difference, _differences, joint_fits
+from sftscale.fit.members import _Curve
+from sftscale.fit.progress import run_fits
+from sftscale.fit.selection import select_best
+
+GRID_A = [0, 8, 16, 32, 64, 128, 256, 512]
+GRID_B = [0, 10, 40, 160, 640]
+
+
+def long_table(models: int, grid: list[int], task: str = "t", seeds: int = 2, seed: int = 0,
+               zeros: bool = False) -> pd.DataFrame:
+    """Saturating accuracy curves with binomial noise on 200 items (the shape of
+    benchmarks/make_fit_csv.py); ``zeros``: the first model scores 0 at its two smallest N."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(models):
+        a, k = rng.uniform(0.3, 0.9), rng.uniform(0.2, 0.6)
+        for j, n in enumerate(grid):
+            p = a - (a - 0.05) * (1 + n) ** -k
+            for s in range(seeds):
+                v = 0.0 if zeros and c == 0 and j < 2 else rng.binomial(200, p) / 200
+                rows.append({"model": f"{task}m{c}", "task": task, "metric": "accuracy", "n": n,
+                             "value": v, "seed": s, "n_items": 200})
+    return pd.DataFrame(rows)
+
+
+def mixed_grids() -> pd.DataFrame:
+    return pd.concat([long_table(4, GRID_A, "ta", zeros=True), long_table(3, GRID_B, "tb", seed=1)],
+                     ignore_index=True)
+
+
+def same_fit(a, b) -> None:
+    assert (a.model, a.task, a.form) == (b.model, b.task, b.form)
+    np.testing.assert_array_equal(a.theta, b.theta)
+    np.testing.assert_array_equal(a.theta_reps, b.theta_reps)
+    np.testing.assert_array_equal(a.loo["error"], b.loo["error"])
+    assert a.warnings == b.warnings and a.unidentified == b.unidentified
+    assert a.param_ci == b.param_ci and a.best == b.best and a.selection == b.selection
+
+
+# --- closed-form Jacobians of the forecast members ----------------------------------------------
+@pytest.mark.parametrize("kind,p", [("logit", 2), ("pow3", 3), ("logistic", 4), ("gompertz", 4)])
+def test_member_jacobian_matches_finite_differences(kind, p):
+    fo = _Curve(name=kind, kind=kind, theta_names=("",) * p)
+    rng = np.random.default_rng(3)
+    th = {"logit": np.column_stack([rng.uniform(-6, 2, 40), rng.uniform(0, 2, 40)]),
+          "pow3": np.column_stack([rng.uniform(0.3, 1, 40), rng.uniform(-3, 1, 40), rng.uniform(-1.5, -0.05, 40)])
+          }.get(kind, np.column_stack([rng.uniform(0, 0.3, 40), rng.uniform(0.1, 1, 40),
+                                       rng.uniform(-8, 2, 40), rng.uniform(0.05, 2, 40)]))
+    n = np.array([8.0, 16, 32, 64, 128, 256, 512])
+    J, num = fo.jac(th, n), fo.jac_fd(th, n)
+    assert J.shape == (40, n.size, p)
+    np.testing.assert_allclose(J, num, rtol=1e-6, atol=1e-8)
+
+
+# --- fit_table: curves of one grid fitted together ----------------------------------------------
+def test_batched_fits_equal_one_curve_fits_on_mixed_grids():
+    cds = list(iter_curves(mixed_grids(), None, 120, 0))
+    forms = list(default_forms())
+    batched = fit_curve_data(cds, forms)
+    assert len(batched) == len(cds) * len(forms)
+    one = []
+    for cd in cds:  # one curve, one form at a time (the reference path)
+        fits = [fit_curve(cd, f) for f in forms]
+        select_best(fits)
+        one += fits
+    for a, b in zip(batched, one):
+        same_fit(a, b)
+    # the zeros of the first curve were clipped, so its refit at a lower floor ran in the batch too
+    assert any("clipped" in w for w in batched[0].warnings)
+
+
+def test_fit_table_is_the_batched_path():
+    long = long_table(3, GRID_A)
+    for a, b in zip(fit_table(long, n_boot=50), fit_curve_data(list(iter_curves(long, None, 50, 0)),
+                                                                list(default_forms()))):
+        same_fit(a, b)
+
+
+# --- forecasts: backtests of all curves of a grid at once ----------------------------------------
+def _curves():
+    return [curve_from_data(cd) for cd in iter_curves(mixed_grids(), None, 60, 0)]
+
+
+def test_predict_members_many_equals_one_curve_calls():
+    curves = [c for c in _curves() if c.n.size == len(GRID_A) - 1]
+    n_new = np.array([600.0, 1024.0])
+    many = predict_members_many(curves, 5, n_new)
+    for c, pm in zip(curves, many):
+        one = predict_members(c, 5, n_new)
+        assert list(pm) == list(one)
+        for m in one:
+            for key in ("mid", "zvar", "fitted"):
+                np.testing.assert_array_equal(pm[m][key], one[m][key])
+
+
+def test_backtest_many_equals_backtest_of_each_curve():
+    curves = _curves()
+    many = backtest_many(curves)
+    one = [r for c in curves for r in backtest(c)]
+    assert len(many) == len(one) > 0
+    assert {r.curve[0] for r in many} == {c.model for c in curves}
+    for a, b in zip(many, one):
+        assert (a.curve, a.k, a.n, a.bucket, a.measured) == (b.curve, b.k, b.n, b.bucket, b.measured)
+        assert a.preds == b.preds and a.zvars == b.zvars
+
+
+# --- joint fits --------------------------------------------------------------------------------
+def test_joint_fits_reusing_fit_table_fits_are_identical():
+    long = long_table(4, GRID_A)
+    fits = {(f.model, f.task, f.metric, f.form): f for f in fit_table(long, n_boot=80)}
+    fresh = joint_fits(long, n_boot=80)
+    reused = joint_fits(long, n_boot=80, reuse=fits)
+    assert fresh == reused and len(fresh[0]["differences"]) == 6
+    # the fits given are the ones used (not fitted again): a mark on one shows in the entry
+    fits[("tm2", "t", "accuracy", "power")].warnings.append("marked")
+    assert joint_fits(long, n_boot=80, reuse=fits)[0]["models"][2]["warnings"][-1] == "marked"
+    # a fit of another level is not the same fit: refitted
+    assert "marked" not in joint_fits(long, n_boot=80, level=0.9, reuse=fits)[0]["models"][2]["warnings"]
+
+
+def test_pair_differences_equal_one_pair_at_a_time_with_failed_refits():
+    long = long_table(4, GRID_A)
+    fits = [f for f in fit_table(long, forms=["power"], n_boot=80)]
+    # a refit that failed in one model: its replicate is left out of that model's pairs only
+    f = fits[1]
+    f.rep_ok = f.rep_ok.copy()
+    f.rep_ok[5] = False
+    f.theta_reps = np.delete(f.theta_reps, 5, axis=0)
+    got = _differences(fits, 1, 0.9)
+    pairs = [(a, b) for a in range(4) for b in range(a + 1, 4)]
+    want = [_difference(fits[a], fits[b], 1, 0.9) for a, b in pairs]
+    assert got == want
+    assert [d["n_rep"] for d in got] == [79, 80, 80, 79, 79, 80]
+
+
+# --- sftscale fit: the same numbers as one call of each ------------------------------------------
+def test_run_fits_equals_fit_table_joint_fits_and_forecast_table():
+    long = long_table(5, GRID_A)
+    kw = dict(n_boot=60, seed=3)
+    fits, joint, fc = run_fits(long, None, metric=None, forms=None, level=0.95, targets=[0.5],
+                               forecast_level=0.9, **kw)
+    for a, b in zip(fits, fit_table(long, level=0.95, **kw)):
+        same_fit(a, b)
+    assert joint == joint_fits(long, level=0.95, **kw)
+    want = forecast_table(long, targets=[0.5], level=0.9, **kw)
+    assert _nan_eq(fc, want)
+
+
+def _nan_eq(a, b) -> bool:
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_nan_eq(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_nan_eq(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
+        return math.isnan(b)
+    return a == b
+
+
+def test_lm_fit_in_blocks_equals_one_block(monkeypatch):
+    import sftscale.fit.forms as forms
+
+    fo = forms.FORMS["saturating"]
+    n = np.array([8.0, 16, 32, 64, 128, 256])
+    rng = np.random.default_rng(5)
+    z = fo.f(np.array([[0.1, np.log(0.8), 0.4]]), n) + 0.05 * rng.standard_normal((50, n.size))
+    w = (rng.random((50, n.size)) > 0.1).astype(float)
+    whole = forms.lm_fit(fo, np.array([0.05, 0.0, 0.3]), n, z, w)
+    monkeypatch.setattr(forms, "LM_BLOCK", 7)  # 8 blocks, the last one short
+    blocks = forms.lm_fit(fo, np.array([0.05, 0.0, 0.3]), n, z, w)
+    np.testing.assert_array_equal(whole[0], blocks[0])
+    np.testing.assert_array_equal(whole[1], blocks[1])
+    assert np.all(np.isfinite(whole[0]))
+
+
+def test_run_fits_refuses_an_unknown_form_as_input():
+    from sftscale.io import InputError
+
+    with pytest.raises(InputError, match="nope"):
+        run_fits(long_table(2, GRID_A), None, metric=None, forms=["nope"], n_boot=10, seed=0, level=0.95,
+                 targets=[], forecast_level=0.9)
