@@ -7,7 +7,8 @@
   $OPENAI_API_KEY`` when that variable is set. ``concurrency`` requests in flight (a thread
   pool), each with a ``timeout_s`` limit; a timeout, a connection error, HTTP 429 or 5xx is
   retried ``retries`` times with exponential backoff (``backoff_s`` × 2^k, at most 30 s).
-  Another 4xx, or a 200 whose body is not a chat completion, fails at once. A request that
+  Another 4xx, or a 200 whose body is not a chat completion, fails at once. The judge's
+  identity (the cache key's part) is the served model name, not the URL. A request that
   still fails is reported ``failed`` with the last error; the run goes on.
 - anything else -> ``LocalClient``: a model reference for ``generation.Generator`` (toy name,
   local directory, hub id, GGUF), prompts batched through its decode loop (greedy). The chat
@@ -46,8 +47,9 @@ class ChatClient:
         self.stats = {"requests": 0, "attempts": 0, "retries": 0, "failed": 0}
 
     def identity(self) -> dict:
-        return {"kind": "openai", "url": self.base_url, "model": self.model,
-                "max_tokens": self.max_tokens}
+        # the served model name, not the URL: the same model moved to another host or port
+        # keeps its answers (a different model under the same name is not detected)
+        return {"kind": "openai", "model": self.model, "max_tokens": self.max_tokens}
 
     def _headers(self) -> dict[str, str]:
         h = {"Content-Type": "application/json"}
