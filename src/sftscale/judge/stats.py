@@ -8,8 +8,8 @@ included, so the number of wrong responses varies too). ``unparsed`` and ``faile
 labels like the others: nothing is dropped from the denominator.
 
 ``agreement(truth, judged)``: accuracy and Cohen's kappa of two label lists over the pairs
-where both are known, with bootstrap intervals over the pairs; kappa is None when the truth
-has only one class (undefined; accuracy is still given).
+where both are known, with bootstrap intervals over the pairs; kappa is None when both lists
+hold one and the same class (chance agreement 1: undefined; accuracy is still given).
 
 Not handled: intervals that account for seeds separately (items of all seeds are resampled
 as one pool), weighted kappa.
