@@ -248,7 +248,8 @@ def test_parse_takes_one_valid_label_and_never_guesses():
     assert parse("LABEL: plan | REASON: x\nLABEL: calculation", math) is None  # two labels
     assert parse("It is a calculation error.", math) is None  # no LABEL line: not guessed
     assert parse("", math) is None
-    assert taxonomy("toy-code").coarse("syntax") == "format" and taxonomy("ifeval").coarse("wrong_content") == "reasoning"
+    assert taxonomy("toy-code").coarse("syntax") == "format"
+    assert taxonomy("ifeval").coarse("wrong_content") == "reasoning"
 
 
 def test_toy_math_truth_names_the_first_step_that_departs():
