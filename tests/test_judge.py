@@ -379,3 +379,20 @@ def test_judge_of_a_missing_dir_or_check_file_is_a_user_error(tmp_path, judge_se
 
     with pytest.raises(InputError, match="line 1.*'fine'|'fine'.*line 1|oops"):
         load_check_set(bad)
+
+
+def test_the_report_draws_the_judge_split_beside_the_rule_only_when_judged(study, judge_server, tmp_path):
+    from sftscale.report import write_report
+
+    judge_server.mode = "perfect"
+    d = _copy(study, tmp_path)
+    page = write_report(d, n_boot=50).read_text()
+    assert "Why did it fail?" not in page
+    judge_run_dir(d, ChatClient(judge_server.ref()), check=CHECK, say=lambda s: None)
+    page = write_report(d, n_boot=50).read_text()
+    assert "<h2>Why did it fail? (judge labels)</h2>" in page
+    assert (d / "report" / "judge_labels.png").exists()
+    assert "Against the toy world&#x27;s truth: format vs reasoning agreed on 100" in page or \
+        "Against the toy world's truth: format vs reasoning agreed on 100" in page
+    assert "On the hand-checked GSM8k set" in page
+    assert "Judge and rule give the same class to 100% of the" in page

@@ -162,8 +162,12 @@ def summarise(rows: list[dict], totals: dict[tuple, int], ident: dict, ref: str)
                        "fine": label_shares([_slot(r, False) for r in rs], ni),
                        "rule": {k: {"count": v, "rate": v / ni if ni else None} for k, v in rule.items()}})
     status = {s: sum(r["status"] == s for r in rows) for s in ("ok", "unparsed", "failed")}
+    vs_rule: dict[str, int] = defaultdict(int)  # "rule/judge" class pairs of labelled responses
+    for r in rows:
+        if r["cell"] != "check" and r["status"] == "ok" and r["format_ok"] is not None:
+            vs_rule[f"{'format' if r['format_ok'] is False else 'reasoning'}/{r['label']}"] += 1
     return {"version": 1, "judge": ref, "judge_identity": ident, "prompt_version": PROMPT_VERSION,
-            "classes": list(COARSE),
+            "classes": list(COARSE), "vs_rule": dict(sorted(vs_rule.items())),
             "taxonomies": {t: taxonomy(t).fine for t in sorted({r["task"] for r in rows})},
             "status": status, "groups": groups, "agreement": _agreements(rows)}
 

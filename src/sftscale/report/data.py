@@ -48,6 +48,7 @@ class ReportData:
     knowledge: dict | None = None  # the knowledge experiment's table.json
     examples: list[dict] = field(default_factory=list)  # ``samples.sample_responses``
     figures: dict[str, dict[str, Path]] = field(default_factory=dict)  # key -> {"png", "svg"} paths
+    judge: dict | None = None  # DIR/judge.json (sftscale judge), None when it was not run
 
     @property
     def forecasts(self) -> ForecastsDoc | None:
@@ -100,7 +101,18 @@ def load_report_data(run_dir: str | Path, knowledge_dir: str | Path | None = Non
     return ReportData(run_dir=run_dir, out_dir=layout.report_dir(stage if stage is not None else run_dir),
                       title=title or f"sftscale report · {run_dir.name}", metrics=metrics, items=items,
                       metric_of=metric_of, fits=fit.fits, analysis=fit.analysis or empty_analysis(), fit=fit,
-                      knowledge=knowledge_table(run_dir, knowledge_dir), examples=sample_responses(run_dir, k=3))
+                      knowledge=knowledge_table(run_dir, knowledge_dir), examples=sample_responses(run_dir, k=3),
+                      judge=judge_doc(run_dir))
+
+
+def judge_doc(run_dir: Path) -> dict | None:
+    """DIR/judge.json as written by ``sftscale judge``; None when absent or unreadable."""
+    p = layout.judge_json_path(run_dir)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8")) if p.exists() else None
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) and "groups" in doc else None
 
 
 def knowledge_table(run_dir: Path, knowledge_dir: str | Path | None) -> dict | None:
@@ -115,5 +127,5 @@ def knowledge_table(run_dir: Path, knowledge_dir: str | Path | None) -> dict | N
     return None
 
 
-__all__ = ["DEFAULT_TARGETS", "ReportData", "empty_analysis", "knowledge_table", "load_report_data",
+__all__ = ["DEFAULT_TARGETS", "ReportData", "empty_analysis", "judge_doc", "knowledge_table", "load_report_data",
            "primary_metrics", "report_settings"]

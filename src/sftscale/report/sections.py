@@ -96,6 +96,16 @@ def style(d: ReportData) -> str:
             + _style_table(d.analysis))
 
 
+def judge(d: ReportData) -> str:
+    """Errors against N split by a judge's labels beside the rule's split (DIR/judge.json)."""
+    if not d.judge:
+        return ""
+    from .judge import judge_figure, judge_html
+
+    fig = d.save_figure("judge", judge_figure(d.judge), "judge_labels") if d.judge.get("groups") else None
+    return judge_html(d.judge, fig)
+
+
 def details(d: ReportData) -> str:
     """The findings in sentences (``findings``)."""
     return "<h2>Details</h2>\n" + findings(d.fits, d.analysis, d.knowledge)
@@ -131,10 +141,10 @@ def files(d: ReportData) -> str:
             "(report/), study.sqlite, export.csv, items.jsonl.</p>")
 
 
-SECTIONS: list[Section] = [header, answers, held_fixed, accuracy, backtests, style, details, fit_table,
+SECTIONS: list[Section] = [header, answers, held_fixed, accuracy, backtests, style, judge, details, fit_table,
                            joint_table, search_table, knowledge, examples, files]
 
 
 __all__ = ["SECTIONS", "Section", "accuracy", "answers", "backtests", "details", "examples", "files",
-           "fit_table", "fits_provenance", "header", "held_fixed", "joint_table", "knowledge", "search_table",
+           "fit_table", "fits_provenance", "header", "held_fixed", "joint_table", "judge", "knowledge", "search_table",
            "style"]
