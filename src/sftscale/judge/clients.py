@@ -12,8 +12,10 @@
   still fails is reported ``failed`` with the last error; the run goes on.
 - anything else -> ``LocalClient``: a model reference for ``generation.Generator`` (toy name,
   local directory, hub id, GGUF), prompts batched through its decode loop (greedy). The chat
-  template is applied when the tokenizer has one; otherwise the messages are joined as plain
-  text ending in ``LABEL:``, and the completion is read after that cue.
+  template is applied when the tokenizer has one (otherwise the messages are joined as plain
+  text), and the assistant's answer is started with ``LABEL:``: the model writes the label
+  and reason after it (small models rarely start the line themselves), and the parser reads
+  ``LABEL:`` + its completion. The label itself is still the model's: nothing is filled in.
 
 Both call ``on_result(index, status, text, error)`` as each request finishes, in the caller's
 thread, so the caller can cache each answer at once. ``status``: ``answered`` or ``failed``.
@@ -124,12 +126,14 @@ class LocalClient:
         self.chat = bool(getattr(tok, "chat_template", None))
 
     def identity(self) -> dict:
-        return {"kind": "local", "model": self.gen.identity(), "chat": self.chat,
+        return {"kind": "local", "model": self.gen.identity(), "chat": self.chat, "answer_prefix": "LABEL:",
                 "max_tokens": self.max_tokens}
 
     def prompt(self, msgs: list[dict]) -> str:
+        """The templated prompt, ending with the answer's start ``LABEL:`` (the model goes on)."""
         if self.chat:
-            return str(self.gen.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
+            return str(self.gen.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)) \
+                + "LABEL:"
         return "\n\n".join(m["content"] for m in msgs) + "\nLABEL:"
 
     def run(self, conversations: Sequence[list[dict]], on_result: OnResult) -> None:
@@ -143,7 +147,7 @@ class LocalClient:
             for j, text in enumerate(outs):
                 self.stats["requests"] += 1
                 self.stats["attempts"] += 1
-                on_result(start + j, "answered", text if self.chat else "LABEL:" + text, "")
+                on_result(start + j, "answered", "LABEL:" + text, "")
 
 
 def make_client(ref: Any, concurrency: int = 8, timeout_s: float = 60.0, retries: int = 3,
