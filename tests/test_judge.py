@@ -361,12 +361,14 @@ def test_an_interrupted_cache_line_is_asked_again(study, judge_server, tmp_path)
 def test_in_process_judge_batches_a_local_model(study, tiny_model, tmp_path):
     d = _copy(study, tmp_path)
     client = LocalClient(str(tiny_model("chars")), batch_size=8, max_tokens=8)
-    doc = judge_run_dir(d, client, say=lambda s: None, limit=6)
-    assert doc["run"]["sent"] == 6 and client.gen.stats["base_loads"] == 1
+    doc = judge_run_dir(d, client, say=lambda s: None, limit=2)  # at most 2 per cell: 4 cells
+    assert doc["run"]["sent"] == 8 and client.gen.stats["base_loads"] == 1
     rows = list(read_jsonl(d / "judge" / "labels.jsonl"))
-    assert len(rows) == 6 and {x["status"] for x in rows} <= {"ok", "unparsed"}
+    assert len(rows) == 8 and {x["status"] for x in rows} <= {"ok", "unparsed"}
     assert all(x["judge"] == str(tiny_model("chars")) for x in rows)
-    assert judge_run_dir(d, client, say=lambda s: None, limit=6)["run"]["sent"] == 0
+    g = next(g for g in doc["groups"] if g["task"] == "toy-math" and g["n"] == 0)
+    assert g["n_wrong"] == 2 and g["n_items"] == 3  # 6 wrong of 8 items, 2 kept: 8 x 2/6 items
+    assert judge_run_dir(d, client, say=lambda s: None, limit=2)["run"]["sent"] == 0
 
 
 def test_judge_of_a_missing_dir_or_check_file_is_a_user_error(tmp_path, judge_server):

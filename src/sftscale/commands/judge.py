@@ -18,7 +18,8 @@ def judge_cmd(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="rows per batch (local judge)"),
     check: Optional[Path] = typer.Option(None, "--check", help="a hand-labelled JSONL set to measure "
                                          "agreement on (e.g. tests/data/judge_gsm8k.jsonl)"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="judge only the first N wrong responses"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1,
+                                        help="judge at most N wrong responses per cell (the first; rates are scaled)"),
 ) -> None:
     """Label every wrong response of DIR's finished cells: DIR/judge/labels.jsonl, DIR/judge.json.
 

@@ -14,6 +14,9 @@
    label and class with bootstrap intervals, the rule-based split beside it; agreement with
    the toy world's truth and with the check set), both written atomically at the end.
 
+``limit``: at most that many wrong responses per cell (``per_cell``: the first in test order,
+the cell's item count scaled by the share kept), for a quick look with a slow judge.
+
 Not handled: judging correct responses, more than one sample per item distinguished in the
 shares (samples count as items), judging while a study is running (it reads the done cells
 at the start).
@@ -61,6 +64,25 @@ def load_check_set(path: str | os.PathLike) -> list[Wrong]:
     return out
 
 
+def per_cell(wrong: list[Wrong], totals: dict[tuple, int], limit: int) -> tuple[list[Wrong], dict[tuple, int]]:
+    """At most ``limit`` wrong responses per cell (the first in test order), and each cell's
+    item count scaled by the share kept, so a label's rate stays (error rate x its share)."""
+    kept: list[Wrong] = []
+    seen: dict[str, int] = {}
+    n_wrong: dict[tuple, int] = {}
+    for w in wrong:
+        k = (w.model, w.task, w.n, w.seed)
+        n_wrong[k] = n_wrong.get(k, 0) + 1
+        if seen.get(w.cell, 0) < limit:
+            seen[w.cell] = seen.get(w.cell, 0) + 1
+            kept.append(w)
+    scaled = dict(totals)
+    for k, nw in n_wrong.items():
+        if nw > limit:
+            scaled[k] = max(limit, round(totals[k] * limit / nw))
+    return kept, scaled
+
+
 def _content_sha(w: Wrong) -> str:
     return sha256_json({"task": w.task, "prompt": w.prompt, "reference": w.reference,
                         "response": w.response})
@@ -74,7 +96,7 @@ def judge_run_dir(run_dir: str | os.PathLike, client: Any, check: str | os.PathL
         raise InputError(run_dir, f"not a run directory (no {layout.STORE})")
     wrong, totals = wrong_responses(run_dir)
     if limit is not None:
-        wrong = wrong[:limit]
+        wrong, totals = per_cell(wrong, totals, limit)
     checks = load_check_set(check) if check is not None else []
     everything = wrong + checks
     ident = client.identity()
@@ -202,5 +224,5 @@ def read_judge_json(run_dir: str | os.PathLike) -> dict | None:
         return None
 
 
-__all__ = ["CACHE", "LABELS", "judge_dir", "judge_json_path",
+__all__ = ["CACHE", "LABELS", "per_cell", "judge_dir", "judge_json_path",
            "judge_run_dir", "load_check_set", "read_judge_json", "summarise"]
