@@ -371,9 +371,15 @@ def test_in_process_judge_batches_a_local_model(study, tiny_model, tmp_path):
     assert judge_run_dir(d, client, say=lambda s: None, limit=2)["run"]["sent"] == 0
 
 
-def test_judge_of_a_missing_dir_or_check_file_is_a_user_error(tmp_path, judge_server):
+def test_judge_of_a_missing_dir_or_check_file_is_a_user_error(study, tmp_path, judge_server):
     r = run("judge", tmp_path, "--model", judge_server.ref())
     assert r.exit_code == 2 and "not a run directory" in r.stderr
+    d = _copy(study, tmp_path)
+    (d / "judge.json").write_text('{"mine": 1}')
+    before = len(judge_server.seen)
+    r = run("judge", d, "--model", judge_server.ref())
+    assert r.exit_code == 2 and "does not overwrite a file it did not write" in r.stderr
+    assert len(judge_server.seen) == before and (d / "judge.json").read_text() == '{"mine": 1}'
     bad = tmp_path / "check.jsonl"
     bad.write_text(json.dumps({"id": "a", "task": "gsm8k", "question": "q", "response": "r", "fine": "oops"}) + "\n")
     from sftscale.io import InputError

@@ -27,6 +27,7 @@ limits announced in headers (a 429 is retried like a 5xx).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, Callable, Sequence
@@ -47,6 +48,11 @@ class ChatClient:
         self.concurrency, self.timeout_s = max(1, int(concurrency)), float(timeout_s)
         self.retries, self.backoff_s, self.max_tokens = max(0, int(retries)), float(backoff_s), max_tokens
         self.stats = {"requests": 0, "attempts": 0, "retries": 0, "failed": 0}
+        self._lock = threading.Lock()
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self.stats[key] += 1
 
     def identity(self) -> dict:
         # the served model name, not the URL: the same model moved to another host or port
@@ -67,9 +73,9 @@ class ChatClient:
         body = {"model": self.model, "messages": msgs, "temperature": 0.0, "max_tokens": self.max_tokens}
         err = ""
         for attempt in range(self.retries + 1):
-            self.stats["attempts"] += 1
+            self._count("attempts")
             if attempt:
-                self.stats["retries"] += 1
+                self._count("retries")
                 time.sleep(min(30.0, self.backoff_s * 2 ** (attempt - 1)))
             try:
                 r = http.post(f"{self.base_url}/chat/completions", json=body, headers=self._headers(),

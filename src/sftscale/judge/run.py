@@ -83,6 +83,17 @@ def per_cell(wrong: list[Wrong], totals: dict[tuple, int], limit: int) -> tuple[
     return kept, scaled
 
 
+def check_outputs(run_dir: Path) -> None:
+    """InputError (before any request) if judge.json or labels.jsonl is a file sftscale did not write."""
+    from ..io import check_owned, json_with_keys, table_with_columns
+
+    check_owned(judge_json_path(run_dir), json_with_keys("judge", "prompt_version", "groups"),
+                "a judge.json of sftscale judge")
+    rows = table_with_columns("cell", "model", "task")
+    check_owned(judge_dir(run_dir) / LABELS, lambda p: p.stat().st_size == 0 or rows(p),
+                "a labels file of sftscale judge")
+
+
 def _content_sha(w: Wrong) -> str:
     return sha256_json({"task": w.task, "prompt": w.prompt, "reference": w.reference,
                         "response": w.response})
@@ -94,6 +105,7 @@ def judge_run_dir(run_dir: str | os.PathLike, client: Any, check: str | os.PathL
     run_dir = Path(run_dir)
     if not layout.store_path(run_dir).exists():
         raise InputError(run_dir, f"not a run directory (no {layout.STORE})")
+    check_outputs(run_dir)
     wrong, totals = wrong_responses(run_dir)
     if limit is not None:
         wrong, totals = per_cell(wrong, totals, limit)
