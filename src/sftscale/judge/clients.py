@@ -121,12 +121,14 @@ class LocalClient:
     kind = "local"
 
     def __init__(self, ref: Any, batch_size: int | None = None, max_tokens: int = 64,
-                 chunk: int = 64, device: str | None = None):
+                 chunk: int | None = None, device: str | None = None):
         from ..generation import Generator
 
         self.ref = ref
         self.gen = Generator(ref, batch_size=batch_size, device=device)
-        self.max_tokens, self.chunk = max_tokens, max(1, int(chunk))
+        # prompts per generate call: each call's answers are handed back (and cached) together,
+        # so Ctrl-C loses at most one chunk; two batches keep the decode loop's batch full
+        self.max_tokens, self.chunk = max_tokens, max(1, int(chunk or 2 * (batch_size or 16)))
         self.stats = {"requests": 0, "attempts": 0, "retries": 0, "failed": 0}
         tok = self.gen.tokenizer
         self.chat = bool(getattr(tok, "chat_template", None))
