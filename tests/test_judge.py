@@ -244,6 +244,8 @@ def test_parse_takes_one_valid_label_and_never_guesses():
     assert parse("label: Plan\nreason: adds instead of subtracting", math) == ("plan", "adds instead of subtracting")
     assert parse('Sure. {"label": "misread", "reason": "read 1/4"}', math) == ("misread", "read 1/4")
     assert parse("**LABEL:** format | REASON: no final line", math) == ("format", "no final line")
+    assert parse("LABEL: Calculation: the plan is right but", math) == ("calculation", "")
+    assert parse("LABEL: <label> | REASON: <one sentence>", math) is None  # the template copied
     assert parse("LABEL: first_hop | REASON: x", math) is None  # not a math label
     assert parse("LABEL: plan | REASON: x\nLABEL: calculation", math) is None  # two labels
     assert parse("It is a calculation error.", math) is None  # no LABEL line: not guessed

@@ -7,8 +7,11 @@ definitions (``taxonomy``), asking for one line ``LABEL: <label> | REASON: <one 
 never reused.
 
 ``parse(text, taxonomy)`` -> ``(fine label, reason)`` or ``None``. Accepted: a ``LABEL:``
-line (case and surrounding spaces ignored; ``-`` or a space inside a label read as ``_``) or
-a JSON object with ``label`` (and ``reason``). A label outside the task's taxonomy, two
+line (case and surrounding spaces ignored; ``-`` or a space inside a label read as ``_``; the
+label ends at ``|``, ``.``, ``,``, ``:``, ``;`` or the line's end, so ``LABEL: syntax: the code
+does not parse`` is ``syntax``) or a JSON object with ``label`` (and ``reason``). The cache
+keeps the raw answer and ``run`` parses it again on every run, so a fixed parser needs no new
+requests. A label outside the task's taxonomy, two
 different labels, or no label at all is ``None``: recorded as ``unparsed``, never guessed.
 
 Not handled: few-shot examples in the prompt, responses longer than ``MAX_CHARS`` (cut, with
@@ -22,11 +25,11 @@ import re
 
 from .taxonomy import Taxonomy
 
-PROMPT_VERSION = "judge-v1"
+PROMPT_VERSION = "judge-v1"  # the wording of the request; the parser may change without it
 MAX_CHARS = 2000
 SYSTEM = ("You grade why a model's answer to a task is wrong. The answer has already been "
           "checked against the reference and is wrong; you only say which kind of mistake it is.")
-_LABEL = re.compile(r"label\s*[:=]\s*\**\s*([A-Za-z][A-Za-z _-]*?)\s*\**\s*(?:\||$|\n|\.|,)",
+_LABEL = re.compile(r"label\s*[:=]\s*\**\s*([A-Za-z][A-Za-z _-]*?)\s*\**\s*(?:\||$|\n|\.|,|:|;)",
                     re.IGNORECASE | re.MULTILINE)
 _REASON = re.compile(r"reason\s*[:=]\s*(.+)", re.IGNORECASE)
 

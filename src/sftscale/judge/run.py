@@ -137,7 +137,7 @@ def judge_run_dir(run_dir: str | os.PathLike, client: Any, check: str | os.PathL
         else:
             got = parse(text, taxonomy(w.task))
             cache.put(k, {"status": "ok" if got else "unparsed", "fine": got[0] if got else None,
-                          "reason": got[1] if got else "", "raw": text[:500]})
+                          "reason": got[1] if got else "", "raw": text[:4000]})
         done[0] += 1
         if done[0] % step == 0 or done[0] == len(order):
             say(f"judge: {done[0]}/{len(order)} answered ({len(failed)} failed)")
@@ -160,7 +160,9 @@ def _row(w: Wrong, key: str, hit: dict | None, error: str | None, ref: str) -> d
     if hit is None:
         status, fine, reason = "failed", None, ""
     else:
-        status, fine, reason = hit["status"], hit.get("fine"), hit.get("reason", "")
+        # the answer is parsed again: a fixed parser reads cached answers without asking again
+        got = parse(str(hit.get("raw", "")), taxonomy(w.task))
+        status, fine, reason = ("ok", got[0], got[1]) if got else ("unparsed", None, "")
     tax = taxonomy(w.task)
     return {"cell": w.cell, "model": w.model, "task": w.task, "n": w.n, "seed": w.seed,
             "item_id": w.item_id, "label": tax.coarse(fine) if fine else None, "fine": fine,
