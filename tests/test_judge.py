@@ -370,6 +370,7 @@ def test_in_process_judge_batches_a_local_model(study, tiny_model, tmp_path):
     assert all(x["judge"] == str(tiny_model("chars")) for x in rows)
     g = next(g for g in doc["groups"] if g["task"] == "toy-math" and g["n"] == 0)
     assert g["n_wrong"] == 2 and g["n_items"] == 3  # 6 wrong of 8 items, 2 kept: 8 x 2/6 items
+    assert (g["items_evaluated"], g["wrong_evaluated"]) == (8, 6) and doc["limit_per_cell"] == 2
     assert judge_run_dir(d, client, say=lambda s: None, limit=2)["run"]["sent"] == 0
 
 

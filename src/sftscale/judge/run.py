@@ -94,6 +94,16 @@ def check_outputs(run_dir: Path) -> None:
                 "a labels file of sftscale judge")
 
 
+def _measured(wrong: list[Wrong], totals: dict[tuple, int]) -> dict[tuple, tuple[int, int]]:
+    """(items, wrong responses) per model x task x N, seeds pooled."""
+    out: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    for (m, t, n, _s), k in totals.items():
+        out[(m, t, n)][0] += k
+    for w in wrong:
+        out[w.group][1] += 1
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
 def _content_sha(w: Wrong) -> str:
     return sha256_json({"task": w.task, "prompt": w.prompt, "reference": w.reference,
                         "response": w.response})
@@ -107,6 +117,7 @@ def judge_run_dir(run_dir: str | os.PathLike, client: Any, check: str | os.PathL
         raise InputError(run_dir, f"not a run directory (no {layout.STORE})")
     check_outputs(run_dir)
     wrong, totals = wrong_responses(run_dir)
+    measured = _measured(wrong, totals)
     if limit is not None:
         wrong, totals = per_cell(wrong, totals, limit)
     checks = load_check_set(check) if check is not None else []
@@ -147,6 +158,9 @@ def judge_run_dir(run_dir: str | os.PathLike, client: Any, check: str | os.PathL
     wall = time.perf_counter() - t0
     rows = [_row(w, k, cache.get(k), failed.get(k), client.ref) for w, k in zip(everything, keys)]
     doc = summarise(rows, totals, ident, str(client.ref))
+    for g in doc["groups"]:  # what was measured, before --limit (rates use the scaled items)
+        g["items_evaluated"], g["wrong_evaluated"] = measured.get((g["model"], g["task"], g["n"]), (0, 0))
+    doc["limit_per_cell"] = limit
     doc["run"] = {"sent": len(order), "cached": n_cached, "failed": len(failed), "wall_s": round(wall, 3),
                   "requests_per_s": round(len(order) / wall, 3) if wall > 0 and order else None,
                   "client": dict(getattr(client, "stats", {}))}

@@ -113,14 +113,16 @@ def judge_findings(doc: dict) -> list[str]:
 
 
 def _fine_table(doc: dict) -> str:
-    out = ["<table><tr><th>model · task</th><th>N</th><th>items</th><th>wrong</th><th>judge's labels "
-           "(share of the wrong responses, %)</th></tr>"]
+    out = ["<table><tr><th>model · task</th><th>N</th><th>items</th><th>wrong</th><th>judged</th>"
+           "<th>judge's labels (share of the judged responses, %)</th></tr>"]
     for (model, task), gs in _panels(doc).items():
         for g in gs:
             cells = ", ".join(f"{esc(lab)} {_b(b['share'], pct=True)}"
                               for lab, b in sorted(g["fine"].items(), key=lambda kv: -kv[1]["count"]))
-            out.append(f"<tr><td>{esc(model)} · {esc(task)}</td><td>{num(g['n'])}</td><td>{num(g['n_items'])}</td>"
-                       f"<td>{num(g['n_wrong'])}</td><td>{cells or '–'}</td></tr>")
+            out.append(f"<tr><td>{esc(model)} · {esc(task)}</td><td>{num(g['n'])}</td>"
+                       f"<td>{num(g.get('items_evaluated', g['n_items']))}</td>"
+                       f"<td>{num(g.get('wrong_evaluated', g['n_wrong']))}</td><td>{num(g['n_wrong'])}</td>"
+                       f"<td>{cells or '–'}</td></tr>")
     return "\n".join(out + ["</table>"])
 
 
@@ -134,6 +136,9 @@ def judge_html(doc: dict, fig: dict | None) -> str:
                  "band); dashed: the rule-based split (format_ok); dotted: responses the judge left "
                  "unlabelled.</p>")
     parts += [f"<p>{s}</p>" for s in judge_findings(doc)]
+    if doc.get("limit_per_cell"):
+        parts.append(f"<p class=sub>At most {num(doc['limit_per_cell'])} wrong responses were judged per cell "
+                     "(the first in test order); a label's rate is the error rate times its share.</p>")
     parts.append(_fine_table(doc))
     return "\n".join(parts)
 
