@@ -18,6 +18,8 @@ def judge_cmd(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="rows per batch (local judge)"),
     check: Optional[Path] = typer.Option(None, "--check", help="a hand-labelled JSONL set to measure "
                                          "agreement on (e.g. tests/data/judge_gsm8k.jsonl)"),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="tokens per answer "
+                                             "(default 96 for a server, 64 in-process; more for reasoning models)"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1,
                                         help="judge at most N wrong responses per cell (the first; rates are scaled)"),
 ) -> None:
@@ -28,15 +30,18 @@ def judge_cmd(
     asked again next time. `sftscale report DIR` then draws errors by label."""
     import sys
 
+    from ..io import InputError
     from ..judge import judge_run_dir, make_client
-    from ..judge.run import judge_json_path
+    from ..judge.run import check_outputs, judge_json_path
+    from ..rundir import layout
 
+    if not layout.store_path(run_dir).exists():  # before a local judge is loaded
+        raise InputError(run_dir, f"not a run directory (no {layout.STORE})")
     if check is not None and not check.is_file():
-        from ..io import InputError
-
         raise InputError(check, "no such file", field="--check")
+    check_outputs(run_dir)
     client = make_client(model, concurrency=concurrency, timeout_s=timeout, retries=retries,
-                         batch_size=batch_size)
+                         batch_size=batch_size, max_tokens=max_tokens)
     doc = judge_run_dir(run_dir, client, check=check, say=lambda s: print(s, file=sys.stderr), limit=limit)
     st, run = doc["status"], doc["run"]
     print(f"judged {sum(st.values())} responses: {st['ok']} labelled, {st['unparsed']} unparsed, "

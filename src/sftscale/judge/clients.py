@@ -159,12 +159,14 @@ class LocalClient:
 
 
 def make_client(ref: Any, concurrency: int = 8, timeout_s: float = 60.0, retries: int = 3,
-                backoff_s: float = 1.0, batch_size: int | None = None) -> ChatClient | LocalClient:
-    """A client for a judge reference (module docstring)."""
+                backoff_s: float = 1.0, batch_size: int | None = None,
+                max_tokens: int | None = None) -> ChatClient | LocalClient:
+    """A client for a judge reference (module docstring); ``max_tokens`` None: 96 for a server
+    (room for a reason), 64 in-process."""
     if isinstance(ref, str) and ref.startswith("openai:"):
         return ChatClient(ref, concurrency=concurrency, timeout_s=timeout_s, retries=retries,
-                          backoff_s=backoff_s)
-    return LocalClient(ref, batch_size=batch_size)
+                          backoff_s=backoff_s, max_tokens=max_tokens or 96)
+    return LocalClient(ref, batch_size=batch_size, max_tokens=max_tokens or 64)
 
 
 __all__ = ["ChatClient", "LocalClient", "TRANSIENT_STATUS", "make_client"]
