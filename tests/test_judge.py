@@ -407,3 +407,16 @@ def test_the_report_draws_the_judge_split_beside_the_rule_only_when_judged(study
         "Against the toy world's truth: format vs reasoning agreed on 100" in page
     assert "On the hand-checked GSM8k set" in page
     assert "Judge and rule give the same class to 100% of the" in page
+
+
+def test_a_study_with_a_judge_labels_its_wrong_responses_after_the_run(judge_server, tmp_path):
+    judge_server.mode = "perfect"
+    cfg = parse_study(STUDY + "analysis:\n  judge:\n"
+                      f"    model: {judge_server.ref()}\n    limit: 3\n")
+    assert parse_study(STUDY).analysis.judge is None  # off by default
+    out = tmp_path / "run"
+    run_study(cfg, out=out, progress=False,
+              runner=CellRunner(stages=with_runs(train=cheap_train, eval=judged_eval)))
+    doc = json.loads((out / "judge.json").read_text())
+    assert doc["limit_per_cell"] == 3 and doc["status"]["ok"] == len(list(read_jsonl(out / "judge" / "labels.jsonl")))
+    assert doc["agreement"]["toy"]["all"]["coarse"]["accuracy"]["mid"] == 1.0

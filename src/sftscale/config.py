@@ -271,6 +271,20 @@ class TrackingSettings(_Strict):
         return None if v is False else v
 
 
+class JudgeSettings(_Strict):
+    """``analysis: {judge: {...}}``: label the wrong responses after the run (docs/judge.md)."""
+
+    model: str = Field(description="openai:http://host:port/v1/<model>, or a local model reference")
+    concurrency: int = Field(8, ge=1)
+    timeout: float = Field(60.0, gt=0)
+    retries: int = Field(3, ge=0)
+    limit: int | None = Field(None, ge=1, description="at most this many wrong responses per cell")
+
+
+class AnalysisSettings(_Strict):
+    judge: JudgeSettings | None = None  # off by default
+
+
 class ValidationSplit(_Strict):
     """The validation split of a recipe search, carved from each task's TRAINING pool."""
 
@@ -322,6 +336,8 @@ class StudyConfig(_Strict):
         "error", description="N larger than a task's training pool: error, cap to the pool, or skip")
     tracking: TrackingSettings = Field(default_factory=TrackingSettings,
                                        description="MLflow / W&B tracking (off by default)")
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings,
+                                       description="after the run: judge labels (off by default)")
     recipe_search: RecipeSearch | None = Field(
         None, description="choose recipe values per cell on a validation split of the training "
                           "pool, e.g. {lr: [3e-4, 1e-3, 3e-3]} (docs/recipe-search.md)")
