@@ -25,7 +25,7 @@ MAX_LINES = 600
 # the pipeline's layers: each may import those before it, never one after it
 LAYERS = ("grid", "rundir", "plan", "study")
 # downstream of the runner: they read run directories through rundir, never through the runner
-DOWNSTREAM = ("fit", "report")
+DOWNSTREAM = ("fit", "report", "judge")
 # below the pipeline: they import none of its layers
 BELOW = ("io", "events", "paths", "provenance", "quiet", "config", "models", "data", "tasks",
          "train", "generation", "evaluation", "toyworld")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import typer
 
-from .commands import data, evaluate, fit, knowledge, report, study, toy, train
+from .commands import data, evaluate, fit, judge, knowledge, report, study, toy, train
 from .commands import shift as shift_commands
 from .io import InputError
 
@@ -60,7 +60,7 @@ def _reported(fn):
 
 
 # command modules, in the order of the data flow
-for _mod in (data, train, evaluate, study, fit, knowledge, report, toy):
+for _mod in (data, train, evaluate, study, fit, knowledge, report, toy, judge):
     _mod.register(app)
 shift_commands.register(app)
 for _cmd in app.registered_commands:

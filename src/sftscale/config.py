@@ -274,11 +274,23 @@ class TrackingSettings(_Strict):
         return None if v is False else v
 
 
+class JudgeSettings(_Strict):
+    """``analysis: {judge: {...}}``: label the wrong responses after the run (docs/judge.md)."""
+
+    model: str = Field(description="openai:http://host:port/v1/<model>, or a local model reference")
+    concurrency: int = Field(8, ge=1)
+    timeout: float = Field(60.0, gt=0)
+    retries: int = Field(3, ge=0)
+    limit: int | None = Field(None, ge=1, description="at most this many wrong responses per cell")
+
+
 class AnalysisSettings(_Strict):
     """Per-cell analyses that run after evaluation (``analysis:`` in a study)."""
 
     token_shift: bool = Field(True, description="compare each finetuned cell with its base token "
                               "by token (the `shift` stage; docs/token-shift.md)")
+    judge: JudgeSettings | None = Field(None, description="label the wrong responses with a judge model after the run "
+                                        "(off by default; docs/judge.md)")
 
 
 class ValidationSplit(_Strict):
@@ -341,7 +353,7 @@ class StudyConfig(_Strict):
         lambda v: _check_grid(v, "seed"))] | None = Field(None, description="draws (default: the task's seed)")
     fewshot_on_finetuned: bool = Field(False, description="k-shot cells for every finetuned cell too")
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings,
-                                       description="per-cell analyses after evaluation")
+                                       description="token shift per cell; judge labels after the run")
 
     _path: str | None = PrivateAttr(None)
     _lines: dict[tuple, int] = PrivateAttr(default_factory=dict)

@@ -42,7 +42,7 @@ def study_file(quick: bool = False, full: bool = False) -> Path:
 
 
 def run_demo(out: Path, quick: bool = False, n_boot: int = 1000, progress: bool = True,
-             full: bool = False) -> Path:
+             full: bool = False, judge: str | None = None, judge_limit: int | None = 4) -> Path:
     from .config import load_study
     from .report import write_report
     from .study.runner import run_study
@@ -82,6 +82,15 @@ def run_demo(out: Path, quick: bool = False, n_boot: int = 1000, progress: bool 
     kcfg = load_config(kpath if quick and kpath.exists() else studies_dir() / kfile)
     run_knowledge(kcfg, out / "knowledge", reuse=[out / "study"])  # its start: a study cell
     times["knowledge experiment"] = time.perf_counter() - t
+
+    if judge:  # `sftscale demo --judge`: error labels for the report (docs/judge.md)
+        t = time.perf_counter()
+        con.rule(f"[bold]judge: why did it fail? ({judge}, at most {judge_limit} per cell)")
+        from .judge import judge_run_dir, make_client
+
+        judge_run_dir(out / "study", make_client(judge), limit=judge_limit,
+                      say=lambda line: con.print(line, markup=False, highlight=False))
+        times["judge (error labels)"] = time.perf_counter() - t
 
     t = time.perf_counter()
     con.rule("[bold]3/3 fits, analysis, report")

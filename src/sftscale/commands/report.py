@@ -31,11 +31,16 @@ def demo_cmd(
                                help="a smaller grid: one seed, four N > 0 (about 4 minutes on 2 cores)"),
     full: bool = typer.Option(False, "--full", help="the bigger grid (studies/toy-full.yaml; about 30 minutes)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="no live display"),
+    judge: bool = typer.Option(False, "--judge", help="also label the wrong responses with a judge model "
+                               "(docs/judge.md; not in the default demo: slow on a CPU)"),
+    judge_model: str = typer.Option("smollm2-135m-instruct", "--judge-model", help="the judge for --judge"),
+    judge_limit: int = typer.Option(4, "--judge-limit", min=1, help="wrong responses judged per cell"),
 ) -> None:
     """The paper in miniature: toy study + knowledge injection + fits + report."""
     from ..demo import run_demo
 
-    p = run_demo(out, quick=quick, full=full, progress=not no_progress)
+    p = run_demo(out, quick=quick, full=full, progress=not no_progress,
+                 judge=judge_model if judge else None, judge_limit=judge_limit)
     print(f"\nreport: {p.resolve()}")
 
 

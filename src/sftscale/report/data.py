@@ -52,6 +52,7 @@ class ReportData:
     kshot: list[dict] = field(default_factory=list)  # k-shot baselines and crossovers (fit.kshot)
     figures: dict[str, dict[str, Path]] = field(default_factory=dict)  # key -> {"png", "svg"} paths
     token_shift: dict | None = None  # tokenshift.summary.summarise of the cells' shift/ (None: none)
+    judge: dict | None = None  # DIR/judge.json (sftscale judge), None when it was not run
 
     @property
     def forecasts(self) -> ForecastsDoc | None:
@@ -107,7 +108,8 @@ def load_report_data(run_dir: str | Path, knowledge_dir: str | Path | None = Non
                       metric_of=metric_of, fits=fit.fits, analysis=fit.analysis or empty_analysis(), fit=fit,
                       knowledge=knowledge_table(run_dir, knowledge_dir), examples=sample_responses(run_dir, k=3),
                       kshot=kshot_table(all_metrics, dict(fit.fits), metric_of),
-                      token_shift=token_shift_summary(run_dir, n_boot))
+                      token_shift=token_shift_summary(run_dir, n_boot),
+                      judge=judge_doc(run_dir))
 
 
 def token_shift_summary(run_dir: Path, n_boot: int = 1000) -> dict | None:
@@ -116,6 +118,16 @@ def token_shift_summary(run_dir: Path, n_boot: int = 1000) -> dict | None:
 
     records = list(collect(run_dir))
     return summarise(records, n_boot=n_boot) if records else None
+
+
+def judge_doc(run_dir: Path) -> dict | None:
+    """DIR/judge.json as written by ``sftscale judge``; None when absent or unreadable."""
+    p = layout.judge_json_path(run_dir)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8")) if p.exists() else None
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) and "groups" in doc else None
 
 
 def knowledge_table(run_dir: Path, knowledge_dir: str | Path | None) -> dict | None:
@@ -130,5 +142,5 @@ def knowledge_table(run_dir: Path, knowledge_dir: str | Path | None) -> dict | N
     return None
 
 
-__all__ = ["DEFAULT_TARGETS", "ReportData", "empty_analysis", "knowledge_table", "load_report_data",
+__all__ = ["DEFAULT_TARGETS", "ReportData", "empty_analysis", "judge_doc", "knowledge_table", "load_report_data",
            "primary_metrics", "report_settings", "token_shift_summary"]

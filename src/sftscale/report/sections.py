@@ -106,6 +106,16 @@ def token_shift(d: ReportData) -> str:
     return shift_section(d.token_shift, fig, img)
 
 
+def judge(d: ReportData) -> str:
+    """Errors against N split by a judge's labels beside the rule's split (DIR/judge.json)."""
+    if not d.judge:
+        return ""
+    from .judge import judge_figure, judge_html
+
+    fig = d.save_figure("judge", judge_figure(d.judge), "judge_labels") if d.judge.get("groups") else None
+    return judge_html(d.judge, fig)
+
+
 def details(d: ReportData) -> str:
     """The findings in sentences (``findings``)."""
     return "<h2>Details</h2>\n" + findings(d.fits, d.analysis, d.knowledge)
@@ -152,11 +162,11 @@ def files(d: ReportData) -> str:
             "(report/), study.sqlite, export.csv, items.jsonl.</p>")
 
 
-SECTIONS: list[Section] = [header, answers, held_fixed, accuracy, backtests, style, token_shift, details, fit_table,
-                           joint_table, search_table, knowledge, examples, files]
+SECTIONS: list[Section] = [header, answers, held_fixed, accuracy, backtests, style, token_shift, judge, details,
+                           fit_table, joint_table, search_table, knowledge, examples, files]
 SECTIONS.insert(SECTIONS.index(style) + 1, kshot)  # after style: format and substance again
 
 
 __all__ = ["SECTIONS", "Section", "accuracy", "answers", "backtests", "details", "examples", "files",
-           "fit_table", "fits_provenance", "header", "held_fixed", "joint_table", "knowledge", "kshot",
+           "fit_table", "fits_provenance", "header", "held_fixed", "joint_table", "judge", "knowledge", "kshot",
            "search_table", "style", "token_shift"]

@@ -16,6 +16,8 @@
         search/<cand>/          recipe-search candidates (study/search.py) search_dir()
     DIR/export.csv, DIR/items.jsonl   the tables (export.py)               EXPORT_CSV, ITEMS_JSONL
     DIR/fits.json, DIR/analysis.json  fits and the style/substance analysis FITS, ANALYSIS
+    DIR/judge.json              error labels' shares and agreement (judge/) JUDGE_JSON, judge_json_path()
+    DIR/judge/labels.jsonl, cache.jsonl  one line per judged response; answers  judge_dir()
     DIR/report/report.html      the report (and its figures)               REPORT, REPORT_HTML
     DIR/.report.tmp-<pid>/      a report's outputs until it is complete    report_stage()
     DIR/tracking.json, DIR/mlartifacts/, DIR/wandb/   experiment tracking (study/tracking.py)
@@ -54,6 +56,11 @@ REPORT_HTML = "report.html"
 REPORT_META = "report_meta.json"
 REPORT_STAGE_PREFIX = ".report.tmp-"  # + the report's pid: its outputs until they are moved in
 KNOWLEDGE = "knowledge"  # a knowledge-injection run's directory, inside or beside a run dir
+
+JUDGE = "judge"  # sftscale judge: DIR/judge/ (labels, cache) and DIR/judge.json
+JUDGE_JSON = "judge.json"
+JUDGE_LABELS = "labels.jsonl"
+JUDGE_CACHE = "cache.jsonl"
 
 TRACKING = "tracking.json"
 MLARTIFACTS = "mlartifacts"
@@ -167,6 +174,14 @@ def shift_tokens_path(run_dir: PathLike) -> Path:
     return Path(run_dir) / SHIFT / SHIFT_TOKENS
 
 
+def judge_dir(run_dir: PathLike) -> Path:
+    return Path(run_dir) / JUDGE
+
+
+def judge_json_path(run_dir: PathLike) -> Path:
+    return Path(run_dir) / JUDGE_JSON
+
+
 def report_dir(run_dir: PathLike) -> Path:
     return Path(run_dir) / REPORT
 
@@ -183,5 +198,6 @@ def rel(run_dir: PathLike, path: PathLike) -> str:
 
 __all__ = [n for n in dir() if n.isupper() and not n.startswith("_")] + [
     "analysis_path", "cell_dir", "cell_rel", "cells_dir", "export_name", "fits_path",
-    "gen_cache", "items_name", "lock_path", "plan_path", "rel", "report_dir", "report_stage", "search_dir",
+    "gen_cache", "items_name", "judge_dir", "judge_json_path", "lock_path", "plan_path", "rel", "report_dir",
+    "report_stage", "search_dir",
     "shift_path", "shift_tokens_path", "side_path", "stage_dir", "stage_tmp", "store_path", "study_yaml"]

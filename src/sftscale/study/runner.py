@@ -411,9 +411,26 @@ def _run_locked(cfg: StudyConfig, run_dir: Path, executor: Any, retry_failed: bo
             if r["key"] in state or r["key"] in keys:
                 counts[r["state"]] += 1
     write_exports(run_dir)
+    if cfg.analysis.judge is not None:
+        run_judge(cfg, run_dir)
     record_run(cfg, run_dir, started, time.perf_counter() - t0)  # recalibrates later plans
     return StudyResult(run_dir=run_dir, counts=counts, ran=drv.ran, failed=drv.failed,
                        wall_s=time.perf_counter() - t0)
+
+
+def run_judge(cfg: StudyConfig, run_dir: Path) -> None:
+    """``analysis: {judge: ...}``: ``sftscale judge`` on the done cells (docs/judge.md); a judge
+    that cannot be loaded is a warning, not a failed run (failed requests are counted in it)."""
+    from ..judge import judge_run_dir, make_client
+
+    j = cfg.analysis.judge
+    assert j is not None
+    try:
+        client = make_client(j.model, concurrency=j.concurrency, timeout_s=j.timeout, retries=j.retries)
+        judge_run_dir(run_dir, client, limit=j.limit, say=log.info)
+    except Exception as e:  # noqa: BLE001 - the cells are recorded; `sftscale judge DIR` reruns it
+        log.warning("judge %s: %s: %s (`sftscale judge %s --model ...` runs it again)", j.model,
+                    type(e).__name__, e, run_dir)
 
 
 def _reconcile(run_dir: Path, st: Store, keys: Sequence[str], retry_failed: bool,
