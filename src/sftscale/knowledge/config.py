@@ -5,7 +5,7 @@ task with N examples, one starting point per N; optionally an instruct model) af
 finetuned on the same new facts. See docs/knowledge.md for every field; the shipped examples
 are ``studies/knowledge-toy.yaml`` and ``studies/knowledge-real.yaml``.
 
-YAML errors are reported like the study config's, by ``sftscale.config.validate_yaml``: an
+YAML errors are reported like the study config's, by ``sftscale.yamlconfig.validate_yaml``: an
 error names the file, the line of the offending key and its dotted field path. The model
 references (``model``, ``instruct.ref``) are resolved here too (``models.resolve_model``: no
 download), so an unknown model is reported at its line.
@@ -23,8 +23,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..config import Label, _line_for, _loc_str, read_config_text, strict_scalars, validate_yaml
+from ..config import Label
 from ..io import InputError, sha256_json
+from ..yamlconfig import _line_for, _loc_str, read_config_text, strict_scalars, validate_yaml
 
 
 class _Strict(BaseModel):
@@ -33,7 +34,7 @@ class _Strict(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _strict_scalars(cls, data: Any) -> Any:
-        return strict_scalars(cls, data)  # true is not a number (config.strict_scalars)
+        return strict_scalars(cls, data)  # true is not a number (yamlconfig.strict_scalars)
 
 
 class ReasoningStart(_Strict):

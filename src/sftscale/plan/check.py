@@ -180,7 +180,7 @@ def _check_recipes(cfg: StudyConfig, res: CheckResult) -> list[InputError]:
                 Recipe.model_validate({**base, **{k: v for k, v in over.items() if k in base}})
             except ValidationError as e:
                 for err in e.errors():
-                    exc = (err.get("ctx") or {}).get("error")  # config.strict_scalars' field
+                    exc = (err.get("ctx") or {}).get("error")  # yamlconfig.strict_scalars' field
                     loc = tuple(err["loc"]) or tuple(getattr(exc, "loc", ()))
                     k = str(loc[0]) if loc else ""
                     msg = str(err["msg"]).removeprefix("Value error, ")

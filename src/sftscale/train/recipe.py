@@ -2,7 +2,7 @@
 
 - ``Recipe``: every hyperparameter of a run (pydantic, unknown keys rejected); YAML files via
   ``Recipe.from_yaml`` and override dicts via ``recipe_with``, both reporting errors through
-  ``config.validation_error`` (file, line and field).
+  ``yamlconfig.validation_error`` (file, line and field).
 - ``default_recipe(model_ref)``: toy models get full finetuning with their own defaults
   (``toyworld.toy_sft_defaults``: the shared ``TOY_SFT_DEFAULTS`` and the per-size
   ``sft_defaults`` of the model's ``toy_meta.json``); real models get LoRA in the spirit of the paper
@@ -30,8 +30,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import parse_yaml, read_config_text, strict_scalars, validation_error
 from ..io import InputError, sha256_json
+from ..yamlconfig import parse_yaml, read_config_text, strict_scalars, validation_error
 
 #: a useful ``micro_batch_tokens`` on a CPU with one thread per process (1.5x faster on the
 #: 4M-parameter model); with 2 threads on a loaded machine it was 2.5x SLOWER (many small ops,
@@ -47,7 +47,7 @@ class Recipe(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _strict_scalars(cls, data: Any) -> Any:
-        return strict_scalars(cls, data)  # `lr: true` is not 1.0 (config.strict_scalars)
+        return strict_scalars(cls, data)  # `lr: true` is not 1.0 (yamlconfig.strict_scalars)
 
     method: Literal["lora", "full"] = "lora"
     lora_r: int = Field(32, ge=1)
