@@ -74,3 +74,89 @@ def test_no_toy_instruct_training_item_has_two_style_instructions():
     assert all(len(style_kinds(i)) == 2 for i in ood)
     pool_people = {i.meta["person"] for i in pool}
     assert not pool_people & {i.meta["person"] for i in ood}
+
+
+# --- eval_tasks: the xeval stage in a tiny real study ---------------------------------------
+
+STUDY_YAML = """\
+name: xeval
+models:
+  - {{name: toy-S, ref: toy-S}}
+tasks:
+  - name: toy-math
+{eval_tasks}n: [0, 16]
+seeds: [0]
+recipe: {{max_steps: 3, min_steps: 3, early_stopping: false}}
+evaluation: {{limit: 8}}
+executor: {{workers: 1}}
+"""
+
+
+def _study(tmp_path, eval_tasks: str):
+    from sftscale.config import load_study
+
+    p = tmp_path / "study.yaml"
+    p.write_text(STUDY_YAML.format(eval_tasks=eval_tasks))
+    return p, load_study(p)
+
+
+def _evaluated_files(run_dir):
+    return sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("cells/*/xeval/*/results_*.json"))
+
+
+def test_eval_tasks_evaluate_every_cell_export_the_pair_resume_and_add_only_what_is_missing(tmp_path):
+    import pandas as pd
+
+    from sftscale.rundir.export import load_tables
+    from sftscale.study.runner import run_study
+
+    run_dir = tmp_path / "run"
+    _, cfg = _study(tmp_path, "    eval_tasks: [toy-math-ood]\n")
+    res = run_study(cfg, out=run_dir, progress=False)
+    assert res.counts["done"] == 2 and not res.failed
+    first = _evaluated_files(run_dir)
+    assert len(first) == 2 and all("/toy-math-ood/" in f for f in first)
+    metrics, items = load_tables(run_dir)
+    assert set(metrics["eval_task"]) == {"toy-math", "toy-math-ood"}
+    pair = metrics[(metrics.task == "toy-math→toy-math-ood") & (metrics.metric == "accuracy")]
+    assert sorted(pair.n) == [0, 16] and set(pair.n_items) == {8}
+    own = metrics[(metrics.task == "toy-math") & (metrics.metric == "accuracy")]
+    assert set(own.eval_task) == {"toy-math"}
+    cross_items = items[items.eval_task == "toy-math-ood"]
+    assert len(cross_items) == 16 and set(cross_items.task) == {"toy-math→toy-math-ood"}
+    assert cross_items.item_id.str.startswith("toy-math-ood/test/").all()
+    # the accuracy row is the mean of its items
+    for n, grp in cross_items.groupby("n"):
+        acc = pair[pair.n == n].value.item()
+        assert acc == pytest.approx(grp.correct.astype(float).mean())
+    csv = pd.read_csv(run_dir / "export.csv")
+    assert "eval_task" in csv.columns and "toy-math→toy-math-ood" in set(csv.task)
+
+    # resume: nothing to do
+    res = run_study(cfg, out=run_dir, progress=False)
+    assert res.ran == 0
+    # add an eval task: only it is evaluated, the first one's files are kept as they were
+    stamps = {f: (run_dir / f).stat().st_mtime_ns for f in first}
+    train_meta = run_dir / "cells/toy-S__toy-math__n16__s0/train/train_meta.json"
+    t_train = train_meta.stat().st_mtime_ns
+    _, cfg = _study(tmp_path, "    eval_tasks: [toy-math-ood, {name: toy-multihop-ood, limit: 4}]\n")
+    res = run_study(cfg, out=run_dir, progress=False)
+    assert res.ran == 2 and not res.failed
+    assert {f: (run_dir / f).stat().st_mtime_ns for f in first} == stamps
+    assert train_meta.stat().st_mtime_ns == t_train
+    after = _evaluated_files(run_dir)
+    assert len(after) == 4 and sum("/toy-multihop-ood/" in f for f in after) == 2
+    metrics, _ = load_tables(run_dir)
+    mh = metrics[(metrics.task == "toy-math→toy-multihop-ood") & (metrics.metric == "accuracy")]
+    assert sorted(mh.n) == [0, 16] and set(mh.n_items) == {4}
+    assert run_study(cfg, out=run_dir, progress=False).ran == 0
+
+
+def test_an_unknown_eval_task_is_an_input_error_at_its_line(tmp_path):
+    from cli import run
+
+    p, _ = _study(tmp_path, "    eval_tasks: [toy-math-ood, toy-mathh-ood]\n")
+    r = run("plan", str(p), "--no-check")
+    assert r.exit_code == 2, r.output
+    assert "study.yaml" in r.output and "line 6" in r.output
+    assert "toy-mathh-ood" in r.output and "eval_tasks" in r.output

@@ -52,6 +52,9 @@ class Cell:
     search: dict[str, Any] = field(default_factory=dict)  # recipe search (search.py); {}: none
     task_version: str = ""  # the task's version (registry); part of the spec when set
     model_defaults: dict[str, Any] = field(default_factory=dict)  # a toy model's own defaults
+    # other tasks the cell is evaluated on (the xeval stage; NOT part of the spec: adding one
+    # evaluates only it): {label, name, options, limit, version} each
+    eval_tasks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def world(self) -> int:
@@ -117,6 +120,7 @@ def expand_cells(cfg: StudyConfig, pool_sizes: Mapping[str, int] | None = None) 
 
     cells: list[Cell] = []
     search = cell_search(cfg)
+    xtasks = [_eval_tasks(cfg, ti) for ti in range(len(cfg.tasks))]
     for m in cfg.models:
         own = model_defaults(m.ref)
         for ti, t in enumerate(cfg.tasks):
@@ -152,11 +156,29 @@ def expand_cells(cfg: StudyConfig, pool_sizes: Mapping[str, int] | None = None) 
                         n_requested=n_req, sampling=_sampling(cfg),
                         num_fewshot=cfg.evaluation.num_fewshot, processes=m.processes,
                         search=search if n > 0 else {}, task_version=task_version(t.name),
-                        model_defaults=own))
+                        model_defaults=own, eval_tasks=xtasks[ti]))
     keys = [c.key for c in cells]
     if len(set(keys)) != len(keys):  # impossible with validated labels; guard anyway
         raise InputError(cfg.path, "two cells share a key; make model/task labels distinct")
     return cells
+
+
+def _eval_tasks(cfg: StudyConfig, ti: int) -> list[dict[str, Any]]:
+    """Task ``ti``'s eval tasks as the cells carry them; an unknown task name is an
+    InputError at its line."""
+    from ..tasks.registry import task_names, task_version
+
+    known = task_names()
+    out = []
+    t = cfg.tasks[ti]
+    for e, loc in cfg.eval_tasks_for(ti):
+        if e.name not in known:
+            raise cfg.error(f"unknown eval task {e.name!r}; known: {', '.join(known)}", *loc, "name")
+        out.append({"label": e.label, "name": e.name, "options": dict(e.options),
+                    "limit": e.limit if e.limit is not None else (
+                        t.limit if t.limit is not None else cfg.evaluation.limit),
+                    "version": task_version(e.name)})
+    return out
 
 
 def _check_search_task(cfg: StudyConfig, ti: int, pool: int | None) -> None:

@@ -10,6 +10,8 @@ stage's ``collect`` returns lands in the metrics table and ``export.csv``.
   search trains its candidates instead (study/search.py, chosen by the runner).
 - ``eval``: ``eval_stage`` → ``evaluation.evaluate`` on the cell's checkpoint (the base model
   for N = 0), writing ``results_<ts>.json`` and ``samples_<task>_<ts>.jsonl``.
+- ``xeval``: the same checkpoint on the cell's ``eval_tasks`` (study/xeval.py), one
+  ``<label>/`` pair of files each; a cell without eval tasks writes only ``xeval.json``.
 
 A new per-cell stage is one module (its ``run``, and a ``StageSpec``) and one registration::
 
@@ -33,6 +35,8 @@ from ..rundir.integrity import train_files
 from ..rundir.outputs import eval_record, eval_seconds, train_record, train_seconds
 from ..rundir.stagespec import Stage, StageContext, StageSpec, check_stages
 from ..tasks.base import Task
+from .generators import GENERATORS, shared_generator
+from .xeval import XEVAL_SPEC
 
 
 def train_stage(cell: Cell, ctx: StageContext) -> None:
@@ -48,19 +52,7 @@ def train_stage(cell: Cell, ctx: StageContext) -> None:
                         cpus_per_worker=cell.cpus)
 
 
-GENERATORS: dict[tuple, Any] = {}  # per process: one loaded base model, reused across cells
-
-
-def _shared_generator(model: str, batch_size: int | None, cache_dir: Path | None,
-                      device: str | None = None) -> Any:
-    from ..generation.generator import Generator
-
-    key = (model, batch_size, str(cache_dir), device)
-    if key not in GENERATORS:
-        GENERATORS.clear()  # keep one base model in memory
-        GENERATORS[key] = Generator(model, batch_size=batch_size, cache_dir=cache_dir,
-                                    device=device)
-    return GENERATORS[key]
+_shared_generator = shared_generator
 
 
 def eval_stage(cell: Cell, ctx: StageContext) -> None:
@@ -123,7 +115,7 @@ EVAL_SPEC = StageSpec(name=layout.EVAL, run=eval_stage,
                       hashed=(layout.RESULTS_GLOB, layout.SAMPLES_GLOB), needs=(layout.TRAIN,),
                       collect=eval_record, seconds=eval_seconds)
 
-STAGES: list[StageSpec] = [TRAIN_SPEC, EVAL_SPEC]
+STAGES: list[StageSpec] = [TRAIN_SPEC, EVAL_SPEC, XEVAL_SPEC]
 """Every cell's stages, in order: the runner's default, and what ``sftscale run`` runs."""
 
 
@@ -145,5 +137,5 @@ def with_runs(stages: list[StageSpec] | None = None, **runs: Stage) -> list[Stag
     return [dataclasses.replace(s, run=runs[s.name]) if s.name in runs else s for s in base]
 
 
-__all__ = ["EVAL_SPEC", "GENERATORS", "STAGES", "StageContext", "StageSpec", "TRAIN_SPEC",
+__all__ = ["EVAL_SPEC", "GENERATORS", "STAGES", "XEVAL_SPEC", "StageContext", "StageSpec", "TRAIN_SPEC",
            "eval_stage", "register_stage", "task_object", "train_stage", "with_runs"]
