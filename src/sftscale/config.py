@@ -172,28 +172,17 @@ class ModelEntry(_Strict):
 
 
 class EvalTaskEntry(_Strict):
-    """A task the cells of a study task are also evaluated on (``eval_tasks``); a bare string
-    is ``{name: STRING}``."""
+    """A task the cells are also evaluated on (``eval_tasks``); a string is ``{name: STRING}``."""
 
     name: str = Field(description="registered task name (see `sftscale tasks`)")
-    label: str = Field("", description="its label in tables: the pair is 'TASK→LABEL' (default: name)")
+    label: Label | None = Field(None, description="label in tables (default: the name)")
     options: dict[str, Any] = Field(default_factory=dict, description="task constructor options")
-    limit: int | None = Field(None, ge=1, description="evaluate on the first LIMIT test items "
-                                                      "(default: the training task's limit)")
+    limit: int | None = Field(None, ge=1, description="first LIMIT test items (default: the task's)")
 
     @model_validator(mode="before")
     @classmethod
     def _bare_name(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
-
-    @model_validator(mode="after")
-    def _default_label(self) -> "EvalTaskEntry":
-        if "label" not in self.model_fields_set:
-            self.label = re.sub(r"[^A-Za-z0-9._+-]", "-", self.name)
-        if not _LABEL.match(self.label) or "__" in self.label:
-            raise _LocError(f"label {self.label!r}: use letters, digits and . _ + - (no '__')",
-                            "label" if "label" in self.model_fields_set else "name")
-        return self
 
 
 class TaskEntry(_Strict):
@@ -209,9 +198,7 @@ class TaskEntry(_Strict):
     max_new_tokens: int | None = Field(None, ge=1, description="override the task's GenSpec")
     n: list[int] | None = Field(None, description="this task's own N grid (default: the study's)")
     recipe: dict[str, Any] = Field(default_factory=dict, description="Recipe overrides for this task")
-    eval_tasks: list[EvalTaskEntry] = Field(
-        default_factory=list, description="tasks this task's cells are also evaluated on "
-                                          "(besides the study-wide eval_tasks)")
+    eval_tasks: list[EvalTaskEntry] = Field(default_factory=list, description="other tasks to evaluate on")
 
     @field_validator("n")
     @classmethod
@@ -353,9 +340,7 @@ class StudyConfig(_Strict):
     recipe_search: RecipeSearch | None = Field(
         None, description="choose recipe values per cell on a validation split of the training "
                           "pool, e.g. {lr: [3e-4, 1e-3, 3e-3]} (docs/recipe-search.md)")
-    eval_tasks: list[EvalTaskEntry] = Field(
-        default_factory=list, description="tasks every cell is also evaluated on (the xeval "
-                                          "stage; docs/toy-models.md, 'Out-of-distribution twins')")
+    eval_tasks: list[EvalTaskEntry] = Field(default_factory=list, description="all tasks' eval_tasks")
 
     _path: str | None = PrivateAttr(None)
     _lines: dict[tuple, int] = PrivateAttr(default_factory=dict)
@@ -389,12 +374,6 @@ class StudyConfig(_Strict):
                 raise _LocError(f"duplicate task label {t.label!r} (give each a `label`)",
                                 "tasks", i)
             seen.add(t.label)
-            labels = [e.label for e in t.eval_tasks]
-            for j, lab in enumerate(labels):
-                if lab in labels[:j] or lab == t.label:
-                    raise _LocError(f"eval task {lab!r} is named twice (the cells are always "
-                                    "evaluated on their own task; give each a `label`)",
-                                    "tasks", i, "eval_tasks", j)
         return self
 
     # --- helpers -------------------------------------------------------------------------
@@ -417,18 +396,6 @@ class StudyConfig(_Strict):
 
     def chat_for(self, model: ModelEntry) -> bool:
         return self.evaluation.chat if model.chat is None else model.chat
-
-    def eval_tasks_for(self, ti: int) -> list[tuple[EvalTaskEntry, tuple]]:
-        """Task ``ti``'s eval tasks (its own, then the study-wide ones not already named), each
-        with its location in the config; a study-wide entry naming the task itself is left out."""
-        t = self.tasks[ti]
-        out = [(e, ("tasks", ti, "eval_tasks", j)) for j, e in enumerate(t.eval_tasks)]
-        seen = {e.label for e, _ in out}
-        for j, e in enumerate(self.eval_tasks):
-            if e.label not in seen and e.label != t.label:
-                out.append((e, ("eval_tasks", j)))
-                seen.add(e.label)
-        return out
 
     def grid_for(self, task: TaskEntry) -> list[int]:
         return list(task.n) if task.n is not None else list(self.n)

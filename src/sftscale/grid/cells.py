@@ -164,21 +164,30 @@ def expand_cells(cfg: StudyConfig, pool_sizes: Mapping[str, int] | None = None) 
 
 
 def _eval_tasks(cfg: StudyConfig, ti: int) -> list[dict[str, Any]]:
-    """Task ``ti``'s eval tasks as the cells carry them; an unknown task name is an
-    InputError at its line."""
+    """Task ``ti``'s eval tasks as its cells carry them: its own ``eval_tasks``, then the
+    study-wide ones it does not name (the task itself left out); an unknown task name or a
+    label named twice is an InputError at its line."""
     from ..tasks.registry import task_names, task_version
 
-    known = task_names()
-    out = []
     t = cfg.tasks[ti]
-    for e, loc in cfg.eval_tasks_for(ti):
+    known = task_names()
+    entries = [(e, ("tasks", ti, "eval_tasks", j)) for j, e in enumerate(t.eval_tasks)]
+    entries += [(e, ("eval_tasks", j)) for j, e in enumerate(cfg.eval_tasks)]
+    out: dict[str, dict[str, Any]] = {}
+    for e, loc in entries:
+        label = e.label or e.name
         if e.name not in known:
             raise cfg.error(f"unknown eval task {e.name!r}; known: {', '.join(known)}", *loc, "name")
-        out.append({"label": e.label, "name": e.name, "options": dict(e.options),
-                    "limit": e.limit if e.limit is not None else (
-                        t.limit if t.limit is not None else cfg.evaluation.limit),
-                    "version": task_version(e.name)})
-    return out
+        if label == (t.label or t.name) or label in out:
+            if loc[0] == "eval_tasks":
+                continue  # a study-wide entry the task already has
+            raise cfg.error(f"eval task {label!r} is named twice (a cell is always evaluated "
+                            "on its own task; give each a distinct `label`)", *loc)
+        out[label] = {"label": label, "name": e.name, "options": dict(e.options),
+                      "limit": e.limit if e.limit is not None else (
+                          t.limit if t.limit is not None else cfg.evaluation.limit),
+                      "version": task_version(e.name)}
+    return list(out.values())
 
 
 def _check_search_task(cfg: StudyConfig, ti: int, pool: int | None) -> None:
