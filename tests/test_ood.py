@@ -111,9 +111,16 @@ def test_eval_tasks_evaluate_every_cell_export_the_pair_resume_and_add_only_what
     from sftscale.study.runner import run_study
 
     run_dir = tmp_path / "run"
+    _, cfg = _study(tmp_path, "")  # first without eval tasks: no xeval stage, no column
+    assert run_study(cfg, out=run_dir, progress=False).counts["done"] == 2
+    assert "eval_task" not in load_tables(run_dir)[0].columns
+    assert not list(run_dir.glob("cells/*/xeval"))
+    train_meta = run_dir / "cells/toy-S__toy-math__n16__s0/train/train_meta.json"
+    t_train = train_meta.stat().st_mtime_ns
     _, cfg = _study(tmp_path, "    eval_tasks: [toy-math-ood]\n")
     res = run_study(cfg, out=run_dir, progress=False)
-    assert res.counts["done"] == 2 and not res.failed
+    assert res.counts["done"] == 2 and not res.failed and res.ran == 2
+    assert train_meta.stat().st_mtime_ns == t_train  # the finished cells were not retrained
     first = _evaluated_files(run_dir)
     assert len(first) == 2 and all("/toy-math-ood/" in f for f in first)
     metrics, items = load_tables(run_dir)
@@ -137,8 +144,6 @@ def test_eval_tasks_evaluate_every_cell_export_the_pair_resume_and_add_only_what
     assert res.ran == 0
     # add an eval task: only it is evaluated, the first one's files are kept as they were
     stamps = {f: (run_dir / f).stat().st_mtime_ns for f in first}
-    train_meta = run_dir / "cells/toy-S__toy-math__n16__s0/train/train_meta.json"
-    t_train = train_meta.stat().st_mtime_ns
     _, cfg = _study(tmp_path, "    eval_tasks: [toy-math-ood, {name: toy-multihop-ood, limit: 4}]\n")
     res = run_study(cfg, out=run_dir, progress=False)
     assert res.ran == 2 and not res.failed

@@ -389,6 +389,8 @@ def _run_locked(cfg: StudyConfig, run_dir: Path, executor: Any, retry_failed: bo
 
     t0, started = time.perf_counter(), time.time()
     runner = runner or CellRunner()
+    xstages = stage_list.with_eval_tasks(runner.stages, cfg)  # + xeval when eval_tasks are named
+    runner = runner if xstages is runner.stages else replace(runner, stages=xstages)
     run_dir, cells = prepare(cfg, run_dir, check=False, pool_sizes=pool_sizes,
                              rerun_changed=rerun_changed, repair=repair, locked=True,
                              stages=runner.stages)

@@ -10,8 +10,10 @@ stage's ``collect`` returns lands in the metrics table and ``export.csv``.
   search trains its candidates instead (study/search.py, chosen by the runner).
 - ``eval``: ``eval_stage`` → ``evaluation.evaluate`` on the cell's checkpoint (the base model
   for N = 0), writing ``results_<ts>.json`` and ``samples_<task>_<ts>.jsonl``.
-- ``xeval``: the same checkpoint on the cell's ``eval_tasks`` (study/xeval.py), one
-  ``<label>/`` pair of files each; a cell without eval tasks writes only ``xeval.json``.
+- ``xeval`` (``XEVAL_SPEC``, study/xeval.py; not in ``STAGES``: ``with_eval_tasks`` appends it
+  to the stage list of a study that names ``eval_tasks``, so that other studies' cells and run
+  directories are untouched): the same checkpoint on the cell's eval tasks, one ``<label>/``
+  pair of files each.
 
 A new per-cell stage is one module (its ``run``, and a ``StageSpec``) and one registration::
 
@@ -35,7 +37,7 @@ from ..rundir.integrity import train_files
 from ..rundir.outputs import eval_record, eval_seconds, train_record, train_seconds
 from ..rundir.stagespec import Stage, StageContext, StageSpec, check_stages
 from ..tasks.base import Task
-from .generators import GENERATORS, shared_generator
+from .generators import GENERATORS, checkpoint_version, shared_generator
 from .xeval import XEVAL_SPEC
 
 
@@ -84,7 +86,9 @@ def eval_stage(cell: Cell, ctx: StageContext) -> None:
     if cell.n > 0 and not (ckpt / "adapter_config.json").exists():
         from ..models import template_sha
 
-        gen = Generator(str(ckpt), batch_size=cell.batch_size, cache_dir=cache_dir, device=dev)
+        gen = (shared_generator(str(ckpt), cell.batch_size, cache_dir, dev, checkpoint_version(train_dir))
+               if ctx.share_generator else
+               Generator(str(ckpt), batch_size=cell.batch_size, cache_dir=cache_dir, device=dev))
         check_template(ckpt, template_sha(gen.tokenizer, cell.chat), cell.allow_template_mismatch)
         evaluate(str(ckpt), task, generator=gen, **common)
     else:
@@ -115,8 +119,18 @@ EVAL_SPEC = StageSpec(name=layout.EVAL, run=eval_stage,
                       hashed=(layout.RESULTS_GLOB, layout.SAMPLES_GLOB), needs=(layout.TRAIN,),
                       collect=eval_record, seconds=eval_seconds)
 
-STAGES: list[StageSpec] = [TRAIN_SPEC, EVAL_SPEC, XEVAL_SPEC]
+STAGES: list[StageSpec] = [TRAIN_SPEC, EVAL_SPEC]
 """Every cell's stages, in order: the runner's default, and what ``sftscale run`` runs."""
+
+
+def with_eval_tasks(stages: list[StageSpec], cfg: Any) -> list[StageSpec]:
+    """``stages`` plus the xeval stage when the study ``cfg`` names ``eval_tasks`` (on a task
+    or study-wide) and the list has no xeval stage yet."""
+    named = bool(cfg.eval_tasks) or any(t.eval_tasks for t in cfg.tasks)
+    if not named or any(s.name == XEVAL_SPEC.name for s in stages):
+        return stages
+    check_stages([*stages, XEVAL_SPEC])
+    return [*stages, XEVAL_SPEC]
 
 
 def register_stage(spec: StageSpec) -> StageSpec:
@@ -138,4 +152,4 @@ def with_runs(stages: list[StageSpec] | None = None, **runs: Stage) -> list[Stag
 
 
 __all__ = ["EVAL_SPEC", "GENERATORS", "STAGES", "XEVAL_SPEC", "StageContext", "StageSpec", "TRAIN_SPEC",
-           "eval_stage", "register_stage", "task_object", "train_stage", "with_runs"]
+           "eval_stage", "register_stage", "task_object", "train_stage", "with_eval_tasks", "with_runs"]

@@ -81,7 +81,7 @@ def _generator(cell: Cell, ctx: StageContext) -> tuple[str, str | None, Any]:
     shared base model."""
     from ..evaluation.run import check_template
     from ..generation.generator import Generator
-    from .generators import shared_generator
+    from .generators import checkpoint_version, shared_generator
 
     meta = json.loads((ctx.train_dir / layout.TRAIN_META).read_text())
     ckpt = ctx.train_dir / (meta.get("checkpoint") or layout.CKPT)
@@ -91,7 +91,9 @@ def _generator(cell: Cell, ctx: StageContext) -> tuple[str, str | None, Any]:
     if cell.n > 0 and not (ckpt / "adapter_config.json").exists():
         from ..models import template_sha
 
-        gen = Generator(str(ckpt), batch_size=cell.batch_size, cache_dir=ctx.cache_dir, device=dev)
+        gen = (shared_generator(str(ckpt), cell.batch_size, ctx.cache_dir, dev, checkpoint_version(ctx.train_dir))
+               if ctx.share_generator else
+               Generator(str(ckpt), batch_size=cell.batch_size, cache_dir=ctx.cache_dir, device=dev))
         check_template(ckpt, template_sha(gen.tokenizer, cell.chat), cell.allow_template_mismatch)
         return str(ckpt), None, gen
     adapter = str(ckpt) if cell.n > 0 else None
