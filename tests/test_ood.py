@@ -165,3 +165,17 @@ def test_an_unknown_eval_task_is_an_input_error_at_its_line(tmp_path):
     assert r.exit_code == 2, r.output
     assert "study.yaml" in r.output and "line 6" in r.output
     assert "toy-mathh-ood" in r.output and "eval_tasks" in r.output
+
+
+def test_the_report_shows_the_transfer_table_side_by_side_curves_and_sentences(tmp_path):
+    from sftscale.report import write_report
+    from sftscale.study.runner import run_study
+
+    run_dir = tmp_path / "run"
+    _, cfg = _study(tmp_path, "    eval_tasks: [toy-math-ood]\n")
+    assert run_study(cfg, out=run_dir, progress=False).counts["done"] == 2
+    write_report(run_dir)
+    html = (run_dir / "report" / "report.html").read_text(encoding="utf-8")
+    assert "Does it generalise?" in html and (run_dir / "report" / "transfer_vs_n.png").is_file()
+    assert "toy-math-ood" in html and "gain [95% interval]" in html
+    assert "trained on toy-math: in distribution accuracy went from" in html
