@@ -171,7 +171,8 @@ def _eval_tasks(cfg: StudyConfig, ti: int) -> list[dict[str, Any]]:
 
     t = cfg.tasks[ti]
     known = task_names()
-    entries = [(e, ("tasks", ti, "eval_tasks", j)) for j, e in enumerate(t.eval_tasks)]
+    entries: list[tuple[Any, tuple]] = [(e, ("tasks", ti, "eval_tasks", j))
+                                        for j, e in enumerate(t.eval_tasks)]
     entries += [(e, ("eval_tasks", j)) for j, e in enumerate(cfg.eval_tasks)]
     out: dict[str, dict[str, Any]] = {}
     for e, loc in entries:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 from ..grid.cells import Cell
