@@ -179,3 +179,12 @@ def test_the_report_shows_the_transfer_table_side_by_side_curves_and_sentences(t
     assert "Does it generalise?" in html and (run_dir / "report" / "transfer_vs_n.png").is_file()
     assert "toy-math-ood" in html and "gain [95% interval]" in html
     assert "trained on toy-math: in distribution accuracy went from" in html
+
+
+def test_the_transfer_interval_is_not_empty_at_zero_and_stays_within_one():
+    from sftscale.report.transfer import _gain
+
+    d, lo, hi = _gain(0.0, 30, 0.0, 30)
+    assert d == 0 and lo < 0 < hi
+    d, lo, hi = _gain(0.0, 60, 1.0, 60)
+    assert d == 1 and 0.8 < lo < hi <= 1.0

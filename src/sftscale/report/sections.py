@@ -102,8 +102,8 @@ def transfer(d: ReportData) -> str:
             + "<p class=sub>Each training task (left) beside the task its cells were also evaluated "
             "on (right, <code>task→other</code>), with their forecasts as above.</p>"
             + transfer_table(rows)
-            + "<p class=sub>Accuracy: share of correct items, seeds pooled; interval: 95% normal "
-            "interval over items (seeds pooled). In words: Details.</p>")
+            + "<p class=sub>Accuracy: share of correct items, seeds pooled; interval: 95% "
+            "Agresti-Caffo interval of the difference over items. In words: Details.</p>")
 
 
 def backtests(d: ReportData) -> str:

@@ -44,11 +44,15 @@ def _share(items: Any, model: str, task: str, n: int, col: str) -> tuple[float, 
 
 
 def _gain(p0: float, n0: int, p1: float, n1: int) -> tuple[float, float, float]:
+    """The difference of two proportions and its 95% Agresti-Caffo interval (one success and
+    one failure added to each group: sensible at 0/n and n/n, where the plain normal
+    interval has width 0), clipped to [-1, 1]."""
     d = p1 - p0
     if not n0 or not n1:
         return d, math.nan, math.nan
-    se = math.sqrt(p0 * (1 - p0) / n0 + p1 * (1 - p1) / n1)
-    return d, d - 1.96 * se, d + 1.96 * se
+    a0, a1 = (p0 * n0 + 1) / (n0 + 2), (p1 * n1 + 1) / (n1 + 2)
+    se = math.sqrt(a0 * (1 - a0) / (n0 + 2) + a1 * (1 - a1) / (n1 + 2))
+    return d, max(-1.0, a1 - a0 - 1.96 * se), min(1.0, a1 - a0 + 1.96 * se)
 
 
 def transfer_rows(metrics: Any, items: Any) -> list[dict[str, Any]]:
