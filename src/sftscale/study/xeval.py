@@ -20,7 +20,9 @@ In the store an eval task's metrics are ``xeval/<label>/<metric>`` rows and its 
 scores are item rows with the field ``eval_task`` (rundir/export.py turns both into rows of
 the pair ``<task>→<label>`` with an ``eval_task`` column).
 
-Not handled: few-shot contexts and the training task's ``max_new_tokens`` (an eval task is
+Not handled: a crash while the stage adds a task loses the tasks already evaluated (they are
+in ``xeval.tmp/``, which the next run deletes; their generations come back from the run's
+generation cache, so they cost little), few-shot contexts and the training task's ``max_new_tokens`` (an eval task is
 evaluated zero-shot with its own generation settings), recipe-search validation (the chosen
 candidate's checkpoint is the cell's, evaluated as any other).
 """
