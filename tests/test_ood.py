@@ -188,3 +188,15 @@ def test_the_transfer_interval_is_not_empty_at_zero_and_stays_within_one():
     assert d == 0 and lo < 0 < hi
     d, lo, hi = _gain(0.0, 60, 1.0, 60)
     assert d == 1 and 0.8 < lo < hi <= 1.0
+
+
+@pytest.mark.parametrize("twin", sorted(TWINS.values()))
+def test_no_two_twin_prompts_differ_only_in_words_the_models_cannot_tell_apart(twin):
+    """As for the toy tasks (tests/test_toyworld.py): a twin's shift must be in words the
+    shipped models can tell apart, or it would measure the tokenizer, not the skill."""
+    from sftscale.toyworld import TOY_MODELS, toy_model_path
+    from sftscale.toyworld.probe import indistinct_pairs
+
+    task = get_task(twin)
+    prompts = [task.prompt_text(it) for it in task.test_items()]
+    assert indistinct_pairs(prompts, [toy_model_path(m) for m in TOY_MODELS]) == {}
