@@ -11,7 +11,8 @@ from sftscale.io import InputError
 from sftscale.tasks import Item, Task, get_task, register_task, registry, task_names
 
 SHIPPED = ["gsm8k", "humaneval", "humaneval+", "ifeval", "fanoutqa", "multihop-file",
-           "toy-math", "toy-multihop", "toy-knowledge", "toy-code", "toy-instruct"]
+           "toy-math", "toy-multihop", "toy-math-ood", "toy-multihop-ood", "toy-knowledge",
+           "toy-code", "toy-code-ood", "toy-instruct", "toy-instruct-ood"]
 
 
 class _Echo(Task):

@@ -126,6 +126,20 @@ class ModelEntry(_Strict):
         return self.name or _label_from_ref(self.ref)
 
 
+class EvalTaskEntry(_Strict):
+    """A task the cells are also evaluated on (``eval_tasks``); a string is ``{name: STRING}``."""
+
+    name: str = Field(description="registered task name (see `sftscale tasks`)")
+    label: Label | None = Field(None, description="label in tables (default: the name)")
+    options: dict[str, Any] = Field(default_factory=dict, description="task constructor options")
+    limit: int | None = Field(None, ge=1, description="first LIMIT test items (default: the task's)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+
 class TaskEntry(_Strict):
     """One task of the study."""
 
@@ -140,6 +154,7 @@ class TaskEntry(_Strict):
     n: list[int] | None = Field(None, description="this task's own N grid (default: the study's)")
     recipe: dict[str, Any] = Field(default_factory=dict, description="Recipe overrides for this task")
     fewshot: Shots | None = Field(None, description="this task's k-shot baselines (default: the study's)")
+    eval_tasks: list[EvalTaskEntry] = Field(default_factory=list, description="other tasks to evaluate on")
 
     @field_validator("n")
     @classmethod
@@ -307,6 +322,7 @@ class StudyConfig(_Strict):
     fewshot_on_finetuned: bool = Field(False, description="k-shot cells for every finetuned cell too")
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings,
                                        description="token shift per cell; judge labels after the run")
+    eval_tasks: list[EvalTaskEntry] = Field(default_factory=list, description="all tasks' eval_tasks")
 
     _path: str | None = PrivateAttr(None)
     _lines: dict[tuple, int] = PrivateAttr(default_factory=dict)

@@ -54,6 +54,9 @@ class Cell:
     model_defaults: dict[str, Any] = field(default_factory=dict)  # a toy model's own defaults
     kshot: int = 0  # a k-shot cell of the study's ``fewshot``: k in-context examples (0: none)
     fewshot_seed: int | None = None  # its draw's seed (None: the task's own)
+    # other tasks the cell is evaluated on (the xeval stage; NOT part of the spec: adding one
+    # evaluates only it): {label, name, options, limit, version} each
+    eval_tasks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def world(self) -> int:
@@ -123,6 +126,7 @@ def expand_cells(cfg: StudyConfig, pool_sizes: Mapping[str, int] | None = None) 
 
     cells: list[Cell] = []
     search = cell_search(cfg)
+    xtasks = [_eval_tasks(cfg, ti) for ti in range(len(cfg.tasks))]
     for m in cfg.models:
         own = model_defaults(m.ref)
         for ti, t in enumerate(cfg.tasks):
@@ -158,7 +162,7 @@ def expand_cells(cfg: StudyConfig, pool_sizes: Mapping[str, int] | None = None) 
                         n_requested=n_req, sampling=_sampling(cfg),
                         num_fewshot=cfg.evaluation.num_fewshot, processes=m.processes,
                         search=search if n > 0 else {}, task_version=task_version(t.name),
-                        model_defaults=own))
+                        model_defaults=own, eval_tasks=xtasks[ti]))
     cells = _with_kshot(cfg, cells)
     keys = [c.key for c in cells]
     if len(set(keys)) != len(keys):  # impossible with validated labels; guard anyway
@@ -200,8 +204,37 @@ def _with_kshot(cfg: StudyConfig, cells: list[Cell]) -> list[Cell]:
         for base in group:
             for k in ks:
                 for fs in seeds:
-                    out.append(replace(base, kshot=k, num_fewshot=k, fewshot_seed=fs))
+                    out.append(replace(base, kshot=k, num_fewshot=k, fewshot_seed=fs,
+                                       eval_tasks=[]))  # other tasks: the plain cell's
     return out
+
+
+def _eval_tasks(cfg: StudyConfig, ti: int) -> list[dict[str, Any]]:
+    """Task ``ti``'s eval tasks as its cells carry them: its own ``eval_tasks``, then the
+    study-wide ones it does not name (the task itself left out); an unknown task name or a
+    label named twice is an InputError at its line."""
+    from ..tasks.registry import task_names, task_version
+
+    t = cfg.tasks[ti]
+    known = task_names()
+    entries: list[tuple[Any, tuple]] = [(e, ("tasks", ti, "eval_tasks", j))
+                                        for j, e in enumerate(t.eval_tasks)]
+    entries += [(e, ("eval_tasks", j)) for j, e in enumerate(cfg.eval_tasks)]
+    out: dict[str, dict[str, Any]] = {}
+    for e, loc in entries:
+        label = e.label or e.name
+        if e.name not in known:
+            raise cfg.error(f"unknown eval task {e.name!r}; known: {', '.join(known)}", *loc, "name")
+        if label == (t.label or t.name) or label in out:
+            if loc[0] == "eval_tasks":
+                continue  # a study-wide entry the task already has
+            raise cfg.error(f"eval task {label!r} is named twice (a cell is always evaluated "
+                            "on its own task; give each a distinct `label`)", *loc)
+        out[label] = {"label": label, "name": e.name, "options": dict(e.options),
+                      "limit": e.limit if e.limit is not None else (
+                          t.limit if t.limit is not None else cfg.evaluation.limit),
+                      "version": task_version(e.name)}
+    return list(out.values())
 
 
 def _check_search_task(cfg: StudyConfig, ti: int, pool: int | None) -> None:

@@ -82,6 +82,30 @@ def accuracy(d: ReportData) -> str:
             "the curve cannot be forecast.</p>")
 
 
+def transfer(d: ReportData) -> str:
+    """Evaluation on other tasks (``eval_tasks``): each training task beside its other tasks
+    (figure), the accuracy gained from N = 0 to the largest N per pair (table), in words."""
+    from .transfer import pairs, transfer_rows, transfer_table
+
+    ps = pairs(d.metrics)
+    if not ps:
+        return ""
+    order: dict[str, str] = {}
+    for train, _, pair in ps:
+        for t in (train, pair):
+            if t in d.metric_of:
+                order[t] = d.metric_of[t]
+    fig = d.save_figure("transfer", figures.accuracy_figure(d.metrics, d.forecasts or {}, order),
+                        "transfer_vs_n")
+    rows = transfer_rows(d.metrics, d.items)
+    return ("<h2>Does it generalise? Other tasks</h2>" + img(fig["png"], "in distribution and other tasks against N")
+            + "<p class=sub>Each training task (left) beside the task its cells were also evaluated "
+            "on (right, <code>task→other</code>), with their forecasts as above.</p>"
+            + transfer_table(rows)
+            + "<p class=sub>Accuracy: share of correct items, seeds pooled; interval: 95% "
+            "Agresti-Caffo interval of the difference over items. In words: Details.</p>")
+
+
 def backtests(d: ReportData) -> str:
     return _backtests(d.forecasts) if d.forecasts else ""
 
@@ -118,7 +142,11 @@ def judge(d: ReportData) -> str:
 
 def details(d: ReportData) -> str:
     """The findings in sentences (``findings``)."""
-    return "<h2>Details</h2>\n" + findings(d.fits, d.analysis, d.knowledge)
+    from .transfer import transfer_rows, transfer_sentences
+
+    other = transfer_sentences(transfer_rows(d.metrics, d.items)) if len(d.items) else []
+    return ("<h2>Details</h2>\n" + findings(d.fits, d.analysis, d.knowledge)
+            + "".join(f"<p>{esc(s)}</p>" for s in other))
 
 
 def fit_table(d: ReportData) -> str:
@@ -162,11 +190,11 @@ def files(d: ReportData) -> str:
             "(report/), study.sqlite, export.csv, items.jsonl.</p>")
 
 
-SECTIONS: list[Section] = [header, answers, held_fixed, accuracy, backtests, style, token_shift, judge, details,
-                           fit_table, joint_table, search_table, knowledge, examples, files]
+SECTIONS: list[Section] = [header, answers, held_fixed, accuracy, transfer, backtests, style, token_shift, judge,
+                           details, fit_table, joint_table, search_table, knowledge, examples, files]
 SECTIONS.insert(SECTIONS.index(style) + 1, kshot)  # after style: format and substance again
 
 
 __all__ = ["SECTIONS", "Section", "accuracy", "answers", "backtests", "details", "examples", "files",
            "fit_table", "fits_provenance", "header", "held_fixed", "joint_table", "judge", "knowledge", "kshot",
-           "search_table", "style", "token_shift"]
+           "search_table", "style", "token_shift", "transfer"]

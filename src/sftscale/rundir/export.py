@@ -13,11 +13,16 @@
   absent. A study with k-shot cells (``fewshot:``) adds ``k`` (the cell's in-context examples;
   0 for the finetuning curve's cells) and ``fewshot_seed`` (its draw's seed; empty: the task's
   own), to both tables; without them the columns are absent. ``split_kshot`` separates the
-  k > 0 rows (which the fit never puts on an N curve).
+  k > 0 rows (which the fit never puts on an N curve). A study with ``eval_tasks`` (the xeval
+  stage) adds ``eval_task``: the task the row was evaluated on, the cell's own task for its
+  own evaluation; rows of another task have the task ``<task>→<eval task>`` (``layout.PAIR_SEP``), so that every (trained on, evaluated
+  on) pair is a curve of its own for ``fit`` and ``report``, and their ``n_items`` are that
+  task's. Without eval tasks the column is absent.
 - ``items_df``: one row per done cell and evaluated item, columns
   ``model, task, n, seed, item_id, correct, format_ok`` plus one column per other scalar
   (bool/int/float) per-sample field the task reported (e.g. ``correct_flexible``, ``em``).
-  ``correct``/``format_ok`` are pandas nullable booleans.
+  ``correct``/``format_ok`` are pandas nullable booleans. With eval tasks: ``eval_task``
+  too, and the rows of other tasks under ``<task>→<eval task>``.
 
 ``export(run_dir, fmt, out=None)`` writes the metrics table as csv, parquet or jsonl
 (``DIR/export.<fmt>`` by default) and, beside it, the items table: ``DIR/items.<fmt>`` by
@@ -68,30 +73,51 @@ def load_tables(run_dir: str | os.PathLike) -> tuple[Any, Any]:
     with Store(_store_path(run_dir), readonly=True) as st:
         cells = {r["key"]: r for r in st.cells("done")}
         kshot = _kshot_columns(cells)
-        mrows = [{"model": cells[m["cell"]]["model"], "task": cells[m["cell"]]["task"],
-                  "metric": m["metric"], "n": cells[m["cell"]]["n"], "value": m["value"],
-                  "seed": cells[m["cell"]]["seed"], "n_items": cells[m["cell"]]["n_items"],
-                  **kshot.get(m["cell"], {})}
-                 for m in st.metrics() if m["cell"] in cells]
         irows = []
         extra_cols: list[str] = []
+        n_cross: dict[tuple[str, str], int] = {}  # (cell, eval task) -> items
         for it in st.iter_items():
             c = cells.get(it["cell"])
             if c is None:
                 continue
-            row = {"model": c["model"], "task": c["task"], "n": c["n"], "seed": c["seed"],
+            fields = dict(it["fields"])
+            ev = fields.pop("eval_task", None)
+            if ev is not None:
+                n_cross[(it["cell"], ev)] = n_cross.get((it["cell"], ev), 0) + 1
+            row = {"model": c["model"], "task": _pair(c["task"], ev), "n": c["n"], "seed": c["seed"],
                    "item_id": it["item_id"],
                    "correct": None if it["correct"] is None else bool(it["correct"]),
                    "format_ok": None if it["format_ok"] is None else bool(it["format_ok"]),
                    **kshot.get(it["cell"], {})}
-            for k, v in it["fields"].items():
+            if ev is not None:
+                row["eval_task"] = ev
+            for k, v in fields.items():
                 if k in row:
                     continue
                 if k not in extra_cols:
                     extra_cols.append(k)
                 row[k] = v
             irows.append(row)
-    extra = _search_columns(cells, mrows)
+        mrows = []
+        for m in st.metrics():
+            c = cells.get(m["cell"])
+            if c is None:
+                continue
+            ev, metric = _split_metric(m["metric"])
+            mrows.append({"model": c["model"], "task": _pair(c["task"], ev), "metric": metric,
+                          "n": c["n"], "value": m["value"], "seed": c["seed"],
+                          "n_items": c["n_items"] if ev is None else n_cross.get((m["cell"], ev)),
+                          "eval_task": ev or c["task"], **kshot.get(m["cell"], {})})
+    cross = any(r["eval_task"] != r["task"] for r in mrows)
+    for r in mrows:
+        if not cross:
+            del r["eval_task"]
+    for r in irows:
+        if cross:
+            r.setdefault("eval_task", r["task"])
+    if cross and "eval_task" not in extra_cols:
+        extra_cols.insert(0, "eval_task")
+    extra = (["eval_task"] if cross else []) + _search_columns(cells, mrows)
     kcols = list(KSHOT_COLUMNS) if kshot else []
     metrics = pd.DataFrame(mrows, columns=METRIC_COLUMNS + kcols + extra)
     if len(metrics):
@@ -129,6 +155,20 @@ def split_kshot(df: Any) -> tuple[Any, Any]:
         return df, None
     k = df["k"].fillna(0).astype("int64")
     return df[k == 0].reset_index(drop=True), df[k > 0].reset_index(drop=True)
+
+
+def _split_metric(name: str) -> tuple[str | None, str]:
+    """(eval task label, metric) of an xeval metric ``xeval/<label>/<metric>``; else (None, name)."""
+    head, sep, rest = name.partition("/")
+    if head == layout.XEVAL and sep and "/" in rest:
+        label, _, metric = rest.partition("/")
+        return label, metric
+    return None, name
+
+
+def _pair(task: str, eval_task: str | None) -> str:
+    """The task column of a row: the cell's task, or ``<task>→<eval task>`` for another one."""
+    return task if eval_task is None else f"{task}{layout.PAIR_SEP}{eval_task}"
 
 
 def _search_columns(cells: dict[str, dict[str, Any]], mrows: list[dict[str, Any]]) -> list[str]:

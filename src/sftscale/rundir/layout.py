@@ -75,6 +75,12 @@ CKPT_SHA = "checkpoint.sha256"  # the checkpoint's hash in a train/ sealed befor
 RESULTS_GLOB = "results_*.json"
 SAMPLES_GLOB = "samples_*.jsonl"
 
+# the xeval stage (study/xeval.py): cells/<key>/xeval/xeval.json + <eval label>/{results,samples}
+XEVAL = "xeval"
+XEVAL_JSON = "xeval.json"
+XEVAL_METRIC = "xeval/{label}/{metric}"  # a store metric of an eval task (rundir/export.py)
+PAIR_SEP = "→"  # export's task of a (trained on, evaluated on) pair: "toy-math→toy-math-ood"
+
 # a recipe-search candidate's files (study/search.py), under search/<cand>/
 CAND_VAL = "val"
 CAND_VAL_JSON = "val.json"

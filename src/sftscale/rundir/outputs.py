@@ -61,6 +61,7 @@ def collect_values(cdir: Path, cell: Cell, stages: Sequence[StageSpec]) -> dict[
     complete (what each stage's ``collect`` adds; no hashing)."""
     rec: dict[str, Any] = {"metrics": {}, "items": [], "n_items": None}
     by: dict[str, str] = {}
+    extra: list[dict[str, Any]] = []
     for spec in stages:
         sdir = spec.dir_in(cdir)
         try:
@@ -79,8 +80,12 @@ def collect_values(cdir: Path, cell: Cell, stages: Sequence[StageSpec]) -> dict[
                 if rec["items"]:
                     raise RuntimeError(f"stage {spec.name!r} reports items; another stage did")
                 rec["items"] = v
+            elif k == "xitems":  # items of other tasks (xeval): after the cell's own
+                extra.extend(v or ())
             elif v is not None:
                 rec[k] = v
+    base = len(rec["items"])
+    rec["items"] = list(rec["items"]) + [{**it, "idx": base + i} for i, it in enumerate(extra)]
     return rec
 
 

@@ -19,6 +19,11 @@ A ``StageSpec`` says everything the runner, the store, the integrity checks, the
   the metrics table and of ``export.csv``; names must not clash with another stage's),
   ``items`` (per-item scores; one stage only), ``n_items``, ``search``.
 - ``seconds(stage_dir)``: the time a reused directory recorded (None: unknown).
+- ``missing(cell, stage_dir)``: why a complete directory does not serve this cell (None:
+  it does), for outputs that depend on something outside the cell's spec (the xeval stage's
+  list of eval tasks); a done cell for which it says something goes back to pending.
+- ``incremental``: when ``missing`` sends the stage back, it runs with the directory's files
+  already in ``ctx.out`` (moved, not copied) and adds what is missing.
 - ``own_workers``: the stage starts its own workers (training: torchrun or Ray Train); the
   others run in a Ray task holding the cell's resources when the cell's own task holds none.
 
@@ -90,6 +95,8 @@ class StageSpec:
     collect: Callable[[Cell, Path], dict[str, Any]] | None = None
     seconds: Callable[[Path], float | None] | None = None
     own_workers: bool = False
+    missing: Callable[[Cell, Path], str | None] | None = None
+    incremental: bool = False
 
     def __post_init__(self) -> None:
         if not self.directory:

@@ -236,7 +236,10 @@ class Store:
                 if c.key in have:
                     if have[c.key] != c.spec_hash:
                         changed.append(c.key)
-                    self.db.execute("UPDATE cells SET ord=? WHERE key=?", (i, c.key))
+                        self.db.execute("UPDATE cells SET ord=? WHERE key=?", (i, c.key))
+                    else:  # the same spec; fields outside it (eval_tasks) as configured now
+                        self.db.execute("UPDATE cells SET ord=?, spec=? WHERE key=?",
+                                        (i, json.dumps(c.to_dict(), sort_keys=True), c.key))
                     continue
                 self.db.execute(
                     "INSERT INTO cells(key, ord, model, model_ref, task, task_name, n, seed, spec,"

@@ -181,6 +181,11 @@ class CellRunner:
         discards the directories of the stages that need it."""
         sdir = spec.dir_in(ctx.cell_dir)
         hashes, why = stage_state(spec, sdir)
+        keep = False  # an incremental stage that only lacks something keeps what it has
+        if hashes is not None and spec.missing is not None:
+            why = spec.missing(cell, sdir)
+            keep = bool(why) and spec.incremental
+            hashes = None if why else hashes
         if hashes is not None:
             seconds[spec.name] = (spec.seconds(sdir) if spec.seconds else None) or 0.0
             return hashes
@@ -189,10 +194,14 @@ class CellRunner:
                         spec.name)
         _emit(progress, cell.key, spec.name)
         later = dependents(self.stages, spec.name)
+        tmp = fresh_dir(spec.tmp_in(ctx.cell_dir))
+        if keep:
+            tmp.rmdir()
+            os.replace(sdir, tmp)
+            (tmp / layout.SEAL).unlink(missing_ok=True)
         for s in self.stages:
             if s.name == spec.name or s.name in later:
                 remove_path(s.dir_in(ctx.cell_dir))
-        tmp = fresh_dir(spec.tmp_in(ctx.cell_dir))
         ts = time.perf_counter()
         self._run_fn(spec, cell)(cell, replace(ctx, out=tmp, progress=self._stage_progress(
             spec.name, ctx.run_dir, cell.key, progress)))
@@ -384,6 +393,8 @@ def _run_locked(cfg: StudyConfig, run_dir: Path, executor: Any, retry_failed: bo
     runner = runner or CellRunner()
     if runner.stages == default_stages():  # the default list: with the study's analyses
         runner = replace(runner, stages=stage_list.study_stages(cfg))
+    xstages = stage_list.with_eval_tasks(runner.stages, cfg)  # + xeval when eval_tasks are named
+    runner = runner if xstages is runner.stages else replace(runner, stages=xstages)
     run_dir, cells = prepare(cfg, run_dir, check=False, pool_sizes=pool_sizes,
                              rerun_changed=rerun_changed, repair=repair, locked=True,
                              stages=runner.stages)
@@ -394,6 +405,7 @@ def _run_locked(cfg: StudyConfig, run_dir: Path, executor: Any, retry_failed: bo
     keys = [c.key for c in cells]
     with Store(layout.store_path(run_dir)) as st:
         state = _reconcile(run_dir, st, keys, retry_failed, runner.stages)
+        state.update(_wants_more(run_dir, st, cells, state, runner.stages))
         todo = [c for c in cells if state.get(c.key) == "pending"]
         rep = make_reporter(progress, total=len(cells), name=cfg.name, run_dir=run_dir,
                             done=sum(1 for k in keys if state.get(k) == "done"),
@@ -445,6 +457,28 @@ def _reconcile(run_dir: Path, st: Store, keys: Sequence[str], retry_failed: bool
     if retry_failed:
         st.retry_failed()
     return {r["key"]: r["state"] for r in st.cells()}
+
+
+def _wants_more(run_dir: Path, st: Store, cells: Sequence[Cell], state: Mapping[str, str],
+                stages: Sequence[StageSpec]) -> dict[str, str]:
+    """Done cells that a stage's ``missing`` says lack something (a new eval task) go back
+    to pending; their stage directories stay (the runner reuses or extends them)."""
+    out: dict[str, str] = {}
+    first = ""
+    for c in cells:
+        if state.get(c.key) != "done":
+            continue
+        for spec in stages:
+            why = spec.missing(c, spec.dir_in(layout.cell_dir(run_dir, c.key))) if spec.missing else None
+            if why:
+                st.reset(c.key)
+                out[c.key] = "pending"
+                first = first or f"{c.key}: {why}"
+                break
+    if out:
+        log.warning("%d done cell(s) lack outputs (e.g. %s); running only what is missing",
+                    len(out), first)
+    return out
 
 
 class _Driver:

@@ -10,6 +10,10 @@ stage's ``collect`` returns lands in the metrics table and ``export.csv``.
   search trains its candidates instead (study/search.py, chosen by the runner).
 - ``eval``: ``eval_stage`` → ``evaluation.evaluate`` on the cell's checkpoint (the base model
   for N = 0), writing ``results_<ts>.json`` and ``samples_<task>_<ts>.jsonl``.
+- ``xeval`` (``XEVAL_SPEC``, study/xeval.py; not in ``STAGES``: ``with_eval_tasks`` appends it
+  to the stage list of a study that names ``eval_tasks``, so that other studies' cells and run
+  directories are untouched): the same checkpoint on the cell's eval tasks, one ``<label>/``
+  pair of files each.
 
 A new per-cell stage is one module (its ``run``, and a ``StageSpec``) and one registration::
 
@@ -28,14 +32,14 @@ import dataclasses
 import json
 from typing import Any
 
-from ..generation.shared import GENERATORS  # one base model per process, shared with `shift`
-from ..generation.shared import shared_generator as _shared_generator
+from ..generation.shared import GENERATORS, file_version, shared_generator  # one model per process
 from ..grid.cells import Cell
 from ..rundir import layout
 from ..rundir.integrity import train_files
 from ..rundir.outputs import eval_record, eval_seconds, train_record, train_seconds
 from ..rundir.stagespec import Stage, StageContext, StageSpec, check_stages
 from ..tasks.base import Task
+from .xeval import XEVAL_SPEC
 
 
 def train_stage(cell: Cell, ctx: StageContext) -> None:
@@ -99,13 +103,15 @@ def eval_stage(cell: Cell, ctx: StageContext) -> None:
     if cell.n > 0 and not (ckpt / "adapter_config.json").exists():
         from ..models import template_sha
 
-        gen = Generator(str(ckpt), batch_size=cell.batch_size, cache_dir=cache_dir, device=dev)
+        gen = (shared_generator(str(ckpt), cell.batch_size, cache_dir, dev, file_version(train_dir / layout.TRAIN_META))
+               if ctx.share_generator else
+               Generator(str(ckpt), batch_size=cell.batch_size, cache_dir=cache_dir, device=dev))
         check_template(ckpt, template_sha(gen.tokenizer, cell.chat), cell.allow_template_mismatch)
         evaluate(str(ckpt), task, generator=gen, **common)
     else:
         adapter = str(ckpt) if cell.n > 0 else None
         if ctx.share_generator:
-            gen = _shared_generator(cell.model_ref, cell.batch_size, cache_dir, dev)
+            gen = shared_generator(cell.model_ref, cell.batch_size, cache_dir, dev)
         else:
             gen = Generator(cell.model_ref, batch_size=cell.batch_size, cache_dir=cache_dir,
                             device=dev)
@@ -132,6 +138,16 @@ EVAL_SPEC = StageSpec(name=layout.EVAL, run=eval_stage,
 
 STAGES: list[StageSpec] = [TRAIN_SPEC, EVAL_SPEC]
 """Every cell's stages, in order: the runner's default, and what ``sftscale run`` runs."""
+
+
+def with_eval_tasks(stages: list[StageSpec], cfg: Any) -> list[StageSpec]:
+    """``stages`` plus the xeval stage when the study ``cfg`` names ``eval_tasks`` (on a task
+    or study-wide) and the list has no xeval stage yet."""
+    named = bool(cfg.eval_tasks) or any(t.eval_tasks for t in cfg.tasks)
+    if not named or any(s.name == XEVAL_SPEC.name for s in stages):
+        return stages
+    check_stages([*stages, XEVAL_SPEC])
+    return [*stages, XEVAL_SPEC]
 
 
 def register_stage(spec: StageSpec) -> StageSpec:
@@ -164,5 +180,6 @@ def with_runs(stages: list[StageSpec] | None = None, **runs: Stage) -> list[Stag
     return [dataclasses.replace(s, run=runs[s.name]) if s.name in runs else s for s in base]
 
 
-__all__ = ["EVAL_SPEC", "GENERATORS", "STAGES", "StageContext", "StageSpec", "TRAIN_SPEC",
-           "eval_stage", "register_stage", "study_stages", "task_object", "train_stage", "with_runs"]
+__all__ = ["EVAL_SPEC", "GENERATORS", "STAGES", "XEVAL_SPEC", "StageContext", "StageSpec", "TRAIN_SPEC",
+           "eval_stage", "register_stage", "study_stages", "task_object", "train_stage", "with_eval_tasks",
+           "with_runs"]

@@ -182,11 +182,29 @@ def math_test_problems(n: int = MATH_TEST_RESERVE, seed: int = 0) -> list[MathPr
     return _unique(random.Random(f"toymath2-test-{seed}"), n, set())
 
 
+OOD_STEPS = 4  # toy-math-ood: one step more than any pool or test problem (2-3)
+
+
+def math_ood_problems(n: int, seed: int = 0) -> list[MathProblem]:
+    """``n`` unique problems of ``OOD_STEPS`` operations (toy-math-ood), every value still in
+    0..MAX_VALUE and every operand in 1..MAX_OPERAND: only the chain's length is new."""
+    rng = random.Random(f"toymath2-ood-{seed}")
+    out: list[MathProblem] = []
+    seen: set = set()
+    while len(out) < n:
+        p = random_problem(rng, OOD_STEPS)
+        if p.key() not in seen:
+            seen.add(p.key())
+            out.append(p)
+    return out
+
+
 def math_pool_problems(n: int, seed: int = 0) -> list[MathProblem]:
     """``n`` unique training problems, disjoint (by ``key()``) from the reserved test sequence."""
     seen = {p.key() for p in math_test_problems(MATH_TEST_RESERVE, seed)}
     return _unique(random.Random(f"toymath2-train-{seed}"), n, seen)
 
 
-__all__ = ["ITEMS", "MATH_TEST_RESERVE", "MAX_OPERAND", "MAX_VALUE", "MathProblem", "drill",
-           "equation", "math_pool_problems", "math_test_problems", "random_problem"]
+__all__ = ["ITEMS", "MATH_TEST_RESERVE", "MAX_OPERAND", "MAX_VALUE", "OOD_STEPS", "MathProblem",
+           "drill", "equation", "math_ood_problems", "math_pool_problems", "math_test_problems",
+           "random_problem"]

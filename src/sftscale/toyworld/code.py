@@ -38,6 +38,12 @@ Sizes (seed 0): 18 families, one entry point (``ENTRY``; the corpus uses all ten
 family: 2,554 train and 2,122 test items; prompt + answer at most 95 tokens. The corpus may
 show a test derivation's code under a docstring (that is the knowledge), never its spec sentence.
 
+``toy-code-ood`` (``ToyCodeOOD``, evaluation only): the same prompt, fence and scoring, on
+``OOD_FAMILIES``, which combine two operations that no toy-code family combines (x times k
+compared with m; the larger of x plus k and m; the sum of xs with k added to each; x minus k
+divisible by m). ``op_signature`` names a program's operations; no toy-code derivation has the
+signature of an OOD family (tests/test_ood.py).
+
 Corpus (``corpus_documents``): short functions with docstrings (imperative paraphrases that
 differ from the task's "returns ..." specs), helper definitions with docstrings, never a fence
 and never the ``Task:``/``Solution:`` format. Not handled: specs beyond these families,
@@ -461,3 +467,76 @@ class ToyCode(HumanEval):
             records[i].update(self._verdict(res))
             records[i]["correct"] = records[i]["status_base"] == "pass"
         return records
+
+
+# --- toy-code-ood ---------------------------------------------------------------------------
+#: two operations each, in combinations no ``FAMILIES`` member has (``op_signature``)
+OOD_FAMILIES: tuple[Family, ...] = (
+    Family("mulgreater", "x", ("returns True when x times {k} is greater than {m}",
+                               "tells whether x times {k} is greater than {m}"),
+           (), ("return x * {k} > {m}",), "km"),
+    Family("addlarger", "x", ("returns the larger of x plus {k} and {m}",
+                              "returns x plus {k} or {m}, whichever is larger"),
+           (), ("return max(x + {k}, {m})",), "km"),
+    Family("sumaddeach", "xs", ("returns the sum of the numbers in xs with {k} added to each",
+                                "adds {k} to every number in xs and returns the sum"),
+           (), ("return sum([v + {k} for v in xs])",), "k"),
+    Family("subdivisible", "x", ("returns True when x decreased by {k} is divisible by {m}",
+                                 "tells whether x decreased by {k} is divisible by {m}"),
+           (), ("return (x - {k}) % {m} == 0",), "km"),
+)
+OOD_PER_FAMILY = 30  # derivations per OOD family (two wordings each): 240 items
+
+
+def op_signature(source: str) -> frozenset[str]:
+    """The operations of a program: arithmetic and comparison operators, and called names."""
+    import ast
+
+    ops: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.BinOp):
+            ops.add(type(node.op).__name__)
+        elif isinstance(node, ast.Compare):
+            ops.update(type(o).__name__ for o in node.ops)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            ops.add(node.func.id)
+    return frozenset(ops)
+
+
+@lru_cache(maxsize=4)
+def ood_items(seed: int = 0) -> tuple[Item, ...]:
+    """toy-code-ood's items: ``OOD_PER_FAMILY`` seeded derivations of every OOD family."""
+    world = World.generate(seed)
+    out: list[Item] = []
+    for fam in OOD_FAMILIES:
+        consts = [c for c in task_constants(fam) if fam.key != "subdivisible" or c[1] >= 2]
+        rng = random.Random(f"toy-code-ood|{seed}|{fam.key}")
+        for c in sorted(rng.sample(consts, OOD_PER_FAMILY)):
+            tests, _ = _test_code(fam, c, world, random.Random(f"toy-code-tests|{seed}|{fam.key}|{c!r}"))
+            tag = "-".join(str(v) for v in c)
+            for w in range(len(fam.specs)):
+                out.append(Item(
+                    id=f"toy-code-ood/test/{fam.key}/{tag}/{ENTRY}/{w}",
+                    question=spec_sentence(fam, c, ENTRY, w), completion=completion(fam, c, ENTRY),
+                    target={"entry_point": ENTRY, "test": tests, "preamble": ""},
+                    meta={"family": fam.key, "constants": list(c), "entry_point": ENTRY}))
+    random.Random(f"toy-code-ood-test-{seed}").shuffle(out)
+    return tuple(out)
+
+
+@register_task("toy-code-ood")
+class ToyCodeOOD(ToyCode):
+    """toy-code's format on operation combinations absent from its pool (module docstring)."""
+
+    name = "toy-code-ood"
+    version = "1"
+
+    @cached_property
+    def _test(self) -> list[Item]:
+        items = list(ood_items(self.seed))
+        return items if self.n_test is None else items[:self.n_test]
+
+    def train_items(self) -> list[Item]:
+        from .tasks import no_training_pool
+
+        raise no_training_pool(self.name, "toy-code")

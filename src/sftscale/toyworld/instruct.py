@@ -37,6 +37,12 @@ Split, by person: train items ask about the world's "pool" people, test items ab
 people (the toy-multihop split); both know the facts from pretraining, no test fact is in the
 finetuning pool. 6 distinct prompts per (person, relation, question wording).
 
+``toy-instruct-ood`` (``ToyInstructOOD``, evaluation only): the same prompt, phrases and
+scoring, but TWO style instructions per item (``OOD_PAIRS``: every pair of ``TASK_KINDS``
+whose gold response can meet both; end phrase + quotes cannot, the quote would end it), with
+the word bound on half of them. toy-instruct's items carry one style instruction each, so no
+finetuning item combines two. Test people, one item per (person, relation, wording).
+
 Corpus (``corpus_documents``): prose about corpus people that uses the constraint words
 (facts retold in lowercase, word counts of sentences, notes that end with the end phrases,
 postscripts, quoted sentences, the keywords), never the ``Question: ... Response:`` format.
@@ -314,3 +320,57 @@ class ToyInstruct(Task):
 
 
 PROMPT = "Question: {q}\nResponse:\n"
+
+
+# --- toy-instruct-ood -----------------------------------------------------------------------
+#: pairs of style kinds a gold response can meet together ("end" then "quote" cannot: the
+#: closing quote would follow the end phrase)
+OOD_PAIRS: tuple[tuple[str, str], ...] = tuple(
+    (a, b) for i, a in enumerate(TASK_KINDS) for b in TASK_KINDS[i + 1:]
+    if {a, b} != {"end", "quote"})
+
+
+def style_kinds(item: Item) -> list[str]:
+    """The style instructions of an item (the word bound left out)."""
+    return [k for k in item.meta.get("kinds", []) if k != "words"]
+
+
+@lru_cache(maxsize=4)
+def instruct_ood_items(seed: int = 0) -> tuple[Item, ...]:
+    """toy-instruct-ood's items: test people, two style kinds each (``OOD_PAIRS``)."""
+    world = World.generate(seed)
+    items = []
+    for p in world.group("test"):
+        for rel in PERSON_RELATIONS:
+            for t in range(len(DIRECT_QUESTIONS[rel])):
+                rng = random.Random(f"toy-instruct-ood|{seed}|{p.name}|{rel}|{t}")
+                kinds: tuple[str, ...] = rng.choice(OOD_PAIRS)
+                if rng.random() < 0.5:
+                    kinds = (*kinds, "words")
+                kinds = tuple(rng.sample(kinds, len(kinds)))
+                cfg = Config(kinds=kinds, end=TASK_END, ps=TASK_PS, keyword=TASK_KEYWORD,
+                             extra_words=rng.randint(0, 3))
+                it = make_item(p, rel, t, cfg, "test", 0)
+                items.append(Item(id=it.id.replace("toy-instruct/", "toy-instruct-ood/", 1),
+                                  question=it.question, target=it.target,
+                                  completion=it.completion, meta=it.meta))
+    random.Random(f"toy-instruct-ood-test-{seed}").shuffle(items)
+    return tuple(items)
+
+
+@register_task("toy-instruct-ood")
+class ToyInstructOOD(ToyInstruct):
+    """toy-instruct's format with two style instructions per item (module docstring).
+    Options: ``n_test`` (default: all, 402), ``seed``, ``limit``."""
+
+    name = "toy-instruct-ood"
+    version = "1"
+
+    def test_items(self) -> list[Item]:
+        want = self.n_test if self.limit is None else min(self.n_test, self.limit)
+        return list(instruct_ood_items(self.seed)[:want])
+
+    def train_items(self) -> list[Item]:
+        from .tasks import no_training_pool
+
+        raise no_training_pool(self.name, "toy-instruct")

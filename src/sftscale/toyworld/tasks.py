@@ -37,7 +37,17 @@ knowledge-injection experiment. ``split`` selects:
 All three splits score ``"Answer:"`` style responses with the multihop scorer (facts: first word).
 ``n_test`` default: every (held-out person, relation/chain) pair once (144).
 
-toy-code and toy-instruct live in ``toyworld.code`` and ``toyworld.instruct``.
+Out-of-distribution twins (evaluation only: ``train_items`` raises ``NotImplementedError``
+like any task without a training pool; docs/toy-models.md, "Out-of-distribution twins"):
+
+- ``toy-math-ood`` (``ToyMathOOD``): toy-math's format and number ranges, but every problem
+  has ``arith.OOD_STEPS`` = 4 operations, one more than any toy-math item (2-3).
+- ``toy-multihop-ood`` (``ToyMultihopOOD``): toy-multihop's format and test people, but
+  three-hop chains that end at the capital (``OOD_CHAINS``: "What is the capital of the
+  country where X was born?" -> ``"X was born in C. C is located in K. The capital city of K
+  is Z.\nAnswer: Z"``); the corpus states every hop, no finetuning item composes a capital.
+
+toy-code and toy-instruct (and their twins) live in ``toyworld.code`` and ``toyworld.instruct``.
 
 Not handled: chat-specific prompts beyond
 the base-class chat template (the user turn is the plain prompt without its trailing cue).
@@ -220,6 +230,85 @@ class ToyMultihop(_ToyQA):
                 out.append(multihop_item(self.world, p, c, t, 0, "test", self.reasoning))
             r += 1
         return out
+
+
+def no_training_pool(name: str, twin: str) -> NotImplementedError:
+    """The error of an OOD twin's ``train_items`` (``Task.has_train`` reads it as "no pool")."""
+    return NotImplementedError(f"task {name!r} has no training pool: it is an "
+                               f"out-of-distribution evaluation set; finetune on {twin!r} and "
+                               f"name {name!r} in that task's eval_tasks")
+
+
+@register_task("toy-math-ood")
+class ToyMathOOD(ToyMath):
+    """toy-math with one more step than any toy-math item (module docstring). Options:
+    ``n_test`` (default 200, at most 1,000), ``seed``, ``limit``."""
+
+    name = "toy-math-ood"
+    version = "1"
+
+    def __init__(self, n_test: int = 200, seed: int = 0, limit: int | None = None):
+        super().__init__(n_train=0, n_test=n_test, seed=seed, limit=limit)
+
+    @cached_property
+    def _test(self) -> list[Item]:
+        from .arith import math_ood_problems
+
+        return [Item(id=f"toy-math-ood/test/{i}", question=p.question(), target=str(p.answer),
+                     completion=p.solution(), meta={"steps": p.n_steps})
+                for i, p in enumerate(math_ood_problems(self.n_test, self.seed))]
+
+    def train_items(self) -> list[Item]:
+        raise no_training_pool(self.name, "toy-math")
+
+
+# three hops: person -> city/company -> country -> its capital (toy-multihop-ood)
+OOD_CHAINS: dict[str, tuple[str, str]] = {
+    "birth_capital": ("born_in", "located_in"),
+    "home_capital": ("lives_in", "located_in"),
+    "employer_capital": ("works_for", "founded_in"),
+}
+OOD_QUESTIONS: dict[str, str] = {
+    "birth_capital": "What is the capital of the country where {p} was born?",
+    "home_capital": "What is the capital of the country where {p} lives?",
+    "employer_capital": "What is the capital of the country where the employer of {p} was founded?",
+}
+
+
+def capital_item(world: World, p: Person, chain: str) -> Item:
+    """A three-hop toy-multihop-ood item: the two hops of the chain, then the capital."""
+    base = {"birth_capital": "birth_country", "home_capital": "home_country",
+            "employer_capital": "employer_country"}[chain]
+    hops, country = hop_text(world, p, base)
+    cap = world.capitals[country]
+    third = render_fact(cap, "capital_of", country, 1)  # "The capital city of K is Z."
+    return Item(id=f"toy-multihop-ood/test/{_pid(p.name)}/{chain}",
+                question=OOD_QUESTIONS[chain].format(p=p.name), target=[cap],
+                completion=f"{hops} {third}\nAnswer: {cap}",
+                meta={"person": p.name, "chain": chain, "bridge": p.obj(OOD_CHAINS[chain][0]),
+                      "hops": 3})
+
+
+@register_task("toy-multihop-ood")
+class ToyMultihopOOD(ToyMultihop):
+    """toy-multihop's format on three-hop capital chains (module docstring). Options:
+    ``n_test`` (default: every (test person, chain), 201), ``seed``, ``limit``."""
+
+    name = "toy-multihop-ood"
+    version = "1"
+
+    def __init__(self, n_test: int | None = None, seed: int = 0, limit: int | None = None):
+        super().__init__(n_test=0, seed=seed, limit=limit)
+        self.n_test_ood = n_test
+
+    @cached_property
+    def _test(self) -> list[Item]:
+        items = [capital_item(self.world, p, c) for p in self.world.group("test") for c in OOD_CHAINS]
+        random.Random(f"toy-multihop-ood-test-{self.seed}").shuffle(items)
+        return items if self.n_test_ood is None else items[:self.n_test_ood]
+
+    def train_items(self) -> list[Item]:
+        raise no_training_pool(self.name, "toy-multihop")
 
 
 @register_task("toy-knowledge")
