@@ -16,8 +16,8 @@
   k > 0 rows (which the fit never puts on an N curve). A study with ``eval_tasks`` (the xeval
   stage) adds ``eval_task``: the task the row was evaluated on, the cell's own task for its
   own evaluation; rows of another task have the task ``<task>→<eval task>``
-  (``layout.PAIR_SEP``), so that every (trained on, evaluated on) pair is a curve of its own for ``fit`` and ``report``, and their ``n_items`` are that
-  task's. Without eval tasks the column is absent.
+  (``layout.PAIR_SEP``), so that every (trained on, evaluated on) pair is a curve of its own
+  for ``fit`` and ``report``, and their ``n_items`` are that task's. Without eval tasks the column is absent.
 - ``items_df``: one row per done cell and evaluated item, columns
   ``model, task, n, seed, item_id, correct, format_ok`` plus one column per other scalar
   (bool/int/float) per-sample field the task reported (e.g. ``correct_flexible``, ``em``).
