@@ -138,7 +138,7 @@ def test_mean_over_samples_with_per_item_stderr():
 
 @pytest.mark.parametrize("flag,value,reason", [
     ("--temperature", "-1", "must be >= 0"), ("--top-p", "0", "must be in (0, 1]"),
-    ("--n-samples", "0", "must be an integer >= 1"), ("--num-fewshot", "2", "no few-shot definition")])
+    ("--n-samples", "0", "must be an integer >= 1"), ("--num-fewshot", "2", "has no few-shot pool")])
 def test_eval_bad_sampling_options_exit_2(tiny_model, flag, value, reason):
     p = run("eval", "-m", tiny_model("chars"), "-t", "humaneval", "--limit", "1", flag, value)
     assert p.exit_code == 2, p.stderr
