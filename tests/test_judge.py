@@ -3,8 +3,9 @@
 The run directory is a real study (the runner, the store) whose eval stage writes toy-math and
 toy-multihop responses with known mistakes (a wrong equation, a wrong operand, a missing
 ``####`` line, a wrong bridge entity ...), scored by the tasks' own scorers. The servers are
-real HTTP servers on the loopback, started once per module: ``transformers serve`` with a tiny
-random model (its answers are noise, so nearly all are ``unparsed``: a weak judge is a finding),
+real HTTP servers on the loopback, started once per module: ``transformers serve`` with the
+shipped SmolLM2-135M-Instruct (two wrong responses per cell; a 135M judge parses rarely: a weak
+judge is a finding),
 and a uvicorn app that answers like a perfect judge (the label the toy world's truth gives),
 or badly: HTTP 500, too slowly, garbage, or 503 once and then well.
 """
@@ -203,10 +204,11 @@ def judge_server():
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """``transformers serve`` with a tiny random chat model, in its own process."""
-    from sftscale import testing
+    """``transformers serve`` with the shipped SmolLM2-135M-Instruct (its GGUF, converted once
+    into the cache), in its own process."""
+    from sftscale.models import alias_gguf_path, ensure_converted
 
-    model = testing.tiny_model(tmp_path_factory.mktemp("served") / "m", "chars")
+    model = ensure_converted(alias_gguf_path("smollm2-135m-instruct"))
     port = _free_port()
     exe = Path(sys.executable).with_name("transformers")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -296,16 +298,17 @@ def test_the_hand_checked_gsm8k_set_is_what_it_says():
 def test_judge_through_transformers_serve(study, served, tmp_path):
     ref, _ = served
     d = _copy(study, tmp_path)
-    r = run("judge", d, "--model", ref, "--concurrency", "4", "--timeout", "60")
+    r = run("judge", d, "--model", ref, "--concurrency", "4", "--timeout", "120", "--limit", "2",
+            "--max-tokens", "24")
     assert r.exit_code == 0, r.stderr
     labels = list(read_jsonl(d / "judge" / "labels.jsonl"))
-    n_wrong = sum(1 for f in d.glob("cells/*/eval/samples_*.jsonl") for x in read_jsonl(f) if not x["correct"])
-    assert len(labels) == n_wrong > 10
+    n_wrong = len(list(d.glob("cells/*/eval/samples_*.jsonl"))) * 2  # --limit 2 per cell
+    assert len(labels) == n_wrong >= 6
     assert f"{n_wrong} wrong responses; 0 answered before (cache), sending {n_wrong} requests" in r.stderr
     assert {x["status"] for x in labels} <= {"ok", "unparsed"}  # every request answered
     doc = json.loads((d / "judge.json").read_text())
     assert doc["status"]["failed"] == 0 and doc["run"]["sent"] == n_wrong
-    again = run("judge", d, "--model", ref)
+    again = run("judge", d, "--model", ref, "--limit", "2", "--max-tokens", "24")
     assert again.exit_code == 0 and f"{n_wrong} answered before (cache), sending 0 requests" in again.stderr
 
 
