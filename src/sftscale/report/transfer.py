@@ -94,13 +94,13 @@ def transfer_sentences(rows: list[dict[str, Any]]) -> list[str]:
         share = r["gain"] / o["gain"] if o["gain"] > 0 else math.nan
         grows = (not math.isnan(r["lo"]) and r["lo"] > 0) if not math.isnan(r["lo"]) else r["gain"] > 0
         s = (f"{r['model']} trained on {r['trained_on']}: in distribution accuracy went from "
-             f"{num(o['acc0'])} at N = {o['n0']} to {num(o['acc1'])} at N = {o['n1']} "
+             f"{num(o['acc0'])} at N = {num(o['n0'])} to {num(o['acc1'])} at N = {num(o['n1'])} "
              f"({iv(o)}); on {r['evaluated_on']} from {num(r['acc0'])} to {num(r['acc1'])} ({iv(r)}"
              + (f", {num(100 * share)}% of the in-distribution gain" if not math.isnan(share) else "")
              + "). " + ("The other task's accuracy grows with N too." if grows else
                         "The other task's accuracy does not grow measurably with N."))
         if r["format1"] >= 0.9 and o["acc1"] - r["acc1"] >= 0.2:
-            s += (f" Format transfers but substance does not: at N = {r['n1']} the format rate on "
+            s += (f" Format transfers but substance does not: at N = {num(r['n1'])} the format rate on "
                   f"{r['evaluated_on']} is {num(r['format1'])}, its accuracy {num(r['acc1'])} "
                   f"against {num(o['acc1'])} in distribution.")
         out.append(s)
@@ -118,7 +118,7 @@ def transfer_table(rows: list[dict[str, Any]]) -> str:
             "<th>format rate at the largest N</th></tr>")
     body = "".join(
         f"<tr><td>{esc(r['model'])}</td><td>{esc(r['trained_on'])}</td><td>{esc(r['evaluated_on'])}"
-        f"{'' if not r['own'] else ' (own)'}</td><td>{r['n0']} → {r['n1']}</td><td>{cell(r['acc0'])}</td>"
+        f"{'' if not r['own'] else ' (own)'}</td><td>{cell(r['n0'])} → {cell(r['n1'])}</td><td>{cell(r['acc0'])}</td>"
         f"<td>{cell(r['acc1'])}</td><td>{cell(r['gain'], True)} [{cell(r['lo'], True)}, "
         f"{cell(r['hi'], True)}]</td><td>{cell(r['format1'])}</td></tr>" for r in rows)
     return f"<table>{head}{body}</table>"
