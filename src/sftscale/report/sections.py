@@ -73,13 +73,18 @@ def accuracy(d: ReportData) -> str:
     if not len(d.metrics):
         return ""
     fc = d.forecasts
-    fig = d.save_figure("accuracy", figures.accuracy_figure(d.metrics, fc or {}, d.metric_of), "accuracy_vs_n")
+    from ..rundir.layout import PAIR_SEP
+
+    own = {t: m for t, m in d.metric_of.items() if PAIR_SEP not in str(t)}  # pairs: "Does it generalise?"
+    fig = d.save_figure("accuracy", figures.accuracy_figure(d.metrics, fc or {}, own or d.metric_of), "accuracy_vs_n")
     return ("<h2>Accuracy against N</h2>" + img(fig["png"], "accuracy against N")
             + "<p class=sub>Points: mean over seeds (error bar ±1 sd, faint dots single seeds). "
             "Solid line: the forecast's members, weighted, through the measured points; dashed line "
             f"and band (grey background): the forecast to 4× the largest N with its "
             f"{num(100 * (fc['level'] if fc else 0.9))}% interval for the curve's value. No line where "
-            "the curve cannot be forecast.</p>")
+            "the curve cannot be forecast."
+            + (" Curves of another evaluated task (T→E) are drawn beside their training task's in "
+               "\"Does it generalise?\"." if len(own) < len(d.metric_of) else "") + "</p>")
 
 
 def transfer(d: ReportData) -> str:
