@@ -129,3 +129,19 @@ def test_no_bootstrap_gives_points_without_intervals():
     g = style_substance(hand_table(), n_boot=0)["groups"][0]
     assert g["total_error"]["mid"] == [0.75, 0.25, 0.0] and g["total_error"]["lo"] == [None] * 3
     assert g["accuracy_plateau_n"]["n"] is None and g["style_saturation_n"]["n"] == 10
+
+
+def test_a_format_never_learnt_is_said_so_not_saturated_at_n0():
+    """A curve whose format rate is 0 at every N (an OOD twin whose format is its shift) has
+    plateau 0; the answers say "never", not "N = 0" (the first N reaching 95% of 0)."""
+    from sftscale.fit.answers import answer_rows
+
+    table = pd.DataFrame([{"model": "m", "task": "t", "n": n, "seed": 0, "item_id": f"q{i}",
+                           "format_ok": False, "correct": False} for n in (0, 10, 100) for i in range(4)])
+    g = style_substance(table, n_boot=50)["groups"][0]
+    assert g["style_saturation_n"]["plateau"] == 0.0 and g["style_saturation_n"]["n"] == 0
+    curve = {"model": "m", "task": "t", "metric": "accuracy", "points": {"n": [0, 10, 100], "y": [0, 0, 0]},
+             "status": "cannot", "reason": "every measured value is at the floor", "targets": [],
+             "backtest_summary": {"n": 0}}
+    rows = answer_rows({"curves": [curve]}, {"groups": [g]})  # type: ignore[typeddict-item]
+    assert rows[0]["format_saturates"] == "never (format rate 0 at every N)"

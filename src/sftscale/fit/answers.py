@@ -65,7 +65,8 @@ def backtest_text(fc: ForecastCurve) -> str:
 
 def answer_rows(forecasts: ForecastsDoc, analysis: AnalysisDoc | None = None) -> list[dict[str, str]]:
     """One dict of plain-text cells per curve of ``forecasts`` (fits.json's object)."""
-    sat = {(g["model"], g["task"]): g["style_saturation_n"]["n"]
+    sat = {(g["model"], g["task"]): (g["style_saturation_n"]["n"]
+                                     if (g["style_saturation_n"].get("plateau") or 0) > 0 else "never")
            for g in (analysis["groups"] if analysis else []) if "style_saturation_n" in g}
     rows = []
     for fc in forecasts["curves"]:
@@ -83,6 +84,7 @@ def answer_rows(forecasts: ForecastsDoc, analysis: AnalysisDoc | None = None) ->
         fmt = sat.get((fc["model"], fc["task"]), "absent")
         rows.append({"curve": curve, "model": fc["model"], "task": fc["task"], "metric": fc["metric"],
                      "format_saturates": ("–" if fmt == "absent" else "not within the grid" if fmt is None
+                                          else "never (format rate 0 at every N)" if fmt == "never"
                                           else f"N = {n_text(fmt)}"),
                      "smallest": smallest, "measured": measured, "forecast": forecast,
                      "targets": "; ".join(target_text(t) for t in fc["targets"]) or "–",
