@@ -156,6 +156,16 @@ def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]
             f.write(json.dumps(r, default=_json_default) + "\n")
 
 
+def atomic_write_jsonl_gz(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
+    """gzip-compressed JSONL (compact separators), atomically, with no timestamp in the gzip
+    header: the same rows give the same bytes. ``read_jsonl`` reads it back."""
+    import gzip
+
+    with atomic_open(path, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as g:
+        for r in rows:
+            g.write((json.dumps(r, separators=(",", ":"), default=_json_default) + "\n").encode("utf-8"))
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)

@@ -29,10 +29,9 @@ A new per-cell stage is one module (its ``run``, and a ``StageSpec``) and one re
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
-from ..generation.shared import GENERATORS, file_version, shared_generator  # one model per process
+from ..generation.shared import GENERATORS  # one model per process
 from ..grid.cells import Cell
 from ..rundir import layout
 from ..rundir.integrity import train_files
@@ -76,46 +75,23 @@ def _link_plain(cell: Cell, ctx: StageContext) -> bool:
 def eval_stage(cell: Cell, ctx: StageContext) -> None:
     """``sftscale.evaluation.run.evaluate`` on the cell's checkpoint (the base model for N = 0).
 
-    A peft adapter is attached to the worker's one Generator for the base model (loaded
-    once, reused by every cell of that base, unless ``ctx.share_generator`` is off). A fully
-    finetuned checkpoint is a model of its own: it gets a Generator of its own (the shared
-    one would have its base replaced), and the chat-template guard is applied here since
-    evaluate() only checks adapters.
+    Which model and adapter, loaded once per worker: ``study.cellmodel.cell_generator`` (the
+    same choice as the xeval stage's). A k-shot cell's examples never come from its own
+    finetuning subset.
     """
-    from ..evaluation.run import check_template, evaluate
-    from ..generation.generator import Generator
+    from ..evaluation.run import evaluate
+    from .cellmodel import cell_generator
 
-    train_dir, cache_dir = ctx.train_dir, ctx.cache_dir
-    meta = json.loads((train_dir / layout.TRAIN_META).read_text())
-    ckpt = train_dir / (meta.get("checkpoint") or layout.CKPT)
     task = task_object(cell)
     if ctx.validation is not None:  # a search candidate: training items, never test items
         from .search import validation_view
         task = validation_view(task, ctx.validation)
-    common: dict[str, Any] = dict(limit=cell.limit, out=ctx.out, chat=cell.chat, batch_size=cell.batch_size,
-                  allow_template_mismatch=cell.allow_template_mismatch, progress=ctx.progress,
-                  sampling=cell.sampling, num_fewshot=cell.num_fewshot,  # examples never from
-                  fewshot_exclude=meta.get("subset_ids") or (),  # the cell's finetuning subset
-                  fewshot_seed=cell.fewshot_seed)
-    if cell.n > 0 and not ckpt.is_dir():
-        raise RuntimeError(f"{train_dir}: trained cell without its checkpoint ({ckpt.name}/)")
-    dev = "auto" if cell.gpus > 1 else None  # a model granted several GPUs is spread over them
-    if cell.n > 0 and not (ckpt / "adapter_config.json").exists():
-        from ..models import template_sha
-
-        gen = (shared_generator(str(ckpt), cell.batch_size, cache_dir, dev, file_version(train_dir / layout.TRAIN_META))
-               if ctx.share_generator else
-               Generator(str(ckpt), batch_size=cell.batch_size, cache_dir=cache_dir, device=dev))
-        check_template(ckpt, template_sha(gen.tokenizer, cell.chat), cell.allow_template_mismatch)
-        evaluate(str(ckpt), task, generator=gen, **common)
-    else:
-        adapter = str(ckpt) if cell.n > 0 else None
-        if ctx.share_generator:
-            gen = shared_generator(cell.model_ref, cell.batch_size, cache_dir, dev)
-        else:
-            gen = Generator(cell.model_ref, batch_size=cell.batch_size, cache_dir=cache_dir,
-                            device=dev)
-        evaluate(cell.model_ref, task, adapter=adapter, generator=gen, **common)
+    model, adapter, gen, meta = cell_generator(cell, ctx)
+    evaluate(model, task, adapter=adapter, generator=gen, limit=cell.limit, out=ctx.out, chat=cell.chat,
+             batch_size=cell.batch_size, allow_template_mismatch=cell.allow_template_mismatch,
+             progress=ctx.progress, sampling=cell.sampling, num_fewshot=cell.num_fewshot,
+             fewshot_exclude=meta.get("subset_ids") or (),  # examples never from the cell's subset
+             fewshot_seed=cell.fewshot_seed)
     if ctx.validation is not None:  # the search's tie-break
         from .search import write_val_loss
         write_val_loss(gen, task, cell, ctx.out)

@@ -77,36 +77,6 @@ def xeval_files(sdir: Path) -> list[Path]:
     return out
 
 
-def _generator(cell: Cell, ctx: StageContext) -> tuple[str, str | None, Any]:
-    """(model argument, adapter, Generator) for the cell's checkpoint, as the eval stage
-    chooses them: a full finetune is a model of its own, N = 0 and adapters use the worker's
-    shared base model."""
-    from ..evaluation.run import check_template
-    from ..generation.generator import Generator
-    from ..generation.shared import file_version, shared_generator
-
-    meta = json.loads((ctx.train_dir / layout.TRAIN_META).read_text())
-    ckpt = ctx.train_dir / (meta.get("checkpoint") or layout.CKPT)
-    dev = "auto" if cell.gpus > 1 else None
-    if cell.n > 0 and not ckpt.is_dir():
-        raise RuntimeError(f"{ctx.train_dir}: trained cell without its checkpoint ({ckpt.name}/)")
-    if cell.n > 0 and not (ckpt / "adapter_config.json").exists():
-        from ..models import template_sha
-
-        version = file_version(ctx.train_dir / layout.TRAIN_META)
-        gen = (shared_generator(str(ckpt), cell.batch_size, ctx.cache_dir, dev, version)
-               if ctx.share_generator else
-               Generator(str(ckpt), batch_size=cell.batch_size, cache_dir=ctx.cache_dir, device=dev))
-        check_template(ckpt, template_sha(gen.tokenizer, cell.chat), cell.allow_template_mismatch)
-        return str(ckpt), None, gen
-    adapter = str(ckpt) if cell.n > 0 else None
-    if ctx.share_generator:
-        gen = shared_generator(cell.model_ref, cell.batch_size, ctx.cache_dir, dev)
-    else:
-        gen = Generator(cell.model_ref, batch_size=cell.batch_size, cache_dir=ctx.cache_dir, device=dev)
-    return cell.model_ref, adapter, gen
-
-
 def xeval_stage(cell: Cell, ctx: StageContext) -> None:
     """Evaluate the eval tasks that ``ctx.out`` lacks; drop those no longer named."""
     from ..evaluation.run import evaluate
@@ -119,7 +89,9 @@ def xeval_stage(cell: Cell, ctx: StageContext) -> None:
             remove_path(d)
     todo = [lab for lab in want if not eval_files(out / lab)]
     if todo:
-        model, adapter, gen = _generator(cell, ctx)
+        from .cellmodel import cell_generator
+
+        model, adapter, gen, _ = cell_generator(cell, ctx)
         by_label = {e["label"]: e for e in cell.eval_tasks}
         for lab in todo:
             e = by_label[lab]

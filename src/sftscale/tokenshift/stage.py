@@ -21,34 +21,19 @@ tokens (a response is compared as the tokenizer encodes its text), recipe-search
 
 from __future__ import annotations
 
-import gzip
-import json
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ..grid.cells import Cell
-from ..io import atomic_open, atomic_write_json, read_json_dict, read_jsonl
+from ..io import atomic_write_json, atomic_write_jsonl_gz, read_json_dict, read_jsonl
 from ..rundir import layout
+from ..rundir.integrity import checkpoint_dir
 from ..rundir.outputs import eval_files
 from ..rundir.stagespec import StageContext, StageSpec
 
 METRICS = ("shift_shifted_share", "shift_mean_kl")
 _DIGITS = 5
-
-
-def write_jsonl_gz(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    """gzip-compressed JSONL, atomically, with no timestamp in the header (same rows, same
-    bytes)."""
-    with atomic_open(path, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as g:
-        for r in rows:
-            g.write((json.dumps(r, separators=(",", ":")) + "\n").encode("utf-8"))
-
-
-def checkpoint_of(train_dir: Path) -> Path:
-    """The cell's checkpoint directory as ``train_meta.json`` names it."""
-    meta = read_json_dict(train_dir / layout.TRAIN_META)
-    return train_dir / (meta.get("checkpoint") or layout.CKPT)
 
 
 def _models(cell: Cell, ctx: StageContext, ckpt: Path) -> tuple[Any, Any, Any, str]:
@@ -98,7 +83,7 @@ def shift_stage(cell: Cell, ctx: StageContext) -> None:
     t0 = time.perf_counter()
     out = ctx.out
     if cell.n == 0:
-        write_jsonl_gz(out / layout.SHIFT_TOKENS, [])
+        atomic_write_jsonl_gz(out / layout.SHIFT_TOKENS, [])
         atomic_write_json(out / layout.SHIFT_META, {"skipped": "N = 0: the base model itself",
                                                     "n_items": 0, "n_tokens": 0})
         return
@@ -109,7 +94,9 @@ def shift_stage(cell: Cell, ctx: StageContext) -> None:
     if files is None:
         raise RuntimeError(f"{ctx.dir_of(layout.EVAL)}: no results_*.json and samples_*.jsonl")
     samples = read_jsonl(files[1])
-    ckpt = checkpoint_of(ctx.train_dir)
+    ckpt = checkpoint_dir(ctx.train_dir)
+    if ckpt is None:
+        raise RuntimeError(f"{ctx.train_dir}: no trained checkpoint (train_meta.json)")
     task = study_task(cell.task_name, cell.task_options, cell.max_new_tokens)
     ft, base, tok, how = _models(cell, ctx, ckpt)
     max_pos = getattr(getattr(ft, "config", None), "max_position_embeddings", None)
@@ -128,7 +115,7 @@ def shift_stage(cell: Cell, ctx: StageContext) -> None:
                       "base_rank": s.base_rank, "kl": [round(x, _DIGITS) for x in s.kl],
                       "base_logprob": [round(x, _DIGITS) for x in s.base_logprob],
                       "ft_logprob": [round(x, _DIGITS) for x in s.ft_logprob]})
-    write_jsonl_gz(out / layout.SHIFT_TOKENS, lines)
+    atomic_write_jsonl_gz(out / layout.SHIFT_TOKENS, lines)
     n = len(ranks)
     atomic_write_json(out / layout.SHIFT_META, {
         "n_items": len(lines), "n_tokens": n, "base": how,
@@ -165,5 +152,4 @@ SHIFT_SPEC = StageSpec(name=layout.SHIFT, run=shift_stage, done=(layout.SHIFT_ME
                        hashed=(layout.SHIFT_TOKENS, layout.SHIFT_META), needs=(layout.EVAL,),
                        collect=shift_metrics, seconds=shift_seconds)
 
-__all__ = ["METRICS", "SHIFT_SPEC", "checkpoint_of", "shift_metrics", "shift_stage",
-           "write_jsonl_gz"]
+__all__ = ["METRICS", "SHIFT_SPEC", "shift_metrics", "shift_stage"]

@@ -31,9 +31,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..io import atomic_write_json, check_owned, json_with_keys, read_json_dict, read_jsonl
+from ..io import atomic_write_json, atomic_write_jsonl_gz, check_owned, json_with_keys, read_json_dict, read_jsonl
 from ..rundir import layout
-from .stage import write_jsonl_gz
 
 FIRST_K = 5
 ROLES_OUT = ("format", "content", "other", "all")
@@ -177,7 +176,7 @@ def write(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> tuple[Path,
     records = list(collect(run_dir))
     doc = summarise(records, n_boot=n_boot, seed=seed)
     toks.parent.mkdir(parents=True, exist_ok=True)
-    write_jsonl_gz(toks, token_lines(records))
+    atomic_write_jsonl_gz(toks, token_lines(records))
     atomic_write_json(out, doc)
     return out, toks, doc
 
