@@ -60,7 +60,7 @@ def _combine_seeds(M: np.ndarray, W: np.ndarray | None, G: np.ndarray) -> np.nda
     return out[:, :, 0] if squeeze else out
 
 
-def _counts(rng: np.random.Generator, n_boot: int, n_items: int) -> np.ndarray:
+def resample_counts(rng: np.random.Generator, n_boot: int, n_items: int) -> np.ndarray:
     """(B, I) multinomial(I; uniform) counts, drawn as I uniform indices per row (fast)."""
     idx = rng.integers(0, n_items, size=(n_boot, n_items)) + n_items * np.arange(n_boot)[:, None]
     return np.bincount(idx.ravel(), minlength=n_boot * n_items).reshape(n_boot, n_items).astype(float)
@@ -93,14 +93,14 @@ def paired_bootstrap_means(cell_n: Sequence | np.ndarray, cell_seed: Sequence | 
     point = _combine_seeds(cell_point[None], None, G)[0]
     m = S.shape[2]
     if paired:
-        cnt = _counts(rng, n_boot, n_items)  # (B, I): how often each item is drawn
+        cnt = resample_counts(rng, n_boot, n_items)  # (B, I): how often each item is drawn
         num = (cnt @ Sz.transpose(1, 0, 2).reshape(n_items, C * m)).reshape(n_boot, C, m)
         den = (cnt @ P.transpose(1, 0, 2).reshape(n_items, C * m)).reshape(n_boot, C, m)
     else:
         num = np.empty((n_boot, C, m))
         den = np.empty_like(num)
         for c in range(C):
-            cnt = _counts(rng, n_boot, n_items)
+            cnt = resample_counts(rng, n_boot, n_items)
             num[:, c] = cnt @ Sz[c]
             den[:, c] = cnt @ P[c]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -238,4 +238,4 @@ def curve_rng(seed: int, *keys: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), h])
 
 
-__all__ = ["CurveData", "curve_data", "curve_rng", "item_matrix", "paired_bootstrap_means"]
+__all__ = ["CurveData", "curve_data", "curve_rng", "item_matrix", "paired_bootstrap_means", "resample_counts"]

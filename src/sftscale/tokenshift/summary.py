@@ -31,6 +31,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..fit.bootstrap import resample_counts
 from ..io import atomic_write_json, atomic_write_jsonl_gz, check_owned, json_with_keys, read_json_dict, read_jsonl
 from ..rundir import layout
 
@@ -81,14 +82,6 @@ def _f(x: Any) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def _weights(n_items: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_boot, n_items) counts of each item in each resample (items drawn with replacement)."""
-    idx = rng.integers(0, n_items, size=(n_boot, n_items))
-    rows = np.repeat(np.arange(n_boot), n_items)
-    return np.bincount(rows * n_items + idx.ravel(), minlength=n_boot * n_items).reshape(
-        n_boot, n_items).astype(float)
-
-
 def _group(records: list[dict[str, Any]], n_boot: int, seed: Any) -> list[dict[str, Any]]:
     """The entries of one (model, task, N): one per role (module docstring)."""
     items = sorted({r["id"] for r in records})
@@ -111,7 +104,7 @@ def _group(records: list[dict[str, Any]], n_boot: int, seed: Any) -> list[dict[s
                 a["tok" + part][i] += 1
                 a["shi" + part][i] += rank > 3
                 a["kl" + part][i] += kl
-    W = _weights(n_items, n_boot, np.random.default_rng(seed))
+    W = resample_counts(np.random.default_rng(seed), n_boot, n_items)  # (n_boot, n_items) draws
     first = records[0]
     out = []
     for role in ROLES_OUT:
