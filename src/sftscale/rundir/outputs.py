@@ -163,13 +163,22 @@ def train_seconds(train_dir: Path) -> float | None:
 
 def eval_record(cell: Cell, eval_dir: Path) -> dict[str, Any]:
     """What ``eval/`` adds: metrics (the results file's, else the samples' means), items, n."""
+    metrics, items = read_eval(eval_dir, cell.task_name)
+    return {"metrics": metrics, "items": items, "n_items": len(items)}
+
+
+def read_eval(eval_dir: Path, task_name: str) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """(metrics, item rows) of one evaluation directory (a results and a samples file): the
+    results file's numbers for ``task_name``, else the samples' means; per sample ``idx``,
+    ``item_id``, ``correct``, ``format_ok`` and its other scalar fields. Shared by the eval
+    and xeval stages' records."""
     from ..io import read_jsonl
 
     results, samples = eval_files(eval_dir) or (None, None)
     if results is None or samples is None:
         raise RuntimeError(f"{eval_dir}: no results_*.json and samples_*.jsonl")
     rows = read_jsonl(samples)
-    metrics = parse_results(results, cell.task_name)
+    metrics = parse_results(results, task_name)
     if not metrics:  # results without lm-eval shaped numbers: aggregate the samples ourselves
         from ..tasks.base import mean_metrics
         metrics = mean_metrics(rows)
@@ -179,7 +188,7 @@ def eval_record(cell: Cell, eval_dir: Path) -> dict[str, Any]:
                   if k not in ("id", "correct", "format_ok") and isinstance(v, (bool, int, float))}
         items.append({"idx": i, "item_id": str(r.get("id", r.get("doc_id", i))),
                       "correct": r.get("correct"), "format_ok": r.get("format_ok"), "fields": fields})
-    return {"metrics": metrics, "items": items, "n_items": len(rows)}
+    return metrics, items
 
 
 def eval_seconds(eval_dir: Path) -> float | None:
@@ -223,4 +232,4 @@ def _float(v: Any) -> float | None:
 
 
 __all__ = ["StageUnreadable", "check_values", "collect_outputs", "collect_values", "eval_files",
-           "eval_record", "eval_seconds", "parse_results", "train_record", "train_seconds"]
+           "eval_record", "eval_seconds", "parse_results", "read_eval", "train_record", "train_seconds"]

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from ..grid.cells import Cell
-from ..io import atomic_write_json, read_jsonl, remove_path
+from ..io import atomic_write_json, remove_path
 from ..rundir import layout
-from ..rundir.outputs import eval_files, parse_results
+from ..rundir.outputs import eval_files, eval_seconds, read_eval
 from ..rundir.stagespec import StageContext, StageSpec
 
 
@@ -105,38 +105,19 @@ def xeval_stage(cell: Cell, ctx: StageContext) -> None:
 def xeval_record(cell: Cell, sdir: Path) -> dict[str, Any]:
     """What ``xeval/`` adds: ``xeval/<label>/<metric>`` metrics and ``xitems`` (item rows
     with ``eval_task``), for the cell's eval tasks."""
-    from ..tasks.base import mean_metrics
-
     metrics: dict[str, float] = {}
     items: list[dict[str, Any]] = []
     names = {e["label"]: e["name"] for e in cell.eval_tasks}
     for lab in wanted(cell):
-        pair = eval_files(sdir / lab)
-        if pair is None:
-            raise RuntimeError(f"{sdir / lab}: no results_*.json and samples_*.jsonl")
-        rows = read_jsonl(pair[1])
-        ms = parse_results(pair[0], names[lab]) or mean_metrics(rows)
+        ms, rows = read_eval(sdir / lab, names[lab])
         metrics.update({layout.XEVAL_METRIC.format(label=lab, metric=m): v for m, v in ms.items()})
-        for r in rows:
-            fields = {k: v for k, v in r.items()
-                      if k not in ("id", "correct", "format_ok") and isinstance(v, (bool, int, float))}
-            items.append({"item_id": f"{r.get('id', r.get('doc_id', len(items)))}",
-                          "correct": r.get("correct"), "format_ok": r.get("format_ok"),
-                          "fields": {**fields, "eval_task": lab}})
+        items += [{**r, "fields": {**r["fields"], "eval_task": lab}} for r in rows]  # idx: set by the store
     return {"metrics": metrics, "xitems": items}
 
 
 def xeval_seconds(sdir: Path) -> float | None:
     """The evaluation seconds the tasks' results files recorded (summed)."""
-    total = 0.0
-    for lab in evaluated(sdir):
-        pair = eval_files(sdir / lab)
-        if pair:
-            try:
-                total += float(json.loads(pair[0].read_text()).get("total_evaluation_time_seconds") or 0)
-            except (OSError, ValueError, TypeError):
-                pass
-    return total
+    return sum(eval_seconds(sdir / lab) or 0.0 for lab in evaluated(sdir))
 
 
 XEVAL_SPEC = StageSpec(name=layout.XEVAL, run=xeval_stage, done=(layout.XEVAL_JSON,),
