@@ -166,6 +166,51 @@ def atomic_write_jsonl_gz(path: str | os.PathLike, rows: Iterable[Mapping[str, A
             g.write((json.dumps(r, separators=(",", ":"), default=_json_default) + "\n").encode("utf-8"))
 
 
+def append_jsonl(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], **dumps: Any) -> None:
+    """Append ``rows`` to a JSONL file shared by writers (caches): one ``os.write`` loop on an
+    ``O_APPEND`` descriptor, then fsync, so concurrent writers on one local filesystem
+    interleave whole lines. A last line cut short by an earlier crash gets its newline first,
+    so it cannot swallow the first new row. ``read_appended_jsonl`` reads the file back."""
+    data = "".join(json.dumps(r, default=_json_default, **dumps) + "\n" for r in rows).encode("utf-8")
+    if not data:
+        return
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        if os.fstat(fd).st_size > 0:
+            with open(p, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    data = b"\n" + data
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_appended_jsonl(path: str | os.PathLike) -> Iterator[dict]:
+    """The JSON objects of a file written by ``append_jsonl``, skipping what a crash can leave:
+    a last line with no newline, and a line that is not a JSON object. Nothing for a missing
+    file."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with f:
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                yield rec
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)

@@ -25,12 +25,11 @@ filesystems without atomic appends, locking across machines.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..io import sha256_json, sha256_text
+from ..io import append_jsonl, read_appended_jsonl, sha256_json, sha256_text
 
 
 def group_key(model: dict, spec: dict) -> str:
@@ -55,16 +54,9 @@ class GenCache:
     def _shard(self, group: str) -> dict[str, dict]:
         if group not in self._loaded:
             rows: dict[str, dict] = {}
-            p = self._path(group)
-            if p.exists():
-                with open(p, encoding="utf-8") as f:
-                    for line in f:
-                        try:
-                            r = json.loads(line)
-                        except json.JSONDecodeError:
-                            continue  # a torn line from a crash: generate that prompt again
-                        if isinstance(r, dict) and isinstance(r.get("k"), str) and "text" in r:
-                            rows[r["k"]] = r
+            for r in read_appended_jsonl(self._path(group)):  # a torn line: generated again
+                if isinstance(r.get("k"), str) and "text" in r:
+                    rows[r["k"]] = r
             self._loaded[group] = rows
         return self._loaded[group]
 
@@ -78,36 +70,11 @@ class GenCache:
         """Append (prompt, text, n_tokens) rows; one write, one fsync."""
         g = group_key(model, spec)
         shard = self._shard(g)
-        lines, new = [], []
-        for prompt, text, n_tokens in items:
-            row: dict[str, Any] = {"k": prompt_key(g, prompt), "text": text, "n_tokens": int(n_tokens)}
-            new.append(row)
-            lines.append(json.dumps(row, ensure_ascii=False) + "\n")
-        if not lines:
-            return
-        p = self._path(g)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        data = "".join(lines).encode("utf-8")
-        fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            # a torn line left by an earlier crash must not swallow our first line
-            if os.fstat(fd).st_size > 0 and not _ends_with_newline(p):
-                data = b"\n" + data
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        new: list[dict[str, Any]] = [{"k": prompt_key(g, prompt), "text": text, "n_tokens": int(n_tokens)}
+                                     for prompt, text, n_tokens in items]
+        append_jsonl(self._path(g), new, ensure_ascii=False)
         for row in new:
             shard[row["k"]] = row
-
-
-def _ends_with_newline(p: Path) -> bool:
-    with open(p, "rb") as f:
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) == b"\n"
 
 
 __all__ = ["GenCache", "group_key", "prompt_key"]

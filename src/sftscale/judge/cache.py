@@ -9,10 +9,10 @@ Only answers are cached: ``ok`` and ``unparsed`` (the judge answered; asking aga
 same with greedy decoding). ``failed`` requests (transport errors after every retry) are not,
 so a rerun asks them again.
 
-Line safety: each record is one ``write`` of a whole line to a file opened in append mode,
-then flushed and fsynced; a reader skips a last line cut short by a crash (no newline or not
-JSON). Two processes appending at once each write whole lines (POSIX ``O_APPEND``); the later
-duplicate of a key is ignored.
+Line safety: ``io.append_jsonl`` (one ``write`` of whole lines in append mode, fsynced; a
+torn last line gets its newline first) and ``io.read_appended_jsonl`` (a last line cut short
+by a crash, or a line that is not JSON, is skipped). Two processes appending at once each
+write whole lines (POSIX ``O_APPEND``); the later duplicate of a key is ignored.
 
 Not handled: eviction, compaction, sharing one cache between run directories (pass the same
 ``path`` to do so).
@@ -20,13 +20,12 @@ Not handled: eviction, compaction, sharing one cache between run directories (pa
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
-from ..io import sha256_json
+from ..io import append_jsonl, read_appended_jsonl, sha256_json
 
 
 def cache_key(content_sha: str, judge: dict, prompt_version: str) -> str:
@@ -38,17 +37,9 @@ class JudgeCache:
         self.path = Path(path)
         self.entries: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
-        if self.path.exists():
-            with open(self.path, "rb") as f:
-                for raw in f:
-                    if not raw.endswith(b"\n"):
-                        break  # a line cut short by a crash: not an answer
-                    try:
-                        rec = json.loads(raw)
-                    except ValueError:
-                        continue
-                    if isinstance(rec, dict) and isinstance(rec.get("key"), str):
-                        self.entries.setdefault(rec["key"], rec)
+        for rec in read_appended_jsonl(self.path):  # a line cut short by a crash: not an answer
+            if isinstance(rec.get("key"), str):
+                self.entries.setdefault(rec["key"], rec)
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self.entries.get(key)
@@ -56,17 +47,10 @@ class JudgeCache:
     def put(self, key: str, record: dict[str, Any]) -> None:
         """Append one answer (a dict with ``status``, ``label``, ``fine``, ``reason``, ``raw``)."""
         rec = {"key": key, **record}
-        line = (json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
         with self._lock:
             if key in self.entries:
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_jsonl(self.path, [rec], ensure_ascii=False, sort_keys=True)
             self.entries[key] = rec
 
 
