@@ -16,7 +16,8 @@ from scipy.stats import norm
 from sftscale.fit.bootstrap import CurveData, paired_bootstrap_means
 from sftscale.fit.data import load_items, load_long
 from sftscale.fit.fitting import bootstrap_fit, fit_curve, fit_law, fit_table, n_for_target
-from sftscale.fit.forms import FORMS, lm_fit, pearson_r2, r2_score
+from sftscale.fit.forms import FORMS, pearson_r2, r2_score
+from sftscale.fit.lm import lm_fit
 from sftscale.io import InputError
 
 TRUTH = {  # internal theta of each form

@@ -178,19 +178,39 @@ def _nan_eq(a, b) -> bool:
 
 
 def test_lm_fit_in_blocks_equals_one_block(monkeypatch):
-    import sftscale.fit.forms as forms
+    import sftscale.fit.lm as lm
+    from sftscale.fit.forms import FORMS
 
-    fo = forms.FORMS["saturating"]
+    fo = FORMS["saturating"]
     n = np.array([8.0, 16, 32, 64, 128, 256])
     rng = np.random.default_rng(5)
     z = fo.f(np.array([[0.1, np.log(0.8), 0.4]]), n) + 0.05 * rng.standard_normal((50, n.size))
     w = (rng.random((50, n.size)) > 0.1).astype(float)
-    whole = forms.lm_fit(fo, np.array([0.05, 0.0, 0.3]), n, z, w)
-    monkeypatch.setattr(forms, "LM_BLOCK", 7)  # 8 blocks, the last one short
-    blocks = forms.lm_fit(fo, np.array([0.05, 0.0, 0.3]), n, z, w)
+    whole = lm.lm_fit(fo, np.array([0.05, 0.0, 0.3]), n, z, w)
+    monkeypatch.setattr(lm, "LM_BLOCK", 7)  # 8 blocks, the last one short
+    blocks = lm.lm_fit(fo, np.array([0.05, 0.0, 0.3]), n, z, w)
     np.testing.assert_array_equal(whole[0], blocks[0])
     np.testing.assert_array_equal(whole[1], blocks[1])
     assert np.all(np.isfinite(whole[0]))
+
+
+@pytest.mark.parametrize("p", [1, 2, 3, 4, 6, 7])
+def test_solve_spd_equals_lapack_and_sends_bad_rows_to_it(p):
+    from sftscale.fit.lm import solve_spd
+
+    rng = np.random.default_rng(p)
+    M = rng.standard_normal((300, p + 3, p))
+    A = M.transpose(0, 2, 1) @ M + 1e-3 * np.eye(p)
+    A[:, 0, 0] *= 1e6  # badly scaled, as a damped LM step matrix can be
+    b = rng.standard_normal((300, p))
+    A[5] = -np.eye(p)  # not positive definite: LAPACK solves it
+    A[7, 0, 0] = np.nan  # not finite: LAPACK solves it too
+    x = solve_spd(A.copy(), b)
+    ref = np.linalg.solve(A, b[:, :, None])[:, :, 0]
+    ok = np.arange(300) != 7
+    np.testing.assert_allclose(x[ok], ref[ok], rtol=1e-7, atol=1e-12)
+    np.testing.assert_array_equal(x[5], -b[5])
+    np.testing.assert_array_equal(x[7], ref[7])  # LAPACK's answer, NaN where it has NaN
 
 
 def test_run_fits_refuses_an_unknown_form_as_input():
@@ -199,3 +219,33 @@ def test_run_fits_refuses_an_unknown_form_as_input():
     with pytest.raises(InputError, match="nope"):
         run_fits(long_table(2, GRID_A), None, metric=None, forms=["nope"], n_boot=10, seed=0, level=0.95,
                  targets=[], forecast_level=0.9)
+
+
+def test_fit_in_worker_processes_writes_the_numbers_of_one_process(tmp_path):
+    """More than ``parallel.PARALLEL_OVER`` curves go to forked workers (``fit.parallel``): the
+    same fits.json as one process, number for number, and the CLI says how many processes."""
+    import json
+
+    from cli import run
+
+    from sftscale.fit.parallel import PARALLEL_OVER
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for c in range(PARALLEL_OVER // 2 + 3):  # two tasks: more than PARALLEL_OVER curves
+        a, k = rng.uniform(0.3, 0.9), rng.uniform(0.2, 0.6)
+        for t in ("t1", "t2"):
+            for n in (0, 8, 16, 32, 64, 128, 256):
+                p = a - (a - 0.05) * (1 + n) ** -k
+                rows += [(f"m{c}", t, "accuracy", n, rng.binomial(200, p) / 200, s, 200) for s in range(2)]
+    csv = tmp_path / "big.csv"
+    pd.DataFrame(rows, columns=["model", "task", "metric", "n", "value", "seed", "n_items"]).to_csv(csv, index=False)
+    docs = {}
+    for j in (1, 2):
+        r = run("fit", csv, "--n-boot", "60", "--target", "0.6", "-j", j, "--out", tmp_path / f"j{j}" / "fits.json")
+        assert r.exit_code == 0, r.stderr
+        assert (" in 2 processes" in r.stderr) == (j == 2)
+        doc = json.loads((tmp_path / f"j{j}" / "fits.json").read_text())
+        docs[j] = {k: doc[k] for k in ("fits", "joint", "forecasts")}
+    assert len(docs[1]["fits"]) > PARALLEL_OVER and docs[1]["joint"] and docs[1]["forecasts"]["curves"]
+    assert docs[1] == docs[2]

@@ -55,6 +55,9 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="fits.json path"),
         analysis: bool = typer.Option(True, "--analysis/--no-analysis",
                                       help="also write analysis.json when items have format_ok/correct"),
+        workers: Optional[int] = typer.Option(None, "--workers", "-j",
+                                              help="processes for more than 40 curves (default: the CPUs, "
+                                                   "at most 8); the numbers do not depend on it"),
     ) -> None:
         """Fit scaling laws with bootstrap intervals; write fits.json and print a table."""
         from ..fit.run import FitSettings, fit_run_dir
@@ -73,12 +76,14 @@ def register(app: typer.Typer) -> None:
             if not (a > 0 and math.isfinite(a)):
                 raise InputError(None, f"{a:g} is not a number of examples (a finite number "
                                  "> 0)", field="--at")
+        if workers is not None and workers < 1:
+            raise InputError(None, f"--workers must be >= 1, got {workers}", field="--workers")
         if n_boot < 0:
             raise InputError(None, f"--n-boot must be >= 0, got {n_boot}", field="n-boot")
         forms = tuple(f.strip() for x in form for f in x.split(",") if f.strip()) or None
         settings = FitSettings(forms=forms, metric=metric, targets=tuple(target), at=tuple(at), n_boot=n_boot,
                                seed=seed, level=level, forecast_level=forecast_level, analysis=analysis)
-        res = fit_run_dir(src, settings, items=items, out=out, warn=lambda w: _warn([w]))
+        res = fit_run_dir(src, settings, items=items, out=out, warn=lambda w: _warn([w]), workers=workers)
         from ..fit.progress import SUMMARY_OVER, n_curves, print_summary
 
         big = n_curves(res.inputs.long, metric) > SUMMARY_OVER  # a summary, not a row per fit

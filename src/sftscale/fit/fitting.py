@@ -54,7 +54,8 @@ from ..io import InputError
 from ..schema import FitEntry, FitsDoc, ForecastsDoc, JointEntry
 from .bootstrap import CurveData, curve_data, curve_rng
 from .data import load_items, load_long
-from .forms import FORMS, Form, default_forms, get_form, huber, huber_weight, lm_fit, r2_score, single_threaded
+from .forms import FORMS, Form, default_forms, get_form, r2_score, single_threaded
+from .lm import huber, huber_weight, lm_fit
 from .selection import RULE, identifiability, select_best
 
 

@@ -44,7 +44,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence, cast
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 from scipy.stats import chi2, norm
@@ -390,8 +390,22 @@ def forecast_curves(curves: Sequence[Curve], targets: Sequence[float] = (), leve
                     ) -> tuple[list[Forecast], dict[str, BucketCal]]:
     """Backtest every curve, calibrate on the pooled backtests, forecast every curve (the curves
     of one N grid fitted together: ``backtest.backtest_many``, ``predict_members_many``)."""
-    records = backtest_many([c for c in curves if _calibrates(c)])
+    records = backtest_curves(curves)
     cal = calibrate(records, level)
+    return forecast_group(curves, cal, records, targets, level), cal
+
+
+def backtest_curves(curves: Sequence[Curve]) -> list[Record]:
+    """The backtest records of the curves that can be backtested (``fit.parallel`` runs this on
+    chunks of curves: a curve's records depend on that curve alone)."""
+    return backtest_many([c for c in curves if _calibrates(c)])
+
+
+def forecast_group(curves: Sequence[Curve], cal: dict[str, BucketCal], records: Sequence[Record],
+                   targets: Sequence[float] = (), level: float = 0.9) -> list[Forecast]:
+    """Every curve's forecast with a calibration already made (the members of the curves of
+    one N grid fitted together); a curve's forecast depends on that curve, ``cal`` and its
+    own records alone."""
     fitted: list[dict | None] = [None] * len(curves)
     for group in same_grid_groups(curves):
         c0 = curves[group[0]]
@@ -399,7 +413,11 @@ def forecast_curves(curves: Sequence[Curve], targets: Sequence[float] = (), leve
             pms = predict_members_many([curves[i] for i in group], c0.n.size, np.concatenate(_where(c0, (2.0, 4.0))))
             for i, pm in zip(group, pms):
                 fitted[i] = pm
-    return [forecast_curve(c, cal, records, targets, level, fitted=f) for c, f in zip(curves, fitted)], cal
+    by_curve: dict[tuple[str, str, str], list[Record]] = {}
+    for r in records:
+        by_curve.setdefault(r.curve, []).append(r)
+    return [forecast_curve(c, cal, by_curve.get(c.key, []), targets, level, fitted=f)
+            for c, f in zip(curves, fitted)]
 
 
 @single_threaded
@@ -419,19 +437,36 @@ def forecast_table(df: Any, items: Any = None, metric: str | None = None, target
 def forecast_curve_data(cds: Sequence[CurveData], targets: Sequence[float] = (), level: float = 0.9
                         ) -> ForecastsDoc:
     """``forecast_table``'s result for curves already built (``fitting.iter_curves``, in its order)."""
+    return forecasts_document(metric_groups(cds), targets, level)
+
+
+def metric_groups(cds: Sequence[CurveData]) -> dict[str, list[Curve]]:
+    """The curves of ``cds`` per metric (calibrated together), in the order of ``cds``."""
     by_metric: dict[str, list[Curve]] = {}
     for cd in cds:
         by_metric.setdefault(cd.metric, []).append(curve_from_data(cd))
+    return by_metric
+
+
+def forecasts_document(by_metric: dict[str, list[Curve]], targets: Sequence[float], level: float,
+                       backtests: Callable[[list[Curve]], list[Record]] = backtest_curves,
+                       forecasts: Callable[..., list[dict]] | None = None) -> ForecastsDoc:
+    """The ``forecasts`` object of fits.json for curves grouped per metric. ``backtests(curves)``
+    and ``forecasts(curves, cal, records, targets, level)`` (the latter returns the forecasts'
+    dicts) may be run in worker processes (``fit.parallel``); by default in this one."""
     out: dict[str, Any] = {"level": level, "method": METHOD_NOTE, "intervals": INTERVALS_NOTE,
                            "calibration": {}, "curves": []}
     for met, curves in by_metric.items():
-        fcs, cal = forecast_curves(curves, targets, level)
+        records = backtests(curves)
+        cal = calibrate(records, level)
         out["calibration"][met] = calibration_dict(cal)
-        out["curves"] += [f.to_dict() for f in fcs]
+        if forecasts is None:
+            out["curves"] += [f.to_dict() for f in forecast_group(curves, cal, records, targets, level)]
+        else:
+            out["curves"] += forecasts(curves, cal, records, targets, level)
     return cast(ForecastsDoc, out)
 
-
-__all__ = ["BUCKETS", "Curve", "Forecast", "METHOD_NOTE", "MIN_POINTS", "backtest", "calibrate",
+__all__ = ["BUCKETS", "Curve", "Forecast", "METHOD_NOTE", "MIN_POINTS", "backtest", "backtest_curves", "calibrate",
            "calibration_dict", "curve_from_data", "forecast_curve", "forecast_curve_data", "forecast_curves",
-           "forecast_table",
+           "forecast_group", "forecast_table", "forecasts_document", "metric_groups",
            "isotonic", "predict_members"]

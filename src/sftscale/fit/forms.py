@@ -1,4 +1,4 @@
-"""Scaling-law forms and a vectorised robust (Huber) Levenberg-Marquardt solver.
+"""Scaling-law forms (fitted by ``lm.lm_fit``, the batched robust Levenberg-Marquardt).
 
 Each form maps the number of finetuning examples N to a metric that is a success rate
 (higher is better, e.g. accuracy). A form is fitted in its own *fit space*:
@@ -27,16 +27,6 @@ sizes compare), ``error_floor`` (the theta name of an irreducible error E, if it
 ``register_form`` checks the declarations and adds a form to ``FORMS``; ``sftscale fit``,
 joint fits and the report then pick it up.
 
-``lm_fit`` minimises the Huber loss for many data vectors at once (bootstrap replicates,
-leave-one-out folds, multi-start candidates): iteratively reweighted Gauss-Newton steps
-with per-row Levenberg damping, box bounds by projection with an active set, a step is
-kept only if it lowers that row's Huber loss. Everything is numpy broadcasting over a
-leading batch axis, so 1,000 replicates cost about as much as a few dozen scalar fits; the
-rows may be the replicates of many curves that share their N (``fitting.fit_curves``, the
-forecast backtests): every row is its own problem, so a row's fit does not depend on the
-others (batches beyond ``LM_BLOCK`` rows are solved block by block, and a singular step
-matrix is solved for its row alone).
-
 Also the one owner of the goodness-of-fit numbers (``r2_score``: coefficient of
 determination of a fit; ``pearson_r2``: squared correlation of two series) and of the BLAS
 thread limit (``one_blas_thread``, ``single_threaded``) used by every fit stage module.
@@ -55,7 +45,6 @@ from dataclasses import dataclass
 import numpy as np
 
 _TINY = 1e-12
-LM_BLOCK = 4096  # rows of one lm_fit block (measured: bigger blocks leave the cache and cost more)
 _CONTROLLER: list = []
 
 
@@ -99,22 +88,6 @@ def pearson_r2(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     yc = y - y.mean(-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (xc * yc).sum(-1) ** 2 / ((xc ** 2).sum(-1) * (yc ** 2).sum(-1))
-
-
-def huber(r: np.ndarray, delta: float) -> np.ndarray:
-    """Elementwise Huber loss: r^2/2 inside |r| <= delta, linear outside."""
-    a = np.abs(r)
-    if a.size and a.max() <= delta:  # all inside (the members' threshold is too large to act)
-        return 0.5 * r * r
-    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
-
-
-def huber_weight(r: np.ndarray, delta: float) -> np.ndarray:
-    """IRLS weight psi(r)/r of the Huber loss."""
-    a = np.abs(r)
-    if a.size and a.max() <= delta:
-        return np.ones_like(a)
-    return np.where(a <= delta, 1.0, delta / np.maximum(a, _TINY))
 
 
 FIT_SPACES = ("log_metric", "log_error", "metric")
@@ -424,102 +397,6 @@ def get_form(name: str) -> Form:
     return FORMS[key]
 
 
-def huber_objective(form: Form, theta: np.ndarray, n: np.ndarray, z: np.ndarray,
-                    w: np.ndarray, delta: float) -> np.ndarray:
-    """Weighted Huber loss per row: theta (B, P), z (B, K), w (B, K) -> (B,)."""
-    r = z - form.f(theta, n)
-    return np.sum(w * huber(r, delta), axis=1)
-
-
-def lm_fit(form: Form, theta0: np.ndarray, n: np.ndarray, z: np.ndarray,
-           w: np.ndarray | None = None, delta: float | None = None,
-           max_iter: int = 60, tol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
-    """Robust LM for a batch: theta0 (B, P) or (P,), z (B, K), w (B, K) weights (0 = drop).
-
-    Returns (theta (B, P), loss (B,)). Rows whose data are not finite get NaN. Every row is its
-    own problem: a big batch is solved in blocks of ``LM_BLOCK`` rows (arrays that stay in the
-    CPU's cache), which changes no row's result.
-    """
-    B = np.atleast_2d(np.asarray(z)).shape[0]
-    if B > LM_BLOCK:
-        th0 = np.broadcast_to(np.asarray(theta0, float), (B, form.n_params))
-        zz = np.atleast_2d(np.asarray(z, float))
-        ww = None if w is None else np.broadcast_to(w, zz.shape)
-        parts = [_lm_fit(form, th0[i:i + LM_BLOCK], n, zz[i:i + LM_BLOCK],
-                         None if ww is None else ww[i:i + LM_BLOCK], delta, max_iter, tol)
-                 for i in range(0, B, LM_BLOCK)]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    return _lm_fit(form, theta0, n, z, w, delta, max_iter, tol)
-
-
-def _lm_fit(form: Form, theta0: np.ndarray, n: np.ndarray, z: np.ndarray, w: np.ndarray | None,
-            delta: float | None, max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray]:
-    delta = form.delta if delta is None else delta
-    n = np.asarray(n, float)
-    z = np.atleast_2d(np.asarray(z, float))
-    B, K = z.shape
-    theta = np.array(np.broadcast_to(theta0, (B, form.n_params)), float)
-    w = np.ones((B, K)) if w is None else np.array(np.broadcast_to(w, (B, K)), float)
-    bad = ~np.all(np.isfinite(z) | (w == 0), axis=1)
-    z = np.where(np.isfinite(z), z, 0.0)
-    lb, ub = form.bounds()
-    theta = np.clip(theta, lb, ub)
-    res = z - form.f(theta, n)  # residuals at theta, kept up to date (one curve evaluation a step)
-    loss = np.sum(w * huber(res, delta), axis=1)
-    lam = np.full(B, 1e-3)
-    P = form.n_params
-    active = np.ones(B, bool)
-    everyone = np.arange(B)
-    for _ in range(max_iter):
-        idx = np.nonzero(active)[0]
-        if idx.size == 0:
-            break
-        if idx.size == B:  # no gathers while every row is still active
-            idx, th, zz, ww, r = everyone, theta, z, w, res
-        else:
-            th, zz, ww, r = theta[idx], z[idx], w[idx], res[idx]
-        J = form.jac(th, n)
-        wi = ww * huber_weight(r, delta)
-        JW = J * wi[:, :, None]
-        JWt = JW.transpose(0, 2, 1)
-        H = JWt @ J
-        g = (JWt @ r[:, :, None])[:, :, 0]  # descent direction (negative gradient)
-        at_lb = (th <= lb + 1e-12) & (g < 0)
-        at_ub = (th >= ub - 1e-12) & (g > 0)
-        free = ~(at_lb | at_ub)
-        damp = (~free) + lam[idx, None] * np.maximum(np.diagonal(H, axis1=1, axis2=2), 1e-12) + 1e-12
-        if free.all():
-            Hd, gf = H, g
-        else:
-            Hd, gf = np.where(free[:, :, None] & free[:, None, :], H, 0.0), np.where(free, g, 0.0)
-        Hd.reshape(len(idx), P * P)[:, ::P + 1] += damp  # the damped diagonal, in place
-        try:
-            step = np.linalg.solve(Hd, gf[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:  # row by row, so that one singular row changes no other
-            step = np.stack([_solve_one(h, v) for h, v in zip(Hd, gf)])
-        new = np.clip(th + step, lb, ub)
-        new_res = zz - form.f(new, n)
-        new_loss = np.sum(ww * huber(new_res, delta), axis=1)
-        old = loss[idx]
-        ok = np.isfinite(new_loss) & (new_loss <= old)
-        theta[idx[ok]] = new[ok]
-        res[idx[ok]] = new_res[ok]
-        loss[idx[ok]] = new_loss[ok]
-        lam[idx] = np.where(ok, np.maximum(lam[idx] / 3.0, 1e-9), lam[idx] * 4.0)
-        small = ok & ((old - new_loss) <= tol * (1.0 + old))
-        active[idx[small | (lam[idx] > 1e10)]] = False
-    theta[bad] = np.nan
-    loss[bad] = np.nan
-    return theta, loss
-
-
-def _solve_one(h: np.ndarray, v: np.ndarray) -> np.ndarray:
-    try:
-        return np.linalg.solve(h, v[:, None])[:, 0]
-    except np.linalg.LinAlgError:
-        return np.linalg.lstsq(h, v, rcond=None)[0]
-
-
 def jacobian_condition(form: Form, theta: np.ndarray, n: np.ndarray) -> float:
     """Condition number of the column-normalised Jacobian at one theta (P,)."""
     J = form.jac(np.atleast_2d(theta), np.asarray(n, float))[0]
@@ -531,6 +408,5 @@ def jacobian_condition(form: Form, theta: np.ndarray, n: np.ndarray) -> float:
 
 
 __all__ = ["FIT_SPACES", "FORMS", "Form", "LogLinear", "one_blas_thread", "PowerLaw", "Saturating",
-           "SaturatingOffset", "default_forms", "get_form", "huber", "huber_objective", "huber_weight",
-           "jacobian_condition", "lm_fit", "paper_form", "pearson_r2", "r2_score", "register_form",
-           "single_threaded"]
+           "SaturatingOffset", "default_forms", "get_form", "jacobian_condition", "paper_form", "pearson_r2",
+           "r2_score", "register_form", "single_threaded"]

@@ -22,7 +22,7 @@ metric space (weights 1 / variance of each point) wins: a profile fit with no it
 batched over rows and grid. Slopes are constrained to growth (b >= 0; pow3 b <= 0). The
 grid: ceilings between the largest value and 1, floors between 0 and the smallest value.
 The grid's best start is then refined by weighted Levenberg-Marquardt in metric space
-(``forms.lm_fit``, closed-form Jacobians checked against finite differences), for many curves
+(``lm.lm_fit``, closed-form Jacobians checked against finite differences), for many curves
 of one N grid at once (``Member.many``).
 
 ``logistic`` is LCDB's MMF4 and Alabdulmohsin et al.'s M4 with alpha = 1; ``pow3`` is
@@ -41,7 +41,8 @@ from typing import Callable
 
 import numpy as np
 
-from .forms import Form, lm_fit
+from .forms import Form
+from .lm import lm_fit
 
 CEILING_GRID = np.array([0.0, 0.05, 0.12, 0.25, 0.4, 0.6, 0.8, 1.0])  # share of (1 - max y)
 FLOOR_GRID = np.array([0.0, 0.4, 0.75, 0.95])  # share of min y
@@ -161,7 +162,7 @@ def _profile(x, Y, V, eps, link: str):
 
 @dataclass(frozen=True)
 class _Curve(Form):
-    """A member family in metric space, for ``forms.lm_fit`` (weighted least squares: a Huber
+    """A member family in metric space, for ``lm.lm_fit`` (weighted least squares: a Huber
     threshold too large to act). theta: logit (a, b); pow3 (h, log A, b); logistic and
     gompertz (f, s, a, b) with the ceiling h = f + (1 - f) s, so 0 <= f <= h <= 1 are box bounds."""
 
@@ -245,7 +246,7 @@ def _refined_many(kind: str, x, Y, V, xnew, eps, owner, heads):
     grid start, its replicates warm-started at its point fit (fewer iterations: they feed only
     the spread). Many curves of one N grid at once: Y (B, k) rows, ``owner`` (B,) the curve of
     each row, ``heads`` (C,) each curve's point row, V (C, k) and eps (C,) per curve. Every row
-    is its own problem (``forms.lm_fit``), so the result of a row does not depend on the others."""
+    is its own problem (``lm.lm_fit``), so the result of a row does not depend on the others."""
     form = _Curve(name=kind, kind=kind, theta_names=("",) * (2 if kind == "logit" else 3 if kind == "pow3" else 4))
     n = np.exp(x)
     Yp = Y[heads]

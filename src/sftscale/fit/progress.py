@@ -20,8 +20,12 @@ per-curve table (and one line per warning and per joint difference) when there a
 differences and forecasts, and where the details are (fits.json). Small inputs keep the
 table.
 
-Not handled: fitting curves in parallel processes (a shared 2-core machine gains little), an
-estimate of the remaining time (the curves differ too much in cost), progress inside one
+Big inputs (more than ``parallel.PARALLEL_OVER`` curves, ``workers`` > 1) are fitted in forked
+worker processes (``fit.parallel``): curve data, fits and backtests per chunk of curves, the
+joint fits per task/metric group, the forecasts per chunk after the pooled calibration; the
+results are those of one process.
+
+Not handled: an estimate of the remaining time (the curves differ too much in cost), progress inside one
 form's batched fit (a 500-curve form is one step of the bar).
 """
 
@@ -48,27 +52,28 @@ def n_curves(long_df: Any, metric: str | None) -> int:
 
 def run_fits(long_df: Any, items_df: Any, *, metric: str | None, forms: Sequence[str] | None,
              n_boot: int, seed: int, level: float, targets: Sequence[float],
-             forecast_level: float) -> tuple[list, list, ForecastsDoc | None]:
+             forecast_level: float, workers: int = 1) -> tuple[list, list, ForecastsDoc | None]:
     """(fit_table results, joint_fits, forecast_table) of one table; see the module docstring."""
     return run_groups([(long_df, items_df)], metric=metric, forms=forms, n_boot=n_boot, seed=seed,
-                      level=level, targets=targets, forecast_level=forecast_level)
+                      level=level, targets=targets, forecast_level=forecast_level, workers=workers)
 
 
 def run_groups(groups: Sequence[tuple[Any, Any]], *, metric: str | None,
                forms: Sequence[str] | None, n_boot: int, seed: int, level: float,
-               targets: Sequence[float], forecast_level: float) -> tuple[list, list, ForecastsDoc | None]:
+               targets: Sequence[float], forecast_level: float,
+               workers: int = 1) -> tuple[list, list, ForecastsDoc | None]:
     """(fit_table results, joint_fits, forecast_table or None without groups) of ``groups``,
-    under a progress bar; see the module docstring."""
-    import pandas as pd
+    under a progress bar, in ``workers`` processes for more than ``parallel.PARALLEL_OVER``
+    curves (the same numbers); see the module docstring."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from ..io import InputError
     from .data import load_items, load_long
     from .fitting import _is_items_frame, fit_curve_data, iter_curves, select_metric
-    from .forecast import forecast_curve_data, forecast_table
+    from .forecast import forecasts_document, metric_groups
     from .forms import default_forms, get_form
-    from .joint import joint_fits
+    from .parallel import PARALLEL_OVER, can_fork
 
     parts, multi, n_rows, n_cur = [], [], 0, 0
     for rows, its in groups:
@@ -84,43 +89,122 @@ def run_groups(groups: Sequence[tuple[Any, Any]], *, metric: str | None,
             get_form(f)
         except KeyError as e:
             raise InputError(None, str(e.args[0]), field="form") from None
+    workers = workers if n_cur > PARALLEL_OVER and can_fork() else 1
     con = Console(stderr=True)
     say = (lambda msg: None) if con.is_terminal or n_cur <= SUMMARY_OVER else \
         (lambda msg: print(msg, file=sys.stderr, flush=True))
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=con, transient=True,
                   disable=not con.is_terminal) as bar:
-        say(f"fitting {n_cur} curves ({n_rows:,} rows, {n_boot} bootstrap replicates)")
-        task = bar.add_task("fitting curves x forms", total=n_cur * len(form_names))
+        procs = f" in {workers} processes" if workers > 1 else ""
+        say(f"fitting {n_cur} curves ({n_rows:,} rows, {n_boot} bootstrap replicates){procs}")
+        task = bar.add_task("fitting curves x forms" + (" and backtests" if workers > 1 else ""),
+                            total=n_cur * len(form_names))
         fits: list = []
         all_cds: list = []
+        records: dict | None = {} if workers > 1 else None
         for rows, its in parts:  # the curves of a group with one N grid are fitted together
             it = load_items(its) if its is not None and not _is_items_frame(its) else its
-            cds = list(iter_curves(select_metric(load_long(rows), metric), it, n_boot, seed))
+            long = select_metric(load_long(rows), metric)
+            if workers > 1:
+                cds, fs, recs = _fit_parallel(long, it, n_boot, seed, form_names, level, workers,
+                                              lambda k: bar.advance(task, k))
+                records.update(recs)  # type: ignore[union-attr]
+            else:
+                cds = list(iter_curves(long, it, n_boot, seed))
+                fs = fit_curve_data(cds, form_names, level=level, progress=lambda k: bar.advance(task, k))
             all_cds += cds
-            fits += fit_curve_data(cds, form_names, level=level,
-                                   progress=lambda k: bar.advance(task, k))
+            fits += fs
         by_key = {(f.model, f.task, f.metric, f.form): f for f in fits}
         say(f"joint fits across models: {len(multi)} task/metric group(s)")
         task = bar.add_task("joint fits across models", total=len(multi))
-        joint: list = []
-        for part, its in multi:
-            joint += joint_fits(part, its, metric=metric, n_boot=n_boot, seed=seed,
-                                level=level, reuse=by_key)
-            bar.advance(task)
+        joint = _joint(multi, metric, n_boot, seed, level, by_key, workers, lambda: bar.advance(task))
         forecasts = None
         if groups:  # one calibration over every curve fitted (the same metric pooled)
             say(f"forecasts and their backtests: {n_cur} curves")
             bar.add_task("forecasts and backtests", total=None)
-            if len(groups) == 1:  # the same curves, in the same order: reuse their data
-                forecasts = forecast_curve_data(all_cds, targets=targets, level=forecast_level)
+            if len(groups) > 1:  # forecast_table's order over all groups: sorted by curve
+                all_cds.sort(key=lambda cd: (cd.model, cd.task, cd.metric))
+            if records is None:
+                forecasts = forecasts_document(metric_groups(all_cds), targets, forecast_level)
             else:
-                its_all = [its for _, its in groups if its is not None]
-                forecasts = forecast_table(pd.concat([r for r, _ in groups]),
-                                           pd.concat(its_all) if its_all else None, metric=metric,
-                                           targets=targets, level=forecast_level, n_boot=n_boot,
-                                           seed=seed)
+                recs_of = records
+                forecasts = forecasts_document(
+                    metric_groups(all_cds), targets, forecast_level,
+                    backtests=lambda curves: [r for c in curves for r in recs_of.get(c.key, [])],
+                    forecasts=lambda *a: _forecast_parallel(*a, workers=workers))
     return fits, joint, forecasts
+
+
+# --- the parallel path (fit.parallel): each piece a function of its own curves ---------------
+
+def _fit_parallel(long: Any, items: Any, n_boot: int, seed: int, forms: list[str], level: float,
+                  workers: int, advance: Any) -> tuple[list, list, dict]:
+    from .parallel import CHUNKS_PER_WORKER, chunks, fork_map
+
+    keys = sorted(long.groupby(["model", "task", "metric"]).groups)
+    pieces = [[keys[i] for i in r] for r in chunks(len(keys), workers * CHUNKS_PER_WORKER)]
+    done = iter(pieces)
+    shared = {"long": long, "items": items, "n_boot": n_boot, "seed": seed, "forms": forms, "level": level}
+    res = fork_map(_fit_chunk, pieces, workers, shared, done=lambda: advance(len(next(done)) * len(forms)))
+    cds, fits, recs = [], [], {}
+    for c, f, r in res:
+        cds += c
+        fits += f
+        recs.update(r)
+    return cds, fits, recs
+
+
+def _fit_chunk(keys: list) -> tuple[list, list, dict]:
+    """Worker: curve data, fits and backtest records of the curves ``keys``."""
+    from .backtest import curve_from_data
+    from .fitting import fit_curve_data, iter_curves
+    from .forecast import backtest_curves
+    from .parallel import SHARED as S
+
+    long = S["long"]
+    sub = long[long.set_index(["model", "task", "metric"]).index.isin(keys)]
+    cds = list(iter_curves(sub, S["items"], S["n_boot"], S["seed"]))
+    fits = fit_curve_data(cds, S["forms"], level=S["level"])
+    recs: dict = {}
+    for r in backtest_curves([curve_from_data(cd) for cd in cds]):
+        recs.setdefault(r.curve, []).append(r)
+    return cds, fits, recs
+
+
+def _joint(multi: list, metric: str | None, n_boot: int, seed: int, level: float, by_key: dict,
+           workers: int, advance: Any) -> list:
+    from .parallel import fork_map
+
+    shared = {"multi": multi, "metric": metric, "n_boot": n_boot, "seed": seed, "level": level,
+              "by_key": by_key}
+    return [j for js in fork_map(_joint_one, list(range(len(multi))), workers, shared, done=advance) for j in js]
+
+
+def _joint_one(i: int) -> list:
+    from .joint import joint_fits
+    from .parallel import SHARED as S
+
+    part, its = S["multi"][i]
+    return joint_fits(part, its, metric=S["metric"], n_boot=S["n_boot"], seed=S["seed"], level=S["level"],
+                      reuse=S["by_key"])
+
+
+def _forecast_parallel(curves: list, cal: dict, records: list, targets: Sequence[float], level: float,
+                       *, workers: int) -> list[dict]:
+    from .parallel import CHUNKS_PER_WORKER, chunks, fork_map
+
+    shared = {"curves": curves, "cal": cal, "records": records, "targets": targets, "level": level}
+    pieces = chunks(len(curves), workers * CHUNKS_PER_WORKER)
+    return [d for ds in fork_map(_forecast_chunk, pieces, workers, shared) for d in ds]
+
+
+def _forecast_chunk(r: range) -> list[dict]:
+    from .forecast import forecast_group
+    from .parallel import SHARED as S
+
+    cs = [S["curves"][i] for i in r]
+    return [f.to_dict() for f in forecast_group(cs, S["cal"], S["records"], S["targets"], S["level"])]
 
 
 def _kind(msg: str) -> str:

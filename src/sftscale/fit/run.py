@@ -58,6 +58,7 @@ from .analysis import style_substance
 from .data import is_rate, load_inputs, load_items, load_long, match_items
 from .fitting import FITS_VERSION, fits_document
 from .forms import default_forms, get_form
+from .parallel import default_workers
 from .progress import run_groups
 
 Warn = Callable[[str], None]
@@ -293,8 +294,9 @@ def _recorded_settings(doc: FitsDoc | None) -> FitSettings | None:
 def fit_run_dir(src: str | Path, settings: FitSettings | None = None, *, items: str | Path | None = None,
                 out: str | Path | None = None, reuse: bool = False, warn: Warn | None = None,
                 inputs: FitInputs | None = None, written_by: str = "sftscale fit",
-                write_to: Path | None = None) -> FitOutcome:
-    """Fit (or, with ``reuse``, reuse) and write fits.json and analysis.json; module docstring."""
+                write_to: Path | None = None, workers: int | None = None) -> FitOutcome:
+    """Fit (or, with ``reuse``, reuse) and write fits.json and analysis.json; module docstring.
+    ``workers``: processes for big inputs (``fit.parallel``; default: the CPUs, at most 8)."""
     settings = settings or FitSettings()
     settings.form_names()  # an unknown form is refused before anything is read
     warn = warn or (lambda line: None)
@@ -320,7 +322,8 @@ def fit_run_dir(src: str | Path, settings: FitSettings | None = None, *, items: 
             warn(note)
     if reuse:  # a refit: never over a user's file
         check_outputs(fits_path, a_path, field=flag)
-    fits_doc, analysis_doc, warnings, results = _fit(inputs, settings, warn, written_by)
+    fits_doc, analysis_doc, warnings, results = _fit(inputs, settings, warn, written_by,
+                                                      default_workers() if workers is None else workers)
     atomic_write_json(_dest(fits_path, write_to), fits_doc)
     if analysis_doc is not None:
         atomic_write_json(_dest(a_path, write_to), analysis_doc)
@@ -407,7 +410,7 @@ def _asked(long: pd.DataFrame, s: FitSettings) -> pd.DataFrame:
     return long if s.metric is None else long[long["metric"] == s.metric]
 
 
-def _fit(inputs: FitInputs, s: FitSettings, warn: Warn, written_by: str
+def _fit(inputs: FitInputs, s: FitSettings, warn: Warn, written_by: str, workers: int = 1
          ) -> tuple[FitsDoc, AnalysisDoc | None, list[str], list]:
     long = inputs.long
     items, matched = _matched_items(inputs, s)
@@ -421,7 +424,7 @@ def _fit(inputs: FitInputs, s: FitSettings, warn: Warn, written_by: str
     # (the same numbers as one call each)
     fits, joint, forecasts = run_groups(groups, metric=s.metric, forms=s.form_names(),
                                         n_boot=s.n_boot, seed=s.seed, level=s.level,
-                                        targets=s.targets, forecast_level=s.forecast_level)
+                                        targets=s.targets, forecast_level=s.forecast_level, workers=workers)
     at: Sequence[float] = (sorted({float(n) for n in long["n"].unique()}) if s.at == "grid" else s.at)
     doc = fits_document(fits, targets=s.targets, predict_at=at, source=inputs.source, joint=joint,
                         forecasts=forecasts)
