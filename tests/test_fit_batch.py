@@ -249,3 +249,23 @@ def test_fit_in_worker_processes_writes_the_numbers_of_one_process(tmp_path):
         docs[j] = {k: doc[k] for k in ("fits", "joint", "forecasts")}
     assert len(docs[1]["fits"]) > PARALLEL_OVER and docs[1]["joint"] and docs[1]["forecasts"]["curves"]
     assert docs[1] == docs[2]
+
+
+def _die_in_a_worker(i: int) -> int:
+    import os
+
+    from sftscale.fit.parallel import SHARED
+
+    if os.getpid() != SHARED["parent"] and i == 1:
+        os._exit(9)  # as a worker killed by the OOM killer
+    return i * i
+
+
+def test_fork_map_runs_again_in_this_process_when_a_worker_dies(capfd):
+    import os
+
+    from sftscale.fit.parallel import fork_map
+
+    out = fork_map(_die_in_a_worker, [0, 1, 2, 3], 2, {"parent": os.getpid()})
+    assert out == [0, 1, 4, 9]
+    assert "a fit worker process died" in capfd.readouterr().err

@@ -11,16 +11,19 @@ uses this for inputs of more than ``PARALLEL_OVER`` curves.
 ``default_workers()``: the CPUs this process may use, at most ``MAX_WORKERS``.
 
 Not handled: platforms without ``fork`` (Windows; macOS's default is spawn, but fork is
-available there and used): one process fits everything; a worker killed from outside
-(``BrokenProcessPool`` is raised as it is); sharing work between chunks of unequal cost (the
-curves are split into ``CHUNKS_PER_WORKER`` chunks per worker, taken in turn).
+available there and used): one process fits everything; sharing work between chunks of
+unequal cost (the curves are split into ``CHUNKS_PER_WORKER`` chunks per worker, taken in
+turn). A worker that dies (killed, out of memory) is not retried as a worker: the whole map is
+run again in this process, with a warning on stderr.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence, TypeVar
 
 T = TypeVar("T")
@@ -55,27 +58,36 @@ def fork_map(fn: Callable[[T], R], args: Sequence[T], workers: int, shared: dict
              done: Callable[[], Any] | None = None) -> list[R]:
     """``[fn(a) for a in args]``, in ``workers`` forked processes when there are two or more of
     each (and fork exists); ``shared`` is ``SHARED`` while it runs. ``done()`` after each
-    result. An exception in a worker is raised here."""
+    result. An exception in a worker is raised here; a worker that died gives a warning and the
+    map is run again here."""
     SHARED.clear()
     SHARED.update(shared)
     try:
-        if workers <= 1 or len(args) <= 1 or not can_fork():
-            out = []
-            for a in args:
-                out.append(fn(a))
-                if done is not None:
-                    done()
-            return out
-        with ProcessPoolExecutor(min(workers, len(args)), mp_context=mp.get_context("fork")) as ex:
-            futures = [ex.submit(fn, a) for a in args]
-            results = []
-            for f in futures:
-                results.append(f.result())
-                if done is not None:
-                    done()
-            return results
+        if workers > 1 and len(args) > 1 and can_fork():
+            try:
+                return _in_workers(fn, args, workers, done)
+            except BrokenProcessPool:
+                print("WARNING: a fit worker process died (killed or out of memory); fitting in "
+                      "this process instead", file=sys.stderr, flush=True)
+        out = []
+        for a in args:
+            out.append(fn(a))
+            if done is not None:
+                done()
+        return out
     finally:
         SHARED.clear()
+
+
+def _in_workers(fn: Callable[[T], R], args: Sequence[T], workers: int, done: Callable[[], Any] | None) -> list[R]:
+    with ProcessPoolExecutor(min(workers, len(args)), mp_context=mp.get_context("fork")) as ex:
+        futures = [ex.submit(fn, a) for a in args]
+        results = []
+        for f in futures:
+            results.append(f.result())
+            if done is not None:
+                done()
+        return results
 
 
 __all__ = ["CHUNKS_PER_WORKER", "PARALLEL_OVER", "SHARED", "can_fork", "chunks", "default_workers", "fork_map"]
