@@ -150,6 +150,25 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
     atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False, default=_json_default) + "\n")
 
 
+def json_by_lines(obj: Any, depth: int = 2) -> str:
+    """JSON with the keys of the outer ``depth`` levels of dicts on their own lines and each
+    element of a list there on one line, in compact form. The same document as ``json.dumps``;
+    a big one (fits.json of 500 curves: 20 MB) is written by json's C encoder, where an indented
+    one takes its pure-Python encoder several seconds."""
+    enc = json.JSONEncoder(default=_json_default)
+
+    def go(x: Any, level: int) -> str:
+        pad, inner = "  " * level, "  " * (level + 1)
+        if level < depth and isinstance(x, dict) and x:
+            return "{\n" + ",\n".join(f"{inner}{enc.encode(str(k))}: {go(v, level + 1)}" for k, v in x.items()) \
+                + f"\n{pad}}}"
+        if level < depth + 1 and isinstance(x, list) and x:
+            return "[\n" + ",\n".join(inner + enc.encode(v) for v in x) + f"\n{pad}]"
+        return enc.encode(x)
+
+    return go(obj, 0) + "\n"
+
+
 def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
     with atomic_open(path, "w", encoding="utf-8") as f:
         for r in rows:

@@ -109,7 +109,8 @@ class Form:
       checked for an asymptote that is not reached), or None;
     - ``paper``: the paper's power law P = a N^b (fits.json adds ``paper_terms``: b is the
       paper's 1/b); ``default``: fitted when no forms are named; ``includes_zero``: defined at
-      N = 0; ``delta``: the Huber threshold in fit-space units.
+      N = 0; ``delta``: the Huber threshold in fit-space units; ``kernel``: the name of the same
+      ``f`` and ``jac`` compiled in ``lm_compiled`` (big fits use it), or None.
     """
 
     name: str = ""
@@ -123,6 +124,7 @@ class Form:
     default: bool = True
     includes_zero: bool = False
     delta: float = 0.1  # default Huber threshold in fit-space units
+    kernel: str | None = None  # lm_compiled's kernel of f and jac (None: numpy only)
 
     @property
     def n_params(self) -> int:
@@ -218,6 +220,7 @@ class PowerLaw(_LineInLogN):
     fit_space: str = "log_metric"
     exponent: str | None = "b"
     paper: bool = True
+    kernel: str | None = "line"
 
     def bounds(self):
         return np.array([-50.0, -10.0]), np.array([50.0, 10.0])
@@ -243,6 +246,7 @@ class Saturating(Form):
     fit_space: str = "log_error"
     exponent: str | None = "alpha"
     error_floor: str | None = "E"
+    kernel: str | None = "sat"
 
     def _x(self, theta, n):
         return np.asarray(n, float)[None, :]
@@ -311,6 +315,7 @@ class SaturatingOffset(Saturating):
     public_names: tuple[str, ...] = ("E", "A", "alpha", "N0")
     space: str = "log(1 - metric) vs N + N0"
     includes_zero: bool = True
+    kernel: str | None = "sat0"
 
     def _x(self, theta, n):
         return np.asarray(n, float)[None, :] + np.exp(theta[:, 3:4])
@@ -331,6 +336,7 @@ class LogLinear(_LineInLogN):
     fit_space: str = "metric"
     exponent: str | None = "d"
     delta: float = 0.02
+    kernel: str | None = "line"
 
     def bounds(self):
         return np.array([-1e3, -1e3]), np.array([1e3, 1e3])

@@ -247,7 +247,8 @@ def _refined_many(kind: str, x, Y, V, xnew, eps, owner, heads):
     the spread). Many curves of one N grid at once: Y (B, k) rows, ``owner`` (B,) the curve of
     each row, ``heads`` (C,) each curve's point row, V (C, k) and eps (C,) per curve. Every row
     is its own problem (``lm.lm_fit``), so the result of a row does not depend on the others."""
-    form = _Curve(name=kind, kind=kind, theta_names=("",) * (2 if kind == "logit" else 3 if kind == "pow3" else 4))
+    form = _Curve(name=kind, kind=kind, theta_names=("",) * (2 if kind == "logit" else 3 if kind == "pow3" else 4),
+                  kernel=kind)
     n = np.exp(x)
     Yp = Y[heads]
     if kind == "logit":

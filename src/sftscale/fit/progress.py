@@ -65,14 +65,10 @@ def run_groups(groups: Sequence[tuple[Any, Any]], *, metric: str | None,
     """(fit_table results, joint_fits, forecast_table or None without groups) of ``groups``,
     under a progress bar, in ``workers`` processes for more than ``parallel.PARALLEL_OVER``
     curves (the same numbers); see the module docstring."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from ..io import InputError
-    from .data import load_items, load_long
-    from .fitting import _is_items_frame, fit_curve_data, iter_curves, select_metric
-    from .forecast import forecasts_document, metric_groups
+    from .fitting import select_metric
     from .forms import default_forms, get_form
+    from .lm import COMPILED_FROM, compiled, warm_compiled
     from .parallel import PARALLEL_OVER, can_fork
 
     parts, multi, n_rows, n_cur = [], [], 0, 0
@@ -90,6 +86,24 @@ def run_groups(groups: Sequence[tuple[Any, Any]], *, metric: str | None,
         except KeyError as e:
             raise InputError(None, str(e.args[0]), field="form") from None
     workers = workers if n_cur > PARALLEL_OVER and can_fork() else 1
+    big = n_cur * max(n_boot, 1) >= COMPILED_FROM
+    if big:
+        warm_compiled()
+    with compiled(big):  # before any fork: workers inherit it
+        return _run(parts, multi, n_rows, n_cur, metric, form_names, n_boot, seed, level, targets,
+                    forecast_level, workers, several=len(groups) > 1)
+
+
+def _run(parts: list, multi: list, n_rows: int, n_cur: int, metric: str | None, form_names: list[str],
+         n_boot: int, seed: int, level: float, targets: Sequence[float], forecast_level: float,
+         workers: int, several: bool) -> tuple[list, list, ForecastsDoc | None]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from .data import load_items, load_long
+    from .fitting import _is_items_frame, fit_curve_data, iter_curves, select_metric
+    from .forecast import forecasts_document, metric_groups
+
     con = Console(stderr=True)
     say = (lambda msg: None) if con.is_terminal or n_cur <= SUMMARY_OVER else \
         (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -120,10 +134,10 @@ def run_groups(groups: Sequence[tuple[Any, Any]], *, metric: str | None,
         task = bar.add_task("joint fits across models", total=len(multi))
         joint = _joint(multi, metric, n_boot, seed, level, by_key, workers, lambda: bar.advance(task))
         forecasts = None
-        if groups:  # one calibration over every curve fitted (the same metric pooled)
+        if parts:  # one calibration over every curve fitted (the same metric pooled)
             say(f"forecasts and their backtests: {n_cur} curves")
             bar.add_task("forecasts and backtests", total=None)
-            if len(groups) > 1:  # forecast_table's order over all groups: sorted by curve
+            if several:  # forecast_table's order over all groups: sorted by curve
                 all_cds.sort(key=lambda cd: (cd.model, cd.task, cd.metric))
             if records is None:
                 forecasts = forecasts_document(metric_groups(all_cds), targets, forecast_level)

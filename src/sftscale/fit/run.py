@@ -50,7 +50,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence, cast
 import pandas as pd
 
 from .. import __version__
-from ..io import InputError, atomic_write_json, check_owned, json_with_keys
+from ..io import InputError, atomic_write_json, atomic_write_text, check_owned, json_by_lines, json_with_keys
 from ..rundir import layout
 from ..rundir.export import load_tables
 from ..schema import AnalysisDoc, FitsDoc, FitSettingsDoc, InputsDoc
@@ -324,7 +324,7 @@ def fit_run_dir(src: str | Path, settings: FitSettings | None = None, *, items: 
         check_outputs(fits_path, a_path, field=flag)
     fits_doc, analysis_doc, warnings, results = _fit(inputs, settings, warn, written_by,
                                                       default_workers() if workers is None else workers)
-    atomic_write_json(_dest(fits_path, write_to), fits_doc)
+    atomic_write_text(_dest(fits_path, write_to), json_by_lines(fits_doc))  # one line per fit: fast for 500 curves
     if analysis_doc is not None:
         atomic_write_json(_dest(a_path, write_to), analysis_doc)
     return FitOutcome(fits_doc, analysis_doc, fits_path, a_path if analysis_doc is not None else None,
