@@ -269,3 +269,92 @@ def test_fork_map_runs_again_in_this_process_when_a_worker_dies(capfd):
     out = fork_map(_die_in_a_worker, [0, 1, 2, 3], 2, {"parent": os.getpid()})
     assert out == [0, 1, 4, 9]
     assert "a fit worker process died" in capfd.readouterr().err
+
+
+def _kernel_forms():
+    from sftscale.fit.forms import FORMS
+
+    members = [_Curve(name=k, kind=k, theta_names=("",) * (2 if k == "logit" else 3 if k == "pow3" else 4),
+                      kernel=k) for k in ("logit", "pow3", "logistic", "gompertz")]
+    return [f for f in FORMS.values() if f.kernel] + members
+
+
+def test_every_compiled_kernel_computes_its_forms_f_and_jac_and_a_changed_form_falls_back():
+    from dataclasses import dataclass
+
+    from sftscale.fit import lm
+    from sftscale.fit.forms import Saturating
+    from sftscale.fit.lm_compiled import agrees
+
+    forms = _kernel_forms()
+    assert {f.kernel for f in forms} == {"line", "sat", "sat0", "logit", "pow3", "logistic", "gompertz"}
+    assert all(agrees(f) for f in forms)
+
+    @dataclass(frozen=True)
+    class Shifted(Saturating):  # changed maths, the kernel's name inherited
+        name: str = "shifted"
+
+        def f(self, theta, n):
+            return super().f(theta, n) + 0.1
+
+    fo = Shifted()
+    assert not agrees(fo)
+    n = np.array([8.0, 16, 32, 64, 128, 256])
+    z = fo.f(np.array([[0.1, np.log(0.8), 0.4]]), n) + 0.01 * np.random.default_rng(0).standard_normal((30, 6))
+    plain = lm.lm_fit(fo, np.array([0.05, 0.0, 0.3]), n, z)
+    with lm.compiled():
+        again = lm.lm_fit(fo, np.array([0.05, 0.0, 0.3]), n, z)
+    np.testing.assert_array_equal(plain[0], again[0])  # numpy's path, not the kernel of Saturating
+
+
+@pytest.mark.parametrize("k", range(7))
+def test_compiled_lm_finds_the_fits_of_the_numpy_lm(k):
+    from sftscale.fit import lm
+
+    fo = _kernel_forms()[[f.kernel for f in _kernel_forms()].index(
+        ["line", "sat", "sat0", "logit", "pow3", "logistic", "gompertz"][k])]
+    rng = np.random.default_rng(k)
+    n = np.array([8.0, 16, 32, 64, 128, 256, 512, 1024])
+    lb, ub = fo.bounds()
+    true = lb + (ub - lb) * rng.uniform(0.4, 0.6, (1, lb.size))
+    z = fo.f(true, n) + 0.02 * rng.standard_normal((400, n.size))
+    w = (rng.random(z.shape) > 0.1).astype(float)
+    z[3, 2] = np.nan  # weighted and not finite: NaN in both
+    w[4, 1], z[4, 1] = 0.0, np.inf  # not weighted: fitted without it
+    start = lb + (ub - lb) * rng.uniform(0.45, 0.55, lb.size)
+    th_np, loss_np = lm.lm_fit(fo, start, n, z, w, max_iter=60)
+    with lm.compiled():
+        th_c, loss_c = lm.lm_fit(fo, start, n, z, w, max_iter=60)
+    assert np.isnan(th_np[3]).all() and np.isnan(th_c[3]).all() and np.isfinite(loss_c[4])
+    ok = np.isfinite(loss_np)
+    np.testing.assert_array_equal(ok, np.isfinite(loss_c))
+    # the same minimum (both stop at a relative loss change of 1e-10, or at 60 steps)
+    np.testing.assert_allclose(loss_c[ok], loss_np[ok], rtol=1e-6, atol=1e-12)
+    close = np.isclose(th_c[ok], th_np[ok], rtol=1e-4, atol=1e-6).all(1)
+    assert close.mean() > 0.97, close.mean()
+
+
+def test_a_big_fit_runs_compiled_with_the_numbers_of_numpy(monkeypatch):
+    """run_groups turns the compiled LM on from ``COMPILED_FROM`` bootstrap rows (here lowered):
+    the same best forms and forecasts as numpy, every number within 1e-4 relative."""
+    from sftscale.fit import lm
+
+    calls = []
+    real = lm._lm_compiled
+    monkeypatch.setattr(lm, "_lm_compiled", lambda *a: calls.append(1) or real(*a))
+    df = long_table(6, GRID_A)
+    kw = dict(metric=None, forms=None, n_boot=80, seed=0, level=0.9, targets=[0.6], forecast_level=0.9)
+    plain = run_fits(df, None, **kw)
+    assert not calls
+    monkeypatch.setattr(lm, "COMPILED_FROM", 1)
+    fast = run_fits(df, None, **kw)
+    assert calls
+    for a, b in zip(plain[0], fast[0]):
+        assert (a.form, a.best) == (b.form, b.best)
+        np.testing.assert_allclose(a.theta, b.theta, rtol=1e-4, atol=1e-7)
+    fa, fb = plain[2]["curves"], fast[2]["curves"]
+    assert [c["status"] for c in fa] == [c["status"] for c in fb]
+    assert sum(len(c.get("predictions", [])) for c in fa) >= 6
+    for ca, cb in zip(fa, fb):
+        for pa, pb in zip(ca.get("predictions", []), cb.get("predictions", [])):
+            np.testing.assert_allclose([pa["mid"], *pa["measurement"]], [pb["mid"], *pb["measurement"]], rtol=1e-4)

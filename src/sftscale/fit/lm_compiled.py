@@ -40,6 +40,8 @@ def _sigmoid(z):
 def _fj(kind, th, n, logn, f, J, want_j):
     """f (K,) and, with ``want_j``, J (K, P) of one row ``th`` (P,)."""
     K = n.shape[0]
+    A = math.exp(th[1]) if kind == 1 or kind == 2 else 0.0  # row constants, out of the loop
+    n0 = math.exp(th[3]) if kind == 2 else 0.0
     for k in range(K):
         x = logn[k]
         if kind == 0:
@@ -52,10 +54,8 @@ def _fj(kind, th, n, logn, f, J, want_j):
                 base = n[k]
                 lb = x
             else:
-                n0 = math.exp(th[3])
                 base = n[k] + n0
                 lb = math.log(base)
-            A = math.exp(th[1])
             xp = math.exp(-th[2] * lb)
             s = max(th[0] + A * xp, _TINY)
             f[k] = math.log(s)
@@ -126,6 +126,7 @@ def lm_rows(kind, theta, n, z, w, lb, ub, delta, max_iter, tol):
     f = np.empty(K)
     fn = np.empty(K)
     J = np.empty((K, P))
+    Jn = np.empty((K, P))
     H = np.empty((P, P))
     g = np.empty(P)
     gf = np.empty(P)
@@ -147,13 +148,12 @@ def lm_rows(kind, theta, n, z, w, lb, ub, delta, max_iter, tol):
         wb = w[b]
         for p in range(P):
             th[p] = min(max(th[p], lb[p]), ub[p])
-        _fj(kind, th, n, logn, f, J, False)
+        _fj(kind, th, n, logn, f, J, True)
         cur = _loss(zr, wb, f, delta)
         lam = 1e-3
         fresh = True  # H and g are those of th (a rejected step leaves th, so them, as they were)
         for _ in range(max_iter):
-            if fresh:
-                _fj(kind, th, n, logn, f, J, True)
+            if fresh:  # f and J at th: from the accepted trial (its curve and Jacobian share exps)
                 for p in range(P):
                     g[p] = 0.0
                     for q in range(P):
@@ -165,8 +165,11 @@ def lm_rows(kind, theta, n, z, w, lb, ub, delta, max_iter, tol):
                     for p in range(P):
                         jw = J[k, p] * wi
                         g[p] += jw * r
-                        for q in range(P):
+                        for q in range(p + 1):  # the lower triangle; mirrored below
                             H[p, q] += jw * J[k, q]
+                for p in range(P):
+                    for q in range(p):
+                        H[q, p] = H[p, q]
             for p in range(P):
                 at_lb = th[p] <= lb[p] + 1e-12 and g[p] < 0
                 at_ub = th[p] >= ub[p] - 1e-12 and g[p] > 0
@@ -206,7 +209,7 @@ def lm_rows(kind, theta, n, z, w, lb, ub, delta, max_iter, tol):
                     step[i] = v / L[i, i]
                 for p in range(P):
                     new[p] = min(max(th[p] + step[p], lb[p]), ub[p])
-                _fj(kind, new, n, logn, fn, J, False)
+                _fj(kind, new, n, logn, fn, Jn, True)
                 nl = _loss(zr, wb, fn, delta)
                 ok = math.isfinite(nl) and nl <= cur
             else:
@@ -217,6 +220,8 @@ def lm_rows(kind, theta, n, z, w, lb, ub, delta, max_iter, tol):
             if ok:
                 for p in range(P):
                     th[p] = new[p]
+                f, fn = fn, f
+                J, Jn = Jn, J
                 cur = nl
                 lam = max(lam / 3.0, 1e-9)
             else:
