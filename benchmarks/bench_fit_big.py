@@ -44,7 +44,8 @@ def main(path: str, workers: int) -> None:
     base = next(iter(runs.values()))
     print(f"{path}: {len(df):,} rows")
     for name, (_, wall, cpu) in runs.items():
-        print(f"  {name:28s} {wall:7.1f} s wall {cpu:7.1f} s CPU   {base[1] / wall:5.2f}x wall  {base[2] / cpu:5.2f}x CPU")
+        print(f"  {name:28s} {wall:7.1f} s wall {cpu:7.1f} s CPU   "
+              f"{base[1] / wall:5.2f}x wall  {base[2] / cpu:5.2f}x CPU")
     (f1, j1, c1), (f2, j2, c2) = (r[0] for r in list(runs.values())[1:])
     same = all(np.array_equal(a.theta, b.theta) for a, b in zip(f1, f2)) and j1 == j2 and c1 == c2
     close = all(np.allclose(a.theta, b.theta, rtol=1e-3, atol=1e-6) for a, b in zip(base[0][0], f1))
