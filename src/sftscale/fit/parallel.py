@@ -22,6 +22,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import sys
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence, TypeVar
@@ -80,7 +81,11 @@ def fork_map(fn: Callable[[T], R], args: Sequence[T], workers: int, shared: dict
 
 
 def _in_workers(fn: Callable[[T], R], args: Sequence[T], workers: int, done: Callable[[], Any] | None) -> list[R]:
-    with ProcessPoolExecutor(min(workers, len(args)), mp_context=mp.get_context("fork")) as ex:
+    with warnings.catch_warnings(), \
+            ProcessPoolExecutor(min(workers, len(args)), mp_context=mp.get_context("fork")) as ex:
+        # Python >= 3.12 warns about fork() in a process with threads (a progress bar's); the
+        # workers only compute and return, they never take a lock of those threads
+        warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
         futures = [ex.submit(fn, a) for a in args]
         results = []
         for f in futures:
