@@ -452,18 +452,22 @@ def forecasts_document(by_metric: dict[str, list[Curve]], targets: Sequence[floa
                        backtests: Callable[[list[Curve]], list[Record]] = backtest_curves,
                        forecasts: Callable[..., list[dict]] | None = None) -> ForecastsDoc:
     """The ``forecasts`` object of fits.json for curves grouped per metric. ``backtests(curves)``
-    and ``forecasts(curves, cal, records, targets, level)`` (the latter returns the forecasts'
-    dicts) may be run in worker processes (``fit.parallel``); by default in this one."""
+    and ``forecasts(jobs, targets, level)`` (``jobs``: (curves, calibration, records) of every
+    metric; it returns the forecasts' dicts in that order) may be run in worker processes
+    (``fit.parallel``); by default in this one."""
     out: dict[str, Any] = {"level": level, "method": METHOD_NOTE, "intervals": INTERVALS_NOTE,
                            "calibration": {}, "curves": []}
+    jobs = []
     for met, curves in by_metric.items():
         records = backtests(curves)
         cal = calibrate(records, level)
         out["calibration"][met] = calibration_dict(cal)
-        if forecasts is None:
+        jobs.append((curves, cal, records))
+    if forecasts is None:
+        for curves, cal, records in jobs:
             out["curves"] += [f.to_dict() for f in forecast_group(curves, cal, records, targets, level)]
-        else:
-            out["curves"] += forecasts(curves, cal, records, targets, level)
+    else:
+        out["curves"] = forecasts(jobs, targets, level)
     return cast(ForecastsDoc, out)
 
 __all__ = ["BUCKETS", "Curve", "Forecast", "METHOD_NOTE", "MIN_POINTS", "backtest", "backtest_curves", "calibrate",

@@ -146,7 +146,7 @@ def _run(parts: list, multi: list, n_rows: int, n_cur: int, metric: str | None, 
                 forecasts = forecasts_document(
                     metric_groups(all_cds), targets, forecast_level,
                     backtests=lambda curves: [r for c in curves for r in recs_of.get(c.key, [])],
-                    forecasts=lambda *a: _forecast_parallel(*a, workers=workers))
+                    forecasts=lambda jobs, t, lv: _forecast_parallel(jobs, t, lv, workers=workers))
     return fits, joint, forecasts
 
 
@@ -204,12 +204,14 @@ def _joint_one(i: int) -> list:
                       reuse=S["by_key"])
 
 
-def _forecast_parallel(curves: list, cal: dict, records: list, targets: Sequence[float], level: float,
-                       *, workers: int) -> list[dict]:
+def _forecast_parallel(jobs: list, targets: Sequence[float], level: float, *, workers: int) -> list[dict]:
+    """Every metric's forecasts (``forecasts_document``'s jobs) in one pool: the curves of all
+    metrics, in order, cut into chunks."""
     from .parallel import CHUNKS_PER_WORKER, chunks, fork_map
 
-    shared = {"curves": curves, "cal": cal, "records": records, "targets": targets, "level": level}
-    pieces = chunks(len(curves), workers * CHUNKS_PER_WORKER)
+    flat = [(j, i) for j, (curves, _, _) in enumerate(jobs) for i in range(len(curves))]
+    shared = {"jobs": jobs, "flat": flat, "targets": targets, "level": level}
+    pieces = chunks(len(flat), workers * CHUNKS_PER_WORKER)
     return [d for ds in fork_map(_forecast_chunk, pieces, workers, shared) for d in ds]
 
 
@@ -217,8 +219,16 @@ def _forecast_chunk(r: range) -> list[dict]:
     from .forecast import forecast_group
     from .parallel import SHARED as S
 
-    cs = [S["curves"][i] for i in r]
-    return [f.to_dict() for f in forecast_group(cs, S["cal"], S["records"], S["targets"], S["level"])]
+    out: list[dict] = []
+    by_job: dict[int, list[int]] = {}
+    for k in r:
+        j, i = S["flat"][k]
+        by_job.setdefault(j, []).append(i)
+    for j, idx in by_job.items():  # in order: r is contiguous in the flat order
+        curves, cal, records = S["jobs"][j]
+        out += [f.to_dict() for f in forecast_group([curves[i] for i in idx], cal, records,
+                                                      S["targets"], S["level"])]
+    return out
 
 
 def _kind(msg: str) -> str:
