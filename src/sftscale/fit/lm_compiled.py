@@ -31,12 +31,12 @@ KERNELS = {"line": 0, "sat": 1, "sat0": 2, "logit": 3, "pow3": 4, "logistic": 5,
 _TINY = 1e-12
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _sigmoid(z):
     return 0.5 * (1.0 + math.tanh(0.5 * z))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _fj(kind, th, n, logn, f, J, want_j):
     """f (K,) and, with ``want_j``, J (K, P) of one row ``th`` (P,)."""
     K = n.shape[0]
@@ -101,13 +101,13 @@ def _fj(kind, th, n, logn, f, J, want_j):
                 J[k, 3] = ds * x
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _huber(r, delta):
     a = abs(r)
     return 0.5 * r * r if a <= delta else delta * (a - 0.5 * delta)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _loss(z, w, f, delta):
     s = 0.0
     for k in range(z.shape[0]):
@@ -115,7 +115,7 @@ def _loss(z, w, f, delta):
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def lm_rows(kind, theta, n, z, w, lb, ub, delta, max_iter, tol):
     """Fit every row of theta (B, P) in place to z (B, K) with weights w (B, K); rows whose
     data are not finite (where weighted) get NaN. Returns the loss (B,)."""
