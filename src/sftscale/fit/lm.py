@@ -16,7 +16,7 @@ whole-batch array operations costs about a tenth of that. A row whose matrix is 
 definite (or not finite) goes to LAPACK, alone.
 
 ``compiled()``: a context in which ``lm_fit`` runs forms that name a compiled kernel
-(``Form.kernel``) through ``lm_compiled`` (numba; about 5x cheaper a row-step) instead of numpy.
+(``Form.kernel``) through ``lm_compiled`` (numba; a row-step about 3x cheaper) instead of numpy.
 ``fit.progress.run_groups`` turns it on for a whole fit of ``COMPILED_FROM`` or more bootstrap
 rows, so the path never depends on how the rows are batched or split between processes; the
 demo's and most tests' small fits never import numba (its import and compilation cost a
