@@ -137,10 +137,8 @@ def _lm_fit(form: Form, theta0: np.ndarray, n: np.ndarray, z: np.ndarray, w: np.
             delta: float | None, max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray]:
     delta = form.delta if delta is None else delta
     n = np.asarray(n, float)
-    z = np.atleast_2d(np.asarray(z, float))
+    theta, z, w = _batch(form, theta0, z, w)
     B, K = z.shape
-    theta = np.array(np.broadcast_to(theta0, (B, form.n_params)), float)
-    w = np.ones((B, K)) if w is None else np.array(np.broadcast_to(w, (B, K)), float)
     bad = ~np.all(np.isfinite(z) | (w == 0), axis=1)
     z = np.where(np.isfinite(z), z, 0.0)
     lb, ub = form.bounds()
@@ -191,15 +189,22 @@ def _lm_fit(form: Form, theta0: np.ndarray, n: np.ndarray, z: np.ndarray, w: np.
     return theta, loss
 
 
+def _batch(form: Form, theta0: np.ndarray, z: np.ndarray, w: np.ndarray | None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both LM paths' inputs as new C-ordered float arrays: theta (B, P), z (B, K), w (B, K)."""
+    z = np.ascontiguousarray(np.atleast_2d(np.asarray(z, float)))
+    B, K = z.shape
+    theta = np.array(np.broadcast_to(np.asarray(theta0, float), (B, form.n_params)), float, order="C")
+    w = np.ones((B, K)) if w is None else np.array(np.broadcast_to(w, (B, K)), float, order="C")
+    return theta, z, w
+
+
 def _lm_compiled(kind: int, form: Form, theta0: np.ndarray, n: np.ndarray, z: np.ndarray,
                  w: np.ndarray | None, delta: float | None, max_iter: int, tol: float
                  ) -> tuple[np.ndarray, np.ndarray]:
     from .lm_compiled import lm_rows
 
-    z = np.ascontiguousarray(np.atleast_2d(np.asarray(z, float)))
-    B, K = z.shape
-    theta = np.array(np.broadcast_to(np.asarray(theta0, float), (B, form.n_params)), float, order="C")
-    w = np.ones((B, K)) if w is None else np.array(np.broadcast_to(w, (B, K)), float, order="C")
+    theta, z, w = _batch(form, theta0, z, w)
     lb, ub = (np.asarray(b, float) for b in form.bounds())
     loss = lm_rows(kind, theta, np.asarray(n, float), z, w, lb, ub,
                    float(form.delta if delta is None else delta), int(max_iter), float(tol))

@@ -25,7 +25,7 @@ import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -70,12 +70,7 @@ def fork_map(fn: Callable[[T], R], args: Sequence[T], workers: int, shared: dict
             except BrokenProcessPool:
                 print("WARNING: a fit worker process died (killed or out of memory); fitting in "
                       "this process instead", file=sys.stderr, flush=True)
-        out = []
-        for a in args:
-            out.append(fn(a))
-            if done is not None:
-                done()
-        return out
+        return _collect((fn(a) for a in args), done)
     finally:
         SHARED.clear()
 
@@ -87,12 +82,17 @@ def _in_workers(fn: Callable[[T], R], args: Sequence[T], workers: int, done: Cal
         # workers only compute and return, they never take a lock of those threads
         warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
         futures = [ex.submit(fn, a) for a in args]
-        results = []
-        for f in futures:
-            results.append(f.result())
-            if done is not None:
-                done()
-        return results
+        return _collect((f.result() for f in futures), done)
+
+
+def _collect(results: Iterator[R], done: Callable[[], Any] | None) -> list[R]:
+    """The results in order, calling ``done()`` after each."""
+    out = []
+    for r in results:
+        out.append(r)
+        if done is not None:
+            done()
+    return out
 
 
 __all__ = ["CHUNKS_PER_WORKER", "PARALLEL_OVER", "SHARED", "can_fork", "chunks", "default_workers", "fork_map"]
