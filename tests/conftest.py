@@ -5,7 +5,8 @@
   (kind, cfg) and shared read-only by every test that asks for the same one (copy it before
   writing into it).
 - ``one_torch_thread``: torch limited to one intra-op thread for a module; opt in with
-  ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+  ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``. Under ``make test``'s xdist
+  workers every test runs with one thread (``pytest_configure``).
 
 Helpers that several test files share live in modules that are not test files; test files
 do not import each other:
@@ -22,6 +23,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+
+
+def pytest_configure(config) -> None:
+    """Under ``make test``'s two xdist workers, one torch/OpenMP thread per worker and per
+    process it starts: two workers already fill two cores, and a second thread only spins
+    (docs/footguns.md, "Shared machines and timing")."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
