@@ -106,8 +106,9 @@ def test_packed_rows_do_not_attend_across_examples():
     train_loop(plain_model, ex, LoopConfig(**{**cfg.to_dict(), "batch_size": 3,
                                                "micro_batch_size": 3}), pad_id=0)
     # AdamW's first step moves each weight by about lr * g / (|g| + eps): where g is tiny that
-    # ratio magnifies rounding (3.0e-6 on an AVX2 CPU; under 1e-6, the old bound, on AVX-512), so the bound is
-    # a thousandth of the step; attention across the packed examples changes updates by ~lr
+    # ratio magnifies rounding (3.0e-6 on an AVX2 CPU; under 1e-6, the old bound, on AVX-512),
+    # so the bound is a thousandth of the step; attention across the packed examples changes
+    # updates by ~lr
     assert max_param_diff(packed_model, plain_model) < 1e-3 * cfg.lr
     # control: the same row read as one long sequence gives another loss
     with torch.no_grad():
