@@ -151,6 +151,18 @@ def test_report_files_and_measured_numbers(report: Path):
         assert f"answer at N={n} ####" in page or n == 0
 
 
+def test_the_answers_say_when_one_seed_leaves_training_noise_out_of_the_intervals(report: Path):
+    from sftscale.report.html import _answers
+
+    run = report.parents[1]
+    fc = json.loads((run / "fits.json").read_text())["forecasts"]
+    analysis = json.loads((run / "analysis.json").read_text())
+    caveat = "One seed per N"
+    assert caveat in _answers(fc, analysis, seeds=1)
+    assert caveat not in _answers(fc, analysis, seeds=2)
+    assert caveat not in report.read_text()  # this study has two seeds
+
+
 def test_report_images_are_embedded_and_valid(report: Path):
     page = report.read_text()
     imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)

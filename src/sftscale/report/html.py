@@ -49,8 +49,9 @@ def page(d: "ReportData", sections: Sequence[Callable[["ReportData"], str]]) -> 
     return "\n".join(parts) + "</body></html>"
 
 
-def _answers(fc: ForecastsDoc, analysis: AnalysisDoc) -> str:
-    """The lead table: the answers a study is for, one row per curve (``fit.answers``)."""
+def _answers(fc: ForecastsDoc, analysis: AnalysisDoc, seeds: int = 2) -> str:
+    """The lead table: the answers a study is for, one row per curve (``fit.answers``).
+    ``seeds``: how many training seeds the finetuned cells have (one: a caveat under the table)."""
     rows = answer_rows(fc, analysis)
     if not rows:
         return ""
@@ -72,7 +73,12 @@ def _answers(fc: ForecastsDoc, analysis: AnalysisDoc) -> str:
                f"{lv}% intervals calibrated on those backtests (split conformal). A target inside the measured "
                "range is read off the measured points (monotone interpolation, bootstrap interval); beyond it "
                "from the forecast, at most 4× the largest N. \"cannot forecast\" says why; then no N beyond the "
-               "grid is given.</p>")
+               "grid is given."
+               + (" One seed per N: a point's interval covers the test items, not training randomness; "
+                  "the backtests' errors carry that into the forecast bands, which are wide where one "
+                  "seed's curve jumps. A second seed (seeds: [0, 1]) puts training randomness into the "
+                  "intervals themselves." if seeds < 2 else "")
+               + "</p>")
     return "\n".join(out)
 
 

@@ -61,7 +61,11 @@ def fits_provenance(d: ReportData) -> str:
 
 
 def answers(d: ReportData) -> str:
-    return _answers(d.forecasts, d.analysis) if d.forecasts else ""
+    if not d.forecasts:
+        return ""
+    tuned = d.items.loc[d.items["n"] > 0, "seed"] if {"n", "seed"} <= set(d.items.columns) else None
+    seeds = int(tuned.nunique()) if tuned is not None and len(tuned) else 2
+    return _answers(d.forecasts, d.analysis, seeds=seeds)
 
 
 def held_fixed(d: ReportData) -> str:
