@@ -158,8 +158,8 @@ def test_the_answers_say_when_one_seed_leaves_training_noise_out_of_the_interval
     fc = json.loads((run / "fits.json").read_text())["forecasts"]
     analysis = json.loads((run / "analysis.json").read_text())
     caveat = "One seed per N"
-    assert caveat in _answers(fc, analysis, seeds=1)
-    assert caveat not in _answers(fc, analysis, seeds=2)
+    assert caveat in _answers(fc, analysis, one_seed=True)
+    assert caveat not in _answers(fc, analysis, one_seed=False)
     assert caveat not in report.read_text()  # this study has two seeds
 
 

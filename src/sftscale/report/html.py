@@ -49,9 +49,9 @@ def page(d: "ReportData", sections: Sequence[Callable[["ReportData"], str]]) -> 
     return "\n".join(parts) + "</body></html>"
 
 
-def _answers(fc: ForecastsDoc, analysis: AnalysisDoc, seeds: int = 2) -> str:
+def _answers(fc: ForecastsDoc, analysis: AnalysisDoc, one_seed: bool = False) -> str:
     """The lead table: the answers a study is for, one row per curve (``fit.answers``).
-    ``seeds``: how many training seeds the finetuned cells have (one: a caveat under the table)."""
+    ``one_seed``: the finetuned cells have a single seed (a caveat under the table)."""
     rows = answer_rows(fc, analysis)
     if not rows:
         return ""
@@ -77,7 +77,7 @@ def _answers(fc: ForecastsDoc, analysis: AnalysisDoc, seeds: int = 2) -> str:
                + (" One seed per N: a point's interval covers the test items, not training randomness; "
                   "the backtests' errors carry that into the forecast bands, which are wide where one "
                   "seed's curve jumps. A second seed (seeds: [0, 1]) puts training randomness into the "
-                  "intervals themselves." if seeds < 2 else "")
+                  "intervals themselves." if one_seed else "")
                + "</p>")
     return "\n".join(out)
 

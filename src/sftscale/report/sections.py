@@ -63,9 +63,9 @@ def fits_provenance(d: ReportData) -> str:
 def answers(d: ReportData) -> str:
     if not d.forecasts:
         return ""
-    tuned = d.items.loc[d.items["n"] > 0, "seed"] if {"n", "seed"} <= set(d.items.columns) else None
-    seeds = int(tuned.nunique()) if tuned is not None and len(tuned) else 2
-    return _answers(d.forecasts, d.analysis, seeds=seeds)
+    it = d.items
+    one_seed = {"n", "seed"} <= set(it.columns) and it.loc[it["n"] > 0, "seed"].nunique() == 1
+    return _answers(d.forecasts, d.analysis, one_seed=one_seed)
 
 
 def held_fixed(d: ReportData) -> str:
